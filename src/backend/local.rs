@@ -1,0 +1,360 @@
+//! The local filesystem. Every filesystem call runs on tokio's blocking pool
+//! (or rayon, for hashing), never on the async workers.
+
+use std::fs::{self, File, FileTimes, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{Backend, Capabilities, Entry, EntryKind, FileReader, FileWriter, HashKind, Listing, MissingRoot, Mtime};
+use crate::error::{ErrorKind, OpError};
+use crate::path::RelPath;
+
+pub struct LocalBackend {
+    root: Arc<PathBuf>,
+    /// The root did not exist and `MissingRoot::Empty` was asked for.
+    root_missing: bool,
+    caps: Capabilities,
+    /// Mode of finished files: what a plain `create` would give (0666 less
+    /// the umask). Temporaries are 0600 until they are complete.
+    file_mode: u32,
+}
+
+impl LocalBackend {
+    pub async fn open(root: PathBuf, missing_root: MissingRoot) -> Result<Self, OpError> {
+        let shown = root.display().to_string();
+        let checked = root.clone();
+        let root_missing = blocking(move || match fs::metadata(&checked) {
+            Ok(meta) if meta.is_dir() => Ok(false),
+            Ok(_) => Err(OpError::new(ErrorKind::InvalidData, "open", checked.display(), "not a directory")),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => match missing_root {
+                MissingRoot::Fail => Err(OpError::io("open", checked.display(), err)),
+                MissingRoot::Empty => Ok(true),
+                MissingRoot::Create => {
+                    fs::create_dir_all(&checked).map_err(|e| OpError::io("mkdir", checked.display(), e))?;
+                    Ok(false)
+                }
+            },
+            Err(err) => Err(OpError::io("open", checked.display(), err)),
+        })
+        .await
+        .map_err(|mut e| {
+            e.path = shown;
+            e
+        })?;
+        Ok(LocalBackend {
+            root: Arc::new(root),
+            root_missing,
+            caps: Capabilities {
+                mtime_precision: Duration::from_nanos(1),
+                set_mtime: true,
+                atomic_rename: true,
+                hashes: vec![HashKind::Blake3],
+                symlinks: true,
+                max_connections: 64,
+            },
+            file_mode: 0o666 & !current_umask(),
+        })
+    }
+
+    fn full(&self, path: &RelPath) -> PathBuf {
+        path.to_local(&self.root)
+    }
+}
+
+/// The process umask. Read once, when a backend opens (before any file is
+/// created), by setting and restoring it: POSIX has no read-only call.
+fn current_umask() -> u32 {
+    // SAFETY: umask is always safe to call; it only swaps a process value.
+    let mask = unsafe { libc::umask(0o022) };
+    // SAFETY: as above, restoring the value read.
+    unsafe { libc::umask(mask) };
+    mask
+}
+
+/// Runs filesystem work on the blocking pool.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, OpError> + Send + 'static) -> Result<T, OpError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|join| Err(OpError::new(ErrorKind::Other, "blocking task", "", join.to_string())))
+}
+
+fn entry_from_metadata(path: RelPath, meta: &fs::Metadata) -> Entry {
+    let file_type = meta.file_type();
+    let kind = if file_type.is_dir() {
+        EntryKind::Dir
+    } else if file_type.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::File
+    };
+    // Nanoseconds are in 0..1e9 and always fit a u32.
+    let nanos = u32::try_from(meta.mtime_nsec()).unwrap_or(0);
+    Entry {
+        path,
+        kind,
+        size: if kind == EntryKind::Dir { 0 } else { meta.size() },
+        mtime: Some(Mtime::from_unix(meta.mtime(), nanos)),
+        inode: meta.ino(),
+        hash: None,
+    }
+}
+
+/// Walks the tree with walkdir, sorted by name, which is exactly
+/// [`RelPath`] tree order, so no sort is needed afterwards.
+fn walk_blocking(root: &Path) -> Result<Listing, OpError> {
+    let mut listing = Listing::default();
+    let walker = walkdir::WalkDir::new(root).min_depth(1).follow_links(false).sort_by_file_name();
+    for item in walker {
+        match item {
+            Ok(dirent) => {
+                let relative = dirent.path().strip_prefix(root).unwrap_or(dirent.path());
+                let path = match RelPath::parse(relative.as_os_str().as_bytes()) {
+                    Ok(path) => path,
+                    Err(why) => {
+                        listing.warnings.push(format!("skipped {}: {why}", relative.display()));
+                        continue;
+                    }
+                };
+                match dirent.metadata() {
+                    Ok(meta) => listing.entries.push(entry_from_metadata(path, &meta)),
+                    // Vanished between readdir and stat: it is simply not there.
+                    Err(err) if err.io_error().map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound) => {}
+                    Err(err) => listing.unreadable.push((path.clone(), walk_error("stat", &path, err))),
+                }
+            }
+            Err(err) => {
+                let failed = err.path().unwrap_or(root).to_path_buf();
+                let relative = failed.strip_prefix(root).unwrap_or(&failed);
+                let path = RelPath::parse(relative.as_os_str().as_bytes()).unwrap_or_default();
+                let op_err = walk_error("list", &path, err);
+                if path.is_root() {
+                    return Err(OpError { path: root.display().to_string(), ..op_err });
+                }
+                listing.unreadable.push((path, op_err));
+            }
+        }
+    }
+    if !listing.entries.is_sorted_by(|a, b| a.path <= b.path) {
+        listing.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    Ok(listing)
+}
+
+fn walk_error(op: &'static str, path: &RelPath, err: walkdir::Error) -> OpError {
+    let message = err.to_string();
+    match err.into_io_error() {
+        Some(io) => OpError::io(op, path, io),
+        None => OpError::new(ErrorKind::Other, op, path, message),
+    }
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError> {
+        let full = self.full(dir);
+        let dir = dir.clone();
+        blocking(move || {
+            let mut entries = Vec::new();
+            for item in fs::read_dir(&full).map_err(|e| OpError::io("list", &dir, e))? {
+                let item = item.map_err(|e| OpError::io("list", &dir, e))?;
+                let Ok(path) = dir.join(item.file_name().as_bytes()) else { continue };
+                let meta = item.metadata().map_err(|e| OpError::io("stat", &path, e))?;
+                entries.push(entry_from_metadata(path, &meta));
+            }
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn walk(&self) -> Result<Listing, OpError> {
+        if self.root_missing {
+            return Ok(Listing::default());
+        }
+        let root = Arc::clone(&self.root);
+        blocking(move || walk_blocking(&root)).await
+    }
+
+    async fn stat(&self, path: &RelPath) -> Result<Option<Entry>, OpError> {
+        let full = self.full(path);
+        let path = path.clone();
+        blocking(move || match fs::symlink_metadata(&full) {
+            Ok(meta) => Ok(Some(entry_from_metadata(path, &meta))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(OpError::io("stat", &path, err)),
+        })
+        .await
+    }
+
+    async fn open_read(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, OpError> {
+        let full = self.full(path);
+        let shown = path.clone();
+        let file = blocking(move || {
+            let mut file = File::open(&full).map_err(|e| OpError::io("open", &shown, e))?;
+            if offset > 0 {
+                file.seek(SeekFrom::Start(offset)).map_err(|e| OpError::io("seek", &shown, e))?;
+            }
+            Ok(file)
+        })
+        .await?;
+        Ok(Box::new(LocalReader { file: Some(file), path: path.clone() }))
+    }
+
+    async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
+        let full = self.full(path);
+        let shown = path.clone();
+        let file = blocking(move || {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(offset == 0)
+                .mode(0o600)
+                .open(&full)
+                .map_err(|e| OpError::io("create", &shown, e))?;
+            if offset > 0 {
+                file.set_len(offset).map_err(|e| OpError::io("truncate", &shown, e))?;
+                file.seek(SeekFrom::Start(offset)).map_err(|e| OpError::io("seek", &shown, e))?;
+            }
+            Ok(file)
+        })
+        .await?;
+        Ok(Box::new(LocalWriter { file: Some(file), path: path.clone(), mode: self.file_mode }))
+    }
+
+    async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
+        let (full_from, full_to) = (self.full(from), self.full(to));
+        let shown = to.clone();
+        blocking(move || fs::rename(&full_from, &full_to).map_err(|e| OpError::io("rename", &shown, e))).await
+    }
+
+    async fn remove_file(&self, path: &RelPath) -> Result<(), OpError> {
+        let full = self.full(path);
+        let shown = path.clone();
+        blocking(move || match fs::remove_file(&full) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(OpError::io("delete", &shown, err)),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    async fn remove_dir(&self, path: &RelPath) -> Result<(), OpError> {
+        let full = self.full(path);
+        let shown = path.clone();
+        blocking(move || match fs::remove_dir(&full) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(OpError::io("rmdir", &shown, err)),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    async fn mkdir(&self, path: &RelPath) -> Result<(), OpError> {
+        let full = self.full(path);
+        let shown = path.clone();
+        blocking(move || match fs::create_dir(&full) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && full.is_dir() => Ok(()),
+            Err(err) => Err(OpError::io("mkdir", &shown, err)),
+        })
+        .await
+    }
+
+    async fn set_mtime(&self, path: &RelPath, mtime: Mtime) -> Result<(), OpError> {
+        let full = self.full(path);
+        let shown = path.clone();
+        blocking(move || {
+            // Opening read-only works for directories too, and futimens on the
+            // descriptor never follows a symlink swapped in afterwards.
+            let file = File::open(&full).map_err(|e| OpError::io("set mtime", &shown, e))?;
+            file.set_times(FileTimes::new().set_modified(mtime.to_system_time()))
+                .map_err(|e| OpError::io("set mtime", &shown, e))
+        })
+        .await
+    }
+
+    async fn hash_files(&self, paths: Vec<RelPath>) -> Vec<Result<[u8; 32], OpError>> {
+        let root = Arc::clone(&self.root);
+        let count = paths.len();
+        tokio::task::spawn_blocking(move || crate::hash::hash_local_files(&root, &paths)).await.unwrap_or_else(|join| {
+            (0..count).map(|_| Err(OpError::new(ErrorKind::Other, "hash", "", join.to_string()))).collect()
+        })
+    }
+}
+
+struct LocalReader {
+    /// Taken while a blocking read runs, so the file can move into it.
+    file: Option<File>,
+    path: RelPath,
+}
+
+#[async_trait]
+impl FileReader for LocalReader {
+    async fn read(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
+        let mut file = self.file.take().ok_or_else(|| lost_handle("read", &self.path))?;
+        let path = self.path.clone();
+        let (file, buf) = blocking(move || {
+            buf.clear();
+            let want = buf.capacity().max(1);
+            // Fill the whole chunk (or reach EOF): fewer round trips to the pool.
+            (&mut file).take(want as u64).read_to_end(&mut buf).map_err(|e| OpError::io("read", &path, e))?;
+            Ok((file, buf))
+        })
+        .await?;
+        self.file = Some(file);
+        Ok(buf)
+    }
+}
+
+struct LocalWriter {
+    file: Option<File>,
+    path: RelPath,
+    mode: u32,
+}
+
+fn lost_handle(op: &'static str, path: &RelPath) -> OpError {
+    OpError::new(ErrorKind::Other, op, path, "file handle lost after an earlier failure")
+}
+
+#[async_trait]
+impl FileWriter for LocalWriter {
+    async fn write(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
+        let mut file = self.file.take().ok_or_else(|| lost_handle("write", &self.path))?;
+        let path = self.path.clone();
+        let (file, buf) = blocking(move || {
+            file.write_all(&buf).map_err(|e| OpError::io("write", &path, e))?;
+            buf.clear();
+            Ok((file, buf))
+        })
+        .await?;
+        self.file = Some(file);
+        Ok(buf)
+    }
+
+    async fn finish(mut self: Box<Self>, mtime: Option<Mtime>) -> Result<(), OpError> {
+        let file = self.file.take().ok_or_else(|| lost_handle("finish", &self.path))?;
+        let path = self.path.clone();
+        let mode = self.mode;
+        blocking(move || {
+            file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| OpError::io("chmod", &path, e))?;
+            if let Some(mtime) = mtime {
+                file.set_times(FileTimes::new().set_modified(mtime.to_system_time()))
+                    .map_err(|e| OpError::io("set mtime", &path, e))?;
+            }
+            file.sync_all().map_err(|e| OpError::io("fsync", &path, e))
+        })
+        .await
+    }
+}

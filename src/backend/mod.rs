@@ -1,0 +1,224 @@
+//! One interface for every place a tree can live: local disk, FTP, SFTP.
+//!
+//! A backend sees a relative path space rooted where the user pointed it
+//! ([`RelPath`]); it never sees, and can never build, a path outside it.
+//! Everything the planner and engine need goes through [`Backend`], so a
+//! protocol plugs in by implementing it and reporting its [`Capabilities`].
+
+pub mod local;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::{ErrorKind, OpError};
+use crate::location::Location;
+use crate::path::RelPath;
+
+/// A modification time: nanoseconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mtime(pub i64);
+
+impl Mtime {
+    pub fn from_unix(secs: i64, nanos: u32) -> Self {
+        Mtime(secs.saturating_mul(1_000_000_000).saturating_add(i64::from(nanos)))
+    }
+
+    pub fn secs(self) -> i64 {
+        self.0.div_euclid(1_000_000_000)
+    }
+
+    pub fn subsec_nanos(self) -> u32 {
+        // rem_euclid of a positive divisor is in 0..1e9, which fits a u32.
+        self.0.rem_euclid(1_000_000_000) as u32
+    }
+
+    pub fn to_system_time(self) -> std::time::SystemTime {
+        let base = std::time::UNIX_EPOCH;
+        if self.0 >= 0 {
+            base + Duration::from_nanos(self.0.unsigned_abs())
+        } else {
+            base - Duration::from_nanos(self.0.unsigned_abs())
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// One file, directory or link in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: RelPath,
+    pub kind: EntryKind,
+    /// Bytes; 0 for directories.
+    pub size: u64,
+    pub mtime: Option<Mtime>,
+    /// Local inode number, 0 when unknown; part of the hash cache key.
+    pub inode: u64,
+    /// blake3 of the content, filled in only when comparing by hash.
+    pub hash: Option<Box<[u8; 32]>>,
+}
+
+impl Entry {
+    pub fn is_dir(&self) -> bool {
+        self.kind == EntryKind::Dir
+    }
+    pub fn is_file(&self) -> bool {
+        self.kind == EntryKind::File
+    }
+}
+
+/// A whole tree, in [`RelPath`] tree order.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub entries: Vec<Entry>,
+    /// Directories that could not be listed. Nothing below them may be
+    /// judged missing: the planner never deletes under these.
+    pub unreadable: Vec<(RelPath, OpError)>,
+    /// Entries skipped with a reason (hostile or unusable names).
+    pub warnings: Vec<String>,
+}
+
+/// Content hashes a backend can compute without transferring the file to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKind {
+    Blake3,
+}
+
+/// What a backend can do, so the planner and engine adapt instead of failing.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// The smallest mtime difference this side can record and report.
+    pub mtime_precision: Duration,
+    /// Whether the modification time of a written file can be set.
+    pub set_mtime: bool,
+    /// Whether rename replaces an existing file atomically.
+    pub atomic_rename: bool,
+    /// Hashes computed on the backend's side.
+    pub hashes: Vec<HashKind>,
+    /// Symbolic links can be created and listed as such.
+    pub symlinks: bool,
+    /// How many operations may run against this backend at once.
+    pub max_connections: usize,
+}
+
+/// Reads a file sequentially from some offset, handing buffers back and
+/// forth so no chunk is copied or allocated twice.
+#[async_trait]
+pub trait FileReader: Send {
+    /// Fills `buf` (cleared first) with up to its capacity; an empty buffer
+    /// back means end of file.
+    async fn read(&mut self, buf: Vec<u8>) -> Result<Vec<u8>, OpError>;
+}
+
+/// Writes a temporary file. Dropping it without `finish` leaves the partial
+/// temporary in place, to be resumed or removed by a later run.
+#[async_trait]
+pub trait FileWriter: Send {
+    /// Writes all of `buf` and returns it, cleared, for reuse.
+    async fn write(&mut self, buf: Vec<u8>) -> Result<Vec<u8>, OpError>;
+    /// Makes the content durable (fsync or the protocol's equivalent) and
+    /// sets its modification time when given.
+    async fn finish(self: Box<Self>, mtime: Option<Mtime>) -> Result<(), OpError>;
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync {
+    fn capabilities(&self) -> &Capabilities;
+
+    /// The location for messages, never with a secret in it.
+    fn describe(&self) -> String;
+
+    /// Direct children of a directory, with `path` relative to the root.
+    async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError>;
+
+    /// The whole tree below the root, in tree order. The root itself is not
+    /// an entry. Fails only when the root cannot be read.
+    async fn walk(&self) -> Result<Listing, OpError> {
+        let mut listing = Listing::default();
+        let mut pending = vec![RelPath::root()];
+        while let Some(dir) = pending.pop() {
+            match self.list_dir(&dir).await {
+                Ok(children) => {
+                    pending.extend(children.iter().filter(|e| e.is_dir()).map(|e| e.path.clone()));
+                    listing.entries.extend(children);
+                }
+                Err(err) if dir.is_root() => return Err(err),
+                Err(err) => listing.unreadable.push((dir, err)),
+            }
+        }
+        listing.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(listing)
+    }
+
+    /// The entry at `path`, or `None` when nothing is there.
+    async fn stat(&self, path: &RelPath) -> Result<Option<Entry>, OpError>;
+
+    async fn open_read(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, OpError>;
+
+    /// Opens `path` for writing: created (or truncated) when `offset` is 0,
+    /// else continued at `offset` (resume), cutting anything past it.
+    async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError>;
+
+    /// Moves `from` to `to`, replacing a file already at `to`.
+    async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError>;
+
+    async fn remove_file(&self, path: &RelPath) -> Result<(), OpError>;
+
+    /// Removes an empty directory.
+    async fn remove_dir(&self, path: &RelPath) -> Result<(), OpError>;
+
+    /// Creates a directory whose parent exists; fine if it is already there.
+    async fn mkdir(&self, path: &RelPath) -> Result<(), OpError>;
+
+    async fn set_mtime(&self, path: &RelPath, mtime: Mtime) -> Result<(), OpError>;
+
+    /// blake3 of each file, computed where the files are. Backends that
+    /// cannot return `Unsupported` for all.
+    async fn hash_files(&self, paths: Vec<RelPath>) -> Vec<Result<[u8; 32], OpError>> {
+        paths.iter().map(|p| Err(OpError::new(ErrorKind::Unsupported, "hash", p, "backend cannot hash"))).collect()
+    }
+}
+
+/// What to do when a location's root directory does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingRoot {
+    /// A source: an error (exit 3), never an empty tree.
+    Fail,
+    /// A sync destination: create it.
+    Create,
+    /// A destination we only look at (plan, check): an empty tree.
+    Empty,
+}
+
+/// Opens the backend for a location.
+pub async fn open(location: &Location, missing_root: MissingRoot) -> Result<Arc<dyn Backend>, OpError> {
+    match location {
+        Location::Local(path) => Ok(Arc::new(local::LocalBackend::open(path.clone(), missing_root).await?)),
+        Location::Remote(remote) => Err(OpError::new(
+            ErrorKind::Unsupported,
+            "connect",
+            remote,
+            format!("{}:// locations are not supported by this build yet", remote.scheme.as_str()),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mtime_splits_negative_times_correctly() {
+        let t = Mtime::from_unix(-1, 500_000_000);
+        assert_eq!(t.secs(), -1);
+        assert_eq!(t.subsec_nanos(), 500_000_000);
+        assert_eq!(Mtime::from_unix(1_700_000_000, 7).subsec_nanos(), 7);
+    }
+}

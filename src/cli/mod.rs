@@ -1,0 +1,191 @@
+//! Command-line interface: clap definitions ([`Cli`]) first, then the step
+//! that turns raw flags into a validated [`Job`] (ripgrep's habit: parse,
+//! then validate into a higher-level config).
+
+mod demo;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::EngineConfig;
+use crate::engine::report::{OutputOptions, Reporter, Verbosity};
+use crate::error::Error;
+use crate::location::Location;
+use crate::plan::CompareMode;
+use crate::plan::filter::Filter;
+use crate::sync::{self, Job, Mode};
+use crate::units::parse_size;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (check: the trees match)
+  1  some files failed, the rest was done (check: the trees differ)
+  2  usage or configuration error
+  3  cannot connect, authenticate or read a root
+  4  this job is already running
+  5  safety stop (--max-delete), nothing was changed";
+
+const FILTER_RULES: &str = "\
+Filters (--include, --exclude):
+  Globs: * and ? stay within one path component, ** spans several, [abc] {a,b}.
+  A pattern without / matches an entry's name at any depth (*.log); a pattern
+  with / matches the path from the root (logs/*.gz; a leading / is optional);
+  a pattern ending in / matches directories only (cache/).
+  --exclude wins; an excluded directory takes its whole subtree. With any
+  --include, only files matching one are transferred; directories are still
+  walked. Filters apply to both sides: a filtered-out destination entry is
+  never deleted.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "barge",
+    version,
+    about = "Mirror file trees between local disk, FTP, FTPS and SFTP, fast and safely",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make DST a mirror of SRC: new and changed files are copied.
+    #[command(after_help = format!("{FILTER_RULES}\n\n{EXIT_CODES}"))]
+    Sync(SyncArgs),
+    /// Print what `sync` would do, one line per action with its reason; change nothing.
+    #[command(after_help = format!("{FILTER_RULES}\n\n{EXIT_CODES}"))]
+    Plan(SyncArgs),
+    /// Compare SRC and DST and list differences; exit 0 only when they match.
+    #[command(after_help = format!("{FILTER_RULES}\n\n{EXIT_CODES}"))]
+    Check(CheckArgs),
+    /// Generate a sample tree and mirror it, showing what barge does.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Source: a local path, or ftp://, ftpes://, ftps://, sftp:// URL.
+    pub src: String,
+    /// Destination, same forms as the source.
+    pub dst: String,
+    /// Delete destination entries that the source does not have.
+    #[arg(long)]
+    pub delete: bool,
+    /// Stop before deleting anything if more than N entries would be deleted (exit 5).
+    #[arg(long, value_name = "N")]
+    pub max_delete: Option<u64>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    pub src: String,
+    pub dst: String,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Transfer only files matching GLOB (repeatable; see the filter rules below).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out entries matching GLOB (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Leave out files smaller than SIZE (e.g. 10K, 1.5M; binary units).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub min_size: Option<u64>,
+    /// Leave out files larger than SIZE.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+    /// How files are judged equal: size; size and mtime; size and blake3 hash.
+    #[arg(long, value_enum, default_value_t = CompareMode::Mtime)]
+    pub compare: CompareMode,
+    /// Write JSON lines to stdout: one object per action, then a summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Print every action.
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print errors only.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// State database for this job (default: under $XDG_STATE_HOME/barge/).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Transfers and other operations at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub parallel: u16,
+    /// Retries of an operation that failed with a temporary error.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retries: u32,
+    /// Total bandwidth limit in bytes per second (K, M, G suffixes: binary units).
+    #[arg(long, value_name = "RATE", value_parser = parse_size)]
+    pub bwlimit: Option<u64>,
+}
+
+impl CommonArgs {
+    fn output(&self) -> OutputOptions {
+        let verbosity = if self.quiet {
+            Verbosity::Quiet
+        } else if self.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        };
+        OutputOptions { json: self.json, verbosity }
+    }
+
+    fn job(&self, src: &str, dst: &str, delete: bool, max_delete: Option<u64>) -> Result<Job, Error> {
+        if self.bwlimit == Some(0) {
+            return Err(Error::Usage("--bwlimit must be more than 0".into()));
+        }
+        if let (Some(min), Some(max)) = (self.min_size, self.max_size)
+            && min > max
+        {
+            return Err(Error::Usage(format!("--min-size {min} is larger than --max-size {max}")));
+        }
+        Ok(Job {
+            src: Location::parse(src)?,
+            dst: Location::parse(dst)?,
+            compare: self.compare,
+            delete,
+            max_delete,
+            filter: Filter::new(&self.include, &self.exclude, self.min_size, self.max_size)?,
+            engine: EngineConfig { parallel: usize::from(self.parallel), retries: self.retries, bwlimit: self.bwlimit },
+            state_path: self.state.clone(),
+        })
+    }
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32, Error> {
+    let (job, mode, output) = match cli.command {
+        Command::Sync(args) => {
+            (args.common.job(&args.src, &args.dst, args.delete, args.max_delete)?, Mode::Sync, args.common.output())
+        }
+        Command::Plan(args) => {
+            (args.common.job(&args.src, &args.dst, args.delete, args.max_delete)?, Mode::Plan, args.common.output())
+        }
+        Command::Check(args) => (args.common.job(&args.src, &args.dst, true, None)?, Mode::Check, args.common.output()),
+        Command::Demo(args) => return demo::run(args).await,
+    };
+    let reporter = Arc::new(Reporter::new(output));
+    let outcome = sync::run(job, mode, reporter).await?;
+    Ok(outcome.exit_code)
+}
+
+/// Whether the command line asked for JSON output (for reporting a fatal
+/// error the same way).
+pub fn wants_json(cli: &Cli) -> bool {
+    match &cli.command {
+        Command::Sync(a) | Command::Plan(a) => a.common.json,
+        Command::Check(a) => a.common.json,
+        Command::Demo(_) => false,
+    }
+}

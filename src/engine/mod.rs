@@ -1,0 +1,225 @@
+//! The engine runs a plan: many transfers at once (`--parallel`), a shared
+//! byte-rate limit (`--bwlimit`), retries for temporary errors
+//! (`--retries`), and it carries on past a failed file, reporting it.
+//!
+//! A plan runs in phases, because some actions depend on others:
+//! 1. entries replaced by another type are removed (contents first);
+//! 2. directories are created (parents first);
+//! 3. files are copied and file mtimes set, in parallel;
+//! 4. extraneous entries are deleted: files in parallel, then directories
+//!    deepest first;
+//! 5. directory mtimes are set, after everything inside them has changed.
+
+pub mod report;
+pub mod retry;
+pub mod throttle;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use crate::backend::{Backend, EntryKind};
+use crate::commit;
+use crate::error::OpError;
+use crate::path::RelPath;
+use crate::plan::{Action, Plan, Reason};
+use crate::state::{Journal, PartialRecord, SyncedRecord};
+
+use report::Reporter;
+use retry::RetryPolicy;
+use throttle::Throttle;
+
+/// Files at least this large are journaled before their transfer starts,
+/// so an interrupted transfer can be resumed instead of restarted.
+pub const RESUME_MIN_SIZE: u64 = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// Transfers (and other operations) at once.
+    pub parallel: usize,
+    pub retries: u32,
+    /// Bytes per second for all transfers together.
+    pub bwlimit: Option<u64>,
+}
+
+pub struct Engine {
+    pub src: Arc<dyn Backend>,
+    pub dst: Arc<dyn Backend>,
+    pub config: EngineConfig,
+    pub reporter: Arc<Reporter>,
+    pub journal: Option<Arc<Journal>>,
+    /// Targets whose partial temporary may be resumed, with its length.
+    pub resumable: HashMap<RelPath, u64>,
+    throttle: Option<Throttle>,
+}
+
+impl Engine {
+    pub fn new(
+        src: Arc<dyn Backend>,
+        dst: Arc<dyn Backend>,
+        config: EngineConfig,
+        reporter: Arc<Reporter>,
+        journal: Option<Arc<Journal>>,
+        resumable: HashMap<RelPath, u64>,
+    ) -> Engine {
+        let throttle = config.bwlimit.map(Throttle::new);
+        Engine { src, dst, config, reporter, journal, resumable, throttle }
+    }
+
+    /// Runs every action of the plan; failures are reported, not returned.
+    pub async fn run(self: &Arc<Self>, plan: Plan) {
+        let mut replaced = Vec::new();
+        let mut mkdirs = Vec::new();
+        let mut transfers = Vec::new();
+        let mut delete_files = Vec::new();
+        let mut delete_dirs = Vec::new();
+        let mut dir_mtimes = Vec::new();
+        for action in plan.actions {
+            match &action {
+                Action::Delete { reason: Reason::Replaced, .. } => replaced.push(action),
+                Action::Delete { kind: EntryKind::Dir, .. } => delete_dirs.push(action),
+                Action::Delete { .. } => delete_files.push(action),
+                Action::Mkdir { .. } => mkdirs.push(action),
+                Action::Copy { .. } | Action::SetMtime { kind: EntryKind::File | EntryKind::Symlink, .. } => {
+                    transfers.push(action)
+                }
+                Action::SetMtime { .. } => dir_mtimes.push(action),
+                Action::Skip { .. } => self.reporter.done(&action, None),
+                Action::Conflict { path, reason } => self.reporter.error(&format!("{path}: {reason}")),
+            }
+        }
+        let total_bytes = transfers.iter().map(|a| if let Action::Copy { src, .. } = a { src.size } else { 0 }).sum();
+        self.reporter.start_progress(total_bytes, transfers.len() as u64);
+
+        // Tree order lists a directory before its contents: reversed, the
+        // contents go first.
+        replaced.reverse();
+        self.sequential(replaced).await;
+        self.sequential(mkdirs).await;
+        self.parallel(transfers).await;
+        self.parallel(delete_files).await;
+        delete_dirs.reverse();
+        self.sequential(delete_dirs).await;
+        self.parallel(dir_mtimes).await;
+        self.reporter.finish_progress();
+    }
+
+    async fn sequential(self: &Arc<Self>, actions: Vec<Action>) {
+        for action in actions {
+            self.execute(action).await;
+        }
+    }
+
+    /// Runs actions on `--parallel` workers pulling from one queue.
+    async fn parallel(self: &Arc<Self>, actions: Vec<Action>) {
+        let engine = Arc::clone(self);
+        for_each_parallel(actions, self.config.parallel, move |action| {
+            let engine = Arc::clone(&engine);
+            async move { engine.execute(action).await }
+        })
+        .await;
+    }
+
+    /// One action, with retries; the outcome goes to the reporter and the
+    /// journal.
+    async fn execute(&self, action: Action) {
+        let policy = RetryPolicy::new(self.config.retries);
+        let result = policy
+            .run(|attempt| self.attempt(&action, attempt), |n, err| self.reporter.retrying(&action, n, err))
+            .await;
+        match result {
+            Ok(bytes) => {
+                self.reporter.done(&action, bytes);
+                if let Some(journal) = &self.journal {
+                    let recorded = match &action {
+                        Action::Delete { path, .. } => journal.forgotten(path.clone()).await,
+                        _ => Ok(()),
+                    };
+                    if let Err(err) = recorded {
+                        self.reporter.warning(&format!("state database: {err}"));
+                    }
+                }
+            }
+            Err(err) => self.reporter.failed(&action, &err),
+        }
+    }
+
+    async fn attempt(&self, action: &Action, attempt: u32) -> Result<Option<u64>, OpError> {
+        match action {
+            Action::Copy { src, .. } => {
+                let resume_from = if attempt == 0 {
+                    self.resumable.get(&src.path).copied().unwrap_or(0)
+                } else if src.size >= RESUME_MIN_SIZE {
+                    // A retry continues what the failed attempt wrote.
+                    let temp = commit::temp_path(&src.path);
+                    self.dst.stat(&temp).await.ok().flatten().map_or(0, |e| e.size)
+                } else {
+                    0
+                };
+                if let Some(journal) = &self.journal
+                    && src.size >= RESUME_MIN_SIZE
+                    && attempt == 0
+                {
+                    let record = PartialRecord { src_size: src.size, src_mtime: src.mtime };
+                    if let Err(err) = journal.started(src.path.clone(), record).await {
+                        self.reporter.warning(&format!("state database: {err}"));
+                    }
+                }
+                let reporter = &self.reporter;
+                let committed = commit::copy_file(
+                    self.src.as_ref(),
+                    self.dst.as_ref(),
+                    src,
+                    resume_from,
+                    self.throttle.as_ref(),
+                    &|n| reporter.add_bytes(n),
+                )
+                .await?;
+                if let Some(journal) = &self.journal {
+                    let record = SyncedRecord::new(src, committed.dst_size, committed.dst_mtime);
+                    if let Err(err) = journal.committed(src.path.clone(), record).await {
+                        self.reporter.warning(&format!("state database: {err}"));
+                    }
+                }
+                Ok(Some(committed.bytes_moved))
+            }
+            Action::Mkdir { path, .. } => self.dst.mkdir(path).await.map(|()| None),
+            Action::Delete { path, kind: EntryKind::Dir, .. } => self.dst.remove_dir(path).await.map(|()| None),
+            Action::Delete { path, .. } => self.dst.remove_file(path).await.map(|()| None),
+            Action::SetMtime { path, mtime, .. } => self.dst.set_mtime(path, *mtime).await.map(|()| None),
+            Action::Skip { .. } | Action::Conflict { .. } => Ok(None),
+        }
+    }
+}
+
+/// Runs `f` for each item on at most `parallel` workers pulling from one
+/// queue: no task per item, so a million items cost a million loop turns.
+pub async fn for_each_parallel<T, F, Fut>(items: Vec<T>, parallel: usize, f: F)
+where
+    T: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let queue = Arc::new(Mutex::new(items.into_iter()));
+    let f = Arc::new(f);
+    let mut set = tokio::task::JoinSet::new();
+    let workers = parallel.max(1).min(queue.lock().map(|q| q.len()).unwrap_or(1).max(1));
+    for _ in 0..workers {
+        let (queue, f) = (Arc::clone(&queue), Arc::clone(&f));
+        set.spawn(async move {
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.next());
+                let Some(item) = next else { break };
+                f(item).await;
+            }
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        // A worker only ends early by panicking; surface it like any panic.
+        if let Err(err) = joined
+            && err.is_panic()
+        {
+            std::panic::resume_unwind(err.into_panic());
+        }
+    }
+}

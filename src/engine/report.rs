@@ -1,0 +1,328 @@
+//! What a run tells the user: one line (or JSON object) per action, errors
+//! and warnings on stderr, a progress bar on a terminal, and a summary.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::OpError;
+use crate::plan::Action;
+use crate::units::human_bytes;
+
+/// How much to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Verbosity {
+    /// `-q`: errors only.
+    Quiet,
+    #[default]
+    Normal,
+    /// `-v`: every action.
+    Verbose,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutputOptions {
+    /// JSON lines on stdout instead of text.
+    pub json: bool,
+    pub verbosity: Verbosity,
+}
+
+/// Counters for the summary. Atomics: many transfers report at once.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub files_transferred: AtomicU64,
+    pub bytes_transferred: AtomicU64,
+    pub files_deleted: AtomicU64,
+    pub files_unchanged: AtomicU64,
+    pub dirs_created: AtomicU64,
+    pub mtimes_set: AtomicU64,
+    pub errors: AtomicU64,
+    pub warnings: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+/// The final account of a run, as printed and as `--json` writes it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub files_transferred: u64,
+    pub bytes_transferred: u64,
+    pub files_deleted: u64,
+    pub files_unchanged: u64,
+    pub dirs_created: u64,
+    pub errors: u64,
+    pub warnings: u64,
+    pub retries: u64,
+    /// `check` only: entries that differ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub differences: Option<u64>,
+    pub duration_s: f64,
+}
+
+pub struct Reporter {
+    opts: OutputOptions,
+    pub stats: Stats,
+    progress: Mutex<Option<ProgressBar>>,
+    /// Files the progress bar counts towards.
+    total_files: AtomicU64,
+    stdout: Mutex<std::io::Stdout>,
+}
+
+impl Reporter {
+    pub fn new(opts: OutputOptions) -> Reporter {
+        Reporter {
+            opts,
+            stats: Stats::default(),
+            progress: Mutex::new(None),
+            total_files: AtomicU64::new(0),
+            stdout: Mutex::new(std::io::stdout()),
+        }
+    }
+
+    pub fn options(&self) -> OutputOptions {
+        self.opts
+    }
+
+    /// Shows a progress bar for `total_bytes` when stderr is a terminal and
+    /// the output is for a person; nothing otherwise.
+    pub fn start_progress(&self, total_bytes: u64, total_files: u64) {
+        if self.opts.json || self.opts.verbosity == Verbosity::Quiet || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+        let style =
+            ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        self.total_files.store(total_files, Ordering::Relaxed);
+        bar.set_message(format!("0/{total_files} files"));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        if let Ok(mut slot) = self.progress.lock() {
+            *slot = Some(bar);
+        }
+    }
+
+    pub fn add_bytes(&self, bytes: u64) {
+        if let Ok(slot) = self.progress.lock()
+            && let Some(bar) = slot.as_ref()
+        {
+            bar.inc(bytes);
+        }
+    }
+
+    pub fn finish_progress(&self) {
+        if let Ok(mut slot) = self.progress.lock()
+            && let Some(bar) = slot.take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// Prints a line to stdout without tearing the progress bar.
+    fn print(&self, line: &str) {
+        let write = || {
+            if let Ok(mut out) = self.stdout.lock() {
+                // A closed stdout (`barge ... | head`) must not fail the run.
+                let _ = writeln!(out, "{line}");
+            }
+        };
+        match self.progress.lock().ok().and_then(|slot| slot.clone()) {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
+
+    fn eprint(&self, line: &str) {
+        match self.progress.lock().ok().and_then(|slot| slot.clone()) {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// An action from a plan, as `plan` prints it: one line, with its reason.
+    pub fn planned(&self, action: &Action) {
+        if self.opts.json {
+            self.print(&action_json(action, None, true).to_string());
+        } else {
+            self.print(&format!("{:<9} {}  ({})", action.verb(), action.path(), action.reason()));
+        }
+    }
+
+    /// A difference found by `check`.
+    pub fn difference(&self, word: &str, action: &Action) {
+        if self.opts.json {
+            let value = json!({"type": word, "path": action.path().to_string(), "reason": action.reason()});
+            self.print(&value.to_string());
+        } else {
+            self.print(&format!("{word:<8} {}  ({})", action.path(), action.reason()));
+        }
+    }
+
+    /// An action carried out.
+    pub fn done(&self, action: &Action, bytes: Option<u64>) {
+        let s = &self.stats;
+        match action {
+            Action::Copy { .. } => {
+                s.files_transferred.fetch_add(1, Ordering::Relaxed);
+                s.bytes_transferred.fetch_add(bytes.unwrap_or(0), Ordering::Relaxed);
+                if let Ok(slot) = self.progress.lock()
+                    && let Some(bar) = slot.as_ref()
+                {
+                    let done = s.files_transferred.load(Ordering::Relaxed);
+                    let total = self.total_files.load(Ordering::Relaxed);
+                    bar.set_message(format!("{done}/{total} files"));
+                }
+            }
+            Action::Delete { .. } => {
+                s.files_deleted.fetch_add(1, Ordering::Relaxed);
+            }
+            Action::Mkdir { .. } => {
+                s.dirs_created.fetch_add(1, Ordering::Relaxed);
+            }
+            Action::SetMtime { .. } => {
+                s.mtimes_set.fetch_add(1, Ordering::Relaxed);
+            }
+            Action::Skip { .. } | Action::Conflict { .. } => {}
+        }
+        if self.opts.json {
+            self.print(&action_json(action, bytes, false).to_string());
+        } else if self.opts.verbosity == Verbosity::Verbose {
+            let size = bytes.map(|b| format!(", {}", human_bytes(b))).unwrap_or_default();
+            self.print(&format!("{:<9} {}  ({}{size})", action.verb(), action.path(), action.reason()));
+        }
+    }
+
+    /// An action that failed for good (after its retries).
+    pub fn failed(&self, action: &Action, err: &OpError) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if self.opts.json {
+            let value = json!({
+                "type": "error",
+                "action": action.verb(),
+                "path": action.path().to_string(),
+                "kind": format!("{:?}", err.kind),
+                "message": err.to_string(),
+            });
+            self.print(&value.to_string());
+        }
+        self.eprint(&format!("error: {} {}: {err}", action.verb(), action.path()));
+    }
+
+    /// A failure not tied to one action (an unreadable directory, a
+    /// conflict the user must resolve).
+    pub fn error(&self, message: &str) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if self.opts.json {
+            self.print(&json!({"type": "error", "message": message}).to_string());
+        }
+        self.eprint(&format!("error: {message}"));
+    }
+
+    pub fn warning(&self, message: &str) {
+        self.stats.warnings.fetch_add(1, Ordering::Relaxed);
+        if self.opts.json {
+            self.print(&json!({"type": "warning", "message": message}).to_string());
+        }
+        if self.opts.verbosity > Verbosity::Quiet {
+            self.eprint(&format!("warning: {message}"));
+        }
+    }
+
+    /// A notice for people (never in JSON).
+    pub fn info(&self, message: &str) {
+        if !self.opts.json && self.opts.verbosity > Verbosity::Quiet {
+            self.eprint(message);
+        }
+    }
+
+    pub fn retrying(&self, action: &Action, attempt: u32, err: &OpError) {
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        if self.opts.verbosity == Verbosity::Verbose && !self.opts.json {
+            self.eprint(&format!("retry {attempt}: {} {}: {err}", action.verb(), action.path()));
+        }
+    }
+
+    pub fn summary(&self, duration: Duration) -> Summary {
+        let s = &self.stats;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Summary {
+            kind: "summary",
+            files_transferred: get(&s.files_transferred),
+            bytes_transferred: get(&s.bytes_transferred),
+            files_deleted: get(&s.files_deleted),
+            files_unchanged: get(&s.files_unchanged),
+            dirs_created: get(&s.dirs_created),
+            errors: get(&s.errors),
+            warnings: get(&s.warnings),
+            retries: get(&s.retries),
+            differences: None,
+            duration_s: (duration.as_secs_f64() * 1000.0).round() / 1000.0,
+        }
+    }
+
+    /// Prints the summary: JSON last line, or a few words for people.
+    pub fn print_summary(&self, summary: &Summary) {
+        self.finish_progress();
+        if self.opts.json {
+            if let Ok(line) = serde_json::to_string(summary) {
+                self.print(&line);
+            }
+        } else if self.opts.verbosity > Verbosity::Quiet {
+            let rate = if summary.duration_s > 0.0 {
+                format!(" ({}/s)", human_bytes((summary.bytes_transferred as f64 / summary.duration_s) as u64))
+            } else {
+                String::new()
+            };
+            let line = match summary.kind {
+                "plan" => format!(
+                    "would transfer {} files, {}; delete {}; create {} directories; unchanged {}",
+                    summary.files_transferred,
+                    human_bytes(summary.bytes_transferred),
+                    summary.files_deleted,
+                    summary.dirs_created,
+                    summary.files_unchanged
+                ),
+                "check" => format!(
+                    "{} differences, {} files identical, {} errors",
+                    summary.differences.unwrap_or(0),
+                    summary.files_unchanged,
+                    summary.errors
+                ),
+                _ => format!(
+                    "transferred {} files, {}{rate}; deleted {}; unchanged {}; errors {}; {:.2}s",
+                    summary.files_transferred,
+                    human_bytes(summary.bytes_transferred),
+                    summary.files_deleted,
+                    summary.files_unchanged,
+                    summary.errors,
+                    summary.duration_s
+                ),
+            };
+            self.print(&line);
+        }
+    }
+}
+
+fn action_json(action: &Action, bytes: Option<u64>, planned: bool) -> serde_json::Value {
+    let mut value = json!({
+        "type": action.verb(),
+        "path": action.path().to_string(),
+        "reason": action.reason(),
+    });
+    if planned {
+        value["planned"] = json!(true);
+    }
+    if let Action::Copy { src, .. } = action {
+        value["size"] = json!(src.size);
+    }
+    if let Some(bytes) = bytes {
+        value["bytes"] = json!(bytes);
+    }
+    value
+}

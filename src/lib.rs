@@ -1,0 +1,34 @@
+//! barge: a bulk sync and mirroring engine for local disk, FTP, FTPS and SFTP.
+//!
+//! # Layout
+//!
+//! One run flows through these modules, in this order:
+//!
+//! - [`cli`]: clap definitions, then validation into a [`sync::Job`].
+//! - [`location`]: a path or URL into a [`location::Location`] (secrets never print).
+//! - [`backend`]: the one trait every protocol implements, over a
+//!   [`path::RelPath`] space that cannot escape its root; [`backend::local`].
+//! - [`sync`]: one run end to end: lock, list, filter, hash, plan, execute.
+//! - [`plan`]: the pure planner (sorted merge of two listings and the state
+//!   cache), the equality rule ([`plan::compare`]) and filters.
+//! - [`engine`]: runs a plan in phases with bounded concurrency, retry,
+//!   a shared rate limit, progress and reports.
+//! - [`commit`]: temporary name, durable write, rename: no partial file ever
+//!   holds a final name.
+//! - [`state`]: the sqlite state database: synced pairs (the run journal),
+//!   hash cache, partial transfers, runs, and the job lock.
+//! - [`hash`]: blake3 of local files on rayon.
+//! - [`error`]: typed errors and exit codes.
+
+pub mod backend;
+pub mod cli;
+pub mod commit;
+pub mod engine;
+pub mod error;
+pub mod hash;
+pub mod location;
+pub mod path;
+pub mod plan;
+pub mod state;
+pub mod sync;
+pub mod units;

@@ -1,0 +1,32 @@
+//! The `barge` binary: parse arguments, run, map the outcome to an exit code.
+
+use clap::Parser;
+
+use barge::cli::{self, Cli};
+use barge::error::exit;
+
+fn main() {
+    let cli = Cli::parse();
+    let json = cli::wants_json(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("barge: cannot start the async runtime: {err}");
+            std::process::exit(exit::PARTIAL);
+        }
+    };
+    let code = match runtime.block_on(cli::run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = err.exit_code();
+            if json {
+                println!("{}", serde_json::json!({"type": "fatal", "exit_code": code, "message": err.to_string()}));
+            }
+            eprintln!("barge: {err}");
+            code
+        }
+    };
+    // Don't wait for blocking tasks still finishing (a dropped transfer).
+    runtime.shutdown_background();
+    std::process::exit(code);
+}

@@ -1,0 +1,218 @@
+//! `--include`, `--exclude`, `--min-size`, `--max-size`.
+//!
+//! The rule, as `--help` states it:
+//! - A pattern is a glob: `*` and `?` stay within one path component, `**`
+//!   spans any number, `[abc]` and `{a,b}` as usual.
+//! - A pattern without `/` matches an entry's name at any depth (`*.log`).
+//!   A pattern with `/` matches the whole path from the root (`logs/*.gz`,
+//!   a leading `/` is optional). A pattern ending in `/` matches only
+//!   directories (`cache/`).
+//! - `--exclude` wins over everything: an excluded directory takes its whole
+//!   subtree with it.
+//! - When any `--include` is given, a file is transferred only if it
+//!   matches one. Directories are not subject to `--include`; they are
+//!   walked so that files inside them can match.
+//! - Size limits apply to files only.
+//! - Filters apply to both sides: an entry filtered out on the destination
+//!   is never deleted.
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::backend::Entry;
+use crate::error::Error;
+use crate::path::RelPath;
+
+#[derive(Debug, Default)]
+struct PatternSet {
+    /// Matched against the last component, any entry.
+    name: GlobSet,
+    /// Matched against the whole relative path, any entry.
+    path: GlobSet,
+    /// As above, directories only.
+    dir_name: GlobSet,
+    dir_path: GlobSet,
+}
+
+impl PatternSet {
+    fn build(patterns: &[String]) -> Result<Self, Error> {
+        let mut builders: [GlobSetBuilder; 4] = std::array::from_fn(|_| GlobSetBuilder::new());
+        for pattern in patterns {
+            let (body, dir_only) = match pattern.strip_suffix('/') {
+                Some(body) => (body, true),
+                None => (pattern.as_str(), false),
+            };
+            let anchored = body.contains('/');
+            let body = body.trim_start_matches('/');
+            if body.is_empty() {
+                return Err(Error::Usage(format!("empty filter pattern `{pattern}`")));
+            }
+            let glob: Glob = GlobBuilder::new(body)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| Error::Usage(format!("bad filter pattern `{pattern}`: {e}")))?;
+            let slot = usize::from(anchored) + 2 * usize::from(dir_only);
+            builders[slot].add(glob);
+        }
+        let [name, path, dir_name, dir_path] = builders.map(|b| b.build());
+        let built = |set: Result<GlobSet, globset::Error>| set.map_err(|e| Error::Usage(format!("bad filter: {e}")));
+        Ok(PatternSet {
+            name: built(name)?,
+            path: built(path)?,
+            dir_name: built(dir_name)?,
+            dir_path: built(dir_path)?,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.name.is_empty() && self.path.is_empty() && self.dir_name.is_empty() && self.dir_path.is_empty()
+    }
+
+    fn matches(&self, path: &RelPath, is_dir: bool) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        // Globs match text; a non-UTF-8 byte becomes U+FFFD, which `*` matches.
+        let full = String::from_utf8_lossy(path.as_bytes());
+        let name = String::from_utf8_lossy(path.file_name());
+        self.name.is_match(name.as_ref())
+            || self.path.is_match(full.as_ref())
+            || (is_dir && (self.dir_name.is_match(name.as_ref()) || self.dir_path.is_match(full.as_ref())))
+    }
+}
+
+/// The compiled filters of one job.
+#[derive(Debug, Default)]
+pub struct Filter {
+    include: PatternSet,
+    exclude: PatternSet,
+    min_size: Option<u64>,
+    max_size: Option<u64>,
+}
+
+impl Filter {
+    pub fn new(
+        include: &[String],
+        exclude: &[String],
+        min_size: Option<u64>,
+        max_size: Option<u64>,
+    ) -> Result<Self, Error> {
+        Ok(Filter { include: PatternSet::build(include)?, exclude: PatternSet::build(exclude)?, min_size, max_size })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty() && self.min_size.is_none() && self.max_size.is_none()
+    }
+
+    /// Whether one entry passes, not counting its ancestors.
+    pub fn allows(&self, entry: &Entry) -> bool {
+        let is_dir = entry.is_dir();
+        if self.exclude.matches(&entry.path, is_dir) {
+            return false;
+        }
+        if is_dir {
+            return true;
+        }
+        if !self.include.is_empty() && !self.include.matches(&entry.path, false) {
+            return false;
+        }
+        self.min_size.is_none_or(|min| entry.size >= min) && self.max_size.is_none_or(|max| entry.size <= max)
+    }
+
+    /// Keeps what passes; an excluded directory drops its whole subtree.
+    /// `entries` must be in tree order.
+    pub fn apply(&self, entries: Vec<Entry>) -> Vec<Entry> {
+        if self.is_empty() {
+            return entries;
+        }
+        let mut kept = Vec::with_capacity(entries.len());
+        let mut pruned: Option<RelPath> = None;
+        for entry in entries {
+            if let Some(dir) = &pruned {
+                if entry.path.starts_with(dir) {
+                    continue;
+                }
+                pruned = None;
+            }
+            if self.allows(&entry) {
+                kept.push(entry);
+            } else if entry.is_dir() {
+                pruned = Some(entry.path.clone());
+            }
+        }
+        kept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::EntryKind;
+
+    fn entry(path: &str, kind: EntryKind, size: u64) -> Entry {
+        Entry { path: RelPath::parse(path.as_bytes()).unwrap(), kind, size, mtime: None, inode: 0, hash: None }
+    }
+
+    fn kept(filter: &Filter, entries: Vec<Entry>) -> Vec<String> {
+        filter.apply(entries).iter().map(|e| e.path.to_string()).collect()
+    }
+
+    fn tree() -> Vec<Entry> {
+        use EntryKind::*;
+        vec![
+            entry("a.log", File, 10),
+            entry("cache", Dir, 0),
+            entry("cache/x.txt", File, 10),
+            entry("docs", Dir, 0),
+            entry("docs/cache", File, 5),
+            entry("docs/readme.txt", File, 2000),
+            entry("docs/sub", Dir, 0),
+            entry("docs/sub/deep.log", File, 1),
+        ]
+    }
+
+    #[test]
+    fn unanchored_patterns_match_names_at_any_depth() {
+        let f = Filter::new(&[], &["*.log".into()], None, None).unwrap();
+        assert_eq!(kept(&f, tree()), ["cache", "cache/x.txt", "docs", "docs/cache", "docs/readme.txt", "docs/sub"]);
+    }
+
+    #[test]
+    fn excluded_directories_take_their_subtree_and_dir_patterns_skip_files() {
+        let f = Filter::new(&[], &["cache/".into()], None, None).unwrap();
+        assert_eq!(
+            kept(&f, tree()),
+            ["a.log", "docs", "docs/cache", "docs/readme.txt", "docs/sub", "docs/sub/deep.log"]
+        );
+    }
+
+    #[test]
+    fn anchored_patterns_match_from_the_root() {
+        let f = Filter::new(&[], &["/docs/*.txt".into(), "docs/**/*.log".into()], None, None).unwrap();
+        assert_eq!(kept(&f, tree()), ["a.log", "cache", "cache/x.txt", "docs", "docs/cache", "docs/sub"]);
+    }
+
+    #[test]
+    fn includes_select_files_and_excludes_win() {
+        let f = Filter::new(&["*.txt".into()], &["x.txt".into()], None, None).unwrap();
+        assert_eq!(kept(&f, tree()), ["cache", "docs", "docs/readme.txt", "docs/sub"]);
+    }
+
+    #[test]
+    fn size_limits_apply_to_files_only() {
+        let f = Filter::new(&[], &[], Some(5), Some(1000)).unwrap();
+        assert_eq!(kept(&f, tree()), ["a.log", "cache", "cache/x.txt", "docs", "docs/cache", "docs/sub"]);
+    }
+
+    #[test]
+    fn the_default_filter_keeps_everything() {
+        assert_eq!(kept(&Filter::default(), tree()).len(), tree().len());
+        assert!(Filter::default().is_empty());
+    }
+
+    #[test]
+    fn bad_patterns_are_usage_errors() {
+        assert!(Filter::new(&["a[".into()], &[], None, None).is_err());
+        assert!(Filter::new(&[], &["/".into()], None, None).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! The merge itself: both listings are sorted in tree order, so one pass
+//! over them pairs every path with its counterpart.
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+
+use super::{Action, CompareRule, Plan, Reason, Verdict};
+use crate::backend::{Entry, EntryKind, Mtime};
+use crate::path::RelPath;
+use crate::state::SyncedRecord;
+
+/// Everything the planner looks at.
+pub struct PlanInput<'a> {
+    /// Source entries in tree order, filters applied.
+    pub src: Vec<Entry>,
+    /// Destination entries in tree order, filters applied.
+    pub dst: Vec<Entry>,
+    /// Source directories that could not be listed: nothing under them on
+    /// the destination is ever deleted.
+    pub src_unreadable: &'a [RelPath],
+    /// What barge last synced, per path (may be empty).
+    pub synced: &'a HashMap<RelPath, SyncedRecord>,
+    pub rule: CompareRule,
+    /// Remove destination entries the source lacks (`--delete`).
+    pub delete: bool,
+}
+
+/// Builds the plan. Pure: no I/O, no clock.
+pub fn plan(input: PlanInput<'_>) -> Plan {
+    let PlanInput { src, dst, src_unreadable, synced, rule, delete } = input;
+    let mut out = Plan::default();
+    // Directory mtimes are settled last: anything written into a directory
+    // changes its mtime, so first note which directories were touched.
+    let mut src_dir_mtimes: Vec<(RelPath, Mtime, bool)> = Vec::new();
+    let mut dst_dir_mtimes: HashMap<RelPath, Option<Mtime>> = HashMap::new();
+    let mut touched: HashSet<RelPath> = HashSet::new();
+
+    let mut src = src.into_iter().peekable();
+    let mut dst = dst.into_iter().peekable();
+    loop {
+        let order = match (src.peek(), dst.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(s), Some(d)) => s.path.cmp(&d.path),
+        };
+        match order {
+            Ordering::Less => {
+                let Some(s) = src.next() else { break };
+                touched.insert(s.path.parent());
+                source_only(s, &mut out, &mut src_dir_mtimes);
+            }
+            Ordering::Greater => {
+                let Some(d) = dst.next() else { break };
+                if delete && !src_unreadable.iter().any(|u| d.path.starts_with(u)) {
+                    touched.insert(d.path.parent());
+                    out.actions.push(Action::Delete { path: d.path, kind: d.kind, reason: Reason::Extraneous });
+                }
+            }
+            Ordering::Equal => {
+                let (Some(s), Some(d)) = (src.next(), dst.next()) else { break };
+                match (s.kind, d.kind) {
+                    (EntryKind::File, EntryKind::File) => match rule.compare(&s, &d, synced.get(&s.path)) {
+                        Verdict::Same => out.unchanged += 1,
+                        Verdict::SameContentOtherMtime => match s.mtime {
+                            Some(mtime) => out.actions.push(Action::SetMtime {
+                                path: s.path,
+                                kind: EntryKind::File,
+                                mtime,
+                                reason: Reason::MtimeOnly,
+                            }),
+                            None => out.unchanged += 1,
+                        },
+                        Verdict::Differs(reason) => {
+                            touched.insert(s.path.parent());
+                            out.actions.push(Action::Copy { src: s, reason });
+                        }
+                    },
+                    (EntryKind::Dir, EntryKind::Dir) => {
+                        if let Some(mtime) = s.mtime {
+                            src_dir_mtimes.push((s.path.clone(), mtime, false));
+                        }
+                        dst_dir_mtimes.insert(s.path, d.mtime);
+                    }
+                    (EntryKind::Symlink, _) => {
+                        out.actions.push(Action::Skip { path: s.path, reason: Reason::Symlink });
+                    }
+                    (EntryKind::File, EntryKind::Symlink) => {
+                        // rename() over a link replaces the link, not its target.
+                        touched.insert(s.path.parent());
+                        out.actions.push(Action::Copy { src: s, reason: Reason::TypeChanged });
+                    }
+                    (EntryKind::File, EntryKind::Dir) => {
+                        touched.insert(s.path.parent());
+                        let below = take_subtree(&d.path, &mut dst);
+                        if !below.is_empty() && !delete {
+                            out.actions.push(Action::Conflict { path: s.path, reason: Reason::NeedsDelete });
+                            continue;
+                        }
+                        for gone in below {
+                            out.actions.push(Action::Delete {
+                                path: gone.path,
+                                kind: gone.kind,
+                                reason: Reason::Replaced,
+                            });
+                        }
+                        out.actions.push(Action::Delete { path: d.path, kind: d.kind, reason: Reason::Replaced });
+                        out.actions.push(Action::Copy { src: s, reason: Reason::TypeChanged });
+                    }
+                    (EntryKind::Dir, EntryKind::File | EntryKind::Symlink) => {
+                        touched.insert(s.path.parent());
+                        out.actions.push(Action::Delete { path: d.path, kind: d.kind, reason: Reason::Replaced });
+                        if let Some(mtime) = s.mtime {
+                            src_dir_mtimes.push((s.path.clone(), mtime, true));
+                        }
+                        out.actions.push(Action::Mkdir { path: s.path, reason: Reason::TypeChanged });
+                    }
+                }
+            }
+        }
+    }
+
+    // Deepest first, so that setting a directory's mtime comes after
+    // everything inside it has settled.
+    src_dir_mtimes.sort_by(|a, b| b.0.depth().cmp(&a.0.depth()).then_with(|| a.0.cmp(&b.0)));
+    for (path, mtime, created) in src_dir_mtimes {
+        let differs = created || dst_dir_mtimes.get(&path).is_none_or(|d| *d != Some(mtime));
+        if differs || touched.contains(&path) {
+            out.actions.push(Action::SetMtime { path, kind: EntryKind::Dir, mtime, reason: Reason::DirMtime });
+        }
+    }
+    out
+}
+
+fn source_only(s: Entry, out: &mut Plan, dir_mtimes: &mut Vec<(RelPath, Mtime, bool)>) {
+    match s.kind {
+        EntryKind::File => out.actions.push(Action::Copy { src: s, reason: Reason::New }),
+        EntryKind::Dir => {
+            if let Some(mtime) = s.mtime {
+                dir_mtimes.push((s.path.clone(), mtime, true));
+            }
+            out.actions.push(Action::Mkdir { path: s.path, reason: Reason::New });
+        }
+        EntryKind::Symlink => out.actions.push(Action::Skip { path: s.path, reason: Reason::Symlink }),
+    }
+}
+
+/// Takes every entry strictly below `dir` off the front of a sorted listing.
+fn take_subtree(dir: &RelPath, listing: &mut std::iter::Peekable<impl Iterator<Item = Entry>>) -> Vec<Entry> {
+    let mut below = Vec::new();
+    while let Some(next) = listing.next_if(|e| e.path.starts_with(dir) && e.path != *dir) {
+        below.push(next);
+    }
+    below
+}

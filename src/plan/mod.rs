@@ -1,0 +1,170 @@
+//! The planner: a pure, sorted merge of two listings (rclone's "march") and
+//! the state cache into a [`Plan`]. No I/O, no clock: the same inputs always
+//! give the same plan, which is what the table tests rely on.
+
+pub mod compare;
+pub mod filter;
+mod march;
+
+use std::fmt;
+
+pub use compare::{CompareMode, CompareRule, Verdict};
+pub use march::{PlanInput, plan};
+
+use crate::backend::{Entry, EntryKind, Mtime};
+use crate::path::RelPath;
+
+/// Why an action was chosen; printed by `plan` and in JSON reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// Not on the destination.
+    New,
+    SizeDiffers,
+    MtimeDiffers,
+    HashDiffers,
+    /// Same content, only the modification time differs.
+    MtimeOnly,
+    /// A file where the destination has a directory or link, or the reverse.
+    TypeChanged,
+    /// Removed to make room for an entry of another type.
+    Replaced,
+    /// On the destination only.
+    Extraneous,
+    /// Already the same.
+    Unchanged,
+    /// A directory whose contents changed or whose mtime differs.
+    DirMtime,
+    /// Symbolic links are not copied yet.
+    Symlink,
+    /// The destination has a non-empty directory where the source has a
+    /// file, and `--delete` was not given.
+    NeedsDelete,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::New => "new",
+            Reason::SizeDiffers => "size differs",
+            Reason::MtimeDiffers => "mtime differs",
+            Reason::HashDiffers => "content differs",
+            Reason::MtimeOnly => "mtime only",
+            Reason::TypeChanged => "type changed",
+            Reason::Replaced => "replaced by another type",
+            Reason::Extraneous => "not in source",
+            Reason::Unchanged => "unchanged",
+            Reason::DirMtime => "directory mtime",
+            Reason::Symlink => "symbolic link skipped",
+            Reason::NeedsDelete => "would delete a non-empty directory; use --delete",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Mkdir {
+        path: RelPath,
+        reason: Reason,
+    },
+    /// Copy the source file `src` to the same path on the destination.
+    Copy {
+        src: Entry,
+        reason: Reason,
+    },
+    Delete {
+        path: RelPath,
+        kind: EntryKind,
+        reason: Reason,
+    },
+    SetMtime {
+        path: RelPath,
+        kind: EntryKind,
+        mtime: Mtime,
+        reason: Reason,
+    },
+    Skip {
+        path: RelPath,
+        reason: Reason,
+    },
+    /// Cannot be made right without a flag the user did not give.
+    Conflict {
+        path: RelPath,
+        reason: Reason,
+    },
+}
+
+impl Action {
+    pub fn path(&self) -> &RelPath {
+        match self {
+            Action::Copy { src, .. } => &src.path,
+            Action::Mkdir { path, .. }
+            | Action::Delete { path, .. }
+            | Action::SetMtime { path, .. }
+            | Action::Skip { path, .. }
+            | Action::Conflict { path, .. } => path,
+        }
+    }
+
+    pub fn reason(&self) -> Reason {
+        match self {
+            Action::Mkdir { reason, .. }
+            | Action::Copy { reason, .. }
+            | Action::Delete { reason, .. }
+            | Action::SetMtime { reason, .. }
+            | Action::Skip { reason, .. }
+            | Action::Conflict { reason, .. } => *reason,
+        }
+    }
+
+    /// The word shown in `plan` output and as JSON `type`.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::Mkdir { .. } => "mkdir",
+            Action::Copy { .. } => "copy",
+            Action::Delete { .. } => "delete",
+            Action::SetMtime { .. } => "set-mtime",
+            Action::Skip { .. } => "skip",
+            Action::Conflict { .. } => "conflict",
+        }
+    }
+
+    /// True for actions that change the destination.
+    pub fn changes_destination(&self) -> bool {
+        !matches!(self, Action::Skip { .. } | Action::Conflict { .. })
+    }
+}
+
+/// What to do, in tree order (a directory before its contents). The engine
+/// runs it in phases: replacements, mkdirs, copies, deletions (contents
+/// before their directory), then directory mtimes deepest first.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// Files already the same, counted rather than listed (a no-op resync of
+    /// a million files should not build a million actions).
+    pub unchanged: u64,
+}
+
+impl Plan {
+    pub fn count(&self, verb: &str) -> usize {
+        self.actions.iter().filter(|a| a.verb() == verb).count()
+    }
+
+    /// Entries the plan deletes, replacements included.
+    pub fn deletions(&self) -> usize {
+        self.count("delete")
+    }
+
+    /// True when the destination already mirrors the source.
+    pub fn is_in_sync(&self) -> bool {
+        !self.actions.iter().any(|a| a.changes_destination() || matches!(a, Action::Conflict { .. }))
+    }
+}

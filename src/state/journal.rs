@@ -1,0 +1,92 @@
+//! The run journal: committed files are recorded in the state database as
+//! the run goes, in batches (one transaction per batch, off the async
+//! workers), so a killed run loses at most the last second of records.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{PartialRecord, StateDb, SyncedRecord};
+use crate::error::Error;
+use crate::path::RelPath;
+
+const BATCH: usize = 512;
+const MAX_DELAY: Duration = Duration::from_secs(1);
+
+struct Pending {
+    records: Vec<(RelPath, SyncedRecord)>,
+    forget: Vec<RelPath>,
+    last_flush: Instant,
+}
+
+pub struct Journal {
+    db: Arc<Mutex<StateDb>>,
+    pending: Mutex<Pending>,
+}
+
+impl Journal {
+    pub fn new(db: Arc<Mutex<StateDb>>) -> Self {
+        Journal {
+            db,
+            pending: Mutex::new(Pending { records: Vec::new(), forget: Vec::new(), last_flush: Instant::now() }),
+        }
+    }
+
+    pub fn db(&self) -> &Arc<Mutex<StateDb>> {
+        &self.db
+    }
+
+    /// Records that `path` now mirrors its source.
+    pub async fn committed(&self, path: RelPath, record: SyncedRecord) -> Result<(), Error> {
+        let due = self.with_pending(|p| {
+            p.records.push((path, record));
+            p.records.len() >= BATCH || p.last_flush.elapsed() >= MAX_DELAY
+        });
+        if due { self.flush().await } else { Ok(()) }
+    }
+
+    /// Records that `path` was deleted on the destination.
+    pub async fn forgotten(&self, path: RelPath) -> Result<(), Error> {
+        let due = self.with_pending(|p| {
+            p.forget.push(path);
+            p.forget.len() >= BATCH || p.last_flush.elapsed() >= MAX_DELAY
+        });
+        if due { self.flush().await } else { Ok(()) }
+    }
+
+    /// Notes a large transfer in flight, so its temporary can be resumed.
+    pub async fn started(&self, path: RelPath, record: PartialRecord) -> Result<(), Error> {
+        let db = Arc::clone(&self.db);
+        run_blocking(move || lock(&db)?.note_partial(&path, record)).await
+    }
+
+    /// Writes everything pending.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let (records, forget) = self.with_pending(|p| {
+            p.last_flush = Instant::now();
+            (std::mem::take(&mut p.records), std::mem::take(&mut p.forget))
+        });
+        if records.is_empty() && forget.is_empty() {
+            return Ok(());
+        }
+        let db = Arc::clone(&self.db);
+        run_blocking(move || lock(&db)?.write_synced(&records, &forget)).await
+    }
+
+    fn with_pending<T>(&self, f: impl FnOnce(&mut Pending) -> T) -> T {
+        let mut guard = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard)
+    }
+}
+
+fn lock(db: &Mutex<StateDb>) -> Result<std::sync::MutexGuard<'_, StateDb>, Error> {
+    Ok(db.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+}
+
+/// Runs database work on the blocking pool.
+pub async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|join| {
+        Err(Error::Io { context: "state database task".into(), source: std::io::Error::other(join.to_string()) })
+    })
+}

@@ -1,0 +1,446 @@
+//! The per-job state database (sqlite, one file per job, mode 0600).
+//!
+//! - `synced`: for every path barge has made right, what the source and the
+//!   destination looked like then. It is also the journal: each committed
+//!   file is written here as the run goes, so an interrupted run does not
+//!   copy it again.
+//! - `hash_cache`: blake3 per side, keyed by path, size, mtime and inode, so
+//!   an unchanged file is never hashed twice.
+//! - `runs`: one row per run; a row still `running` at start-up is a run that
+//!   was killed.
+//! - `partials`: temporaries in flight, so a later run can resume them.
+//!
+//! The schema is versioned with `PRAGMA user_version`; [`MIGRATIONS`] brings
+//! any older file up to date. All calls block: use them from blocking tasks.
+
+mod journal;
+mod lock;
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub use journal::{Journal, run_blocking};
+pub use lock::JobLock;
+
+use crate::backend::{Entry, Mtime};
+use crate::error::Error;
+use crate::path::RelPath;
+
+/// One migration per schema version, applied in order.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE runs (
+         id INTEGER PRIMARY KEY,
+         started_at INTEGER NOT NULL,
+         finished_at INTEGER,
+         status TEXT NOT NULL,
+         pid INTEGER NOT NULL
+     );
+     CREATE TABLE synced (
+         path BLOB PRIMARY KEY,
+         src_size INTEGER NOT NULL,
+         src_mtime INTEGER,
+         dst_size INTEGER NOT NULL,
+         dst_mtime INTEGER,
+         run_id INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE hash_cache (
+         side INTEGER NOT NULL,
+         path BLOB NOT NULL,
+         size INTEGER NOT NULL,
+         mtime INTEGER,
+         inode INTEGER NOT NULL,
+         blake3 BLOB NOT NULL,
+         PRIMARY KEY (side, path)
+     ) WITHOUT ROWID;
+     CREATE TABLE partials (
+         path BLOB PRIMARY KEY,
+         src_size INTEGER NOT NULL,
+         src_mtime INTEGER,
+         run_id INTEGER NOT NULL
+     ) WITHOUT ROWID;",
+];
+
+/// What barge last made of one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncedRecord {
+    pub src_size: u64,
+    pub src_mtime: Option<Mtime>,
+    pub dst_size: u64,
+    pub dst_mtime: Option<Mtime>,
+}
+
+impl SyncedRecord {
+    pub fn new(src: &Entry, dst_size: u64, dst_mtime: Option<Mtime>) -> Self {
+        SyncedRecord { src_size: src.size, src_mtime: src.mtime, dst_size, dst_mtime }
+    }
+
+    /// The pair is exactly what barge left behind.
+    pub fn matches(&self, src: &Entry, dst: &Entry) -> bool {
+        self.src_size == src.size
+            && self.src_mtime == src.mtime
+            && self.dst_size == dst.size
+            && self.dst_mtime == dst.mtime
+            && src.mtime.is_some()
+    }
+}
+
+/// Which side of a job a cached hash belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Src = 0,
+    Dst = 1,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedHash {
+    pub size: u64,
+    pub mtime: Option<Mtime>,
+    pub inode: u64,
+    pub hash: [u8; 32],
+}
+
+impl CachedHash {
+    pub fn is_for(&self, entry: &Entry) -> bool {
+        self.size == entry.size && self.mtime == entry.mtime && self.inode == entry.inode
+    }
+}
+
+/// A partial temporary left by an earlier run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialRecord {
+    pub src_size: u64,
+    pub src_mtime: Option<Mtime>,
+}
+
+pub struct StateDb {
+    conn: Connection,
+    path: PathBuf,
+    run_id: i64,
+}
+
+/// sqlite stores i64; sizes above i64::MAX do not exist on any filesystem.
+fn to_sql(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+fn from_sql(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl StateDb {
+    /// Opens (creating with mode 0600) and migrates the database.
+    pub fn open(path: &Path) -> Result<StateDb, Error> {
+        let err = |source| Error::State { path: path.to_path_buf(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Error::Io { context: format!("create {}", dir.display()), source: e })?;
+        }
+        // Create it ourselves so it is never, even briefly, world-readable;
+        // sqlite gives its -wal and -shm files the same mode.
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::Io { context: format!("open {}", path.display()), source: e })?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::Io { context: format!("chmod {}", path.display()), source: e })?;
+        drop(file);
+        let mut conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        migrate(&mut conn).map_err(err)?;
+        Ok(StateDb { conn, path: path.to_path_buf(), run_id: 0 })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> Error {
+        Error::State { path: self.path.clone(), source }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn schema_version(&self) -> Result<i64, Error> {
+        self.conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(|e| self.err(e))
+    }
+
+    /// Starts a run; returns the id of an earlier run that never finished
+    /// (it was killed), if any.
+    pub fn begin_run(&mut self, now_unix: i64) -> Result<Option<i64>, Error> {
+        let interrupted: Option<i64> = self
+            .conn
+            .query_row("SELECT max(id) FROM runs WHERE status = 'running'", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'", [])
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .execute(
+                "INSERT INTO runs (started_at, status, pid) VALUES (?1, 'running', ?2)",
+                params![now_unix, std::process::id()],
+            )
+            .map_err(|e| self.err(e))?;
+        self.run_id = self.conn.last_insert_rowid();
+        Ok(interrupted)
+    }
+
+    pub fn finish_run(&mut self, now_unix: i64, status: &str) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "UPDATE runs SET finished_at = ?1, status = ?2 WHERE id = ?3",
+                params![now_unix, status, self.run_id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn load_synced(&self) -> Result<HashMap<RelPath, SyncedRecord>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, src_size, src_mtime, dst_size, dst_mtime FROM synced")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                let path: Vec<u8> = row.get(0)?;
+                let record = SyncedRecord {
+                    src_size: from_sql(row.get(1)?),
+                    src_mtime: row.get::<_, Option<i64>>(2)?.map(Mtime),
+                    dst_size: from_sql(row.get(3)?),
+                    dst_mtime: row.get::<_, Option<i64>>(4)?.map(Mtime),
+                };
+                Ok((path, record))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut map = HashMap::new();
+        for row in rows {
+            let (path, record) = row.map_err(|e| self.err(e))?;
+            // A row that is not a valid path was not written by us: ignore it.
+            if let Ok(path) = RelPath::parse(&path) {
+                map.insert(path, record);
+            }
+        }
+        Ok(map)
+    }
+
+    /// Writes a batch of journal entries in one transaction: records for
+    /// paths made right, and paths to forget (deleted on the destination).
+    pub fn write_synced(&mut self, records: &[(RelPath, SyncedRecord)], forget: &[RelPath]) -> Result<(), Error> {
+        let run_id = self.run_id;
+        let tx = self.conn.transaction().map_err(|e| Error::State { path: self.path.clone(), source: e })?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO synced (path, src_size, src_mtime, dst_size, dst_mtime, run_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(|e| Error::State { path: self.path.clone(), source: e })?;
+            for (path, r) in records {
+                upsert
+                    .execute(params![
+                        path.as_bytes(),
+                        to_sql(r.src_size),
+                        r.src_mtime.map(|m| m.0),
+                        to_sql(r.dst_size),
+                        r.dst_mtime.map(|m| m.0),
+                        run_id
+                    ])
+                    .map_err(|e| Error::State { path: self.path.clone(), source: e })?;
+            }
+            let mut delete = tx
+                .prepare_cached("DELETE FROM synced WHERE path = ?1")
+                .map_err(|e| Error::State { path: self.path.clone(), source: e })?;
+            let mut delete_partial = tx
+                .prepare_cached("DELETE FROM partials WHERE path = ?1")
+                .map_err(|e| Error::State { path: self.path.clone(), source: e })?;
+            for path in forget {
+                delete
+                    .execute(params![path.as_bytes()])
+                    .map_err(|e| Error::State { path: self.path.clone(), source: e })?;
+            }
+            for (path, _) in records {
+                delete_partial
+                    .execute(params![path.as_bytes()])
+                    .map_err(|e| Error::State { path: self.path.clone(), source: e })?;
+            }
+        }
+        tx.commit().map_err(|e| Error::State { path: self.path.clone(), source: e })
+    }
+
+    pub fn load_hashes(&self, side: Side) -> Result<HashMap<RelPath, CachedHash>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, size, mtime, inode, blake3 FROM hash_cache WHERE side = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([side as i64], |row| {
+                let path: Vec<u8> = row.get(0)?;
+                let hash: Vec<u8> = row.get(4)?;
+                Ok((path, from_sql(row.get(1)?), row.get::<_, Option<i64>>(2)?, from_sql(row.get(3)?), hash))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut map = HashMap::new();
+        for row in rows {
+            let (path, size, mtime, inode, hash) = row.map_err(|e| self.err(e))?;
+            if let (Ok(path), Ok(hash)) = (RelPath::parse(&path), <[u8; 32]>::try_from(hash.as_slice())) {
+                map.insert(path, CachedHash { size, mtime: mtime.map(Mtime), inode, hash });
+            }
+        }
+        Ok(map)
+    }
+
+    pub fn store_hashes(&mut self, side: Side, hashes: &[(RelPath, CachedHash)]) -> Result<(), Error> {
+        let path = self.path.clone();
+        let err = |source| Error::State { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO hash_cache (side, path, size, mtime, inode, blake3)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(err)?;
+            for (rel, h) in hashes {
+                stmt.execute(params![
+                    side as i64,
+                    rel.as_bytes(),
+                    to_sql(h.size),
+                    h.mtime.map(|m| m.0),
+                    to_sql(h.inode),
+                    &h.hash[..]
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Notes that a temporary for `path` is being written from this source.
+    pub fn note_partial(&mut self, path: &RelPath, record: PartialRecord) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO partials (path, src_size, src_mtime, run_id) VALUES (?1, ?2, ?3, ?4)",
+                params![path.as_bytes(), to_sql(record.src_size), record.src_mtime.map(|m| m.0), self.run_id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn partial(&self, path: &RelPath) -> Result<Option<PartialRecord>, Error> {
+        self.conn
+            .query_row("SELECT src_size, src_mtime FROM partials WHERE path = ?1", [path.as_bytes()], |row| {
+                Ok(PartialRecord {
+                    src_size: from_sql(row.get(0)?),
+                    src_mtime: row.get::<_, Option<i64>>(1)?.map(Mtime),
+                })
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn forget_partial(&mut self, path: &RelPath) -> Result<(), Error> {
+        self.conn.execute("DELETE FROM partials WHERE path = ?1", [path.as_bytes()]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: usize =
+        conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))?.try_into().unwrap_or(0);
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The default database for a job: `$XDG_STATE_HOME/barge/<src>-<dst>-<hash>.db`
+/// (`~/.local/state` when unset), named after both locations so two jobs
+/// never share one.
+pub fn default_path(src_identity: &str, dst_identity: &str) -> Result<PathBuf, Error> {
+    let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".local/state"),
+            None => return Err(Error::Usage("neither XDG_STATE_HOME nor HOME is set: give --state FILE".into())),
+        },
+    };
+    let digest = blake3::hash(format!("{src_identity}\0{dst_identity}").as_bytes());
+    let slug = |identity: &str| -> String {
+        let last = identity.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+        let cleaned: String =
+            last.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(24).collect();
+        if cleaned.is_empty() { "root".into() } else { cleaned }
+    };
+    let name = format!("{}-{}-{}.db", slug(src_identity), slug(dst_identity), &digest.to_hex()[..16]);
+    Ok(base.join("barge").join(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_owner_only_and_migrates_to_the_latest_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/job.db");
+        let db = StateDb::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        drop(db);
+        // Reopening an up-to-date file applies nothing and keeps the data.
+        let db = StateDb::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn journal_records_survive_reopen_and_interrupted_runs_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.db");
+        let mut db = StateDb::open(&path).unwrap();
+        assert_eq!(db.begin_run(1).unwrap(), None);
+        let p = RelPath::parse(b"a/\xffb").unwrap();
+        let rec = SyncedRecord { src_size: 3, src_mtime: Some(Mtime(5)), dst_size: 3, dst_mtime: None };
+        db.write_synced(&[(p.clone(), rec)], &[]).unwrap();
+        drop(db); // killed: the run never finished
+        let mut db = StateDb::open(&path).unwrap();
+        assert_eq!(db.begin_run(2).unwrap(), Some(1));
+        assert_eq!(db.load_synced().unwrap().get(&p), Some(&rec));
+        db.write_synced(&[], std::slice::from_ref(&p)).unwrap();
+        assert!(db.load_synced().unwrap().is_empty());
+        db.finish_run(3, "ok").unwrap();
+        assert_eq!(db.begin_run(4).unwrap(), None);
+    }
+
+    #[test]
+    fn hash_cache_round_trips_per_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = StateDb::open(&dir.path().join("job.db")).unwrap();
+        let p = RelPath::parse(b"x").unwrap();
+        let h = CachedHash { size: 1, mtime: Some(Mtime(2)), inode: 3, hash: [9; 32] };
+        db.store_hashes(Side::Src, &[(p.clone(), h.clone())]).unwrap();
+        assert_eq!(db.load_hashes(Side::Src).unwrap().get(&p), Some(&h));
+        assert!(db.load_hashes(Side::Dst).unwrap().is_empty());
+    }
+
+    #[test]
+    fn default_path_is_stable_and_distinct_per_job() {
+        let a = default_path("file:///a/src", "file:///b/dst").unwrap();
+        let b = default_path("file:///a/src", "file:///b/dst2").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a, default_path("file:///a/src", "file:///b/dst").unwrap());
+        assert!(a.to_string_lossy().contains("src-dst-"));
+    }
+}

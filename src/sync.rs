@@ -1,0 +1,388 @@
+//! One run of a job, end to end: lock, list both sides, filter, hash when
+//! asked, plan, check the safety limits, then print (`plan`), compare
+//! (`check`) or execute (`sync`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::backend::{self, Backend, Entry, Listing, MissingRoot};
+use crate::commit;
+use crate::engine::report::{Reporter, Summary};
+use crate::engine::{Engine, EngineConfig, RESUME_MIN_SIZE, for_each_parallel};
+use crate::error::{Error, OpError, exit};
+use crate::location::Location;
+use crate::path::RelPath;
+use crate::plan::{self, Action, CompareMode, CompareRule, Plan, PlanInput, Reason, filter::Filter};
+use crate::state::{self, CachedHash, JobLock, Journal, Side, StateDb, run_blocking};
+
+/// What to do with the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Make the destination a mirror of the source.
+    Sync,
+    /// Print what sync would do; change nothing.
+    Plan,
+    /// Report differences; exit 0 only when the trees match.
+    Check,
+}
+
+/// A validated job: everything a run needs, no raw flags.
+pub struct Job {
+    pub src: Location,
+    pub dst: Location,
+    pub compare: CompareMode,
+    /// Remove destination entries the source lacks.
+    pub delete: bool,
+    /// Stop before deleting anything when more entries than this would go.
+    pub max_delete: Option<u64>,
+    pub filter: Filter,
+    pub engine: EngineConfig,
+    /// `--state FILE`; else derived from the two locations.
+    pub state_path: Option<PathBuf>,
+}
+
+/// How a run ended, when it ran to the end.
+#[derive(Debug)]
+pub struct Outcome {
+    pub summary: Summary,
+    pub exit_code: i32,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+fn unreachable(location: &Location) -> impl FnOnce(OpError) -> Error + '_ {
+    move |source| Error::Unreachable { location: location.to_string(), source }
+}
+
+pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcome, Error> {
+    let started = Instant::now();
+    let state_path = match &job.state_path {
+        Some(path) => path.clone(),
+        None => state::default_path(&job.src.identity(), &job.dst.identity())?,
+    };
+    // Only a sync takes the lock and writes the database; plan and check
+    // read it when it exists and never create it.
+    let lock = if mode == Mode::Sync { Some(JobLock::acquire(&state_path)?) } else { None };
+    let db = if mode == Mode::Sync || state_path.exists() {
+        let path = state_path.clone();
+        Some(Arc::new(Mutex::new(run_blocking(move || StateDb::open(&path)).await?)))
+    } else {
+        None
+    };
+    if let (Some(db), Mode::Sync) = (&db, mode) {
+        let db = Arc::clone(db);
+        let interrupted = run_blocking(move || lock_db(&db).begin_run(unix_now())).await?;
+        if let Some(run) = interrupted {
+            reporter.info(&format!("run {run} of this job was interrupted; continuing where it stopped"));
+        }
+    }
+
+    let missing_dst = if mode == Mode::Sync { MissingRoot::Create } else { MissingRoot::Empty };
+    let (src, dst) = tokio::join!(backend::open(&job.src, MissingRoot::Fail), backend::open(&job.dst, missing_dst));
+    let src = src.map_err(unreachable(&job.src))?;
+    let dst = dst.map_err(unreachable(&job.dst))?;
+
+    let (src_listing, dst_listing) = tokio::join!(src.walk(), dst.walk());
+    let mut src_listing = src_listing.map_err(unreachable(&job.src))?;
+    let mut dst_listing = dst_listing.map_err(unreachable(&job.dst))?;
+    for (dir, err) in &src_listing.unreadable {
+        reporter.error(&format!("source {dir} could not be read, nothing below it is deleted: {err}"));
+    }
+    for (dir, err) in &dst_listing.unreadable {
+        reporter.error(&format!("destination {dir} could not be read: {err}"));
+    }
+    for warning in src_listing.warnings.iter().chain(&dst_listing.warnings) {
+        reporter.warning(warning);
+    }
+    let _ = take_temporaries(&mut src_listing);
+    let temporaries = take_temporaries(&mut dst_listing);
+
+    let src_unreadable: Vec<RelPath> = src_listing.unreadable.iter().map(|(p, _)| p.clone()).collect();
+    let filter = Arc::new(job.filter);
+    let (src_entries, dst_entries) = {
+        let filter = Arc::clone(&filter);
+        let (s, d) = (src_listing.entries, dst_listing.entries);
+        tokio::task::spawn_blocking(move || (filter.apply(s), filter.apply(d)))
+            .await
+            .map_err(|e| Error::Io { context: "filter".into(), source: std::io::Error::other(e.to_string()) })?
+    };
+    let (mut src_entries, mut dst_entries) = (src_entries, dst_entries);
+
+    if job.compare == CompareMode::Hash {
+        fill_hashes(&src, &dst, &mut src_entries, &mut dst_entries, db.as_ref(), &reporter).await?;
+    }
+
+    let synced = match &db {
+        Some(db) => {
+            let db = Arc::clone(db);
+            run_blocking(move || lock_db(&db).load_synced()).await?
+        }
+        None => HashMap::new(),
+    };
+    let rule = CompareRule::new(
+        job.compare,
+        src.capabilities().mtime_precision,
+        dst.capabilities().mtime_precision,
+        dst.capabilities().set_mtime,
+    );
+    // Check lists extraneous entries whatever --delete says.
+    let delete = job.delete || mode == Mode::Check;
+    let plan = tokio::task::spawn_blocking(move || {
+        plan::plan(PlanInput {
+            src: src_entries,
+            dst: dst_entries,
+            src_unreadable: &src_unreadable,
+            synced: &synced,
+            rule,
+            delete,
+        })
+    })
+    .await
+    .map_err(|e| Error::Io { context: "plan".into(), source: std::io::Error::other(e.to_string()) })?;
+
+    match mode {
+        Mode::Plan => return Ok(print_plan(&plan, &reporter, started)),
+        Mode::Check => return Ok(print_check(&plan, &reporter, started)),
+        Mode::Sync => {}
+    }
+
+    if let Some(max) = job.max_delete {
+        let deletions = plan.deletions() as u64;
+        if deletions > max {
+            finish_run(db.as_ref(), "safety-stop").await;
+            return Err(Error::SafetyStop(format!(
+                "{deletions} entries would be deleted, more than --max-delete {max}; nothing was changed"
+            )));
+        }
+    }
+
+    let partials = match &db {
+        Some(db) => {
+            let db = Arc::clone(db);
+            let wanted: Vec<RelPath> = plan
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Copy { src, .. } if src.size >= RESUME_MIN_SIZE => Some(src.path.clone()),
+                    _ => None,
+                })
+                .collect();
+            run_blocking(move || {
+                let db = lock_db(&db);
+                let mut found = HashMap::new();
+                for path in wanted {
+                    if let Some(record) = db.partial(&path)? {
+                        found.insert(path, record);
+                    }
+                }
+                Ok(found)
+            })
+            .await?
+        }
+        None => HashMap::new(),
+    };
+    let (resumable, stale) = sort_temporaries(&plan, temporaries, &partials);
+    let dst_for_cleanup = Arc::clone(&dst);
+    for_each_parallel(stale, job.engine.parallel, move |temp: Entry| {
+        let dst = Arc::clone(&dst_for_cleanup);
+        async move {
+            let _ = dst.remove_file(&temp.path).await;
+        }
+    })
+    .await;
+
+    reporter.stats.files_unchanged.store(plan.unchanged, std::sync::atomic::Ordering::Relaxed);
+    let journal = db.as_ref().map(|db| Arc::new(Journal::new(Arc::clone(db))));
+    let engine = Arc::new(Engine::new(src, dst, job.engine, Arc::clone(&reporter), journal.clone(), resumable));
+    engine.run(plan).await;
+    if let Some(journal) = &journal
+        && let Err(err) = journal.flush().await
+    {
+        reporter.warning(&format!("state database: {err}"));
+    }
+    let summary = reporter.summary(started.elapsed());
+    finish_run(db.as_ref(), if summary.errors == 0 { "ok" } else { "failed" }).await;
+    drop(lock);
+    reporter.print_summary(&summary);
+    let exit_code = if summary.errors == 0 { exit::OK } else { exit::PARTIAL };
+    Ok(Outcome { summary, exit_code })
+}
+
+fn lock_db(db: &Mutex<StateDb>) -> std::sync::MutexGuard<'_, StateDb> {
+    db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn finish_run(db: Option<&Arc<Mutex<StateDb>>>, status: &'static str) {
+    if let Some(db) = db {
+        let db = Arc::clone(db);
+        // The run's outcome is already decided; a failure here only loses
+        // the run's status line.
+        let _ = run_blocking(move || lock_db(&db).finish_run(unix_now(), status)).await;
+    }
+}
+
+/// Removes barge's own temporaries from a listing and returns them: they are
+/// never content, never copied, never "extraneous".
+fn take_temporaries(listing: &mut Listing) -> Vec<Entry> {
+    let (temps, entries) = std::mem::take(&mut listing.entries)
+        .into_iter()
+        .partition(|e| e.is_file() && commit::is_temp_name(e.path.file_name()));
+    listing.entries = entries;
+    temps
+}
+
+/// Splits the destination's temporaries into those this plan can resume
+/// (same source as when they were started) and stale ones to remove.
+fn sort_temporaries(
+    plan: &Plan,
+    temporaries: Vec<Entry>,
+    partials: &HashMap<RelPath, state::PartialRecord>,
+) -> (HashMap<RelPath, u64>, Vec<Entry>) {
+    let mut by_temp: HashMap<RelPath, Entry> = temporaries.into_iter().map(|e| (e.path.clone(), e)).collect();
+    let mut resumable = HashMap::new();
+    for action in &plan.actions {
+        let Action::Copy { src, .. } = action else { continue };
+        let temp = commit::temp_path(&src.path);
+        let Some(partial) = by_temp.remove(&temp) else { continue };
+        let same_source = partials.get(&src.path).is_some_and(|p| p.src_size == src.size && p.src_mtime == src.mtime);
+        if same_source && partial.size > 0 && partial.size <= src.size {
+            resumable.insert(src.path.clone(), partial.size);
+        }
+        // Otherwise the copy starts afresh and truncates it.
+    }
+    (resumable, by_temp.into_values().collect())
+}
+
+/// Fills `hash` on every pair of same-size files, from the cache where the
+/// file is unchanged (path, size, mtime, inode), else by hashing it.
+async fn fill_hashes(
+    src: &Arc<dyn Backend>,
+    dst: &Arc<dyn Backend>,
+    src_entries: &mut [Entry],
+    dst_entries: &mut [Entry],
+    db: Option<&Arc<Mutex<StateDb>>>,
+    reporter: &Reporter,
+) -> Result<(), Error> {
+    // Pair up same-path, same-size files with one merge of the sorted lists.
+    let (mut src_idx, mut dst_idx) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < src_entries.len() && j < dst_entries.len() {
+        match src_entries[i].path.cmp(&dst_entries[j].path) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                let (s, d) = (&src_entries[i], &dst_entries[j]);
+                if s.is_file() && d.is_file() && s.size == d.size {
+                    src_idx.push(i);
+                    dst_idx.push(j);
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    hash_side(Side::Src, src, src_entries, &src_idx, db, reporter).await?;
+    hash_side(Side::Dst, dst, dst_entries, &dst_idx, db, reporter).await
+}
+
+async fn hash_side(
+    side: Side,
+    backend: &Arc<dyn Backend>,
+    entries: &mut [Entry],
+    wanted: &[usize],
+    db: Option<&Arc<Mutex<StateDb>>>,
+    reporter: &Reporter,
+) -> Result<(), Error> {
+    let cache = match db {
+        Some(db) => {
+            let db = Arc::clone(db);
+            run_blocking(move || lock_db(&db).load_hashes(side)).await?
+        }
+        None => HashMap::new(),
+    };
+    let mut missing = Vec::new();
+    for &i in wanted {
+        match cache.get(&entries[i].path) {
+            Some(cached) if cached.is_for(&entries[i]) => entries[i].hash = Some(Box::new(cached.hash)),
+            _ => missing.push(i),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let paths = missing.iter().map(|&i| entries[i].path.clone()).collect();
+    let results = backend.hash_files(paths).await;
+    let mut fresh = Vec::new();
+    for (&i, result) in missing.iter().zip(results) {
+        match result {
+            Ok(hash) => {
+                let e = &mut entries[i];
+                fresh.push((e.path.clone(), CachedHash { size: e.size, mtime: e.mtime, inode: e.inode, hash }));
+                e.hash = Some(Box::new(hash));
+            }
+            Err(err) => reporter.warning(&format!("cannot hash, comparing by mtime instead: {err}")),
+        }
+    }
+    if let Some(db) = db {
+        let db = Arc::clone(db);
+        run_blocking(move || lock_db(&db).store_hashes(side, &fresh)).await?;
+    }
+    Ok(())
+}
+
+fn print_plan(plan: &Plan, reporter: &Reporter, started: Instant) -> Outcome {
+    for action in &plan.actions {
+        reporter.planned(action);
+    }
+    let copies =
+        plan.actions.iter().filter_map(|a| if let Action::Copy { src, .. } = a { Some(src.size) } else { None });
+    let conflicts = plan.count("conflict") as u64;
+    let so_far = reporter.summary(started.elapsed());
+    let summary = Summary {
+        kind: "plan",
+        files_transferred: plan.count("copy") as u64,
+        bytes_transferred: copies.sum(),
+        files_deleted: plan.deletions() as u64,
+        files_unchanged: plan.unchanged,
+        dirs_created: plan.count("mkdir") as u64,
+        errors: so_far.errors + conflicts,
+        ..so_far
+    };
+    reporter.print_summary(&summary);
+    Outcome { exit_code: if summary.errors == 0 { exit::OK } else { exit::PARTIAL }, summary }
+}
+
+/// The words `check` uses for a difference.
+fn difference(action: &Action) -> Option<&'static str> {
+    match action {
+        Action::Copy { reason: Reason::New, .. } | Action::Mkdir { .. } => Some("missing"),
+        Action::Copy { .. } | Action::SetMtime { kind: backend::EntryKind::File, .. } | Action::Conflict { .. } => {
+            Some("differs")
+        }
+        Action::Delete { reason: Reason::Extraneous, .. } => Some("extra"),
+        // Replacements come with the copy or mkdir that reports them;
+        // directory mtimes and skipped links are not content.
+        Action::Delete { .. } | Action::SetMtime { .. } | Action::Skip { .. } => None,
+    }
+}
+
+fn print_check(plan: &Plan, reporter: &Reporter, started: Instant) -> Outcome {
+    let mut differences = 0u64;
+    for action in &plan.actions {
+        if let Some(word) = difference(action) {
+            differences += 1;
+            reporter.difference(word, action);
+        }
+    }
+    let mut summary = reporter.summary(started.elapsed());
+    summary.kind = "check";
+    summary.files_unchanged = plan.unchanged;
+    summary.differences = Some(differences);
+    reporter.print_summary(&summary);
+    let exit_code = if summary.errors == 0 && differences == 0 { exit::OK } else { exit::PARTIAL };
+    Outcome { summary, exit_code }
+}
