@@ -42,6 +42,51 @@ pub struct EngineConfig {
     pub bwlimit: Option<u64>,
 }
 
+/// A plan split into the phases the engine runs, each in the order it runs.
+#[derive(Debug, Default)]
+pub struct Phases {
+    /// Removed to make room for another type: contents before directories.
+    pub replaced: Vec<Action>,
+    /// Parents before children.
+    pub mkdirs: Vec<Action>,
+    /// Copies and file mtimes: any order, in parallel.
+    pub transfers: Vec<Action>,
+    /// Extraneous files and links, in parallel.
+    pub delete_files: Vec<Action>,
+    /// Extraneous directories, deepest first, after the files.
+    pub delete_dirs: Vec<Action>,
+    /// After every other phase (anything written into a directory changes
+    /// its mtime).
+    pub dir_mtimes: Vec<Action>,
+    /// Skips and conflicts: only reported.
+    pub reported: Vec<Action>,
+}
+
+impl From<Plan> for Phases {
+    fn from(plan: Plan) -> Phases {
+        let mut phases = Phases::default();
+        for action in plan.actions {
+            let slot = match &action {
+                Action::Delete { reason: Reason::Replaced, .. } => &mut phases.replaced,
+                Action::Delete { kind: EntryKind::Dir, .. } => &mut phases.delete_dirs,
+                Action::Delete { .. } => &mut phases.delete_files,
+                Action::Mkdir { .. } => &mut phases.mkdirs,
+                Action::Copy { .. } | Action::SetMtime { kind: EntryKind::File | EntryKind::Symlink, .. } => {
+                    &mut phases.transfers
+                }
+                Action::SetMtime { .. } => &mut phases.dir_mtimes,
+                Action::Skip { .. } | Action::Conflict { .. } => &mut phases.reported,
+            };
+            slot.push(action);
+        }
+        // Tree order lists a directory before its contents: reversed, the
+        // contents come first.
+        phases.replaced.reverse();
+        phases.delete_dirs.reverse();
+        phases
+    }
+}
+
 pub struct Engine {
     pub src: Arc<dyn Backend>,
     pub dst: Arc<dyn Backend>,
@@ -68,39 +113,22 @@ impl Engine {
 
     /// Runs every action of the plan; failures are reported, not returned.
     pub async fn run(self: &Arc<Self>, plan: Plan) {
-        let mut replaced = Vec::new();
-        let mut mkdirs = Vec::new();
-        let mut transfers = Vec::new();
-        let mut delete_files = Vec::new();
-        let mut delete_dirs = Vec::new();
-        let mut dir_mtimes = Vec::new();
-        for action in plan.actions {
-            match &action {
-                Action::Delete { reason: Reason::Replaced, .. } => replaced.push(action),
-                Action::Delete { kind: EntryKind::Dir, .. } => delete_dirs.push(action),
-                Action::Delete { .. } => delete_files.push(action),
-                Action::Mkdir { .. } => mkdirs.push(action),
-                Action::Copy { .. } | Action::SetMtime { kind: EntryKind::File | EntryKind::Symlink, .. } => {
-                    transfers.push(action)
-                }
-                Action::SetMtime { .. } => dir_mtimes.push(action),
-                Action::Skip { .. } => self.reporter.done(&action, None),
+        let phases = Phases::from(plan);
+        for action in &phases.reported {
+            match action {
                 Action::Conflict { path, reason } => self.reporter.error(&format!("{path}: {reason}")),
+                _ => self.reporter.done(action, None),
             }
         }
-        let total_bytes = transfers.iter().map(|a| if let Action::Copy { src, .. } = a { src.size } else { 0 }).sum();
-        self.reporter.start_progress(total_bytes, transfers.len() as u64);
-
-        // Tree order lists a directory before its contents: reversed, the
-        // contents go first.
-        replaced.reverse();
-        self.sequential(replaced).await;
-        self.sequential(mkdirs).await;
-        self.parallel(transfers).await;
-        self.parallel(delete_files).await;
-        delete_dirs.reverse();
-        self.sequential(delete_dirs).await;
-        self.parallel(dir_mtimes).await;
+        let total_bytes =
+            phases.transfers.iter().map(|a| if let Action::Copy { src, .. } = a { src.size } else { 0 }).sum();
+        self.reporter.start_progress(total_bytes, phases.transfers.len() as u64);
+        self.sequential(phases.replaced).await;
+        self.sequential(phases.mkdirs).await;
+        self.parallel(phases.transfers).await;
+        self.parallel(phases.delete_files).await;
+        self.sequential(phases.delete_dirs).await;
+        self.parallel(phases.dir_mtimes).await;
         self.reporter.finish_progress();
     }
 

@@ -97,6 +97,9 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                             out.actions.push(Action::Conflict { path: s.path, reason: Reason::NeedsDelete });
                             continue;
                         }
+                        // Tree order, the directory first; the engine runs
+                        // replacements reversed, so its contents go first.
+                        out.actions.push(Action::Delete { path: d.path, kind: d.kind, reason: Reason::Replaced });
                         for gone in below {
                             out.actions.push(Action::Delete {
                                 path: gone.path,
@@ -104,7 +107,6 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                                 reason: Reason::Replaced,
                             });
                         }
-                        out.actions.push(Action::Delete { path: d.path, kind: d.kind, reason: Reason::Replaced });
                         out.actions.push(Action::Copy { src: s, reason: Reason::TypeChanged });
                     }
                     (EntryKind::Dir, EntryKind::File | EntryKind::Symlink) => {

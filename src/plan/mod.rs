@@ -5,6 +5,8 @@
 pub mod compare;
 pub mod filter;
 mod march;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 

@@ -1,0 +1,212 @@
+//! Table tests of the planner and of the phase order the engine runs it in.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::*;
+use crate::backend::{Entry, EntryKind, Mtime};
+use crate::engine::Phases;
+use crate::path::RelPath;
+use crate::state::SyncedRecord;
+
+fn p(path: &str) -> RelPath {
+    RelPath::parse(path.as_bytes()).unwrap()
+}
+
+fn file(path: &str, size: u64, mtime: i64) -> Entry {
+    Entry { path: p(path), kind: EntryKind::File, size, mtime: Some(Mtime::from_unix(mtime, 0)), inode: 0, hash: None }
+}
+
+fn dir(path: &str) -> Entry {
+    Entry { path: p(path), kind: EntryKind::Dir, size: 0, mtime: Some(Mtime::from_unix(1000, 0)), inode: 0, hash: None }
+}
+
+fn link(path: &str) -> Entry {
+    Entry { kind: EntryKind::Symlink, ..file(path, 4, 1000) }
+}
+
+fn sorted(mut entries: Vec<Entry>) -> Vec<Entry> {
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries
+}
+
+fn run(src: Vec<Entry>, dst: Vec<Entry>, delete: bool) -> Plan {
+    run_with(src, dst, delete, &[], &HashMap::new())
+}
+
+fn run_with(
+    src: Vec<Entry>,
+    dst: Vec<Entry>,
+    delete: bool,
+    unreadable: &[RelPath],
+    synced: &HashMap<RelPath, SyncedRecord>,
+) -> Plan {
+    let ns = Duration::from_nanos(1);
+    plan(PlanInput {
+        src: sorted(src),
+        dst: sorted(dst),
+        src_unreadable: unreadable,
+        synced,
+        rule: CompareRule::new(CompareMode::Mtime, ns, ns, true),
+        delete,
+    })
+}
+
+/// `verb path (reason)` per action, directory mtimes left out unless asked.
+fn lines(plan: &Plan) -> Vec<String> {
+    plan.actions
+        .iter()
+        .filter(|a| !matches!(a, Action::SetMtime { kind: EntryKind::Dir, .. }))
+        .map(|a| format!("{} {} ({})", a.verb(), a.path(), a.reason()))
+        .collect()
+}
+
+#[test]
+fn new_changed_unchanged_and_extraneous_files() {
+    let src = vec![file("same", 3, 10), file("grown", 5, 10), file("touched", 3, 11), file("new", 1, 10)];
+    let dst = vec![file("same", 3, 10), file("grown", 4, 10), file("touched", 3, 10), file("extra", 9, 10)];
+    let kept = run(src.clone(), dst.clone(), false);
+    assert_eq!(lines(&kept), ["copy grown (size differs)", "copy new (new)", "copy touched (mtime differs)"]);
+    assert_eq!(kept.unchanged, 1);
+    let mirrored = run(src, dst, true);
+    assert_eq!(
+        lines(&mirrored),
+        ["delete extra (not in source)", "copy grown (size differs)", "copy new (new)", "copy touched (mtime differs)"]
+    );
+}
+
+#[test]
+fn identical_trees_plan_nothing() {
+    let tree = vec![dir("a"), file("a/x", 1, 5), dir("a/empty"), file("a/zero", 0, 5), file("b", 2, 5)];
+    let plan = run(tree.clone(), tree, true);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.unchanged, 3);
+    assert!(plan.is_in_sync());
+}
+
+#[test]
+fn empty_files_and_empty_directories_are_mirrored() {
+    let plan = run(vec![dir("empty"), file("zero", 0, 5)], vec![], false);
+    assert_eq!(lines(&plan), ["mkdir empty (new)", "copy zero (new)"]);
+    // An empty extraneous directory is deleted with --delete.
+    let plan = run(vec![], vec![dir("gone")], true);
+    assert_eq!(lines(&plan), ["delete gone (not in source)"]);
+    // An empty destination file is replaced when the source has content.
+    let plan = run(vec![file("f", 1, 5)], vec![file("f", 0, 5)], false);
+    assert_eq!(lines(&plan), ["copy f (size differs)"]);
+}
+
+#[test]
+fn file_where_the_destination_has_an_empty_directory() {
+    let plan = run(vec![file("x", 1, 5)], vec![dir("x")], false);
+    assert_eq!(lines(&plan), ["delete x (replaced by another type)", "copy x (type changed)"]);
+}
+
+#[test]
+fn directory_replaced_by_a_file_needs_delete_when_not_empty() {
+    let src = vec![file("x", 1, 5), file("y", 1, 5)];
+    let dst = vec![dir("x"), file("x/a", 1, 5), dir("x/b"), file("x/b/c", 1, 5), file("y", 1, 5)];
+    let refused = run(src.clone(), dst.clone(), false);
+    assert_eq!(lines(&refused), ["conflict x (would delete a non-empty directory; use --delete)"]);
+    assert_eq!(refused.deletions(), 0);
+    assert!(!refused.is_in_sync());
+
+    let plan = run(src, dst, true);
+    assert_eq!(
+        lines(&plan),
+        [
+            "delete x (replaced by another type)",
+            "delete x/a (replaced by another type)",
+            "delete x/b (replaced by another type)",
+            "delete x/b/c (replaced by another type)",
+            "copy x (type changed)",
+        ]
+    );
+    // Run order: contents before their directory, all before the copy.
+    let phases = Phases::from(plan);
+    let order: Vec<String> = phases.replaced.iter().map(|a| a.path().to_string()).collect();
+    assert_eq!(order, ["x/b/c", "x/b", "x/a", "x"]);
+    assert_eq!(phases.transfers.len(), 1);
+}
+
+#[test]
+fn file_replaced_by_a_directory() {
+    let plan = run(vec![dir("y"), file("y/z", 1, 5)], vec![file("y", 7, 5)], false);
+    assert_eq!(lines(&plan), ["delete y (replaced by another type)", "mkdir y (type changed)", "copy y/z (new)"]);
+    let phases = Phases::from(plan);
+    assert_eq!(phases.replaced.len(), 1);
+    assert_eq!(phases.mkdirs.len(), 1);
+}
+
+#[test]
+fn deletions_run_contents_before_their_directory() {
+    let dst = vec![dir("old"), file("old/a", 1, 5), dir("old/sub"), file("old/sub/b", 1, 5), dir("old/sub/deeper")];
+    let plan = run(vec![], dst, true);
+    assert_eq!(plan.deletions(), 5);
+    let phases = Phases::from(plan);
+    let files: Vec<String> = phases.delete_files.iter().map(|a| a.path().to_string()).collect();
+    let dirs: Vec<String> = phases.delete_dirs.iter().map(|a| a.path().to_string()).collect();
+    assert_eq!(files, ["old/a", "old/sub/b"]);
+    assert_eq!(dirs, ["old/sub/deeper", "old/sub", "old"]);
+}
+
+#[test]
+fn mkdirs_run_parents_first_and_directory_mtimes_deepest_first() {
+    let src = vec![dir("a"), dir("a/b"), dir("a/b/c"), file("a/b/c/f", 1, 5)];
+    let plan = run(src, vec![], false);
+    let mtimes: Vec<String> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::SetMtime { kind: EntryKind::Dir, .. }))
+        .map(|a| a.path().to_string())
+        .collect();
+    assert_eq!(mtimes, ["a/b/c", "a/b", "a"]);
+    let phases = Phases::from(plan);
+    let mkdirs: Vec<String> = phases.mkdirs.iter().map(|a| a.path().to_string()).collect();
+    assert_eq!(mkdirs, ["a", "a/b", "a/b/c"]);
+    assert_eq!(phases.dir_mtimes.len(), 3);
+}
+
+#[test]
+fn a_directory_gets_its_mtime_back_when_its_contents_change() {
+    let src = vec![dir("d"), file("d/f", 2, 5)];
+    let dst = vec![dir("d"), file("d/f", 1, 5)];
+    let plan = run(src, dst, false);
+    assert!(plan.actions.contains(&Action::SetMtime {
+        path: p("d"),
+        kind: EntryKind::Dir,
+        mtime: Mtime::from_unix(1000, 0),
+        reason: Reason::DirMtime
+    }));
+}
+
+#[test]
+fn nothing_is_deleted_below_an_unreadable_source_directory() {
+    let src = vec![dir("locked")];
+    let dst = vec![dir("locked"), file("locked/precious", 1, 5), file("other", 1, 5)];
+    let plan = run_with(src, dst, true, &[p("locked")], &HashMap::new());
+    assert_eq!(lines(&plan), ["delete other (not in source)"]);
+}
+
+#[test]
+fn symlinks_are_skipped_with_a_reason() {
+    let plan = run(vec![link("l")], vec![], false);
+    assert_eq!(lines(&plan), ["skip l (symbolic link skipped)"]);
+    // A destination link where the source has a file is replaced by the file.
+    let plan = run(vec![file("l", 1, 5)], vec![link("l")], false);
+    assert_eq!(lines(&plan), ["copy l (type changed)"]);
+}
+
+#[test]
+fn state_records_vouch_only_for_exactly_what_was_synced() {
+    let src = vec![file("f", 3, 10)];
+    let dst = vec![file("f", 3, 99)];
+    let mut synced = HashMap::new();
+    let rule = CompareRule::new(CompareMode::Mtime, Duration::from_nanos(1), Duration::from_secs(1), false);
+    let plan_with = |synced: &HashMap<RelPath, SyncedRecord>| {
+        plan(PlanInput { src: src.clone(), dst: dst.clone(), src_unreadable: &[], synced, rule, delete: false })
+    };
+    assert_eq!(lines(&plan_with(&synced)), ["copy f (mtime differs)"]);
+    synced.insert(p("f"), SyncedRecord::new(&src[0], 3, Some(Mtime::from_unix(99, 0))));
+    assert!(plan_with(&synced).actions.is_empty());
+}
