@@ -22,6 +22,7 @@ impl JobLock {
         name.push(".lock");
         let path = PathBuf::from(name);
         let io = |context: &str, source| Error::Io { context: format!("{context} {}", path.display()), source };
+        super::create_parent_dir(&path)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

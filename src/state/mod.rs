@@ -136,13 +136,7 @@ impl StateDb {
     /// Opens (creating with mode 0600) and migrates the database.
     pub fn open(path: &Path) -> Result<StateDb, Error> {
         let err = |source| Error::State { path: path.to_path_buf(), source };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::Io { context: format!("create {}", dir.display()), source: e })?;
-        }
+        create_parent_dir(path)?;
         // Create it ourselves so it is never, even briefly, world-readable;
         // sqlite gives its -wal and -shm files the same mode.
         let file = OpenOptions::new()
@@ -351,6 +345,18 @@ impl StateDb {
         self.conn.execute("DELETE FROM partials WHERE path = ?1", [path.as_bytes()]).map_err(|e| self.err(e))?;
         Ok(())
     }
+}
+
+/// Creates the directory a state file goes in (owner-only when new).
+pub(crate) fn create_parent_dir(path: &Path) -> Result<(), Error> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::Io { context: format!("create {}", dir.display()), source: e })?;
+    }
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

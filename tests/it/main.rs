@@ -1,1 +1,4 @@
+//! Integration tests: one binary (one link) for the whole suite.
 
+mod common;
+mod local_sync;

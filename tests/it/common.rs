@@ -1,0 +1,178 @@
+//! Helpers for driving the real `barge` binary against temporary trees.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch area: `src/`, `dst/`, a state dir, all removed on drop.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch { dir: tempfile::tempdir().expect("tempdir") }
+    }
+    pub fn src(&self) -> PathBuf {
+        self.dir.path().join("src")
+    }
+    pub fn dst(&self) -> PathBuf {
+        self.dir.path().join("dst")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state.db")
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `barge <args...>` with XDG_STATE_HOME inside the scratch area.
+    pub fn barge(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_barge"));
+        cmd.env("XDG_STATE_HOME", self.dir.path().join("xdg-state")).env_remove("BARGE_PASSWORD");
+        cmd
+    }
+
+    /// `barge sync src dst --state state --json <extra...>`
+    pub fn sync(&self, extra: &[&str]) -> Run {
+        let mut cmd = self.barge();
+        cmd.arg("sync").arg(self.src()).arg(self.dst()).arg("--state").arg(self.state()).arg("--json").args(extra);
+        Run::of(cmd.output().expect("run barge"))
+    }
+}
+
+/// A finished run: exit code, stdout JSON lines, stderr.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn of(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Every stdout line as JSON (panics on a line that is not).
+    pub fn json(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}\n{}", self.explain())))
+            .collect()
+    }
+
+    /// The final summary object.
+    pub fn summary(&self) -> serde_json::Value {
+        let last = self.json().pop().unwrap_or_else(|| panic!("no output\n{}", self.explain()));
+        assert_eq!(last["type"], "summary", "last line is not the summary\n{}", self.explain());
+        last
+    }
+
+    pub fn count(&self, key: &str) -> u64 {
+        self.summary()[key].as_u64().unwrap_or_else(|| panic!("no {key} in summary\n{}", self.explain()))
+    }
+
+    /// Paths of the JSON events of one type.
+    pub fn events(&self, kind: &str) -> Vec<String> {
+        self.json().iter().filter(|v| v["type"] == kind).map(|v| v["path"].as_str().unwrap_or("").to_string()).collect()
+    }
+
+    pub fn explain(&self) -> String {
+        format!("exit code {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "unexpected exit code\n{}", self.explain());
+        self
+    }
+}
+
+/// Writes a file, creating its parents.
+pub fn write(root: &Path, rel: impl AsRef<OsStr>, content: &[u8]) {
+    let path = root.join(rel.as_ref());
+    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    fs::write(&path, content).expect("write");
+}
+
+pub fn set_mtime(path: &Path, secs: u64) {
+    let file = fs::File::options().write(true).open(path).or_else(|_| fs::File::open(path)).expect("open");
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    file.set_times(fs::FileTimes::new().set_modified(time)).expect("set mtime");
+}
+
+/// What a tree holds: per relative path, "dir", or "file:<blake3>" with its
+/// mtime in nanoseconds, for exact comparisons.
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub enum Node {
+    Dir { mtime_ns: i128 },
+    File { hash: String, mtime_ns: i128 },
+    Link,
+}
+
+pub fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, Node> {
+    let mut out = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(root).min_depth(1) {
+        let entry = entry.expect("walk");
+        let rel = entry.path().strip_prefix(root).expect("prefix").as_os_str().as_bytes().to_vec();
+        let meta = entry.path().symlink_metadata().expect("stat");
+        let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+        let node = if meta.is_dir() {
+            Node::Dir { mtime_ns }
+        } else if meta.file_type().is_symlink() {
+            Node::Link
+        } else {
+            let bytes = fs::read(entry.path()).expect("read");
+            Node::File { hash: blake3::hash(&bytes).to_hex().to_string(), mtime_ns }
+        };
+        out.insert(rel, node);
+    }
+    out
+}
+
+/// Asserts that `dst` mirrors `src` exactly (content and mtimes), printing
+/// a readable diff when it does not.
+pub fn assert_mirrors(src: &Path, dst: &Path) {
+    let (a, b) = (snapshot(src), snapshot(dst));
+    if a != b {
+        let mut diff = String::new();
+        for key in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
+            let (x, y) = (a.get(key), b.get(key));
+            if x != y {
+                diff.push_str(&format!("  {}: src {x:?} / dst {y:?}\n", String::from_utf8_lossy(key)));
+            }
+        }
+        panic!("{} does not mirror {}:\n{diff}", dst.display(), src.display());
+    }
+}
+
+/// Files under `root` whose name looks like a barge temporary.
+pub fn temporaries(root: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().as_bytes();
+            name.starts_with(b".barge-") && name.ends_with(b".part")
+        })
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+/// Deterministic bytes.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..len).map(|_| rng.u8(..)).collect()
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
