@@ -251,3 +251,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

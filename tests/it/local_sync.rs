@@ -416,3 +416,42 @@ fn state_database_is_owner_only_and_records_runs() {
     let mode = fs::metadata(dbs[0].path()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    let s = Scratch::new();
+    write(&s.src(), "a", &bytes(6, 1 << 20));
+    // Not a terminal: nothing but the summary.
+    let piped = Run::of(
+        s.barge()
+            .arg("sync")
+            .arg(s.src())
+            .arg(s.dst())
+            .args(["--bwlimit", "1M", "--state"])
+            .arg(s.state())
+            .output()
+            .unwrap(),
+    );
+    piped.expect_code(0);
+    assert!(!piped.stderr.contains("eta") && !piped.stdout.contains("eta"), "{}", piped.explain());
+
+    // On a terminal (script(1) gives it a pty): a progress bar.
+    fs::remove_dir_all(s.dst()).unwrap();
+    let command = format!(
+        "{} sync {} {} --bwlimit 512K --state {}",
+        env!("CARGO_BIN_EXE_barge"),
+        s.src().display(),
+        s.dst().display(),
+        s.path("tty-state.db").display()
+    );
+    let tty = Run::of(
+        std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("XDG_STATE_HOME", s.path("xdg"))
+            .output()
+            .unwrap(),
+    );
+    tty.expect_code(0);
+    assert!(tty.stdout.contains("eta"), "{}", tty.explain());
+    assert_mirrors(&s.src(), &s.dst());
+}
