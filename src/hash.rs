@@ -31,7 +31,3 @@ pub fn hash_local_file(path: &Path) -> std::io::Result<[u8; 32]> {
 pub fn hash_local_files(root: &Path, paths: &[RelPath]) -> Vec<Result<[u8; 32], OpError>> {
     paths.par_iter().map(|rel| hash_local_file(&rel.to_local(root)).map_err(|e| OpError::io("hash", rel, e))).collect()
 }
-
-pub fn to_hex(hash: &[u8; 32]) -> String {
-    blake3::Hash::from_bytes(*hash).to_hex().to_string()
-}

@@ -31,10 +31,6 @@ impl Journal {
         }
     }
 
-    pub fn db(&self) -> &Arc<Mutex<StateDb>> {
-        &self.db
-    }
-
     /// Records that `path` now mirrors its source.
     pub async fn committed(&self, path: RelPath, record: SyncedRecord) -> Result<(), Error> {
         let due = self.with_pending(|p| {

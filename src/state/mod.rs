@@ -340,11 +340,6 @@ impl StateDb {
             .optional()
             .map_err(|e| self.err(e))
     }
-
-    pub fn forget_partial(&mut self, path: &RelPath) -> Result<(), Error> {
-        self.conn.execute("DELETE FROM partials WHERE path = ?1", [path.as_bytes()]).map_err(|e| self.err(e))?;
-        Ok(())
-    }
 }
 
 /// Creates the directory a state file goes in (owner-only when new).
