@@ -1,4 +1,6 @@
 //! Integration tests: one binary (one link) for the whole suite.
 
 mod common;
+mod harness;
 mod local_sync;
+mod servers;
