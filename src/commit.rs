@@ -46,7 +46,7 @@ pub struct Committed {
     /// Bytes moved in this attempt (less than the size when resumed).
     pub bytes_moved: u64,
     pub dst_size: u64,
-    /// The destination mtime, when it was set to the source's.
+    /// The destination's mtime after the commit, when known.
     pub dst_mtime: Option<Mtime>,
 }
 
@@ -97,11 +97,15 @@ pub async fn copy_file(
             format!("source changed while copying: expected {} bytes, read {written}", src.size),
         ));
     }
-    let set_mtime = dst_backend.capabilities().set_mtime;
-    let mtime = if set_mtime { src.mtime } else { None };
-    writer.finish(mtime).await?;
+    let wanted = if dst_backend.capabilities().set_mtime { src.mtime } else { None };
+    let mut dst_mtime = writer.finish(wanted).await?;
     dst_backend.rename(&temp, &src.path).await?;
-    Ok(Committed { bytes_moved: written - offset, dst_size: written, dst_mtime: mtime })
+    if dst_mtime.is_none() {
+        // The destination keeps its own time: remember the one it shows, so
+        // the state database can vouch for this copy on the next run.
+        dst_mtime = dst_backend.stat(&src.path).await.ok().flatten().and_then(|e| e.mtime);
+    }
+    Ok(Committed { bytes_moved: written - offset, dst_size: written, dst_mtime })
 }
 
 /// Compares the bytes just before `offset` in the source and the partial.

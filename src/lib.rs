@@ -23,6 +23,7 @@
 pub mod backend;
 pub mod cli;
 pub mod commit;
+pub mod credentials;
 pub mod engine;
 pub mod error;
 pub mod hash;

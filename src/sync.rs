@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::backend::{self, Backend, Entry, Listing, MissingRoot};
+use crate::backend::{self, Backend, Entry, Listing, MissingRoot, RemoteOptions};
 use crate::commit;
 use crate::engine::report::{Reporter, Summary};
 use crate::engine::{Engine, EngineConfig, RESUME_MIN_SIZE, for_each_parallel};
@@ -41,6 +41,8 @@ pub struct Job {
     pub engine: EngineConfig,
     /// `--state FILE`; else derived from the two locations.
     pub state_path: Option<PathBuf>,
+    /// How remote locations are reached.
+    pub remote: RemoteOptions,
 }
 
 /// How a run ended, when it ran to the end.
@@ -60,6 +62,10 @@ fn unreachable(location: &Location) -> impl FnOnce(OpError) -> Error + '_ {
 
 pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcome, Error> {
     let started = Instant::now();
+    if job.remote.tls.insecure {
+        reporter
+            .warning("--insecure: TLS certificates are not verified; anyone on the path can read and change the data");
+    }
     let state_path = match &job.state_path {
         Some(path) => path.clone(),
         None => state::default_path(&job.src.identity(), &job.dst.identity())?,
@@ -82,7 +88,10 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     }
 
     let missing_dst = if mode == Mode::Sync { MissingRoot::Create } else { MissingRoot::Empty };
-    let (src, dst) = tokio::join!(backend::open(&job.src, MissingRoot::Fail), backend::open(&job.dst, missing_dst));
+    let (src, dst) = tokio::join!(
+        backend::open(&job.src, MissingRoot::Fail, &job.remote),
+        backend::open(&job.dst, missing_dst, &job.remote)
+    );
     let src = src.map_err(unreachable(&job.src))?;
     let dst = dst.map_err(unreachable(&job.dst))?;
 

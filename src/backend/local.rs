@@ -53,6 +53,7 @@ impl LocalBackend {
             caps: Capabilities {
                 mtime_precision: Duration::from_nanos(1),
                 set_mtime: true,
+                set_dir_mtime: true,
                 atomic_rename: true,
                 hashes: vec![HashKind::Blake3],
                 symlinks: true,
@@ -343,7 +344,7 @@ impl FileWriter for LocalWriter {
         Ok(buf)
     }
 
-    async fn finish(mut self: Box<Self>, mtime: Option<Mtime>) -> Result<(), OpError> {
+    async fn finish(mut self: Box<Self>, mtime: Option<Mtime>) -> Result<Option<Mtime>, OpError> {
         let file = self.file.take().ok_or_else(|| lost_handle("finish", &self.path))?;
         let path = self.path.clone();
         let mode = self.mode;
@@ -353,7 +354,8 @@ impl FileWriter for LocalWriter {
                 file.set_times(FileTimes::new().set_modified(mtime.to_system_time()))
                     .map_err(|e| OpError::io("set mtime", &path, e))?;
             }
-            file.sync_all().map_err(|e| OpError::io("fsync", &path, e))
+            file.sync_all().map_err(|e| OpError::io("fsync", &path, e))?;
+            Ok(mtime)
         })
         .await
     }

@@ -5,6 +5,7 @@
 //! Everything the planner and engine need goes through [`Backend`], so a
 //! protocol plugs in by implementing it and reporting its [`Capabilities`].
 
+pub mod ftp;
 pub mod local;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::{ErrorKind, OpError};
-use crate::location::Location;
+use crate::location::{Location, Scheme};
 use crate::path::RelPath;
 
 /// A modification time: nanoseconds since the Unix epoch, UTC.
@@ -98,6 +99,8 @@ pub struct Capabilities {
     pub mtime_precision: Duration,
     /// Whether the modification time of a written file can be set.
     pub set_mtime: bool,
+    /// Whether a directory's modification time can be set.
+    pub set_dir_mtime: bool,
     /// Whether rename replaces an existing file atomically.
     pub atomic_rename: bool,
     /// Hashes computed on the backend's side.
@@ -124,8 +127,9 @@ pub trait FileWriter: Send {
     /// Writes all of `buf` and returns it, cleared, for reuse.
     async fn write(&mut self, buf: Vec<u8>) -> Result<Vec<u8>, OpError>;
     /// Makes the content durable (fsync or the protocol's equivalent) and
-    /// sets its modification time when given.
-    async fn finish(self: Box<Self>, mtime: Option<Mtime>) -> Result<(), OpError>;
+    /// sets its modification time when given. Returns the mtime the file
+    /// now has when it is known (`None` when it could not be set).
+    async fn finish(self: Box<Self>, mtime: Option<Mtime>) -> Result<Option<Mtime>, OpError>;
 }
 
 #[async_trait]
@@ -197,16 +201,60 @@ pub enum MissingRoot {
     Empty,
 }
 
+/// Settings for remote locations, from the command line.
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// `--tls explicit`: upgrade plain `ftp://` with AUTH TLS.
+    pub ftp_explicit_tls: bool,
+    pub tls: ftp::tls::TlsOptions,
+    /// `--active`: the server connects back for data.
+    pub active: bool,
+    /// `--pasv-address-from-reply`: no NAT workaround.
+    pub pasv_address_from_reply: bool,
+    /// `--password-env VAR`.
+    pub password_env: Option<String>,
+    /// `--list-times`: trust LIST times instead of asking MDTM per file.
+    pub list_times: bool,
+    /// Connect, command and stalled-transfer timeout.
+    pub timeout: Duration,
+    /// Connections per server.
+    pub connections: usize,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        RemoteOptions {
+            ftp_explicit_tls: false,
+            tls: ftp::tls::TlsOptions::default(),
+            active: false,
+            pasv_address_from_reply: false,
+            password_env: None,
+            list_times: false,
+            timeout: Duration::from_secs(60),
+            connections: 8,
+        }
+    }
+}
+
 /// Opens the backend for a location.
-pub async fn open(location: &Location, missing_root: MissingRoot) -> Result<Arc<dyn Backend>, OpError> {
+pub async fn open(
+    location: &Location,
+    missing_root: MissingRoot,
+    options: &RemoteOptions,
+) -> Result<Arc<dyn Backend>, OpError> {
     match location {
         Location::Local(path) => Ok(Arc::new(local::LocalBackend::open(path.clone(), missing_root).await?)),
-        Location::Remote(remote) => Err(OpError::new(
-            ErrorKind::Unsupported,
-            "connect",
-            remote,
-            format!("{}:// locations are not supported by this build yet", remote.scheme.as_str()),
-        )),
+        Location::Remote(remote) => match remote.scheme {
+            Scheme::Ftp | Scheme::Ftpes | Scheme::Ftps => {
+                Ok(Arc::new(ftp::FtpBackend::open(remote, missing_root, options).await?))
+            }
+            Scheme::Sftp => Err(OpError::new(
+                ErrorKind::Unsupported,
+                "connect",
+                remote,
+                "sftp:// locations are not supported by this build yet",
+            )),
+        },
     }
 }
 

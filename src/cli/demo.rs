@@ -69,6 +69,7 @@ async fn mirror(source: &Path, mirror: &Path, state: &Path, mode: Mode, delete: 
         filter: Filter::default(),
         engine: EngineConfig { parallel: 8, retries: 3, bwlimit: None },
         state_path: Some(state.to_path_buf()),
+        remote: crate::backend::RemoteOptions::default(),
     };
     let reporter = Arc::new(Reporter::new(OutputOptions { json: false, verbosity: Verbosity::Normal }));
     Ok(sync::run(job, mode, reporter).await?.exit_code)

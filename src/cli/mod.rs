@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::backend::RemoteOptions;
+use crate::backend::ftp::tls::TlsOptions;
 use crate::engine::EngineConfig;
 use crate::engine::report::{OutputOptions, Reporter, Verbosity};
 use crate::error::Error;
@@ -127,6 +129,38 @@ pub struct CommonArgs {
     /// Total bandwidth limit in bytes per second (K, M, G suffixes: binary units).
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
     pub bwlimit: Option<u64>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// How remote servers are reached.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Remote servers")]
+pub struct RemoteArgs {
+    /// Upgrade plain ftp:// with AUTH TLS (ftpes:// does it by default, ftps:// is implicit TLS).
+    #[arg(long, value_name = "MODE", value_parser = ["explicit"])]
+    pub tls: Option<String>,
+    /// Trust the CA certificates in this PEM file, besides the system's.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Do not verify TLS certificates (dangerous; a warning is printed).
+    #[arg(long)]
+    pub insecure: bool,
+    /// FTP active mode: the server connects back to us (PORT/EPRT).
+    #[arg(long)]
+    pub active: bool,
+    /// Connect to the address a PASV reply names even when it looks like a NAT mistake.
+    #[arg(long)]
+    pub pasv_address_from_reply: bool,
+    /// Read the password from this environment variable (else BARGE_PASSWORD, then ~/.netrc).
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+    /// Trust LIST times (minute precision) instead of asking MDTM for each file.
+    #[arg(long)]
+    pub list_times: bool,
+    /// Seconds before a connection, command or stalled transfer times out.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
 }
 
 impl CommonArgs {
@@ -159,6 +193,16 @@ impl CommonArgs {
             filter: Filter::new(&self.include, &self.exclude, self.min_size, self.max_size)?,
             engine: EngineConfig { parallel: usize::from(self.parallel), retries: self.retries, bwlimit: self.bwlimit },
             state_path: self.state.clone(),
+            remote: RemoteOptions {
+                ftp_explicit_tls: self.remote.tls.is_some(),
+                tls: TlsOptions { ca_file: self.remote.ca_file.clone(), insecure: self.remote.insecure },
+                active: self.remote.active,
+                pasv_address_from_reply: self.remote.pasv_address_from_reply,
+                password_env: self.remote.password_env.clone(),
+                list_times: self.remote.list_times,
+                timeout: std::time::Duration::from_secs(self.remote.timeout.max(1)),
+                connections: usize::from(self.parallel),
+            },
         })
     }
 }

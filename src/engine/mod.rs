@@ -113,7 +113,10 @@ impl Engine {
 
     /// Runs every action of the plan; failures are reported, not returned.
     pub async fn run(self: &Arc<Self>, plan: Plan) {
-        let phases = Phases::from(plan);
+        let mut phases = Phases::from(plan);
+        if !self.dst.capabilities().set_dir_mtime {
+            phases.dir_mtimes.clear();
+        }
         for action in &phases.reported {
             match action {
                 Action::Conflict { path, reason } => self.reporter.error(&format!("{path}: {reason}")),

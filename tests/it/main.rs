@@ -1,6 +1,7 @@
 //! Integration tests: one binary (one link) for the whole suite.
 
 mod common;
+mod ftp_sync;
 mod harness;
 mod local_sync;
 mod servers;

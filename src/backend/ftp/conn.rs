@@ -1,0 +1,350 @@
+//! One FTP control connection: connect (plain, explicit or implicit TLS),
+//! log in, learn the server's features, and classify its replies.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::ClientConfig;
+use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
+use suppaftp::types::FileType;
+use suppaftp::{FtpError, Mode, Status};
+use tokio::net::TcpStream;
+
+use super::names::RawBytes;
+use super::tls;
+use crate::credentials::Login;
+use crate::error::{ErrorKind, OpError};
+
+/// The control stream type for plain and TLS connections alike (TLS is
+/// only engaged when asked for).
+pub type Control = AsyncRustlsFtpStream;
+
+/// How the TLS layer is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    None,
+    /// `AUTH TLS` on the plain control port.
+    Explicit,
+    /// TLS from the first byte (usually port 990).
+    Implicit,
+}
+
+/// How data connections are opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataMode {
+    /// EPSV, or PASV where the server lacks it. `trust_reply_address`
+    /// connects to whatever address a PASV reply names.
+    Passive { trust_reply_address: bool },
+    /// The server connects back (PORT/EPRT).
+    Active,
+}
+
+/// Everything needed to open a control connection.
+#[derive(Clone)]
+pub struct ConnectParams {
+    pub host: String,
+    pub port: u16,
+    pub login: Login,
+    pub tls_mode: TlsMode,
+    /// The base TLS configuration, when TLS is used.
+    pub tls: Option<Arc<ClientConfig>>,
+    pub data_mode: DataMode,
+    pub timeout: Duration,
+}
+
+/// What FEAT said, reduced to what barge uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    pub mlsd: bool,
+    pub mfmt: bool,
+    pub mdtm: bool,
+    pub size: bool,
+    pub rest_stream: bool,
+    pub utf8: bool,
+    pub epsv: bool,
+}
+
+impl Features {
+    fn from_feat(feat: &HashMap<String, Option<String>>) -> Features {
+        let has = |name: &str| feat.keys().any(|k| k.eq_ignore_ascii_case(name));
+        let rest_stream = feat.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("REST") && v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("STREAM"))
+        });
+        Features {
+            mlsd: has("MLSD") || has("MLST"),
+            mfmt: has("MFMT"),
+            mdtm: has("MDTM"),
+            size: has("SIZE"),
+            rest_stream,
+            utf8: has("UTF8"),
+            epsv: has("EPSV"),
+        }
+    }
+}
+
+/// A logged-in control connection.
+pub struct FtpConn {
+    pub control: Control,
+    pub features: Features,
+    /// The home directory (PWD right after login).
+    pub home: String,
+    pub last_used: Instant,
+}
+
+impl std::fmt::Debug for FtpConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FtpConn").field("features", &self.features).field("home", &self.home).finish()
+    }
+}
+
+/// True for addresses a NAT'ed server typically announces by mistake.
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+/// The address to open a passive data connection to. A PASV reply naming
+/// an internal or other address while the control peer is public is a
+/// server behind NAT announcing its inside address: use the control peer's.
+pub fn passive_target(announced: SocketAddr, control_peer: SocketAddr, trust_reply_address: bool) -> SocketAddr {
+    if trust_reply_address || announced.ip() == control_peer.ip() {
+        return announced;
+    }
+    if is_internal(announced.ip()) && !is_internal(control_peer.ip()) || announced.ip().is_unspecified() {
+        return SocketAddr::new(control_peer.ip(), announced.port());
+    }
+    announced
+}
+
+/// The reply code of an error, when the server sent one. suppaftp knows
+/// some codes (522 among them) only as `Unknown`: read the digits then.
+pub fn reply_code(err: &FtpError) -> Option<u32> {
+    match err {
+        FtpError::UnexpectedResponse(response) => match response.status {
+            Status::Unknown => std::str::from_utf8(response.body.get(..3)?).ok()?.parse().ok(),
+            status => Some(status.code()),
+        },
+        _ => None,
+    }
+}
+
+/// The server's words, without the code, for messages.
+fn reply_text(err: &FtpError) -> String {
+    match err {
+        FtpError::UnexpectedResponse(response) => {
+            let text = String::from_utf8_lossy(&response.body);
+            text.trim().to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Classifies a failure: what the retry logic and exit codes need.
+pub fn classify(err: FtpError, op: &'static str, path: impl std::fmt::Display) -> OpError {
+    let kind = match (&err, reply_code(&err)) {
+        (FtpError::ConnectionError(io), _) => match ErrorKind::from_io(io.kind()) {
+            ErrorKind::Other => ErrorKind::Temporary,
+            kind => kind,
+        },
+        (_, Some(421 | 425 | 426 | 450 | 451)) => ErrorKind::Temporary,
+        (_, Some(452 | 552)) => ErrorKind::NoSpace,
+        (_, Some(530 | 331 | 332)) => ErrorKind::Auth,
+        (_, Some(550)) => {
+            let text = reply_text(&err).to_ascii_lowercase();
+            if text.contains("denied") || text.contains("permission") || text.contains("not allowed") {
+                ErrorKind::PermissionDenied
+            } else {
+                ErrorKind::NotFound
+            }
+        }
+        (_, Some(553)) => ErrorKind::PermissionDenied,
+        (_, Some(500 | 501 | 502 | 504)) => ErrorKind::Unsupported,
+        (FtpError::BadResponse | FtpError::DataConnectionAlreadyOpen, _) => ErrorKind::Temporary,
+        _ => ErrorKind::Other,
+    };
+    OpError::new(kind, op, path, reply_text(&err))
+}
+
+async fn with_timeout<T>(
+    timeout: Duration,
+    what: &'static str,
+    host: &str,
+    work: impl std::future::Future<Output = Result<T, OpError>>,
+) -> Result<T, OpError> {
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result,
+        Err(_) => Err(OpError::new(ErrorKind::Temporary, what, host, format!("timed out after {timeout:?}"))),
+    }
+}
+
+fn connector(base: &Option<Arc<ClientConfig>>, host: &str) -> Result<AsyncRustlsConnector, OpError> {
+    let base = base
+        .as_ref()
+        .ok_or_else(|| OpError::new(ErrorKind::Other, "tls", host, "TLS asked for without a TLS configuration"))?;
+    Ok(AsyncRustlsConnector::from(tokio_rustls::TlsConnector::from(tls::per_connection(base))))
+}
+
+/// Opens, secures and logs in one control connection.
+pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
+    let host = params.host.as_str();
+    let shown = format!("{}:{}", display_host(host), params.port);
+    let addr = with_timeout(params.timeout, "resolve", &shown, async {
+        tokio::net::lookup_host((host, params.port))
+            .await
+            .map_err(|e| OpError::new(ErrorKind::Connect, "resolve", &shown, e.to_string()))?
+            .next()
+            .ok_or_else(|| OpError::new(ErrorKind::Connect, "resolve", &shown, "no address"))
+    })
+    .await?;
+    let connect_err = |e: std::io::Error| {
+        let kind = match ErrorKind::from_io(e.kind()) {
+            ErrorKind::Temporary => ErrorKind::Temporary,
+            _ => ErrorKind::Connect,
+        };
+        OpError::new(kind, "connect", &shown, e.to_string())
+    };
+    let mut control = with_timeout(params.timeout, "connect", &shown, async {
+        match params.tls_mode {
+            TlsMode::Implicit => Control::connect_secure_implicit(addr, connector(&params.tls, host)?, host)
+                .await
+                .map_err(|e| tls_or(e, "connect", &shown)),
+            TlsMode::None | TlsMode::Explicit => {
+                let tcp = TcpStream::connect(addr).await.map_err(connect_err)?;
+                tcp.set_nodelay(true).ok();
+                let control = Control::connect_with_stream(tcp).await.map_err(|e| classify(e, "greeting", &shown))?;
+                if params.tls_mode == TlsMode::Explicit {
+                    control
+                        .into_secure(connector(&params.tls, host)?, host)
+                        .await
+                        .map_err(|e| tls_or(e, "AUTH TLS", &shown))
+                } else {
+                    Ok(control)
+                }
+            }
+        }
+    })
+    .await?;
+
+    let user = params.login.user.clone();
+    let password = params.login.password.as_ref().map_or("", |p| p.expose()).to_string();
+    with_timeout(params.timeout, "login", &shown, async {
+        control.login(user.as_str(), password.as_str()).await.map_err(|e| {
+            let mut err = classify(e, "login", &shown);
+            if err.kind == ErrorKind::Auth || reply_code_is_auth(&err) {
+                err.kind = ErrorKind::Auth;
+                err.message = format!("the server refused user {user}: {}", err.message);
+            }
+            err
+        })
+    })
+    .await?;
+    if params.tls_mode == TlsMode::Implicit {
+        // suppaftp sends neither after an implicit handshake; without them
+        // servers refuse every data connection (522).
+        for command in ["PBSZ 0", "PROT P"] {
+            control.custom_command(command, &[Status::CommandOk]).await.map_err(|e| classify(e, "login", &shown))?;
+        }
+    }
+    let features = match control.feat().await {
+        Ok(feat) => Features::from_feat(&feat),
+        Err(_) => Features::default(),
+    };
+    if features.utf8 {
+        let _ = control.custom_command("OPTS UTF8 ON", &[Status::CommandOk, Status::Unknown]).await;
+    }
+    control.transfer_type(FileType::Binary).await.map_err(|e| classify(e, "TYPE I", &shown))?;
+    control.set_encoding(RawBytes).await;
+    let home = control.pwd().await.unwrap_or_else(|_| "/".to_string());
+
+    match params.data_mode {
+        DataMode::Active => control = control.active_mode(params.timeout),
+        DataMode::Passive { trust_reply_address } => {
+            control.set_mode(if features.epsv { Mode::ExtendedPassive } else { Mode::Passive });
+            let peer = addr;
+            let timeout = params.timeout;
+            control = control.passive_stream_builder(move |announced| {
+                Box::pin(async move {
+                    let target = passive_target(announced, peer, trust_reply_address);
+                    let stream = tokio::time::timeout(timeout, TcpStream::connect(target))
+                        .await
+                        .map_err(|_| {
+                            FtpError::ConnectionError(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                format!("data connection to {target} timed out"),
+                            ))
+                        })?
+                        .map_err(FtpError::ConnectionError)?;
+                    stream.set_nodelay(true).ok();
+                    Ok(stream)
+                })
+            });
+        }
+    }
+    Ok(FtpConn { control, features, home, last_used: Instant::now() })
+}
+
+fn reply_code_is_auth(err: &OpError) -> bool {
+    err.message.starts_with("530")
+}
+
+/// A TLS failure is a connection failure (exit 3), not a retryable one.
+fn tls_or(err: FtpError, op: &'static str, shown: &str) -> OpError {
+    match err {
+        FtpError::SecureError(message) => {
+            OpError::new(ErrorKind::Connect, op, shown, format!("TLS handshake failed: {message}"))
+        }
+        other => classify(other, op, shown),
+    }
+}
+
+/// IPv6 literals in brackets, for messages.
+pub fn display_host(host: &str) -> String {
+    if host.contains(':') { format!("[{host}]") } else { host.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn nat_rule_replaces_internal_addresses_behind_a_public_peer() {
+        let public = addr("203.0.113.5:21");
+        assert_eq!(passive_target(addr("10.0.0.7:40001"), public, false), addr("203.0.113.5:40001"));
+        assert_eq!(passive_target(addr("127.0.0.1:40001"), public, false), addr("203.0.113.5:40001"));
+        assert_eq!(passive_target(addr("0.0.0.0:40001"), public, false), addr("203.0.113.5:40001"));
+        // Asked to trust the reply, or peer internal too: as announced.
+        assert_eq!(passive_target(addr("10.0.0.7:40001"), public, true), addr("10.0.0.7:40001"));
+        let internal = addr("192.168.1.2:21");
+        assert_eq!(passive_target(addr("10.0.0.7:40001"), internal, false), addr("10.0.0.7:40001"));
+        // A public, different address (a separate data host) is used as is.
+        assert_eq!(passive_target(addr("198.51.100.9:40001"), public, false), addr("198.51.100.9:40001"));
+    }
+
+    #[test]
+    fn replies_are_classified_for_retry_and_exit_codes() {
+        let reply = |text: &str| {
+            let code: u32 = text[..3].parse().unwrap();
+            FtpError::UnexpectedResponse(suppaftp::types::Response {
+                status: Status::from(code),
+                body: text.as_bytes().to_vec(),
+            })
+        };
+        assert_eq!(classify(reply("421 Too many users"), "x", "p").kind, ErrorKind::Temporary);
+        assert_eq!(classify(reply("426 Connection closed"), "x", "p").kind, ErrorKind::Temporary);
+        assert_eq!(classify(reply("530 Login incorrect."), "x", "p").kind, ErrorKind::Auth);
+        assert_eq!(classify(reply("550 Failed to open file."), "x", "p").kind, ErrorKind::NotFound);
+        assert_eq!(classify(reply("550 Permission denied."), "x", "p").kind, ErrorKind::PermissionDenied);
+        assert_eq!(classify(reply("552 Quota exceeded"), "x", "p").kind, ErrorKind::NoSpace);
+        let tls_required = reply("522 Data connections must be encrypted.");
+        assert_eq!(reply_code(&tls_required), Some(522));
+        assert!(classify(tls_required, "x", "p").message.contains("522"));
+    }
+}

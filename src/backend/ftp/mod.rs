@@ -1,0 +1,661 @@
+//! FTP and FTPS (explicit `AUTH TLS` and implicit), on suppaftp over tokio
+//! with rustls.
+//!
+//! - [`conn`]: one control connection (TLS, login, FEAT, data mode, reply
+//!   classification); [`pool`]: connections reused across files.
+//! - [`listing`]: pure parsers for MLSD and the LIST formats.
+//! - [`names`]: byte-exact names through suppaftp's `String` commands.
+//! - [`tls`]: certificate trust and per-connection session caches.
+//!
+//! Paths: the URL path is absolute on the server (`ftp://host/pub/x` is
+//! `/pub/x`); `ftp://host/~/x` is relative to the login's home directory.
+
+pub mod conn;
+pub mod listing;
+pub mod names;
+pub mod pool;
+pub mod tls;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use suppaftp::Status;
+use suppaftp::tokio::AsyncRustlsStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use self::conn::{ConnectParams, DataMode, Features, TlsMode, classify};
+use self::listing::{ListEntry, ListKind, TimePrecision};
+use self::pool::{Pool, Pooled};
+use super::{
+    Backend, Capabilities, Entry, EntryKind, FileReader, FileWriter, Listing, MissingRoot, Mtime, RemoteOptions,
+};
+use crate::error::{ErrorKind, OpError};
+use crate::location::{RemoteLocation, Scheme};
+use crate::path::{RelPath, check_component};
+
+type Transfer = suppaftp::tokio::TransferStream<AsyncRustlsStream>;
+
+/// How this server lets us set a file's modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MtimeCommand {
+    /// `MFMT YYYYMMDDHHMMSS path` (RFC draft; pure-ftpd, proftpd).
+    Mfmt,
+    /// `MDTM YYYYMMDDHHMMSS path` (vsftpd).
+    MdtmSet,
+}
+
+struct Inner {
+    pool: Arc<Pool>,
+    /// Absolute root path on the server, as bytes, without a trailing `/`
+    /// (empty for `/`).
+    root: Vec<u8>,
+    root_missing: bool,
+    features: Features,
+    caps: Capabilities,
+    shown: String,
+    mtime_command: Option<MtimeCommand>,
+    list_times: bool,
+    parallel: usize,
+}
+
+pub struct FtpBackend {
+    inner: Arc<Inner>,
+}
+
+fn unix_now() -> Mtime {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    Mtime::from_unix(i64::try_from(now.as_secs()).unwrap_or(i64::MAX), now.subsec_nanos())
+}
+
+/// `YYYYMMDDHHMMSS` in UTC, for MFMT and MDTM.
+fn ftp_timestamp(mtime: Mtime) -> String {
+    let secs = mtime.secs();
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+impl FtpBackend {
+    pub async fn open(
+        remote: &RemoteLocation,
+        missing_root: MissingRoot,
+        options: &RemoteOptions,
+    ) -> Result<FtpBackend, OpError> {
+        let tls_mode = match remote.scheme {
+            Scheme::Ftps => TlsMode::Implicit,
+            Scheme::Ftpes => TlsMode::Explicit,
+            _ if options.ftp_explicit_tls => TlsMode::Explicit,
+            _ => TlsMode::None,
+        };
+        let tls = match tls_mode {
+            TlsMode::None => None,
+            _ => Some(Arc::new(tls::base_config(&options.tls)?)),
+        };
+        let login = crate::credentials::resolve(remote, options.password_env.as_deref(), "anonymous");
+        let params = ConnectParams {
+            host: remote.host.clone(),
+            port: remote.port,
+            login,
+            tls_mode,
+            tls,
+            data_mode: if options.active {
+                DataMode::Active
+            } else {
+                DataMode::Passive { trust_reply_address: options.pasv_address_from_reply }
+            },
+            timeout: options.timeout,
+        };
+        let shown = remote.to_string();
+        let mut first = conn::connect(&params).await.map_err(|mut e| {
+            e.path = shown.clone();
+            e
+        })?;
+        let features = first.features.clone();
+        let root = resolve_root(&remote.path, &first.home);
+        let root_text = names::decode(if root.is_empty() { b"/" } else { &root });
+        let root_exists = first.control.cwd(&root_text).await.is_ok();
+        let root_missing = match (root_exists, missing_root) {
+            (true, _) => false,
+            (false, MissingRoot::Empty) => true,
+            (false, MissingRoot::Fail) => {
+                return Err(OpError::new(ErrorKind::NotFound, "open", &shown, "the directory does not exist"));
+            }
+            (false, MissingRoot::Create) => {
+                make_dirs(&mut first, &root).await.map_err(|mut e| {
+                    e.path = shown.clone();
+                    e
+                })?;
+                false
+            }
+        };
+        let mtime_command = if features.mfmt {
+            Some(MtimeCommand::Mfmt)
+        } else if features.mdtm {
+            Some(MtimeCommand::MdtmSet)
+        } else {
+            None
+        };
+        let precision = if features.mlsd || features.mdtm && !options.list_times {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(60)
+        };
+        let connections = options.connections.max(1);
+        let pool = Pool::new(params, connections);
+        pool.give(first);
+        Ok(FtpBackend {
+            inner: Arc::new(Inner {
+                pool,
+                root,
+                root_missing,
+                caps: Capabilities {
+                    mtime_precision: precision,
+                    set_mtime: mtime_command.is_some(),
+                    set_dir_mtime: mtime_command == Some(MtimeCommand::Mfmt),
+                    atomic_rename: true,
+                    hashes: Vec::new(),
+                    symlinks: false,
+                    max_connections: connections,
+                },
+                features,
+                shown,
+                mtime_command,
+                list_times: options.list_times,
+                parallel: connections,
+            }),
+        })
+    }
+}
+
+/// The absolute root: the URL path, or below the home directory for `/~`.
+fn resolve_root(url_path: &[u8], home: &str) -> Vec<u8> {
+    let mut root = match url_path.strip_prefix(b"/~") {
+        Some(rest) if rest.is_empty() || rest.starts_with(b"/") => {
+            let mut joined = home.trim_end_matches('/').as_bytes().to_vec();
+            joined.extend_from_slice(rest);
+            joined
+        }
+        _ => url_path.to_vec(),
+    };
+    while root.ends_with(b"/") {
+        root.pop();
+    }
+    if !root.is_empty() && !root.starts_with(b"/") {
+        root.insert(0, b'/');
+    }
+    root
+}
+
+/// MKD of every missing component of an absolute path.
+async fn make_dirs(conn: &mut conn::FtpConn, path: &[u8]) -> Result<(), OpError> {
+    let mut current = Vec::new();
+    for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+        current.push(b'/');
+        current.extend_from_slice(part);
+        let text = names::decode(&current);
+        if conn.control.cwd(&text).await.is_err() {
+            conn.control.mkdir(&text).await.map_err(|e| classify(e, "mkdir", &text))?;
+        }
+    }
+    Ok(())
+}
+
+impl Inner {
+    /// The server path of `rel`, as suppaftp wants it.
+    fn remote_path(&self, rel: &RelPath) -> String {
+        let mut full = self.root.clone();
+        if !rel.is_root() {
+            full.push(b'/');
+            full.extend_from_slice(rel.as_bytes());
+        }
+        if full.is_empty() {
+            full.push(b'/');
+        }
+        names::decode(&full)
+    }
+
+    /// Runs one command-style operation on a pooled connection; a
+    /// connection that failed at the transport level is not reused.
+    async fn with_conn<T>(
+        &self,
+        op: &'static str,
+        path: &RelPath,
+        work: impl AsyncFnOnce(&mut conn::FtpConn, String) -> Result<T, suppaftp::FtpError>,
+    ) -> Result<T, OpError> {
+        let mut pooled = self.pool.get().await?;
+        let remote = self.remote_path(path);
+        let result = tokio::time::timeout(self.pool.params().timeout, work(pooled.conn(), remote)).await;
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                if matches!(err, suppaftp::FtpError::ConnectionError(_) | suppaftp::FtpError::BadResponse) {
+                    pooled.mark_broken();
+                }
+                Err(classify(err, op, path))
+            }
+            Err(_) => {
+                pooled.mark_broken();
+                Err(OpError::new(ErrorKind::Temporary, op, path, "timed out"))
+            }
+        }
+    }
+
+    async fn list_dir(self: &Arc<Self>, dir: &RelPath) -> Result<(Vec<Entry>, Vec<String>), OpError> {
+        let mlsd = self.features.mlsd;
+        let data = self
+            .with_conn("list", dir, async |conn, remote| {
+                let (command, cwd) =
+                    if mlsd { (format!("MLSD {remote}"), None) } else { ("LIST -a".to_string(), Some(remote)) };
+                if let Some(dir) = cwd {
+                    conn.control.cwd(&dir).await?;
+                }
+                let (_, mut stream) =
+                    conn.control.custom_data_command(command, &[Status::AboutToSend, Status::AlreadyOpen]).await?;
+                let mut data = Vec::new();
+                stream.read_to_end(&mut data).await.map_err(suppaftp::FtpError::ConnectionError)?;
+                stream.finish().await?;
+                Ok(data)
+            })
+            .await?;
+        let parsed = if mlsd { listing::parse_mlsd(&data) } else { listing::parse_list(&data, unix_now()) }
+            .map_err(|e| OpError::new(ErrorKind::InvalidData, "list", dir, e.to_string()))?;
+        let mut warnings: Vec<String> = parsed
+            .warnings
+            .iter()
+            .map(|w| format!("{}: unreadable listing line ({}): {}", dir, w.reason, crate::path::DisplayBytes(&w.line)))
+            .collect();
+        let mut entries = Vec::with_capacity(parsed.entries.len());
+        let mut needs_time = Vec::new();
+        for item in parsed.entries {
+            match self.to_entry(dir, item) {
+                Ok(Some((entry, exact))) => {
+                    if !exact && entry.is_file() {
+                        needs_time.push(entries.len());
+                    }
+                    entries.push(entry);
+                }
+                Ok(None) => {}
+                Err(warning) => warnings.push(warning),
+            }
+        }
+        if !needs_time.is_empty() && !self.list_times && self.features.mdtm {
+            self.fill_exact_times(&mut entries, &needs_time).await;
+        }
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((entries, warnings))
+    }
+
+    /// A listing entry as an [`Entry`], with whether its time is exact to
+    /// the second; `Err` is a warning for an entry that must be skipped.
+    fn to_entry(&self, dir: &RelPath, item: ListEntry) -> Result<Option<(Entry, bool)>, String> {
+        if let Err(why) = check_component(&item.name) {
+            return Err(format!("{dir}: skipped entry {}: {why}", crate::path::DisplayBytes(&item.name)));
+        }
+        let path = dir.join(&item.name).map_err(|why| format!("{dir}: skipped entry: {why}"))?;
+        let kind = match item.kind {
+            ListKind::File => EntryKind::File,
+            ListKind::Dir => EntryKind::Dir,
+            ListKind::Symlink { .. } => EntryKind::Symlink,
+            ListKind::Other => return Err(format!("{path}: skipped: not a file or directory")),
+        };
+        let exact = matches!(item.precision, TimePrecision::Seconds | TimePrecision::Sub);
+        let size = match (kind, item.size) {
+            (EntryKind::File, None) => return Err(format!("{path}: skipped: the listing gives no size")),
+            (EntryKind::Dir, _) => 0,
+            (_, size) => size.unwrap_or(0),
+        };
+        Ok(Some((Entry { path, kind, size, mtime: item.mtime, inode: 0, hash: None }, exact)))
+    }
+
+    /// MDTM for files whose listing gave only minutes, several at once.
+    async fn fill_exact_times(self: &Arc<Self>, entries: &mut [Entry], indexes: &[usize]) {
+        let mut set = tokio::task::JoinSet::new();
+        let queue =
+            Arc::new(std::sync::Mutex::new(indexes.iter().map(|&i| (i, entries[i].path.clone())).collect::<Vec<_>>()));
+        for _ in 0..self.parallel.min(indexes.len()) {
+            let (inner, queue) = (Arc::clone(self), Arc::clone(&queue));
+            set.spawn(async move {
+                let mut found = Vec::new();
+                loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.pop());
+                    let Some((index, path)) = next else { break };
+                    if let Ok(Some(mtime)) = inner.mdtm(&path).await {
+                        found.push((index, mtime));
+                    }
+                }
+                found
+            });
+        }
+        while let Some(Ok(found)) = set.join_next().await {
+            for (index, mtime) in found {
+                entries[index].mtime = Some(mtime);
+            }
+        }
+    }
+
+    async fn mdtm(&self, path: &RelPath) -> Result<Option<Mtime>, OpError> {
+        self.with_conn("mdtm", path, async |conn, remote| {
+            let reply = conn.control.custom_command(format!("MDTM {remote}"), &[Status::File]).await?;
+            let text = String::from_utf8_lossy(&reply.body).to_string();
+            Ok(text.get(4..).and_then(|t| listing::parse_ftp_time(t.trim().as_bytes())))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Backend for FtpBackend {
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.caps
+    }
+
+    fn describe(&self) -> String {
+        self.inner.shown.clone()
+    }
+
+    async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError> {
+        Ok(self.inner.list_dir(dir).await?.0)
+    }
+
+    /// Lists directories concurrently over the pool, breadth first.
+    async fn walk(&self) -> Result<Listing, OpError> {
+        let mut listing = Listing::default();
+        if self.inner.root_missing {
+            return Ok(listing);
+        }
+        let mut set = tokio::task::JoinSet::new();
+        let spawn = |set: &mut tokio::task::JoinSet<_>, dir: RelPath| {
+            let inner = Arc::clone(&self.inner);
+            set.spawn(async move {
+                let result = inner.list_dir(&dir).await;
+                (dir, result)
+            });
+        };
+        spawn(&mut set, RelPath::root());
+        while let Some(joined) = set.join_next().await {
+            let (dir, result) = joined.map_err(|e| OpError::new(ErrorKind::Other, "list", "", e.to_string()))?;
+            match result {
+                Ok((entries, warnings)) => {
+                    for child in entries.iter().filter(|e| e.is_dir()) {
+                        spawn(&mut set, child.path.clone());
+                    }
+                    listing.entries.extend(entries);
+                    listing.warnings.extend(warnings);
+                }
+                Err(err) if dir.is_root() => return Err(err),
+                Err(err) => listing.unreadable.push((dir, err)),
+            }
+        }
+        listing.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(listing)
+    }
+
+    async fn stat(&self, path: &RelPath) -> Result<Option<Entry>, OpError> {
+        let parent = path.parent();
+        match self.inner.list_dir(&parent).await {
+            Ok((entries, _)) => Ok(entries.into_iter().find(|e| e.path == *path)),
+            Err(err) if err.kind == ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn open_read(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, OpError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let remote = self.inner.remote_path(path);
+        let started = async {
+            if offset > 0 {
+                pooled.conn().control.resume_transfer(usize::try_from(offset).unwrap_or(usize::MAX)).await?;
+            }
+            pooled.conn().control.retr_as_stream(remote).await
+        };
+        match tokio::time::timeout(self.inner.pool.params().timeout, started).await {
+            Ok(Ok(stream)) => Ok(Box::new(FtpReader {
+                stream: Some(stream),
+                pooled,
+                path: path.clone(),
+                timeout: self.inner.pool.params().timeout,
+            })),
+            Ok(Err(err)) => {
+                pooled.mark_broken();
+                Err(classify(err, "read", path))
+            }
+            Err(_) => {
+                pooled.mark_broken();
+                Err(OpError::new(ErrorKind::Temporary, "read", path, "timed out"))
+            }
+        }
+    }
+
+    async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let remote = self.inner.remote_path(path);
+        let rest_stream = self.inner.features.rest_stream;
+        let started = async {
+            let control = &mut pooled.conn().control;
+            if offset > 0 && rest_stream {
+                control.resume_transfer(usize::try_from(offset).unwrap_or(usize::MAX)).await?;
+                control.put_with_stream(remote.as_str()).await
+            } else if offset > 0 {
+                control.append_with_stream(remote.as_str()).await
+            } else {
+                control.put_with_stream(remote.as_str()).await
+            }
+        };
+        match tokio::time::timeout(self.inner.pool.params().timeout, started).await {
+            Ok(Ok(stream)) => Ok(Box::new(FtpWriter {
+                stream: Some(stream),
+                pooled: Some(pooled),
+                path: path.clone(),
+                inner: Arc::clone(&self.inner),
+            })),
+            Ok(Err(err)) => {
+                pooled.mark_broken();
+                Err(classify(err, "write", path))
+            }
+            Err(_) => {
+                pooled.mark_broken();
+                Err(OpError::new(ErrorKind::Temporary, "write", path, "timed out"))
+            }
+        }
+    }
+
+    async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
+        let target = self.inner.remote_path(to);
+        self.inner.with_conn("rename", from, async |conn, source| conn.control.rename(source, target).await).await
+    }
+
+    async fn remove_file(&self, path: &RelPath) -> Result<(), OpError> {
+        self.inner.with_conn("delete", path, async |conn, remote| conn.control.rm(remote).await).await
+    }
+
+    async fn remove_dir(&self, path: &RelPath) -> Result<(), OpError> {
+        self.inner.with_conn("rmdir", path, async |conn, remote| conn.control.rmdir(remote).await).await
+    }
+
+    async fn mkdir(&self, path: &RelPath) -> Result<(), OpError> {
+        self.inner
+            .with_conn("mkdir", path, async |conn, remote| match conn.control.mkdir(&remote).await {
+                Ok(()) => Ok(()),
+                // Already there (as a directory) is fine.
+                Err(err) => match conn.control.cwd(&remote).await {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(err),
+                },
+            })
+            .await
+    }
+
+    async fn set_mtime(&self, path: &RelPath, mtime: Mtime) -> Result<(), OpError> {
+        let Some(command) = self.inner.mtime_command else {
+            return Err(OpError::new(ErrorKind::Unsupported, "set mtime", path, "the server cannot set times"));
+        };
+        self.inner
+            .with_conn("set mtime", path, async |conn, remote| set_time(conn, command, &remote, mtime).await)
+            .await
+    }
+}
+
+async fn set_time(
+    conn: &mut conn::FtpConn,
+    command: MtimeCommand,
+    remote: &str,
+    mtime: Mtime,
+) -> Result<(), suppaftp::FtpError> {
+    let verb = match command {
+        MtimeCommand::Mfmt => "MFMT",
+        MtimeCommand::MdtmSet => "MDTM",
+    };
+    conn.control
+        .custom_command(format!("{verb} {} {remote}", ftp_timestamp(mtime)), &[Status::File, Status::CommandOk])
+        .await
+        .map(|_| ())
+}
+
+struct FtpReader {
+    stream: Option<Transfer>,
+    pooled: Pooled,
+    path: RelPath,
+    timeout: Duration,
+}
+
+#[async_trait]
+impl FileReader for FtpReader {
+    async fn read(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
+        let capacity = buf.capacity().max(1);
+        buf.clear();
+        buf.resize(capacity, 0);
+        let mut filled = 0;
+        let Some(stream) = self.stream.as_mut() else {
+            buf.clear();
+            return Ok(buf);
+        };
+        while filled < capacity {
+            match tokio::time::timeout(self.timeout, stream.read(&mut buf[filled..])).await {
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => filled += n,
+                Ok(Err(err)) => {
+                    self.pooled.mark_broken();
+                    return Err(OpError::io("read", &self.path, err));
+                }
+                Err(_) => {
+                    self.pooled.mark_broken();
+                    return Err(OpError::new(ErrorKind::Temporary, "read", &self.path, "data connection stalled"));
+                }
+            }
+        }
+        buf.truncate(filled);
+        if filled == 0
+            && let Some(stream) = self.stream.take()
+        {
+            // End of data: read the transfer's final reply (226).
+            stream.finish().await.map_err(|e| {
+                self.pooled.mark_broken();
+                classify(e, "read", &self.path)
+            })?;
+        }
+        Ok(buf)
+    }
+}
+
+struct FtpWriter {
+    stream: Option<Transfer>,
+    pooled: Option<Pooled>,
+    path: RelPath,
+    inner: Arc<Inner>,
+}
+
+impl FtpWriter {
+    fn broken(&mut self) {
+        if let Some(pooled) = self.pooled.as_mut() {
+            pooled.mark_broken();
+        }
+    }
+}
+
+#[async_trait]
+impl FileWriter for FtpWriter {
+    async fn write(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
+        let timeout = self.inner.pool.params().timeout;
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(OpError::new(ErrorKind::Other, "write", &self.path, "write after finish"));
+        };
+        match tokio::time::timeout(timeout, stream.write_all(&buf)).await {
+            Ok(Ok(())) => {
+                buf.clear();
+                Ok(buf)
+            }
+            Ok(Err(err)) => {
+                self.broken();
+                Err(OpError::io("write", &self.path, err))
+            }
+            Err(_) => {
+                self.broken();
+                Err(OpError::new(ErrorKind::Temporary, "write", &self.path, "data connection stalled"))
+            }
+        }
+    }
+
+    async fn finish(mut self: Box<Self>, mtime: Option<Mtime>) -> Result<Option<Mtime>, OpError> {
+        let Some(stream) = self.stream.take() else {
+            return Err(OpError::new(ErrorKind::Other, "write", &self.path, "finished twice"));
+        };
+        if let Err(err) = stream.finish().await {
+            self.broken();
+            return Err(classify(err, "write", &self.path));
+        }
+        let (Some(mtime), Some(command)) = (mtime, self.inner.mtime_command) else { return Ok(None) };
+        let remote = self.inner.remote_path(&self.path);
+        let Some(pooled) = self.pooled.as_mut() else { return Ok(None) };
+        match set_time(pooled.conn(), command, &remote, mtime).await {
+            Ok(()) => Ok(Some(mtime)),
+            // The content is safe; only the time is off. The commit step
+            // records the server's own time instead.
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_calendar_dates() {
+        assert_eq!(ftp_timestamp(Mtime::from_unix(0, 0)), "19700101000000");
+        assert_eq!(ftp_timestamp(Mtime::from_unix(1_700_000_000, 999)), "20231114221320");
+        assert_eq!(ftp_timestamp(Mtime::from_unix(951_782_400, 0)), "20000229000000");
+    }
+
+    #[test]
+    fn roots_are_absolute_or_below_home() {
+        assert_eq!(resolve_root(b"/", "/home/u"), b"");
+        assert_eq!(resolve_root(b"/pub/x/", "/home/u"), b"/pub/x");
+        assert_eq!(resolve_root(b"/~/x", "/home/u/"), b"/home/u/x");
+        assert_eq!(resolve_root(b"/~", "/"), b"");
+        assert_eq!(resolve_root(b"/~user", "/home/u"), b"/~user");
+    }
+
+    #[test]
+    fn hosts_display_with_brackets_for_ipv6() {
+        use super::conn::display_host;
+        assert_eq!(display_host("::1"), "[::1]");
+        assert_eq!(display_host("example.com"), "example.com");
+    }
+}

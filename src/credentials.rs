@@ -1,0 +1,131 @@
+//! Where a remote login's user and secret come from, in order: the URL,
+//! `--password-env VAR`, `BARGE_PASSWORD`, then `~/.netrc` (`$NETRC`
+//! overrides its path). Secrets are held in [`Secret`] and never printed.
+
+use std::path::PathBuf;
+
+use crate::location::{RemoteLocation, Secret};
+
+/// A resolved login.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: String,
+    pub password: Option<Secret>,
+}
+
+/// Resolves the login for `remote`. `password_env` is `--password-env`.
+pub fn resolve(remote: &RemoteLocation, password_env: Option<&str>, default_user: &str) -> Login {
+    let from_env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty()).map(Secret::new);
+    let netrc = netrc_path().and_then(|path| std::fs::read(path).ok()).map(|text| parse_netrc(&text));
+    let netrc_entry = netrc.as_ref().and_then(|entries| {
+        entries
+            .iter()
+            .find(|e| {
+                e.machine.as_deref() == Some(remote.host.as_str())
+                    && remote.user.as_ref().is_none_or(|u| e.login.as_ref() == Some(u))
+            })
+            .or_else(|| entries.iter().find(|e| e.machine.is_none()))
+            .cloned()
+    });
+    let user = remote
+        .user
+        .clone()
+        .or_else(|| netrc_entry.as_ref().and_then(|e| e.login.clone()))
+        .unwrap_or_else(|| default_user.to_string());
+    let password = remote
+        .password
+        .clone()
+        .or_else(|| password_env.and_then(from_env))
+        .or_else(|| from_env("BARGE_PASSWORD"))
+        .or_else(|| {
+            netrc_entry
+                .filter(|e| e.login.as_ref().is_none_or(|l| *l == user))
+                .and_then(|e| e.password)
+                .map(Secret::new)
+        });
+    Login { user, password }
+}
+
+fn netrc_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("NETRC").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|home| PathBuf::from(home).join(".netrc"))
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetrcEntry {
+    /// `None` for the `default` entry.
+    pub machine: Option<String>,
+    pub login: Option<String>,
+    pub password: Option<String>,
+}
+
+/// Parses a netrc file: `machine`, `default`, `login`, `password`,
+/// `account` tokens; `macdef` bodies (up to a blank line) are skipped.
+pub fn parse_netrc(text: &[u8]) -> Vec<NetrcEntry> {
+    let text = String::from_utf8_lossy(text);
+    let mut entries: Vec<NetrcEntry> = Vec::new();
+    let mut lines = text.lines();
+    let mut pending: Vec<String> = Vec::new();
+    loop {
+        if pending.is_empty() {
+            match lines.next() {
+                Some(line) => pending = line.split_whitespace().rev().map(str::to_string).collect(),
+                None => break,
+            }
+            continue;
+        }
+        let Some(token) = pending.pop() else { continue };
+        let mut value =
+            || pending.pop().or_else(|| lines.next().and_then(|l| l.split_whitespace().next().map(str::to_string)));
+        match token.as_str() {
+            "machine" => entries.push(NetrcEntry { machine: value(), ..NetrcEntry::default() }),
+            "default" => entries.push(NetrcEntry::default()),
+            "login" => {
+                let v = value();
+                if let Some(e) = entries.last_mut() {
+                    e.login = v;
+                }
+            }
+            "password" => {
+                let v = value();
+                if let Some(e) = entries.last_mut() {
+                    e.password = v;
+                }
+            }
+            "account" => {
+                value();
+            }
+            "macdef" => {
+                pending.clear();
+                for line in lines.by_ref() {
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_machines_default_and_skips_macros() {
+        let text = b"machine ftp.example.com login bob password s3cret\n\
+            macdef init\ncd /pub\n\n\
+            machine other\n  login alice\n  password 'x'\ndefault login anonymous password me@";
+        let entries = parse_netrc(text);
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].machine.as_deref(), Some("ftp.example.com"));
+        assert_eq!(entries[0].password.as_deref(), Some("s3cret"));
+        assert_eq!(entries[1].login.as_deref(), Some("alice"));
+        assert_eq!(entries[2].machine, None);
+        assert_eq!(entries[2].login.as_deref(), Some("anonymous"));
+    }
+}

@@ -1,0 +1,221 @@
+//! `barge sync` to and from real vsftpd, pure-ftpd and proftpd servers.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use crate::common::*;
+use crate::harness::{self, FtpServer, FtpServerKind, FtpTls};
+
+fn url(server: &FtpServer, path: &str) -> String {
+    let scheme = match server.tls {
+        FtpTls::Implicit => "ftps",
+        FtpTls::Explicit => "ftpes",
+        FtpTls::None => "ftp",
+    };
+    format!("{scheme}://{}@127.0.0.1:{}{path}", server.user, server.port)
+}
+
+/// `barge sync SRC DST` with the server's password in BARGE_PASSWORD and
+/// its CA trusted.
+fn sync(s: &Scratch, server: &FtpServer, src: &str, dst: &str, extra: &[&str]) -> Run {
+    let mut cmd = s.barge();
+    cmd.env("BARGE_PASSWORD", &server.password)
+        .args(["sync", src, dst, "--json", "--timeout", "20", "--ca-file"])
+        .arg(&server.ca_cert)
+        .arg("--state")
+        .arg(s.path(&format!("state-{}.db", blake3::hash(format!("{src}{dst}").as_bytes()).to_hex())))
+        .args(extra);
+    Run::of(cmd.output().expect("run barge"))
+}
+
+fn sample(root: &Path) {
+    write(root, "top.txt", b"top level");
+    write(root, "dir/nested/deep.bin", &bytes(11, 300_000));
+    write(root, "dir/empty-file", b"");
+    write(root, "with space/a file.txt", b"spaces");
+    write(root, "caf\u{e9}/\u{6771}\u{4eac}.txt", b"non-ascii");
+    fs::create_dir_all(root.join("empty-dir")).unwrap();
+    set_mtime(&root.join("top.txt"), 1_600_000_000);
+    set_mtime(&root.join("dir/nested/deep.bin"), 1_500_000_000);
+}
+
+/// Content per path, and mtimes to the second (FTP's precision).
+fn content_and_seconds(root: &Path) -> BTreeMap<Vec<u8>, (Option<String>, i64)> {
+    snapshot(root)
+        .into_iter()
+        .map(|(path, node)| match node {
+            Node::File { hash, mtime_ns } => (path, (Some(hash), (mtime_ns / 1_000_000_000) as i64)),
+            Node::Dir { .. } | Node::Link => (path, (None, 0)),
+        })
+        .collect()
+}
+
+fn assert_same_files(a: &Path, b: &Path) {
+    let (x, y) = (content_and_seconds(a), content_and_seconds(b));
+    if x != y {
+        let mut diff = String::new();
+        for key in x.keys().chain(y.keys()).collect::<std::collections::BTreeSet<_>>() {
+            if x.get(key) != y.get(key) {
+                diff.push_str(&format!("  {}: {:?} / {:?}\n", String::from_utf8_lossy(key), x.get(key), y.get(key)));
+            }
+        }
+        panic!("{} and {} differ:\n{diff}", a.display(), b.display());
+    }
+}
+
+/// Upload a tree, resync (nothing to do), download it back, resync again.
+fn round_trip(kind: FtpServerKind, tls: FtpTls, extra: &[&str]) {
+    let server = harness::ftp_server(kind, tls);
+    let s = Scratch::new();
+    sample(&s.src());
+    let remote = url(&server, "/mirror");
+    let src = s.src().to_string_lossy().into_owned();
+
+    let up = sync(&s, &server, &src, &remote, extra);
+    up.expect_code(0);
+    assert_eq!(up.count("files_transferred"), 5, "{}", up.explain());
+    assert_same_files(&s.src(), &server.root.join("mirror"));
+    assert!(server.root.join("mirror/empty-dir").is_dir());
+
+    let again = sync(&s, &server, &src, &remote, extra);
+    again.expect_code(0);
+    assert_eq!(again.count("files_transferred"), 0, "no-op upload resync\n{}", again.explain());
+
+    let back = s.path("back");
+    let back_str = back.to_string_lossy().into_owned();
+    let down = sync(&s, &server, &remote, &back_str, extra);
+    down.expect_code(0);
+    assert_eq!(down.count("files_transferred"), 5, "{}", down.explain());
+    assert_same_files(&s.src(), &back);
+    let again = sync(&s, &server, &remote, &back_str, extra);
+    again.expect_code(0);
+    assert_eq!(again.count("files_transferred"), 0, "no-op download resync\n{}", again.explain());
+}
+
+#[test]
+fn vsftpd_upload_and_download() {
+    round_trip(FtpServerKind::Vsftpd, FtpTls::None, &[]);
+}
+
+#[test]
+fn pureftpd_upload_and_download() {
+    round_trip(FtpServerKind::PureFtpd, FtpTls::None, &[]);
+}
+
+#[test]
+fn proftpd_upload_and_download() {
+    round_trip(FtpServerKind::Proftpd, FtpTls::None, &[]);
+}
+
+#[test]
+fn vsftpd_explicit_tls_with_session_reuse_required() {
+    round_trip(FtpServerKind::Vsftpd, FtpTls::Explicit, &[]);
+}
+
+#[test]
+fn vsftpd_implicit_tls() {
+    round_trip(FtpServerKind::Vsftpd, FtpTls::Implicit, &[]);
+}
+
+#[test]
+fn proftpd_explicit_tls_and_pureftpd_explicit_tls() {
+    round_trip(FtpServerKind::Proftpd, FtpTls::Explicit, &[]);
+    round_trip(FtpServerKind::PureFtpd, FtpTls::Explicit, &[]);
+}
+
+#[test]
+fn active_mode_transfers() {
+    round_trip(FtpServerKind::Proftpd, FtpTls::None, &["--active"]);
+}
+
+#[test]
+fn delete_on_the_server() {
+    let server = harness::ftp_server(FtpServerKind::PureFtpd, FtpTls::None);
+    let s = Scratch::new();
+    sample(&s.src());
+    let (src, remote) = (s.src().to_string_lossy().into_owned(), url(&server, "/"));
+    sync(&s, &server, &src, &remote, &[]).expect_code(0);
+    server.write_file("stray/inside.txt", b"x");
+    server.write_file("stray.txt", b"y");
+    fs::remove_file(s.src().join("top.txt")).unwrap();
+    let run = sync(&s, &server, &src, &remote, &["--delete"]);
+    run.expect_code(0);
+    assert_eq!(run.count("files_deleted"), 4, "{}", run.explain());
+    assert_same_files(&s.src(), &server.root);
+}
+
+#[test]
+fn wrong_password_exits_3_without_echoing_it() {
+    let server = harness::ftp_server(FtpServerKind::Proftpd, FtpTls::None);
+    let s = Scratch::new();
+    fs::create_dir_all(s.src()).unwrap();
+    let secret = "Wr0ng-Secret-Value";
+    let run = Run::of(
+        s.barge()
+            .env("BARGE_PASSWORD", secret)
+            .args(["sync", "--json"])
+            .arg(s.src())
+            .arg(url(&server, "/"))
+            .output()
+            .unwrap(),
+    );
+    run.expect_code(3);
+    assert!(run.stderr.contains(&server.user), "the message names the user\n{}", run.explain());
+    assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "{}", run.explain());
+    // A password in the URL is never echoed either.
+    let in_url = format!("ftp://{}:{secret}@127.0.0.1:{}/", server.user, server.port);
+    let run = Run::of(s.barge().args(["sync", "--json"]).arg(s.src()).arg(&in_url).output().unwrap());
+    run.expect_code(3);
+    assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "{}", run.explain());
+}
+
+#[test]
+fn untrusted_certificates_are_refused_unless_trusted_or_insecure() {
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::Explicit);
+    let s = Scratch::new();
+    write(&s.src(), "a", b"a");
+    let run = Run::of(
+        s.barge()
+            .env("BARGE_PASSWORD", &server.password)
+            .args(["sync", "--json", "--timeout", "20"])
+            .arg(s.src())
+            .arg(url(&server, "/"))
+            .output()
+            .unwrap(),
+    );
+    run.expect_code(3);
+    assert!(run.stderr.to_lowercase().contains("certificate"), "{}", run.explain());
+    let insecure = Run::of(
+        s.barge()
+            .env("BARGE_PASSWORD", &server.password)
+            .args(["sync", "--json", "--insecure", "--timeout", "20"])
+            .arg(s.src())
+            .arg(url(&server, "/"))
+            .output()
+            .unwrap(),
+    );
+    insecure.expect_code(0);
+    assert!(insecure.stderr.contains("insecure"), "a warning is printed\n{}", insecure.explain());
+    assert_eq!(fs::read(server.root.join("a")).unwrap(), b"a");
+}
+
+#[test]
+fn netrc_supplies_the_login() {
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    let s = Scratch::new();
+    write(&s.src(), "n.txt", b"netrc");
+    let netrc = s.path("netrc");
+    fs::write(&netrc, format!("machine 127.0.0.1 login {} password {}\n", server.user, server.password)).unwrap();
+    let run = Run::of(
+        s.barge()
+            .env("NETRC", &netrc)
+            .args(["sync", "--json"])
+            .arg(s.src())
+            .arg(format!("ftp://127.0.0.1:{}/", server.port))
+            .output()
+            .unwrap(),
+    );
+    run.expect_code(0);
+    assert_eq!(fs::read(server.root.join("n.txt")).unwrap(), b"netrc");
+}
