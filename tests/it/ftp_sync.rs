@@ -24,9 +24,14 @@ fn sync(s: &Scratch, server: &FtpServer, src: &str, dst: &str, extra: &[&str]) -
         .args(["sync", src, dst, "--json", "--timeout", "20", "--ca-file"])
         .arg(&server.ca_cert)
         .arg("--state")
-        .arg(s.path(&format!("state-{}.db", blake3::hash(format!("{src}{dst}").as_bytes()).to_hex())))
+        .arg(state_for(s, src, dst))
         .args(extra);
     Run::of(cmd.output().expect("run barge"))
+}
+
+/// One state database per (source, destination) pair, as barge's default.
+fn state_for(s: &Scratch, src: &str, dst: &str) -> std::path::PathBuf {
+    s.path(&format!("state-{}.db", blake3::hash(format!("{src}\0{dst}").as_bytes()).to_hex()))
 }
 
 fn sample(root: &Path) {
@@ -218,4 +223,79 @@ fn netrc_supplies_the_login() {
     );
     run.expect_code(0);
     assert_eq!(fs::read(server.root.join("n.txt")).unwrap(), b"netrc");
+}
+
+/// 100 MiB that differ in every MiB (cheap to make, hard to fake).
+fn big_content() -> Vec<u8> {
+    let block = bytes(99, 1 << 20);
+    let mut out = Vec::with_capacity(100 << 20);
+    for i in 0u32..100 {
+        out.extend_from_slice(&i.to_le_bytes());
+        out.extend_from_slice(&block[4..]);
+    }
+    out
+}
+
+/// Starts a throttled sync, kills it once `watch` (a directory) holds a
+/// partial of at least 20 MiB, and returns.
+fn kill_mid_transfer(s: &Scratch, server: &FtpServer, src: &str, dst: &str, watch: &Path) {
+    let mut child = s
+        .barge()
+        .env("BARGE_PASSWORD", &server.password)
+        .args(["sync", src, dst, "-q", "--bwlimit", "40M", "--timeout", "20", "--state"])
+        .arg(state_for(s, src, dst))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let partial = temporaries(watch).first().and_then(|t| fs::metadata(t).ok()).map_or(0, |m| m.len());
+        if partial >= 20 << 20 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no partial temporary appeared in {}", watch.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn resume(kind: FtpServerKind) {
+    let server = harness::ftp_server(kind, FtpTls::None);
+    let s = Scratch::new();
+    let content = big_content();
+    write(&s.src(), "big.bin", &content);
+    let (src, remote) = (s.src().to_string_lossy().into_owned(), url(&server, "/"));
+
+    // Upload, cut, resume.
+    kill_mid_transfer(&s, &server, &src, &remote, &server.root);
+    assert!(!server.root.join("big.bin").exists(), "no partial file under the final name");
+    let run = sync(&s, &server, &src, &remote, &[]);
+    run.expect_code(0);
+    assert!(run.count("bytes_transferred") < content.len() as u64, "upload did not resume\n{}", run.explain());
+    assert!(fs::read(server.root.join("big.bin")).unwrap() == content, "uploaded content differs");
+    assert!(temporaries(&server.root).is_empty());
+
+    // Download, cut, resume.
+    let back = s.path("back");
+    let back_str = back.to_string_lossy().into_owned();
+    fs::create_dir_all(&back).unwrap();
+    kill_mid_transfer(&s, &server, &remote, &back_str, &back);
+    assert!(!back.join("big.bin").exists(), "no partial file under the final name");
+    let run = sync(&s, &server, &remote, &back_str, &[]);
+    run.expect_code(0);
+    assert!(run.count("bytes_transferred") < content.len() as u64, "download did not resume\n{}", run.explain());
+    assert!(fs::read(back.join("big.bin")).unwrap() == content, "downloaded content differs");
+    assert!(temporaries(&back).is_empty());
+}
+
+#[test]
+fn resume_after_a_cut_with_mlsd_and_rest_stor() {
+    resume(FtpServerKind::Proftpd);
+}
+
+#[test]
+fn resume_after_a_cut_with_list_only() {
+    resume(FtpServerKind::Vsftpd);
 }
