@@ -299,3 +299,19 @@ fn resume_after_a_cut_with_mlsd_and_rest_stor() {
 fn resume_after_a_cut_with_list_only() {
     resume(FtpServerKind::Vsftpd);
 }
+
+#[test]
+fn a_server_connection_limit_lowers_the_cap_instead_of_failing_files() {
+    // vsftpd answers a third connection from one address with 421.
+    let server = harness::ftp_server_with(FtpServerKind::Vsftpd, FtpTls::None, &["max_per_ip=2"]);
+    let s = Scratch::new();
+    for i in 0..40 {
+        write(&s.src(), format!("f{i:02}.txt"), &bytes(i, 20_000));
+    }
+    let (src, remote) = (s.src().to_string_lossy().into_owned(), url(&server, "/"));
+    // No retries: every file must get through on the first attempt.
+    let run = sync(&s, &server, &src, &remote, &["--parallel", "8", "--retries", "0"]);
+    run.expect_code(0);
+    assert_eq!(run.count("files_transferred"), 40, "{}", run.explain());
+    assert_same_files(&s.src(), &server.root);
+}

@@ -1,9 +1,16 @@
 //! Control connections to one server, pooled and reused across files.
 //!
-//! At most `max` connections exist at once (a semaphore). A connection goes
+//! At most `cap` connections exist at once (a semaphore). A connection goes
 //! back to the pool when its user drops it, unless it was marked broken; one
 //! idle for long is checked with NOOP before reuse and replaced if dead.
+//!
+//! The cap adapts: a server that refuses a new connection (421 "too many
+//! connections", connection refused) while others are open has shown its
+//! limit, so the cap drops by one for each refusal (never below one) and the
+//! failed operation is retried by the engine. After many reuses without
+//! trouble the cap is raised again by one, up to the configured maximum.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +18,10 @@ use suppaftp::Status;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{ConnectParams, FtpConn, connect};
-use crate::error::OpError;
+use crate::error::{ErrorKind, OpError};
+
+/// Successful checkouts between two raises of a lowered cap.
+const RAISE_AFTER: usize = 64;
 
 /// Idle connections older than this are checked (NOOP) before reuse.
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(15);
@@ -22,11 +32,28 @@ pub struct Pool {
     params: ConnectParams,
     idle: Mutex<Vec<FtpConn>>,
     permits: Arc<Semaphore>,
+    /// The configured maximum.
+    max: usize,
+    /// The current cap (permits in existence).
+    cap: AtomicUsize,
+    /// Connections alive now (idle or in use).
+    live: AtomicUsize,
+    /// Checkouts since the cap last changed.
+    calm: AtomicUsize,
 }
 
 impl Pool {
     pub fn new(params: ConnectParams, max: usize) -> Arc<Pool> {
-        Arc::new(Pool { params, idle: Mutex::new(Vec::new()), permits: Arc::new(Semaphore::new(max.max(1))) })
+        let max = max.max(1);
+        Arc::new(Pool {
+            params,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+            cap: AtomicUsize::new(max),
+            live: AtomicUsize::new(0),
+            calm: AtomicUsize::new(0),
+        })
     }
 
     pub fn params(&self) -> &ConnectParams {
@@ -35,7 +62,22 @@ impl Pool {
 
     /// Puts a fresh connection (the one opened to check the login) in the pool.
     pub fn give(&self, conn: FtpConn) {
+        self.live.fetch_add(1, Ordering::SeqCst);
         self.lock_idle().push(conn);
+    }
+
+    /// The current connection cap.
+    pub fn cap(&self) -> usize {
+        self.cap.load(Ordering::SeqCst)
+    }
+
+    /// A good checkout: after enough of them, give back one lowered slot.
+    fn note_success(&self) {
+        if self.cap() < self.max && self.calm.fetch_add(1, Ordering::SeqCst) + 1 >= RAISE_AFTER {
+            self.calm.store(0, Ordering::SeqCst);
+            self.cap.fetch_add(1, Ordering::SeqCst);
+            self.permits.add_permits(1);
+        }
     }
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<FtpConn>> {
@@ -44,24 +86,46 @@ impl Pool {
 
     /// A live, logged-in connection for exclusive use until dropped.
     pub async fn get(self: &Arc<Self>) -> Result<Pooled, OpError> {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| OpError::new(crate::error::ErrorKind::Other, "connect", &self.params.host, "pool closed"))?;
         loop {
-            let candidate = self.lock_idle().pop();
-            let Some(mut conn) = candidate else { break };
-            let idle = conn.last_used.elapsed();
-            if idle > CLOSE_AFTER_IDLE {
-                continue;
+            let permit = Arc::clone(&self.permits)
+                .acquire_owned()
+                .await
+                .map_err(|_| OpError::new(ErrorKind::Other, "connect", &self.params.host, "pool closed"))?;
+            while let Some(mut conn) = self.take_idle() {
+                let idle = conn.last_used.elapsed();
+                if idle > CLOSE_AFTER_IDLE
+                    || (idle > CHECK_AFTER_IDLE
+                        && conn.control.custom_command("NOOP", &[Status::CommandOk]).await.is_err())
+                {
+                    self.live.fetch_sub(1, Ordering::SeqCst);
+                    continue;
+                }
+                self.note_success();
+                return Ok(Pooled { conn: Some(conn), pool: Arc::clone(self), broken: false, _permit: permit });
             }
-            if idle > CHECK_AFTER_IDLE && conn.control.custom_command("NOOP", &[Status::CommandOk]).await.is_err() {
-                continue;
+            match connect(&self.params).await {
+                Ok(conn) => {
+                    self.live.fetch_add(1, Ordering::SeqCst);
+                    self.note_success();
+                    return Ok(Pooled { conn: Some(conn), pool: Arc::clone(self), broken: false, _permit: permit });
+                }
+                Err(err) => {
+                    let refused = matches!(err.kind, ErrorKind::Temporary | ErrorKind::Connect);
+                    if !(refused && self.live.load(Ordering::SeqCst) > 0 && self.cap() > 1) {
+                        return Err(err);
+                    }
+                    // The server showed its limit: this slot goes for good,
+                    // and this caller waits for a connection already open.
+                    self.cap.fetch_sub(1, Ordering::SeqCst);
+                    self.calm.store(0, Ordering::SeqCst);
+                    permit.forget();
+                }
             }
-            return Ok(Pooled { conn: Some(conn), pool: Arc::clone(self), broken: false, _permit: permit });
         }
-        let conn = connect(&self.params).await?;
-        Ok(Pooled { conn: Some(conn), pool: Arc::clone(self), broken: false, _permit: permit })
+    }
+
+    fn take_idle(&self) -> Option<FtpConn> {
+        self.lock_idle().pop()
     }
 }
 
@@ -88,11 +152,13 @@ impl Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        if let Some(mut conn) = self.conn.take()
-            && !self.broken
-        {
-            conn.last_used = Instant::now();
-            self.pool.lock_idle().push(conn);
+        if let Some(mut conn) = self.conn.take() {
+            if self.broken {
+                self.pool.live.fetch_sub(1, Ordering::SeqCst);
+            } else {
+                conn.last_used = Instant::now();
+                self.pool.lock_idle().push(conn);
+            }
         }
     }
 }
