@@ -48,26 +48,90 @@ pub struct Committed {
     pub dst_size: u64,
     /// The destination's mtime after the commit, when known.
     pub dst_mtime: Option<Mtime>,
+    /// Written straight to the final name (`--inplace`, or renames refused).
+    pub in_place: bool,
+}
+
+/// How a file is committed.
+#[derive(Clone, Copy, Default)]
+pub struct CopyOptions<'a> {
+    pub throttle: Option<&'a Throttle>,
+    /// `--inplace`: write straight to the final name (no temporary, no
+    /// rename; a killed run leaves a partial file there).
+    pub inplace: bool,
 }
 
 /// Copies `src` to the same path on `dst`, atomically. `resume_from` is the
 /// length of a partial temporary to continue, 0 to start afresh; a partial
 /// whose tail does not match the source is started afresh anyway.
+///
+/// A destination that refuses renames gets the file written in place
+/// instead, and [`Committed::in_place`] says so.
 pub async fn copy_file(
     src_backend: &dyn Backend,
     dst_backend: &dyn Backend,
     src: &Entry,
     resume_from: u64,
-    throttle: Option<&Throttle>,
+    options: CopyOptions<'_>,
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Committed, OpError> {
+    if options.inplace || dst_backend.renames_refused() {
+        return copy_in_place(src_backend, dst_backend, src, options, on_bytes).await;
+    }
     let temp = temp_path(&src.path);
     let mut offset = resume_from.min(src.size);
     if offset > 0 && !tails_match(src_backend, dst_backend, &src.path, &temp, offset).await? {
         offset = 0;
     }
+    let dst_mtime = stream(src_backend, dst_backend, src, &temp, offset, options, on_bytes).await?;
+    match dst_backend.rename(&temp, &src.path).await {
+        Ok(()) => {}
+        Err(err) if matches!(err.kind, ErrorKind::Unsupported | ErrorKind::PermissionDenied) => {
+            // The server will not rename: remove the temporary and write
+            // the final name directly (the engine warns once).
+            let _ = dst_backend.remove_file(&temp).await;
+            return copy_in_place(src_backend, dst_backend, src, options, on_bytes).await;
+        }
+        Err(err) => return Err(err),
+    }
+    let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
+    Ok(Committed { bytes_moved: src.size - offset, dst_size: src.size, dst_mtime, in_place: false })
+}
+
+async fn copy_in_place(
+    src_backend: &dyn Backend,
+    dst_backend: &dyn Backend,
+    src: &Entry,
+    options: CopyOptions<'_>,
+    on_bytes: &(dyn Fn(u64) + Send + Sync),
+) -> Result<Committed, OpError> {
+    let dst_mtime = stream(src_backend, dst_backend, src, &src.path, 0, options, on_bytes).await?;
+    let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
+    Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place: true })
+}
+
+/// When the destination keeps its own time, remember the one it shows, so
+/// the state database can vouch for this copy on the next run.
+async fn observed_mtime(dst_backend: &dyn Backend, path: &RelPath, set: Option<Mtime>) -> Option<Mtime> {
+    match set {
+        Some(mtime) => Some(mtime),
+        None => dst_backend.stat(path).await.ok().flatten().and_then(|e| e.mtime),
+    }
+}
+
+/// Streams the source from `offset` into `target`, checks the length, makes
+/// it durable and sets its mtime; returns the mtime it got, if any.
+async fn stream(
+    src_backend: &dyn Backend,
+    dst_backend: &dyn Backend,
+    src: &Entry,
+    target: &RelPath,
+    offset: u64,
+    options: CopyOptions<'_>,
+    on_bytes: &(dyn Fn(u64) + Send + Sync),
+) -> Result<Option<Mtime>, OpError> {
     let mut reader = src_backend.open_read(&src.path, offset).await?;
-    let mut writer = dst_backend.open_write(&temp, offset).await?;
+    let mut writer = dst_backend.open_write(target, offset).await?;
     let mut buf = Vec::with_capacity(CHUNK_SIZE);
     let mut written = offset;
     loop {
@@ -76,7 +140,7 @@ pub async fn copy_file(
             break;
         }
         let len = buf.len() as u64;
-        if let Some(throttle) = throttle {
+        if let Some(throttle) = options.throttle {
             throttle.consume(len).await;
         }
         buf = writer.write(buf).await?;
@@ -89,7 +153,9 @@ pub async fn copy_file(
     if written != src.size {
         // The source grew or shrank under us: never commit a torn copy.
         drop(writer);
-        let _ = dst_backend.remove_file(&temp).await;
+        if *target != src.path {
+            let _ = dst_backend.remove_file(target).await;
+        }
         return Err(OpError::new(
             ErrorKind::SourceChanged,
             "copy",
@@ -98,14 +164,7 @@ pub async fn copy_file(
         ));
     }
     let wanted = if dst_backend.capabilities().set_mtime { src.mtime } else { None };
-    let mut dst_mtime = writer.finish(wanted).await?;
-    dst_backend.rename(&temp, &src.path).await?;
-    if dst_mtime.is_none() {
-        // The destination keeps its own time: remember the one it shows, so
-        // the state database can vouch for this copy on the next run.
-        dst_mtime = dst_backend.stat(&src.path).await.ok().flatten().and_then(|e| e.mtime);
-    }
-    Ok(Committed { bytes_moved: written - offset, dst_size: written, dst_mtime })
+    writer.finish(wanted).await
 }
 
 /// Compares the bytes just before `offset` in the source and the partial.

@@ -183,6 +183,12 @@ pub trait Backend: Send + Sync {
 
     async fn set_mtime(&self, path: &RelPath, mtime: Mtime) -> Result<(), OpError>;
 
+    /// True once the destination has refused a rename: files are then
+    /// written in place.
+    fn renames_refused(&self) -> bool {
+        false
+    }
+
     /// blake3 of each file, computed where the files are. Backends that
     /// cannot return `Unsupported` for all.
     async fn hash_files(&self, paths: Vec<RelPath>) -> Vec<Result<[u8; 32], OpError>> {

@@ -67,7 +67,7 @@ async fn mirror(source: &Path, mirror: &Path, state: &Path, mode: Mode, delete: 
         delete,
         max_delete: None,
         filter: Filter::default(),
-        engine: EngineConfig { parallel: 8, retries: 3, bwlimit: None },
+        engine: EngineConfig { parallel: 8, retries: 3, bwlimit: None, inplace: false },
         state_path: Some(state.to_path_buf()),
         remote: crate::backend::RemoteOptions::default(),
     };

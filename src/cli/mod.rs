@@ -129,6 +129,10 @@ pub struct CommonArgs {
     /// Total bandwidth limit in bytes per second (K, M, G suffixes: binary units).
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
     pub bwlimit: Option<u64>,
+    /// Write files straight to their final names, without a temporary and rename
+    /// (for servers that refuse renames; an interrupted transfer leaves a partial file).
+    #[arg(long)]
+    pub inplace: bool,
     #[command(flatten)]
     pub remote: RemoteArgs,
 }
@@ -191,7 +195,12 @@ impl CommonArgs {
             delete,
             max_delete,
             filter: Filter::new(&self.include, &self.exclude, self.min_size, self.max_size)?,
-            engine: EngineConfig { parallel: usize::from(self.parallel), retries: self.retries, bwlimit: self.bwlimit },
+            engine: EngineConfig {
+                parallel: usize::from(self.parallel),
+                retries: self.retries,
+                bwlimit: self.bwlimit,
+                inplace: self.inplace,
+            },
             state_path: self.state.clone(),
             remote: RemoteOptions {
                 ftp_explicit_tls: self.remote.tls.is_some(),

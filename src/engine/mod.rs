@@ -19,7 +19,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use crate::backend::{Backend, EntryKind};
-use crate::commit;
+use crate::commit::{self, CopyOptions};
 use crate::error::OpError;
 use crate::path::RelPath;
 use crate::plan::{Action, Plan, Reason};
@@ -40,6 +40,8 @@ pub struct EngineConfig {
     pub retries: u32,
     /// Bytes per second for all transfers together.
     pub bwlimit: Option<u64>,
+    /// Write files straight to their final names (`--inplace`).
+    pub inplace: bool,
 }
 
 /// A plan split into the phases the engine runs, each in the order it runs.
@@ -96,6 +98,8 @@ pub struct Engine {
     /// Targets whose partial temporary may be resumed, with its length.
     pub resumable: HashMap<RelPath, u64>,
     throttle: Option<Throttle>,
+    /// The rename-refused warning was given.
+    warned_in_place: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -108,7 +112,7 @@ impl Engine {
         resumable: HashMap<RelPath, u64>,
     ) -> Engine {
         let throttle = config.bwlimit.map(Throttle::new);
-        Engine { src, dst, config, reporter, journal, resumable, throttle }
+        Engine { src, dst, config, reporter, journal, resumable, throttle, warned_in_place: Default::default() }
     }
 
     /// Runs every action of the plan; failures are reported, not returned.
@@ -197,15 +201,22 @@ impl Engine {
                     }
                 }
                 let reporter = &self.reporter;
-                let committed = commit::copy_file(
-                    self.src.as_ref(),
-                    self.dst.as_ref(),
-                    src,
-                    resume_from,
-                    self.throttle.as_ref(),
-                    &|n| reporter.add_bytes(n),
-                )
-                .await?;
+                let options = CopyOptions { throttle: self.throttle.as_ref(), inplace: self.config.inplace };
+                let committed =
+                    commit::copy_file(self.src.as_ref(), self.dst.as_ref(), src, resume_from, options, &|n| {
+                        reporter.add_bytes(n)
+                    })
+                    .await?;
+                if committed.in_place
+                    && !self.config.inplace
+                    && !self.warned_in_place.swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    self.reporter.warning(&format!(
+                        "{} refuses renames: files are written in place from now on, so an interrupted \
+                         transfer can leave a partial file under its final name",
+                        self.dst.describe()
+                    ));
+                }
                 if let Some(journal) = &self.journal {
                     let record = SyncedRecord::new(src, committed.dst_size, committed.dst_mtime);
                     if let Err(err) = journal.committed(src.path.clone(), record).await {

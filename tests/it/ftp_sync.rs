@@ -315,3 +315,35 @@ fn a_server_connection_limit_lowers_the_cap_instead_of_failing_files() {
     assert_eq!(run.count("files_transferred"), 40, "{}", run.explain());
     assert_same_files(&s.src(), &server.root);
 }
+
+#[test]
+fn a_server_refusing_renames_gets_files_written_in_place_with_a_warning() {
+    let server = harness::ftp_server_with(FtpServerKind::Vsftpd, FtpTls::None, &["cmds_denied=RNFR,RNTO"]);
+    let s = Scratch::new();
+    sample(&s.src());
+    let (src, remote) = (s.src().to_string_lossy().into_owned(), url(&server, "/"));
+    let run = sync(&s, &server, &src, &remote, &[]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("refuses renames"), "{}", run.explain());
+    assert_eq!(run.stderr.matches("refuses renames").count(), 1, "warned once\n{}", run.explain());
+    assert_same_files(&s.src(), &server.root);
+    assert!(temporaries(&server.root).is_empty());
+    // --inplace asks for the same on purpose, without the warning.
+    let other = harness::ftp_server(FtpServerKind::PureFtpd, FtpTls::None);
+    let run = sync(&s, &other, &src, &url(&other, "/"), &["--inplace"]);
+    run.expect_code(0);
+    assert!(!run.stderr.contains("refuses renames"), "{}", run.explain());
+    assert_same_files(&s.src(), &other.root);
+}
+
+#[test]
+fn mtimes_fall_back_to_site_utime_when_mfmt_is_refused() {
+    let server =
+        harness::ftp_server_with(FtpServerKind::Proftpd, FtpTls::None, &["<Limit MFMT>", "DenyAll", "</Limit>"]);
+    let s = Scratch::new();
+    sample(&s.src());
+    let (src, remote) = (s.src().to_string_lossy().into_owned(), url(&server, "/"));
+    sync(&s, &server, &src, &remote, &[]).expect_code(0);
+    assert_same_files(&s.src(), &server.root);
+    assert_eq!(sync(&s, &server, &src, &remote, &[]).count("files_transferred"), 0);
+}

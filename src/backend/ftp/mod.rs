@@ -36,13 +36,18 @@ use crate::path::{RelPath, check_component};
 
 type Transfer = suppaftp::tokio::TransferStream<AsyncRustlsStream>;
 
-/// How this server lets us set a file's modification time.
+/// Ways a server may let us set a file's modification time, tried in this
+/// order; one that fails is dropped for the rest of the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MtimeCommand {
-    /// `MFMT YYYYMMDDHHMMSS path` (RFC draft; pure-ftpd, proftpd).
+    /// `MFMT YYYYMMDDHHMMSS path` (pure-ftpd, proftpd, most modern servers).
     Mfmt,
     /// `MDTM YYYYMMDDHHMMSS path` (vsftpd).
     MdtmSet,
+    /// `SITE UTIME YYYYMMDDHHMMSS path` (proftpd mod_site_misc).
+    SiteUtime,
+    /// `SITE UTIME path atime mtime ctime UTC` (pure-ftpd, others).
+    SiteUtime5,
 }
 
 struct Inner {
@@ -54,7 +59,10 @@ struct Inner {
     features: Features,
     caps: Capabilities,
     shown: String,
-    mtime_command: Option<MtimeCommand>,
+    /// Candidate ways to set mtimes, the one in use first.
+    mtime_commands: std::sync::Mutex<Vec<MtimeCommand>>,
+    /// The server refused a rename: write files in place from now on.
+    rename_refused: std::sync::atomic::AtomicBool,
     list_times: bool,
     parallel: usize,
 }
@@ -145,13 +153,15 @@ impl FtpBackend {
                 false
             }
         };
-        let mtime_command = if features.mfmt {
-            Some(MtimeCommand::Mfmt)
-        } else if features.mdtm {
-            Some(MtimeCommand::MdtmSet)
-        } else {
-            None
-        };
+        let mut mtime_commands = Vec::new();
+        if features.mfmt {
+            mtime_commands.push(MtimeCommand::Mfmt);
+        }
+        if features.mdtm {
+            mtime_commands.push(MtimeCommand::MdtmSet);
+        }
+        mtime_commands.extend([MtimeCommand::SiteUtime, MtimeCommand::SiteUtime5]);
+        let dir_mtimes = features.mfmt;
         let precision = if features.mlsd || features.mdtm && !options.list_times {
             Duration::from_secs(1)
         } else {
@@ -167,8 +177,8 @@ impl FtpBackend {
                 root_missing,
                 caps: Capabilities {
                     mtime_precision: precision,
-                    set_mtime: mtime_command.is_some(),
-                    set_dir_mtime: mtime_command == Some(MtimeCommand::Mfmt),
+                    set_mtime: true,
+                    set_dir_mtime: dir_mtimes,
                     atomic_rename: true,
                     hashes: Vec::new(),
                     symlinks: false,
@@ -176,7 +186,8 @@ impl FtpBackend {
                 },
                 features,
                 shown,
-                mtime_command,
+                mtime_commands: std::sync::Mutex::new(mtime_commands),
+                rename_refused: std::sync::atomic::AtomicBool::new(false),
                 list_times: options.list_times,
                 parallel: connections,
             }),
@@ -478,7 +489,18 @@ impl Backend for FtpBackend {
 
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
         let target = self.inner.remote_path(to);
-        self.inner.with_conn("rename", from, async |conn, source| conn.control.rename(source, target).await).await
+        let result =
+            self.inner.with_conn("rename", from, async |conn, source| conn.control.rename(source, target).await).await;
+        if let Err(err) = &result
+            && matches!(err.kind, ErrorKind::Unsupported | ErrorKind::PermissionDenied)
+        {
+            self.inner.rename_refused.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn renames_refused(&self) -> bool {
+        self.inner.rename_refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn remove_file(&self, path: &RelPath) -> Result<(), OpError> {
@@ -503,12 +525,35 @@ impl Backend for FtpBackend {
     }
 
     async fn set_mtime(&self, path: &RelPath, mtime: Mtime) -> Result<(), OpError> {
-        let Some(command) = self.inner.mtime_command else {
-            return Err(OpError::new(ErrorKind::Unsupported, "set mtime", path, "the server cannot set times"));
-        };
-        self.inner
-            .with_conn("set mtime", path, async |conn, remote| set_time(conn, command, &remote, mtime).await)
-            .await
+        let inner = Arc::clone(&self.inner);
+        self.inner.with_conn("set mtime", path, async |conn, remote| inner.set_time(conn, &remote, mtime).await).await
+    }
+}
+
+impl Inner {
+    /// Sets a file's mtime with the first method the server accepts; a
+    /// method the server refuses is not tried again.
+    async fn set_time(&self, conn: &mut conn::FtpConn, remote: &str, mtime: Mtime) -> Result<(), suppaftp::FtpError> {
+        loop {
+            let method = self.mtime_commands.lock().ok().and_then(|m| m.first().copied());
+            let Some(method) = method else {
+                return Err(suppaftp::FtpError::UnexpectedResponse(suppaftp::types::Response {
+                    status: Status::CommandNotImplemented,
+                    body: b"502 the server accepts no way of setting modification times".to_vec(),
+                }));
+            };
+            match set_time(conn, method, remote, mtime).await {
+                Ok(()) => return Ok(()),
+                Err(suppaftp::FtpError::UnexpectedResponse(_)) => {
+                    if let Ok(mut methods) = self.mtime_commands.lock()
+                        && methods.first() == Some(&method)
+                    {
+                        methods.remove(0);
+                    }
+                }
+                Err(other) => return Err(other),
+            }
+        }
     }
 }
 
@@ -518,14 +563,14 @@ async fn set_time(
     remote: &str,
     mtime: Mtime,
 ) -> Result<(), suppaftp::FtpError> {
-    let verb = match command {
-        MtimeCommand::Mfmt => "MFMT",
-        MtimeCommand::MdtmSet => "MDTM",
+    let stamp = ftp_timestamp(mtime);
+    let line = match command {
+        MtimeCommand::Mfmt => format!("MFMT {stamp} {remote}"),
+        MtimeCommand::MdtmSet => format!("MDTM {stamp} {remote}"),
+        MtimeCommand::SiteUtime => format!("SITE UTIME {stamp} {remote}"),
+        MtimeCommand::SiteUtime5 => format!("SITE UTIME {remote} {stamp} {stamp} {stamp} UTC"),
     };
-    conn.control
-        .custom_command(format!("{verb} {} {remote}", ftp_timestamp(mtime)), &[Status::File, Status::CommandOk])
-        .await
-        .map(|_| ())
+    conn.control.custom_command(line, &[Status::File, Status::CommandOk]).await.map(|_| ())
 }
 
 struct FtpReader {
@@ -620,10 +665,10 @@ impl FileWriter for FtpWriter {
             self.broken();
             return Err(classify(err, "write", &self.path));
         }
-        let (Some(mtime), Some(command)) = (mtime, self.inner.mtime_command) else { return Ok(None) };
+        let Some(mtime) = mtime else { return Ok(None) };
         let remote = self.inner.remote_path(&self.path);
         let Some(pooled) = self.pooled.as_mut() else { return Ok(None) };
-        match set_time(pooled.conn(), command, &remote, mtime).await {
+        match self.inner.set_time(pooled.conn(), &remote, mtime).await {
             Ok(()) => Ok(Some(mtime)),
             // The content is safe; only the time is off. The commit step
             // records the server's own time instead.
