@@ -6,7 +6,7 @@
 //! hex from blake3 of the target path), so the next run recognises the
 //! temporary of an interrupted transfer and resumes it, or removes it.
 
-use crate::backend::{Backend, Entry, Mtime};
+use crate::backend::{Backend, Entry, HashKind, Mtime};
 use crate::engine::throttle::Throttle;
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
@@ -84,6 +84,9 @@ pub async fn copy_file(
         offset = 0;
     }
     let dst_mtime = stream(src_backend, dst_backend, src, &temp, offset, options, on_bytes).await?;
+    if offset > 0 {
+        verify_resumed(src_backend, dst_backend, src, &temp).await?;
+    }
     match dst_backend.rename(&temp, &src.path).await {
         Ok(()) => {}
         Err(err) if matches!(err.kind, ErrorKind::Unsupported | ErrorKind::PermissionDenied) => {
@@ -96,6 +99,32 @@ pub async fn copy_file(
     }
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
     Ok(Committed { bytes_moved: src.size - offset, dst_size: src.size, dst_mtime, in_place: false })
+}
+
+/// A resumed file was checked at its seam (the tail before the offset) and
+/// by length; where both sides can hash the same way, the whole content is
+/// compared too before the file may take its final name.
+async fn verify_resumed(
+    src_backend: &dyn Backend,
+    dst_backend: &dyn Backend,
+    src: &Entry,
+    temp: &RelPath,
+) -> Result<(), OpError> {
+    let Some(algo) = HashKind::common(&src_backend.capabilities().hashes, &dst_backend.capabilities().hashes) else {
+        return Ok(());
+    };
+    let (ours, theirs) = tokio::join!(
+        src_backend.hash_files(vec![src.path.clone()], algo),
+        dst_backend.hash_files(vec![temp.clone()], algo)
+    );
+    match (ours.into_iter().next(), theirs.into_iter().next()) {
+        (Some(Ok(a)), Some(Ok(b))) if a != b => {
+            let _ = dst_backend.remove_file(temp).await;
+            // Temporary: the retry starts afresh, the partial being gone.
+            Err(OpError::new(ErrorKind::Temporary, "verify", &src.path, "resumed copy does not match the source"))
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn copy_in_place(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::backend::{self, Backend, Entry, Listing, MissingRoot, RemoteOptions};
+use crate::backend::{self, Backend, Entry, HashKind, Listing, MissingRoot, RemoteOptions};
 use crate::commit;
 use crate::engine::report::{Reporter, Summary};
 use crate::engine::{Engine, EngineConfig, RESUME_MIN_SIZE, for_each_parallel};
@@ -294,8 +294,16 @@ async fn fill_hashes(
             }
         }
     }
-    hash_side(Side::Src, src, src_entries, &src_idx, db, reporter).await?;
-    hash_side(Side::Dst, dst, dst_entries, &dst_idx, db, reporter).await
+    let Some(algo) = HashKind::common(&src.capabilities().hashes, &dst.capabilities().hashes) else {
+        reporter.warning(&format!(
+            "--compare hash: {} and {} have no hash algorithm in common; comparing by mtime instead",
+            src.describe(),
+            dst.describe()
+        ));
+        return Ok(());
+    };
+    hash_side(Side::Src, src, src_entries, &src_idx, algo, db, reporter).await?;
+    hash_side(Side::Dst, dst, dst_entries, &dst_idx, algo, db, reporter).await
 }
 
 async fn hash_side(
@@ -303,6 +311,7 @@ async fn hash_side(
     backend: &Arc<dyn Backend>,
     entries: &mut [Entry],
     wanted: &[usize],
+    algo: HashKind,
     db: Option<&Arc<Mutex<StateDb>>>,
     reporter: &Reporter,
 ) -> Result<(), Error> {
@@ -316,7 +325,9 @@ async fn hash_side(
     let mut missing = Vec::new();
     for &i in wanted {
         match cache.get(&entries[i].path) {
-            Some(cached) if cached.is_for(&entries[i]) => entries[i].hash = Some(Box::new(cached.hash)),
+            Some(cached) if cached.is_for(&entries[i], algo) => {
+                entries[i].hash = Some(cached.hash.clone().into_boxed_slice())
+            }
             _ => missing.push(i),
         }
     }
@@ -324,14 +335,14 @@ async fn hash_side(
         return Ok(());
     }
     let paths = missing.iter().map(|&i| entries[i].path.clone()).collect();
-    let results = backend.hash_files(paths).await;
+    let results = backend.hash_files(paths, algo).await;
     let mut fresh = Vec::new();
     for (&i, result) in missing.iter().zip(results) {
         match result {
             Ok(hash) => {
                 let e = &mut entries[i];
-                fresh.push((e.path.clone(), CachedHash { size: e.size, mtime: e.mtime, inode: e.inode, hash }));
-                e.hash = Some(Box::new(hash));
+                e.hash = Some(hash.clone().into_boxed_slice());
+                fresh.push((e.path.clone(), CachedHash { size: e.size, mtime: e.mtime, inode: e.inode, algo, hash }));
             }
             Err(err) => reporter.warning(&format!("cannot hash, comparing by mtime instead: {err}")),
         }

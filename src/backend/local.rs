@@ -55,7 +55,7 @@ impl LocalBackend {
                 set_mtime: true,
                 set_dir_mtime: true,
                 atomic_rename: true,
-                hashes: vec![HashKind::Blake3],
+                hashes: HashKind::PREFERENCE.to_vec(),
                 symlinks: true,
                 max_connections: 64,
             },
@@ -286,12 +286,12 @@ impl Backend for LocalBackend {
         .await
     }
 
-    async fn hash_files(&self, paths: Vec<RelPath>) -> Vec<Result<[u8; 32], OpError>> {
+    async fn hash_files(&self, paths: Vec<RelPath>, kind: HashKind) -> Vec<Result<Vec<u8>, OpError>> {
         let root = Arc::clone(&self.root);
         let count = paths.len();
-        tokio::task::spawn_blocking(move || crate::hash::hash_local_files(&root, &paths)).await.unwrap_or_else(|join| {
-            (0..count).map(|_| Err(OpError::new(ErrorKind::Other, "hash", "", join.to_string()))).collect()
-        })
+        tokio::task::spawn_blocking(move || crate::hash::hash_local_files_as(&root, &paths, kind)).await.unwrap_or_else(
+            |join| (0..count).map(|_| Err(OpError::new(ErrorKind::Other, "hash", "", join.to_string()))).collect(),
+        )
     }
 }
 

@@ -62,8 +62,9 @@ pub struct Entry {
     pub mtime: Option<Mtime>,
     /// Local inode number, 0 when unknown; part of the hash cache key.
     pub inode: u64,
-    /// blake3 of the content, filled in only when comparing by hash.
-    pub hash: Option<Box<[u8; 32]>>,
+    /// A digest of the content (of the algorithm chosen for the pair),
+    /// filled in only when comparing by hash.
+    pub hash: Option<Box<[u8]>>,
 }
 
 impl Entry {
@@ -86,10 +87,37 @@ pub struct Listing {
     pub warnings: Vec<String>,
 }
 
-/// Content hashes a backend can compute without transferring the file to us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Content hashes a backend can compute without transferring the file to
+/// us, in order of preference when two sides must agree on one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HashKind {
     Blake3,
+    Sha256,
+    Sha1,
+    Md5,
+}
+
+impl HashKind {
+    pub const PREFERENCE: [HashKind; 4] = [HashKind::Blake3, HashKind::Sha256, HashKind::Sha1, HashKind::Md5];
+
+    /// The name stored in the state database.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashKind::Blake3 => "blake3",
+            HashKind::Sha256 => "sha256",
+            HashKind::Sha1 => "sha1",
+            HashKind::Md5 => "md5",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<HashKind> {
+        HashKind::PREFERENCE.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The first algorithm both sides can compute.
+    pub fn common(a: &[HashKind], b: &[HashKind]) -> Option<HashKind> {
+        HashKind::PREFERENCE.into_iter().find(|k| a.contains(k) && b.contains(k))
+    }
 }
 
 /// What a backend can do, so the planner and engine adapt instead of failing.
@@ -189,9 +217,10 @@ pub trait Backend: Send + Sync {
         false
     }
 
-    /// blake3 of each file, computed where the files are. Backends that
-    /// cannot return `Unsupported` for all.
-    async fn hash_files(&self, paths: Vec<RelPath>) -> Vec<Result<[u8; 32], OpError>> {
+    /// A digest of each file, computed where the files are. Backends that
+    /// cannot (see [`Capabilities::hashes`]) return `Unsupported` for all.
+    async fn hash_files(&self, paths: Vec<RelPath>, kind: HashKind) -> Vec<Result<Vec<u8>, OpError>> {
+        let _ = kind;
         paths.iter().map(|p| Err(OpError::new(ErrorKind::Unsupported, "hash", p, "backend cannot hash"))).collect()
     }
 }

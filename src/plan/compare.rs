@@ -134,10 +134,10 @@ mod tests {
     fn hash_rule_sets_mtime_when_only_the_mtime_differs() {
         let rule = CompareRule::new(CompareMode::Hash, NS, NS, true);
         let (mut a, mut b) = (file(5, 1, 0), file(5, 2, 0));
-        a.hash = Some(Box::new([1; 32]));
-        b.hash = Some(Box::new([1; 32]));
+        a.hash = Some(vec![1; 32].into_boxed_slice());
+        b.hash = Some(vec![1; 32].into_boxed_slice());
         assert_eq!(rule.compare(&a, &b, None), Verdict::SameContentOtherMtime);
-        b.hash = Some(Box::new([2; 32]));
+        b.hash = Some(vec![2; 32].into_boxed_slice());
         assert_eq!(rule.compare(&a, &b, None), Verdict::Differs(Reason::HashDiffers));
         b.hash = None;
         assert_eq!(rule.compare(&a, &b, None), Verdict::Differs(Reason::MtimeDiffers));

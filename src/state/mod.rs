@@ -26,7 +26,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub use journal::{Journal, run_blocking};
 pub use lock::JobLock;
 
-use crate::backend::{Entry, Mtime};
+use crate::backend::{Entry, HashKind, Mtime};
 use crate::error::Error;
 use crate::path::RelPath;
 
@@ -64,6 +64,8 @@ const MIGRATIONS: &[&str] = &[
          src_mtime INTEGER,
          run_id INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 2: hashes of other algorithms than blake3 (what FTP servers compute).
+    "ALTER TABLE hash_cache ADD COLUMN algo TEXT NOT NULL DEFAULT 'blake3';",
 ];
 
 /// What barge last made of one path.
@@ -102,12 +104,15 @@ pub struct CachedHash {
     pub size: u64,
     pub mtime: Option<Mtime>,
     pub inode: u64,
-    pub hash: [u8; 32],
+    pub algo: HashKind,
+    pub hash: Vec<u8>,
 }
 
 impl CachedHash {
-    pub fn is_for(&self, entry: &Entry) -> bool {
-        self.size == entry.size && self.mtime == entry.mtime && self.inode == entry.inode
+    /// The cached digest still describes `entry` (same size, mtime, inode)
+    /// and is of the algorithm wanted.
+    pub fn is_for(&self, entry: &Entry, algo: HashKind) -> bool {
+        self.algo == algo && self.size == entry.size && self.mtime == entry.mtime && self.inode == entry.inode
     }
 }
 
@@ -273,20 +278,21 @@ impl StateDb {
     pub fn load_hashes(&self, side: Side) -> Result<HashMap<RelPath, CachedHash>, Error> {
         let mut stmt = self
             .conn
-            .prepare("SELECT path, size, mtime, inode, blake3 FROM hash_cache WHERE side = ?1")
+            .prepare("SELECT path, size, mtime, inode, blake3, algo FROM hash_cache WHERE side = ?1")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([side as i64], |row| {
                 let path: Vec<u8> = row.get(0)?;
                 let hash: Vec<u8> = row.get(4)?;
-                Ok((path, from_sql(row.get(1)?), row.get::<_, Option<i64>>(2)?, from_sql(row.get(3)?), hash))
+                let algo: String = row.get(5)?;
+                Ok((path, from_sql(row.get(1)?), row.get::<_, Option<i64>>(2)?, from_sql(row.get(3)?), hash, algo))
             })
             .map_err(|e| self.err(e))?;
         let mut map = HashMap::new();
         for row in rows {
-            let (path, size, mtime, inode, hash) = row.map_err(|e| self.err(e))?;
-            if let (Ok(path), Ok(hash)) = (RelPath::parse(&path), <[u8; 32]>::try_from(hash.as_slice())) {
-                map.insert(path, CachedHash { size, mtime: mtime.map(Mtime), inode, hash });
+            let (path, size, mtime, inode, hash, algo) = row.map_err(|e| self.err(e))?;
+            if let (Ok(path), Some(algo)) = (RelPath::parse(&path), HashKind::from_name(&algo)) {
+                map.insert(path, CachedHash { size, mtime: mtime.map(Mtime), inode, algo, hash });
             }
         }
         Ok(map)
@@ -299,8 +305,8 @@ impl StateDb {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO hash_cache (side, path, size, mtime, inode, blake3)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT OR REPLACE INTO hash_cache (side, path, size, mtime, inode, blake3, algo)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(err)?;
             for (rel, h) in hashes {
@@ -310,7 +316,8 @@ impl StateDb {
                     to_sql(h.size),
                     h.mtime.map(|m| m.0),
                     to_sql(h.inode),
-                    &h.hash[..]
+                    &h.hash[..],
+                    h.algo.name()
                 ])
                 .map_err(err)?;
             }
@@ -430,7 +437,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut db = StateDb::open(&dir.path().join("job.db")).unwrap();
         let p = RelPath::parse(b"x").unwrap();
-        let h = CachedHash { size: 1, mtime: Some(Mtime(2)), inode: 3, hash: [9; 32] };
+        let h = CachedHash { size: 1, mtime: Some(Mtime(2)), inode: 3, algo: HashKind::Sha256, hash: vec![9; 32] };
         db.store_hashes(Side::Src, &[(p.clone(), h.clone())]).unwrap();
         assert_eq!(db.load_hashes(Side::Src).unwrap().get(&p), Some(&h));
         assert!(db.load_hashes(Side::Dst).unwrap().is_empty());

@@ -347,3 +347,53 @@ fn mtimes_fall_back_to_site_utime_when_mfmt_is_refused() {
     assert_same_files(&s.src(), &server.root);
     assert_eq!(sync(&s, &server, &src, &remote, &[]).count("files_transferred"), 0);
 }
+
+/// Rewrites a server file with other bytes of the same size and mtime.
+fn tamper(path: &Path) {
+    let meta = fs::metadata(path).unwrap();
+    let mut content = fs::read(path).unwrap();
+    content[0] ^= 0xff;
+    fs::write(path, &content).unwrap();
+    fs::File::options().write(true).open(path).unwrap().set_modified(meta.modified().unwrap()).unwrap();
+}
+
+#[test]
+fn compare_hash_uses_the_servers_hash_command() {
+    let server =
+        harness::ftp_server_with(FtpServerKind::Proftpd, FtpTls::None, &["LoadModule mod_digest.c", "DigestEngine on"]);
+    let s = Scratch::new();
+    sample(&s.src());
+    let (src, remote) = (s.src().to_string_lossy().into_owned(), url(&server, "/"));
+    sync(&s, &server, &src, &remote, &[]).expect_code(0);
+    tamper(&server.root.join("dir/nested/deep.bin"));
+
+    let check = Run::of(
+        s.barge()
+            .env("BARGE_PASSWORD", &server.password)
+            .args(["check", "--compare", "hash"])
+            .arg(&src)
+            .arg(&remote)
+            .output()
+            .unwrap(),
+    );
+    check.expect_code(1);
+    assert!(check.stdout.contains("differs  dir/nested/deep.bin"), "{}", check.explain());
+    assert!(!check.stderr.contains("no hash algorithm"), "{}", check.explain());
+
+    let run = sync(&s, &server, &src, &remote, &["--compare", "hash"]);
+    run.expect_code(0);
+    assert_eq!(run.events("copy"), ["dir/nested/deep.bin"], "{}", run.explain());
+    assert_same_files(&s.src(), &server.root);
+}
+
+#[test]
+fn compare_hash_without_server_hashes_says_so() {
+    let server = harness::ftp_server(FtpServerKind::PureFtpd, FtpTls::None);
+    let s = Scratch::new();
+    sample(&s.src());
+    let (src, remote) = (s.src().to_string_lossy().into_owned(), url(&server, "/"));
+    sync(&s, &server, &src, &remote, &[]).expect_code(0);
+    let run = sync(&s, &server, &src, &remote, &["--compare", "hash"]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("no hash algorithm in common"), "{}", run.explain());
+}

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 
 use super::names::RawBytes;
 use super::tls;
+use crate::backend::HashKind;
 use crate::credentials::Login;
 use crate::error::{ErrorKind, OpError};
 
@@ -64,6 +65,10 @@ pub struct Features {
     pub rest_stream: bool,
     pub utf8: bool,
     pub epsv: bool,
+    /// Algorithms of the HASH command (draft-bryan-ftpext-hash), best first.
+    pub hash: Vec<HashKind>,
+    /// Algorithms with an X-command (XSHA256, XSHA1, XMD5).
+    pub xhash: Vec<HashKind>,
 }
 
 impl Features {
@@ -72,7 +77,26 @@ impl Features {
         let rest_stream = feat.iter().any(|(k, v)| {
             k.eq_ignore_ascii_case("REST") && v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("STREAM"))
         });
+        let hash_value = feat.iter().find(|(k, _)| k.eq_ignore_ascii_case("HASH")).and_then(|(_, v)| v.clone());
+        let mut hash: Vec<HashKind> = hash_value
+            .unwrap_or_default()
+            .split(';')
+            .filter_map(|name| match name.trim().trim_end_matches('*').to_ascii_uppercase().as_str() {
+                "SHA-256" => Some(HashKind::Sha256),
+                "SHA-1" => Some(HashKind::Sha1),
+                "MD5" => Some(HashKind::Md5),
+                _ => None,
+            })
+            .collect();
+        hash.sort_by_key(|k| HashKind::PREFERENCE.iter().position(|p| p == k));
+        let xhash = [("XSHA256", HashKind::Sha256), ("XSHA1", HashKind::Sha1), ("XMD5", HashKind::Md5)]
+            .into_iter()
+            .filter(|(name, _)| has(name))
+            .map(|(_, kind)| kind)
+            .collect();
         Features {
+            hash,
+            xhash,
             mlsd: has("MLSD") || has("MLST"),
             mfmt: has("MFMT"),
             mdtm: has("MDTM"),
@@ -91,6 +115,8 @@ pub struct FtpConn {
     /// The home directory (PWD right after login).
     pub home: String,
     pub last_used: Instant,
+    /// The algorithm `OPTS HASH` selected on this connection.
+    pub hash_selected: Option<HashKind>,
 }
 
 impl std::fmt::Debug for FtpConn {
@@ -284,7 +310,7 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
             });
         }
     }
-    Ok(FtpConn { control, features, home, last_used: Instant::now() })
+    Ok(FtpConn { control, features, home, last_used: Instant::now(), hash_selected: None })
 }
 
 fn reply_code_is_auth(err: &OpError) -> bool {

@@ -28,7 +28,8 @@ use self::conn::{ConnectParams, DataMode, Features, TlsMode, classify};
 use self::listing::{ListEntry, ListKind, TimePrecision};
 use self::pool::{Pool, Pooled};
 use super::{
-    Backend, Capabilities, Entry, EntryKind, FileReader, FileWriter, Listing, MissingRoot, Mtime, RemoteOptions,
+    Backend, Capabilities, Entry, EntryKind, FileReader, FileWriter, HashKind, Listing, MissingRoot, Mtime,
+    RemoteOptions,
 };
 use crate::error::{ErrorKind, OpError};
 use crate::location::{RemoteLocation, Scheme};
@@ -180,7 +181,11 @@ impl FtpBackend {
                     set_mtime: true,
                     set_dir_mtime: dir_mtimes,
                     atomic_rename: true,
-                    hashes: Vec::new(),
+                    hashes: {
+                        let mut kinds = features.hash.clone();
+                        kinds.extend(features.xhash.iter().filter(|k| !features.hash.contains(k)));
+                        kinds
+                    },
                     symlinks: false,
                     max_connections: connections,
                 },
@@ -361,6 +366,39 @@ impl Inner {
         }
     }
 
+    /// One file's digest computed by the server.
+    async fn server_hash(&self, path: &RelPath, kind: HashKind) -> Result<Vec<u8>, OpError> {
+        let use_hash = self.features.hash.contains(&kind);
+        let reply = self
+            .with_conn("hash", path, async |conn, remote| {
+                if use_hash {
+                    if conn.hash_selected != Some(kind) {
+                        let name = match kind {
+                            HashKind::Sha256 => "SHA-256",
+                            HashKind::Sha1 => "SHA-1",
+                            _ => "MD5",
+                        };
+                        conn.control.custom_command(format!("OPTS HASH {name}"), &[Status::CommandOk]).await?;
+                        conn.hash_selected = Some(kind);
+                    }
+                    conn.control.custom_command(format!("HASH {remote}"), &[Status::File]).await
+                } else {
+                    let verb = match kind {
+                        HashKind::Sha256 => "XSHA256",
+                        HashKind::Sha1 => "XSHA1",
+                        _ => "XMD5",
+                    };
+                    conn.control
+                        .custom_command(format!("{verb} {remote}"), &[Status::File, Status::RequestedFileActionOk])
+                        .await
+                }
+            })
+            .await?;
+        let text = String::from_utf8_lossy(&reply.body).to_string();
+        parse_hash_reply(&text, kind)
+            .ok_or_else(|| OpError::new(ErrorKind::InvalidData, "hash", path, format!("unreadable reply `{text}`")))
+    }
+
     async fn mdtm(&self, path: &RelPath) -> Result<Option<Mtime>, OpError> {
         self.with_conn("mdtm", path, async |conn, remote| {
             let reply = conn.control.custom_command(format!("MDTM {remote}"), &[Status::File]).await?;
@@ -499,6 +537,33 @@ impl Backend for FtpBackend {
         result
     }
 
+    /// HASH (or XSHA256/XSHA1/XMD5) on the server, several files at once.
+    async fn hash_files(&self, paths: Vec<RelPath>, kind: HashKind) -> Vec<Result<Vec<u8>, OpError>> {
+        let count = paths.len();
+        let queue = Arc::new(std::sync::Mutex::new(paths.into_iter().enumerate().collect::<Vec<_>>()));
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..self.inner.parallel.min(count) {
+            let (inner, queue) = (Arc::clone(&self.inner), Arc::clone(&queue));
+            set.spawn(async move {
+                let mut done = Vec::new();
+                loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.pop());
+                    let Some((index, path)) = next else { break };
+                    done.push((index, inner.server_hash(&path, kind).await));
+                }
+                done
+            });
+        }
+        let mut results: Vec<Result<Vec<u8>, OpError>> =
+            (0..count).map(|_| Err(OpError::new(ErrorKind::Other, "hash", "", "not hashed"))).collect();
+        while let Some(joined) = set.join_next().await {
+            for (index, result) in joined.unwrap_or_default() {
+                results[index] = result;
+            }
+        }
+        results
+    }
+
     fn renames_refused(&self) -> bool {
         self.inner.rename_refused.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -571,6 +636,20 @@ async fn set_time(
         MtimeCommand::SiteUtime5 => format!("SITE UTIME {remote} {stamp} {stamp} {stamp} UTC"),
     };
     conn.control.custom_command(line, &[Status::File, Status::CommandOk]).await.map(|_| ())
+}
+
+/// The digest in a HASH reply (`213 SHA-256 0-49 <hex> name`) or an
+/// X-command reply (`250 <hex>`): the first token of the right length that
+/// is all hex.
+fn parse_hash_reply(text: &str, kind: HashKind) -> Option<Vec<u8>> {
+    let want = match kind {
+        HashKind::Sha256 | HashKind::Blake3 => 64,
+        HashKind::Sha1 => 40,
+        HashKind::Md5 => 32,
+    };
+    let token =
+        text.split_whitespace().skip(1).find(|t| t.len() == want && t.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    (0..want).step_by(2).map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok()).collect()
 }
 
 struct FtpReader {
@@ -686,6 +765,16 @@ mod tests {
         assert_eq!(ftp_timestamp(Mtime::from_unix(0, 0)), "19700101000000");
         assert_eq!(ftp_timestamp(Mtime::from_unix(1_700_000_000, 999)), "20231114221320");
         assert_eq!(ftp_timestamp(Mtime::from_unix(951_782_400, 0)), "20000229000000");
+    }
+
+    #[test]
+    fn hash_replies_of_both_forms_are_read() {
+        let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let hash = parse_hash_reply(&format!("213 SHA-256 0-2 {hex} a b.txt"), HashKind::Sha256).unwrap();
+        assert_eq!(crate::hash::hex(&hash), hex);
+        let md5 = parse_hash_reply("250 900150983cd24fb0d6963f7d28e17f72", HashKind::Md5).unwrap();
+        assert_eq!(crate::hash::hex(&md5), "900150983cd24fb0d6963f7d28e17f72");
+        assert!(parse_hash_reply("213 SHA-256 0-2 nothex", HashKind::Sha256).is_none());
     }
 
     #[test]
