@@ -176,3 +176,25 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Forwards TCP from `[::1]:port` to `127.0.0.1:port` for each port, so a
+/// server listening on IPv4 loopback can be reached over IPv6. Threads end
+/// with the process.
+pub fn forward_ipv6_to_ipv4(ports: impl IntoIterator<Item = u16>) {
+    use std::net::{TcpListener, TcpStream};
+    fn pump(mut from: TcpStream, mut to: TcpStream) {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    }
+    for port in ports {
+        let listener = TcpListener::bind(("::1", port)).expect("bind [::1]");
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else { continue };
+                let (c2, s2) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+                std::thread::spawn(move || pump(client, server));
+                std::thread::spawn(move || pump(s2, c2));
+            }
+        });
+    }
+}

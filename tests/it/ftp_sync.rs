@@ -397,3 +397,17 @@ fn compare_hash_without_server_hashes_says_so() {
     run.expect_code(0);
     assert!(run.stderr.contains("no hash algorithm in common"), "{}", run.explain());
 }
+
+#[test]
+fn ipv6_literal_urls_work() {
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    forward_ipv6_to_ipv4(std::iter::once(server.port).chain(server.pasv_ports.0..=server.pasv_ports.1));
+    let s = Scratch::new();
+    sample(&s.src());
+    let src = s.src().to_string_lossy().into_owned();
+    let remote = format!("ftp://{}@[::1]:{}/v6", server.user, server.port);
+    let run = sync(&s, &server, &src, &remote, &[]);
+    run.expect_code(0);
+    assert_same_files(&s.src(), &server.root.join("v6"));
+    assert_eq!(sync(&s, &server, &src, &remote, &[]).count("files_transferred"), 0);
+}
