@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::backend::{self, Backend, Entry, HashKind, Listing, MissingRoot, RemoteOptions};
+use crate::backend::{self, Backend, Entry, HashKind, Listing, Memory, MissingRoot, RemoteOptions, ServerMemory};
 use crate::commit;
 use crate::engine::report::{Reporter, Summary};
 use crate::engine::{Engine, EngineConfig, RESUME_MIN_SIZE, for_each_parallel};
@@ -88,9 +88,13 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     }
 
     let missing_dst = if mode == Mode::Sync { MissingRoot::Create } else { MissingRoot::Empty };
+    let mut remote = job.remote.clone();
+    if let Some(db) = &db {
+        remote.memory = Some(Memory(Arc::new(DbMemory(Arc::clone(db)))));
+    }
     let (src, dst) = tokio::join!(
-        backend::open(&job.src, MissingRoot::Fail, &job.remote),
-        backend::open(&job.dst, missing_dst, &job.remote)
+        backend::open(&job.src, MissingRoot::Fail, &remote),
+        backend::open(&job.dst, missing_dst, &remote)
     );
     let src = src.map_err(unreachable(&job.src))?;
     let dst = dst.map_err(unreachable(&job.dst))?;
@@ -219,6 +223,23 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     reporter.print_summary(&summary);
     let exit_code = if summary.errors == 0 { exit::OK } else { exit::PARTIAL };
     Ok(Outcome { summary, exit_code })
+}
+
+/// Server quirks kept in the job's state database.
+struct DbMemory(Arc<Mutex<StateDb>>);
+
+#[async_trait::async_trait]
+impl ServerMemory for DbMemory {
+    async fn recall(&self, key: &str) -> Option<String> {
+        let (db, key) = (Arc::clone(&self.0), key.to_string());
+        run_blocking(move || lock_db(&db).meta_get(&key)).await.ok().flatten()
+    }
+
+    async fn remember(&self, key: &str, value: &str) {
+        let (db, key, value) = (Arc::clone(&self.0), key.to_string(), value.to_string());
+        // Only an optimisation for the next run: a failure costs a re-measure.
+        let _ = run_blocking(move || lock_db(&db).meta_set(&key, &value)).await;
+    }
 }
 
 fn lock_db(db: &Mutex<StateDb>) -> std::sync::MutexGuard<'_, StateDb> {

@@ -102,6 +102,7 @@ fn entry_from_metadata(path: RelPath, meta: &fs::Metadata) -> Entry {
         size: if kind == EntryKind::Dir { 0 } else { meta.size() },
         mtime: Some(Mtime::from_unix(meta.mtime(), nanos)),
         inode: meta.ino(),
+        coarse_mtime_s: 0,
         hash: None,
     }
 }

@@ -62,6 +62,10 @@ pub struct Entry {
     pub mtime: Option<Mtime>,
     /// Local inode number, 0 when unknown; part of the hash cache key.
     pub inode: u64,
+    /// Seconds of uncertainty in this entry's mtime when coarser than the
+    /// backend's [`Capabilities::mtime_precision`] (a LIST line that shows
+    /// only a date: 86400); 0 otherwise.
+    pub coarse_mtime_s: u32,
     /// A digest of the content (of the algorithm chosen for the pair),
     /// filled in only when comparing by hash.
     pub hash: Option<Box<[u8]>>,
@@ -236,6 +240,24 @@ pub enum MissingRoot {
     Empty,
 }
 
+/// What a backend may remember about its server between runs (kept in the
+/// job's state database): a LIST time-zone offset, a connection limit.
+#[async_trait]
+pub trait ServerMemory: Send + Sync {
+    async fn recall(&self, key: &str) -> Option<String>;
+    async fn remember(&self, key: &str, value: &str);
+}
+
+/// A [`ServerMemory`] handle that prints as nothing in particular.
+#[derive(Clone)]
+pub struct Memory(pub Arc<dyn ServerMemory>);
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memory")
+    }
+}
+
 /// Settings for remote locations, from the command line.
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
@@ -254,6 +276,8 @@ pub struct RemoteOptions {
     pub timeout: Duration,
     /// Connections per server.
     pub connections: usize,
+    /// Where server quirks are remembered (the state database), if anywhere.
+    pub memory: Option<Memory>,
 }
 
 impl Default for RemoteOptions {
@@ -267,6 +291,7 @@ impl Default for RemoteOptions {
             list_times: false,
             timeout: Duration::from_secs(60),
             connections: 8,
+            memory: None,
         }
     }
 }

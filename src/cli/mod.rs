@@ -211,6 +211,7 @@ impl CommonArgs {
                 list_times: self.remote.list_times,
                 timeout: std::time::Duration::from_secs(self.remote.timeout.max(1)),
                 connections: usize::from(self.parallel),
+                memory: None,
             },
         })
     }

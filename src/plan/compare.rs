@@ -9,8 +9,8 @@
 //!    computed, rule 4 decides instead.
 //! 4. `--compare mtime` (default): the same when the modification times are
 //!    within the *coarser* precision of the two sides (1 ns locally, 1 s for
-//!    MLSD, a minute for LIST): `|src - dst| < max(precision)`, or exactly
-//!    equal. Otherwise, when the state database records that barge itself
+//!    MLSD, a minute for LIST, a day for a LIST line showing only a date):
+//!    `|src - dst| < max(precision)`, or exactly equal. Otherwise, when the state database records that barge itself
 //!    produced exactly this destination (size and mtime) from exactly this
 //!    source, they are still the same: that covers destinations whose mtime
 //!    cannot be set.
@@ -82,7 +82,8 @@ impl CompareRule {
     fn mtimes_match(&self, src: &Entry, dst: &Entry, synced: Option<&SyncedRecord>) -> bool {
         if let (Some(a), Some(b)) = (src.mtime, dst.mtime) {
             let delta = a.0.abs_diff(b.0);
-            if delta == 0 || u128::from(delta) < self.window.as_nanos() {
+            let coarse = Duration::from_secs(u64::from(src.coarse_mtime_s.max(dst.coarse_mtime_s)));
+            if delta == 0 || u128::from(delta) < self.window.max(coarse).as_nanos() {
                 return true;
             }
         }
@@ -103,6 +104,7 @@ mod tests {
             size,
             mtime: Some(Mtime::from_unix(secs, nanos)),
             inode: 0,
+            coarse_mtime_s: 0,
             hash: None,
         }
     }
@@ -118,6 +120,15 @@ mod tests {
         let coarse = CompareRule::new(CompareMode::Mtime, NS, SEC, true);
         assert_eq!(coarse.compare(&file(5, 100, 700_000_000), &file(5, 100, 0), None), Verdict::Same);
         assert_eq!(coarse.compare(&file(5, 101, 0), &file(5, 100, 0), None), Verdict::Differs(Reason::MtimeDiffers));
+    }
+
+    #[test]
+    fn a_date_only_entry_widens_the_window_to_a_day() {
+        let rule = CompareRule::new(CompareMode::Mtime, NS, Duration::from_secs(60), true);
+        let listed = Entry { coarse_mtime_s: 86_400, ..file(5, 1_600_000_000 - 40_000, 0) };
+        assert_eq!(rule.compare(&file(5, 1_600_000_000, 0), &listed, None), Verdict::Same);
+        let plain = file(5, 1_600_000_000 - 40_000, 0);
+        assert_eq!(rule.compare(&file(5, 1_600_000_000, 0), &plain, None), Verdict::Differs(Reason::MtimeDiffers));
     }
 
     #[test]

@@ -150,7 +150,15 @@ mod tests {
     use crate::backend::EntryKind;
 
     fn entry(path: &str, kind: EntryKind, size: u64) -> Entry {
-        Entry { path: RelPath::parse(path.as_bytes()).unwrap(), kind, size, mtime: None, inode: 0, hash: None }
+        Entry {
+            path: RelPath::parse(path.as_bytes()).unwrap(),
+            kind,
+            size,
+            mtime: None,
+            inode: 0,
+            coarse_mtime_s: 0,
+            hash: None,
+        }
     }
 
     fn kept(filter: &Filter, entries: Vec<Entry>) -> Vec<String> {

@@ -14,11 +14,27 @@ fn p(path: &str) -> RelPath {
 }
 
 fn file(path: &str, size: u64, mtime: i64) -> Entry {
-    Entry { path: p(path), kind: EntryKind::File, size, mtime: Some(Mtime::from_unix(mtime, 0)), inode: 0, hash: None }
+    Entry {
+        path: p(path),
+        kind: EntryKind::File,
+        size,
+        mtime: Some(Mtime::from_unix(mtime, 0)),
+        inode: 0,
+        coarse_mtime_s: 0,
+        hash: None,
+    }
 }
 
 fn dir(path: &str) -> Entry {
-    Entry { path: p(path), kind: EntryKind::Dir, size: 0, mtime: Some(Mtime::from_unix(1000, 0)), inode: 0, hash: None }
+    Entry {
+        path: p(path),
+        kind: EntryKind::Dir,
+        size: 0,
+        mtime: Some(Mtime::from_unix(1000, 0)),
+        inode: 0,
+        coarse_mtime_s: 0,
+        hash: None,
+    }
 }
 
 fn link(path: &str) -> Entry {

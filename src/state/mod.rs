@@ -325,6 +325,21 @@ impl StateDb {
         tx.commit().map_err(err)
     }
 
+    /// A remembered server quirk (see [`crate::backend::ServerMemory`]).
+    pub fn meta_get(&self, key: &str) -> Result<Option<String>, Error> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn meta_set(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        self.conn
+            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", [key, value])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// Notes that a temporary for `path` is being written from this source.
     pub fn note_partial(&mut self, path: &RelPath, record: PartialRecord) -> Result<(), Error> {
         self.conn

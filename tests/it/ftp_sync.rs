@@ -411,3 +411,29 @@ fn ipv6_literal_urls_work() {
     assert_same_files(&s.src(), &server.root.join("v6"));
     assert_eq!(sync(&s, &server, &src, &remote, &[]).count("files_transferred"), 0);
 }
+
+#[test]
+fn list_times_mode_never_flaps_and_remembers_the_zone_offset() {
+    // vsftpd has no MLSD: with --list-times barge trusts LIST times (minutes,
+    // or only a date for files older than six months) instead of MDTM.
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    let s = Scratch::new();
+    sample(&s.src()); // top.txt and deep.bin date from 2020 and 2017
+    let (src, remote) = (s.src().to_string_lossy().into_owned(), url(&server, "/"));
+    sync(&s, &server, &src, &remote, &["--list-times"]).expect_code(0);
+    for _ in 0..2 {
+        let run = sync(&s, &server, &src, &remote, &["--list-times"]);
+        run.expect_code(0);
+        assert_eq!(run.count("files_transferred"), 0, "{}", run.explain());
+    }
+    let db = rusqlite::Connection::open(state_for(&s, &src, &remote)).unwrap();
+    let offset: String = db
+        .query_row("SELECT value FROM meta WHERE key LIKE 'ftp.list-tz-offset %'", [], |row| row.get(0))
+        .expect("the offset is remembered");
+    assert_eq!(offset, "0", "vsftpd lists in UTC");
+    // Downloads in this mode give the local copy the LIST time, which is
+    // then equal to what the next run lists: no flapping either.
+    let back = s.path("back").to_string_lossy().into_owned();
+    sync(&s, &server, &remote, &back, &["--list-times"]).expect_code(0);
+    assert_eq!(sync(&s, &server, &remote, &back, &["--list-times"]).count("files_transferred"), 0);
+}

@@ -1771,7 +1771,7 @@ mod tests {
         Mtime::from_unix(1_795_603_809, 0)
     }
 
-    /// The tree's default times: `t(i)` = 2026-11-20 10:00:00 UTC + 61·i s (10:0i:0i).
+    /// The tree's default times: `t(i)` = 2026-11-20 10:00:00 UTC + 61·i s (10:00:00, 10:01:01, ...).
     fn t(i: i64) -> Mtime {
         Mtime::from_unix(at(2026, 11, 20, 10, 0, 0).secs() + 61 * i, 0)
     }
@@ -1938,6 +1938,38 @@ mod tests {
             f(b"cr\rin-name.txt", 22, 18),
         ];
         assert_entries(&l.entries, &want);
+    }
+
+    /// Regression: pure-ftpd and proftpd print every future time as `HH:MM` (vsftpd and
+    /// `ls` use the year form), which the old one-day slack read as a year early. Lines
+    /// from proftpd 1.3.8 on 2026-11-25 for files dated `d` days from then.
+    #[test]
+    fn captured_future_times_in_hh_mm_form() {
+        let list = b"-rw-r--r--   1 bargetest bargetest        1 Nov 24 10:48 d-0001\r\n\
+            -rw-r--r--   1 bargetest bargetest        1 May 30 10:48 d-0179\r\n\
+            -rw-r--r--   1 bargetest bargetest        1 May 24  2026 d-0185\r\n\
+            -rw-r--r--   1 bargetest bargetest        1 Nov 26 10:48 d+0001\r\n\
+            -rw-r--r--   1 bargetest bargetest        1 Nov 27 10:48 d+0002\r\n\
+            -rw-r--r--   1 bargetest bargetest        1 Dec  5 10:48 d+0010\r\n\
+            -rw-r--r--   1 bargetest bargetest        1 Mar  5 10:48 d+0100\r\n";
+        let l = parse_list(list, captured_now()).expect("parses");
+        assert_eq!(l.warnings, vec![]);
+        let times: Vec<(String, Option<Mtime>)> = l.entries.iter().map(|e| (show(&e.name), e.mtime)).collect();
+        let want = |name: &str, mtime| (name.to_string(), Some(mtime));
+        assert_eq!(
+            times,
+            [
+                want("d-0001", at(2026, 11, 24, 10, 48, 0)),
+                want("d-0179", at(2026, 5, 30, 10, 48, 0)),
+                want("d-0185", at(2026, 5, 24, 0, 0, 0)),
+                want("d+0001", at(2026, 11, 26, 10, 48, 0)),
+                want("d+0002", at(2026, 11, 27, 10, 48, 0)),
+                want("d+0010", at(2026, 12, 5, 10, 48, 0)),
+                // Known limitation: a future time in the next calendar year (really
+                // 2027-03-05) is read as this year's; only the current year is tried ahead.
+                want("d+0100", at(2026, 3, 5, 10, 48, 0)),
+            ]
+        );
     }
 
     /// Seen with vsftpd 3.0.3 and proftpd 1.3.8, which send names raw (pure-ftpd leaves

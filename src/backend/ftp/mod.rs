@@ -65,6 +65,10 @@ struct Inner {
     /// The server refused a rename: write files in place from now on.
     rename_refused: std::sync::atomic::AtomicBool,
     list_times: bool,
+    /// Seconds to add to LIST times (the server's clock zone), measured
+    /// once per server and remembered in the state database.
+    tz_offset: tokio::sync::Mutex<Option<i64>>,
+    memory: Option<super::Memory>,
     parallel: usize,
 }
 
@@ -194,6 +198,8 @@ impl FtpBackend {
                 mtime_commands: std::sync::Mutex::new(mtime_commands),
                 rename_refused: std::sync::atomic::AtomicBool::new(false),
                 list_times: options.list_times,
+                tz_offset: tokio::sync::Mutex::new(None),
+                memory: options.memory.clone(),
                 parallel: connections,
             }),
         })
@@ -313,6 +319,13 @@ impl Inner {
         }
         if !needs_time.is_empty() && !self.list_times && self.features.mdtm {
             self.fill_exact_times(&mut entries, &needs_time).await;
+        } else if !needs_time.is_empty() {
+            let offset = self.tz_offset(&entries, &needs_time).await;
+            for &i in &needs_time {
+                if let Some(mtime) = entries[i].mtime.as_mut() {
+                    mtime.0 = mtime.0.saturating_add(offset.saturating_mul(1_000_000_000));
+                }
+            }
         }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((entries, warnings))
@@ -332,12 +345,42 @@ impl Inner {
             ListKind::Other => return Err(format!("{path}: skipped: not a file or directory")),
         };
         let exact = matches!(item.precision, TimePrecision::Seconds | TimePrecision::Sub);
+        // A date without a time of day (and the zone offset on top of it)
+        // is only good to within a day: say so, or comparisons would flap.
+        let coarse_mtime_s = if item.precision == TimePrecision::Days { 86_400 + 86_400 / 2 } else { 0 };
         let size = match (kind, item.size) {
             (EntryKind::File, None) => return Err(format!("{path}: skipped: the listing gives no size")),
             (EntryKind::Dir, _) => 0,
             (_, size) => size.unwrap_or(0),
         };
-        Ok(Some((Entry { path, kind, size, mtime: item.mtime, inode: 0, hash: None }, exact)))
+        Ok(Some((Entry { path, kind, size, mtime: item.mtime, inode: 0, coarse_mtime_s, hash: None }, exact)))
+    }
+
+    /// The LIST time-zone offset: remembered, or measured once by comparing
+    /// one file's LIST time with its MDTM (UTC), rounded to 15 minutes.
+    /// Until a listing offers a file to measure, 0 is assumed (not kept).
+    async fn tz_offset(&self, entries: &[Entry], candidates: &[usize]) -> i64 {
+        let mut known = self.tz_offset.lock().await;
+        if let Some(offset) = *known {
+            return offset;
+        }
+        let key = format!("ftp.list-tz-offset {}", self.shown);
+        if let Some(memory) = &self.memory
+            && let Some(recalled) = memory.0.recall(&key).await.and_then(|v| v.parse::<i64>().ok())
+        {
+            *known = Some(recalled);
+            return recalled;
+        }
+        let sample = candidates.iter().map(|&i| &entries[i]).find(|e| e.coarse_mtime_s == 0);
+        let (Some(sample), true) = (sample, self.features.mdtm) else { return 0 };
+        let (Some(listed), Ok(Some(exact))) = (sample.mtime, self.mdtm(&sample.path).await) else { return 0 };
+        let quarter_hours = ((exact.secs() - listed.secs()) as f64 / 900.0).round() as i64;
+        let offset = quarter_hours.clamp(-14 * 4, 14 * 4) * 900;
+        if let Some(memory) = &self.memory {
+            memory.0.remember(&key, &offset.to_string()).await;
+        }
+        *known = Some(offset);
+        offset
     }
 
     /// MDTM for files whose listing gave only minutes, several at once.
@@ -362,6 +405,7 @@ impl Inner {
         while let Some(Ok(found)) = set.join_next().await {
             for (index, mtime) in found {
                 entries[index].mtime = Some(mtime);
+                entries[index].coarse_mtime_s = 0;
             }
         }
     }
