@@ -3,5 +3,6 @@
 mod common;
 mod ftp_sync;
 mod harness;
+mod listing_capture;
 mod local_sync;
 mod servers;
