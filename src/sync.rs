@@ -102,6 +102,8 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     let (src_listing, dst_listing) = tokio::join!(src.walk(), dst.walk());
     let mut src_listing = src_listing.map_err(unreachable(&job.src))?;
     let mut dst_listing = dst_listing.map_err(unreachable(&job.dst))?;
+    distrust_duplicates(&mut src_listing);
+    distrust_duplicates(&mut dst_listing);
     for (dir, err) in &src_listing.unreadable {
         reporter.error(&format!("source {dir} could not be read, nothing below it is deleted: {err}"));
     }
@@ -252,6 +254,32 @@ async fn finish_run(db: Option<&Arc<Mutex<StateDb>>>, status: &'static str) {
         // The run's outcome is already decided; a failure here only loses
         // the run's status line.
         let _ = run_blocking(move || lock_db(&db).finish_run(unix_now(), status)).await;
+    }
+}
+
+/// A listing that names one path twice (twice the same file, or a file
+/// and a directory) cannot be trusted about that path: drop every entry
+/// at or below it and treat it as unreadable, so nothing there is copied
+/// or deleted on its word.
+fn distrust_duplicates(listing: &mut Listing) {
+    let mut ambiguous: Vec<RelPath> = Vec::new();
+    for pair in listing.entries.windows(2) {
+        if pair[0].path == pair[1].path && ambiguous.last() != Some(&pair[0].path) {
+            ambiguous.push(pair[0].path.clone());
+        }
+    }
+    if ambiguous.is_empty() {
+        return;
+    }
+    listing.entries.retain(|e| !ambiguous.iter().any(|a| e.path.starts_with(a)));
+    for path in ambiguous {
+        let err = OpError::new(
+            crate::error::ErrorKind::InvalidData,
+            "list",
+            &path,
+            "the listing names this entry more than once; it is left alone",
+        );
+        listing.unreadable.push((path, err));
     }
 }
 

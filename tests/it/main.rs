@@ -3,6 +3,7 @@
 mod common;
 mod ftp_sync;
 mod harness;
+mod hostile_ftp;
 mod listing_capture;
 mod local_sync;
 mod servers;

@@ -246,9 +246,20 @@ impl Inner {
         path: &RelPath,
         work: impl AsyncFnOnce(&mut conn::FtpConn, String) -> Result<T, suppaftp::FtpError>,
     ) -> Result<T, OpError> {
+        self.with_conn_within(self.pool.params().timeout, op, path, work).await
+    }
+
+    /// [`Self::with_conn`] with its own overall time limit.
+    async fn with_conn_within<T>(
+        &self,
+        limit: Duration,
+        op: &'static str,
+        path: &RelPath,
+        work: impl AsyncFnOnce(&mut conn::FtpConn, String) -> Result<T, suppaftp::FtpError>,
+    ) -> Result<T, OpError> {
         let mut pooled = self.pool.get().await?;
         let remote = self.remote_path(path);
-        let result = tokio::time::timeout(self.pool.params().timeout, work(pooled.conn(), remote)).await;
+        let result = tokio::time::timeout(limit, work(pooled.conn(), remote)).await;
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
@@ -266,8 +277,11 @@ impl Inner {
 
     async fn list_dir(self: &Arc<Self>, dir: &RelPath) -> Result<(Vec<Entry>, Vec<String>), OpError> {
         let mlsd = self.features.mlsd;
+        let timeout = self.pool.params().timeout;
         let data = self
-            .with_conn("list", dir, async |conn, remote| {
+            // A big directory may take long to list: no overall limit, but
+            // a stalled or endless listing is cut (see `read_listing`).
+            .with_conn_within(Duration::MAX, "list", dir, async |conn, remote| {
                 let (command, cwd) =
                     if mlsd { (format!("MLSD {remote}"), None) } else { ("LIST -a".to_string(), Some(remote)) };
                 if let Some(dir) = cwd {
@@ -275,8 +289,7 @@ impl Inner {
                 }
                 let (_, mut stream) =
                     conn.control.custom_data_command(command, &[Status::AboutToSend, Status::AlreadyOpen]).await?;
-                let mut data = Vec::new();
-                stream.read_to_end(&mut data).await.map_err(suppaftp::FtpError::ConnectionError)?;
+                let data = read_listing(&mut stream, timeout).await.map_err(suppaftp::FtpError::ConnectionError)?;
                 stream.finish().await?;
                 Ok(data)
             })
@@ -321,6 +334,13 @@ impl Inner {
     fn to_entry(&self, dir: &RelPath, item: ListEntry) -> Result<Option<(Entry, bool)>, String> {
         if let Err(why) = check_component(&item.name) {
             return Err(format!("{dir}: skipped entry {}: {why}", crate::path::DisplayBytes(&item.name)));
+        }
+        if item.name.iter().any(|&b| b == b'\r' || b == b'\n') {
+            // FTP commands end at CRLF: such a name cannot be asked for.
+            return Err(format!(
+                "{dir}: skipped entry {}: CR or LF in a name cannot be sent in an FTP command",
+                crate::path::DisplayBytes(&item.name)
+            ));
         }
         let path = dir.join(&item.name).map_err(|why| format!("{dir}: skipped entry: {why}"))?;
         let kind = match item.kind {
@@ -665,6 +685,32 @@ async fn set_time(
         MtimeCommand::SiteUtime5 => format!("SITE UTIME {remote} {stamp} {stamp} {stamp} UTC"),
     };
     conn.control.custom_command(line, &[Status::File, Status::CommandOk]).await.map(|_| ())
+}
+
+/// A directory listing larger than this is refused (a server sending an
+/// endless listing must not exhaust memory); about two million entries.
+const MAX_LISTING_BYTES: usize = 256 << 20;
+
+/// Reads a listing's data connection to its end, failing when it stalls
+/// for `stall` or grows past [`MAX_LISTING_BYTES`].
+async fn read_listing(stream: &mut Transfer, stall: Duration) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut chunk = vec![0u8; 256 * 1024];
+    loop {
+        let n = tokio::time::timeout(stall, stream.read(&mut chunk))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "listing stalled"))??;
+        if n == 0 {
+            return Ok(data);
+        }
+        if data.len() + n > MAX_LISTING_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("listing larger than {} MiB: refused", MAX_LISTING_BYTES >> 20),
+            ));
+        }
+        data.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// The digest in a HASH reply (`213 SHA-256 0-49 <hex> name`) or an

@@ -1,0 +1,243 @@
+//! A scripted FTP server that lies: hostile names, duplicates, sizes that
+//! do not match, data that never ends or never comes. barge must skip or
+//! reject what it cannot trust, say so, never write outside the destination,
+//! and never hang.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// What the server serves.
+#[derive(Clone, Default)]
+struct Script {
+    /// MLSD output per directory ("/" is the root).
+    listings: HashMap<String, Vec<u8>>,
+    /// RETR content per path.
+    files: HashMap<String, Vec<u8>>,
+    /// RETR opens the data connection and then sends nothing, forever.
+    stall_retr: bool,
+    /// MLSD of "/" never ends.
+    endless_listing: bool,
+}
+
+/// Starts the server on a free port; it lives until the test process ends.
+fn serve(script: Script) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = Arc::new(script);
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let script = Arc::clone(&script);
+            std::thread::spawn(move || {
+                let _ = session(client, &script);
+            });
+        }
+    });
+    port
+}
+
+fn session(control: TcpStream, script: &Script) -> std::io::Result<()> {
+    let mut out = control.try_clone()?;
+    let mut reader = BufReader::new(control);
+    let mut passive: Option<TcpListener> = None;
+    out.write_all(b"220 hostile test server\r\n")?;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        let (verb, arg) = text.split_once(' ').unwrap_or((&text, ""));
+        let reply: Vec<u8> = match verb.to_ascii_uppercase().as_str() {
+            "USER" => b"331 password please\r\n".to_vec(),
+            "PASS" => b"230 logged in\r\n".to_vec(),
+            "FEAT" => b"211-Features:\r\n MLSD\r\n MDTM\r\n SIZE\r\n EPSV\r\n211 End\r\n".to_vec(),
+            "OPTS" | "TYPE" | "NOOP" => b"200 ok\r\n".to_vec(),
+            "PWD" => b"257 \"/\"\r\n".to_vec(),
+            "CWD" => b"250 ok\r\n".to_vec(),
+            "SYST" => b"215 UNIX Type: L8\r\n".to_vec(),
+            "EPSV" => {
+                let data = TcpListener::bind("127.0.0.1:0")?;
+                let port = data.local_addr()?.port();
+                passive = Some(data);
+                format!("229 Entering Extended Passive Mode (|||{port}|)\r\n").into_bytes()
+            }
+            "MLSD" => {
+                let dir = if arg.is_empty() { "/".to_string() } else { arg.to_string() };
+                let Some(data) = passive.take() else {
+                    out.write_all(b"425 no data connection\r\n")?;
+                    continue;
+                };
+                out.write_all(b"150 here it comes\r\n")?;
+                let (mut conn, _) = data.accept()?;
+                if script.endless_listing && dir == "/" {
+                    let line = b"type=file;size=1;modify=20240101000000; endless\r\n";
+                    loop {
+                        if conn.write_all(line).is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                conn.write_all(script.listings.get(&dir).map_or(&b""[..], |v| v))?;
+                drop(conn);
+                b"226 done\r\n".to_vec()
+            }
+            "RETR" => {
+                let Some(data) = passive.take() else {
+                    out.write_all(b"425 no data connection\r\n")?;
+                    continue;
+                };
+                out.write_all(b"150 sending\r\n")?;
+                let (mut conn, _) = data.accept()?;
+                if script.stall_retr {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+                conn.write_all(script.files.get(arg).map_or(&b""[..], |v| v))?;
+                drop(conn);
+                b"226 done\r\n".to_vec()
+            }
+            "MDTM" => b"213 20240101000000\r\n".to_vec(),
+            "QUIT" => {
+                out.write_all(b"221 bye\r\n")?;
+                return Ok(());
+            }
+            _ => b"502 not implemented\r\n".to_vec(),
+        };
+        out.write_all(&reply)?;
+    }
+}
+
+fn download(s: &Scratch, port: u16, extra: &[&str]) -> Run {
+    let mut cmd = s.barge();
+    cmd.env("BARGE_PASSWORD", "x")
+        .args(["sync", "--json", "--retries", "1"])
+        .arg(format!("ftp://u@127.0.0.1:{port}/"))
+        .arg(s.dst())
+        .arg("--state")
+        .arg(s.state())
+        .args(extra);
+    Run::of(cmd.output().unwrap())
+}
+
+fn fact(name: &[u8], kind: &str, size: usize) -> Vec<u8> {
+    let mut line = format!("type={kind};size={size};modify=20240101000000; ").into_bytes();
+    line.extend_from_slice(name);
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
+/// Every file below `root`, relative.
+fn files_below(root: &Path) -> Vec<String> {
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|e| e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn hostile_names_are_skipped_with_warnings_and_nothing_escapes_the_root() {
+    let mut listing = Vec::new();
+    for name in [&b".."[..], b".", b"../escape", b"/etc/passwd-copy", b"a/b", b"nul\0byte", b"cr\rname"] {
+        listing.extend(fact(name, "file", 4));
+    }
+    listing.extend(fact(b"good.txt", "file", 4));
+    listing.extend(fact(b"back\\slash", "file", 4));
+    let mut script = Script::default();
+    script.listings.insert("/".into(), listing);
+    script.files.insert("/good.txt".into(), b"good".to_vec());
+    script.files.insert("/back\\slash".into(), b"back".to_vec());
+    let port = serve(script);
+
+    let s = Scratch::new();
+    fs::create_dir_all(s.dst()).unwrap();
+    let run = download(&s, port, &[]);
+    run.expect_code(0);
+    assert_eq!(fs::read(s.dst().join("good.txt")).unwrap(), b"good");
+    assert_eq!(fs::read(s.dst().join("back\\slash")).unwrap(), b"back", "a backslash is an ordinary byte");
+    let mut found = files_below(&s.dst());
+    found.sort();
+    assert_eq!(found, ["back\\slash", "good.txt"], "{}", run.explain());
+    assert!(!s.dir.path().join("escape").exists());
+    for shown in ["../escape", "/etc/passwd-copy", "a/b", "nul\\x00byte"] {
+        assert!(run.stderr.contains(shown), "no warning naming {shown:?}\n{}", run.explain());
+    }
+}
+
+#[test]
+fn duplicate_names_and_a_file_that_is_also_a_directory_are_not_trusted() {
+    let mut listing = Vec::new();
+    listing.extend(fact(b"twice.txt", "file", 4));
+    listing.extend(fact(b"twice.txt", "file", 4));
+    listing.extend(fact(b"both", "file", 4));
+    listing.extend(fact(b"both", "dir", 0));
+    listing.extend(fact(b"fine.txt", "file", 4));
+    let mut script = Script::default();
+    script.listings.insert("/".into(), listing);
+    for name in ["/twice.txt", "/both", "/fine.txt"] {
+        script.files.insert(name.into(), b"data".to_vec());
+    }
+    let port = serve(script);
+
+    let s = Scratch::new();
+    write(&s.dst(), "both/precious", b"must survive --delete");
+    write(&s.dst(), "twice.txt", b"kept");
+    let run = download(&s, port, &["--delete"]);
+    assert!(run.stderr.contains("twice.txt") && run.stderr.contains("both"), "{}", run.explain());
+    assert_eq!(fs::read(s.dst().join("fine.txt")).unwrap(), b"data");
+    assert!(s.dst().join("both/precious").exists(), "an ambiguous entry must not cause deletions");
+    assert_eq!(fs::read(s.dst().join("twice.txt")).unwrap(), b"kept");
+}
+
+#[test]
+fn sizes_that_lie_are_never_committed() {
+    let mut listing = Vec::new();
+    listing.extend(fact(b"short.bin", "file", 100));
+    listing.extend(fact(b"long.bin", "file", 3));
+    let mut script = Script::default();
+    script.listings.insert("/".into(), listing);
+    script.files.insert("/short.bin".into(), vec![7; 50]);
+    script.files.insert("/long.bin".into(), vec![7; 5000]);
+    let port = serve(script);
+
+    let s = Scratch::new();
+    let run = download(&s, port, &[]);
+    run.expect_code(1);
+    assert_eq!(run.count("errors"), 2, "{}", run.explain());
+    assert!(!s.dst().join("short.bin").exists() && !s.dst().join("long.bin").exists());
+    assert!(temporaries(&s.dst()).is_empty(), "{:?}", temporaries(&s.dst()));
+}
+
+#[test]
+fn a_stalled_transfer_ends_with_the_timeout() {
+    let mut script = Script { stall_retr: true, ..Script::default() };
+    script.listings.insert("/".into(), fact(b"stuck.bin", "file", 10));
+    let port = serve(script);
+    let s = Scratch::new();
+    let started = Instant::now();
+    let run = download(&s, port, &["--timeout", "2"]);
+    run.expect_code(1);
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(run.stderr.contains("stuck.bin"), "{}", run.explain());
+    assert!(!s.dst().join("stuck.bin").exists());
+}
+
+#[test]
+fn a_listing_that_never_ends_is_an_error_not_a_hang() {
+    let port = serve(Script { endless_listing: true, ..Script::default() });
+    let s = Scratch::new();
+    write(&s.dst(), "keep.txt", b"must survive --delete");
+    let started = Instant::now();
+    let run = download(&s, port, &["--timeout", "5", "--delete"]);
+    assert_eq!(run.code, 3, "the root cannot be listed\n{}", run.explain());
+    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(s.dst().join("keep.txt").exists());
+}
