@@ -179,8 +179,19 @@ async fn stream(
             break;
         }
     }
-    if written != src.size {
-        // The source grew or shrank under us: never commit a torn copy.
+    if written < src.size {
+        // The data ended early: a cut connection, most likely (or a source
+        // that shrank). Keep the partial: a retry or the next run resumes
+        // it, after checking its tail against the source.
+        return Err(OpError::new(
+            ErrorKind::Temporary,
+            "copy",
+            &src.path,
+            format!("transfer ended early: {written} of {} bytes", src.size),
+        ));
+    }
+    if written > src.size {
+        // The source grew under us: never commit a torn copy.
         drop(writer);
         if *target != src.path {
             let _ = dst_backend.remove_file(target).await;
@@ -189,7 +200,7 @@ async fn stream(
             ErrorKind::SourceChanged,
             "copy",
             &src.path,
-            format!("source changed while copying: expected {} bytes, read {written}", src.size),
+            format!("source changed while copying: expected {} bytes, got more", src.size),
         ));
     }
     let wanted = if dst_backend.capabilities().set_mtime { src.mtime } else { None };

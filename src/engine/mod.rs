@@ -175,7 +175,17 @@ impl Engine {
                     }
                 }
             }
-            Err(err) => self.reporter.failed(&action, &err),
+            Err(err) => {
+                // A small file's partial is not worth resuming: leave no
+                // debris. A large one stays for the next run to continue.
+                if let Action::Copy { src, .. } = &action
+                    && src.size < RESUME_MIN_SIZE
+                    && !self.config.inplace
+                {
+                    let _ = self.dst.remove_file(&commit::temp_path(&src.path)).await;
+                }
+                self.reporter.failed(&action, &err)
+            }
         }
     }
 

@@ -7,3 +7,6 @@ mod hostile_ftp;
 mod listing_capture;
 mod local_sync;
 mod servers;
+mod wan;
+#[path = "../../benches/support/wanem.rs"]
+mod wanem;

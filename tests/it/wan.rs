@@ -1,0 +1,121 @@
+//! barge through the WAN emulator (benches/support/wanem.rs): real round
+//! trips and injected faults in front of a real FTP server.
+
+use std::fs;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::harness::{self, FtpServer, FtpServerKind, FtpTls};
+use crate::wanem::{self, Fault, Link};
+
+/// vsftpd on 127.0.0.1 announcing 127.0.0.2, where the emulator forwards
+/// the control port and the passive range.
+fn server_behind(link: Link) -> (FtpServer, tokio::runtime::Runtime) {
+    let server = harness::ftp_server_with(FtpServerKind::Vsftpd, FtpTls::None, &["pasv_address=127.0.0.2"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ports = std::iter::once(server.port).chain(server.pasv_ports.0..=server.pasv_ports.1);
+    let (far, near): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap());
+    runtime.block_on(wanem::forward(far, near, ports, link)).unwrap();
+    (server, runtime)
+}
+
+fn sync(s: &Scratch, server: &FtpServer, src: &str, dst: &str, extra: &[&str]) -> Run {
+    Run::of(
+        s.barge()
+            .env("BARGE_PASSWORD", &server.password)
+            .args(["sync", src, dst, "--json", "--timeout", "10", "--state"])
+            .arg(s.state())
+            .args(extra)
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_delayed_link_still_mirrors_and_the_delay_is_real() {
+    let (server, _runtime) = server_behind(Link { one_way_delay: Duration::from_millis(25), ..Link::default() });
+    let s = Scratch::new();
+    for i in 0..20 {
+        write(&s.src(), format!("d{}/f{i}.txt", i % 3), &bytes(i, 3000));
+    }
+    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
+    let started = Instant::now();
+    let run = sync(&s, &server, &s.src().to_string_lossy(), &remote, &[]);
+    run.expect_code(0);
+    // Greeting, USER, PASS, FEAT, TYPE, PWD, CWD: seven round trips of 50 ms
+    // before anything moves.
+    assert!(started.elapsed() >= Duration::from_millis(350), "took only {:?}", started.elapsed());
+    assert_eq!(run.count("files_transferred"), 20);
+    assert_mirrors_content(&s.src(), &server.root);
+}
+
+fn assert_mirrors_content(a: &std::path::Path, b: &std::path::Path) {
+    let strip = |root| {
+        snapshot(root)
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                Node::File { hash, .. } => Some((k, hash)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(a), strip(b));
+}
+
+#[test]
+fn a_link_cut_every_4_mib_still_delivers_a_12_mib_file_by_resuming() {
+    // Connection 0 is the login; every later connection (data ones
+    // included) is cut after 4 MiB towards barge.
+    let link = Link { fault: Fault::CutAfter(4 << 20), fault_from_connection: 1, ..Link::default() };
+    let (server, _runtime) = server_behind(link);
+    let content = bytes(42, 12 << 20);
+    server.write_file("big.bin", &content);
+    let s = Scratch::new();
+    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
+    let run = sync(&s, &server, &remote, &s.dst().to_string_lossy(), &["--retries", "5"]);
+    run.expect_code(0);
+    assert!(run.count("retries") >= 2, "{}", run.explain());
+    assert!(fs::read(s.dst().join("big.bin")).unwrap() == content, "content differs");
+    assert!(temporaries(&s.dst()).is_empty());
+}
+
+#[test]
+fn resets_and_refusals_fail_cleanly_and_a_rerun_completes() {
+    let s = Scratch::new();
+    for i in 0..5 {
+        write(&s.src(), format!("f{i}.bin"), &bytes(i + 100, 300_000));
+    }
+    let src = s.src().to_string_lossy().into_owned();
+    // Every data connection is reset after 64 KiB: uploads go the other
+    // way, so fault the server's side by downloading instead.
+    let link = Link { fault: Fault::ResetAfter(64 << 10), fault_from_connection: 1, ..Link::default() };
+    let (server, _runtime) = server_behind(link);
+    for i in 0..5 {
+        server.write_file(&format!("f{i}.bin"), &bytes(i + 100, 300_000));
+    }
+    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
+    let dst = s.dst().to_string_lossy().into_owned();
+    let run = sync(&s, &server, &remote, &dst, &["--retries", "1"]);
+    run.expect_code(1);
+    // Nothing under a final name unless complete.
+    for entry in fs::read_dir(s.dst()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(".barge-") {
+            assert_eq!(fs::read(entry.path()).unwrap(), fs::read(s.src().join(&name)).unwrap(), "{name} is partial");
+        }
+    }
+    // The same job straight to the server (no emulator) completes.
+    let direct = format!("ftp://{}@127.0.0.1:{}/", server.user, server.port);
+    sync(&s, &server, &direct, &dst, &[]).expect_code(0);
+    assert_mirrors_content(&s.src(), &s.dst());
+    assert!(temporaries(&s.dst()).is_empty());
+
+    // A server that refuses every new connection after the first: exit 3
+    // when even logging in is impossible.
+    let refusing = Link { fault: Fault::Refuse, ..Link::default() };
+    let (server, _runtime2) = server_behind(refusing);
+    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
+    let run = sync(&s, &server, &remote, &s.path("other").to_string_lossy(), &["--retries", "0"]);
+    run.expect_code(3);
+}
