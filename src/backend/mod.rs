@@ -7,7 +7,9 @@
 
 pub mod ftp;
 pub mod local;
+pub mod sftp;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -272,6 +274,14 @@ pub struct RemoteOptions {
     pub password_env: Option<String>,
     /// `--list-times`: trust LIST times instead of asking MDTM per file.
     pub list_times: bool,
+    /// `--identity FILE`: the SSH key to log in with (else ~/.ssh/id_*).
+    pub identity: Option<PathBuf>,
+    /// `--known-hosts FILE`: where SSH host keys are checked (else ~/.ssh/known_hosts).
+    pub known_hosts: Option<PathBuf>,
+    /// `--accept-new-host-key`: record an unknown host's key instead of refusing.
+    pub accept_new_host_key: bool,
+    /// `--passphrase-env VAR`: the passphrase of encrypted SSH keys.
+    pub passphrase_env: Option<String>,
     /// Connect, command and stalled-transfer timeout.
     pub timeout: Duration,
     /// Connections per server.
@@ -289,6 +299,10 @@ impl Default for RemoteOptions {
             pasv_address_from_reply: false,
             password_env: None,
             list_times: false,
+            identity: None,
+            known_hosts: None,
+            accept_new_host_key: false,
+            passphrase_env: None,
             timeout: Duration::from_secs(60),
             connections: 8,
             memory: None,
@@ -308,12 +322,7 @@ pub async fn open(
             Scheme::Ftp | Scheme::Ftpes | Scheme::Ftps => {
                 Ok(Arc::new(ftp::FtpBackend::open(remote, missing_root, options).await?))
             }
-            Scheme::Sftp => Err(OpError::new(
-                ErrorKind::Unsupported,
-                "connect",
-                remote,
-                "sftp:// locations are not supported by this build yet",
-            )),
+            Scheme::Sftp => Ok(Arc::new(sftp::SftpBackend::open(remote, missing_root, options).await?)),
         },
     }
 }

@@ -162,6 +162,19 @@ pub struct RemoteArgs {
     /// Trust LIST times (minute precision) instead of asking MDTM for each file.
     #[arg(long)]
     pub list_times: bool,
+    /// SFTP: log in with this private key (default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// SFTP: read the passphrase of encrypted keys from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+    /// SFTP: check server host keys against this file (default: ~/.ssh/known_hosts).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// SFTP: record the key of a server not yet in known_hosts instead of refusing it
+    /// (a changed key is always refused).
+    #[arg(long)]
+    pub accept_new_host_key: bool,
     /// Seconds before a connection, command or stalled transfer times out.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub timeout: u64,
@@ -209,6 +222,10 @@ impl CommonArgs {
                 pasv_address_from_reply: self.remote.pasv_address_from_reply,
                 password_env: self.remote.password_env.clone(),
                 list_times: self.remote.list_times,
+                identity: self.remote.identity.clone(),
+                known_hosts: self.remote.known_hosts.clone(),
+                accept_new_host_key: self.remote.accept_new_host_key,
+                passphrase_env: self.remote.passphrase_env.clone(),
                 timeout: std::time::Duration::from_secs(self.remote.timeout.max(1)),
                 connections: usize::from(self.parallel),
                 memory: None,

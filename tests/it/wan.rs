@@ -86,7 +86,6 @@ fn resets_and_refusals_fail_cleanly_and_a_rerun_completes() {
     for i in 0..5 {
         write(&s.src(), format!("f{i}.bin"), &bytes(i + 100, 300_000));
     }
-    let src = s.src().to_string_lossy().into_owned();
     // Every data connection is reset after 64 KiB: uploads go the other
     // way, so fault the server's side by downloading instead.
     let link = Link { fault: Fault::ResetAfter(64 << 10), fault_from_connection: 1, ..Link::default() };
@@ -118,4 +117,27 @@ fn resets_and_refusals_fail_cleanly_and_a_rerun_completes() {
     let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
     let run = sync(&s, &server, &remote, &s.path("other").to_string_lossy(), &["--retries", "0"]);
     run.expect_code(3);
+}
+
+#[test]
+fn a_link_that_stalls_mid_file_ends_with_the_timeout_and_commits_nothing() {
+    let link = Link { fault: Fault::StallAfter(256 << 10), fault_from_connection: 1, ..Link::default() };
+    let (server, _runtime) = server_behind(link);
+    server.write_file("slow.bin", &bytes(9, 2 << 20));
+    let s = Scratch::new();
+    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
+    let started = Instant::now();
+    let run = Run::of(
+        s.barge()
+            .env("BARGE_PASSWORD", &server.password)
+            .args(["sync", "--json", "--timeout", "2", "--retries", "0"])
+            .arg(&remote)
+            .arg(s.dst())
+            .output()
+            .unwrap(),
+    );
+    run.expect_code(1);
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(run.stderr.contains("slow.bin"), "{}", run.explain());
+    assert!(!s.dst().join("slow.bin").exists());
 }

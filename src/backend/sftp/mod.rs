@@ -1,0 +1,548 @@
+//! SFTP (version 3, as OpenSSH serves it), on russh and russh-sftp.
+//!
+//! - [`session`]: one SSH connection with its SFTP channel: host key
+//!   check, login, server extensions, error classification.
+//! - [`hostkey`]: known_hosts verdicts (known, unknown, CHANGED).
+//! - [`auth`]: key files and passphrases; [`pool`]: sessions shared by
+//!   many operations, each under russh-sftp's handle limit.
+//! - [`file`]: pipelined readers and writers.
+//!
+//! Paths: the URL path is absolute on the server (`sftp://host/srv/x` is
+//! `/srv/x`); `sftp://host/~/x` is relative to the login's home directory.
+//!
+//! Names: russh-sftp 3.0.1 carries names as `String`, decoding what the
+//! server sends as lossy UTF-8. Names that are not UTF-8 therefore cannot be
+//! reached: listing entries whose name came back with U+FFFD are skipped
+//! with a warning, and a non-UTF-8 name can never be sent.
+
+pub mod auth;
+pub mod file;
+pub mod hostkey;
+pub mod pool;
+pub mod session;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
+
+use self::auth::{Credentials, KeySources, Passphrase};
+use self::file::{SftpReader, SftpWriter, close_handle};
+use self::pool::Pool;
+use self::session::{ConnectParams, classify, classify_session};
+use super::{
+    Backend, Capabilities, Entry, EntryKind, FileReader, FileWriter, Listing, MissingRoot, Mtime, RemoteOptions,
+};
+use crate::error::{ErrorKind, OpError};
+use crate::location::RemoteLocation;
+use crate::path::{RelPath, check_component};
+
+/// Directories listed at once by `walk` (at least; `--parallel` if more).
+/// Measured over a 20 ms round trip: 1 at a time 18.9 s for 221 dirs, 16 1.3 s.
+const WALK_IN_FLIGHT: usize = 16;
+
+/// Concurrent operations per extra session: `--parallel 8` uses 2 sessions.
+const OPERATIONS_PER_SESSION: usize = 4;
+const MAX_SESSIONS: usize = 8;
+
+struct Inner {
+    pool: Arc<Pool>,
+    /// Absolute root path on the server, UTF-8, without a trailing `/`
+    /// (empty for `/`).
+    root: String,
+    root_missing: bool,
+    caps: Capabilities,
+    shown: String,
+    walk_in_flight: usize,
+}
+
+pub struct SftpBackend {
+    inner: Arc<Inner>,
+}
+
+impl SftpBackend {
+    pub async fn open(
+        remote: &RemoteLocation,
+        missing_root: MissingRoot,
+        options: &RemoteOptions,
+    ) -> Result<SftpBackend, OpError> {
+        let shown = remote.to_string();
+        let login = crate::credentials::resolve(remote, options.password_env.as_deref(), &auth::default_user());
+        if login.user.is_empty() {
+            return Err(OpError::new(
+                ErrorKind::Auth,
+                "login",
+                &shown,
+                "no user name: put one in the URL (sftp://user@host/path)",
+            ));
+        }
+        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+        let known_hosts = match (&options.known_hosts, &home) {
+            (Some(path), _) => path.clone(),
+            (None, Some(home)) => home.join(".ssh").join("known_hosts"),
+            (None, None) => {
+                return Err(OpError::new(
+                    ErrorKind::Connect,
+                    "host key",
+                    &shown,
+                    "no known_hosts file to check the server against: set HOME or give --known-hosts FILE",
+                ));
+            }
+        };
+        let passphrase = match &options.passphrase_env {
+            Some(var) => Some(Passphrase::from_env(var, &shown)?),
+            None => None,
+        };
+        let identity = options.identity.clone();
+        let key_home = home.clone();
+        let key_shown = shown.clone();
+        let (keys, skipped) = tokio::task::spawn_blocking(move || {
+            let sources = KeySources {
+                identity: identity.as_deref(),
+                passphrase: passphrase.as_ref(),
+                home: key_home.as_deref(),
+            };
+            auth::load_keys(&sources, &key_shown)
+        })
+        .await
+        .map_err(|e| OpError::new(ErrorKind::Other, "login", &shown, e.to_string()))??;
+        let credentials = Credentials {
+            user: login.user,
+            agent: std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty()),
+            keys,
+            password: login.password,
+            skipped,
+        };
+        let params = Arc::new(ConnectParams::new(
+            remote.host.clone(),
+            remote.port,
+            credentials,
+            known_hosts,
+            options.accept_new_host_key,
+            options.timeout,
+        ));
+        let with_location = |mut e: OpError| {
+            e.path = shown.clone();
+            e
+        };
+        let first = session::connect(&params).await.map_err(with_location)?;
+        let root = resolve_root(&remote.path, &first.sftp, &shown).await?;
+        let root_missing = match first.sftp.lstat(root_text(&root)).await {
+            Ok(attrs) if kind_of(&attrs.attrs) == Some(EntryKind::Dir) => false,
+            Ok(_) => return Err(OpError::new(ErrorKind::InvalidData, "open", &shown, "not a directory")),
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => match missing_root {
+                MissingRoot::Empty => true,
+                MissingRoot::Fail => {
+                    return Err(OpError::new(ErrorKind::NotFound, "open", &shown, "the directory does not exist"));
+                }
+                MissingRoot::Create => {
+                    make_dirs(&first.sftp, &root).await.map_err(with_location)?;
+                    false
+                }
+            },
+            Err(err) => return Err(classify(err, "open", &shown)),
+        };
+        let connections = options.connections.max(1);
+        let max_sessions = connections.div_ceil(OPERATIONS_PER_SESSION).clamp(1, MAX_SESSIONS);
+        let pool = Pool::new(params, first, max_sessions);
+        let caps = Capabilities {
+            mtime_precision: Duration::from_secs(1),
+            set_mtime: true,
+            set_dir_mtime: true,
+            atomic_rename: pool.info().posix_rename,
+            hashes: Vec::new(),
+            symlinks: false,
+            max_connections: connections,
+        };
+        Ok(SftpBackend {
+            inner: Arc::new(Inner {
+                pool,
+                root,
+                root_missing,
+                caps,
+                shown,
+                walk_in_flight: connections.max(WALK_IN_FLIGHT),
+            }),
+        })
+    }
+}
+
+/// `/` for the empty root.
+fn root_text(root: &str) -> &str {
+    if root.is_empty() { "/" } else { root }
+}
+
+/// The absolute root: the URL path, or below the home directory for `/~`.
+async fn resolve_root(url_path: &[u8], sftp: &RawSftpSession, shown: &str) -> Result<String, OpError> {
+    let path = String::from_utf8(url_path.to_vec())
+        .map_err(|_| OpError::new(ErrorKind::InvalidData, "open", shown, "the path is not UTF-8"))?;
+    let mut root = match path.strip_prefix("/~") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            let home = sftp.realpath(".").await.map_err(|e| classify(e, "open", shown))?;
+            let home = home.files.into_iter().next().map(|f| f.filename).unwrap_or_default();
+            format!("{}{rest}", home.trim_end_matches('/'))
+        }
+        _ => path,
+    };
+    while root.ends_with('/') {
+        root.pop();
+    }
+    if !root.is_empty() && !root.starts_with('/') {
+        root.insert(0, '/');
+    }
+    Ok(root)
+}
+
+/// Creates every missing directory of an absolute path.
+async fn make_dirs(sftp: &RawSftpSession, path: &str) -> Result<(), OpError> {
+    let mut current = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        current.push('/');
+        current.push_str(part);
+        if sftp.stat(current.as_str()).await.is_err() {
+            sftp.mkdir(current.as_str(), FileAttributes::empty()).await.map_err(|e| classify(e, "mkdir", &current))?;
+        }
+    }
+    Ok(())
+}
+
+/// File, directory or link, from the mode bits.
+fn kind_of(attrs: &FileAttributes) -> Option<EntryKind> {
+    match attrs.permissions? & 0o170_000 {
+        0o040_000 => Some(EntryKind::Dir),
+        0o100_000 => Some(EntryKind::File),
+        0o120_000 => Some(EntryKind::Symlink),
+        _ => None,
+    }
+}
+
+fn entry(path: RelPath, attrs: &FileAttributes) -> Result<Entry, String> {
+    let kind = kind_of(attrs).ok_or_else(|| format!("{path}: skipped: not a file or directory"))?;
+    let size = match kind {
+        EntryKind::Dir => 0,
+        _ => attrs.size.unwrap_or(0),
+    };
+    Ok(Entry {
+        path,
+        kind,
+        size,
+        mtime: attrs.mtime.map(|s| Mtime::from_unix(i64::from(s), 0)),
+        inode: 0,
+        coarse_mtime_s: 0,
+        hash: None,
+    })
+}
+
+fn unix_now_u32() -> u32 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    u32::try_from(now.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// SFTP strings: `u32` length, then the bytes.
+fn put_string(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+impl Inner {
+    /// The server path of `rel`. Names that are not UTF-8 cannot be sent
+    /// through russh-sftp (see the module doc).
+    fn remote_path(&self, rel: &RelPath) -> Result<String, OpError> {
+        if rel.is_root() {
+            return Ok(root_text(&self.root).to_string());
+        }
+        let rel_text = std::str::from_utf8(rel.as_bytes()).map_err(|_| {
+            OpError::new(
+                ErrorKind::InvalidData,
+                "path",
+                rel,
+                "the name is not UTF-8, which this SFTP client cannot send",
+            )
+        })?;
+        Ok(format!("{}/{rel_text}", self.root))
+    }
+
+    /// Runs requests on a shared session; a transport failure takes the
+    /// session out of the pool.
+    async fn with_sftp<T>(
+        &self,
+        op: &'static str,
+        path: &RelPath,
+        work: impl AsyncFnOnce(&RawSftpSession, String) -> Result<T, SftpError>,
+    ) -> Result<T, OpError> {
+        let remote = self.remote_path(path)?;
+        let lease = self.pool.get().await?;
+        match work(lease.sftp(), remote).await {
+            Ok(value) => Ok(value),
+            Err(err) => {
+                let (err, broken) = classify_session(err, op, path);
+                if broken {
+                    lease.mark_broken();
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// One directory's entries (sorted) and warnings about skipped names.
+    async fn list_dir(&self, dir: &RelPath) -> Result<(Vec<Entry>, Vec<String>), OpError> {
+        let remote = self.remote_path(dir)?;
+        let lease = self.pool.get_handle().await?;
+        let sftp = Arc::clone(lease.lease.sftp());
+        let handle = match sftp.opendir(remote).await {
+            Ok(h) => h.handle,
+            Err(err) => {
+                let (err, broken) = classify_session(err, "list", dir);
+                if broken {
+                    lease.lease.mark_broken();
+                }
+                return Err(err);
+            }
+        };
+        let mut files = Vec::new();
+        let read = loop {
+            match sftp.readdir(handle.as_str()).await {
+                Ok(name) => files.extend(name.files),
+                Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break Ok(()),
+                Err(err) => break Err(err),
+            }
+        };
+        let closed = close_handle(lease, handle).await;
+        if let Err(err) = read.and(closed) {
+            return Err(classify(err, "list", dir));
+        }
+        let mut entries = Vec::with_capacity(files.len());
+        let mut warnings = Vec::new();
+        for file in files {
+            let name = file.filename;
+            if name == "." || name == ".." {
+                continue;
+            }
+            if name.contains('\u{FFFD}') {
+                warnings.push(format!(
+                    "{dir}: skipped entry {name}: the name is not UTF-8 (or holds U+FFFD), which this SFTP client \
+                     cannot handle"
+                ));
+                continue;
+            }
+            if let Err(why) = check_component(name.as_bytes()) {
+                warnings.push(format!("{dir}: skipped entry {name}: {why}"));
+                continue;
+            }
+            let path = match dir.join(name.as_bytes()) {
+                Ok(path) => path,
+                Err(why) => {
+                    warnings.push(format!("{dir}: skipped entry: {why}"));
+                    continue;
+                }
+            };
+            match entry(path, &file.attrs) {
+                Ok(entry) => entries.push(entry),
+                Err(warning) => warnings.push(warning),
+            }
+        }
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((entries, warnings))
+    }
+}
+
+#[async_trait]
+impl Backend for SftpBackend {
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.caps
+    }
+
+    fn describe(&self) -> String {
+        self.inner.shown.clone()
+    }
+
+    async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError> {
+        Ok(self.inner.list_dir(dir).await?.0)
+    }
+
+    /// Lists many directories at once over the pool's sessions.
+    async fn walk(&self) -> Result<Listing, OpError> {
+        let mut listing = Listing::default();
+        if self.inner.root_missing {
+            return Ok(listing);
+        }
+        let mut set = tokio::task::JoinSet::new();
+        let mut waiting = vec![RelPath::root()];
+        loop {
+            while set.len() < self.inner.walk_in_flight
+                && let Some(dir) = waiting.pop()
+            {
+                let inner = Arc::clone(&self.inner);
+                set.spawn(async move {
+                    let result = inner.list_dir(&dir).await;
+                    (dir, result)
+                });
+            }
+            let Some(joined) = set.join_next().await else { break };
+            let (dir, result) = joined.map_err(|e| OpError::new(ErrorKind::Other, "list", "", e.to_string()))?;
+            match result {
+                Ok((entries, warnings)) => {
+                    waiting.extend(entries.iter().filter(|e| e.is_dir()).map(|e| e.path.clone()));
+                    listing.entries.extend(entries);
+                    listing.warnings.extend(warnings);
+                }
+                Err(err) if dir.is_root() => return Err(err),
+                Err(err) => listing.unreadable.push((dir, err)),
+            }
+        }
+        listing.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(listing)
+    }
+
+    async fn stat(&self, path: &RelPath) -> Result<Option<Entry>, OpError> {
+        let found = self.inner.with_sftp("stat", path, async |sftp, remote| sftp.lstat(remote).await).await;
+        match found {
+            Ok(attrs) => entry(path.clone(), &attrs.attrs)
+                .map(Some)
+                .map_err(|why| OpError::new(ErrorKind::InvalidData, "stat", path, why)),
+            Err(err) if err.kind == ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn open_read(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, OpError> {
+        let remote = self.inner.remote_path(path)?;
+        let lease = self.inner.pool.get_handle().await?;
+        let opened = lease.lease.sftp().open(remote, OpenFlags::READ, FileAttributes::empty()).await;
+        match opened {
+            Ok(handle) => {
+                let chunk = self.inner.pool.info().read_len;
+                Ok(Box::new(SftpReader::new(lease, handle.handle, path.clone(), offset, chunk)))
+            }
+            Err(err) => {
+                let (err, broken) = classify_session(err, "read", path);
+                if broken {
+                    lease.lease.mark_broken();
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
+        let remote = self.inner.remote_path(path)?;
+        let lease = self.inner.pool.get_handle().await?;
+        let sftp = Arc::clone(lease.lease.sftp());
+        let flags = if offset == 0 {
+            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE
+        } else {
+            OpenFlags::WRITE | OpenFlags::CREATE
+        };
+        let handle = match sftp.open(remote, flags, FileAttributes::empty()).await {
+            Ok(handle) => handle.handle,
+            Err(err) => {
+                let (err, broken) = classify_session(err, "write", path);
+                if broken {
+                    lease.lease.mark_broken();
+                }
+                return Err(err);
+            }
+        };
+        if offset > 0 {
+            // Resuming: cut whatever lies past the resume point.
+            let attrs = FileAttributes { size: Some(offset), ..FileAttributes::empty() };
+            if let Err(err) = sftp.fsetstat(handle.as_str(), attrs).await {
+                let _ = close_handle(lease, handle).await;
+                return Err(classify(err, "write", path));
+            }
+        }
+        let info = self.inner.pool.info();
+        Ok(Box::new(SftpWriter::new(lease, handle, path.clone(), offset, info.write_len, info.fsync)))
+    }
+
+    /// `posix-rename@openssh.com` replaces the target atomically; without
+    /// it, SFTP v3 rename refuses an existing target, which is then removed
+    /// first (a moment without the file, never a partial one).
+    async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
+        let target = self.inner.remote_path(to)?;
+        let posix = self.inner.pool.info().posix_rename;
+        self.inner
+            .with_sftp("rename", from, async |sftp, source| {
+                if posix {
+                    let mut data = Vec::with_capacity(source.len() + target.len() + 8);
+                    put_string(&mut data, &source);
+                    put_string(&mut data, &target);
+                    return match sftp.extended("posix-rename@openssh.com", data).await? {
+                        Packet::Status(s) if s.status_code == StatusCode::Ok => Ok(()),
+                        Packet::Status(s) => Err(SftpError::Status(s)),
+                        _ => Err(SftpError::UnexpectedPacket),
+                    };
+                }
+                match sftp.rename(source.as_str(), target.as_str()).await {
+                    Ok(_) => Ok(()),
+                    Err(err) => match sftp.lstat(target.as_str()).await {
+                        Ok(attrs) if kind_of(&attrs.attrs) != Some(EntryKind::Dir) => {
+                            sftp.remove(target.as_str()).await?;
+                            sftp.rename(source, target).await.map(|_| ())
+                        }
+                        _ => Err(err),
+                    },
+                }
+            })
+            .await
+    }
+
+    async fn remove_file(&self, path: &RelPath) -> Result<(), OpError> {
+        self.inner.with_sftp("delete", path, async |sftp, remote| sftp.remove(remote).await.map(|_| ())).await
+    }
+
+    async fn remove_dir(&self, path: &RelPath) -> Result<(), OpError> {
+        self.inner.with_sftp("rmdir", path, async |sftp, remote| sftp.rmdir(remote).await.map(|_| ())).await
+    }
+
+    async fn mkdir(&self, path: &RelPath) -> Result<(), OpError> {
+        self.inner
+            .with_sftp("mkdir", path, async |sftp, remote| {
+                match sftp.mkdir(remote.as_str(), FileAttributes::empty()).await {
+                    Ok(_) => Ok(()),
+                    // Already there as a directory is fine.
+                    Err(err) => match sftp.stat(remote).await {
+                        Ok(attrs) if kind_of(&attrs.attrs) == Some(EntryKind::Dir) => Ok(()),
+                        _ => Err(err),
+                    },
+                }
+            })
+            .await
+    }
+
+    async fn set_mtime(&self, path: &RelPath, mtime: Mtime) -> Result<(), OpError> {
+        let secs = u32::try_from(mtime.secs()).map_err(|_| {
+            OpError::new(ErrorKind::Unsupported, "set mtime", path, "SFTP v3 times run from 1970 to 2106 only")
+        })?;
+        let attrs = FileAttributes { atime: Some(unix_now_u32()), mtime: Some(secs), ..FileAttributes::empty() };
+        self.inner
+            .with_sftp("set mtime", path, async |sftp, remote| sftp.setstat(remote, attrs).await.map(|_| ()))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_bits_give_the_kind() {
+        let with = |mode: u32| FileAttributes { permissions: Some(mode), ..FileAttributes::empty() };
+        assert_eq!(kind_of(&with(0o040_755)), Some(EntryKind::Dir));
+        assert_eq!(kind_of(&with(0o100_644)), Some(EntryKind::File));
+        assert_eq!(kind_of(&with(0o120_777)), Some(EntryKind::Symlink));
+        assert_eq!(kind_of(&with(0o140_777)), None, "socket");
+        assert_eq!(kind_of(&FileAttributes::empty()), None);
+    }
+
+    #[test]
+    fn sftp_strings_are_length_prefixed() {
+        let mut out = Vec::new();
+        put_string(&mut out, "a/é");
+        assert_eq!(out, [0, 0, 0, 4, b'a', b'/', 0xc3, 0xa9]);
+    }
+}

@@ -1,0 +1,166 @@
+//! SFTP sessions to one server, shared: unlike FTP control connections, an
+//! SFTP session multiplexes many requests (matched by id), so operations
+//! share sessions instead of taking one each.
+//!
+//! A new session is opened (up to `max_sessions`, one connect at a time)
+//! when every live one already carries [`SHARE`] operations; otherwise the
+//! least loaded session is used. Each session allows at most
+//! [`HANDLE_LIMIT`] open file and directory handles: russh-sftp 3.0.1
+//! decodes handles as lossy UTF-8 and OpenSSH numbers them from 0 (lowest
+//! free slot first) in 4 big-endian bytes, so the 129th concurrent handle
+//! (byte 0x80) would be mangled and its requests fail.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use russh_sftp::client::RawSftpSession;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::session::{ConnectParams, ServerInfo, SftpConn, connect};
+use crate::error::{ErrorKind, OpError};
+
+/// Open handles allowed per session (see the module doc).
+pub const HANDLE_LIMIT: usize = 128;
+
+/// Operations in flight on a session before another session is opened.
+pub const SHARE: usize = 4;
+
+pub struct Session {
+    conn: SftpConn,
+    handles: Arc<Semaphore>,
+    /// Leases alive on this session.
+    load: AtomicUsize,
+    broken: AtomicBool,
+}
+
+impl Session {
+    fn usable(&self) -> bool {
+        !self.broken.load(Ordering::Relaxed) && !self.conn.ssh.is_closed()
+    }
+}
+
+pub struct Pool {
+    params: Arc<ConnectParams>,
+    sessions: Mutex<Vec<Arc<Session>>>,
+    max_sessions: usize,
+    connecting: tokio::sync::Mutex<()>,
+    info: ServerInfo,
+}
+
+impl Pool {
+    /// A pool holding `first`, the connection that checked the login.
+    pub fn new(params: Arc<ConnectParams>, first: SftpConn, max_sessions: usize) -> Arc<Pool> {
+        let info = first.info.clone();
+        let pool = Pool {
+            params,
+            sessions: Mutex::new(Vec::new()),
+            max_sessions: max_sessions.max(1),
+            connecting: tokio::sync::Mutex::new(()),
+            info,
+        };
+        pool.add(first);
+        Arc::new(pool)
+    }
+
+    /// What the server offered on the first session.
+    pub fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn add(&self, conn: SftpConn) -> Arc<Session> {
+        let session = Arc::new(Session {
+            conn,
+            handles: Arc::new(Semaphore::new(HANDLE_LIMIT)),
+            load: AtomicUsize::new(0),
+            broken: AtomicBool::new(false),
+        });
+        self.lock().push(Arc::clone(&session));
+        session
+    }
+
+    /// The least loaded live session, if it should take one more operation
+    /// (`any`: whatever its load).
+    fn pick(&self, any: bool) -> Option<Lease> {
+        let mut sessions = self.lock();
+        sessions.retain(|s| s.usable());
+        let best = sessions.iter().min_by_key(|s| s.load.load(Ordering::Relaxed))?;
+        if any || best.load.load(Ordering::Relaxed) < SHARE || sessions.len() >= self.max_sessions {
+            best.load.fetch_add(1, Ordering::Relaxed);
+            return Some(Lease { session: Arc::clone(best) });
+        }
+        None
+    }
+
+    /// A session to send requests on, until the lease is dropped.
+    pub async fn get(&self) -> Result<Lease, OpError> {
+        if let Some(lease) = self.pick(false) {
+            return Ok(lease);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(lease) = self.pick(false) {
+            return Ok(lease);
+        }
+        match connect(&self.params).await {
+            Ok(conn) => {
+                let session = self.add(conn);
+                session.load.fetch_add(1, Ordering::Relaxed);
+                Ok(Lease { session })
+            }
+            // The server may limit sessions: the ones open will do.
+            Err(err) => self.pick(true).ok_or(err),
+        }
+    }
+
+    /// A session with room for one more open handle, kept until the
+    /// returned lease (and its permit) is dropped.
+    pub async fn get_handle(&self) -> Result<HandleLease, OpError> {
+        let lease = self.get().await?;
+        let permit = Arc::clone(&lease.session.handles)
+            .acquire_owned()
+            .await
+            .map_err(|_| OpError::new(ErrorKind::Other, "open", &self.params.shown, "session closed"))?;
+        Ok(HandleLease { lease, permit: Some(permit) })
+    }
+}
+
+/// A share of one session.
+pub struct Lease {
+    session: Arc<Session>,
+}
+
+impl Lease {
+    pub fn sftp(&self) -> &Arc<RawSftpSession> {
+        &self.session.conn.sftp
+    }
+
+    /// The session failed at the transport level: open no new work on it.
+    pub fn mark_broken(&self) {
+        self.session.broken.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.session.load.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A lease that also holds one of the session's handle slots.
+pub struct HandleLease {
+    pub lease: Lease,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl HandleLease {
+    /// The handle's close was not confirmed, so the server may still hold
+    /// it: the slot stays taken for the session's life.
+    pub fn leak_slot(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            permit.forget();
+        }
+    }
+}
