@@ -35,14 +35,71 @@ pub struct Job {
     pub compare: CompareMode,
     /// Remove destination entries the source lacks.
     pub delete: bool,
-    /// Stop before deleting anything when more entries than this would go.
-    pub max_delete: Option<u64>,
+    pub safety: Safety,
+    pub reports: Reports,
     pub filter: Filter,
     pub engine: EngineConfig,
     /// `--state FILE`; else derived from the two locations.
     pub state_path: Option<PathBuf>,
     /// How remote locations are reached.
     pub remote: RemoteOptions,
+}
+
+/// `--max-delete N` or `--max-delete P%` (of the destination's entries).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DeleteLimit {
+    Count(u64),
+    Percent(f64),
+}
+
+impl DeleteLimit {
+    pub fn parse(text: &str) -> Result<DeleteLimit, String> {
+        let bad = || format!("`{text}` is not a count or a percentage (examples: 500, 10%)");
+        match text.trim().strip_suffix('%') {
+            Some(p) => match p.trim().parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(DeleteLimit::Percent(p)),
+                _ => Err(bad()),
+            },
+            None => text.trim().parse().map(DeleteLimit::Count).map_err(|_| bad()),
+        }
+    }
+
+    /// The most entries that may go, out of `total` on the destination.
+    fn resolve(self, total: u64) -> u64 {
+        match self {
+            DeleteLimit::Count(n) => n,
+            DeleteLimit::Percent(p) => (total as f64 * p / 100.0).floor() as u64,
+        }
+    }
+}
+
+/// When a run must not delete.
+#[derive(Debug, Clone, Copy)]
+pub struct Safety {
+    /// Stop before changing anything when more would be deleted.
+    pub max_delete: Option<DeleteLimit>,
+    /// A source with this many percent fewer files than at the last good
+    /// run looks wrong: deletions are held back.
+    pub max_shrink_percent: u8,
+    /// Delete even when the listing looks wrong.
+    pub force: bool,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety { max_delete: None, max_shrink_percent: 50, force: false }
+    }
+}
+
+/// Files a run writes about itself.
+#[derive(Debug, Clone, Default)]
+pub struct Reports {
+    /// `--report FILE`: the final summary as JSON, written atomically.
+    pub report: Option<PathBuf>,
+    /// `--metrics FILE`: a Prometheus textfile (node_exporter's collector).
+    pub metrics: Option<PathBuf>,
+    /// The `job` label of the metrics.
+    pub job_name: Option<String>,
 }
 
 /// How a run ended, when it ran to the end.
@@ -62,6 +119,7 @@ fn unreachable(location: &Location) -> impl FnOnce(OpError) -> Error + '_ {
 
 pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcome, Error> {
     let started = Instant::now();
+    let run_started_at = crate::units::unix_now_secs();
     if job.remote.tls.insecure {
         reporter
             .warning("--insecure: TLS certificates are not verified; anyone on the path can read and change the data");
@@ -117,6 +175,7 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     let temporaries = take_temporaries(&mut dst_listing);
 
     let src_unreadable: Vec<RelPath> = src_listing.unreadable.iter().map(|(p, _)| p.clone()).collect();
+    let src_unreadable_count = src_unreadable.len();
     let filter = Arc::new(job.filter);
     let (src_entries, dst_entries) = {
         let filter = Arc::clone(&filter);
@@ -127,6 +186,9 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     };
     let (mut src_entries, mut dst_entries) = (src_entries, dst_entries);
 
+    let src_files = src_entries.iter().filter(|e| e.is_file()).count() as u64;
+    let dst_total = dst_entries.len() as u64;
+    let src_warnings = src_listing.warnings.len();
     if job.compare == CompareMode::Hash {
         fill_hashes(&src, &dst, &mut src_entries, &mut dst_entries, db.as_ref(), &reporter).await?;
     }
@@ -165,14 +227,50 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         Mode::Sync => {}
     }
 
-    if let Some(max) = job.max_delete {
-        let deletions = plan.deletions() as u64;
+    let deletions = plan.deletions() as u64;
+    if let Some(limit) = job.safety.max_delete {
+        let max = limit.resolve(dst_total);
         if deletions > max {
             finish_run(db.as_ref(), "safety-stop").await;
             return Err(Error::SafetyStop(format!(
-                "{deletions} entries would be deleted, more than --max-delete {max}; nothing was changed"
+                "{deletions} entries would be deleted, more than --max-delete allows ({max}); nothing was changed"
             )));
         }
+    }
+    // A listing that looks wrong must not delete anything on its word.
+    let baseline = match &db {
+        Some(db) => {
+            let db = Arc::clone(db);
+            run_blocking(move || lock_db(&db).meta_get(LAST_SRC_FILES)).await?.and_then(|v| v.parse::<u64>().ok())
+        }
+        None => None,
+    };
+    let mut suspicions = Vec::new();
+    if src_warnings > 0 {
+        suspicions.push(format!("{src_warnings} unreadable entries in the source listing"));
+    }
+    if src_unreadable_count > 0 {
+        suspicions.push(format!("{src_unreadable_count} source directories could not be listed"));
+    }
+    if let Some(last) = baseline
+        && last > 0
+        && src_files * 100 < last * u64::from(100 - job.safety.max_shrink_percent.min(100))
+    {
+        suspicions.push(format!(
+            "the source shrank from {last} to {src_files} files, more than --max-shrink {}%",
+            job.safety.max_shrink_percent
+        ));
+    }
+    let mut plan = plan;
+    let mut held_back = 0u64;
+    if deletions > 0 && !suspicions.is_empty() && !job.safety.force {
+        let before = plan.actions.len();
+        plan.actions.retain(|a| !matches!(a, Action::Delete { reason: Reason::Extraneous, .. }));
+        held_back = (before - plan.actions.len()) as u64;
+        reporter.error(&format!(
+            "safety stop: {held_back} deletions held back because {}; rerun with --force if this is right",
+            suspicions.join(" and ")
+        ));
     }
 
     let partials = match &db {
@@ -220,11 +318,119 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         reporter.warning(&format!("state database: {err}"));
     }
     let summary = reporter.summary(started.elapsed());
-    finish_run(db.as_ref(), if summary.errors == 0 { "ok" } else { "failed" }).await;
-    drop(lock);
+    let exit_code = if held_back > 0 {
+        exit::SAFETY_STOP
+    } else if summary.errors == 0 {
+        exit::OK
+    } else {
+        exit::PARTIAL
+    };
+    let status = match exit_code {
+        exit::OK => "ok",
+        exit::SAFETY_STOP => "safety-stop",
+        _ => "failed",
+    };
+    finish_run(db.as_ref(), status).await;
+    if let Some(db) = &db
+        && held_back == 0
+    {
+        // The baseline for --max-shrink: only a run whose listing was
+        // trusted sets it.
+        let db = Arc::clone(db);
+        let _ = run_blocking(move || lock_db(&db).meta_set(LAST_SRC_FILES, &src_files.to_string())).await;
+    }
     reporter.print_summary(&summary);
-    let exit_code = if summary.errors == 0 { exit::OK } else { exit::PARTIAL };
+    write_reports(&job.reports, &summary, exit_code, run_started_at, db.as_ref(), &state_path, &reporter).await;
+    drop(lock);
     Ok(Outcome { summary, exit_code })
+}
+
+/// State db key: source files at the last run whose listing was trusted.
+const LAST_SRC_FILES: &str = "last_src_files";
+/// State db key: when the job last succeeded (unix seconds).
+const LAST_SUCCESS: &str = "last_success";
+
+/// `--report` and `--metrics`, each written to a temporary and renamed, so
+/// a reader never sees half a file.
+async fn write_reports(
+    reports: &Reports,
+    summary: &Summary,
+    exit_code: i32,
+    started_at: i64,
+    db: Option<&Arc<Mutex<StateDb>>>,
+    state_path: &std::path::Path,
+    reporter: &Reporter,
+) {
+    let now = crate::units::unix_now_secs();
+    let mut last_success = None;
+    if let Some(db) = db {
+        let db = Arc::clone(db);
+        let success = exit_code == exit::OK;
+        last_success = run_blocking(move || {
+            let mut db = lock_db(&db);
+            if success {
+                db.meta_set(LAST_SUCCESS, &now.to_string())?;
+            }
+            db.meta_get(LAST_SUCCESS)
+        })
+        .await
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<i64>().ok());
+    }
+    if let Some(path) = &reports.report {
+        let mut value = serde_json::to_value(summary).unwrap_or_default();
+        value["exit_code"] = serde_json::json!(exit_code);
+        value["started_at"] = serde_json::json!(crate::units::format_utc(started_at));
+        value["finished_at"] = serde_json::json!(crate::units::format_utc(now));
+        if let Err(err) = write_atomically(path, format!("{value}\n").as_bytes()) {
+            reporter.error(&format!("cannot write --report {}: {err}", path.display()));
+        }
+    }
+    if let Some(path) = &reports.metrics {
+        let job = reports.job_name.clone().unwrap_or_else(|| {
+            state_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "barge".into())
+        });
+        let text = metrics_text(&job, summary, exit_code, started_at, last_success);
+        if let Err(err) = write_atomically(path, text.as_bytes()) {
+            reporter.error(&format!("cannot write --metrics {}: {err}", path.display()));
+        }
+    }
+}
+
+/// The Prometheus text exposition of one run.
+fn metrics_text(job: &str, s: &Summary, exit_code: i32, started_at: i64, last_success: Option<i64>) -> String {
+    let label = job.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, value: String| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{job=\"{label}\"}} {value}\n"));
+    };
+    metric("barge_last_run_start_timestamp_seconds", "When the last run started.", "gauge", started_at.to_string());
+    if let Some(success) = last_success {
+        metric("barge_last_success_timestamp_seconds", "When the job last succeeded.", "gauge", success.to_string());
+    }
+    metric("barge_last_run_exit_code", "Exit code of the last run.", "gauge", exit_code.to_string());
+    metric("barge_last_run_files_transferred", "Files copied by the last run.", "gauge", s.files_transferred.to_string());
+    metric("barge_last_run_bytes_transferred", "Bytes copied by the last run.", "gauge", s.bytes_transferred.to_string());
+    metric("barge_last_run_files_deleted", "Entries deleted by the last run.", "gauge", s.files_deleted.to_string());
+    metric("barge_last_run_errors", "Errors in the last run.", "gauge", s.errors.to_string());
+    metric("barge_last_run_duration_seconds", "How long the last run took.", "gauge", format!("{}", s.duration_s));
+    out
+}
+
+/// Writes `path` via a temporary beside it (mode 0600) and a rename.
+fn write_atomically(path: &std::path::Path, content: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(format!(".tmp-{}", std::process::id()));
+    let temp = PathBuf::from(temp);
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp)?;
+    file.write_all(content)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
 }
 
 /// Server quirks kept in the job's state database.

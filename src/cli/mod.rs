@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::location::Location;
 use crate::plan::CompareMode;
 use crate::plan::filter::Filter;
-use crate::sync::{self, Job, Mode};
+use crate::sync::{self, DeleteLimit, Job, Mode, Reports, Safety};
 use crate::units::parse_size;
 
 const EXIT_CODES: &str = "\
@@ -27,7 +27,8 @@ Exit codes:
   2  usage or configuration error
   3  cannot connect, authenticate or read a root
   4  this job is already running
-  5  safety stop (--max-delete), nothing was changed";
+  5  safety stop: --max-delete (nothing was changed), or deletions held
+     back because the source listing looked wrong (--force overrides)";
 
 const FILTER_RULES: &str = "\
 Filters (--include, --exclude):
@@ -76,11 +77,23 @@ pub struct SyncArgs {
     /// Delete destination entries that the source does not have.
     #[arg(long)]
     pub delete: bool,
-    /// Stop before deleting anything if more than N entries would be deleted (exit 5).
-    #[arg(long, value_name = "N")]
-    pub max_delete: Option<u64>,
+    /// Stop before changing anything if more than N entries (or P% of the destination's) would be deleted (exit 5).
+    #[arg(long, value_name = "N|P%", value_parser = DeleteLimit::parse)]
+    pub max_delete: Option<DeleteLimit>,
+    /// Hold back deletions (exit 5) when the source has this many percent fewer files than at the last good run.
+    #[arg(long, value_name = "PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub max_shrink: u8,
+    /// Delete even when the source listing looks wrong (warnings, unreadable directories, --max-shrink).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+impl SyncArgs {
+    fn safety(&self) -> Safety {
+        Safety { max_delete: self.max_delete, max_shrink_percent: self.max_shrink, force: self.force }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +142,18 @@ pub struct CommonArgs {
     /// Total bandwidth limit in bytes per second (K, M, G suffixes: binary units).
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
     pub bwlimit: Option<u64>,
+    /// Write the final summary as JSON to FILE (atomically) as well.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write a Prometheus textfile (for node_exporter's textfile collector) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// The `job` label in --metrics (default: the state file's name).
+    #[arg(long, value_name = "NAME")]
+    pub job_name: Option<String>,
+    /// Append a log of every action, warning and error, with times, to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
     /// Write files straight to their final names, without a temporary and rename
     /// (for servers that refuse renames; an interrupted transfer leaves a partial file).
     #[arg(long)]
@@ -192,7 +217,7 @@ impl CommonArgs {
         OutputOptions { json: self.json, verbosity }
     }
 
-    fn job(&self, src: &str, dst: &str, delete: bool, max_delete: Option<u64>) -> Result<Job, Error> {
+    fn job(&self, src: &str, dst: &str, delete: bool, safety: Safety) -> Result<Job, Error> {
         if self.bwlimit == Some(0) {
             return Err(Error::Usage("--bwlimit must be more than 0".into()));
         }
@@ -206,7 +231,12 @@ impl CommonArgs {
             dst: Location::parse(dst)?,
             compare: self.compare,
             delete,
-            max_delete,
+            safety,
+            reports: Reports {
+                report: self.report.clone(),
+                metrics: self.metrics.clone(),
+                job_name: self.job_name.clone(),
+            },
             filter: Filter::new(&self.include, &self.exclude, self.min_size, self.max_size)?,
             engine: EngineConfig {
                 parallel: usize::from(self.parallel),
@@ -236,17 +266,31 @@ impl CommonArgs {
 
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32, Error> {
+    let log_file = match &cli.command {
+        Command::Sync(a) | Command::Plan(a) => a.common.log_file.clone(),
+        Command::Check(a) => a.common.log_file.clone(),
+        Command::Demo(_) => None,
+    };
     let (job, mode, output) = match cli.command {
         Command::Sync(args) => {
-            (args.common.job(&args.src, &args.dst, args.delete, args.max_delete)?, Mode::Sync, args.common.output())
+            (args.common.job(&args.src, &args.dst, args.delete, args.safety())?, Mode::Sync, args.common.output())
         }
         Command::Plan(args) => {
-            (args.common.job(&args.src, &args.dst, args.delete, args.max_delete)?, Mode::Plan, args.common.output())
+            (args.common.job(&args.src, &args.dst, args.delete, args.safety())?, Mode::Plan, args.common.output())
         }
-        Command::Check(args) => (args.common.job(&args.src, &args.dst, true, None)?, Mode::Check, args.common.output()),
+        Command::Check(args) => {
+            (args.common.job(&args.src, &args.dst, true, Safety::default())?, Mode::Check, args.common.output())
+        }
         Command::Demo(args) => return demo::run(args).await,
     };
-    let reporter = Arc::new(Reporter::new(output));
+    let mut reporter = Reporter::new(output);
+    if let Some(path) = &log_file {
+        reporter = reporter.with_log_file(path).map_err(|source| Error::Io {
+            context: format!("open --log-file {}", path.display()),
+            source,
+        })?;
+    }
+    let reporter = Arc::new(reporter);
     let outcome = sync::run(job, mode, reporter).await?;
     Ok(outcome.exit_code)
 }

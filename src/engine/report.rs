@@ -72,6 +72,8 @@ pub struct Reporter {
     /// Files the progress bar counts towards.
     total_files: AtomicU64,
     stdout: Mutex<std::io::Stdout>,
+    /// `--log-file`: every action, warning and error, with times.
+    log: Option<Mutex<std::fs::File>>,
 }
 
 impl Reporter {
@@ -82,6 +84,24 @@ impl Reporter {
             progress: Mutex::new(None),
             total_files: AtomicU64::new(0),
             stdout: Mutex::new(std::io::stdout()),
+            log: None,
+        }
+    }
+
+    /// Also appends every line to `path` (created 0600 if new).
+    pub fn with_log_file(mut self, path: &std::path::Path) -> std::io::Result<Reporter> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        self.log = Some(Mutex::new(file));
+        Ok(self)
+    }
+
+    fn log(&self, line: &str) {
+        if let Some(log) = &self.log
+            && let Ok(mut file) = log.lock()
+        {
+            // A full disk must not stop the transfer it is logging.
+            let _ = writeln!(file, "{} {line}", crate::units::format_utc(crate::units::unix_now_secs()));
         }
     }
 
@@ -190,11 +210,13 @@ impl Reporter {
             }
             Action::Skip { .. } | Action::Conflict { .. } => {}
         }
+        let size = bytes.map(|b| format!(", {}", human_bytes(b))).unwrap_or_default();
+        let line = format!("{:<9} {}  ({}{size})", action.verb(), action.path(), action.reason());
+        self.log(&line);
         if self.opts.json {
             self.print(&action_json(action, bytes, false).to_string());
         } else if self.opts.verbosity == Verbosity::Verbose {
-            let size = bytes.map(|b| format!(", {}", human_bytes(b))).unwrap_or_default();
-            self.print(&format!("{:<9} {}  ({}{size})", action.verb(), action.path(), action.reason()));
+            self.print(&line);
         }
     }
 
@@ -211,7 +233,9 @@ impl Reporter {
             });
             self.print(&value.to_string());
         }
-        self.eprint(&format!("error: {} {}: {err}", action.verb(), action.path()));
+        let line = format!("error: {} {}: {err}", action.verb(), action.path());
+        self.log(&line);
+        self.eprint(&line);
     }
 
     /// A failure not tied to one action (an unreadable directory, a
@@ -221,11 +245,13 @@ impl Reporter {
         if self.opts.json {
             self.print(&json!({"type": "error", "message": message}).to_string());
         }
+        self.log(&format!("error: {message}"));
         self.eprint(&format!("error: {message}"));
     }
 
     pub fn warning(&self, message: &str) {
         self.stats.warnings.fetch_add(1, Ordering::Relaxed);
+        self.log(&format!("warning: {message}"));
         if self.opts.json {
             self.print(&json!({"type": "warning", "message": message}).to_string());
         }
@@ -236,6 +262,7 @@ impl Reporter {
 
     /// A notice for people (never in JSON).
     pub fn info(&self, message: &str) {
+        self.log(message);
         if !self.opts.json && self.opts.verbosity > Verbosity::Quiet {
             self.eprint(message);
         }
@@ -243,6 +270,7 @@ impl Reporter {
 
     pub fn retrying(&self, action: &Action, attempt: u32, err: &OpError) {
         self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        self.log(&format!("retry {attempt}: {} {}: {err}", action.verb(), action.path()));
         if self.opts.verbosity == Verbosity::Verbose && !self.opts.json {
             self.eprint(&format!("retry {attempt}: {} {}: {err}", action.verb(), action.path()));
         }
@@ -269,6 +297,9 @@ impl Reporter {
     /// Prints the summary: JSON last line, or a few words for people.
     pub fn print_summary(&self, summary: &Summary) {
         self.finish_progress();
+        if let Ok(line) = serde_json::to_string(summary) {
+            self.log(&line);
+        }
         if self.opts.json {
             if let Ok(line) = serde_json::to_string(summary) {
                 self.print(&line);

@@ -455,3 +455,79 @@ fn progress_bar_only_on_a_terminal() {
     assert!(tty.stdout.contains("eta"), "{}", tty.explain());
     assert_mirrors(&s.src(), &s.dst());
 }
+
+#[test]
+fn max_delete_as_a_percentage_of_the_destination() {
+    let s = Scratch::new();
+    for i in 0..20 {
+        write(&s.src(), format!("f{i:02}"), b"x");
+    }
+    s.sync(&[]).expect_code(0);
+    for i in 0..5 {
+        fs::remove_file(s.src().join(format!("f{i:02}"))).unwrap();
+    }
+    // 5 of 20 entries is 25%.
+    s.sync(&["--delete", "--max-delete", "20%"]).expect_code(5);
+    assert!(s.dst().join("f00").exists());
+    s.sync(&["--delete", "--max-delete", "25%"]).expect_code(0);
+    assert!(!s.dst().join("f00").exists());
+    s.sync(&["--max-delete", "101%"]).expect_code(2);
+}
+
+#[test]
+fn a_source_that_shrank_too_much_holds_back_deletions_until_forced() {
+    let s = Scratch::new();
+    for i in 0..10 {
+        write(&s.src(), format!("f{i}"), b"x");
+    }
+    s.sync(&["--delete"]).expect_code(0);
+    // The source "lost" 8 of 10 files: a failed mount, a truncated listing?
+    for i in 0..8 {
+        fs::remove_file(s.src().join(format!("f{i}"))).unwrap();
+    }
+    write(&s.src(), "new", b"n");
+    let run = s.sync(&["--delete"]);
+    run.expect_code(5);
+    assert!(run.stderr.contains("shrank") && run.stderr.contains("--force"), "{}", run.explain());
+    assert!(s.dst().join("f0").exists(), "nothing deleted");
+    assert!(s.dst().join("new").exists(), "copies still happen");
+    // The held-back run did not lower the baseline: still a safety stop.
+    s.sync(&["--delete"]).expect_code(5);
+    // A smaller shrink allowance is a choice; so is --force.
+    s.sync(&["--delete", "--force"]).expect_code(0);
+    assert_mirrors(&s.src(), &s.dst());
+}
+
+#[test]
+fn report_metrics_and_log_files() {
+    let s = Scratch::new();
+    write(&s.src(), "a", b"abc");
+    let (report, metrics, log) = (s.path("report.json"), s.path("barge.prom"), s.path("barge.log"));
+    let run = s.sync(&[
+        "--report",
+        report.to_str().unwrap(),
+        "--metrics",
+        metrics.to_str().unwrap(),
+        "--job-name",
+        "nightly",
+        "--log-file",
+        log.to_str().unwrap(),
+    ]);
+    run.expect_code(0);
+    let value: serde_json::Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    assert_eq!(value["files_transferred"], 1);
+    assert_eq!(value["exit_code"], 0);
+    assert_eq!(fs::metadata(&report).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = fs::read_to_string(&metrics).unwrap();
+    for line in [
+        "barge_last_run_files_transferred{job=\"nightly\"} 1",
+        "barge_last_run_bytes_transferred{job=\"nightly\"} 3",
+        "barge_last_run_exit_code{job=\"nightly\"} 0",
+        "# TYPE barge_last_success_timestamp_seconds gauge",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    let logged = fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("copy      a  (new, 3 B)"), "{logged}");
+    assert!(logged.contains("\"type\":\"summary\""), "{logged}");
+}

@@ -495,22 +495,7 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 
 /// The year of a day number (days since 1970-01-01).
 fn year_of_day(days: i64) -> i64 {
-    civil_from_days(days).0
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's algorithm; the inverse of `days_from_civil`).
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    // Both are small positive numbers (day 1..=31, month 1..=12).
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    crate::units::civil_from_days(days).0
 }
 
 /// A valid date and a time of day into an [`Mtime`]; `None` outside its range.
