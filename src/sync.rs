@@ -492,10 +492,15 @@ fn distrust_duplicates(listing: &mut Listing) {
 /// Removes barge's own temporaries from a listing and returns them: they are
 /// never content, never copied, never "extraneous".
 fn take_temporaries(listing: &mut Listing) -> Vec<Entry> {
-    let (temps, entries) = std::mem::take(&mut listing.entries)
-        .into_iter()
-        .partition(|e| e.is_file() && commit::is_temp_name(e.path.file_name()));
-    listing.entries = entries;
+    // In place: a second copy of a million-entry listing is not free.
+    let mut temps = Vec::new();
+    listing.entries.retain(|e| {
+        let temp = e.is_file() && commit::is_temp_name(e.path.file_name());
+        if temp {
+            temps.push(e.clone());
+        }
+        !temp
+    });
     temps
 }
 
