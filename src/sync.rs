@@ -157,6 +157,11 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     let src = src.map_err(unreachable(&job.src))?;
     let dst = dst.map_err(unreachable(&job.dst))?;
 
+    // What barge last synced is read while both sides are walked.
+    let synced_loading = db.as_ref().map(|db| {
+        let db = Arc::clone(db);
+        tokio::task::spawn_blocking(move || lock_db(&db).load_synced())
+    });
     let (src_listing, dst_listing) = tokio::join!(src.walk(), dst.walk());
     let mut src_listing = src_listing.map_err(unreachable(&job.src))?;
     let mut dst_listing = dst_listing.map_err(unreachable(&job.dst))?;
@@ -193,11 +198,11 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         fill_hashes(&src, &dst, &mut src_entries, &mut dst_entries, db.as_ref(), &reporter).await?;
     }
 
-    let synced = match &db {
-        Some(db) => {
-            let db = Arc::clone(db);
-            run_blocking(move || lock_db(&db).load_synced()).await?
-        }
+    let synced = match synced_loading {
+        Some(task) => task.await.map_err(|e| Error::Io {
+            context: "state database task".into(),
+            source: std::io::Error::other(e.to_string()),
+        })??,
         None => HashMap::new(),
     };
     let rule = CompareRule::new(
@@ -410,8 +415,18 @@ fn metrics_text(job: &str, s: &Summary, exit_code: i32, started_at: i64, last_su
         metric("barge_last_success_timestamp_seconds", "When the job last succeeded.", "gauge", success.to_string());
     }
     metric("barge_last_run_exit_code", "Exit code of the last run.", "gauge", exit_code.to_string());
-    metric("barge_last_run_files_transferred", "Files copied by the last run.", "gauge", s.files_transferred.to_string());
-    metric("barge_last_run_bytes_transferred", "Bytes copied by the last run.", "gauge", s.bytes_transferred.to_string());
+    metric(
+        "barge_last_run_files_transferred",
+        "Files copied by the last run.",
+        "gauge",
+        s.files_transferred.to_string(),
+    );
+    metric(
+        "barge_last_run_bytes_transferred",
+        "Bytes copied by the last run.",
+        "gauge",
+        s.bytes_transferred.to_string(),
+    );
     metric("barge_last_run_files_deleted", "Entries deleted by the last run.", "gauge", s.files_deleted.to_string());
     metric("barge_last_run_errors", "Errors in the last run.", "gauge", s.errors.to_string());
     metric("barge_last_run_duration_seconds", "How long the last run took.", "gauge", format!("{}", s.duration_s));

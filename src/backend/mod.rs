@@ -143,6 +143,10 @@ pub struct Capabilities {
     pub symlinks: bool,
     /// How many operations may run against this backend at once.
     pub max_connections: usize,
+    /// Bytes at the end of an interrupted partial file that may hold holes
+    /// (writes pipelined and applied out of order): a resume starts this
+    /// much earlier. 0 for backends that write strictly in order.
+    pub resume_margin: u64,
 }
 
 /// Reads a file sequentially from some offset, handing buffers back and

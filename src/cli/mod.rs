@@ -285,10 +285,9 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
     };
     let mut reporter = Reporter::new(output);
     if let Some(path) = &log_file {
-        reporter = reporter.with_log_file(path).map_err(|source| Error::Io {
-            context: format!("open --log-file {}", path.display()),
-            source,
-        })?;
+        reporter = reporter
+            .with_log_file(path)
+            .map_err(|source| Error::Io { context: format!("open --log-file {}", path.display()), source })?;
     }
     let reporter = Arc::new(reporter);
     let outcome = sync::run(job, mode, reporter).await?;

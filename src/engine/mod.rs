@@ -192,7 +192,7 @@ impl Engine {
     async fn attempt(&self, action: &Action, attempt: u32) -> Result<Option<u64>, OpError> {
         match action {
             Action::Copy { src, .. } => {
-                let resume_from = if attempt == 0 {
+                let partial = if attempt == 0 {
                     self.resumable.get(&src.path).copied().unwrap_or(0)
                 } else if src.size >= RESUME_MIN_SIZE {
                     // A retry continues what the failed attempt wrote.
@@ -201,6 +201,8 @@ impl Engine {
                 } else {
                     0
                 };
+                // The end of a partial written out of order may have holes.
+                let resume_from = partial.saturating_sub(self.dst.capabilities().resume_margin);
                 if let Some(journal) = &self.journal
                     && src.size >= RESUME_MIN_SIZE
                     && attempt == 0

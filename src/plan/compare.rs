@@ -57,7 +57,10 @@ impl CompareRule {
         CompareRule { mode, window: src_precision.max(dst_precision), dst_sets_mtime }
     }
 
-    pub fn compare(&self, src: &Entry, dst: &Entry, synced: Option<&SyncedRecord>) -> Verdict {
+    /// `synced` looks up the state record for the pair; it is called only
+    /// when the mtimes alone do not settle it (a hash probe per file adds
+    /// up over a million of them).
+    pub fn compare<'s>(&self, src: &Entry, dst: &Entry, synced: impl Fn() -> Option<&'s SyncedRecord>) -> Verdict {
         if src.size != dst.size {
             return Verdict::Differs(Reason::SizeDiffers);
         }
@@ -65,21 +68,21 @@ impl CompareRule {
             CompareMode::Size => Verdict::Same,
             CompareMode::Hash => match (&src.hash, &dst.hash) {
                 (Some(a), Some(b)) if a != b => Verdict::Differs(Reason::HashDiffers),
-                (Some(_), Some(_)) if self.dst_sets_mtime && !self.mtimes_match(src, dst, synced) => {
+                (Some(_), Some(_)) if self.dst_sets_mtime && !self.mtimes_match(src, dst, &synced) => {
                     Verdict::SameContentOtherMtime
                 }
                 (Some(_), Some(_)) => Verdict::Same,
-                _ => self.by_mtime(src, dst, synced),
+                _ => self.by_mtime(src, dst, &synced),
             },
-            CompareMode::Mtime => self.by_mtime(src, dst, synced),
+            CompareMode::Mtime => self.by_mtime(src, dst, &synced),
         }
     }
 
-    fn by_mtime(&self, src: &Entry, dst: &Entry, synced: Option<&SyncedRecord>) -> Verdict {
+    fn by_mtime<'s>(&self, src: &Entry, dst: &Entry, synced: &impl Fn() -> Option<&'s SyncedRecord>) -> Verdict {
         if self.mtimes_match(src, dst, synced) { Verdict::Same } else { Verdict::Differs(Reason::MtimeDiffers) }
     }
 
-    fn mtimes_match(&self, src: &Entry, dst: &Entry, synced: Option<&SyncedRecord>) -> bool {
+    fn mtimes_match<'s>(&self, src: &Entry, dst: &Entry, synced: &impl Fn() -> Option<&'s SyncedRecord>) -> bool {
         if let (Some(a), Some(b)) = (src.mtime, dst.mtime) {
             let delta = a.0.abs_diff(b.0);
             let coarse = Duration::from_secs(u64::from(src.coarse_mtime_s.max(dst.coarse_mtime_s)));
@@ -87,7 +90,7 @@ impl CompareRule {
                 return true;
             }
         }
-        synced.is_some_and(|record| record.matches(src, dst))
+        synced().is_some_and(|record| record.matches(src, dst))
     }
 }
 
@@ -115,30 +118,30 @@ mod tests {
     #[test]
     fn mtime_rule_uses_the_coarser_precision() {
         let exact = CompareRule::new(CompareMode::Mtime, NS, NS, true);
-        assert_eq!(exact.compare(&file(5, 100, 7), &file(5, 100, 7), None), Verdict::Same);
-        assert_eq!(exact.compare(&file(5, 100, 7), &file(5, 100, 8), None), Verdict::Differs(Reason::MtimeDiffers));
+        assert_eq!(exact.compare(&file(5, 100, 7), &file(5, 100, 7), || None), Verdict::Same);
+        assert_eq!(exact.compare(&file(5, 100, 7), &file(5, 100, 8), || None), Verdict::Differs(Reason::MtimeDiffers));
         let coarse = CompareRule::new(CompareMode::Mtime, NS, SEC, true);
-        assert_eq!(coarse.compare(&file(5, 100, 700_000_000), &file(5, 100, 0), None), Verdict::Same);
-        assert_eq!(coarse.compare(&file(5, 101, 0), &file(5, 100, 0), None), Verdict::Differs(Reason::MtimeDiffers));
+        assert_eq!(coarse.compare(&file(5, 100, 700_000_000), &file(5, 100, 0), || None), Verdict::Same);
+        assert_eq!(coarse.compare(&file(5, 101, 0), &file(5, 100, 0), || None), Verdict::Differs(Reason::MtimeDiffers));
     }
 
     #[test]
     fn a_date_only_entry_widens_the_window_to_a_day() {
         let rule = CompareRule::new(CompareMode::Mtime, NS, Duration::from_secs(60), true);
         let listed = Entry { coarse_mtime_s: 86_400, ..file(5, 1_600_000_000 - 40_000, 0) };
-        assert_eq!(rule.compare(&file(5, 1_600_000_000, 0), &listed, None), Verdict::Same);
+        assert_eq!(rule.compare(&file(5, 1_600_000_000, 0), &listed, || None), Verdict::Same);
         let plain = file(5, 1_600_000_000 - 40_000, 0);
-        assert_eq!(rule.compare(&file(5, 1_600_000_000, 0), &plain, None), Verdict::Differs(Reason::MtimeDiffers));
+        assert_eq!(rule.compare(&file(5, 1_600_000_000, 0), &plain, || None), Verdict::Differs(Reason::MtimeDiffers));
     }
 
     #[test]
     fn size_always_decides_first() {
         for mode in [CompareMode::Size, CompareMode::Mtime, CompareMode::Hash] {
             let rule = CompareRule::new(mode, NS, NS, true);
-            assert_eq!(rule.compare(&file(5, 1, 0), &file(6, 1, 0), None), Verdict::Differs(Reason::SizeDiffers));
+            assert_eq!(rule.compare(&file(5, 1, 0), &file(6, 1, 0), || None), Verdict::Differs(Reason::SizeDiffers));
         }
         let size_only = CompareRule::new(CompareMode::Size, NS, NS, true);
-        assert_eq!(size_only.compare(&file(5, 1, 0), &file(5, 999, 0), None), Verdict::Same);
+        assert_eq!(size_only.compare(&file(5, 1, 0), &file(5, 999, 0), || None), Verdict::Same);
     }
 
     #[test]
@@ -147,21 +150,21 @@ mod tests {
         let (mut a, mut b) = (file(5, 1, 0), file(5, 2, 0));
         a.hash = Some(vec![1; 32].into_boxed_slice());
         b.hash = Some(vec![1; 32].into_boxed_slice());
-        assert_eq!(rule.compare(&a, &b, None), Verdict::SameContentOtherMtime);
+        assert_eq!(rule.compare(&a, &b, || None), Verdict::SameContentOtherMtime);
         b.hash = Some(vec![2; 32].into_boxed_slice());
-        assert_eq!(rule.compare(&a, &b, None), Verdict::Differs(Reason::HashDiffers));
+        assert_eq!(rule.compare(&a, &b, || None), Verdict::Differs(Reason::HashDiffers));
         b.hash = None;
-        assert_eq!(rule.compare(&a, &b, None), Verdict::Differs(Reason::MtimeDiffers));
+        assert_eq!(rule.compare(&a, &b, || None), Verdict::Differs(Reason::MtimeDiffers));
     }
 
     #[test]
     fn state_record_vouches_for_a_destination_without_settable_mtime() {
         let rule = CompareRule::new(CompareMode::Mtime, NS, SEC, false);
         let (src, dst) = (file(5, 100, 0), file(5, 5000, 0));
-        assert_eq!(rule.compare(&src, &dst, None), Verdict::Differs(Reason::MtimeDiffers));
+        assert_eq!(rule.compare(&src, &dst, || None), Verdict::Differs(Reason::MtimeDiffers));
         let record = SyncedRecord { src_size: 5, src_mtime: src.mtime, dst_size: 5, dst_mtime: dst.mtime };
-        assert_eq!(rule.compare(&src, &dst, Some(&record)), Verdict::Same);
+        assert_eq!(rule.compare(&src, &dst, || Some(&record)), Verdict::Same);
         let stale = SyncedRecord { src_mtime: Some(Mtime::from_unix(99, 0)), ..record };
-        assert_eq!(rule.compare(&src, &dst, Some(&stale)), Verdict::Differs(Reason::MtimeDiffers));
+        assert_eq!(rule.compare(&src, &dst, || Some(&stale)), Verdict::Differs(Reason::MtimeDiffers));
     }
 }

@@ -60,7 +60,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             Ordering::Equal => {
                 let (Some(s), Some(d)) = (src.next(), dst.next()) else { break };
                 match (s.kind, d.kind) {
-                    (EntryKind::File, EntryKind::File) => match rule.compare(&s, &d, synced.get(&s.path)) {
+                    (EntryKind::File, EntryKind::File) => match rule.compare(&s, &d, || synced.get(&s.path)) {
                         Verdict::Same => out.unchanged += 1,
                         Verdict::SameContentOtherMtime => match s.mtime {
                             Some(mtime) => out.actions.push(Action::SetMtime {

@@ -204,6 +204,9 @@ impl StateDb {
     }
 
     pub fn load_synced(&self) -> Result<HashMap<RelPath, SyncedRecord>, Error> {
+        let count: i64 =
+            self.conn.query_row("SELECT count(*) FROM synced", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        let count = usize::try_from(count).unwrap_or(0);
         let mut stmt = self
             .conn
             .prepare("SELECT path, src_size, src_mtime, dst_size, dst_mtime FROM synced")
@@ -220,7 +223,8 @@ impl StateDb {
                 Ok((path, record))
             })
             .map_err(|e| self.err(e))?;
-        let mut map = HashMap::new();
+        // Sized up front: growing a million-entry map doubles it in passing.
+        let mut map = HashMap::with_capacity(count);
         for row in rows {
             let (path, record) = row.map_err(|e| self.err(e))?;
             // A row that is not a valid path was not written by us: ignore it.

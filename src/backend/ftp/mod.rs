@@ -177,6 +177,7 @@ impl FtpBackend {
                     },
                     symlinks: false,
                     max_connections: connections,
+                    resume_margin: 0,
                 },
                 features,
                 shown,

@@ -157,6 +157,9 @@ impl SftpBackend {
             hashes: Vec::new(),
             symlinks: false,
             max_connections: connections,
+            // Writes are pipelined up to AHEAD_BYTES and may land out of
+            // order: a killed upload can have holes in that last stretch.
+            resume_margin: file::AHEAD_BYTES as u64,
         };
         Ok(SftpBackend {
             inner: Arc::new(Inner {
