@@ -235,6 +235,41 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// Lists a whole tree, up to `in_flight` directories at once, for remote
+/// backends where each listing costs round trips. `list_dir` gives one
+/// directory's entries and warnings. Fails only when the root cannot be
+/// listed; other failures make their directory unreadable.
+pub async fn walk_concurrently<F, Fut>(in_flight: usize, list_dir: F) -> Result<Listing, OpError>
+where
+    F: Fn(RelPath) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<Entry>, Vec<String>), OpError>> + Send + 'static,
+{
+    let mut listing = Listing::default();
+    let mut set = tokio::task::JoinSet::new();
+    let mut waiting = vec![RelPath::root()];
+    loop {
+        while set.len() < in_flight.max(1)
+            && let Some(dir) = waiting.pop()
+        {
+            let listed = list_dir(dir.clone());
+            set.spawn(async move { (dir, listed.await) });
+        }
+        let Some(joined) = set.join_next().await else { break };
+        let (dir, result) = joined.map_err(|e| OpError::new(ErrorKind::Other, "list", "", e.to_string()))?;
+        match result {
+            Ok((entries, warnings)) => {
+                waiting.extend(entries.iter().filter(|e| e.is_dir()).map(|e| e.path.clone()));
+                listing.entries.extend(entries);
+                listing.warnings.extend(warnings);
+            }
+            Err(err) if dir.is_root() => return Err(err),
+            Err(err) => listing.unreadable.push((dir, err)),
+        }
+    }
+    listing.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(listing)
+}
+
 /// What to do when a location's root directory does not exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MissingRoot {

@@ -473,37 +473,16 @@ impl Backend for FtpBackend {
         Ok(self.inner.list_dir(dir).await?.0)
     }
 
-    /// Lists directories concurrently over the pool, breadth first.
+    /// Lists many directories at once over the pool.
     async fn walk(&self) -> Result<Listing, OpError> {
-        let mut listing = Listing::default();
         if self.inner.root_missing {
-            return Ok(listing);
+            return Ok(Listing::default());
         }
-        let mut set = tokio::task::JoinSet::new();
-        let spawn = |set: &mut tokio::task::JoinSet<_>, dir: RelPath| {
+        super::walk_concurrently(self.inner.parallel, |dir| {
             let inner = Arc::clone(&self.inner);
-            set.spawn(async move {
-                let result = inner.list_dir(&dir).await;
-                (dir, result)
-            });
-        };
-        spawn(&mut set, RelPath::root());
-        while let Some(joined) = set.join_next().await {
-            let (dir, result) = joined.map_err(|e| OpError::new(ErrorKind::Other, "list", "", e.to_string()))?;
-            match result {
-                Ok((entries, warnings)) => {
-                    for child in entries.iter().filter(|e| e.is_dir()) {
-                        spawn(&mut set, child.path.clone());
-                    }
-                    listing.entries.extend(entries);
-                    listing.warnings.extend(warnings);
-                }
-                Err(err) if dir.is_root() => return Err(err),
-                Err(err) => listing.unreadable.push((dir, err)),
-            }
-        }
-        listing.entries.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(listing)
+            async move { inner.list_dir(&dir).await }
+        })
+        .await
     }
 
     async fn stat(&self, path: &RelPath) -> Result<Option<Entry>, OpError> {

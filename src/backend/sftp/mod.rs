@@ -369,36 +369,14 @@ impl Backend for SftpBackend {
 
     /// Lists many directories at once over the pool's sessions.
     async fn walk(&self) -> Result<Listing, OpError> {
-        let mut listing = Listing::default();
         if self.inner.root_missing {
-            return Ok(listing);
+            return Ok(Listing::default());
         }
-        let mut set = tokio::task::JoinSet::new();
-        let mut waiting = vec![RelPath::root()];
-        loop {
-            while set.len() < self.inner.walk_in_flight
-                && let Some(dir) = waiting.pop()
-            {
-                let inner = Arc::clone(&self.inner);
-                set.spawn(async move {
-                    let result = inner.list_dir(&dir).await;
-                    (dir, result)
-                });
-            }
-            let Some(joined) = set.join_next().await else { break };
-            let (dir, result) = joined.map_err(|e| OpError::new(ErrorKind::Other, "list", "", e.to_string()))?;
-            match result {
-                Ok((entries, warnings)) => {
-                    waiting.extend(entries.iter().filter(|e| e.is_dir()).map(|e| e.path.clone()));
-                    listing.entries.extend(entries);
-                    listing.warnings.extend(warnings);
-                }
-                Err(err) if dir.is_root() => return Err(err),
-                Err(err) => listing.unreadable.push((dir, err)),
-            }
-        }
-        listing.entries.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(listing)
+        super::walk_concurrently(self.inner.walk_in_flight, |dir| {
+            let inner = Arc::clone(&self.inner);
+            async move { inner.list_dir(&dir).await }
+        })
+        .await
     }
 
     async fn stat(&self, path: &RelPath) -> Result<Option<Entry>, OpError> {
