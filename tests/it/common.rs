@@ -198,3 +198,31 @@ pub fn forward_ipv6_to_ipv4(ports: impl IntoIterator<Item = u16>) {
         });
     }
 }
+
+/// 100 MiB that differ in every MiB (cheap to make, hard to fake): the
+/// large file of the resume tests.
+pub fn big_content() -> Vec<u8> {
+    let block = bytes(99, 1 << 20);
+    let mut out = Vec::with_capacity(100 << 20);
+    for i in 0u32..100 {
+        out.extend_from_slice(&i.to_le_bytes());
+        out.extend_from_slice(&block[4..]);
+    }
+    out
+}
+
+/// Waits until `watch` holds a barge temporary of at least `min_bytes`,
+/// then SIGKILLs `child` and reaps it. Panics after `within`.
+pub fn kill_once_partial(mut child: std::process::Child, watch: &Path, min_bytes: u64, within: std::time::Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let partial = temporaries(watch).first().and_then(|t| fs::metadata(t).ok()).map_or(0, |m| m.len());
+        if partial >= min_bytes {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no partial temporary appeared in {}", watch.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}

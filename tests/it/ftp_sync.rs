@@ -225,21 +225,10 @@ fn netrc_supplies_the_login() {
     assert_eq!(fs::read(server.root.join("n.txt")).unwrap(), b"netrc");
 }
 
-/// 100 MiB that differ in every MiB (cheap to make, hard to fake).
-fn big_content() -> Vec<u8> {
-    let block = bytes(99, 1 << 20);
-    let mut out = Vec::with_capacity(100 << 20);
-    for i in 0u32..100 {
-        out.extend_from_slice(&i.to_le_bytes());
-        out.extend_from_slice(&block[4..]);
-    }
-    out
-}
-
 /// Starts a throttled sync, kills it once `watch` (a directory) holds a
 /// partial of at least 20 MiB, and returns.
 fn kill_mid_transfer(s: &Scratch, server: &FtpServer, src: &str, dst: &str, watch: &Path) {
-    let mut child = s
+    let child = s
         .barge()
         .env("BARGE_PASSWORD", &server.password)
         .args(["sync", src, dst, "-q", "--bwlimit", "40M", "--timeout", "20", "--state"])
@@ -248,17 +237,7 @@ fn kill_mid_transfer(s: &Scratch, server: &FtpServer, src: &str, dst: &str, watc
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let partial = temporaries(watch).first().and_then(|t| fs::metadata(t).ok()).map_or(0, |m| m.len());
-        if partial >= 20 << 20 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no partial temporary appeared in {}", watch.display());
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_once_partial(child, watch, 20 << 20, std::time::Duration::from_secs(60));
 }
 
 fn resume(kind: FtpServerKind) {

@@ -265,7 +265,7 @@ fn sigkill_during_a_large_copy_leaves_no_partial_file_and_the_rerun_resumes() {
     let content = bytes(7, size);
     write(&s.src(), "big.bin", &content);
     write(&s.dst(), "big.bin", b"old version");
-    let mut child = s
+    let child = s
         .barge()
         .args(["sync", "--bwlimit", "8M", "--json", "--state"])
         .arg(s.state())
@@ -275,18 +275,8 @@ fn sigkill_during_a_large_copy_leaves_no_partial_file_and_the_rerun_resumes() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until a good part of the file sits in the temporary.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let partial = temporaries(&s.dst()).first().and_then(|t| fs::metadata(t).ok()).map_or(0, |m| m.len());
-        if partial >= 4 << 20 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no partial temporary appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    // Kill it once a good part of the file sits in the temporary.
+    kill_once_partial(child, &s.dst(), 4 << 20, Duration::from_secs(20));
     // The final name still holds the old, complete version.
     assert_eq!(fs::read(s.dst().join("big.bin")).unwrap(), b"old version");
     assert_eq!(temporaries(&s.dst()).len(), 1);
