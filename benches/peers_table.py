@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Turns benches/peers.sh's runs.tsv into the Markdown tables of BENCHMARKS.md.
+
+usage: peers_table.py RUNS_TSV VERSIONS_TXT
+
+Medians over the successful runs only; a failed run (non-zero exit, or a
+destination whose file count or total bytes differ from the source's) is
+counted in the "failed" column and never in a median. "x barge" is the tool's
+median over barge's: above 1, barge was faster.
+"""
+import csv
+import statistics
+import sys
+from collections import OrderedDict
+
+SCENARIOS = {
+    "small-down": "10,000 small files, download",
+    "small-up": "10,000 small files, upload",
+    "noop-down": "no-op resync of the 10,000 files (download side)",
+    "big-down": "one 1 GiB file, download",
+    "big-up": "one 1 GiB file, upload",
+    "four-down": "1 GiB as four 256 MiB files, download",
+    "four-up": "1 GiB as four 256 MiB files, upload",
+}
+PEERS = ("lftp", "rclone", "rclone-pypi")
+
+
+def main():
+    runs_path, versions_path = sys.argv[1], sys.argv[2]
+    rows = list(csv.DictReader(open(runs_path), delimiter="\t"))
+    groups = OrderedDict()
+    tools = []
+    for r in rows:
+        key = (int(r["rtt_ms"]), r["proto"], r["scenario"])
+        groups.setdefault(key, {}).setdefault(r["tool"], []).append(r)
+        if r["tool"] not in tools:
+            tools.append(r["tool"])
+    print("Versions:\n")
+    for line in open(versions_path):
+        print(f"- {line.strip()}")
+    print()
+    print("Median wall seconds over the successful runs (runs that failed are counted, never timed);")
+    print("in brackets, the tool's median over barge's (above 1: barge was faster). Last column: the")
+    print("better peer's median over barge's.\n")
+    print("| RTT | protocol | scenario | " + " | ".join(tools) + " | best peer / barge |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in tools) + " | --- |")
+    stats = {}
+    for key, by_tool in groups.items():
+        med = {}
+        for tool, rs in by_tool.items():
+            good = [float(r["wall_s"]) for r in rs if r["ok"] == "1"]
+            med[tool] = statistics.median(good) if good else None
+            stats[key + (tool,)] = (rs, good)
+        cells = []
+        base = med.get("barge")
+        for tool in tools:
+            if tool not in by_tool:
+                cells.append("-")
+                continue
+            rs, good = stats[key + (tool,)]
+            failed = len(rs) - len(good)
+            if med[tool] is None:
+                cells.append(f"failed ({failed}/{len(rs)})")
+                continue
+            text = f"{med[tool]:.2f}"
+            if base and tool != "barge":
+                text += f" ({med[tool] / base:.2f}x)"
+            if failed:
+                text += f", {failed}/{len(rs)} failed"
+            cells.append(text)
+        peers = [med[t] for t in PEERS if med.get(t) is not None]
+        best = f"**{min(peers) / base:.2f}x**" if peers and base else "-"
+        rtt, proto, scenario = key
+        print(f"| {rtt} ms | {proto} | {SCENARIOS.get(scenario, scenario)} | " + " | ".join(cells) + f" | {best} |")
+    print()
+    print("Peak RSS (MiB, the highest of the runs, `/usr/bin/time -f %M`) and CPU seconds (user + system,")
+    print("median) of the client process; lftp's ssh children (SFTP) count in its CPU, not in its RSS.\n")
+    print("| RTT | protocol | scenario | " + " | ".join(tools) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in tools) + " |")
+    for key, by_tool in groups.items():
+        cells = []
+        for tool in tools:
+            if tool not in by_tool:
+                cells.append("-")
+                continue
+            rs = by_tool[tool]
+            rss = max(int(r["peak_rss_kib"] or 0) for r in rs) / 1024
+            cpu = statistics.median(float(r["cpu_s"] or 0) for r in rs)
+            cells.append(f"{rss:.0f} MiB, {cpu:.1f} s")
+        rtt, proto, scenario = key
+        print(f"| {rtt} ms | {proto} | {SCENARIOS.get(scenario, scenario)} | " + " | ".join(cells) + " |")
+    failures = [r for r in rows if r["ok"] != "1"]
+    if failures:
+        print("\nFailed runs:\n")
+        for r in failures:
+            print(f"- {r['rtt_ms']} ms {r['proto']} {r['scenario']} {r['tool']} run {r['run']}: {r['note']}")
+    print()
+
+
+if __name__ == "__main__":
+    main()
