@@ -307,6 +307,9 @@ pub struct RemoteOptions {
     pub tls: ftp::tls::TlsOptions,
     /// `--active`: the server connects back for data.
     pub active: bool,
+    /// `--active-ports FIRST-LAST`: the local ports active mode listens on
+    /// (implies active mode).
+    pub active_ports: Option<std::ops::RangeInclusive<u16>>,
     /// `--pasv-address-from-reply`: no NAT workaround.
     pub pasv_address_from_reply: bool,
     /// `--password-env VAR`.
@@ -335,6 +338,7 @@ impl Default for RemoteOptions {
             ftp_explicit_tls: false,
             tls: ftp::tls::TlsOptions::default(),
             active: false,
+            active_ports: None,
             pasv_address_from_reply: false,
             password_env: None,
             list_times: false,

@@ -178,6 +178,9 @@ pub struct RemoteArgs {
     /// FTP active mode: the server connects back to us (PORT/EPRT).
     #[arg(long)]
     pub active: bool,
+    /// FTP active mode, listening only on these local ports (e.g. 40000-40100; implies --active).
+    #[arg(long, value_name = "FIRST-LAST", value_parser = parse_port_range)]
+    pub active_ports: Option<std::ops::RangeInclusive<u16>>,
     /// Connect to the address a PASV reply names even when it looks like a NAT mistake.
     #[arg(long)]
     pub pasv_address_from_reply: bool,
@@ -249,6 +252,7 @@ impl CommonArgs {
                 ftp_explicit_tls: self.remote.tls.is_some(),
                 tls: TlsOptions { ca_file: self.remote.ca_file.clone(), insecure: self.remote.insecure },
                 active: self.remote.active,
+                active_ports: self.remote.active_ports.clone(),
                 pasv_address_from_reply: self.remote.pasv_address_from_reply,
                 password_env: self.remote.password_env.clone(),
                 list_times: self.remote.list_times,
@@ -301,5 +305,29 @@ pub fn wants_json(cli: &Cli) -> bool {
         Command::Sync(a) | Command::Plan(a) => a.common.json,
         Command::Check(a) => a.common.json,
         Command::Demo(_) => false,
+    }
+}
+
+/// `40000-40100` (or one port) into an inclusive range of non-zero ports.
+fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let (first, last) = text.split_once('-').unwrap_or((text, text));
+    let port = |t: &str| t.trim().parse::<u16>().ok().filter(|p| *p > 0);
+    match (port(first), port(last)) {
+        (Some(first), Some(last)) if first <= last => Ok(first..=last),
+        _ => Err(format!("expected a port range like 40000-40100, got {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod port_range_tests {
+    use super::parse_port_range;
+
+    #[test]
+    fn port_ranges_parse_and_bad_ones_are_refused() {
+        assert_eq!(parse_port_range("40000-40100"), Ok(40000..=40100));
+        assert_eq!(parse_port_range("2121"), Ok(2121..=2121));
+        for bad in ["", "0-10", "10-5", "a-b", "1-70000", "-"] {
+            assert!(parse_port_range(bad).is_err(), "{bad}");
+        }
     }
 }

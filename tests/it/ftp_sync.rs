@@ -134,6 +134,38 @@ fn active_mode_transfers() {
     round_trip(FtpServerKind::Proftpd, FtpTls::None, &["--active"]);
 }
 
+/// `--active-ports`: barge's own PORT/EPRT listener, with TLS data
+/// connections that resume the control session (vsftpd demands it).
+#[test]
+fn active_ports_with_tls_session_reuse_and_on_every_server() {
+    let ports = harness::free_port_range();
+    let range = format!("{}-{}", ports.start(), ports.end());
+    round_trip(FtpServerKind::Vsftpd, FtpTls::Explicit, &["--active-ports", &range]);
+    round_trip(FtpServerKind::PureFtpd, FtpTls::None, &["--active-ports", &range]);
+    round_trip(FtpServerKind::Proftpd, FtpTls::Explicit, &["--active-ports", &range]);
+}
+
+/// The range is honoured: with every port of it taken, nothing can be
+/// transferred and the error says why.
+#[test]
+fn active_ports_all_busy_fails_with_a_clear_message() {
+    let server = harness::ftp_server(FtpServerKind::Proftpd, FtpTls::None);
+    server.write_file("pub/a.txt", b"some data");
+    let ports = harness::free_port_range();
+    let busy: Vec<_> =
+        (*ports.start()..=*ports.start() + 1).map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).unwrap()).collect();
+    let range = format!("{}-{}", ports.start(), ports.start() + 1);
+    let s = Scratch::new();
+    let dst = s.dst().to_string_lossy().into_owned();
+    let run = sync(&s, &server, &url(&server, "/pub"), &dst, &["--active-ports", &range, "--retries", "1"]);
+    assert_ne!(run.code, 0, "{}", run.explain());
+    assert!(run.stderr.contains(&format!("no free local port in --active-ports {range}")), "{}", run.explain());
+    assert!(!s.dst().join("a.txt").exists());
+    drop(busy);
+    sync(&s, &server, &url(&server, "/pub"), &dst, &["--active-ports", &range]).expect_code(0);
+    assert_eq!(fs::read(s.dst().join("a.txt")).unwrap(), b"some data");
+}
+
 #[test]
 fn delete_on_the_server() {
     let server = harness::ftp_server(FtpServerKind::PureFtpd, FtpTls::None);

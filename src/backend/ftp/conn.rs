@@ -3,15 +3,18 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
 use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Mode, Status};
 use tokio::net::TcpStream;
 
+use super::data::ActiveSetup;
 use super::names::RawBytes;
 use super::tls;
 use crate::backend::HashKind;
@@ -33,13 +36,14 @@ pub enum TlsMode {
 }
 
 /// How data connections are opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataMode {
     /// EPSV, or PASV where the server lacks it. `trust_reply_address`
     /// connects to whatever address a PASV reply names.
     Passive { trust_reply_address: bool },
-    /// The server connects back (PORT/EPRT).
-    Active,
+    /// The server connects back (PORT/EPRT), to a port of `ports` when
+    /// given (`--active-ports`).
+    Active { ports: Option<RangeInclusive<u16>> },
 }
 
 /// Everything needed to open a control connection.
@@ -117,6 +121,8 @@ pub struct FtpConn {
     pub last_used: Instant,
     /// The algorithm `OPTS HASH` selected on this connection.
     pub hash_selected: Option<HashKind>,
+    /// Set in active mode: data connections are opened by [`super::data`].
+    pub active: Option<ActiveSetup>,
 }
 
 impl std::fmt::Debug for FtpConn {
@@ -207,11 +213,11 @@ async fn with_timeout<T>(
     }
 }
 
-fn connector(base: &Option<Arc<ClientConfig>>, host: &str) -> Result<AsyncRustlsConnector, OpError> {
-    let base = base
+fn connector(config: &Option<Arc<ClientConfig>>, host: &str) -> Result<AsyncRustlsConnector, OpError> {
+    let config = config
         .as_ref()
         .ok_or_else(|| OpError::new(ErrorKind::Other, "tls", host, "TLS asked for without a TLS configuration"))?;
-    Ok(AsyncRustlsConnector::from(tokio_rustls::TlsConnector::from(tls::per_connection(base))))
+    Ok(AsyncRustlsConnector::from(tokio_rustls::TlsConnector::from(Arc::clone(config))))
 }
 
 /// Opens, secures and logs in one control connection.
@@ -233,9 +239,15 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
         };
         OpError::new(kind, "connect", &shown, e.to_string())
     };
+    // One configuration (and so one session cache) for the control
+    // connection and its data connections: servers may demand reuse.
+    let tls_config = match params.tls_mode {
+        TlsMode::None => None,
+        TlsMode::Explicit | TlsMode::Implicit => params.tls.as_deref().map(tls::per_connection),
+    };
     let mut control = with_timeout(params.timeout, "connect", &shown, async {
         match params.tls_mode {
-            TlsMode::Implicit => Control::connect_secure_implicit(addr, connector(&params.tls, host)?, host)
+            TlsMode::Implicit => Control::connect_secure_implicit(addr, connector(&tls_config, host)?, host)
                 .await
                 .map_err(|e| tls_or(e, "connect", &shown)),
             TlsMode::None | TlsMode::Explicit => {
@@ -244,7 +256,7 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
                 let control = Control::connect_with_stream(tcp).await.map_err(|e| classify(e, "greeting", &shown))?;
                 if params.tls_mode == TlsMode::Explicit {
                     control
-                        .into_secure(connector(&params.tls, host)?, host)
+                        .into_secure(connector(&tls_config, host)?, host)
                         .await
                         .map_err(|e| tls_or(e, "AUTH TLS", &shown))
                 } else {
@@ -286,9 +298,20 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
     control.set_encoding(RawBytes).await;
     let home = control.pwd().await.unwrap_or_else(|_| "/".to_string());
 
-    match params.data_mode {
-        DataMode::Active => control = control.active_mode(params.timeout),
-        DataMode::Passive { trust_reply_address } => {
+    let mut active = None;
+    match &params.data_mode {
+        DataMode::Active { ports } => {
+            let tls = match tls_config {
+                Some(config) => {
+                    let name = ServerName::try_from(host.to_string())
+                        .map_err(|e| OpError::new(ErrorKind::Connect, "tls", &shown, e.to_string()))?;
+                    Some((config, name))
+                }
+                None => None,
+            };
+            active = Some(ActiveSetup { ports: ports.clone(), timeout: params.timeout, tls });
+        }
+        &DataMode::Passive { trust_reply_address } => {
             control.set_mode(if features.epsv { Mode::ExtendedPassive } else { Mode::Passive });
             let peer = addr;
             let timeout = params.timeout;
@@ -310,7 +333,7 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
             });
         }
     }
-    Ok(FtpConn { control, features, home, last_used: Instant::now(), hash_selected: None })
+    Ok(FtpConn { control, features, home, last_used: Instant::now(), hash_selected: None, active })
 }
 
 fn reply_code_is_auth(err: &OpError) -> bool {

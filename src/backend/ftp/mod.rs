@@ -11,6 +11,7 @@
 //! `/pub/x`); `ftp://host/~/x` is relative to the login's home directory.
 
 pub mod conn;
+pub mod data;
 pub mod listing;
 pub mod names;
 pub mod pool;
@@ -21,7 +22,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use suppaftp::Status;
-use suppaftp::tokio::AsyncRustlsStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use self::conn::{ConnectParams, DataMode, Features, TlsMode, classify};
@@ -35,7 +35,7 @@ use crate::error::{ErrorKind, OpError};
 use crate::location::{RemoteLocation, Scheme};
 use crate::path::{RelPath, check_component};
 
-type Transfer = suppaftp::tokio::TransferStream<AsyncRustlsStream>;
+type Transfer = data::DataChannel;
 
 /// Ways a server may let us set a file's modification time, tried in this
 /// order; one that fails is dropped for the rest of the run.
@@ -113,8 +113,8 @@ impl FtpBackend {
             login,
             tls_mode,
             tls,
-            data_mode: if options.active {
-                DataMode::Active
+            data_mode: if options.active || options.active_ports.is_some() {
+                DataMode::Active { ports: options.active_ports.clone() }
             } else {
                 DataMode::Passive { trust_reply_address: options.pasv_address_from_reply }
             },
@@ -264,7 +264,12 @@ impl Inner {
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
-                if matches!(err, suppaftp::FtpError::ConnectionError(_) | suppaftp::FtpError::BadResponse) {
+                if matches!(
+                    err,
+                    suppaftp::FtpError::ConnectionError(_)
+                        | suppaftp::FtpError::BadResponse
+                        | suppaftp::FtpError::SecureError(_)
+                ) {
                     pooled.mark_broken();
                 }
                 Err(classify(err, op, path))
@@ -288,10 +293,9 @@ impl Inner {
                 if let Some(dir) = cwd {
                     conn.control.cwd(&dir).await?;
                 }
-                let (_, mut stream) =
-                    conn.control.custom_data_command(command, &[Status::AboutToSend, Status::AlreadyOpen]).await?;
+                let mut stream = data::open(conn, data::Op::Listing, &command, 0).await?;
                 let data = read_listing(&mut stream, timeout).await.map_err(suppaftp::FtpError::ConnectionError)?;
-                stream.finish().await?;
+                stream.finish(&mut conn.control).await?;
                 Ok(data)
             })
             .await?;
@@ -497,12 +501,7 @@ impl Backend for FtpBackend {
     async fn open_read(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, OpError> {
         let mut pooled = self.inner.pool.get().await?;
         let remote = self.inner.remote_path(path);
-        let started = async {
-            if offset > 0 {
-                pooled.conn().control.resume_transfer(usize::try_from(offset).unwrap_or(usize::MAX)).await?;
-            }
-            pooled.conn().control.retr_as_stream(remote).await
-        };
+        let started = data::open(pooled.conn(), data::Op::Retrieve, &remote, offset);
         match tokio::time::timeout(self.inner.pool.params().timeout, started).await {
             Ok(Ok(stream)) => Ok(Box::new(FtpReader {
                 stream: Some(stream),
@@ -525,17 +524,8 @@ impl Backend for FtpBackend {
         let mut pooled = self.inner.pool.get().await?;
         let remote = self.inner.remote_path(path);
         let rest_stream = self.inner.features.rest_stream;
-        let started = async {
-            let control = &mut pooled.conn().control;
-            if offset > 0 && rest_stream {
-                control.resume_transfer(usize::try_from(offset).unwrap_or(usize::MAX)).await?;
-                control.put_with_stream(remote.as_str()).await
-            } else if offset > 0 {
-                control.append_with_stream(remote.as_str()).await
-            } else {
-                control.put_with_stream(remote.as_str()).await
-            }
-        };
+        let op = if offset > 0 && !rest_stream { data::Op::Append } else { data::Op::Store };
+        let started = data::open(pooled.conn(), op, &remote, offset);
         match tokio::time::timeout(self.inner.pool.params().timeout, started).await {
             Ok(Ok(stream)) => Ok(Box::new(FtpWriter {
                 stream: Some(stream),
@@ -721,6 +711,16 @@ impl FileReader for FtpReader {
         buf.clear();
         buf.resize(capacity, 0);
         let mut filled = 0;
+impl Drop for FtpReader {
+    fn drop(&mut self) {
+        // An active-mode transfer abandoned midway leaves its final reply
+        // unread on the control connection: do not reuse it.
+        if self.stream.as_ref().is_some_and(Transfer::needs_finish) {
+            self.pooled.mark_broken();
+        }
+    }
+}
+
         let Some(stream) = self.stream.as_mut() else {
             buf.clear();
             return Ok(buf);
@@ -744,7 +744,7 @@ impl FileReader for FtpReader {
             && let Some(stream) = self.stream.take()
         {
             // End of data: read the transfer's final reply (226).
-            stream.finish().await.map_err(|e| {
+            stream.finish(&mut self.pooled.conn().control).await.map_err(|e| {
                 self.pooled.mark_broken();
                 classify(e, "read", &self.path)
             })?;
@@ -775,6 +775,14 @@ impl FileWriter for FtpWriter {
         let Some(stream) = self.stream.as_mut() else {
             return Err(OpError::new(ErrorKind::Other, "write", &self.path, "write after finish"));
         };
+impl Drop for FtpWriter {
+    fn drop(&mut self) {
+        if self.stream.as_ref().is_some_and(Transfer::needs_finish) {
+            self.broken();
+        }
+    }
+}
+
         match tokio::time::timeout(timeout, stream.write_all(&buf)).await {
             Ok(Ok(())) => {
                 buf.clear();
@@ -795,7 +803,11 @@ impl FileWriter for FtpWriter {
         let Some(stream) = self.stream.take() else {
             return Err(OpError::new(ErrorKind::Other, "write", &self.path, "finished twice"));
         };
-        if let Err(err) = stream.finish().await {
+        let finished = match self.pooled.as_mut() {
+            Some(pooled) => stream.finish(&mut pooled.conn().control).await,
+            None => Err(suppaftp::FtpError::BadResponse),
+        };
+        if let Err(err) = finished {
             self.broken();
             return Err(classify(err, "write", &self.path));
         }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::client::{self, AuthResult};
-use russh::keys::{Algorithm, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::keys::{Algorithm, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::StatusCode;
@@ -63,11 +63,12 @@ impl ConnectParams {
     }
 }
 
-/// A way of logging in.
+/// A way of logging in. RSA keys carry the signature hash to use
+/// (`None`: the SHA-1 `ssh-rsa`, and for other key types).
 #[derive(Debug, Clone, PartialEq)]
 enum Method {
-    Agent(PublicKey),
-    Key(usize),
+    Agent(PublicKey, Option<HashAlg>),
+    Key(usize, Option<HashAlg>),
     Password,
 }
 
@@ -289,20 +290,36 @@ async fn authenticate(ssh: &mut client::Handle<Client>, params: &ConnectParams) 
     }
     let mut tried: Vec<String> = Vec::new();
     let mut methods: Vec<Method> = Vec::new();
+    let mut rsa_hashes: Option<Vec<Option<HashAlg>>> = None;
+    let mut hashes_for = async |algorithm: Algorithm| -> Vec<Option<HashAlg>> {
+        if !matches!(algorithm, Algorithm::Rsa { .. }) {
+            return vec![None];
+        }
+        if rsa_hashes.is_none() {
+            rsa_hashes = Some(rsa_signature_hashes(ssh).await);
+        }
+        rsa_hashes.clone().unwrap_or_default()
+    };
     if creds.agent {
         match agent_keys().await {
             Ok(keys) => {
                 if !keys.is_empty() {
                     tried.push(format!("{} key(s) from ssh-agent", keys.len()));
                 }
-                methods.extend(keys.into_iter().map(Method::Agent));
+                for key in keys {
+                    for hash in hashes_for(key.algorithm()).await {
+                        methods.push(Method::Agent(key.clone(), hash));
+                    }
+                }
             }
             Err(why) => tried.push(format!("ssh-agent ({why})")),
         }
     }
     for (i, key) in creds.keys.iter().enumerate() {
         tried.push(format!("key {}", key.path.display()));
-        methods.push(Method::Key(i));
+        for hash in hashes_for(key.key.algorithm()).await {
+            methods.push(Method::Key(i, hash));
+        }
     }
     if creds.password.is_some() {
         tried.push("password".into());
@@ -328,6 +345,22 @@ async fn authenticate(ssh: &mut client::Handle<Client>, params: &ConnectParams) 
     Err(OpError::new(ErrorKind::Auth, "login", shown, message))
 }
 
+/// Signature hashes to offer with an RSA key, best first: the one the
+/// server's `server-sig-algs` prefers, then the other SHA-2 one. OpenSSH
+/// advertises both even when its `PubkeyAcceptedAlgorithms` takes only one
+/// (measured: a server taking only rsa-sha2-256 refused the advertised
+/// 512). SHA-1 `ssh-rsa` only when the server names nothing better.
+async fn rsa_signature_hashes(ssh: &client::Handle<Client>) -> Vec<Option<HashAlg>> {
+    let best = ssh.best_supported_rsa_hash().await.ok().flatten().flatten();
+    let mut hashes = vec![best];
+    for hash in [Some(HashAlg::Sha512), Some(HashAlg::Sha256)] {
+        if !hashes.contains(&hash) {
+            hashes.push(hash);
+        }
+    }
+    hashes
+}
+
 /// Keys ssh-agent holds; none when there is no agent.
 async fn agent_keys() -> Result<Vec<PublicKey>, String> {
     let mut agent = russh::keys::agent::client::AgentClient::connect_env().await.map_err(|e| e.to_string())?;
@@ -351,27 +384,17 @@ async fn try_method(
     let shown = &params.shown;
     let user = creds.user.clone();
     let result = match method {
-        Method::Agent(key) => {
+        Method::Agent(key, hash) => {
             let Ok(mut agent) = russh::keys::agent::client::AgentClient::connect_env().await else { return Ok(false) };
-            let hash = if matches!(key.algorithm(), Algorithm::Rsa { .. }) {
-                ssh.best_supported_rsa_hash().await.ok().flatten().flatten()
-            } else {
-                None
-            };
-            match ssh.authenticate_publickey_with(user, key.clone(), hash, &mut agent).await {
+            match ssh.authenticate_publickey_with(user, key.clone(), *hash, &mut agent).await {
                 Ok(result) => result,
                 // The agent would not sign: try the next method.
                 Err(_) => return Ok(false),
             }
         }
-        Method::Key(index) => {
+        Method::Key(index, hash) => {
             let Some(loaded) = creds.keys.get(*index) else { return Ok(false) };
-            let hash = if matches!(loaded.key.algorithm(), Algorithm::Rsa { .. }) {
-                ssh.best_supported_rsa_hash().await.map_err(|e| ssh_error(e, "login", shown))?.flatten()
-            } else {
-                None
-            };
-            let key = PrivateKeyWithHashAlg::new(Arc::clone(&loaded.key), hash);
+            let key = PrivateKeyWithHashAlg::new(Arc::clone(&loaded.key), *hash);
             ssh.authenticate_publickey(user, key).await.map_err(|e| ssh_error(e, "login", shown))?
         }
         Method::Password => {

@@ -94,6 +94,13 @@ use std::sync::OnceLock;
 pub use ftp::{FtpServer, FtpServerKind, FtpTls, ftp_server, ftp_server_with};
 pub use ssh::{SshServer, ssh_server, ssh_server_with};
 
+/// A block of local ports that were free a moment ago and that no server of
+/// the harness will take (e.g. for `--active-ports`).
+pub fn free_port_range() -> std::ops::RangeInclusive<u16> {
+    let base = process::port_block();
+    base..=base + process::PASV_PORTS
+}
+
 /// Login name used by every test server.
 pub const TEST_USER: &str = "bargetest";
 /// Password of [`TEST_USER`] (must match `TEST_PASSWORD` in tests/servers/install.sh).

@@ -185,3 +185,100 @@ LogLevel VERBOSE
         daemon,
     })
 }
+
+impl SshServer {
+    /// Lets `public` (a `ssh-... AAAA...` line) log in; sshd reads the file at each login.
+    pub fn authorize_key(&self, public: &str) {
+        let path = self.dir().join("authorized_keys");
+        let mut text = fs::read_to_string(&path).expect("read authorized_keys");
+        text.push_str(public.trim());
+        text.push('\n');
+        fs::write(&path, text).expect("write authorized_keys");
+    }
+
+    /// sshd's `Accepted <method> for ...` log lines, in order: which login
+    /// method (and, for keys, which key fingerprint) each session used.
+    pub fn accepted_logins(&self) -> Vec<String> {
+        // Not sshd's "Accepted key ... found at" lines, which precede the decision.
+        self.logs().lines().filter(|l| l.contains("Accepted ") && l.contains(" for ")).map(str::to_string).collect()
+    }
+}
+
+/// A fresh client key pair made by `ssh-keygen -t kind` (`-b bits` if given),
+/// encrypted with `passphrase` unless it is empty. Returns the private key's path
+/// (mode 0600; the public half is `path.pub`).
+pub fn client_key(dir: &Path, name: &str, kind: &str, bits: Option<u32>, passphrase: &str) -> PathBuf {
+    fs::create_dir_all(dir).expect("mkdir key dir");
+    let path = dir.join(name);
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-q", "-t", kind, "-N", passphrase, "-C", name]);
+    if let Some(bits) = bits {
+        cmd.args(["-b", &bits.to_string()]);
+    }
+    let out = cmd.arg("-f").arg(&path).output().expect("run ssh-keygen");
+    assert!(out.status.success(), "ssh-keygen -t {kind}: {}", String::from_utf8_lossy(&out.stderr));
+    path
+}
+
+/// The public line (`ssh-... AAAA... comment`) of a key made by [`client_key`].
+pub fn public_key(private: &Path) -> String {
+    read_trimmed(&private.with_extension("pub"))
+}
+
+/// `SHA256:...` of a public key file, as sshd logs it.
+pub fn fingerprint(public_file: &Path) -> String {
+    let out =
+        Command::new("ssh-keygen").args(["-l", "-E", "sha256", "-f"]).arg(public_file).output().expect("ssh-keygen");
+    assert!(out.status.success(), "ssh-keygen -l: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).expect("fingerprint").to_string()
+}
+
+/// A private ssh-agent (`ssh-agent -D -a SOCK`), stopped on drop. Set
+/// `SSH_AUTH_SOCK` to [`socket`](Self::socket) only for the processes that should see it.
+pub struct SshAgent {
+    pub socket: PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl SshAgent {
+    /// Starts an agent holding no key.
+    pub fn start() -> SshAgent {
+        let dir = tempfile::tempdir().expect("agent dir");
+        let socket = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run ssh-agent");
+        let agent = SshAgent { socket, child, _dir: dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !agent.socket.exists() {
+            assert!(std::time::Instant::now() < deadline, "ssh-agent made no socket");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        agent
+    }
+
+    /// `ssh-add KEY` (the key must be unencrypted, mode 0600).
+    pub fn add(&self, private: &Path) {
+        let out = Command::new("ssh-add")
+            .arg(private)
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run ssh-add");
+        assert!(out.status.success(), "ssh-add {}: {}", private.display(), String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,311 @@
+//! Data connections: one type for passive ones (opened by suppaftp) and
+//! active ones (opened here).
+//!
+//! suppaftp's active mode always listens on an ephemeral port, which a
+//! firewall that opens only `--active-ports 40000-40100` would drop. So
+//! active mode is done here: listen on a port of the range, send PORT or
+//! EPRT, then REST and the transfer command, accept the server's connection
+//! (from the control peer only) and wrap it in TLS with the control
+//! connection's session cache, exactly as suppaftp does for passive ones.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use suppaftp::tokio::AsyncRustlsStream;
+use suppaftp::{FtpError, Status};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::conn::{Control, FtpConn};
+
+type LibTransfer = suppaftp::tokio::TransferStream<AsyncRustlsStream>;
+
+/// The replies that end a transfer.
+const TRANSFER_COMPLETE: &[Status] = &[Status::ClosingDataConnection, Status::RequestedFileActionOk];
+/// The replies that start one.
+const TRANSFER_STARTING: &[Status] = &[Status::AboutToSend, Status::AlreadyOpen];
+
+/// What a data connection is opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// RETR, from an offset.
+    Retrieve,
+    /// STOR, at an offset (REST+STOR) when non-zero.
+    Store,
+    /// APPE: append to what the server has.
+    Append,
+    /// A listing command (MLSD, LIST).
+    Listing,
+}
+
+impl Op {
+    fn verb(self) -> &'static str {
+        match self {
+            Op::Retrieve => "RETR",
+            Op::Store => "STOR",
+            Op::Append => "APPE",
+            Op::Listing => "",
+        }
+    }
+
+    fn is_upload(self) -> bool {
+        matches!(self, Op::Store | Op::Append)
+    }
+}
+
+/// How an active-mode data connection is set up.
+#[derive(Debug, Clone)]
+pub struct ActiveSetup {
+    /// Local ports to listen on (`--active-ports`); `None` for any.
+    pub ports: Option<RangeInclusive<u16>>,
+    /// How long to wait for the server to connect.
+    pub timeout: Duration,
+    /// TLS for data connections: the control connection's own configuration
+    /// (its session cache, for servers that demand session reuse).
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+}
+
+/// An open data connection.
+pub enum DataChannel {
+    Passive(LibTransfer),
+    Active { stream: ActiveStream, upload: bool },
+}
+
+pub enum ActiveStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Opens a data connection for `op` on `target` (a path, or a whole listing
+/// command for [`Op::Listing`]) and sends the command.
+pub async fn open(conn: &mut FtpConn, op: Op, target: &str, offset: u64) -> Result<DataChannel, FtpError> {
+    let command = match op {
+        Op::Listing => target.to_string(),
+        _ => format!("{} {target}", op.verb()),
+    };
+    let Some(active) = conn.active.clone() else {
+        let control = &mut conn.control;
+        if offset > 0 {
+            control.resume_transfer(usize::try_from(offset).unwrap_or(usize::MAX)).await?;
+        }
+        // put/append keep suppaftp's upload handling at the end (TLS
+        // close_notify drained before the reply is read).
+        let stream = match op {
+            Op::Store => control.put_with_stream(target).await?,
+            Op::Append => control.append_with_stream(target).await?,
+            Op::Retrieve | Op::Listing => control.custom_data_command(command, TRANSFER_STARTING).await?.1,
+        };
+        return Ok(DataChannel::Passive(stream));
+    };
+    let (local, peer) = {
+        let socket = conn.control.get_ref().await;
+        (
+            socket.local_addr().map_err(FtpError::ConnectionError)?,
+            socket.peer_addr().map_err(FtpError::ConnectionError)?,
+        )
+    };
+    let listener = listen(local.ip(), active.ports.as_ref())?;
+    let port = listener.local_addr().map_err(FtpError::ConnectionError)?.port();
+    conn.control.custom_command(port_command(local.ip(), port), &[Status::CommandOk]).await?;
+    if offset > 0 && op != Op::Append {
+        conn.control.custom_command(format!("REST {offset}"), &[Status::RequestFilePending]).await?;
+    }
+    conn.control.custom_command(command, TRANSFER_STARTING).await?;
+    let tcp = accept_from(&listener, peer.ip(), active.timeout).await.map_err(FtpError::ConnectionError)?;
+    tcp.set_nodelay(true).ok();
+    let stream = match active.tls {
+        None => ActiveStream::Plain(tcp),
+        Some((config, name)) => {
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| FtpError::SecureError(e.to_string()))?;
+            ActiveStream::Tls(Box::new(tls))
+        }
+    };
+    Ok(DataChannel::Active { stream, upload: op.is_upload() })
+}
+
+impl DataChannel {
+    /// Closes the data connection and reads the transfer's final reply.
+    pub async fn finish(self, control: &mut Control) -> Result<(), FtpError> {
+        match self {
+            DataChannel::Passive(stream) => stream.finish().await,
+            DataChannel::Active { mut stream, upload } => {
+                let shutdown = stream.shutdown().await;
+                if shutdown.is_ok() && upload && matches!(stream, ActiveStream::Tls(_)) {
+                    // Wait for the server's close_notify: some servers count
+                    // an upload incomplete otherwise.
+                    let mut scratch = [0u8; 1024];
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        while matches!(stream.read(&mut scratch).await, Ok(n) if n > 0) {}
+                    })
+                    .await;
+                }
+                drop(stream);
+                control.read_response_in(TRANSFER_COMPLETE).await?;
+                if upload {
+                    shutdown.map_err(FtpError::ConnectionError)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// True when dropping it unfinished leaves a reply unread on the control
+    /// connection (suppaftp reads it itself for passive ones).
+    pub fn needs_finish(&self) -> bool {
+        matches!(self, DataChannel::Active { .. })
+    }
+}
+
+/// `PORT h1,h2,h3,h4,p1,p2` for IPv4, `EPRT |2|addr|port|` for IPv6.
+fn port_command(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("PORT {a},{b},{c},{d},{},{}", port >> 8, port & 0xff)
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => port_command(IpAddr::V4(v4), port),
+            None => format!("EPRT |2|{v6}|{port}|"),
+        },
+    }
+}
+
+/// A listener on `ip`, on a free port of `ports` (tried from a random start,
+/// so parallel connections spread over the range) or any port.
+fn listen(ip: IpAddr, ports: Option<&RangeInclusive<u16>>) -> Result<TcpListener, FtpError> {
+    let bind = |port: u16| -> io::Result<TcpListener> {
+        let listener = std::net::TcpListener::bind(SocketAddr::new(ip, port))?;
+        listener.set_nonblocking(true)?;
+        TcpListener::from_std(listener)
+    };
+    let Some(ports) = ports else { return bind(0).map_err(FtpError::ConnectionError) };
+    let count = u32::from(*ports.end()) - u32::from(*ports.start()) + 1;
+    let start = fastrand::u32(0..count);
+    for i in 0..count {
+        let port = u32::from(*ports.start()) + (start + i) % count;
+        if let Ok(listener) = bind(u16::try_from(port).unwrap_or(u16::MAX)) {
+            return Ok(listener);
+        }
+    }
+    // All busy (other transfers hold them): a temporary condition.
+    Err(FtpError::ConnectionError(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("no free local port in --active-ports {}-{}", ports.start(), ports.end()),
+    )))
+}
+
+/// Accepts the server's data connection; connections from any other
+/// address are dropped (anyone could race to connect to the listener).
+async fn accept_from(listener: &TcpListener, server: IpAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let accept = async {
+        loop {
+            let (stream, from) = listener.accept().await?;
+            if from.ip() == server || from.ip().to_canonical() == server.to_canonical() {
+                return Ok(stream);
+            }
+        }
+    };
+    tokio::time::timeout(timeout, accept).await.map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the server did not connect back within {timeout:?} (active mode: is the port reachable?)"),
+        )
+    })?
+}
+
+impl AsyncRead for ActiveStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ActiveStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ActiveStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ActiveStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ActiveStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ActiveStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ActiveStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ActiveStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ActiveStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ActiveStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+impl AsyncRead for DataChannel {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            DataChannel::Passive(s) => Pin::new(s).poll_read(cx, buf),
+            DataChannel::Active { stream, .. } => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for DataChannel {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            DataChannel::Passive(s) => Pin::new(s).poll_write(cx, buf),
+            DataChannel::Active { stream, .. } => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            DataChannel::Passive(s) => Pin::new(s).poll_flush(cx),
+            DataChannel::Active { stream, .. } => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            DataChannel::Passive(s) => Pin::new(s).poll_shutdown(cx),
+            DataChannel::Active { stream, .. } => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_commands_for_both_families() {
+        assert_eq!(port_command("192.168.1.2".parse().unwrap(), 40001), "PORT 192,168,1,2,156,65");
+        assert_eq!(port_command("::1".parse().unwrap(), 40001), "EPRT |2|::1|40001|");
+        assert_eq!(port_command("::ffff:10.0.0.1".parse().unwrap(), 258), "PORT 10,0,0,1,1,2");
+    }
+
+    #[tokio::test]
+    async fn listeners_stay_inside_the_range_and_say_when_it_is_full() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let range = free..=free;
+        let only = listen(ip, Some(&range)).unwrap();
+        assert_eq!(only.local_addr().unwrap().port(), free);
+        let err = listen(ip, Some(&range)).expect_err("the range is full");
+        assert!(err.to_string().contains(&format!("no free local port in --active-ports {free}-{free}")), "{err}");
+    }
+}
