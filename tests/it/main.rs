@@ -7,6 +7,7 @@ mod hostile_ftp;
 mod listing_capture;
 mod local_sync;
 mod servers;
+mod sftp_auth;
 mod sftp_sync;
 mod wan;
 #[path = "../../benches/support/wanem.rs"]
