@@ -704,13 +704,6 @@ struct FtpReader {
     timeout: Duration,
 }
 
-#[async_trait]
-impl FileReader for FtpReader {
-    async fn read(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
-        let capacity = buf.capacity().max(1);
-        buf.clear();
-        buf.resize(capacity, 0);
-        let mut filled = 0;
 impl Drop for FtpReader {
     fn drop(&mut self) {
         // An active-mode transfer abandoned midway leaves its final reply
@@ -721,6 +714,13 @@ impl Drop for FtpReader {
     }
 }
 
+#[async_trait]
+impl FileReader for FtpReader {
+    async fn read(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
+        let capacity = buf.capacity().max(1);
+        buf.clear();
+        buf.resize(capacity, 0);
+        let mut filled = 0;
         let Some(stream) = self.stream.as_mut() else {
             buf.clear();
             return Ok(buf);
@@ -768,13 +768,6 @@ impl FtpWriter {
     }
 }
 
-#[async_trait]
-impl FileWriter for FtpWriter {
-    async fn write(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
-        let timeout = self.inner.pool.params().timeout;
-        let Some(stream) = self.stream.as_mut() else {
-            return Err(OpError::new(ErrorKind::Other, "write", &self.path, "write after finish"));
-        };
 impl Drop for FtpWriter {
     fn drop(&mut self) {
         if self.stream.as_ref().is_some_and(Transfer::needs_finish) {
@@ -783,6 +776,13 @@ impl Drop for FtpWriter {
     }
 }
 
+#[async_trait]
+impl FileWriter for FtpWriter {
+    async fn write(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
+        let timeout = self.inner.pool.params().timeout;
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(OpError::new(ErrorKind::Other, "write", &self.path, "write after finish"));
+        };
         match tokio::time::timeout(timeout, stream.write_all(&buf)).await {
             Ok(Ok(())) => {
                 buf.clear();
