@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use barge::hash::{hash_local_file, hash_local_files};
 use barge::path::RelPath;
-use barge::plan::{CompareMode, CompareRule, PlanInput, plan};
+use barge::plan::{CompareMode, CompareRule, LinkRule, PlanInput, plan};
 use barge::state::SyncedRecord;
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
@@ -59,7 +59,15 @@ fn bench_plan(c: &mut Criterion) {
             |(src, dst)| {
                 // The planner consumes (and so frees) both listings: that is
                 // part of the measured time, as it is in a real run.
-                plan(PlanInput { src, dst, src_unreadable: &unreadable, synced: &synced, rule, delete: true })
+                plan(PlanInput {
+                    src,
+                    dst,
+                    src_unreadable: &unreadable,
+                    synced: &synced,
+                    rule,
+                    delete: true,
+                    links: LinkRule::default(),
+                })
             },
             BatchSize::LargeInput,
         );

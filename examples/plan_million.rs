@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use barge::path::RelPath;
-use barge::plan::{Action, CompareMode, CompareRule, PlanInput, plan};
+use barge::plan::{Action, CompareMode, CompareRule, LinkRule, PlanInput, plan};
 use barge::state::SyncedRecord;
 
 /// A `VmHWM`/`VmRSS`-style line of /proc/self/status, in MiB.
@@ -59,7 +59,15 @@ fn main() {
     let hwm_inputs = status_mib("VmHWM:").unwrap_or(f64::NAN);
     let rule = CompareRule::new(CompareMode::Mtime, Duration::from_nanos(1), Duration::from_nanos(1), true);
     let started = Instant::now();
-    let plan = plan(PlanInput { src, dst, src_unreadable: &[], synced: &synced, rule, delete: true });
+    let plan = plan(PlanInput {
+        src,
+        dst,
+        src_unreadable: &[],
+        synced: &synced,
+        rule,
+        delete: true,
+        links: LinkRule::default(),
+    });
     let planned = started.elapsed();
 
     let count = |f: fn(&Action) -> bool| plan.actions.iter().filter(|a| f(a)).count();

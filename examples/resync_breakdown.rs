@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use barge::backend::local::LocalBackend;
 use barge::backend::{Backend, Entry, EntryKind, MissingRoot, Mtime};
 use barge::path::RelPath;
-use barge::plan::{CompareMode, CompareRule, PlanInput, plan};
+use barge::plan::{CompareMode, CompareRule, LinkRule, PlanInput, plan};
 use barge::state::StateDb;
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -80,6 +80,7 @@ fn entry(path: RelPath, meta: &std::fs::Metadata) -> Entry {
         inode: meta.ino(),
         coarse_mtime_s: 0,
         hash: None,
+        link_target: None,
     }
 }
 
@@ -143,7 +144,15 @@ fn main() {
             .time("load_synced", || StateDb::open(&state).expect("state database").load_synced().expect("load synced"));
 
         let p = t.time("plan", || {
-            plan(PlanInput { src: s, dst: d, src_unreadable: &[], synced: &synced, rule, delete: false })
+            plan(PlanInput {
+                src: s,
+                dst: d,
+                src_unreadable: &[],
+                synced: &synced,
+                rule,
+                delete: false,
+                links: LinkRule::default(),
+            })
         });
         checks = (p.unchanged, p.actions.len());
 

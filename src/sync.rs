@@ -14,7 +14,9 @@ use crate::engine::{Engine, EngineConfig, RESUME_MIN_SIZE, for_each_parallel};
 use crate::error::{Error, OpError, exit};
 use crate::location::Location;
 use crate::path::RelPath;
-use crate::plan::{self, Action, CompareMode, CompareRule, Plan, PlanInput, Reason, filter::Filter};
+use crate::plan::{
+    self, Action, CompareMode, CompareRule, LinkMode, LinkRule, Plan, PlanInput, Reason, filter::Filter,
+};
 use crate::state::{self, CachedHash, JobLock, Journal, Side, StateDb, run_blocking};
 
 /// What to do with the plan.
@@ -43,6 +45,8 @@ pub struct Job {
     pub state_path: Option<PathBuf>,
     /// How remote locations are reached.
     pub remote: RemoteOptions,
+    /// `--links`: what happens to symbolic links.
+    pub links: LinkMode,
 }
 
 /// `--max-delete N` or `--max-delete P%` (of the destination's entries).
@@ -124,6 +128,17 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         reporter
             .warning("--insecure: TLS certificates are not verified; anyone on the path can read and change the data");
     }
+    // The command line is readable by every local user (ps, /proc/PID/cmdline).
+    for location in [&job.src, &job.dst] {
+        if let Location::Remote(remote) = location
+            && remote.password.is_some()
+        {
+            reporter.warning(&format!(
+                "the password in the URL of {remote} is visible to other local users in the process list; \
+                 give it with --password-env VAR, BARGE_PASSWORD or ~/.netrc instead"
+            ));
+        }
+    }
     let state_path = match &job.state_path {
         Some(path) => path.clone(),
         None => state::default_path(&job.src.identity(), &job.dst.identity())?,
@@ -162,7 +177,9 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         let db = Arc::clone(db);
         tokio::task::spawn_blocking(move || lock_db(&db).load_synced())
     });
-    let (src_listing, dst_listing) = tokio::join!(src.walk(), dst.walk());
+    let src_walk =
+        async { if job.links == LinkMode::Follow { src.walk_following_links().await } else { src.walk().await } };
+    let (src_listing, dst_listing) = tokio::join!(src_walk, dst.walk());
     let mut src_listing = src_listing.map_err(unreachable(&job.src))?;
     let mut dst_listing = dst_listing.map_err(unreachable(&job.dst))?;
     distrust_duplicates(&mut src_listing);
@@ -187,6 +204,9 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         let (s, d) = (src_listing.entries, dst_listing.entries);
         tokio::task::spawn_blocking(move || (filter.apply(s), filter.apply(d)))
             .await
+    for notice in src_listing.notices.iter().chain(&dst_listing.notices) {
+        reporter.warning(notice);
+    }
             .map_err(|e| Error::Io { context: "filter".into(), source: std::io::Error::other(e.to_string()) })?
     };
     let (mut src_entries, mut dst_entries) = (src_entries, dst_entries);
@@ -224,6 +244,7 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         })
     })
     .await
+    let links = LinkRule { mode: job.links, dst_can_link: dst.capabilities().symlinks };
     .map_err(|e| Error::Io { context: "plan".into(), source: std::io::Error::other(e.to_string()) })?;
 
     match mode {
@@ -232,11 +253,13 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         Mode::Sync => {}
     }
 
+            links,
     let deletions = plan.deletions() as u64;
     if let Some(limit) = job.safety.max_delete {
         let max = limit.resolve(dst_total);
         if deletions > max {
             finish_run(db.as_ref(), "safety-stop").await;
+    warn_unlinkable(&plan, dst.as_ref(), &reporter);
             return Err(Error::SafetyStop(format!(
                 "{deletions} entries would be deleted, more than --max-delete allows ({max}); nothing was changed"
             )));
@@ -361,6 +384,19 @@ async fn write_reports(
     reports: &Reports,
     summary: &Summary,
     exit_code: i32,
+/// One warning per run for the links the destination cannot hold; each
+/// one is named by its own skip line (log, `--json`, `-v`).
+fn warn_unlinkable(plan: &Plan, dst: &dyn Backend, reporter: &Reporter) {
+    let count =
+        plan.actions.iter().filter(|a| matches!(a, Action::Skip { reason: Reason::LinkUnsupported, .. })).count();
+    if count > 0 {
+        reporter.warning(&format!(
+            "{count} symbolic links skipped: {} cannot hold symbolic links (--links skip silences this)",
+            dst.describe()
+        ));
+    }
+}
+
     started_at: i64,
     db: Option<&Arc<Mutex<StateDb>>>,
     state_path: &std::path::Path,
@@ -510,7 +546,8 @@ fn take_temporaries(listing: &mut Listing) -> Vec<Entry> {
     // In place: a second copy of a million-entry listing is not free.
     let mut temps = Vec::new();
     listing.entries.retain(|e| {
-        let temp = e.is_file() && commit::is_temp_name(e.path.file_name());
+        // Links too: a link made under a temporary name by a killed run.
+        let temp = !e.is_dir() && commit::is_temp_name(e.path.file_name());
         if temp {
             temps.push(e.clone());
         }

@@ -41,7 +41,16 @@ fn mtime_for(r: u64) -> Mtime {
 }
 
 fn file(path: RelPath, size: u64, mtime: Mtime, inode: u64) -> Entry {
-    Entry { path, kind: EntryKind::File, size, mtime: Some(mtime), inode, coarse_mtime_s: 0, hash: None }
+    Entry {
+        path,
+        kind: EntryKind::File,
+        size,
+        mtime: Some(mtime),
+        inode,
+        coarse_mtime_s: 0,
+        hash: None,
+        link_target: None,
+    }
 }
 
 /// The pair of listings; `(src, dst)`, both sorted in tree order.
@@ -62,6 +71,7 @@ pub fn listings(dirs: usize, files_per_dir: usize) -> (Vec<Entry>, Vec<Entry>) {
             inode,
             coarse_mtime_s: 0,
             hash: None,
+            link_target: None,
         };
         inode += 1;
         src.push(dir.clone());

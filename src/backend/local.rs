@@ -1,15 +1,19 @@
 //! The local filesystem. Every filesystem call runs on tokio's blocking pool
 //! (or rayon, for hashing), never on the async workers.
 
-use std::fs::{self, File, FileTimes, OpenOptions};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File, FileTimes};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
 use super::{Backend, Capabilities, Entry, EntryKind, FileReader, FileWriter, HashKind, Listing, MissingRoot, Mtime};
 use crate::error::{ErrorKind, OpError};
@@ -17,6 +21,15 @@ use crate::path::RelPath;
 
 pub struct LocalBackend {
     root: Arc<PathBuf>,
+    /// The root directory, opened once. Every operation resolves its path
+    /// below this descriptor and never through a symbolic link (see
+    /// [`Beneath`]): a link on the destination (`sub -> /etc`) is an entry
+    /// to replace, never a way out. `None` when the root is missing.
+    root_dir: Option<Arc<OwnedFd>>,
+    /// `--links follow`: each followed link (and so everything below a
+    /// followed directory link) mapped to the link-free path it resolves
+    /// to, filled by [`Backend::walk_following_links`].
+    followed: Arc<RwLock<HashMap<RelPath, RelPath>>>,
     /// The root did not exist and `MissingRoot::Empty` was asked for.
     root_missing: bool,
     caps: Capabilities,
@@ -47,8 +60,16 @@ impl LocalBackend {
             e.path = shown;
             e
         })?;
+        let root_dir = if root_missing {
+            None
+        } else {
+            let opened = rustix::fs::open(&root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty());
+            Some(Arc::new(opened.map_err(|e| OpError::io("open", root.display(), e.into()))?))
+        };
         Ok(LocalBackend {
             root: Arc::new(root),
+            root_dir,
+            followed: Arc::default(),
             root_missing,
             caps: Capabilities {
                 mtime_precision: Duration::from_nanos(1),
@@ -66,6 +87,95 @@ impl LocalBackend {
 
     fn full(&self, path: &RelPath) -> PathBuf {
         path.to_local(&self.root)
+    }
+
+    /// Where `path` is reached without links: itself, or under `--links
+    /// follow` the path its followed link (or link directory) resolves to.
+    fn resolved(&self, path: &RelPath) -> RelPath {
+        let followed = self.followed.read().unwrap_or_else(|p| p.into_inner());
+        if followed.is_empty() {
+            return path.clone();
+        }
+        let mut prefix = path.clone();
+        loop {
+            if let Some(target) = followed.get(&prefix) {
+                let rest = &path.as_bytes()[prefix.as_bytes().len()..];
+                let mut joined = target.as_bytes().to_vec();
+                joined.extend_from_slice(rest);
+                return RelPath::parse(&joined).unwrap_or_else(|_| path.clone());
+            }
+            if prefix.is_root() {
+                return path.clone();
+            }
+            prefix = prefix.parent();
+        }
+    }
+
+    /// Runs `work` on the blocking pool with `path`'s parent directory
+    /// opened below the root (no link followed) and its final name.
+    async fn at<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        path: &RelPath,
+        work: impl FnOnce(&Beneath, &OsStr) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, OpError> {
+        let root = self.root_dir.clone();
+        let shown = path.clone();
+        blocking(move || {
+            let root = root.ok_or_else(|| OpError::new(ErrorKind::NotFound, op, &shown, "the root does not exist"))?;
+            let parent = Beneath::open(&root, shown.parent().as_bytes()).map_err(|e| link_refusal(op, &shown, e))?;
+            let name = if shown.is_root() { OsStr::new(".") } else { OsStr::from_bytes(shown.file_name()) };
+            work(&parent, name).map_err(|e| link_refusal(op, &shown, e))
+        })
+        .await
+    }
+}
+
+/// A directory opened below the root without following any symbolic link.
+pub struct Beneath(OwnedFd);
+
+impl Beneath {
+    /// Opens `dir` (`/`-separated, relative; empty for the root itself).
+    /// openat2 with RESOLVE_NO_SYMLINKS does it in one call; kernels
+    /// without it (before 5.6) get one O_NOFOLLOW openat per component.
+    pub fn open(root: &OwnedFd, dir: &[u8]) -> std::io::Result<Beneath> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let path = OsStr::from_bytes(if dir.is_empty() { b"." } else { dir });
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        for _ in 0..8 {
+            match rustix::fs::openat2(root, path, flags, Mode::empty(), resolve) {
+                Ok(fd) => return Ok(Beneath(fd)),
+                // A rename raced the lookup: the kernel asks to try again.
+                Err(rustix::io::Errno::AGAIN) => continue,
+                Err(rustix::io::Errno::NOSYS) => break,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        let mut current = rustix::fs::openat(root, ".", flags, Mode::empty())?;
+        for part in dir.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+            current = rustix::fs::openat(&current, OsStr::from_bytes(part), flags | OFlags::NOFOLLOW, Mode::empty())?;
+        }
+        Ok(Beneath(current))
+    }
+
+    /// Metadata of `name` itself (a link is not followed).
+    fn metadata(&self, name: &OsStr) -> std::io::Result<fs::Metadata> {
+        let fd = rustix::fs::openat(&self.0, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        File::from(fd).metadata()
+    }
+}
+
+/// ELOOP and ENOTDIR here mean a link (or a file) stands where a directory
+/// was expected: say so instead of "too many levels of symbolic links".
+fn link_refusal(op: &'static str, path: &RelPath, err: std::io::Error) -> OpError {
+    match err.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::EXDEV) => OpError::new(
+            ErrorKind::InvalidData,
+            op,
+            path,
+            "a symbolic link stands on the way; barge never reads or writes through one",
+        ),
+        _ => OpError::io(op, path, err),
     }
 }
 
@@ -105,6 +215,7 @@ fn entry_from_metadata(path: RelPath, meta: &fs::Metadata) -> Entry {
         inode: meta.ino(),
         coarse_mtime_s: 0,
         hash: None,
+        link_target: None,
     }
 }
 
@@ -152,7 +263,15 @@ fn walk_blocking(root: &Path) -> Result<Listing, OpError> {
             }
         };
         let is_dir = meta.is_dir();
-        listing.entries.push(entry_from_metadata(path.clone(), &meta));
+        let mut entry = entry_from_metadata(path.clone(), &meta);
+        if entry.is_symlink() {
+            match fs::read_link(path.to_local(root)) {
+                Ok(target) => entry.link_target = Some(target.into_os_string().into_vec().into_boxed_slice()),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => listing.warnings.push(format!("{path}: cannot read the link's target: {err}")),
+            }
+        }
+        listing.entries.push(entry);
         if is_dir {
             match sorted_children(&path.to_local(root)) {
                 Ok(children) => stack.push((path, children.into_iter())),
@@ -162,6 +281,107 @@ fn walk_blocking(root: &Path) -> Result<Listing, OpError> {
     }
     debug_assert!(listing.entries.is_sorted_by(|a, b| a.path <= b.path));
     Ok(listing)
+}
+
+/// Resolves the link at `real` for `--links follow`: its target below the
+/// root (relative and absolute), with the target's metadata; or why it is
+/// not followed.
+fn follow_link(real: &Path, real_root: &Path, stack: &[Frame]) -> Result<(RelPath, PathBuf, fs::Metadata), String> {
+    let target =
+        fs::canonicalize(real).map_err(|e| format!("its target cannot be resolved (dangling or a loop): {e}"))?;
+    let inside = target
+        .strip_prefix(real_root)
+        .ok()
+        .and_then(|t| RelPath::parse(t.as_os_str().as_bytes()).ok())
+        .ok_or("it points outside the source root")?;
+    let meta = fs::metadata(&target).map_err(|e| format!("its target cannot be read: {e}"))?;
+    if !meta.is_dir() && !meta.is_file() {
+        return Err("it points to something that is neither a file nor a directory".into());
+    }
+    if meta.is_dir() && stack.iter().any(|f| f.id == (meta.dev(), meta.ino())) {
+        return Err("it leads back to a directory above it (a loop)".into());
+    }
+    Ok((inside, target, meta))
+}
+
+/// A directory being listed by [`walk_following_blocking`].
+struct Frame {
+    /// Where its entries appear in the listing (through links).
+    path: RelPath,
+    /// Where it really is: below the canonical root, no link in it.
+    real: PathBuf,
+    /// (device, inode): a link back to a directory on the stack is a loop.
+    id: (u64, u64),
+    children: std::vec::IntoIter<(std::ffi::OsString, std::io::Result<fs::Metadata>)>,
+}
+
+/// `--links follow`: like [`walk_blocking`], but a link is listed as what
+/// it points to, and a directory link is walked, when its target resolves
+/// inside the root. Links that dangle, loop, lead back to a directory
+/// above them, or point outside stay links, with a notice. Also returns
+/// each followed link's link-free target, where reads are sent.
+fn walk_following_blocking(root: &Path) -> Result<(Listing, HashMap<RelPath, RelPath>), OpError> {
+    let real_root = fs::canonicalize(root).map_err(|e| OpError::io("list", root.display(), e))?;
+    let root_meta = fs::metadata(&real_root).map_err(|e| OpError::io("list", root.display(), e))?;
+    let top = sorted_children(&real_root).map_err(|e| OpError::io("list", root.display(), e))?;
+    let mut listing = Listing::default();
+    let mut followed = HashMap::new();
+    let mut stack = vec![Frame {
+        path: RelPath::root(),
+        real: real_root.clone(),
+        id: (root_meta.dev(), root_meta.ino()),
+        children: top.into_iter(),
+    }];
+    while let Some(frame) = stack.last_mut() {
+        let Some((name, meta)) = frame.children.next() else {
+            stack.pop();
+            continue;
+        };
+        let mut real = frame.real.join(&name);
+        let path = match frame.path.join(name.as_bytes()) {
+            Ok(path) => path,
+            Err(why) => {
+                listing.warnings.push(format!("skipped {}: {why}", crate::path::DisplayBytes(name.as_bytes())));
+                continue;
+            }
+        };
+        let mut meta = match meta {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => {
+                listing.unreadable.push((path.clone(), OpError::io("stat", &path, err)));
+                continue;
+            }
+        };
+        if meta.file_type().is_symlink() {
+            match follow_link(&real, &real_root, &stack) {
+                Ok((inside, target, target_meta)) => {
+                    followed.insert(path.clone(), inside);
+                    real = target;
+                    meta = target_meta;
+                }
+                Err(why) => {
+                    // Stays a link, which the planner skips: nothing at its
+                    // path on the destination is touched.
+                    listing.notices.push(format!("{path}: symbolic link not followed: {why}"));
+                    let mut entry = entry_from_metadata(path, &meta);
+                    entry.link_target = fs::read_link(&real).ok().map(|t| t.into_os_string().into_vec().into());
+                    listing.entries.push(entry);
+                    continue;
+                }
+            }
+        }
+        listing.entries.push(entry_from_metadata(path.clone(), &meta));
+        if meta.is_dir() {
+            match sorted_children(&real) {
+                Ok(children) => {
+                    stack.push(Frame { path, real, id: (meta.dev(), meta.ino()), children: children.into_iter() })
+                }
+                Err(err) => listing.unreadable.push((path.clone(), OpError::io("list", &path, err))),
+            }
+        }
+    }
+    Ok((listing, followed))
 }
 
 #[async_trait]
@@ -200,104 +420,127 @@ impl Backend for LocalBackend {
     }
 
     async fn stat(&self, path: &RelPath) -> Result<Option<Entry>, OpError> {
-        let full = self.full(path);
-        let path = path.clone();
-        blocking(move || match fs::symlink_metadata(&full) {
-            Ok(meta) => Ok(Some(entry_from_metadata(path, &meta))),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(OpError::io("stat", &path, err)),
-        })
-        .await
+        let rel = path.clone();
+        let found =
+            self.at("stat", path, move |dir, name| dir.metadata(name).map(|m| entry_from_metadata(rel, &m))).await;
+        match found {
+            Ok(entry) => Ok(Some(entry)),
+            Err(err) if err.kind == ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     async fn open_read(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, OpError> {
-        let full = self.full(path);
-        let shown = path.clone();
-        let file = blocking(move || {
-            let mut file = File::open(&full).map_err(|e| OpError::io("open", &shown, e))?;
-            if offset > 0 {
-                file.seek(SeekFrom::Start(offset)).map_err(|e| OpError::io("seek", &shown, e))?;
-            }
-            Ok(file)
-        })
-        .await?;
+        let file = self
+            .at("open", &self.resolved(path), move |dir, name| {
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let mut file = File::from(rustix::fs::openat(&dir.0, name, flags, Mode::empty())?);
+                if offset > 0 {
+                    file.seek(SeekFrom::Start(offset))?;
+                }
+                Ok(file)
+            })
+            .await?;
         Ok(Box::new(LocalReader { file: Some(file), path: path.clone() }))
     }
 
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
-        let full = self.full(path);
-        let shown = path.clone();
-        let file = blocking(move || {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(offset == 0)
-                .mode(0o600)
-                .open(&full)
-                .map_err(|e| OpError::io("create", &shown, e))?;
-            if offset > 0 {
-                file.set_len(offset).map_err(|e| OpError::io("truncate", &shown, e))?;
-                file.seek(SeekFrom::Start(offset)).map_err(|e| OpError::io("seek", &shown, e))?;
-            }
-            Ok(file)
-        })
-        .await?;
+        let file = self
+            .at("create", path, move |dir, name| {
+                let mut flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                if offset == 0 {
+                    flags |= OFlags::TRUNC;
+                }
+                let mut file = File::from(rustix::fs::openat(&dir.0, name, flags, Mode::from_raw_mode(0o600))?);
+                if offset > 0 {
+                    file.set_len(offset)?;
+                    file.seek(SeekFrom::Start(offset))?;
+                }
+                Ok(file)
+            })
+            .await?;
         Ok(Box::new(LocalWriter { file: Some(file), path: path.clone(), mode: self.file_mode }))
     }
 
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
-        let (full_from, full_to) = (self.full(from), self.full(to));
-        let shown = to.clone();
-        blocking(move || fs::rename(&full_from, &full_to).map_err(|e| OpError::io("rename", &shown, e))).await
-    }
-
-    async fn remove_file(&self, path: &RelPath) -> Result<(), OpError> {
-        let full = self.full(path);
-        let shown = path.clone();
-        blocking(move || match fs::remove_file(&full) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(OpError::io("delete", &shown, err)),
-            _ => Ok(()),
+        let root = self.root_dir.clone();
+        let (from, to) = (from.clone(), to.clone());
+        blocking(move || {
+            let root =
+                root.ok_or_else(|| OpError::new(ErrorKind::NotFound, "rename", &to, "the root does not exist"))?;
+            let open =
+                |p: &RelPath| Beneath::open(&root, p.parent().as_bytes()).map_err(|e| link_refusal("rename", p, e));
+            let (from_dir, to_dir) = (open(&from)?, open(&to)?);
+            let names = (OsStr::from_bytes(from.file_name()), OsStr::from_bytes(to.file_name()));
+            rustix::fs::renameat(&from_dir.0, names.0, &to_dir.0, names.1)
+                .map_err(|e| link_refusal("rename", &to, e.into()))
         })
         .await
+    }
+
+    /// Removes a file or a symbolic link (the link itself, never its target).
+    async fn remove_file(&self, path: &RelPath) -> Result<(), OpError> {
+        let removed = self.at("delete", path, |dir, name| Ok(rustix::fs::unlinkat(&dir.0, name, AtFlags::empty())?));
+        match removed.await {
+            Err(err) if err.kind != ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        }
     }
 
     async fn remove_dir(&self, path: &RelPath) -> Result<(), OpError> {
-        let full = self.full(path);
-        let shown = path.clone();
-        blocking(move || match fs::remove_dir(&full) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(OpError::io("rmdir", &shown, err)),
+        let removed = self.at("rmdir", path, |dir, name| Ok(rustix::fs::unlinkat(&dir.0, name, AtFlags::REMOVEDIR)?));
+        match removed.await {
+            Err(err) if err.kind != ErrorKind::NotFound => Err(err),
             _ => Ok(()),
-        })
-        .await
+        }
     }
 
     async fn mkdir(&self, path: &RelPath) -> Result<(), OpError> {
-        let full = self.full(path);
-        let shown = path.clone();
-        blocking(move || match fs::create_dir(&full) {
+        self.at("mkdir", path, |dir, name| match rustix::fs::mkdirat(&dir.0, name, Mode::from_raw_mode(0o777)) {
             Ok(()) => Ok(()),
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && full.is_dir() => Ok(()),
-            Err(err) => Err(OpError::io("mkdir", &shown, err)),
+            // Already a directory is fine; a link to one is not.
+            Err(rustix::io::Errno::EXIST) if dir.metadata(name).is_ok_and(|m| m.is_dir()) => Ok(()),
+            Err(err) => Err(err.into()),
         })
         .await
     }
 
     async fn set_mtime(&self, path: &RelPath, mtime: Mtime) -> Result<(), OpError> {
-        let full = self.full(path);
-        let shown = path.clone();
-        blocking(move || {
-            // Opening read-only works for directories too, and futimens on the
-            // descriptor never follows a symlink swapped in afterwards.
-            let file = File::open(&full).map_err(|e| OpError::io("set mtime", &shown, e))?;
-            file.set_times(FileTimes::new().set_modified(mtime.to_system_time()))
-                .map_err(|e| OpError::io("set mtime", &shown, e))
+        self.at("set mtime", path, move |dir, name| {
+            let times = rustix::fs::Timestamps {
+                last_access: rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT },
+                last_modification: rustix::fs::Timespec { tv_sec: mtime.secs(), tv_nsec: mtime.subsec_nanos().into() },
+            };
+            // On a link this sets the link's own time, never its target's.
+            Ok(rustix::fs::utimensat(&dir.0, name, &times, AtFlags::SYMLINK_NOFOLLOW)?)
         })
         .await
+    }
+
+    async fn read_link(&self, path: &RelPath) -> Result<Vec<u8>, OpError> {
+        self.at("read link", path, |dir, name| Ok(rustix::fs::readlinkat(&dir.0, name, Vec::new())?.into_bytes())).await
+    }
+
+    async fn make_symlink(&self, path: &RelPath, target: &[u8]) -> Result<(), OpError> {
+        let target = target.to_vec();
+        self.at("symlink", path, move |dir, name| Ok(rustix::fs::symlinkat(OsStr::from_bytes(&target), &dir.0, name)?))
+            .await
+    }
+
+    async fn walk_following_links(&self) -> Result<Listing, OpError> {
+        if self.root_missing {
+            return Ok(Listing::default());
+        }
+        let root = Arc::clone(&self.root);
+        let (listing, followed) = blocking(move || walk_following_blocking(&root)).await?;
+        *self.followed.write().unwrap_or_else(|p| p.into_inner()) = followed;
+        Ok(listing)
     }
 
     async fn hash_files(&self, paths: Vec<RelPath>, kind: HashKind) -> Vec<Result<Vec<u8>, OpError>> {
         let root = Arc::clone(&self.root);
         let count = paths.len();
+        let paths: Vec<RelPath> = paths.iter().map(|p| self.resolved(p)).collect();
         tokio::task::spawn_blocking(move || crate::hash::hash_local_files_as(&root, &paths, kind)).await.unwrap_or_else(
             |join| (0..count).map(|_| Err(OpError::new(ErrorKind::Other, "hash", "", join.to_string()))).collect(),
         )
@@ -367,5 +610,60 @@ impl FileWriter for LocalWriter {
             Ok(mtime)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(path: &str) -> RelPath {
+        RelPath::parse(path.as_bytes()).unwrap()
+    }
+
+    /// Whatever the planner decided, no operation goes through a link that
+    /// stands where a directory should be (`sub -> /victim`).
+    #[tokio::test]
+    async fn no_operation_reads_or_writes_through_a_symlinked_directory() {
+        let scratch = tempfile::tempdir().unwrap();
+        let (root, victim) = (scratch.path().join("root"), scratch.path().join("victim"));
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&victim).unwrap();
+        fs::write(victim.join("secret"), b"outside").unwrap();
+        std::os::unix::fs::symlink(&victim, root.join("sub")).unwrap();
+        let local = LocalBackend::open(root.clone(), MissingRoot::Fail).await.unwrap();
+
+        let refused = |r: Result<(), OpError>| {
+            let err = r.expect_err("went through the link");
+            assert_eq!(err.kind, ErrorKind::InvalidData, "{err}");
+            assert!(err.message.contains("symbolic link"), "{err}");
+        };
+        refused(local.open_write(&p("sub/new"), 0).await.map(drop));
+        refused(local.open_read(&p("sub/secret"), 0).await.map(drop));
+        refused(local.mkdir(&p("sub/dir")).await);
+        refused(local.make_symlink(&p("sub/l"), b"x").await);
+        refused(local.set_mtime(&p("sub/secret"), Mtime::from_unix(1, 0)).await);
+        refused(local.remove_file(&p("sub/secret")).await);
+        refused(local.rename(&p("sub/secret"), &p("stolen")).await);
+        refused(local.read_link(&p("sub/secret")).await.map(drop));
+        refused(local.stat(&p("sub/secret")).await.map(drop));
+        // mkdir of the link's own name is not "already a directory".
+        assert!(local.mkdir(&p("sub")).await.is_err());
+        // Removing the link removes the link, never what it points to.
+        local.remove_file(&p("sub")).await.unwrap();
+        assert_eq!(fs::read(victim.join("secret")).unwrap(), b"outside");
+        assert_eq!(fs::read_dir(&victim).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn links_are_made_and_read_byte_exact() {
+        let scratch = tempfile::tempdir().unwrap();
+        let local = LocalBackend::open(scratch.path().to_path_buf(), MissingRoot::Fail).await.unwrap();
+        let target: &[u8] = b"../../\xff\xfe/abs -> x";
+        local.make_symlink(&p("l"), target).await.unwrap();
+        assert_eq!(local.read_link(&p("l")).await.unwrap(), target);
+        let listed = local.walk().await.unwrap();
+        assert_eq!(listed.entries[0].link_target.as_deref(), Some(target));
+        assert!(local.make_symlink(&p("l"), b"again").await.is_err(), "an existing name is never overwritten");
     }
 }

@@ -71,6 +71,10 @@ pub struct Entry {
     /// A digest of the content (of the algorithm chosen for the pair),
     /// filled in only when comparing by hash.
     pub hash: Option<Box<[u8]>>,
+    /// A symbolic link's target, byte for byte, when the listing gave it
+    /// (`None` for files, directories, and links whose target is unknown).
+    /// Data to copy, never a path barge resolves (except `--links follow`).
+    pub link_target: Option<Box<[u8]>>,
 }
 
 impl Entry {
@@ -79,6 +83,9 @@ impl Entry {
     }
     pub fn is_file(&self) -> bool {
         self.kind == EntryKind::File
+    }
+    pub fn is_symlink(&self) -> bool {
+        self.kind == EntryKind::Symlink
     }
 }
 
@@ -91,6 +98,9 @@ pub struct Listing {
     pub unreadable: Vec<(RelPath, OpError)>,
     /// Entries skipped with a reason (hostile or unusable names).
     pub warnings: Vec<String>,
+    /// Warnings that cast no doubt on the listing (links `--links follow`
+    /// left as links): reported, but they hold back no deletion.
+    pub notices: Vec<String>,
 }
 
 /// Content hashes a backend can compute without transferring the file to
@@ -225,6 +235,34 @@ pub trait Backend: Send + Sync {
     /// written in place.
     fn renames_refused(&self) -> bool {
         false
+    }
+
+    /// The target of the symbolic link at `path`, byte for byte.
+    async fn read_link(&self, path: &RelPath) -> Result<Vec<u8>, OpError> {
+        Err(OpError::new(ErrorKind::Unsupported, "read link", path, "this backend cannot read symbolic links"))
+    }
+
+    /// Creates a symbolic link at `path` (nothing may be there) holding
+    /// `target` byte for byte: the target is never resolved or checked.
+    async fn make_symlink(&self, path: &RelPath, target: &[u8]) -> Result<(), OpError> {
+        let _ = target;
+        Err(OpError::new(ErrorKind::Unsupported, "symlink", path, "this backend cannot create symbolic links"))
+    }
+
+    /// The tree with symbolic links replaced by what they point to, for
+    /// `--links follow`; only links whose target resolves inside the root
+    /// are followed, every other one stays a link (which the planner skips)
+    /// with a notice naming it. Backends that cannot resolve links follow none.
+    async fn walk_following_links(&self) -> Result<Listing, OpError> {
+        let mut listing = self.walk().await?;
+        let links = listing.entries.iter().filter(|e| e.is_symlink()).count();
+        if links > 0 {
+            listing.notices.push(format!(
+                "{}: {links} symbolic links skipped: --links follow cannot resolve links on this backend",
+                self.describe()
+            ));
+        }
+        Ok(listing)
     }
 
     /// A digest of each file, computed where the files are. Backends that

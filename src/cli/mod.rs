@@ -16,6 +16,7 @@ use crate::engine::report::{OutputOptions, Reporter, Verbosity};
 use crate::error::Error;
 use crate::location::Location;
 use crate::plan::CompareMode;
+use crate::plan::{CompareMode, LinkMode};
 use crate::plan::filter::Filter;
 use crate::sync::{self, DeleteLimit, Job, Mode, Reports, Safety};
 use crate::units::parse_size;
@@ -172,6 +173,10 @@ pub struct RemoteArgs {
     /// Trust the CA certificates in this PEM file, besides the system's.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+    /// Symbolic links: copy them as links (same target bytes), skip them, or follow
+    /// those that resolve inside the source root and copy what they point to.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = LinkMode::Copy)]
+    pub links: LinkMode,
     /// Do not verify TLS certificates (dangerous; a warning is printed).
     #[arg(long)]
     pub insecure: bool,
@@ -287,6 +292,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         }
         Command::Demo(args) => return demo::run(args).await,
     };
+            links: self.links,
     let mut reporter = Reporter::new(output);
     if let Some(path) = &log_file {
         reporter = reporter

@@ -191,6 +191,7 @@ impl Engine {
 
     async fn attempt(&self, action: &Action, attempt: u32) -> Result<Option<u64>, OpError> {
         match action {
+            Action::Copy { src, .. } if src.is_symlink() => self.make_link(src).await,
             Action::Copy { src, .. } => {
                 let partial = if attempt == 0 {
                     self.resumable.get(&src.path).copied().unwrap_or(0)
@@ -243,6 +244,27 @@ impl Engine {
             Action::SetMtime { path, mtime, .. } => self.dst.set_mtime(path, *mtime).await.map(|()| None),
             Action::Skip { .. } | Action::Conflict { .. } => Ok(None),
         }
+    }
+}
+
+impl Engine {
+    /// Makes a link under the temporary name, then renames it over
+    /// whatever holds the final name: a reader sees the old entry or the
+    /// new link, never neither (where rename is atomic). The target bytes
+    /// are copied as they are, never resolved.
+    async fn make_link(&self, src: &crate::backend::Entry) -> Result<Option<u64>, OpError> {
+        let target = src.link_target.as_deref().ok_or_else(|| {
+            OpError::new(crate::error::ErrorKind::InvalidData, "symlink", &src.path, "the link's target is unknown")
+        })?;
+        let temp = commit::temp_path(&src.path);
+        // A temporary left by a killed run would make the link fail.
+        self.dst.remove_file(&temp).await?;
+        self.dst.make_symlink(&temp, target).await?;
+        if let Err(err) = self.dst.rename(&temp, &src.path).await {
+            let _ = self.dst.remove_file(&temp).await;
+            return Err(err);
+        }
+        Ok(Some(0))
     }
 }
 

@@ -109,6 +109,7 @@ mod tests {
             inode: 0,
             coarse_mtime_s: 0,
             hash: None,
+            link_target: None,
         }
     }
 

@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
-use super::{Action, CompareRule, Plan, Reason, Verdict};
+use super::{Action, CompareRule, LinkMode, Plan, Reason, Verdict};
 use crate::backend::{Entry, EntryKind, Mtime};
 use crate::path::RelPath;
 use crate::state::SyncedRecord;
@@ -23,11 +23,42 @@ pub struct PlanInput<'a> {
     pub rule: CompareRule,
     /// Remove destination entries the source lacks (`--delete`).
     pub delete: bool,
+    pub links: LinkRule,
+}
+
+/// How symbolic links are planned.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkRule {
+    pub mode: LinkMode,
+    /// The destination can create links ([`crate::backend::Capabilities::symlinks`]).
+    pub dst_can_link: bool,
+}
+
+impl Default for LinkRule {
+    fn default() -> Self {
+        LinkRule { mode: LinkMode::Copy, dst_can_link: true }
+    }
+}
+
+impl LinkRule {
+    /// Why a source link cannot be recreated, if it cannot.
+    fn refusal(&self, src: &Entry) -> Option<Reason> {
+        if self.mode != LinkMode::Copy {
+            // Follow: a link still in the source listing could not be followed.
+            Some(Reason::Symlink)
+        } else if !self.dst_can_link {
+            Some(Reason::LinkUnsupported)
+        } else if src.link_target.is_none() {
+            Some(Reason::LinkTargetUnknown)
+        } else {
+            None
+        }
+    }
 }
 
 /// Builds the plan. Pure: no I/O, no clock.
 pub fn plan(input: PlanInput<'_>) -> Plan {
-    let PlanInput { src, dst, src_unreadable, synced, rule, delete } = input;
+    let PlanInput { src, dst, src_unreadable, synced, rule, delete, links } = input;
     let mut out = Plan::default();
     // Directory mtimes are settled last: anything written into a directory
     // changes its mtime, so first note which directories were touched.
@@ -48,7 +79,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             Ordering::Less => {
                 let Some(s) = src.next() else { break };
                 touched.insert(s.path.parent());
-                source_only(s, &mut out, &mut src_dir_mtimes);
+                source_only(s, &mut out, &mut src_dir_mtimes, links);
             }
             Ordering::Greater => {
                 let Some(d) = dst.next() else { break };
@@ -82,15 +113,36 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                         }
                         dst_dir_mtimes.insert(s.path, d.mtime);
                     }
-                    (EntryKind::Symlink, _) => {
-                        out.actions.push(Action::Skip { path: s.path, reason: Reason::Symlink });
+                    (EntryKind::Symlink, _) if links.refusal(&s).is_some() => {
+                        // Left alone, with whatever is below it on the destination.
+                        let same = d.is_symlink() && d.link_target.is_some() && d.link_target == s.link_target;
+                        if d.is_dir() {
+                            take_subtree(&d.path, &mut dst);
+                        }
+                        match links.refusal(&s) {
+                            Some(reason) if !same => out.actions.push(Action::Skip { path: s.path, reason }),
+                            _ => out.unchanged += 1,
+                        }
+                    }
+                    (EntryKind::Symlink, EntryKind::Symlink) => {
+                        if s.link_target == d.link_target {
+                            out.unchanged += 1;
+                        } else {
+                            // A new link under a temporary name renamed over the old one.
+                            touched.insert(s.path.parent());
+                            out.actions.push(Action::Copy { src: s, reason: Reason::TargetChanged });
+                        }
+                    }
+                    (EntryKind::Symlink, EntryKind::File) => {
+                        touched.insert(s.path.parent());
+                        out.actions.push(Action::Copy { src: s, reason: Reason::TypeChanged });
                     }
                     (EntryKind::File, EntryKind::Symlink) => {
                         // rename() over a link replaces the link, not its target.
                         touched.insert(s.path.parent());
                         out.actions.push(Action::Copy { src: s, reason: Reason::TypeChanged });
                     }
-                    (EntryKind::File, EntryKind::Dir) => {
+                    (EntryKind::File | EntryKind::Symlink, EntryKind::Dir) => {
                         touched.insert(s.path.parent());
                         let below = take_subtree(&d.path, &mut dst);
                         if !below.is_empty() && !delete {
@@ -134,7 +186,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     out
 }
 
-fn source_only(s: Entry, out: &mut Plan, dir_mtimes: &mut Vec<(RelPath, Mtime, bool)>) {
+fn source_only(s: Entry, out: &mut Plan, dir_mtimes: &mut Vec<(RelPath, Mtime, bool)>, links: LinkRule) {
     match s.kind {
         EntryKind::File => out.actions.push(Action::Copy { src: s, reason: Reason::New }),
         EntryKind::Dir => {
@@ -143,7 +195,10 @@ fn source_only(s: Entry, out: &mut Plan, dir_mtimes: &mut Vec<(RelPath, Mtime, b
             }
             out.actions.push(Action::Mkdir { path: s.path, reason: Reason::New });
         }
-        EntryKind::Symlink => out.actions.push(Action::Skip { path: s.path, reason: Reason::Symlink }),
+        EntryKind::Symlink => match links.refusal(&s) {
+            Some(reason) => out.actions.push(Action::Skip { path: s.path, reason }),
+            None => out.actions.push(Action::Copy { src: s, reason: Reason::New }),
+        },
     }
 }
 

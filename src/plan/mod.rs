@@ -11,10 +11,24 @@ mod tests;
 use std::fmt;
 
 pub use compare::{CompareMode, CompareRule, Verdict};
-pub use march::{PlanInput, plan};
+pub use march::{LinkRule, PlanInput, plan};
 
 use crate::backend::{Entry, EntryKind, Mtime};
 use crate::path::RelPath;
+
+/// What happens to symbolic links (`--links`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkMode {
+    /// Recreate a link as a link with the same target bytes where the
+    /// destination can hold one; else skip it with a warning.
+    #[default]
+    Copy,
+    /// Leave links out.
+    Skip,
+    /// Copy what a link points to, when it resolves inside the source root.
+    Follow,
+}
 
 /// Why an action was chosen; printed by `plan` and in JSON reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -37,8 +51,14 @@ pub enum Reason {
     Unchanged,
     /// A directory whose contents changed or whose mtime differs.
     DirMtime,
-    /// Symbolic links are not copied yet.
+    /// `--links skip`, or a link `--links follow` could not follow.
     Symlink,
+    /// A link whose target differs from the source link's.
+    TargetChanged,
+    /// The destination cannot hold symbolic links (FTP).
+    LinkUnsupported,
+    /// The source listing did not say where the link points.
+    LinkTargetUnknown,
     /// The destination has a non-empty directory where the source has a
     /// file, and `--delete` was not given.
     NeedsDelete,
@@ -58,6 +78,9 @@ impl Reason {
             Reason::Unchanged => "unchanged",
             Reason::DirMtime => "directory mtime",
             Reason::Symlink => "symbolic link skipped",
+            Reason::TargetChanged => "link target differs",
+            Reason::LinkUnsupported => "symbolic link skipped: the destination cannot hold one",
+            Reason::LinkTargetUnknown => "symbolic link skipped: its target is unknown",
             Reason::NeedsDelete => "would delete a non-empty directory; use --delete",
         }
     }
@@ -76,7 +99,8 @@ pub enum Action {
         path: RelPath,
         reason: Reason,
     },
-    /// Copy the source file `src` to the same path on the destination.
+    /// Copy the source file `src` to the same path on the destination; a
+    /// symbolic link (`src.kind`) is made anew with `src.link_target`.
     Copy {
         src: Entry,
         reason: Reason,

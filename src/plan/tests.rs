@@ -22,6 +22,7 @@ fn file(path: &str, size: u64, mtime: i64) -> Entry {
         inode: 0,
         coarse_mtime_s: 0,
         hash: None,
+        link_target: None,
     }
 }
 
@@ -34,11 +35,16 @@ fn dir(path: &str) -> Entry {
         inode: 0,
         coarse_mtime_s: 0,
         hash: None,
+        link_target: None,
     }
 }
 
-fn link(path: &str) -> Entry {
-    Entry { kind: EntryKind::Symlink, ..file(path, 4, 1000) }
+fn link(path: &str, target: &str) -> Entry {
+    Entry {
+        kind: EntryKind::Symlink,
+        link_target: Some(target.as_bytes().into()),
+        ..file(path, target.len() as u64, 1000)
+    }
 }
 
 fn sorted(mut entries: Vec<Entry>) -> Vec<Entry> {
@@ -57,6 +63,17 @@ fn run_with(
     unreadable: &[RelPath],
     synced: &HashMap<RelPath, SyncedRecord>,
 ) -> Plan {
+    run_links(src, dst, delete, unreadable, synced, LinkRule::default())
+}
+
+fn run_links(
+    src: Vec<Entry>,
+    dst: Vec<Entry>,
+    delete: bool,
+    unreadable: &[RelPath],
+    synced: &HashMap<RelPath, SyncedRecord>,
+    links: LinkRule,
+) -> Plan {
     let ns = Duration::from_nanos(1);
     plan(PlanInput {
         src: sorted(src),
@@ -65,7 +82,12 @@ fn run_with(
         synced,
         rule: CompareRule::new(CompareMode::Mtime, ns, ns, true),
         delete,
+        links,
     })
+}
+
+fn with_links(src: Vec<Entry>, dst: Vec<Entry>, delete: bool, mode: LinkMode, dst_can_link: bool) -> Plan {
+    run_links(src, dst, delete, &[], &HashMap::new(), LinkRule { mode, dst_can_link })
 }
 
 /// `verb path (reason)` per action, directory mtimes left out unless asked.
@@ -205,12 +227,76 @@ fn nothing_is_deleted_below_an_unreadable_source_directory() {
 }
 
 #[test]
-fn symlinks_are_skipped_with_a_reason() {
-    let plan = run(vec![link("l")], vec![], false);
-    assert_eq!(lines(&plan), ["skip l (symbolic link skipped)"]);
-    // A destination link where the source has a file is replaced by the file.
-    let plan = run(vec![file("l", 1, 5)], vec![link("l")], false);
+fn links_are_recreated_by_target_not_by_mtime() {
+    // New links, byte-exact targets whatever they hold (absolute, `..`).
+    let src = vec![link("abs", "/etc/passwd"), link("up", "../../x"), link("rel", "a/b")];
+    let plan = run(src.clone(), vec![], false);
+    assert_eq!(lines(&plan), ["copy abs (new)", "copy rel (new)", "copy up (new)"]);
+    // Same target, any mtime: unchanged.
+    let mut older = src.clone();
+    older.iter_mut().for_each(|e| e.mtime = Some(Mtime::from_unix(1, 0)));
+    let plan = run(src.clone(), older, false);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.unchanged, 3);
+    // A changed target replaces the link.
+    let plan = run(vec![link("l", "new")], vec![link("l", "old")], false);
+    assert_eq!(lines(&plan), ["copy l (link target differs)"]);
+    // Same length, other bytes: still a change (the size says nothing).
+    let plan = run(vec![link("l", "ab")], vec![link("l", "ba")], false);
+    assert_eq!(lines(&plan), ["copy l (link target differs)"]);
+}
+
+#[test]
+fn links_replace_files_and_directories_and_the_reverse() {
+    let plan = run(vec![link("x", "t")], vec![file("x", 1, 5)], false);
+    assert_eq!(lines(&plan), ["copy x (type changed)"]);
+    let plan = run(vec![link("x", "t")], vec![dir("x")], false);
+    assert_eq!(lines(&plan), ["delete x (replaced by another type)", "copy x (type changed)"]);
+    // A non-empty directory needs --delete, as for a file.
+    let full = vec![dir("x"), file("x/a", 1, 5)];
+    let plan = run(vec![link("x", "t")], full.clone(), false);
+    assert_eq!(lines(&plan), ["conflict x (would delete a non-empty directory; use --delete)"]);
+    let plan = run(vec![link("x", "t")], full, true);
+    assert_eq!(
+        lines(&plan),
+        ["delete x (replaced by another type)", "delete x/a (replaced by another type)", "copy x (type changed)"]
+    );
+    // A destination link where the source has a file or directory is
+    // removed (never followed) and replaced.
+    let plan = run(vec![file("l", 1, 5)], vec![link("l", "/etc")], false);
     assert_eq!(lines(&plan), ["copy l (type changed)"]);
+    let plan = run(vec![dir("sub"), file("sub/passwd", 1, 5)], vec![link("sub", "/etc")], false);
+    assert_eq!(
+        lines(&plan),
+        ["delete sub (replaced by another type)", "mkdir sub (type changed)", "copy sub/passwd (new)"]
+    );
+    let phases = Phases::from(plan);
+    assert_eq!(phases.replaced.len(), 1, "the link goes before anything is written below its name");
+}
+
+#[test]
+fn links_skipped_by_mode_or_destination_are_left_alone() {
+    let src = vec![link("l", "t"), link("m", "u")];
+    let dst = vec![dir("m"), file("m/keep", 1, 5)];
+    let skip = with_links(src.clone(), dst.clone(), true, LinkMode::Skip, true);
+    assert_eq!(lines(&skip), ["skip l (symbolic link skipped)", "skip m (symbolic link skipped)"]);
+    assert_eq!(skip.deletions(), 0, "nothing below a skipped link is deleted");
+    let ftp = with_links(src, dst, true, LinkMode::Copy, false);
+    assert_eq!(
+        lines(&ftp),
+        [
+            "skip l (symbolic link skipped: the destination cannot hold one)",
+            "skip m (symbolic link skipped: the destination cannot hold one)"
+        ]
+    );
+    // A source listing that does not say where a link points.
+    let unknown = Entry { link_target: None, ..link("l", "t") };
+    let plan = run(vec![unknown], vec![], false);
+    assert_eq!(lines(&plan), ["skip l (symbolic link skipped: its target is unknown)"]);
+    // Extraneous destination links go with --delete, as entries.
+    let plan = run(vec![], vec![link("gone", "/")], true);
+    assert_eq!(lines(&plan), ["delete gone (not in source)"]);
+    assert_eq!(Phases::from(plan).delete_files.len(), 1, "unlinked like a file, never as a directory");
 }
 
 #[test]
@@ -220,7 +306,15 @@ fn state_records_vouch_only_for_exactly_what_was_synced() {
     let mut synced = HashMap::new();
     let rule = CompareRule::new(CompareMode::Mtime, Duration::from_nanos(1), Duration::from_secs(1), false);
     let plan_with = |synced: &HashMap<RelPath, SyncedRecord>| {
-        plan(PlanInput { src: src.clone(), dst: dst.clone(), src_unreadable: &[], synced, rule, delete: false })
+        plan(PlanInput {
+            src: src.clone(),
+            dst: dst.clone(),
+            src_unreadable: &[],
+            synced,
+            rule,
+            delete: false,
+            links: LinkRule::default(),
+        })
     };
     assert_eq!(lines(&plan_with(&synced)), ["copy f (mtime differs)"]);
     synced.insert(p("f"), SyncedRecord::new(&src[0], 3, Some(Mtime::from_unix(99, 0))));

@@ -6,6 +6,7 @@ mod harness;
 mod hostile_ftp;
 mod listing_capture;
 mod local_sync;
+mod secrets;
 mod servers;
 mod sftp_auth;
 mod sftp_sync;

@@ -363,7 +363,14 @@ impl Inner {
             (EntryKind::Dir, _) => 0,
             (_, size) => size.unwrap_or(0),
         };
-        Ok(Some((Entry { path, kind, size, mtime: item.mtime, inode: 0, coarse_mtime_s, hash: None }, exact)))
+        let link_target = match item.kind {
+            ListKind::Symlink { target } => target.map(Vec::into_boxed_slice),
+            _ => None,
+        };
+        Ok(Some((
+            Entry { path, kind, size, mtime: item.mtime, inode: 0, coarse_mtime_s, hash: None, link_target },
+            exact,
+        )))
     }
 
     /// The LIST time-zone offset: remembered, or measured once by comparing

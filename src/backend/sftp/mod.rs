@@ -3,7 +3,8 @@
 //! - [`session`]: one SSH connection with its SFTP channel: host key
 //!   check, login, server extensions, error classification.
 //! - [`hostkey`]: known_hosts verdicts (known, unknown, CHANGED).
-//! - [`auth`]: key files and passphrases; [`pool`]: sessions shared by
+//! - [`config`]: ~/.ssh/config (Host aliases, HostName, Port, User,
+//!   IdentityFile); [`auth`]: key files and passphrases; [`pool`]: sessions shared by
 //!   many operations, each under russh-sftp's handle limit.
 //! - [`file`]: pipelined readers and writers.
 //!
@@ -16,6 +17,7 @@
 //! with a warning, and a non-UTF-8 name can never be sent.
 
 pub mod auth;
+pub mod config;
 pub mod file;
 pub mod hostkey;
 pub mod pool;
@@ -70,6 +72,10 @@ impl SftpBackend {
         missing_root: MissingRoot,
         options: &RemoteOptions,
     ) -> Result<SftpBackend, OpError> {
+        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+        let resolved = config::resolve(remote, options.ssh_config.as_deref(), home.as_deref(), &auth::default_user())
+            .map_err(|why| OpError::new(ErrorKind::Connect, "ssh config", remote, why))?;
+        let remote = &resolved.remote;
         let shown = remote.to_string();
         let login = crate::credentials::resolve(remote, options.password_env.as_deref(), &auth::default_user());
         if login.user.is_empty() {
@@ -80,7 +86,6 @@ impl SftpBackend {
                 "no user name: put one in the URL (sftp://user@host/path)",
             ));
         }
-        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
         let known_hosts = match (&options.known_hosts, &home) {
             (Some(path), _) => path.clone(),
             (None, Some(home)) => home.join(".ssh").join("known_hosts"),
@@ -104,6 +109,7 @@ impl SftpBackend {
             let sources = KeySources {
                 identity: identity.as_deref(),
                 passphrase: passphrase.as_ref(),
+                configured: &resolved.identity_files,
                 home: key_home.as_deref(),
             };
             auth::load_keys(&sources, &key_shown)
@@ -237,6 +243,7 @@ fn entry(path: RelPath, attrs: &FileAttributes) -> Result<Entry, String> {
         inode: 0,
         coarse_mtime_s: 0,
         hash: None,
+        link_target: None,
     })
 }
 
