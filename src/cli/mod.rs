@@ -15,7 +15,6 @@ use crate::engine::EngineConfig;
 use crate::engine::report::{OutputOptions, Reporter, Verbosity};
 use crate::error::Error;
 use crate::location::Location;
-use crate::plan::CompareMode;
 use crate::plan::{CompareMode, LinkMode};
 use crate::plan::filter::Filter;
 use crate::sync::{self, DeleteLimit, Job, Mode, Reports, Safety};
@@ -155,6 +154,10 @@ pub struct CommonArgs {
     /// Append a log of every action, warning and error, with times, to FILE.
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// Symbolic links: copy them as links (same target bytes), skip them, or follow
+    /// those that resolve inside the source root and copy what they point to.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = LinkMode::Copy)]
+    pub links: LinkMode,
     /// Write files straight to their final names, without a temporary and rename
     /// (for servers that refuse renames; an interrupted transfer leaves a partial file).
     #[arg(long)]
@@ -173,10 +176,6 @@ pub struct RemoteArgs {
     /// Trust the CA certificates in this PEM file, besides the system's.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
-    /// Symbolic links: copy them as links (same target bytes), skip them, or follow
-    /// those that resolve inside the source root and copy what they point to.
-    #[arg(long, value_enum, value_name = "MODE", default_value_t = LinkMode::Copy)]
-    pub links: LinkMode,
     /// Do not verify TLS certificates (dangerous; a warning is printed).
     #[arg(long)]
     pub insecure: bool,
@@ -269,6 +268,7 @@ impl CommonArgs {
                 connections: usize::from(self.parallel),
                 memory: None,
             },
+            links: self.links,
         })
     }
 }
@@ -292,7 +292,6 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         }
         Command::Demo(args) => return demo::run(args).await,
     };
-            links: self.links,
     let mut reporter = Reporter::new(output);
     if let Some(path) = &log_file {
         reporter = reporter

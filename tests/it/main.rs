@@ -4,6 +4,7 @@ mod common;
 mod ftp_sync;
 mod harness;
 mod hostile_ftp;
+mod links;
 mod listing_capture;
 mod local_sync;
 mod secrets;
