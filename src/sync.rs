@@ -193,6 +193,9 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     for warning in src_listing.warnings.iter().chain(&dst_listing.warnings) {
         reporter.warning(warning);
     }
+    for notice in src_listing.notices.iter().chain(&dst_listing.notices) {
+        reporter.warning(notice);
+    }
     let _ = take_temporaries(&mut src_listing);
     let temporaries = take_temporaries(&mut dst_listing);
 
@@ -204,9 +207,6 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         let (s, d) = (src_listing.entries, dst_listing.entries);
         tokio::task::spawn_blocking(move || (filter.apply(s), filter.apply(d)))
             .await
-    for notice in src_listing.notices.iter().chain(&dst_listing.notices) {
-        reporter.warning(notice);
-    }
             .map_err(|e| Error::Io { context: "filter".into(), source: std::io::Error::other(e.to_string()) })?
     };
     let (mut src_entries, mut dst_entries) = (src_entries, dst_entries);
@@ -233,6 +233,7 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     );
     // Check lists extraneous entries whatever --delete says.
     let delete = job.delete || mode == Mode::Check;
+    let links = LinkRule { mode: job.links, dst_can_link: dst.capabilities().symlinks };
     let plan = tokio::task::spawn_blocking(move || {
         plan::plan(PlanInput {
             src: src_entries,
@@ -241,25 +242,24 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
             synced: &synced,
             rule,
             delete,
+            links,
         })
     })
     .await
-    let links = LinkRule { mode: job.links, dst_can_link: dst.capabilities().symlinks };
     .map_err(|e| Error::Io { context: "plan".into(), source: std::io::Error::other(e.to_string()) })?;
 
+    warn_unlinkable(&plan, dst.as_ref(), &reporter);
     match mode {
         Mode::Plan => return Ok(print_plan(&plan, &reporter, started)),
         Mode::Check => return Ok(print_check(&plan, &reporter, started)),
         Mode::Sync => {}
     }
 
-            links,
     let deletions = plan.deletions() as u64;
     if let Some(limit) = job.safety.max_delete {
         let max = limit.resolve(dst_total);
         if deletions > max {
             finish_run(db.as_ref(), "safety-stop").await;
-    warn_unlinkable(&plan, dst.as_ref(), &reporter);
             return Err(Error::SafetyStop(format!(
                 "{deletions} entries would be deleted, more than --max-delete allows ({max}); nothing was changed"
             )));
@@ -373,17 +373,6 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     Ok(Outcome { summary, exit_code })
 }
 
-/// State db key: source files at the last run whose listing was trusted.
-const LAST_SRC_FILES: &str = "last_src_files";
-/// State db key: when the job last succeeded (unix seconds).
-const LAST_SUCCESS: &str = "last_success";
-
-/// `--report` and `--metrics`, each written to a temporary and renamed, so
-/// a reader never sees half a file.
-async fn write_reports(
-    reports: &Reports,
-    summary: &Summary,
-    exit_code: i32,
 /// One warning per run for the links the destination cannot hold; each
 /// one is named by its own skip line (log, `--json`, `-v`).
 fn warn_unlinkable(plan: &Plan, dst: &dyn Backend, reporter: &Reporter) {
@@ -397,6 +386,17 @@ fn warn_unlinkable(plan: &Plan, dst: &dyn Backend, reporter: &Reporter) {
     }
 }
 
+/// State db key: source files at the last run whose listing was trusted.
+const LAST_SRC_FILES: &str = "last_src_files";
+/// State db key: when the job last succeeded (unix seconds).
+const LAST_SUCCESS: &str = "last_success";
+
+/// `--report` and `--metrics`, each written to a temporary and renamed, so
+/// a reader never sees half a file.
+async fn write_reports(
+    reports: &Reports,
+    summary: &Summary,
+    exit_code: i32,
     started_at: i64,
     db: Option<&Arc<Mutex<StateDb>>>,
     state_path: &std::path::Path,
