@@ -258,7 +258,10 @@ impl Engine {
         })?;
         let temp = commit::temp_path(&src.path);
         // A temporary left by a killed run would make the link fail.
-        self.dst.remove_file(&temp).await?;
+        match self.dst.remove_file(&temp).await {
+            Err(err) if err.kind != crate::error::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
         self.dst.make_symlink(&temp, target).await?;
         if let Err(err) = self.dst.rename(&temp, &src.path).await {
             let _ = self.dst.remove_file(&temp).await;

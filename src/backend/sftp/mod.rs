@@ -57,6 +57,12 @@ struct Inner {
     /// (empty for `/`).
     root: String,
     root_missing: bool,
+    /// The root as the server resolves it (realpath), `None` when missing:
+    /// a directory written into must resolve to exactly this plus its
+    /// relative path, or a link stands on the way.
+    real_root: Option<String>,
+    /// Directories whose realpath was checked (one round trip each per run).
+    checked_dirs: std::sync::Mutex<std::collections::HashSet<RelPath>>,
     caps: Capabilities,
     shown: String,
     walk_in_flight: usize,
@@ -152,6 +158,12 @@ impl SftpBackend {
             },
             Err(err) => return Err(classify(err, "open", &shown)),
         };
+        let real_root = if root_missing {
+            None
+        } else {
+            let resolved = first.sftp.realpath(root_text(&root)).await.map_err(|e| classify(e, "open", &shown))?;
+            resolved.files.into_iter().next().map(|f| f.filename)
+        };
         let connections = options.connections.max(1);
         let max_sessions = connections.div_ceil(OPERATIONS_PER_SESSION).clamp(1, MAX_SESSIONS);
         let pool = Pool::new(params, first, max_sessions);
@@ -161,7 +173,7 @@ impl SftpBackend {
             set_dir_mtime: true,
             atomic_rename: pool.info().posix_rename,
             hashes: Vec::new(),
-            symlinks: false,
+            symlinks: true,
             max_connections: connections,
             // Writes are pipelined up to AHEAD_BYTES and may land out of
             // order: a killed upload can have holes in that last stretch.
@@ -172,6 +184,8 @@ impl SftpBackend {
                 pool,
                 root,
                 root_missing,
+                real_root,
+                checked_dirs: Default::default(),
                 caps,
                 shown,
                 walk_in_flight: connections.max(WALK_IN_FLIGHT),
@@ -355,8 +369,51 @@ impl Inner {
                 Err(warning) => warnings.push(warning),
             }
         }
+        for link in entries.iter_mut().filter(|e| e.is_symlink()) {
+            // Unknown when unreadable or not UTF-8: the planner then skips it.
+            link.link_target = self.read_link(&link.path).await.ok().map(Vec::into_boxed_slice);
+        }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((entries, warnings))
+    }
+
+    async fn read_link(&self, path: &RelPath) -> Result<Vec<u8>, OpError> {
+        let name = self.with_sftp("read link", path, async |sftp, remote| sftp.readlink(remote).await).await?;
+        let target = name.files.into_iter().next().map(|f| f.filename).unwrap_or_default();
+        if target.is_empty() || target.contains('\u{FFFD}') {
+            return Err(OpError::new(
+                ErrorKind::InvalidData,
+                "read link",
+                path,
+                "the target is not UTF-8 (or holds U+FFFD), which this SFTP client cannot carry",
+            ));
+        }
+        Ok(target.into_bytes())
+    }
+
+    /// Best effort against writing through a link on the server: the
+    /// directory `path` lies in must resolve (realpath) to exactly the root
+    /// plus its relative path. Checked once per directory per run; a link
+    /// swapped in after the check is not seen (SFTP v3 has no openat).
+    async fn check_parent(&self, op: &'static str, path: &RelPath) -> Result<(), OpError> {
+        let parent = path.parent();
+        let Some(real_root) = &self.real_root else { return Ok(()) };
+        if parent.is_root() || self.checked_dirs.lock().unwrap_or_else(|p| p.into_inner()).contains(&parent) {
+            return Ok(());
+        }
+        let resolved = self.with_sftp(op, &parent, async |sftp, remote| sftp.realpath(remote).await).await?;
+        let resolved = resolved.files.into_iter().next().map(|f| f.filename).unwrap_or_default();
+        let expected = format!("{}/{}", real_root.trim_end_matches('/'), String::from_utf8_lossy(parent.as_bytes()));
+        if resolved != expected {
+            return Err(OpError::new(
+                ErrorKind::InvalidData,
+                op,
+                path,
+                "a symbolic link stands on the way; barge never writes through one",
+            ));
+        }
+        self.checked_dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(parent);
+        Ok(())
     }
 }
 
@@ -417,6 +474,7 @@ impl Backend for SftpBackend {
     }
 
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
+        self.inner.check_parent("write", path).await?;
         let remote = self.inner.remote_path(path)?;
         let lease = self.inner.pool.get_handle().await?;
         let sftp = Arc::clone(lease.lease.sftp());
@@ -451,6 +509,8 @@ impl Backend for SftpBackend {
     /// it, SFTP v3 rename refuses an existing target, which is then removed
     /// first (a moment without the file, never a partial one).
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
+        self.inner.check_parent("rename", from).await?;
+        self.inner.check_parent("rename", to).await?;
         let target = self.inner.remote_path(to)?;
         let posix = self.inner.pool.info().posix_rename;
         self.inner
@@ -479,21 +539,25 @@ impl Backend for SftpBackend {
             .await
     }
 
+    /// Removes a file or a link (the link itself: SFTP remove never follows).
     async fn remove_file(&self, path: &RelPath) -> Result<(), OpError> {
+        self.inner.check_parent("delete", path).await?;
         self.inner.with_sftp("delete", path, async |sftp, remote| sftp.remove(remote).await.map(|_| ())).await
     }
 
     async fn remove_dir(&self, path: &RelPath) -> Result<(), OpError> {
+        self.inner.check_parent("rmdir", path).await?;
         self.inner.with_sftp("rmdir", path, async |sftp, remote| sftp.rmdir(remote).await.map(|_| ())).await
     }
 
     async fn mkdir(&self, path: &RelPath) -> Result<(), OpError> {
+        self.inner.check_parent("mkdir", path).await?;
         self.inner
             .with_sftp("mkdir", path, async |sftp, remote| {
                 match sftp.mkdir(remote.as_str(), FileAttributes::empty()).await {
                     Ok(_) => Ok(()),
-                    // Already there as a directory is fine.
-                    Err(err) => match sftp.stat(remote).await {
+                    // Already there as a directory is fine; a link to one is not.
+                    Err(err) => match sftp.lstat(remote).await {
                         Ok(attrs) if kind_of(&attrs.attrs) == Some(EntryKind::Dir) => Ok(()),
                         _ => Err(err),
                     },
@@ -507,9 +571,31 @@ impl Backend for SftpBackend {
             OpError::new(ErrorKind::Unsupported, "set mtime", path, "SFTP v3 times run from 1970 to 2106 only")
         })?;
         let attrs = FileAttributes { atime: Some(unix_now_u32()), mtime: Some(secs), ..FileAttributes::empty() };
+        self.inner.check_parent("set mtime", path).await?;
         self.inner
             .with_sftp("set mtime", path, async |sftp, remote| sftp.setstat(remote, attrs).await.map(|_| ()))
             .await
+    }
+
+    async fn read_link(&self, path: &RelPath) -> Result<Vec<u8>, OpError> {
+        self.inner.read_link(path).await
+    }
+
+    /// OpenSSH takes SSH_FXP_SYMLINK's two paths in the reverse of the
+    /// draft's order (target first, then the new link: its PROTOCOL file,
+    /// section 4.1), and russh-sftp sends them in the draft's order: so the
+    /// target goes in russh-sftp's `path` argument and the link in `target`.
+    async fn make_symlink(&self, path: &RelPath, target: &[u8]) -> Result<(), OpError> {
+        let target = std::str::from_utf8(target).map_err(|_| {
+            OpError::new(
+                ErrorKind::InvalidData,
+                "symlink",
+                path,
+                "the target is not UTF-8, which this SFTP client cannot send",
+            )
+        })?;
+        self.inner.check_parent("symlink", path).await?;
+        self.inner.with_sftp("symlink", path, async |sftp, link| sftp.symlink(target, link).await.map(|_| ())).await
     }
 }
 
