@@ -21,8 +21,9 @@
 #      for pure-ftpd) and OpenSSH sshd on 127.0.0.1; at RTT > 0 the servers
 #      announce 127.0.0.2, where wanem forwards the control/SSH port and the
 #      passive range with RTT/2 of delay each way;
-#   5. runs each scenario RUNS times for every tool, the tools' order rotated
-#      from run to run, each under /usr/bin/time (wall, peak RSS, CPU) and
+#   5. runs each scenario RUNS times for every protocol and tool, the tools'
+#      order rotated from run to run, each under /usr/bin/time (wall, peak
+#      RSS, CPU) and
 #      `timeout`; every run starts from an empty destination (no-op: a
 #      complete one, made by the same tool beforehand) and is checked after:
 #      file count and total bytes must equal the source's, else it is
@@ -32,9 +33,13 @@
 #      (BENCH_MD=path to write elsewhere, BENCH_MD= to skip).
 #
 # env (defaults):
-#   WORK=/var/tmp/barge-peers  trees, servers, destinations, results (trees are reused)
+#   WORK=/dev/shm/barge-peers  trees, servers, destinations, results (trees are reused);
+#        on tmpfs (about 5 GB at the peak) so that the disk is out of the
+#        measurement: on ext4, creating 10,000 files right after deleting
+#        10,000 cost 10-20 s of system time (ext4_create -> recently_deleted)
+#        and a run's deletions and write-back spilled into the next run
 #   RUNS=3  RTTS="0 20 100"  PROTOS="ftp sftp"
-#   SCENARIOS="small-down small-up noop-down big-down big-up four-down four-up"
+#   SCENARIOS="small-down small-up big-down big-up noop-down four-down four-up"
 #   TOOLS="barge lftp rclone rclone-pypi"
 #   FTP_SERVER=proftpd (or pure-ftpd)   SMALL_FILES=10000   BIG_MIB=1024 (smaller: smoke tests)
 #   TIMEOUT=1800 (s per run)
@@ -43,11 +48,11 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-work="${WORK:-/var/tmp/barge-peers}"
+work="${WORK:-/dev/shm/barge-peers}"
 runs="${RUNS:-3}"
 rtts="${RTTS:-0 20 100}"
 protos="${PROTOS:-ftp sftp}"
-scenarios="${SCENARIOS:-small-down small-up noop-down big-down big-up four-down four-up}"
+scenarios="${SCENARIOS:-small-down small-up big-down big-up noop-down four-down four-up}"
 tools="${TOOLS:-barge lftp rclone rclone-pypi}"
 ftp_server="${FTP_SERVER:-proftpd}"
 small_files="${SMALL_FILES:-10000}"
@@ -62,7 +67,7 @@ password="barge-test-password" # the test user's (tests/servers/install.sh)
 near=127.0.0.1
 far=127.0.0.2
 
-log() { echo "peers: $*" >&2; }
+log() { echo "peers: $(date -u +%H:%M:%S) $*" >&2; }
 die() {
     log "$*"
     exit 1
@@ -366,7 +371,7 @@ timed_run() {
             tool_cmd "$tool" down "$rel" "$local_dir" "$state"
             timeout "$run_timeout" "${words[@]}" >"$work/last.log" 2>&1 || true
         fi
-        if [[ $run == 1 ]]; then
+        if [[ $mode == noop && $run == 1 ]]; then
             # One untimed no-op first, as hyperfine's warm-up: barge's state
             # and the caches then hold what they hold on a nightly run.
             tool_cmd "$tool" down "$rel" "$local_dir" "$state"
@@ -383,11 +388,15 @@ timed_run() {
     fi
     tool_cmd "$tool" "$dir" "$rel" "$local_dir" "$state"
     local out="$work/time.out" code=0
-    sync_caches
+    local started ended
+    started=$(date +%s%N)
     /usr/bin/time -f '%e %M %U %S' -o "$out" timeout "$run_timeout" "${words[@]}" >"$work/last.log" 2>&1 || code=$?
-    local wall rss user_s sys_s got ok=1
+    ended=$(date +%s%N)
+    local wall rss user_s sys_s got ok=1 time_wall
     # The last line: time writes "Command exited with non-zero status N" first.
-    read -r wall rss user_s sys_s < <(tail -n 1 "$out")
+    read -r time_wall rss user_s sys_s < <(tail -n 1 "$out")
+    # Wall time from the clock around the command (time's %e agrees to 10 ms).
+    wall="$(awk -v a="$started" -v b="$ended" 'BEGIN {printf "%.2f", (b - a) / 1e9}')"
     got="$(measure "$check_dir")"
     if [[ $code != 0 ]]; then
         ok=0 note="exit $code: $(tail -n 3 "$work/last.log" | tr '\t\n' '  ' | cut -c1-200)"
@@ -397,14 +406,12 @@ timed_run() {
     local cpu
     cpu="$(awk -v u="$user_s" -v s="$sys_s" 'BEGIN {printf "%.2f", u + s}')"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rtt" "$proto" "$scenario" "$tool" "$run" "$ok" "$wall" \
-        "$rss" "$cpu" "$note" >>"$results"
+        "$rss" "$cpu" "$note (time %e: $time_wall)" >>"$results"
     log "  $rtt ms $proto $scenario $tool run $run: ${wall}s, $((rss / 1024)) MiB, cpu ${cpu}s $([[ $ok == 1 ]] || echo "FAILED $note")"
     [[ $mode == fresh && $dir == up ]] && rm -rf "$check_dir"
     [[ $mode == fresh && $dir == down ]] && rm -rf "$local_dir"
     return 0
 }
-# Dirty pages of the last run's deletions and writes go to disk before the next one starts.
-sync_caches() { sync; }
 
 read -ra tool_list <<<"$tools"
 for rtt in $rtts; do
@@ -419,9 +426,9 @@ for rtt in $rtts; do
     [[ $rtt == 0 ]] || start_wanem "$rtt"
     export RCLONE_FTP_HOST=$host RCLONE_FTP_PORT=$ftp_port RCLONE_SFTP_HOST=$host RCLONE_SFTP_PORT=$ssh_port
     export RCLONE_SFTP_KNOWN_HOSTS_FILE="$inst/ssh/known_hosts"
-    for proto in $protos; do
-        for scenario in $scenarios; do
-            for run in $(seq 1 "$runs"); do
+    for scenario in $scenarios; do
+        for run in $(seq 1 "$runs"); do
+            for proto in $protos; do
                 # Rotate the order so that no tool always runs first (or right after a big delete).
                 n=${#tool_list[@]}
                 for ((k = 0; k < n; k++)); do
