@@ -92,23 +92,7 @@ impl LocalBackend {
     /// Where `path` is reached without links: itself, or under `--links
     /// follow` the path its followed link (or link directory) resolves to.
     fn resolved(&self, path: &RelPath) -> RelPath {
-        let followed = self.followed.read().unwrap_or_else(|p| p.into_inner());
-        if followed.is_empty() {
-            return path.clone();
-        }
-        let mut prefix = path.clone();
-        loop {
-            if let Some(target) = followed.get(&prefix) {
-                let rest = &path.as_bytes()[prefix.as_bytes().len()..];
-                let mut joined = target.as_bytes().to_vec();
-                joined.extend_from_slice(rest);
-                return RelPath::parse(&joined).unwrap_or_else(|_| path.clone());
-            }
-            if prefix.is_root() {
-                return path.clone();
-            }
-            prefix = prefix.parent();
-        }
+        super::through_followed(&self.followed.read().unwrap_or_else(|p| p.into_inner()), path)
     }
 
     /// Runs `work` on the blocking pool with `path`'s parent directory

@@ -273,6 +273,26 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// Where `path` really is under `--links follow`: `followed` maps each
+/// followed link to the link-free path it resolves to, so the longest
+/// followed prefix of `path` is swapped for its target. `path` itself when
+/// no link on it was followed.
+pub fn through_followed(followed: &std::collections::HashMap<RelPath, RelPath>, path: &RelPath) -> RelPath {
+    let mut prefix = path.clone();
+    loop {
+        if let Some(target) = followed.get(&prefix) {
+            let mut joined = target.as_bytes().to_vec();
+            joined.extend_from_slice(&path.as_bytes()[prefix.as_bytes().len()..]);
+            // Both halves were valid paths: so is their join.
+            return RelPath::parse(&joined).unwrap_or_else(|_| path.clone());
+        }
+        if prefix.is_root() {
+            return path.clone();
+        }
+        prefix = prefix.parent();
+    }
+}
+
 /// Lists a whole tree, up to `in_flight` directories at once, for remote
 /// backends where each listing costs round trips. `list_dir` gives one
 /// directory's entries and warnings. Fails only when the root cannot be

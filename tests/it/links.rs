@@ -333,6 +333,49 @@ mod remote {
         assert_eq!(files_below(&victim), Vec::<PathBuf>::new());
     }
 
+    #[test]
+    fn follow_mode_from_openssh_stays_inside_the_root_and_stops_at_loops() {
+        let server = harness::ssh_server();
+        let s = Scratch::new();
+        server.write_file("secret", b"must never be copied as content");
+        server.write_file("tree/a.txt", b"alpha");
+        server.write_file("tree/sub/b.txt", b"bravo");
+        server.create_dir("tree/sub/deeper");
+        let tree = server.root.join("tree");
+        link(&tree, "rel", "a.txt");
+        link(&tree, "dir-link", "sub");
+        link(&tree, "sub/up", "../a.txt");
+        link(&tree, "rel-outside", "../secret");
+        link(&tree, "abs-outside", server.root.join("secret"));
+        link(&tree, "dangling", "no/such/thing");
+        link(&tree, "sub/deeper/loop", "../..");
+        link(&tree, "ping", "pong");
+        link(&tree, "pong", "ping");
+        // Two directories linking to each other: a cycle through links only.
+        link(&tree, "sub/to-other", "../other");
+        server.write_file("tree/other/c.txt", b"charlie");
+        link(&tree, "other/to-sub", "../sub");
+        let back = s.path("back");
+        let run = sftp(&s, &server, &format!("{}/tree", server.url()), &back.to_string_lossy(), &["--links", "follow"]);
+        run.expect_code(0);
+        assert_eq!(fs::read(back.join("rel")).unwrap(), b"alpha");
+        assert_eq!(fs::read(back.join("sub/up")).unwrap(), b"alpha");
+        assert_eq!(fs::read(back.join("dir-link/b.txt")).unwrap(), b"bravo");
+        assert_eq!(fs::read(back.join("sub/to-other/c.txt")).unwrap(), b"charlie");
+        assert_eq!(fs::read(back.join("other/to-sub/b.txt")).unwrap(), b"bravo");
+        for gone in ["rel-outside", "abs-outside", "dangling", "ping", "pong", "sub/deeper/loop", "sub/to-other/to-sub"]
+        {
+            assert!(fs::symlink_metadata(back.join(gone)).is_err(), "{gone} reached the destination");
+            let named = run.json().iter().any(|v| {
+                v["type"] == "warning" && v["message"].as_str().is_some_and(|m| m.starts_with(&format!("{gone}: ")))
+            });
+            assert!(named, "no warning names {gone}\n{}", run.explain());
+        }
+        let files = files_below(&back);
+        assert!(files.iter().all(|p| fs::read(p).map_or(true, |c| c != b"must never be copied as content")));
+        assert!(files.iter().all(|p| !fs::symlink_metadata(p).unwrap().file_type().is_symlink()));
+    }
+
     fn ftp_url(server: &FtpServer) -> String {
         format!("ftp://{}@127.0.0.1:{}/", server.user, server.port)
     }

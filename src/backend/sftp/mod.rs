@@ -63,6 +63,9 @@ struct Inner {
     real_root: Option<String>,
     /// Directories whose realpath was checked (one round trip each per run).
     checked_dirs: std::sync::Mutex<std::collections::HashSet<RelPath>>,
+    /// `--links follow`: each followed link mapped to the link-free path
+    /// it resolves to (see [`super::through_followed`]), where reads go.
+    followed: std::sync::RwLock<std::collections::HashMap<RelPath, RelPath>>,
     caps: Capabilities,
     shown: String,
     walk_in_flight: usize,
@@ -186,6 +189,7 @@ impl SftpBackend {
                 root_missing,
                 real_root,
                 checked_dirs: Default::default(),
+                followed: Default::default(),
                 caps,
                 shown,
                 walk_in_flight: connections.max(WALK_IN_FLIGHT),
@@ -260,6 +264,9 @@ fn entry(path: RelPath, attrs: &FileAttributes) -> Result<Entry, String> {
         link_target: None,
     })
 }
+
+/// One directory's entries and warnings, as [`super::walk_concurrently`] takes them.
+type Listed = Result<(Vec<Entry>, Vec<String>), OpError>;
 
 fn unix_now_u32() -> u32 {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -377,6 +384,88 @@ impl Inner {
         Ok((entries, warnings))
     }
 
+    fn through_followed(&self, path: &RelPath) -> RelPath {
+        super::through_followed(&self.followed.read().unwrap_or_else(|p| p.into_inner()), path)
+    }
+
+    /// `--links follow`: one directory, listed at its link-free place, its
+    /// links replaced by what they resolve to (realpath, then stat) when
+    /// that is inside the root; the others stay links, with a notice.
+    async fn list_following(&self, dir: &RelPath, notices: &std::sync::Mutex<Vec<String>>) -> Listed {
+        let real_dir = self.through_followed(dir);
+        let (listed, warnings) = self.list_dir(&real_dir).await?;
+        let real_root = self.real_root.as_deref().unwrap_or_default().trim_end_matches('/').to_string();
+        let mut entries = Vec::with_capacity(listed.len());
+        for mut entry in listed {
+            let name = entry.path.file_name().to_vec();
+            // Names were checked when listed: joining them cannot fail.
+            entry.path = dir.join(&name).unwrap_or_default();
+            if entry.is_symlink() {
+                let real_link = real_dir.join(&name).unwrap_or_default();
+                match self.resolve_link(&real_link, &real_root, dir).await {
+                    Ok((inside, target)) => {
+                        self.followed.write().unwrap_or_else(|p| p.into_inner()).insert(entry.path.clone(), inside);
+                        entry = target;
+                        entry.path = dir.join(&name).unwrap_or_default();
+                    }
+                    Err(why) => notices
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(format!("{}: symbolic link not followed: {why}", entry.path)),
+                }
+            }
+            entries.push(entry);
+        }
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((entries, warnings))
+    }
+
+    /// Where the link at `real` (link-free parent) leads, when it may be
+    /// followed: its path below the root and the target's attributes.
+    async fn resolve_link(
+        &self,
+        real: &RelPath,
+        real_root: &str,
+        listed_dir: &RelPath,
+    ) -> Result<(RelPath, Entry), String> {
+        let resolved = self
+            .with_sftp("realpath", real, async |sftp, remote| sftp.realpath(remote).await)
+            .await
+            .map_err(|e| format!("its target cannot be resolved (dangling or a loop): {}", e.message))?;
+        let resolved = resolved.files.into_iter().next().map(|f| f.filename).unwrap_or_default();
+        let inside = match resolved.strip_prefix(real_root) {
+            Some("") => Some(RelPath::root()),
+            Some(rest) if rest.starts_with('/') => RelPath::parse(rest.as_bytes()).ok(),
+            _ => None,
+        }
+        .ok_or("it points outside the source root")?;
+        let attrs = self
+            .with_sftp("stat", &inside, async |sftp, remote| sftp.stat(remote).await)
+            .await
+            .map_err(|e| format!("its target cannot be read: {}", e.message))?
+            .attrs;
+        match kind_of(&attrs) {
+            Some(EntryKind::File) => {}
+            Some(EntryKind::Dir) => {
+                // A loop: the target is where the listing already passes
+                // (the link's own directory, or one above it, as resolved).
+                let mut prefix = listed_dir.clone();
+                loop {
+                    if self.through_followed(&prefix).starts_with(&inside) {
+                        return Err("it leads back to a directory above it (a loop)".into());
+                    }
+                    if prefix.is_root() {
+                        break;
+                    }
+                    prefix = prefix.parent();
+                }
+            }
+            _ => return Err("it points to something that is neither a file nor a directory".into()),
+        }
+        let target = entry(inside.clone(), &attrs)?;
+        Ok((inside, target))
+    }
+
     async fn read_link(&self, path: &RelPath) -> Result<Vec<u8>, OpError> {
         let name = self.with_sftp("read link", path, async |sftp, remote| sftp.readlink(remote).await).await?;
         let target = name.files.into_iter().next().map(|f| f.filename).unwrap_or_default();
@@ -443,6 +532,22 @@ impl Backend for SftpBackend {
         .await
     }
 
+    /// Links resolved by the server (realpath), followed only inside the
+    /// root; loops are caught by resolved path (see `resolve_link`).
+    async fn walk_following_links(&self) -> Result<Listing, OpError> {
+        if self.inner.root_missing {
+            return Ok(Listing::default());
+        }
+        let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut listing = super::walk_concurrently(self.inner.walk_in_flight, |dir| {
+            let (inner, notices) = (Arc::clone(&self.inner), Arc::clone(&notices));
+            async move { inner.list_following(&dir, &notices).await }
+        })
+        .await?;
+        listing.notices = std::mem::take(&mut *notices.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(listing)
+    }
+
     async fn stat(&self, path: &RelPath) -> Result<Option<Entry>, OpError> {
         let found = self.inner.with_sftp("stat", path, async |sftp, remote| sftp.lstat(remote).await).await;
         match found {
@@ -455,7 +560,7 @@ impl Backend for SftpBackend {
     }
 
     async fn open_read(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, OpError> {
-        let remote = self.inner.remote_path(path)?;
+        let remote = self.inner.remote_path(&self.inner.through_followed(path))?;
         let lease = self.inner.pool.get_handle().await?;
         let opened = lease.lease.sftp().open(remote, OpenFlags::READ, FileAttributes::empty()).await;
         match opened {
