@@ -75,6 +75,9 @@ pub async fn copy_file(
     options: CopyOptions<'_>,
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Committed, OpError> {
+    if src_backend.is_text(&src.path) || dst_backend.is_text(&src.path) {
+        return copy_text(src_backend, dst_backend, src, options, on_bytes).await;
+    }
     if options.inplace || dst_backend.renames_refused() {
         return copy_in_place(src_backend, dst_backend, src, options, on_bytes).await;
     }
@@ -137,6 +140,50 @@ async fn copy_in_place(
     let dst_mtime = stream(src_backend, dst_backend, src, &src.path, 0, options, on_bytes).await?;
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
     Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place: true })
+}
+
+/// A text transfer (`--ascii`): line ends are converted, so the size may
+/// change on the way and cannot tell a complete copy; the protocol's own
+/// end-of-transfer reply does. Never resumed (offsets differ between the
+/// sides). The destination's real size and time are read back so the state
+/// database can vouch for the pair next time.
+async fn copy_text(
+    src_backend: &dyn Backend,
+    dst_backend: &dyn Backend,
+    src: &Entry,
+    options: CopyOptions<'_>,
+    on_bytes: &(dyn Fn(u64) + Send + Sync),
+) -> Result<Committed, OpError> {
+    let in_place = options.inplace || dst_backend.renames_refused();
+    let target = if in_place { src.path.clone() } else { temp_path(&src.path) };
+    let mut reader = src_backend.open_read_text(&src.path).await?;
+    let mut writer = dst_backend.open_write_text(&target).await?;
+    let mut buf = Vec::with_capacity(CHUNK_SIZE);
+    let mut written = 0;
+    loop {
+        buf = reader.read(buf).await?;
+        if buf.is_empty() {
+            break;
+        }
+        let len = buf.len() as u64;
+        if let Some(throttle) = options.throttle {
+            throttle.consume(len).await;
+        }
+        buf = writer.write(buf).await?;
+        written += len;
+        on_bytes(len);
+    }
+    let wanted = if dst_backend.capabilities().set_mtime { src.mtime } else { None };
+    let set = writer.finish(wanted).await?;
+    if !in_place {
+        dst_backend.rename(&target, &src.path).await?;
+    }
+    let shown = dst_backend.stat(&src.path).await?;
+    let (dst_size, dst_mtime) = match shown {
+        Some(entry) => (entry.size, entry.mtime.or(set)),
+        None => (written, set),
+    };
+    Ok(Committed { bytes_moved: written, dst_size, dst_mtime, in_place })
 }
 
 /// When the destination keeps its own time, remember the one it shows, so

@@ -218,6 +218,24 @@ pub trait Backend: Send + Sync {
     /// else continued at `offset` (resume), cutting anything past it.
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError>;
 
+    /// Whether `path` is transferred as text (FTP `--ascii GLOB`): line ends
+    /// converted, so sizes may differ between the sides by design.
+    fn is_text(&self, path: &RelPath) -> bool {
+        let _ = path;
+        false
+    }
+
+    /// Opens `path` for reading as text: line ends arrive as `\n`. Only
+    /// backends where [`Backend::is_text`] can be true need more than this.
+    async fn open_read_text(&self, path: &RelPath) -> Result<Box<dyn FileReader>, OpError> {
+        self.open_read(path, 0).await
+    }
+
+    /// Opens `target` for writing text whose line ends are `\n`.
+    async fn open_write_text(&self, target: &RelPath) -> Result<Box<dyn FileWriter>, OpError> {
+        self.open_write(target, 0).await
+    }
+
     /// Moves `from` to `to`, replacing a file already at `to`.
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError>;
 
@@ -368,6 +386,8 @@ pub struct RemoteOptions {
     /// `--active-ports FIRST-LAST`: the local ports active mode listens on
     /// (implies active mode).
     pub active_ports: Option<std::ops::RangeInclusive<u16>>,
+    /// `--ascii GLOB`: FTP files transferred in TYPE A, line ends converted.
+    pub ascii: Vec<String>,
     /// `--pasv-address-from-reply`: no NAT workaround.
     pub pasv_address_from_reply: bool,
     /// `--password-env VAR`.
@@ -397,6 +417,7 @@ impl Default for RemoteOptions {
             tls: ftp::tls::TlsOptions::default(),
             active: false,
             active_ports: None,
+            ascii: Vec::new(),
             pasv_address_from_reply: false,
             password_env: None,
             list_times: false,

@@ -185,6 +185,10 @@ pub struct RemoteArgs {
     /// FTP active mode, listening only on these local ports (e.g. 40000-40100; implies --active).
     #[arg(long, value_name = "FIRST-LAST", value_parser = parse_port_range)]
     pub active_ports: Option<std::ops::RangeInclusive<u16>>,
+    /// FTP: transfer files matching GLOB as text (TYPE A, line ends converted; sizes may then
+    /// differ between the sides, and the state database vouches for such pairs). Repeatable.
+    #[arg(long, value_name = "GLOB", value_parser = parse_ascii_glob)]
+    pub ascii: Vec<String>,
     /// Connect to the address a PASV reply names even when it looks like a NAT mistake.
     #[arg(long)]
     pub pasv_address_from_reply: bool,
@@ -257,6 +261,7 @@ impl CommonArgs {
                 tls: TlsOptions { ca_file: self.remote.ca_file.clone(), insecure: self.remote.insecure },
                 active: self.remote.active,
                 active_ports: self.remote.active_ports.clone(),
+                ascii: self.remote.ascii.clone(),
                 pasv_address_from_reply: self.remote.pasv_address_from_reply,
                 password_env: self.remote.password_env.clone(),
                 list_times: self.remote.list_times,
@@ -311,6 +316,11 @@ pub fn wants_json(cli: &Cli) -> bool {
         Command::Check(a) => a.common.json,
         Command::Demo(_) => false,
     }
+}
+
+/// An `--ascii` pattern, checked now so a typo is a usage error (exit 2).
+fn parse_ascii_glob(text: &str) -> Result<String, String> {
+    crate::plan::filter::FilePatterns::new(&[text.to_string()]).map(|_| text.to_string()).map_err(|e| e.to_string())
 }
 
 /// `40000-40100` (or one port) into an inclusive range of non-zero ports.

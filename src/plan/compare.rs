@@ -2,7 +2,10 @@
 //!
 //! Written down once, here, and used by `sync`, `plan` and `check` alike:
 //!
-//! 1. Sizes differ: different, whatever the mode.
+//! 1. Sizes differ: different, whatever the mode, unless the state database
+//!    records that barge produced exactly this destination (size and mtime)
+//!    from exactly this source: a text-mode transfer (`--ascii`) changes
+//!    line ends, and so the size, on purpose.
 //! 2. `--compare size`: same size is the same file.
 //! 3. `--compare hash`: the blake3 hashes decide. Equal content with a
 //!    different mtime only needs the mtime set. Where a hash could not be
@@ -62,7 +65,8 @@ impl CompareRule {
     /// up over a million of them).
     pub fn compare<'s>(&self, src: &Entry, dst: &Entry, synced: impl Fn() -> Option<&'s SyncedRecord>) -> Verdict {
         if src.size != dst.size {
-            return Verdict::Differs(Reason::SizeDiffers);
+            let produced_by_us = synced().is_some_and(|record| record.matches(src, dst));
+            return if produced_by_us { Verdict::Same } else { Verdict::Differs(Reason::SizeDiffers) };
         }
         match self.mode {
             CompareMode::Size => Verdict::Same,
@@ -133,6 +137,19 @@ mod tests {
         assert_eq!(rule.compare(&file(5, 1_600_000_000, 0), &listed, || None), Verdict::Same);
         let plain = file(5, 1_600_000_000 - 40_000, 0);
         assert_eq!(rule.compare(&file(5, 1_600_000_000, 0), &plain, || None), Verdict::Differs(Reason::MtimeDiffers));
+    }
+
+    #[test]
+    fn a_size_difference_barge_produced_itself_is_not_a_difference() {
+        let rule = CompareRule::new(CompareMode::Mtime, NS, Duration::from_secs(1), true);
+        let (src, dst) = (file(10, 100, 0), file(12, 100, 0));
+        let record = SyncedRecord { src_size: 10, src_mtime: src.mtime, dst_size: 12, dst_mtime: dst.mtime };
+        assert_eq!(rule.compare(&src, &dst, || Some(&record)), Verdict::Same);
+        // Either side changed since: a real difference.
+        let grown = file(13, 100, 0);
+        assert_eq!(rule.compare(&src, &grown, || Some(&record)), Verdict::Differs(Reason::SizeDiffers));
+        assert_eq!(rule.compare(&file(11, 100, 0), &dst, || Some(&record)), Verdict::Differs(Reason::SizeDiffers));
+        assert_eq!(rule.compare(&src, &dst, || None), Verdict::Differs(Reason::SizeDiffers));
     }
 
     #[test]

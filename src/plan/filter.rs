@@ -81,6 +81,20 @@ impl PatternSet {
     }
 }
 
+/// Files chosen by patterns with the filters' syntax (`--ascii GLOB`).
+#[derive(Debug, Default)]
+pub struct FilePatterns(PatternSet);
+
+impl FilePatterns {
+    pub fn new(patterns: &[String]) -> Result<Self, Error> {
+        PatternSet::build(patterns).map(FilePatterns)
+    }
+
+    pub fn matches(&self, path: &RelPath) -> bool {
+        self.0.matches(path, false)
+    }
+}
+
 /// The compiled filters of one job.
 #[derive(Debug, Default)]
 pub struct Filter {

@@ -448,3 +448,48 @@ fn list_times_mode_never_flaps_and_remembers_the_zone_offset() {
     sync(&s, &server, &remote, &back, &["--list-times"]).expect_code(0);
     assert_eq!(sync(&s, &server, &remote, &back, &["--list-times"]).count("files_transferred"), 0);
 }
+
+/// `--ascii GLOB`: matching files travel as text (TYPE A, CRLF on the wire),
+/// everything else byte for byte. vsftpd stores and sends what is on the
+/// wire (its ASCII conversion is off by default), so its copy shows barge's
+/// own conversion: CRLF going up, LF again coming down. The sizes then
+/// differ between the sides, yet resyncs transfer nothing.
+#[test]
+fn ascii_transfers_convert_line_ends_and_resync_to_nothing() {
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    let s = Scratch::new();
+    write(&s.src(), "notes.txt", b"one\ntwo\n\nthree");
+    write(&s.src(), "sub/readme.txt", b"already\r\ncrlf\n");
+    let binary = b"bin\n\r\n\x00\xff\n".to_vec();
+    write(&s.src(), "data.bin", &binary);
+    let remote = url(&server, "/text");
+    let src = s.src().to_string_lossy().into_owned();
+    let ascii = ["--ascii", "*.txt"];
+
+    sync(&s, &server, &src, &remote, &ascii).expect_code(0);
+    let stored = server.root.join("text");
+    assert_eq!(fs::read(stored.join("notes.txt")).unwrap(), b"one\r\ntwo\r\n\r\nthree");
+    assert_eq!(fs::read(stored.join("sub/readme.txt")).unwrap(), b"already\r\ncrlf\r\n");
+    assert_eq!(fs::read(stored.join("data.bin")).unwrap(), binary);
+    let again = sync(&s, &server, &src, &remote, &ascii);
+    again.expect_code(0);
+    assert_eq!(again.count("files_transferred"), 0, "no-op upload resync\n{}", again.explain());
+
+    let back = s.path("back");
+    let back_str = back.to_string_lossy().into_owned();
+    sync(&s, &server, &remote, &back_str, &ascii).expect_code(0);
+    assert_eq!(fs::read(back.join("notes.txt")).unwrap(), b"one\ntwo\n\nthree");
+    assert_eq!(fs::read(back.join("sub/readme.txt")).unwrap(), b"already\ncrlf\n");
+    assert_eq!(fs::read(back.join("data.bin")).unwrap(), binary);
+    let again = sync(&s, &server, &remote, &back_str, &ascii);
+    again.expect_code(0);
+    assert_eq!(again.count("files_transferred"), 0, "no-op download resync\n{}", again.explain());
+
+    // A changed text file is still noticed, and binary transfers after text
+    // ones on the same connections stay byte-exact.
+    write(&s.src(), "notes.txt", b"four\n");
+    let changed = sync(&s, &server, &src, &remote, &ascii);
+    changed.expect_code(0);
+    assert_eq!(changed.count("files_transferred"), 1, "{}", changed.explain());
+    assert_eq!(fs::read(stored.join("notes.txt")).unwrap(), b"four\r\n");
+}

@@ -15,6 +15,7 @@ pub mod data;
 pub mod listing;
 pub mod names;
 pub mod pool;
+pub mod text;
 pub mod tls;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use suppaftp::Status;
+use suppaftp::types::{FileType, FormatControl};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use self::conn::{ConnectParams, DataMode, Features, TlsMode, classify};
@@ -34,6 +36,7 @@ use super::{
 use crate::error::{ErrorKind, OpError};
 use crate::location::{RemoteLocation, Scheme};
 use crate::path::{RelPath, check_component};
+use crate::plan::filter::FilePatterns;
 
 type Transfer = data::DataChannel;
 
@@ -70,6 +73,8 @@ struct Inner {
     tz_offset: tokio::sync::Mutex<Option<i64>>,
     memory: Option<super::Memory>,
     parallel: usize,
+    /// `--ascii GLOB`: files transferred as text.
+    ascii: FilePatterns,
 }
 
 pub struct FtpBackend {
@@ -121,6 +126,8 @@ impl FtpBackend {
             timeout: options.timeout,
         };
         let shown = remote.to_string();
+        let ascii = FilePatterns::new(&options.ascii)
+            .map_err(|e| OpError::new(ErrorKind::InvalidData, "--ascii", &shown, e.to_string()))?;
         let mut first = conn::connect(&params).await.map_err(|mut e| {
             e.path = shown.clone();
             e
@@ -187,6 +194,7 @@ impl FtpBackend {
                 tz_offset: tokio::sync::Mutex::new(None),
                 memory: options.memory.clone(),
                 parallel: connections,
+                ascii,
             }),
         })
     }
@@ -470,6 +478,69 @@ impl Inner {
     }
 }
 
+impl FtpBackend {
+    /// A RETR from `offset`; `text` switches the connection to TYPE A for
+    /// this transfer (and back to TYPE I after it).
+    async fn open_reader(&self, path: &RelPath, offset: u64, text: bool) -> Result<Box<dyn FileReader>, OpError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let remote = self.inner.remote_path(path);
+        let started = async {
+            if text {
+                pooled.conn().control.transfer_type(FileType::Ascii(FormatControl::Default)).await?;
+            }
+            data::open(pooled.conn(), data::Op::Retrieve, &remote, offset).await
+        };
+        match tokio::time::timeout(self.inner.pool.params().timeout, started).await {
+            Ok(Ok(stream)) => Ok(Box::new(FtpReader {
+                stream: Some(stream),
+                pooled,
+                path: path.clone(),
+                timeout: self.inner.pool.params().timeout,
+                text: text.then(text::CrlfToLf::default),
+            })),
+            Ok(Err(err)) => {
+                pooled.mark_broken();
+                Err(classify(err, "read", path))
+            }
+            Err(_) => {
+                pooled.mark_broken();
+                Err(OpError::new(ErrorKind::Temporary, "read", path, "timed out"))
+            }
+        }
+    }
+
+    /// A STOR (REST+STOR or APPE when `offset` > 0); `text` as for reads.
+    async fn open_writer(&self, path: &RelPath, offset: u64, text: bool) -> Result<Box<dyn FileWriter>, OpError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let remote = self.inner.remote_path(path);
+        let rest_stream = self.inner.features.rest_stream;
+        let op = if offset > 0 && !rest_stream { data::Op::Append } else { data::Op::Store };
+        let started = async {
+            if text {
+                pooled.conn().control.transfer_type(FileType::Ascii(FormatControl::Default)).await?;
+            }
+            data::open(pooled.conn(), op, &remote, offset).await
+        };
+        match tokio::time::timeout(self.inner.pool.params().timeout, started).await {
+            Ok(Ok(stream)) => Ok(Box::new(FtpWriter {
+                stream: Some(stream),
+                pooled: Some(pooled),
+                path: path.clone(),
+                inner: Arc::clone(&self.inner),
+                text: text.then(text::LfToCrlf::default),
+            })),
+            Ok(Err(err)) => {
+                pooled.mark_broken();
+                Err(classify(err, "write", path))
+            }
+            Err(_) => {
+                pooled.mark_broken();
+                Err(OpError::new(ErrorKind::Temporary, "write", path, "timed out"))
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Backend for FtpBackend {
     fn capabilities(&self) -> &Capabilities {
@@ -506,49 +577,23 @@ impl Backend for FtpBackend {
     }
 
     async fn open_read(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, OpError> {
-        let mut pooled = self.inner.pool.get().await?;
-        let remote = self.inner.remote_path(path);
-        let started = data::open(pooled.conn(), data::Op::Retrieve, &remote, offset);
-        match tokio::time::timeout(self.inner.pool.params().timeout, started).await {
-            Ok(Ok(stream)) => Ok(Box::new(FtpReader {
-                stream: Some(stream),
-                pooled,
-                path: path.clone(),
-                timeout: self.inner.pool.params().timeout,
-            })),
-            Ok(Err(err)) => {
-                pooled.mark_broken();
-                Err(classify(err, "read", path))
-            }
-            Err(_) => {
-                pooled.mark_broken();
-                Err(OpError::new(ErrorKind::Temporary, "read", path, "timed out"))
-            }
-        }
+        self.open_reader(path, offset, false).await
+    }
+
+    fn is_text(&self, path: &RelPath) -> bool {
+        self.inner.ascii.matches(path)
+    }
+
+    async fn open_read_text(&self, path: &RelPath) -> Result<Box<dyn FileReader>, OpError> {
+        self.open_reader(path, 0, true).await
+    }
+
+    async fn open_write_text(&self, target: &RelPath) -> Result<Box<dyn FileWriter>, OpError> {
+        self.open_writer(target, 0, true).await
     }
 
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
-        let mut pooled = self.inner.pool.get().await?;
-        let remote = self.inner.remote_path(path);
-        let rest_stream = self.inner.features.rest_stream;
-        let op = if offset > 0 && !rest_stream { data::Op::Append } else { data::Op::Store };
-        let started = data::open(pooled.conn(), op, &remote, offset);
-        match tokio::time::timeout(self.inner.pool.params().timeout, started).await {
-            Ok(Ok(stream)) => Ok(Box::new(FtpWriter {
-                stream: Some(stream),
-                pooled: Some(pooled),
-                path: path.clone(),
-                inner: Arc::clone(&self.inner),
-            })),
-            Ok(Err(err)) => {
-                pooled.mark_broken();
-                Err(classify(err, "write", path))
-            }
-            Err(_) => {
-                pooled.mark_broken();
-                Err(OpError::new(ErrorKind::Temporary, "write", path, "timed out"))
-            }
-        }
+        self.open_writer(path, offset, false).await
     }
 
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
@@ -709,21 +754,53 @@ struct FtpReader {
     pooled: Pooled,
     path: RelPath,
     timeout: Duration,
+    /// A text (TYPE A) transfer: line ends to convert.
+    text: Option<text::CrlfToLf>,
 }
 
 impl Drop for FtpReader {
     fn drop(&mut self) {
         // An active-mode transfer abandoned midway leaves its final reply
-        // unread on the control connection: do not reuse it.
-        if self.stream.as_ref().is_some_and(Transfer::needs_finish) {
+        // unread on the control connection, a text one leaves it in TYPE A:
+        // do not reuse it.
+        if self.stream.as_ref().is_some_and(|s| s.needs_finish() || self.text.is_some()) {
             self.pooled.mark_broken();
         }
     }
 }
 
+/// Back to TYPE I after a text transfer; a connection that cannot be
+/// switched back must not serve binary transfers.
+async fn binary_again(pooled: &mut Pooled, path: &RelPath) -> Result<(), OpError> {
+    pooled.conn().control.transfer_type(FileType::Binary).await.map_err(|e| {
+        pooled.mark_broken();
+        classify(e, "TYPE I", path)
+    })
+}
+
 #[async_trait]
 impl FileReader for FtpReader {
     async fn read(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
+        loop {
+            let raw = self.read_raw(buf).await?;
+            let Some(decoder) = self.text.as_mut() else { return Ok(raw) };
+            let mut out = Vec::with_capacity(raw.capacity());
+            if raw.is_empty() {
+                decoder.finish(&mut out);
+                return Ok(out);
+            }
+            decoder.feed(&raw, &mut out);
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            buf = raw;
+        }
+    }
+}
+
+impl FtpReader {
+    /// The next bytes as they come off the data connection.
+    async fn read_raw(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
         let capacity = buf.capacity().max(1);
         buf.clear();
         buf.resize(capacity, 0);
@@ -755,6 +832,9 @@ impl FileReader for FtpReader {
                 self.pooled.mark_broken();
                 classify(e, "read", &self.path)
             })?;
+            if self.text.is_some() {
+                binary_again(&mut self.pooled, &self.path).await?;
+            }
         }
         Ok(buf)
     }
@@ -765,6 +845,8 @@ struct FtpWriter {
     pooled: Option<Pooled>,
     path: RelPath,
     inner: Arc<Inner>,
+    /// A text (TYPE A) transfer: line ends to convert.
+    text: Option<text::LfToCrlf>,
 }
 
 impl FtpWriter {
@@ -777,7 +859,7 @@ impl FtpWriter {
 
 impl Drop for FtpWriter {
     fn drop(&mut self) {
-        if self.stream.as_ref().is_some_and(Transfer::needs_finish) {
+        if self.stream.as_ref().is_some_and(|s| s.needs_finish() || self.text.is_some()) {
             self.broken();
         }
     }
@@ -790,7 +872,17 @@ impl FileWriter for FtpWriter {
         let Some(stream) = self.stream.as_mut() else {
             return Err(OpError::new(ErrorKind::Other, "write", &self.path, "write after finish"));
         };
-        match tokio::time::timeout(timeout, stream.write_all(&buf)).await {
+        let encoded;
+        let wire: &[u8] = match self.text.as_mut() {
+            Some(encoder) => {
+                let mut out = Vec::with_capacity(buf.len() + buf.len() / 16);
+                encoder.feed(&buf, &mut out);
+                encoded = out;
+                &encoded
+            }
+            None => &buf,
+        };
+        match tokio::time::timeout(timeout, stream.write_all(wire)).await {
             Ok(Ok(())) => {
                 buf.clear();
                 Ok(buf)
@@ -818,9 +910,12 @@ impl FileWriter for FtpWriter {
             self.broken();
             return Err(classify(err, "write", &self.path));
         }
+        let Some(pooled) = self.pooled.as_mut() else { return Ok(None) };
+        if self.text.is_some() {
+            binary_again(pooled, &self.path).await?;
+        }
         let Some(mtime) = mtime else { return Ok(None) };
         let remote = self.inner.remote_path(&self.path);
-        let Some(pooled) = self.pooled.as_mut() else { return Ok(None) };
         match self.inner.set_time(pooled.conn(), &remote, mtime).await {
             Ok(()) => Ok(Some(mtime)),
             // The content is safe; only the time is off. The commit step
