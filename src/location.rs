@@ -107,6 +107,9 @@ pub struct RemoteLocation {
     /// Host name or IP literal, without brackets.
     pub host: String,
     pub port: u16,
+    /// Whether the URL named the port (else `port` is the scheme's default,
+    /// and ~/.ssh/config may set another).
+    pub port_given: bool,
     /// The remote path, percent-decoded, as bytes.
     pub path: Vec<u8>,
 }
@@ -154,11 +157,12 @@ impl RemoteLocation {
         if host.is_empty() {
             return Err(bad("no host"));
         }
+        let port_given = port.is_some();
         let port = match port {
             Some(p) => p.parse::<u16>().map_err(|_| bad("port is not a number from 1 to 65535"))?,
             None => scheme.default_port(),
         };
-        Ok(RemoteLocation { scheme, user, password, host, port, path: percent_decode(path, &bad)? })
+        Ok(RemoteLocation { scheme, user, password, host, port, port_given, path: percent_decode(path, &bad)? })
     }
 }
 
@@ -214,10 +218,11 @@ mod tests {
         assert_eq!(r.user.as_deref(), Some("bob"));
         assert_eq!(r.password.as_ref().map(Secret::expose), Some("p@ss:w"));
         assert_eq!(r.host, "ftp.example.com");
-        assert_eq!(r.port, 21);
+        assert_eq!((r.port, r.port_given), (21, false));
         assert_eq!(r.path, b"/pub/a b");
         let Location::Remote(r) = Location::parse("ftps://[::1]:2121").unwrap() else { panic!() };
         assert_eq!((r.host.as_str(), r.port, r.path.as_slice()), ("::1", 2121, &b"/"[..]));
+        assert!(r.port_given);
         assert_eq!(Location::parse("sftp://h/x").map(|l| l.to_string()).unwrap(), "sftp://h:22/x");
         assert!(Location::parse("gopher://h/").is_err());
         assert!(Location::parse("ftp://h:99999/").is_err());

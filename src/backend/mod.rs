@@ -398,6 +398,8 @@ pub struct RemoteOptions {
     pub identity: Option<PathBuf>,
     /// `--known-hosts FILE`: where SSH host keys are checked (else ~/.ssh/known_hosts).
     pub known_hosts: Option<PathBuf>,
+    /// `--ssh-config FILE`: OpenSSH client config for sftp:// hosts (else ~/.ssh/config; `none`: no file).
+    pub ssh_config: Option<PathBuf>,
     /// `--accept-new-host-key`: record an unknown host's key instead of refusing.
     pub accept_new_host_key: bool,
     /// `--passphrase-env VAR`: the passphrase of encrypted SSH keys.
@@ -423,6 +425,7 @@ impl Default for RemoteOptions {
             list_times: false,
             identity: None,
             known_hosts: None,
+            ssh_config: None,
             accept_new_host_key: false,
             passphrase_env: None,
             timeout: Duration::from_secs(60),

@@ -15,8 +15,8 @@ use crate::engine::EngineConfig;
 use crate::engine::report::{OutputOptions, Reporter, Verbosity};
 use crate::error::Error;
 use crate::location::Location;
-use crate::plan::{CompareMode, LinkMode};
 use crate::plan::filter::Filter;
+use crate::plan::{CompareMode, LinkMode};
 use crate::sync::{self, DeleteLimit, Job, Mode, Reports, Safety};
 use crate::units::parse_size;
 
@@ -66,6 +66,11 @@ pub enum Command {
     Check(CheckArgs),
     /// Generate a sample tree and mirror it, showing what barge does.
     Demo(demo::DemoArgs),
+    /// Diagnose a server before a sync depends on it: ports, TLS, login, passive/active
+    /// data connections (NAT), listing, connection limit; one line per probe with the
+    /// fix for each problem, then the firewall openings needed. Exit 0 when a sync
+    /// would work, 3 when not.
+    Doctor(DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +107,20 @@ pub struct CheckArgs {
     pub dst: String,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The location to diagnose: an ftp://, ftpes://, ftps:// or sftp:// URL.
+    pub location: String,
+    /// Write JSON lines to stdout: one object per probe, then a summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Probe the server's connection limit with at most N logins at once.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_probe_connections: u16,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +226,10 @@ pub struct RemoteArgs {
     /// SFTP: check server host keys against this file (default: ~/.ssh/known_hosts).
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
+    /// SFTP: OpenSSH client config for Host aliases, HostName, Port, User, IdentityFile
+    /// (default: ~/.ssh/config; `none` reads none). The URL and command line win over it.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
     /// SFTP: record the key of a server not yet in known_hosts instead of refusing it
     /// (a changed key is always refused).
     #[arg(long)]
@@ -256,23 +279,7 @@ impl CommonArgs {
                 inplace: self.inplace,
             },
             state_path: self.state.clone(),
-            remote: RemoteOptions {
-                ftp_explicit_tls: self.remote.tls.is_some(),
-                tls: TlsOptions { ca_file: self.remote.ca_file.clone(), insecure: self.remote.insecure },
-                active: self.remote.active,
-                active_ports: self.remote.active_ports.clone(),
-                ascii: self.remote.ascii.clone(),
-                pasv_address_from_reply: self.remote.pasv_address_from_reply,
-                password_env: self.remote.password_env.clone(),
-                list_times: self.remote.list_times,
-                identity: self.remote.identity.clone(),
-                known_hosts: self.remote.known_hosts.clone(),
-                accept_new_host_key: self.remote.accept_new_host_key,
-                passphrase_env: self.remote.passphrase_env.clone(),
-                timeout: std::time::Duration::from_secs(self.remote.timeout.max(1)),
-                connections: usize::from(self.parallel),
-                memory: None,
-            },
+            remote: self.remote.options(usize::from(self.parallel)),
             links: self.links,
         })
     }
@@ -283,7 +290,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
     let log_file = match &cli.command {
         Command::Sync(a) | Command::Plan(a) => a.common.log_file.clone(),
         Command::Check(a) => a.common.log_file.clone(),
-        Command::Demo(_) => None,
+        Command::Demo(_) | Command::Doctor(_) => None,
     };
     let (job, mode, output) = match cli.command {
         Command::Sync(args) => {
@@ -296,6 +303,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             (args.common.job(&args.src, &args.dst, true, Safety::default())?, Mode::Check, args.common.output())
         }
         Command::Demo(args) => return demo::run(args).await,
+        Command::Doctor(args) => return doctor(args).await,
     };
     let mut reporter = Reporter::new(output);
     if let Some(path) = &log_file {
@@ -315,6 +323,45 @@ pub fn wants_json(cli: &Cli) -> bool {
         Command::Sync(a) | Command::Plan(a) => a.common.json,
         Command::Check(a) => a.common.json,
         Command::Demo(_) => false,
+        Command::Doctor(a) => a.json,
+    }
+}
+
+/// `barge doctor`: the report on stdout; the exit code says whether a sync would work.
+async fn doctor(args: DoctorArgs) -> Result<i32, Error> {
+    let location = Location::parse(&args.location)?;
+    let options = crate::doctor::DoctorOptions {
+        remote: args.remote.options(1),
+        max_probe_connections: usize::from(args.max_probe_connections),
+    };
+    let report = crate::doctor::diagnose(&location, &options).await?;
+    let mut out = std::io::stdout().lock();
+    let written = if args.json { report.write_json(&mut out) } else { report.write_text(&mut out) };
+    written.map_err(|source| Error::Io { context: "write the doctor's report".into(), source })?;
+    Ok(report.exit_code())
+}
+
+impl RemoteArgs {
+    /// The backend options these flags ask for, with `connections` per server.
+    pub fn options(&self, connections: usize) -> RemoteOptions {
+        RemoteOptions {
+            ftp_explicit_tls: self.tls.is_some(),
+            tls: TlsOptions { ca_file: self.ca_file.clone(), insecure: self.insecure },
+            active: self.active,
+            active_ports: self.active_ports.clone(),
+            ascii: self.ascii.clone(),
+            pasv_address_from_reply: self.pasv_address_from_reply,
+            password_env: self.password_env.clone(),
+            list_times: self.list_times,
+            identity: self.identity.clone(),
+            known_hosts: self.known_hosts.clone(),
+            ssh_config: self.ssh_config.clone(),
+            accept_new_host_key: self.accept_new_host_key,
+            passphrase_env: self.passphrase_env.clone(),
+            timeout: std::time::Duration::from_secs(self.timeout.max(1)),
+            connections,
+            memory: None,
+        }
     }
 }
 

@@ -417,4 +417,37 @@ mod remote {
             assert_eq!(files_below(&outside), [outside.join("secret")]);
         }
     }
+
+    #[test]
+    fn ftp_sources_copy_links_whose_listing_shows_the_target() {
+        // vsftpd lists with LIST (`name -> target`); pure-ftpd's and proftpd's
+        // MLSD give no target, so those links are skipped with that reason.
+        for (kind, shows_target) in
+            [(FtpServerKind::Vsftpd, true), (FtpServerKind::PureFtpd, false), (FtpServerKind::Proftpd, false)]
+        {
+            let server = harness::ftp_server(kind, FtpTls::None);
+            let s = Scratch::new();
+            server.write_file("a.txt", b"alpha");
+            link(&server.root, "rel", "a.txt");
+            link(&server.root, "abs", "/etc/passwd");
+            let back = s.path("back");
+            let mut cmd = s.barge();
+            cmd.env("BARGE_PASSWORD", &server.password)
+                .args(["sync", &ftp_url(&server), &back.to_string_lossy(), "--json", "--timeout", "20", "--state"])
+                .arg(s.state());
+            let run = Run::of(cmd.output().expect("run barge"));
+            run.expect_code(0);
+            assert_eq!(fs::read(back.join("a.txt")).unwrap(), b"alpha", "{kind:?}");
+            if shows_target {
+                assert_eq!(target(&back.join("rel")).as_deref(), Some(&b"a.txt"[..]), "{kind:?}\n{}", run.explain());
+                assert_eq!(target(&back.join("abs")).as_deref(), Some(&b"/etc/passwd"[..]), "{kind:?}");
+            } else {
+                // proftpd leaves out links that dangle in its chroot (`abs`).
+                let unknown: Vec<_> = run.json().into_iter().filter(|v| v["reason"] == "link-target-unknown").collect();
+                assert!(unknown.iter().any(|v| v["path"] == "rel"), "{kind:?}\n{}", run.explain());
+                assert!(fs::symlink_metadata(back.join("rel")).is_err(), "{kind:?}");
+            }
+            assert!(fs::symlink_metadata(back.join("abs")).map_or(true, |m| m.file_type().is_symlink()));
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary (one link) for the whole suite.
 
 mod common;
+mod doctor;
 mod ftp_sync;
 mod harness;
 mod hostile_ftp;

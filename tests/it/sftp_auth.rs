@@ -225,3 +225,61 @@ fn password_from_netrc() {
     let run = upload_to(&s, &server, &url_without_user, None, &[], &[]);
     assert_logged_in(&run, &server, "n.txt", "password", None);
 }
+
+/// `sftp://alias/path` reaches the server only through the ssh config:
+/// HostName, Port, User and IdentityFile (with `~` and `%r`) come from a
+/// `Host` block with several patterns and a negation; a port in the URL
+/// wins over the config's.
+#[test]
+fn a_host_alias_from_the_ssh_config() {
+    let server = harness::ssh_server_with(&["PasswordAuthentication no"]);
+    let s = Scratch::new();
+    write(&s.src(), "c.txt", b"via config");
+    let keys = s.path("home/keys");
+    fs::create_dir_all(&keys).unwrap();
+    fs::copy(&server.client_key, keys.join(format!("id_{}", server.user))).unwrap();
+    let config = s.path("ssh_config");
+    fs::write(
+        &config,
+        format!(
+            "Host unrelated\n  Port 1\n\nHost mirror-* !mirror-bad other\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  \
+             IdentityFile ~/keys/id_%r\n\nHost *\n  Port 2\n  User nobody\n",
+            server.port, server.user
+        ),
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let alias_url = |authority: &str| format!("sftp://{authority}{}", server.root.display());
+
+    let run = upload_to(&s, &server, &alias_url("mirror-1"), None, &[], &["--ssh-config", &config]);
+    assert_logged_in(
+        &run,
+        &server,
+        "c.txt",
+        "publickey",
+        Some(&harness::fingerprint(&server.client_key.with_extension("pub"))),
+    );
+
+    // The URL's port wins: nothing listens on port 1.
+    let run = upload_to(&s, &server, &alias_url("mirror-1:1"), None, &[], &["--ssh-config", &config]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("127.0.0.1:1"), "{}", run.explain());
+
+    // ~/.ssh/config is the default; `--ssh-config none` reads nothing.
+    fs::create_dir_all(s.path("home/.ssh")).unwrap();
+    fs::copy(&config, s.path("home/.ssh/config")).unwrap();
+    write(&s.src(), "d.txt", b"default config");
+    let run = upload_to(&s, &server, &alias_url("mirror-2"), None, &[], &[]);
+    run.expect_code(0);
+    assert!(server.root.join("d.txt").is_file(), "{}", run.explain());
+    let run = upload_to(
+        &s,
+        &server,
+        &alias_url(&format!("{}@127.0.0.1:{}", server.user, server.port)),
+        None,
+        &[],
+        &["--ssh-config", "none"],
+    );
+    run.expect_code(3);
+    assert!(run.stderr.contains("no key or password"), "no IdentityFile without a config\n{}", run.explain());
+}

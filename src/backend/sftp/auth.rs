@@ -1,7 +1,8 @@
 //! Who we log in as and with what, tried in OpenSSH's order: keys held by
 //! ssh-agent (`SSH_AUTH_SOCK`), key files (`--identity FILE`, else the
-//! default `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa` that exist), then a
-//! password (URL, `--password-env`, `BARGE_PASSWORD`, `~/.netrc`).
+//! `IdentityFile`s ~/.ssh/config names for the host, else the default
+//! `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa` that exist), then a password
+//! (URL, `--password-env`, `BARGE_PASSWORD`, `~/.netrc`).
 //!
 //! Key files are read and decrypted once per location, before connecting.
 //! No message ever contains a password or passphrase.
@@ -74,6 +75,9 @@ pub struct KeySources<'a> {
     /// `--identity FILE`: only this key file (its failures are errors).
     pub identity: Option<&'a Path>,
     pub passphrase: Option<&'a Passphrase>,
+    /// `IdentityFile`s from ~/.ssh/config (expanded): used instead of the
+    /// default key files, as OpenSSH does.
+    pub configured: &'a [PathBuf],
     /// `$HOME`, for the default key files.
     pub home: Option<&'a Path>,
 }
@@ -88,10 +92,18 @@ pub fn load_keys(sources: &KeySources<'_>, shown: &str) -> Result<(Vec<LoadedKey
     }
     let mut keys = Vec::new();
     let mut skipped = Vec::new();
-    let Some(home) = sources.home else { return Ok((keys, skipped)) };
-    for name in DEFAULT_KEYS {
-        let path = home.join(".ssh").join(name);
+    let candidates: Vec<PathBuf> = if !sources.configured.is_empty() {
+        sources.configured.to_vec()
+    } else if let Some(home) = sources.home {
+        DEFAULT_KEYS.iter().map(|name| home.join(".ssh").join(name)).collect()
+    } else {
+        Vec::new()
+    };
+    for path in candidates {
         if !path.is_file() {
+            if !sources.configured.is_empty() {
+                skipped.push(format!("key {} named by the ssh config: no such file", path.display()));
+            }
             continue;
         }
         match load_one(&path, sources.passphrase) {
@@ -153,7 +165,7 @@ mod tests {
         let plain = keygen(dir.path(), "plain", "");
         let locked = keygen(dir.path(), "locked", "right-phrase");
         let load = |identity: &Path, passphrase: Option<&Passphrase>| {
-            load_keys(&KeySources { identity: Some(identity), passphrase, home: None }, "h")
+            load_keys(&KeySources { identity: Some(identity), passphrase, configured: &[], home: None }, "h")
         };
         assert_eq!(load(&plain, None).unwrap().0.len(), 1);
 
@@ -178,11 +190,19 @@ mod tests {
         std::fs::create_dir(&ssh).unwrap();
         keygen(&ssh, "id_ed25519", "");
         keygen(&ssh, "id_rsa", "secret"); // ed25519 content under the RSA name: fine
-        let sources = KeySources { identity: None, passphrase: None, home: Some(home.path()) };
+        let sources = KeySources { identity: None, passphrase: None, configured: &[], home: Some(home.path()) };
         let (keys, skipped) = load_keys(&sources, "h").unwrap();
         assert_eq!(keys.len(), 1);
         assert!(keys[0].path.ends_with("id_ed25519"));
         assert_eq!(skipped.len(), 1);
         assert!(skipped[0].contains("id_rsa") && skipped[0].contains("encrypted"), "{skipped:?}");
+
+        // IdentityFiles from the ssh config replace the defaults.
+        let other = keygen(home.path(), "work_key", "");
+        let configured = [home.path().join("missing_key"), other.clone()];
+        let sources = KeySources { identity: None, passphrase: None, configured: &configured, home: Some(home.path()) };
+        let (keys, skipped) = load_keys(&sources, "h").unwrap();
+        assert_eq!(keys.iter().map(|k| k.path.clone()).collect::<Vec<_>>(), [other]);
+        assert!(skipped[0].contains("missing_key") && skipped[0].contains("no such file"), "{skipped:?}");
     }
 }

@@ -75,71 +75,84 @@ pub struct SftpBackend {
     inner: Arc<Inner>,
 }
 
+/// What every session to `remote` needs: the location as `~/.ssh/config`
+/// resolves it, and the login (user, keys, password), known_hosts file and
+/// timeouts shared by the sessions. `barge doctor` connects with the same.
+pub async fn connect_params(
+    remote: &RemoteLocation,
+    options: &RemoteOptions,
+) -> Result<(RemoteLocation, Arc<ConnectParams>), OpError> {
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    let resolved = config::resolve(remote, options.ssh_config.as_deref(), home.as_deref(), &auth::default_user())
+        .map_err(|why| OpError::new(ErrorKind::Connect, "ssh config", remote, why))?;
+    let remote = &resolved.remote;
+    let shown = remote.to_string();
+    let login = crate::credentials::resolve(remote, options.password_env.as_deref(), &auth::default_user());
+    if login.user.is_empty() {
+        return Err(OpError::new(
+            ErrorKind::Auth,
+            "login",
+            &shown,
+            "no user name: put one in the URL (sftp://user@host/path)",
+        ));
+    }
+    let known_hosts = match (&options.known_hosts, &home) {
+        (Some(path), _) => path.clone(),
+        (None, Some(home)) => home.join(".ssh").join("known_hosts"),
+        (None, None) => {
+            return Err(OpError::new(
+                ErrorKind::Connect,
+                "host key",
+                &shown,
+                "no known_hosts file to check the server against: set HOME or give --known-hosts FILE",
+            ));
+        }
+    };
+    let passphrase = match &options.passphrase_env {
+        Some(var) => Some(Passphrase::from_env(var, &shown)?),
+        None => None,
+    };
+    let identity = options.identity.clone();
+    let key_home = home.clone();
+    let key_shown = shown.clone();
+    let (keys, skipped) = tokio::task::spawn_blocking(move || {
+        let sources = KeySources {
+            identity: identity.as_deref(),
+            passphrase: passphrase.as_ref(),
+            configured: &resolved.identity_files,
+            home: key_home.as_deref(),
+        };
+        auth::load_keys(&sources, &key_shown)
+    })
+    .await
+    .map_err(|e| OpError::new(ErrorKind::Other, "login", &shown, e.to_string()))??;
+    let credentials = Credentials {
+        user: login.user,
+        agent: std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty()),
+        keys,
+        password: login.password,
+        skipped,
+    };
+    let params = Arc::new(ConnectParams::new(
+        remote.host.clone(),
+        remote.port,
+        credentials,
+        known_hosts,
+        options.accept_new_host_key,
+        options.timeout,
+    ));
+    Ok((remote.clone(), params))
+}
+
 impl SftpBackend {
     pub async fn open(
         remote: &RemoteLocation,
         missing_root: MissingRoot,
         options: &RemoteOptions,
     ) -> Result<SftpBackend, OpError> {
-        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-        let resolved = config::resolve(remote, options.ssh_config.as_deref(), home.as_deref(), &auth::default_user())
-            .map_err(|why| OpError::new(ErrorKind::Connect, "ssh config", remote, why))?;
-        let remote = &resolved.remote;
+        let (remote, params) = connect_params(remote, options).await?;
+        let remote = &remote;
         let shown = remote.to_string();
-        let login = crate::credentials::resolve(remote, options.password_env.as_deref(), &auth::default_user());
-        if login.user.is_empty() {
-            return Err(OpError::new(
-                ErrorKind::Auth,
-                "login",
-                &shown,
-                "no user name: put one in the URL (sftp://user@host/path)",
-            ));
-        }
-        let known_hosts = match (&options.known_hosts, &home) {
-            (Some(path), _) => path.clone(),
-            (None, Some(home)) => home.join(".ssh").join("known_hosts"),
-            (None, None) => {
-                return Err(OpError::new(
-                    ErrorKind::Connect,
-                    "host key",
-                    &shown,
-                    "no known_hosts file to check the server against: set HOME or give --known-hosts FILE",
-                ));
-            }
-        };
-        let passphrase = match &options.passphrase_env {
-            Some(var) => Some(Passphrase::from_env(var, &shown)?),
-            None => None,
-        };
-        let identity = options.identity.clone();
-        let key_home = home.clone();
-        let key_shown = shown.clone();
-        let (keys, skipped) = tokio::task::spawn_blocking(move || {
-            let sources = KeySources {
-                identity: identity.as_deref(),
-                passphrase: passphrase.as_ref(),
-                configured: &resolved.identity_files,
-                home: key_home.as_deref(),
-            };
-            auth::load_keys(&sources, &key_shown)
-        })
-        .await
-        .map_err(|e| OpError::new(ErrorKind::Other, "login", &shown, e.to_string()))??;
-        let credentials = Credentials {
-            user: login.user,
-            agent: std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty()),
-            keys,
-            password: login.password,
-            skipped,
-        };
-        let params = Arc::new(ConnectParams::new(
-            remote.host.clone(),
-            remote.port,
-            credentials,
-            known_hosts,
-            options.accept_new_host_key,
-            options.timeout,
-        ));
         let with_location = |mut e: OpError| {
             e.path = shown.clone();
             e

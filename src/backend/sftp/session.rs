@@ -40,6 +40,20 @@ pub struct ConnectParams {
 }
 
 impl ConnectParams {
+    /// The login method that worked, in words (`key /path`, `ssh-agent key
+    /// SHA256:...`, `password`); `None` before a login. Never the secret.
+    pub fn working_method(&self) -> Option<String> {
+        let method = self.working.lock().ok()?.clone()?;
+        Some(match method {
+            Method::Agent(key, _) => format!("ssh-agent key {}", hostkey::fingerprint(&key)),
+            Method::Key(index, _) => match self.credentials.keys.get(index) {
+                Some(loaded) => format!("key {}", loaded.path.display()),
+                None => "key".to_string(),
+            },
+            Method::Password => "password".to_string(),
+        })
+    }
+
     pub fn new(
         host: String,
         port: u16,
@@ -181,6 +195,10 @@ pub struct ServerInfo {
     /// Largest read and write payloads the server accepts.
     pub read_len: u32,
     pub write_len: u32,
+    /// The SFTP protocol version and every extension the server announced
+    /// (for `barge doctor`).
+    pub version: u32,
+    pub extensions: Vec<String>,
 }
 
 /// A live SFTP session over its own SSH connection.
@@ -192,7 +210,7 @@ pub struct SftpConn {
 
 /// russh settings: our window, AES-GCM first (measured faster than
 /// chacha20-poly1305 here), host key types already recorded first.
-fn ssh_config(params: &ConnectParams) -> client::Config {
+pub fn ssh_config(params: &ConnectParams) -> client::Config {
     let mut preferred = russh::Preferred::default();
     let recorded = hostkey::recorded(&params.host, params.port, &params.known_hosts).unwrap_or_default();
     let defaults: Vec<Algorithm> = preferred.key.to_vec();
@@ -274,6 +292,12 @@ async fn start_sftp(
         fsync: has("fsync@openssh.com"),
         read_len,
         write_len,
+        version: version.version,
+        extensions: {
+            let mut names: Vec<String> = version.extensions.keys().cloned().collect();
+            names.sort();
+            names
+        },
     };
     Ok((sftp, info))
 }

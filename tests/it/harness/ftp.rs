@@ -119,6 +119,8 @@ pub fn ftp_server(kind: FtpServerKind, tls: FtpTls) -> FtpServer {
 
 /// Like [`ftp_server`], with extra configuration: lines appended to vsftpd.conf or
 /// proftpd.conf (later settings win), or extra command-line arguments for pure-ftpd.
+/// An extra `MasqueradeAddress` (proftpd) or `-P` (pure-ftpd) replaces the default
+/// passive address 127.0.0.1 (for both servers the first setting wins).
 pub fn ftp_server_with(kind: FtpServerKind, tls: FtpTls, extra: &[&str]) -> FtpServer {
     assert!(tls != FtpTls::Implicit || kind.supports_implicit_tls(), "{} does not support implicit TLS", kind.name());
     ensure_installed();
@@ -274,8 +276,6 @@ fn pure_ftpd(i: &Instance) -> (PathBuf, Vec<String>) {
         format!("127.0.0.1,{}", i.port),
         "-p".into(),
         format!("{}:{}", i.pasv.0, i.pasv.1),
-        "-P".into(),
-        "127.0.0.1".into(),
         "-l".into(),
         format!("puredb:{}", pdb.display()),
         "-A".into(), // chroot everyone
@@ -293,6 +293,10 @@ fn pure_ftpd(i: &Instance) -> (PathBuf, Vec<String>) {
         "-O".into(),
         format!("clf:{}", i.dir.join("transfer.log").display()),
     ];
+    // The first -P wins: an extra one (a NAT'ed server's announced address) replaces ours.
+    if !i.extra.iter().any(|a| a.starts_with("-P")) {
+        args.extend(["-P".into(), "127.0.0.1".into()]);
+    }
     if i.tls != FtpTls::None {
         // 3: TLS required on control and data connections.
         args.extend(["-Y".into(), "3".into(), "-2".into()]);
@@ -341,7 +345,7 @@ AllowOverwrite on
 AllowStoreRestart on
 AllowRetrieveRestart on
 PassivePorts {p0} {p1}
-MasqueradeAddress 127.0.0.1
+{masquerade}
 MaxInstances 200
 TimesGMT on
 "#,
@@ -351,6 +355,9 @@ TimesGMT on
         group = group.display(),
         p0 = i.pasv.0,
         p1 = i.pasv.1,
+        // The first MasqueradeAddress wins: an extra one replaces ours.
+        masquerade =
+            if i.extra.iter().any(|l| l.starts_with("MasqueradeAddress")) { "" } else { "MasqueradeAddress 127.0.0.1" },
     );
     if i.tls != FtpTls::None {
         let _ = write!(

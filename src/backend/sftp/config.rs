@@ -1,0 +1,476 @@
+//! `~/.ssh/config`: the options that decide where an `sftp://` location
+//! connects and as whom: `Host`, `HostName`, `Port`, `User`, `IdentityFile`,
+//! and `Include`. Everything else is ignored.
+//!
+//! Rules as OpenSSH's ssh_config(5): the first value obtained for an option
+//! wins; `IdentityFile` accumulates; `Host` takes several patterns (`*`,
+//! `?`, `!negated`), matched case-insensitively against the host as written
+//! in the URL; lines before the first `Host` apply to every host; `Match`
+//! blocks are not evaluated (only `Match all` applies). `Include` reads
+//! files relative to `~/.ssh`, with `*`/`?` in the file name, and an Include
+//! inside a non-matching block never applies.
+//!
+//! A small parser rather than a crate: five options and Include are a few
+//! hundred lines with tests, with OpenSSH's exact first-match rule, and no
+//! new dependencies (ssh2-config, the maintained crate, is not vendored
+//! here and brings its own glob and dirs crates).
+
+use std::path::{Path, PathBuf};
+
+use crate::location::RemoteLocation;
+
+/// Includes nested deeper than this are refused (as OpenSSH: 16).
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// What the config says about one host alias.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HostSettings {
+    pub hostname: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    /// As written (tokens and `~` not yet expanded), in order.
+    pub identity_files: Vec<String>,
+}
+
+/// Where relative Include paths and `~` lead.
+pub struct Dirs<'a> {
+    /// `~/.ssh`.
+    pub ssh_dir: &'a Path,
+}
+
+/// The settings for `alias` from the config file at `path`. A missing file
+/// is an empty config.
+pub fn lookup(path: &Path, alias: &str, dirs: &Dirs<'_>) -> Result<HostSettings, String> {
+    let mut settings = HostSettings::default();
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(settings),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mut active = true;
+    apply(&text, path, alias, dirs, &mut settings, &mut active, 0)?;
+    Ok(settings)
+}
+
+/// Applies one file's lines. An Include in a block that does not apply is
+/// not read at all (so none of its Host lines can match).
+fn apply(
+    text: &[u8],
+    origin: &Path,
+    alias: &str,
+    dirs: &Dirs<'_>,
+    settings: &mut HostSettings,
+    active: &mut bool,
+    depth: usize,
+) -> Result<(), String> {
+    let text = String::from_utf8_lossy(text);
+    for (number, line) in text.lines().enumerate() {
+        let at = || format!("{} line {}", origin.display(), number + 1);
+        let words = split_words(line).map_err(|why| format!("{}: {why}", at()))?;
+        let Some((keyword, args)) = words.split_first() else { continue };
+        let first = args.first().map(String::as_str);
+        match keyword.to_ascii_lowercase().as_str() {
+            "host" => *active = host_matches(args, alias),
+            "match" => *active = first.is_some_and(|a| a.eq_ignore_ascii_case("all")),
+            "include" if *active => {
+                if depth >= MAX_INCLUDE_DEPTH {
+                    return Err(format!("{}: Include nested too deeply", at()));
+                }
+                for arg in args {
+                    for file in include_files(arg, dirs).map_err(|why| format!("{}: {why}", at()))? {
+                        let Ok(included) = std::fs::read(&file) else { continue };
+                        let before = *active;
+                        apply(&included, &file, alias, dirs, settings, active, depth + 1)?;
+                        *active = before;
+                    }
+                }
+            }
+            _ if !*active => {}
+            "hostname" if settings.hostname.is_none() => settings.hostname = first.map(str::to_string),
+            "user" if settings.user.is_none() => settings.user = first.map(str::to_string),
+            "port" if settings.port.is_none() => {
+                let port = first.and_then(|p| p.parse::<u16>().ok()).filter(|p| *p > 0);
+                settings.port = Some(port.ok_or_else(|| format!("{}: Port is not a number from 1 to 65535", at()))?);
+            }
+            "identityfile" => settings.identity_files.extend(first.map(str::to_string)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Splits a config line into words: `keyword arg...` or `keyword=arg`,
+/// double quotes group, `#` starts a comment.
+fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            '#' if !quoted && !in_word => break,
+            c if !quoted && (c.is_whitespace() || (c == '=' && words.is_empty())) => {
+                if in_word {
+                    words.push(std::mem::take(&mut current));
+                    in_word = false;
+                }
+            }
+            c => {
+                current.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quoted {
+        return Err("unbalanced quote".into());
+    }
+    if in_word {
+        words.push(current);
+    }
+    Ok(words)
+}
+
+/// Whether a `Host` line applies: some pattern matches and no negated one does.
+fn host_matches(patterns: &[String], alias: &str) -> bool {
+    let alias = alias.to_ascii_lowercase();
+    let mut matched = false;
+    for pattern in patterns {
+        let pattern = pattern.to_ascii_lowercase();
+        match pattern.strip_prefix('!') {
+            Some(negated) if wildcard(negated.as_bytes(), alias.as_bytes()) => return false,
+            Some(_) => {}
+            None => matched |= wildcard(pattern.as_bytes(), alias.as_bytes()),
+        }
+    }
+    matched
+}
+
+/// `*` (any run) and `?` (any one byte) matching, iterative with backtracking
+/// to the last `*` (linear in practice, never exponential).
+fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
+}
+
+/// The files an Include argument names, sorted: `~` is the home directory,
+/// relative paths are under `~/.ssh`, `*` and `?` may appear in the last
+/// component.
+fn include_files(arg: &str, dirs: &Dirs<'_>) -> Result<Vec<PathBuf>, String> {
+    let home = dirs.ssh_dir.parent().unwrap_or(dirs.ssh_dir);
+    let path = match arg.strip_prefix("~/") {
+        Some(rest) => home.join(rest),
+        None if Path::new(arg).is_absolute() => PathBuf::from(arg),
+        None => dirs.ssh_dir.join(arg),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if !name.contains(['*', '?']) {
+        return Ok(vec![path]);
+    }
+    let parent = path.parent().ok_or_else(|| format!("bad Include path {arg}"))?;
+    if parent.to_string_lossy().contains(['*', '?']) {
+        return Err(format!("Include {arg}: wildcards are supported in the file name only"));
+    }
+    let Ok(read) = std::fs::read_dir(parent) else { return Ok(Vec::new()) };
+    let mut files: Vec<PathBuf> = read
+        .filter_map(Result::ok)
+        .filter(|e| wildcard(name.as_bytes(), e.file_name().as_encoded_bytes()))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// An `sftp://` location after ~/.ssh/config: the host to connect to,
+/// port and user (the URL's own win), and the key files it names.
+#[derive(Debug)]
+pub struct Resolved {
+    pub remote: RemoteLocation,
+    pub identity_files: Vec<PathBuf>,
+}
+
+/// Applies the config at `config` (`--ssh-config`; else `~/.ssh/config`;
+/// `none`: no file) to `remote`. `local_user` is `%u` and the login when
+/// neither the URL nor the config names one.
+pub fn resolve(
+    remote: &RemoteLocation,
+    config: Option<&Path>,
+    home: Option<&Path>,
+    local_user: &str,
+) -> Result<Resolved, String> {
+    let path = match config {
+        Some(path) if path == Path::new("none") => None,
+        Some(path) => Some(path.to_path_buf()),
+        None => home.map(|h| h.join(".ssh").join("config")),
+    };
+    let Some(path) = path else {
+        return Ok(Resolved { remote: remote.clone(), identity_files: Vec::new() });
+    };
+    let ssh_dir = match home {
+        Some(home) => home.join(".ssh"),
+        None => path.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let settings = lookup(&path, &remote.host, &Dirs { ssh_dir: &ssh_dir })?;
+    let home_text = home.map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut resolved = remote.clone();
+    if let Some(hostname) = &settings.hostname {
+        // `%h` in HostName is the alias itself.
+        resolved.host = expand(hostname, &tokens(&home_text, remote, remote, local_user))
+            .map_err(|why| format!("{}: HostName: {why}", path.display()))?;
+    }
+    if !remote.port_given
+        && let Some(port) = settings.port
+    {
+        resolved.port = port;
+    }
+    if resolved.user.is_none() {
+        resolved.user = settings.user.clone();
+    }
+    let identity_files = settings
+        .identity_files
+        .iter()
+        .map(|file| expand(file, &tokens(&home_text, remote, &resolved, local_user)).map(PathBuf::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|why| format!("{}: IdentityFile: {why}", path.display()))?;
+    Ok(Resolved { remote: resolved, identity_files })
+}
+
+/// The tokens for connecting to `target`, written `alias` in the URL.
+fn tokens<'a>(home: &'a str, alias: &'a RemoteLocation, target: &'a RemoteLocation, local_user: &'a str) -> Tokens<'a> {
+    Tokens {
+        home,
+        host: &target.host,
+        alias: &alias.host,
+        port: target.port,
+        remote_user: target.user.as_deref().unwrap_or(local_user),
+        local_user,
+    }
+}
+
+/// Values for `%` tokens in IdentityFile (and `%h` in HostName).
+pub struct Tokens<'a> {
+    /// `%d`, and `~`.
+    pub home: &'a str,
+    /// `%h`: the host name connected to.
+    pub host: &'a str,
+    /// `%n`: the host as written in the URL.
+    pub alias: &'a str,
+    /// `%p`.
+    pub port: u16,
+    /// `%r`: the remote login name.
+    pub remote_user: &'a str,
+    /// `%u`: the local user name.
+    pub local_user: &'a str,
+}
+
+/// Expands `~/` at the start and `%d %h %n %p %r %u %%`.
+pub fn expand(text: &str, tokens: &Tokens<'_>) -> Result<String, String> {
+    let mut out = String::new();
+    let rest = match text.strip_prefix("~/") {
+        Some(rest) => {
+            out.push_str(tokens.home.trim_end_matches('/'));
+            out.push('/');
+            rest
+        }
+        None => text,
+    };
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some('d') => out.push_str(tokens.home),
+            Some('h') => out.push_str(tokens.host),
+            Some('n') => out.push_str(tokens.alias),
+            Some('p') => out.push_str(&tokens.port.to_string()),
+            Some('r') => out.push_str(tokens.remote_user),
+            Some('u') => out.push_str(tokens.local_user),
+            Some(other) => return Err(format!("unsupported token %{other} in `{text}`")),
+            None => return Err(format!("`{text}` ends with a lone %")),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_for(text: &str, alias: &str) -> HostSettings {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(&path, text).unwrap();
+        lookup(&path, alias, &Dirs { ssh_dir: dir.path() }).unwrap()
+    }
+
+    #[test]
+    fn first_value_wins_and_identity_files_accumulate() {
+        let text = "\
+# comment
+Host web
+    HostName 10.0.0.5
+    Port 2222
+    IdentityFile ~/.ssh/web_key
+Host *
+    User deploy
+    Port 22
+    HostName ignored.example
+    IdentityFile ~/.ssh/id_all
+";
+        let web = settings_for(text, "web");
+        assert_eq!(web.hostname.as_deref(), Some("10.0.0.5"));
+        assert_eq!(web.port, Some(2222));
+        assert_eq!(web.user.as_deref(), Some("deploy"));
+        assert_eq!(web.identity_files, ["~/.ssh/web_key", "~/.ssh/id_all"]);
+        let other = settings_for(text, "other");
+        assert_eq!(other.hostname.as_deref(), Some("ignored.example"));
+        assert_eq!(other.port, Some(22));
+        assert_eq!(other.identity_files, ["~/.ssh/id_all"]);
+    }
+
+    #[test]
+    fn patterns_negation_and_several_per_line() {
+        let text = "\
+Host *.example.com !bad.example.com db? \"quoted\"
+    User matched
+Host=web-*
+    User=equals
+";
+        assert_eq!(settings_for(text, "a.example.com").user.as_deref(), Some("matched"));
+        assert_eq!(settings_for(text, "A.EXAMPLE.COM").user.as_deref(), Some("matched"), "case-insensitive");
+        assert_eq!(settings_for(text, "bad.example.com").user, None);
+        assert_eq!(settings_for(text, "db1").user.as_deref(), Some("matched"));
+        assert_eq!(settings_for(text, "db12").user, None);
+        assert_eq!(settings_for(text, "quoted").user.as_deref(), Some("matched"));
+        assert_eq!(settings_for(text, "web-3").user.as_deref(), Some("equals"));
+        assert_eq!(settings_for(text, "example.com").user, None);
+    }
+
+    #[test]
+    fn options_before_any_host_apply_to_all_and_match_blocks_are_skipped() {
+        let text = "Port 2200\nMatch host x exec \"true\"\n  User no\nMatch all\n  User yes\n";
+        let got = settings_for(text, "anything");
+        assert_eq!((got.port, got.user.as_deref()), (Some(2200), Some("yes")));
+    }
+
+    #[test]
+    fn a_bad_port_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(&path, "Host h\n  Port many\n").unwrap();
+        let err = lookup(&path, "h", &Dirs { ssh_dir: dir.path() }).unwrap_err();
+        assert!(err.contains("line 2") && err.contains("Port"), "{err}");
+        // Not for a host the block does not apply to.
+        assert!(lookup(&path, "other", &Dirs { ssh_dir: dir.path() }).is_ok());
+        assert_eq!(
+            lookup(&dir.path().join("missing"), "h", &Dirs { ssh_dir: dir.path() }),
+            Ok(HostSettings::default())
+        );
+    }
+
+    #[test]
+    fn includes_are_relative_to_ssh_dir_globbed_and_conditional() {
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path();
+        std::fs::create_dir(ssh.join("conf.d")).unwrap();
+        std::fs::write(ssh.join("conf.d/10-web"), "Host web\n  HostName 10.1.1.1\n").unwrap();
+        std::fs::write(ssh.join("conf.d/20-all"), "User from-include\n").unwrap();
+        std::fs::write(ssh.join("conf.d/ignored.txt"), "Host *\n  Port 1\n").unwrap();
+        std::fs::write(ssh.join("only-db"), "Host *\n  Port 3333\n").unwrap();
+        let config = ssh.join("config");
+        std::fs::write(&config, "Include conf.d/??-*\nHost db\n  Include only-db\nHost *\n  User last\n").unwrap();
+        let dirs = Dirs { ssh_dir: ssh };
+        let web = lookup(&config, "web", &dirs).unwrap();
+        assert_eq!(web.hostname.as_deref(), Some("10.1.1.1"));
+        assert_eq!(web.user.as_deref(), Some("from-include"));
+        assert_eq!(web.port, None, "an Include under a non-matching Host never applies");
+        assert_eq!(lookup(&config, "db", &dirs).unwrap().port, Some(3333));
+        std::fs::write(ssh.join("loop"), "Include loop\n").unwrap();
+        std::fs::write(&config, "Include loop\n").unwrap();
+        assert!(lookup(&config, "x", &dirs).unwrap_err().contains("too deeply"));
+    }
+
+    #[test]
+    fn url_values_win_over_the_config() {
+        let home = tempfile::tempdir().unwrap();
+        let ssh = home.path().join(".ssh");
+        std::fs::create_dir(&ssh).unwrap();
+        std::fs::write(
+            ssh.join("config"),
+            "Host box\n  HostName %h.example.net\n  Port 2222\n  User cfg\n  IdentityFile ~/.ssh/id_%r@%h\n",
+        )
+        .unwrap();
+        let parse = |url: &str| match crate::location::Location::parse(url).unwrap() {
+            crate::location::Location::Remote(r) => r,
+            other => panic!("{other:?}"),
+        };
+        let got = resolve(&parse("sftp://box/data"), None, Some(home.path()), "me").unwrap();
+        assert_eq!((got.remote.host.as_str(), got.remote.port), ("box.example.net", 2222));
+        assert_eq!(got.remote.user.as_deref(), Some("cfg"));
+        let key = format!("{}/.ssh/id_cfg@box.example.net", home.path().display());
+        assert_eq!(got.identity_files, [PathBuf::from(key)]);
+        assert_eq!(got.remote.path, b"/data");
+
+        let got = resolve(&parse("sftp://url@box:22/data"), None, Some(home.path()), "me").unwrap();
+        assert_eq!((got.remote.port, got.remote.user.as_deref()), (22, Some("url")), "the URL wins");
+
+        let got = resolve(&parse("sftp://box/data"), Some(Path::new("none")), Some(home.path()), "me").unwrap();
+        assert_eq!((got.remote.host.as_str(), got.remote.port), ("box", 22), "--ssh-config none");
+        let got = resolve(&parse("sftp://box/data"), None, None, "me").unwrap();
+        assert_eq!(got.remote.host, "box", "no HOME, no config");
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard(b"*", b""));
+        assert!(wildcard(b"a*b*c", b"axxbyyc"));
+        assert!(!wildcard(b"a*b*c", b"axxbyy"));
+        assert!(wildcard(b"??", b"ab"));
+        assert!(!wildcard(b"?", b""));
+        assert!(wildcard(b"*.com", b"x.y.com"));
+        assert!(!wildcard(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn tokens_expand() {
+        let tokens = Tokens {
+            home: "/home/me",
+            host: "10.0.0.5",
+            alias: "web",
+            port: 2222,
+            remote_user: "deploy",
+            local_user: "me",
+        };
+        assert_eq!(expand("~/.ssh/id_%h_%p", &tokens).unwrap(), "/home/me/.ssh/id_10.0.0.5_2222");
+        assert_eq!(expand("%d/k-%r@%n-%u%%", &tokens).unwrap(), "/home/me/k-deploy@web-me%");
+        assert!(expand("%C", &tokens).unwrap_err().contains("%C"));
+        assert!(expand("x%", &tokens).is_err());
+    }
+}
