@@ -1,7 +1,9 @@
 //! Integration tests: one binary (one link) for the whole suite.
 
 mod common;
+mod crash_loop;
 mod doctor;
+mod faults;
 mod ftp_sync;
 mod harness;
 mod hostile_ftp;
