@@ -1,9 +1,11 @@
 //! Where a remote login's user and secret come from, in order: the URL,
-//! `--password-env VAR`, `BARGE_PASSWORD`, then `~/.netrc` (`$NETRC`
+//! the config file's `password_file`, `--password-env VAR` (or the
+//! remote's `password_env`), `BARGE_PASSWORD`, then `~/.netrc` (`$NETRC`
 //! overrides its path). Secrets are held in [`Secret`] and never printed.
 
 use std::path::PathBuf;
 
+use crate::backend::RemoteOptions;
 use crate::location::{RemoteLocation, Secret};
 
 /// A resolved login.
@@ -13,8 +15,10 @@ pub struct Login {
     pub password: Option<Secret>,
 }
 
-/// Resolves the login for `remote`. `password_env` is `--password-env`.
-pub fn resolve(remote: &RemoteLocation, password_env: Option<&str>, default_user: &str) -> Login {
+/// Resolves the login for `remote` with the password sources `options`
+/// names (`password_file`'s secret, `--password-env`).
+pub fn resolve(remote: &RemoteLocation, options: &RemoteOptions, default_user: &str) -> Login {
+    let password_env = options.password_env.as_deref();
     let from_env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty()).map(Secret::new);
     let netrc = netrc_path().and_then(|path| std::fs::read(path).ok()).map(|text| parse_netrc(&text));
     let netrc_entry = netrc.as_ref().and_then(|entries| {
@@ -35,6 +39,7 @@ pub fn resolve(remote: &RemoteLocation, password_env: Option<&str>, default_user
     let password = remote
         .password
         .clone()
+        .or_else(|| options.password.clone())
         .or_else(|| password_env.and_then(from_env))
         .or_else(|| from_env("BARGE_PASSWORD"))
         .or_else(|| {

@@ -19,11 +19,13 @@
 //!   hash cache, partial transfers, runs, and the job lock.
 //! - [`hash`]: blake3 of local files on rayon.
 //! - [`error`]: typed errors and exit codes.
+//! - [`config`]: the TOML config file: named remotes and jobs.
 //! - [`doctor`]: `barge doctor`, probes that diagnose a server before a sync.
 
 pub mod backend;
 pub mod cli;
 pub mod commit;
+pub mod config;
 pub mod credentials;
 pub mod doctor;
 pub mod engine;

@@ -43,8 +43,11 @@ pub struct Job {
     pub engine: EngineConfig,
     /// `--state FILE`; else derived from the two locations.
     pub state_path: Option<PathBuf>,
-    /// How remote locations are reached.
-    pub remote: RemoteOptions,
+    /// How the source is reached (when remote).
+    pub src_remote: RemoteOptions,
+    /// How the destination is reached (when remote): a configured remote's
+    /// settings can differ from the source's.
+    pub dst_remote: RemoteOptions,
     /// `--links`: what happens to symbolic links.
     pub links: LinkMode,
 }
@@ -124,7 +127,7 @@ fn unreachable(location: &Location) -> impl FnOnce(OpError) -> Error + '_ {
 pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcome, Error> {
     let started = Instant::now();
     let run_started_at = crate::units::unix_now_secs();
-    if job.remote.tls.insecure {
+    if job.src_remote.tls.insecure || job.dst_remote.tls.insecure {
         reporter
             .warning("--insecure: TLS certificates are not verified; anyone on the path can read and change the data");
     }
@@ -161,13 +164,14 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     }
 
     let missing_dst = if mode == Mode::Sync { MissingRoot::Create } else { MissingRoot::Empty };
-    let mut remote = job.remote.clone();
+    let (mut src_remote, mut dst_remote) = (job.src_remote.clone(), job.dst_remote.clone());
     if let Some(db) = &db {
-        remote.memory = Some(Memory(Arc::new(DbMemory(Arc::clone(db)))));
+        let memory = Memory(Arc::new(DbMemory(Arc::clone(db))));
+        (src_remote.memory, dst_remote.memory) = (Some(memory.clone()), Some(memory));
     }
     let (src, dst) = tokio::join!(
-        backend::open(&job.src, MissingRoot::Fail, &remote),
-        backend::open(&job.dst, missing_dst, &remote)
+        backend::open(&job.src, MissingRoot::Fail, &src_remote),
+        backend::open(&job.dst, missing_dst, &dst_remote)
     );
     let src = src.map_err(unreachable(&job.src))?;
     let dst = dst.map_err(unreachable(&job.dst))?;

@@ -398,6 +398,9 @@ pub struct RemoteOptions {
     pub identity: Option<PathBuf>,
     /// `--known-hosts FILE`: where SSH host keys are checked (else ~/.ssh/known_hosts).
     pub known_hosts: Option<PathBuf>,
+    /// The password a config file's `password_file` gave (after the URL's,
+    /// before `--password-env`, BARGE_PASSWORD and ~/.netrc).
+    pub password: Option<crate::location::Secret>,
     /// `--ssh-config FILE`: OpenSSH client config for sftp:// hosts (else ~/.ssh/config; `none`: no file).
     pub ssh_config: Option<PathBuf>,
     /// `--accept-new-host-key`: record an unknown host's key instead of refusing.
@@ -426,6 +429,7 @@ impl Default for RemoteOptions {
             identity: None,
             known_hosts: None,
             ssh_config: None,
+            password: None,
             accept_new_host_key: false,
             passphrase_env: None,
             timeout: Duration::from_secs(60),

@@ -70,7 +70,8 @@ async fn mirror(source: &Path, mirror: &Path, state: &Path, mode: Mode, delete: 
         filter: Filter::default(),
         engine: EngineConfig { parallel: 8, retries: 3, bwlimit: None, inplace: false },
         state_path: Some(state.to_path_buf()),
-        remote: crate::backend::RemoteOptions::default(),
+        src_remote: crate::backend::RemoteOptions::default(),
+        dst_remote: crate::backend::RemoteOptions::default(),
         links: crate::plan::LinkMode::Copy,
     };
     let reporter = Arc::new(Reporter::new(OutputOptions { json: false, verbosity: Verbosity::Normal }));

@@ -11,10 +11,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::backend::RemoteOptions;
 use crate::backend::ftp::tls::TlsOptions;
+use crate::config::{Config, Remote};
 use crate::engine::EngineConfig;
 use crate::engine::report::{OutputOptions, Reporter, Verbosity};
 use crate::error::Error;
-use crate::location::Location;
 use crate::plan::filter::Filter;
 use crate::plan::{CompareMode, LinkMode};
 use crate::sync::{self, DeleteLimit, Job, Mode, Reports, Safety};
@@ -49,6 +49,10 @@ Filters (--include, --exclude):
     after_help = EXIT_CODES
 )]
 pub struct Cli {
+    /// Config file with named remotes and jobs (default:
+    /// $XDG_CONFIG_HOME/barge/config.toml, else ~/.config/barge/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -71,6 +75,61 @@ pub enum Command {
     /// fix for each problem, then the firewall openings needed. Exit 0 when a sync
     /// would work, 3 when not.
     Doctor(DoctorArgs),
+    /// Run a job named in the config file (see `barge jobs`).
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// List the jobs in the config file.
+    Jobs,
+    /// List the remotes in the config file (never their secrets).
+    Remotes,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout: `barge man > barge.1`.
+    Man,
+}
+
+/// How much a run prints, and in which form.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct OutputArgs {
+    /// Write JSON lines to stdout: one object per action, then a summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Print every action.
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print errors only.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl OutputArgs {
+    fn options(self) -> OutputOptions {
+        let verbosity = if self.quiet {
+            Verbosity::Quiet
+        } else if self.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        };
+        OutputOptions { json: self.json, verbosity }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job's name in the config file.
+    pub job: String,
+    /// Print what the job would do, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Delete even when the source listing looks wrong (warnings, unreadable directories, max_shrink).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +150,9 @@ pub struct SyncArgs {
     /// Delete even when the source listing looks wrong (warnings, unreadable directories, --max-shrink).
     #[arg(long)]
     pub force: bool,
+    /// Print what the sync would do (as `barge plan`), change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -140,15 +202,8 @@ pub struct CommonArgs {
     /// How files are judged equal: size; size and mtime; size and blake3 hash.
     #[arg(long, value_enum, default_value_t = CompareMode::Mtime)]
     pub compare: CompareMode,
-    /// Write JSON lines to stdout: one object per action, then a summary.
-    #[arg(long)]
-    pub json: bool,
-    /// Print every action.
-    #[arg(short, long, conflicts_with = "quiet")]
-    pub verbose: bool,
-    /// Print errors only.
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// State database for this job (default: under $XDG_STATE_HOME/barge/).
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
@@ -186,7 +241,7 @@ pub struct CommonArgs {
 }
 
 /// How remote servers are reached.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 #[command(next_help_heading = "Remote servers")]
 pub struct RemoteArgs {
     /// Upgrade plain ftp:// with AUTH TLS (ftpes:// does it by default, ftps:// is implicit TLS).
@@ -234,24 +289,17 @@ pub struct RemoteArgs {
     /// (a changed key is always refused).
     #[arg(long)]
     pub accept_new_host_key: bool,
-    /// Seconds before a connection, command or stalled transfer times out.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-    pub timeout: u64,
+    /// Seconds before a connection, command or stalled transfer times out [default: 60].
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
 }
 
 impl CommonArgs {
     fn output(&self) -> OutputOptions {
-        let verbosity = if self.quiet {
-            Verbosity::Quiet
-        } else if self.verbose {
-            Verbosity::Verbose
-        } else {
-            Verbosity::Normal
-        };
-        OutputOptions { json: self.json, verbosity }
+        self.output.options()
     }
 
-    fn job(&self, src: &str, dst: &str, delete: bool, safety: Safety) -> Result<Job, Error> {
+    fn job(&self, config: &Config, src: &str, dst: &str, delete: bool, safety: Safety) -> Result<Job, Error> {
         if self.bwlimit == Some(0) {
             return Err(Error::Usage("--bwlimit must be more than 0".into()));
         }
@@ -260,9 +308,26 @@ impl CommonArgs {
         {
             return Err(Error::Usage(format!("--min-size {min} is larger than --max-size {max}")));
         }
+        let (src, src_config) = config.location(src)?;
+        let (dst, dst_config) = config.location(dst)?;
+        let side_options = |remote: Option<&Remote>| {
+            let mut options = self.remote.options(usize::from(self.parallel));
+            if let Some(remote) = remote {
+                remote.apply(&mut options, self.remote.timeout.is_some());
+            }
+            options
+        };
+        // Every byte passes through both servers: a remote's bandwidth cap
+        // is a cap on the whole run.
+        let bwlimit = [self.bwlimit, src_config.and_then(|r| r.bwlimit), dst_config.and_then(|r| r.bwlimit)]
+            .into_iter()
+            .flatten()
+            .min();
         Ok(Job {
-            src: Location::parse(src)?,
-            dst: Location::parse(dst)?,
+            src_remote: side_options(src_config),
+            dst_remote: side_options(dst_config),
+            src,
+            dst,
             compare: self.compare,
             delete,
             safety,
@@ -275,11 +340,10 @@ impl CommonArgs {
             engine: EngineConfig {
                 parallel: usize::from(self.parallel),
                 retries: self.retries,
-                bwlimit: self.bwlimit,
+                bwlimit,
                 inplace: self.inplace,
             },
             state_path: self.state.clone(),
-            remote: self.remote.options(usize::from(self.parallel)),
             links: self.links,
         })
     }
@@ -287,23 +351,47 @@ impl CommonArgs {
 
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32, Error> {
-    let log_file = match &cli.command {
-        Command::Sync(a) | Command::Plan(a) => a.common.log_file.clone(),
-        Command::Check(a) => a.common.log_file.clone(),
-        Command::Demo(_) | Command::Doctor(_) => None,
-    };
-    let (job, mode, output) = match cli.command {
+    let config = || Config::load(cli.config.as_deref());
+    let (job, mode, output, log_file) = match cli.command {
         Command::Sync(args) => {
-            (args.common.job(&args.src, &args.dst, args.delete, args.safety())?, Mode::Sync, args.common.output())
+            let mode = if args.dry_run { Mode::Plan } else { Mode::Sync };
+            let job = args.common.job(&config()?, &args.src, &args.dst, args.delete, args.safety())?;
+            (job, mode, args.common.output(), args.common.log_file)
         }
         Command::Plan(args) => {
-            (args.common.job(&args.src, &args.dst, args.delete, args.safety())?, Mode::Plan, args.common.output())
+            let job = args.common.job(&config()?, &args.src, &args.dst, args.delete, args.safety())?;
+            (job, Mode::Plan, args.common.output(), args.common.log_file)
         }
         Command::Check(args) => {
-            (args.common.job(&args.src, &args.dst, true, Safety::default())?, Mode::Check, args.common.output())
+            let job = args.common.job(&config()?, &args.src, &args.dst, true, Safety::default())?;
+            (job, Mode::Check, args.common.output(), args.common.log_file)
+        }
+        Command::Run(args) => {
+            let config = config()?;
+            let sync = job_args(&config, &args)?;
+            let mode = if args.dry_run { Mode::Plan } else { Mode::Sync };
+            let job = sync.common.job(&config, &sync.src, &sync.dst, sync.delete, sync.safety())?;
+            (job, mode, sync.common.output(), sync.common.log_file)
         }
         Command::Demo(args) => return demo::run(args).await,
-        Command::Doctor(args) => return doctor(args).await,
+        Command::Doctor(args) => return doctor(&config()?, args).await,
+        Command::Jobs => return list_jobs(&config()?),
+        Command::Remotes => return list_remotes(&config()?),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "barge",
+                &mut std::io::stdout(),
+            );
+            return Ok(crate::error::exit::OK);
+        }
+        Command::Man => {
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            page.render(&mut std::io::stdout())
+                .map_err(|source| Error::Io { context: "write the manual page".into(), source })?;
+            return Ok(crate::error::exit::OK);
+        }
     };
     let mut reporter = Reporter::new(output);
     if let Some(path) = &log_file {
@@ -316,22 +404,123 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
     Ok(outcome.exit_code)
 }
 
+/// A configured job as the `barge sync` command line it stands for.
+fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
+    let Some(spec) = config.jobs.get(&args.job) else {
+        let known: Vec<&str> = config.jobs.keys().map(String::as_str).collect();
+        let file = config.path.as_ref().map_or("no config file found".to_string(), |p| p.display().to_string());
+        return Err(Error::Usage(format!(
+            "no job `{}` in the config ({file}; jobs: {})",
+            args.job,
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        )));
+    };
+    Ok(SyncArgs {
+        src: spec.source.clone(),
+        dst: spec.destination.clone(),
+        delete: spec.delete,
+        max_delete: spec.max_delete,
+        max_shrink: spec.max_shrink,
+        force: args.force,
+        dry_run: args.dry_run,
+        common: CommonArgs {
+            include: spec.include.clone(),
+            exclude: spec.exclude.clone(),
+            min_size: spec.min_size,
+            max_size: spec.max_size,
+            compare: spec.compare,
+            output: args.output,
+            state: spec.state.clone(),
+            parallel: spec.parallel,
+            retries: spec.retries,
+            bwlimit: spec.bwlimit,
+            report: spec.report.clone(),
+            metrics: spec.metrics.clone(),
+            job_name: Some(spec.name.clone()),
+            log_file: spec.log_file.clone(),
+            links: spec.links,
+            inplace: spec.inplace,
+            remote: RemoteArgs { timeout: spec.timeout, ..RemoteArgs::default() },
+        },
+    })
+}
+
+/// `barge jobs`: one line per job.
+fn list_jobs(config: &Config) -> Result<i32, Error> {
+    let mut out = String::new();
+    for job in config.jobs.values() {
+        let mut notes = vec![format!("compare {:?}", job.compare).to_lowercase()];
+        if job.delete {
+            notes.push("delete".into());
+        }
+        if let Some(limit) = job.max_delete {
+            notes.push(match limit {
+                DeleteLimit::Count(n) => format!("max_delete {n}"),
+                DeleteLimit::Percent(p) => format!("max_delete {p}%"),
+            });
+        }
+        out.push_str(&format!("{}\t{} -> {}\t({})\n", job.name, job.source, job.destination, notes.join(", ")));
+    }
+    print_listing(config, &out, "jobs")
+}
+
+/// `barge remotes`: one line per remote, with where its secret comes from.
+fn list_remotes(config: &Config) -> Result<i32, Error> {
+    let mut out = String::new();
+    for remote in config.remotes.values() {
+        let secret = match (&remote.password_file, &remote.password_env) {
+            (Some(file), _) => format!("password_file {}", file.display()),
+            (None, Some(var)) => format!("password_env {var}"),
+            (None, None) => "key/agent, BARGE_PASSWORD or ~/.netrc".to_string(),
+        };
+        let mut line = format!("{}\t{}\tsecret: {secret}", remote.name, remote.location);
+        if let Some(parallel) = remote.parallel {
+            line.push_str(&format!("; parallel {parallel}"));
+        }
+        if let Some(rate) = remote.bwlimit {
+            line.push_str(&format!("; bwlimit {rate} B/s"));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    print_listing(config, &out, "remotes")
+}
+
+fn print_listing(config: &Config, text: &str, what: &str) -> Result<i32, Error> {
+    if text.is_empty() {
+        match &config.path {
+            Some(path) => eprintln!("no {what} in {}", path.display()),
+            None => eprintln!(
+                "no config file: write {} (see README, \"Config file\")",
+                crate::config::default_path().map_or("one".into(), |p| p.display().to_string())
+            ),
+        }
+    }
+    print!("{text}");
+    Ok(crate::error::exit::OK)
+}
+
 /// Whether the command line asked for JSON output (for reporting a fatal
 /// error the same way).
 pub fn wants_json(cli: &Cli) -> bool {
     match &cli.command {
-        Command::Sync(a) | Command::Plan(a) => a.common.json,
-        Command::Check(a) => a.common.json,
-        Command::Demo(_) => false,
+        Command::Sync(a) | Command::Plan(a) => a.common.output.json,
+        Command::Check(a) => a.common.output.json,
+        Command::Run(a) => a.output.json,
         Command::Doctor(a) => a.json,
+        Command::Demo(_) | Command::Jobs | Command::Remotes | Command::Completions { .. } | Command::Man => false,
     }
 }
 
 /// `barge doctor`: the report on stdout; the exit code says whether a sync would work.
-async fn doctor(args: DoctorArgs) -> Result<i32, Error> {
-    let location = Location::parse(&args.location)?;
+async fn doctor(config: &Config, args: DoctorArgs) -> Result<i32, Error> {
+    let (location, remote) = config.location(&args.location)?;
+    let mut options = args.remote.options(1);
+    if let Some(remote) = remote {
+        remote.apply(&mut options, args.remote.timeout.is_some());
+    }
     let options = crate::doctor::DoctorOptions {
-        remote: args.remote.options(1),
+        remote: options,
         max_probe_connections: usize::from(args.max_probe_connections),
     };
     let report = crate::doctor::diagnose(&location, &options).await?;
@@ -358,20 +547,21 @@ impl RemoteArgs {
             ssh_config: self.ssh_config.clone(),
             accept_new_host_key: self.accept_new_host_key,
             passphrase_env: self.passphrase_env.clone(),
-            timeout: std::time::Duration::from_secs(self.timeout.max(1)),
+            timeout: std::time::Duration::from_secs(self.timeout.unwrap_or(60).max(1)),
             connections,
             memory: None,
+            password: None,
         }
     }
 }
 
 /// An `--ascii` pattern, checked now so a typo is a usage error (exit 2).
-fn parse_ascii_glob(text: &str) -> Result<String, String> {
+pub fn parse_ascii_glob(text: &str) -> Result<String, String> {
     crate::plan::filter::FilePatterns::new(&[text.to_string()]).map(|_| text.to_string()).map_err(|e| e.to_string())
 }
 
 /// `40000-40100` (or one port) into an inclusive range of non-zero ports.
-fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+pub fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
     let (first, last) = text.split_once('-').unwrap_or((text, text));
     let port = |t: &str| t.trim().parse::<u16>().ok().filter(|p| *p > 0);
     match (port(first), port(last)) {

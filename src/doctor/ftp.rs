@@ -429,7 +429,7 @@ impl Seen {
 
 /// Runs the FTP probes, adding their lines to `report`.
 pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: &mut Report) {
-    let login = credentials::resolve(remote, options.remote.password_env.as_deref(), "anonymous");
+    let login = credentials::resolve(remote, &options.remote, "anonymous");
     let mode = match remote.scheme {
         Scheme::Ftps => TlsMode::Implicit,
         Scheme::Ftpes => TlsMode::Explicit,

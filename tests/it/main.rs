@@ -1,6 +1,7 @@
 //! Integration tests: one binary (one link) for the whole suite.
 
 mod common;
+mod config;
 mod crash_loop;
 mod doctor;
 mod faults;

@@ -111,7 +111,7 @@ impl FtpBackend {
             TlsMode::None => None,
             _ => Some(Arc::new(tls::base_config(&options.tls)?)),
         };
-        let login = crate::credentials::resolve(remote, options.password_env.as_deref(), "anonymous");
+        let login = crate::credentials::resolve(remote, options, "anonymous");
         let params = ConnectParams {
             host: remote.host.clone(),
             port: remote.port,

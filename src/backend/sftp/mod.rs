@@ -87,7 +87,7 @@ pub async fn connect_params(
         .map_err(|why| OpError::new(ErrorKind::Connect, "ssh config", remote, why))?;
     let remote = &resolved.remote;
     let shown = remote.to_string();
-    let login = crate::credentials::resolve(remote, options.password_env.as_deref(), &auth::default_user());
+    let login = crate::credentials::resolve(remote, options, &auth::default_user());
     if login.user.is_empty() {
         return Err(OpError::new(
             ErrorKind::Auth,
