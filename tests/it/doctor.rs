@@ -328,3 +328,22 @@ fn sftp_server_with_an_unknown_host_key_fails_with_its_fingerprint() {
     assert_eq!(run.code, 3, "{}", run.explain());
     assert!(text(&probe(&run, "ssh banner")).contains("FTP server"), "{}", run.explain());
 }
+
+#[test]
+fn active_ports_make_the_firewall_summary_an_inbound_range() {
+    let server = ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    let ports = harness::free_port_range();
+    let range = format!("{}-{}", ports.start(), ports.end());
+    let run = doctor(
+        &ftp_url(&server, "ftp"),
+        &server.password,
+        &["--json", "--active-ports", &range, "--max-probe-connections", "2"],
+    );
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(verdict(&run, "active mode"), "ok", "{}", run.explain());
+    let summary = run.summary();
+    assert!(summary["mode"].as_str().unwrap().starts_with("active ("), "{}", run.explain());
+    let rules = summary["firewall"].as_array().unwrap();
+    let inbound = rules.iter().find(|r| r["direction"] == "inbound").expect("an inbound rule");
+    assert_eq!(inbound["ports"], range, "{}", run.explain());
+}
