@@ -52,10 +52,82 @@ pub struct Committed {
     pub in_place: bool,
 }
 
+/// `--backup-dir`: a directory inside the destination where replaced and
+/// deleted files are moved, at the same relative path, instead of being
+/// destroyed. A rename, so it costs no copy; the directory is left out of
+/// the sync itself (see the filter the command line adds).
+#[derive(Debug)]
+pub struct BackupDir {
+    root: RelPath,
+    /// Directories already made in this run.
+    made: std::sync::Mutex<std::collections::HashSet<RelPath>>,
+}
+
+impl BackupDir {
+    pub fn new(root: RelPath) -> BackupDir {
+        BackupDir { root, made: std::sync::Mutex::new(std::collections::HashSet::new()) }
+    }
+
+    /// Where `path` is kept.
+    pub fn target(&self, path: &RelPath) -> Result<RelPath, OpError> {
+        let mut target = self.root.clone();
+        for component in path.components() {
+            target = target
+                .join(component)
+                .map_err(|e| OpError::new(ErrorKind::InvalidData, "backup", path, e.to_string()))?;
+        }
+        Ok(target)
+    }
+
+    /// Moves `path` into the backup directory. A file already gone (an
+    /// earlier attempt moved it) is fine; anything else that prevents the
+    /// move fails the action, so nothing is overwritten or deleted unkept.
+    pub async fn keep(&self, dst: &dyn Backend, path: &RelPath) -> Result<(), OpError> {
+        let target = self.target(path)?;
+        self.make_parents(dst, &target).await?;
+        match dst.rename(path, &target).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind == ErrorKind::NotFound => match dst.stat(path).await? {
+                None => Ok(()),
+                Some(_) => Err(err),
+            },
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn make_parents(&self, dst: &dyn Backend, target: &RelPath) -> Result<(), OpError> {
+        let mut dir = RelPath::root();
+        for component in target.parent().components() {
+            dir = dir
+                .join(component)
+                .map_err(|e| OpError::new(ErrorKind::InvalidData, "backup", target, e.to_string()))?;
+            if self.made.lock().is_ok_and(|made| made.contains(&dir)) {
+                continue;
+            }
+            match dst.mkdir(&dir).await {
+                Ok(()) => {}
+                Err(err) if err.kind == ErrorKind::AlreadyExists => {}
+                Err(err) => match dst.stat(&dir).await {
+                    Ok(Some(entry)) if entry.is_dir() => {}
+                    _ => return Err(err),
+                },
+            }
+            if let Ok(mut made) = self.made.lock() {
+                made.insert(dir.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How a file is committed.
 #[derive(Clone, Copy, Default)]
 pub struct CopyOptions<'a> {
     pub throttle: Option<&'a Throttle>,
+    /// `--backup-dir`, and whether this copy replaces a destination file
+    /// (which is then kept there just before the new one takes its name).
+    pub backup: Option<&'a BackupDir>,
+    pub replaces: bool,
     /// `--inplace`: write straight to the final name (no temporary, no
     /// rename; a killed run leaves a partial file there).
     pub inplace: bool,
@@ -90,6 +162,7 @@ pub async fn copy_file(
     if offset > 0 {
         verify_resumed(src_backend, dst_backend, src, &temp).await?;
     }
+    keep_replaced(dst_backend, src, options).await?;
     match dst_backend.rename(&temp, &src.path).await {
         Ok(()) => {}
         Err(err) if matches!(err.kind, ErrorKind::Unsupported | ErrorKind::PermissionDenied) => {
@@ -137,6 +210,7 @@ async fn copy_in_place(
     options: CopyOptions<'_>,
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Committed, OpError> {
+    keep_replaced(dst_backend, src, options).await?;
     let dst_mtime = stream(src_backend, dst_backend, src, &src.path, 0, options, on_bytes).await?;
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
     Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place: true })
@@ -155,6 +229,9 @@ async fn copy_text(
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Committed, OpError> {
     let in_place = options.inplace || dst_backend.renames_refused();
+    if in_place {
+        keep_replaced(dst_backend, src, options).await?;
+    }
     let target = if in_place { src.path.clone() } else { temp_path(&src.path) };
     let mut reader = src_backend.open_read_text(&src.path).await?;
     let mut writer = dst_backend.open_write_text(&target).await?;
@@ -176,6 +253,7 @@ async fn copy_text(
     let wanted = if dst_backend.capabilities().set_mtime { src.mtime } else { None };
     let set = writer.finish(wanted).await?;
     if !in_place {
+        keep_replaced(dst_backend, src, options).await?;
         dst_backend.rename(&target, &src.path).await?;
     }
     let shown = dst_backend.stat(&src.path).await?;
@@ -184,6 +262,14 @@ async fn copy_text(
         None => (written, set),
     };
     Ok(Committed { bytes_moved: written, dst_size, dst_mtime, in_place })
+}
+
+/// `--backup-dir`: the file this copy replaces moves there first.
+async fn keep_replaced(dst_backend: &dyn Backend, src: &Entry, options: CopyOptions<'_>) -> Result<(), OpError> {
+    match options.backup {
+        Some(backup) if options.replaces => backup.keep(dst_backend, &src.path).await,
+        _ => Ok(()),
+    }
 }
 
 /// When the destination keeps its own time, remember the one it shows, so

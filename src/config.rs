@@ -87,6 +87,7 @@ pub struct JobSpec {
     pub log_file: Option<PathBuf>,
     pub links: LinkMode,
     pub inplace: bool,
+    pub backup_dir: Option<String>,
     pub timeout: Option<u64>,
 }
 
@@ -172,6 +173,7 @@ struct RawJob {
     links: Option<Spanned<String>>,
     #[serde(default)]
     inplace: bool,
+    backup_dir: Option<String>,
     timeout: Option<u64>,
 }
 
@@ -533,6 +535,7 @@ impl ConfigFile<'_> {
             log_file: raw.log_file,
             links,
             inplace: raw.inplace,
+            backup_dir: raw.backup_dir,
             timeout: raw.timeout,
         })
     }

@@ -68,7 +68,7 @@ async fn mirror(source: &Path, mirror: &Path, state: &Path, mode: Mode, delete: 
         safety: crate::sync::Safety::default(),
         reports: crate::sync::Reports::default(),
         filter: Filter::default(),
-        engine: EngineConfig { parallel: 8, retries: 3, bwlimit: None, inplace: false },
+        engine: EngineConfig { parallel: 8, retries: 3, bwlimit: None, inplace: false, backup_dir: None },
         state_path: Some(state.to_path_buf()),
         src_remote: crate::backend::RemoteOptions::default(),
         dst_remote: crate::backend::RemoteOptions::default(),

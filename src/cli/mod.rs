@@ -232,6 +232,11 @@ pub struct CommonArgs {
     /// those that resolve inside the source root and copy what they point to.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = LinkMode::Copy)]
     pub links: LinkMode,
+    /// Move replaced and deleted destination files into DIR (a path inside the destination,
+    /// e.g. `.old/2026-12-01`) instead of destroying them; DIR's first component (`.old`)
+    /// is left out of the sync on both sides.
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<String>,
     /// Write files straight to their final names, without a temporary and rename
     /// (for servers that refuse renames; an interrupted transfer leaves a partial file).
     #[arg(long)]
@@ -308,6 +313,14 @@ impl CommonArgs {
         {
             return Err(Error::Usage(format!("--min-size {min} is larger than --max-size {max}")));
         }
+        let backup_dir = self.backup_dir.as_deref().map(backup_dir).transpose()?;
+        let mut exclude = self.exclude.clone();
+        if let Some(dir) = &backup_dir {
+            // The backups are not part of the mirror: never compared, copied or deleted.
+            // Its first component, so `.old/<date>` keeps every earlier night's too.
+            let top = dir.components().next().unwrap_or_default();
+            exclude.push(format!("/{}/", globset::escape(&String::from_utf8_lossy(top))));
+        }
         let (src, src_config) = config.location(src)?;
         let (dst, dst_config) = config.location(dst)?;
         let side_options = |remote: Option<&Remote>| {
@@ -336,12 +349,13 @@ impl CommonArgs {
                 metrics: self.metrics.clone(),
                 job_name: self.job_name.clone(),
             },
-            filter: Filter::new(&self.include, &self.exclude, self.min_size, self.max_size)?,
+            filter: Filter::new(&self.include, &exclude, self.min_size, self.max_size)?,
             engine: EngineConfig {
                 parallel: usize::from(self.parallel),
                 retries: self.retries,
                 bwlimit,
                 inplace: self.inplace,
+                backup_dir,
             },
             state_path: self.state.clone(),
             links: self.links,
@@ -404,6 +418,20 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
     Ok(outcome.exit_code)
 }
 
+/// `--backup-dir DIR`: a relative path inside the destination, not its root.
+fn backup_dir(text: &str) -> Result<crate::path::RelPath, Error> {
+    let bad = |why: &str| Error::Usage(format!("--backup-dir {text}: {why}"));
+    if text.starts_with('/') {
+        return Err(bad("give a path inside the destination, relative to its root (e.g. .old/2026-12-01)"));
+    }
+    let path = crate::path::RelPath::parse(text.trim_end_matches('/').as_bytes())
+        .map_err(|e| bad(&format!("{e} (it must stay inside the destination)")))?;
+    if path.is_root() {
+        return Err(bad("it cannot be the destination's root"));
+    }
+    Ok(path)
+}
+
 /// A configured job as the `barge sync` command line it stands for.
 fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
     let Some(spec) = config.jobs.get(&args.job) else {
@@ -440,6 +468,7 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             log_file: spec.log_file.clone(),
             links: spec.links,
             inplace: spec.inplace,
+            backup_dir: spec.backup_dir.clone(),
             remote: RemoteArgs { timeout: spec.timeout, ..RemoteArgs::default() },
         },
     })

@@ -33,7 +33,7 @@ use throttle::Throttle;
 /// so an interrupted transfer can be resumed instead of restarted.
 pub const RESUME_MIN_SIZE: u64 = 8 * 1024 * 1024;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Transfers (and other operations) at once.
     pub parallel: usize,
@@ -42,6 +42,8 @@ pub struct EngineConfig {
     pub bwlimit: Option<u64>,
     /// Write files straight to their final names (`--inplace`).
     pub inplace: bool,
+    /// `--backup-dir`: replaced and deleted files are moved there.
+    pub backup_dir: Option<RelPath>,
 }
 
 /// A plan split into the phases the engine runs, each in the order it runs.
@@ -98,6 +100,7 @@ pub struct Engine {
     /// Targets whose partial temporary may be resumed, with its length.
     pub resumable: HashMap<RelPath, u64>,
     throttle: Option<Throttle>,
+    backup: Option<commit::BackupDir>,
     /// The rename-refused warning was given.
     warned_in_place: std::sync::atomic::AtomicBool,
 }
@@ -112,7 +115,8 @@ impl Engine {
         resumable: HashMap<RelPath, u64>,
     ) -> Engine {
         let throttle = config.bwlimit.map(Throttle::new);
-        Engine { src, dst, config, reporter, journal, resumable, throttle, warned_in_place: Default::default() }
+        let backup = config.backup_dir.clone().map(commit::BackupDir::new);
+        Engine { src, dst, config, reporter, journal, resumable, throttle, backup, warned_in_place: Default::default() }
     }
 
     /// Runs every action of the plan; failures are reported, not returned.
@@ -192,7 +196,7 @@ impl Engine {
     async fn attempt(&self, action: &Action, attempt: u32) -> Result<Option<u64>, OpError> {
         match action {
             Action::Copy { src, .. } if src.is_symlink() => self.make_link(src).await,
-            Action::Copy { src, .. } => {
+            Action::Copy { src, reason } => {
                 let partial = if attempt == 0 {
                     self.resumable.get(&src.path).copied().unwrap_or(0)
                 } else if src.size >= RESUME_MIN_SIZE {
@@ -214,7 +218,12 @@ impl Engine {
                     }
                 }
                 let reporter = &self.reporter;
-                let options = CopyOptions { throttle: self.throttle.as_ref(), inplace: self.config.inplace };
+                let options = CopyOptions {
+                    throttle: self.throttle.as_ref(),
+                    inplace: self.config.inplace,
+                    backup: self.backup.as_ref(),
+                    replaces: *reason != Reason::New,
+                };
                 let committed =
                     commit::copy_file(self.src.as_ref(), self.dst.as_ref(), src, resume_from, options, &|n| {
                         reporter.add_bytes(n)
@@ -240,7 +249,10 @@ impl Engine {
             }
             Action::Mkdir { path, .. } => self.dst.mkdir(path).await.map(|()| None),
             Action::Delete { path, kind: EntryKind::Dir, .. } => self.dst.remove_dir(path).await.map(|()| None),
-            Action::Delete { path, .. } => self.dst.remove_file(path).await.map(|()| None),
+            Action::Delete { path, .. } => match &self.backup {
+                Some(backup) => backup.keep(self.dst.as_ref(), path).await.map(|()| None),
+                None => self.dst.remove_file(path).await.map(|()| None),
+            },
             Action::SetMtime { path, mtime, .. } => self.dst.set_mtime(path, *mtime).await.map(|()| None),
             Action::Skip { .. } | Action::Conflict { .. } => Ok(None),
         }

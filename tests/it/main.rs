@@ -1,5 +1,6 @@
 //! Integration tests: one binary (one link) for the whole suite.
 
+mod backup_dir;
 mod common;
 mod config;
 mod crash_loop;

@@ -1,0 +1,92 @@
+//! `--backup-dir`: replaced and deleted destination files are moved into a
+//! directory inside the destination instead of being destroyed, on local,
+//! FTP and SFTP destinations; that directory is never part of the mirror.
+
+use std::fs;
+use std::path::Path;
+
+use crate::common::*;
+use crate::harness::{self, FtpServerKind, FtpTls};
+
+/// Runs the scenario against a destination `dst_url` whose files live in
+/// `dst_root` on this machine; `extra` reaches every sync.
+fn keeps_what_it_replaces_and_deletes(dst_url: &str, dst_root: &Path, extra: &[&str], password: &str) {
+    let s = Scratch::new();
+    let src = s.src();
+    write(&src, "a.txt", b"first a");
+    write(&src, "b.txt", b"first b");
+    write(&src, "d/x.bin", &bytes(3, 40_000));
+    write(&src, "keep.txt", b"unchanged");
+    let src_str = src.to_string_lossy().into_owned();
+    let sync = |flags: &[&str]| {
+        let mut cmd = s.barge();
+        cmd.env("BARGE_PASSWORD", password)
+            .args(["sync", &src_str, dst_url, "--json", "--timeout", "20", "--state"])
+            .arg(s.state())
+            .args(extra)
+            .args(flags);
+        Run::of(cmd.output().expect("run barge"))
+    };
+    sync(&[]).expect_code(0);
+
+    write(&src, "a.txt", b"second a, longer");
+    fs::remove_file(src.join("b.txt")).unwrap();
+    fs::remove_dir_all(src.join("d")).unwrap();
+    let run = sync(&["--delete", "--backup-dir", ".old/night-1"]);
+    run.expect_code(0);
+    let context = run.explain();
+    assert_eq!(fs::read(dst_root.join("a.txt")).unwrap(), b"second a, longer", "{context}");
+    assert_eq!(fs::read(dst_root.join(".old/night-1/a.txt")).unwrap(), b"first a", "{context}");
+    assert_eq!(fs::read(dst_root.join(".old/night-1/b.txt")).unwrap(), b"first b", "{context}");
+    assert_eq!(fs::read(dst_root.join(".old/night-1/d/x.bin")).unwrap(), bytes(3, 40_000), "{context}");
+    assert!(!dst_root.join("b.txt").exists() && !dst_root.join("d").exists(), "{context}");
+    assert!(!dst_root.join(".old/night-1/keep.txt").exists(), "unchanged files stay put: {context}");
+    assert_eq!(run.count("files_deleted"), 3, "b.txt, d/x.bin and d: {context}");
+
+    // The next night: a new dated directory, and last night's is neither
+    // deleted nor compared, although the source has no `.old`.
+    write(&src, "a.txt", b"third a");
+    let run = sync(&["--delete", "--backup-dir", ".old/night-2"]);
+    run.expect_code(0);
+    assert_eq!(fs::read(dst_root.join(".old/night-2/a.txt")).unwrap(), b"second a, longer", "{}", run.explain());
+    assert!(dst_root.join(".old/night-1/a.txt").exists(), "{}", run.explain());
+    assert_eq!(run.count("files_transferred"), 1, "{}", run.explain());
+    assert_eq!(run.count("files_deleted"), 0, "{}", run.explain());
+    assert!(temporaries(dst_root).is_empty());
+}
+
+#[test]
+fn local_destination_keeps_replaced_and_deleted_files() {
+    let s = Scratch::new();
+    let dst = s.path("mirror");
+    keeps_what_it_replaces_and_deletes(&dst.to_string_lossy(), &dst, &[], "");
+}
+
+#[test]
+fn ftp_destinations_keep_replaced_and_deleted_files() {
+    for kind in [FtpServerKind::Proftpd, FtpServerKind::Vsftpd] {
+        let server = harness::ftp_server(kind, FtpTls::None);
+        let url = format!("ftp://{}@127.0.0.1:{}/mirror", server.user, server.port);
+        keeps_what_it_replaces_and_deletes(&url, &server.root.join("mirror"), &[], &server.password);
+    }
+}
+
+#[test]
+fn sftp_destination_keeps_replaced_and_deleted_files() {
+    let server = harness::ssh_server();
+    let (known, key) = (server.known_hosts.to_string_lossy(), server.client_key.to_string_lossy());
+    let url = format!("{}/mirror", server.url());
+    let extra = ["--known-hosts", &known, "--identity", &key];
+    keeps_what_it_replaces_and_deletes(&url, &server.root.join("mirror"), &extra, "");
+}
+
+#[test]
+fn a_backup_dir_outside_the_destination_is_refused() {
+    let s = Scratch::new();
+    write(&s.src(), "a", b"a");
+    for bad in ["/tmp/old", "../old", "a/../../x", "."] {
+        let run = s.sync(&["--backup-dir", bad]);
+        run.expect_code(2);
+        assert!(run.stderr.contains("--backup-dir"), "{bad}: {}", run.explain());
+    }
+}
