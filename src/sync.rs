@@ -17,7 +17,7 @@ use crate::path::RelPath;
 use crate::plan::{
     self, Action, CompareMode, CompareRule, LinkMode, LinkRule, Plan, PlanInput, Reason, filter::Filter,
 };
-use crate::state::{self, CachedHash, JobLock, Journal, Side, StateDb, run_blocking};
+use crate::state::{self, CachedHash, JobLock, Journal, Side, StateDb, SyncedRecord, run_blocking};
 
 /// What to do with the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +229,9 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         })??,
         None => HashMap::new(),
     };
+    // A directory that held files at the last run and is empty now is how
+    // a server that lost a mount, or a half-failed listing, looks.
+    let emptied = if mode == Mode::Sync { emptied_dirs(&src_entries, &synced) } else { Vec::new() };
     let rule = CompareRule::new(
         job.compare,
         src.capabilities().mtime_precision,
@@ -283,6 +286,15 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     }
     if src_unreadable_count > 0 {
         suspicions.push(format!("{src_unreadable_count} source directories could not be listed"));
+    }
+    if !emptied.is_empty() {
+        let shown: Vec<String> = emptied.iter().take(5).map(|p| p.to_string()).collect();
+        suspicions.push(format!(
+            "{} source directories that held files at the last run are empty now ({}{})",
+            emptied.len(),
+            shown.join(", "),
+            if emptied.len() > shown.len() { ", ..." } else { "" }
+        ));
     }
     if let Some(last) = baseline
         && last > 0
@@ -375,6 +387,33 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     write_reports(&job.reports, &summary, exit_code, run_started_at, db.as_ref(), &state_path, &reporter).await;
     drop(lock);
     Ok(Outcome { summary, exit_code })
+}
+
+/// Source directories that are empty now although barge synced files
+/// below them before. `entries` is in tree order, so a directory is empty
+/// when the next entry is not inside it; the synced records are walked
+/// once, looking each one's ancestors up among the (few) empty directories.
+fn emptied_dirs(entries: &[Entry], synced: &HashMap<RelPath, SyncedRecord>) -> Vec<RelPath> {
+    let empty: std::collections::HashSet<&RelPath> = entries
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| e.is_dir() && entries.get(i + 1).is_none_or(|next| !next.path.starts_with(&e.path)))
+        .map(|(_, e)| &e.path)
+        .collect();
+    if empty.is_empty() {
+        return Vec::new();
+    }
+    let mut emptied = std::collections::BTreeSet::new();
+    for path in synced.keys() {
+        let mut dir = path.parent();
+        while !dir.is_root() {
+            if empty.contains(&dir) {
+                emptied.insert(dir.clone());
+            }
+            dir = dir.parent();
+        }
+    }
+    emptied.into_iter().collect()
 }
 
 /// One warning per run for the links the destination cannot hold; each

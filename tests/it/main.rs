@@ -1,6 +1,5 @@
 //! Integration tests: one binary (one link) for the whole suite.
 
-mod backup_dir;
 mod common;
 mod config;
 mod crash_loop;
@@ -12,6 +11,7 @@ mod hostile_ftp;
 mod links;
 mod listing_capture;
 mod local_sync;
+mod safety;
 mod secrets;
 mod servers;
 mod sftp_auth;

@@ -1,6 +1,8 @@
-//! `--backup-dir`: replaced and deleted destination files are moved into a
-//! directory inside the destination instead of being destroyed, on local,
-//! FTP and SFTP destinations; that directory is never part of the mirror.
+//! Safety nets for unattended runs against the real servers. `--backup-dir`:
+//! replaced and deleted destination files are moved into a directory inside
+//! the destination instead of being destroyed (local, FTP and SFTP), and that
+//! directory is never part of the mirror. A source directory emptied since
+//! the last run holds back deletions.
 
 use std::fs;
 use std::path::Path;
@@ -89,4 +91,46 @@ fn a_backup_dir_outside_the_destination_is_refused() {
         run.expect_code(2);
         assert!(run.stderr.contains("--backup-dir"), "{bad}: {}", run.explain());
     }
+}
+
+/// A source directory that held files at the last run and is empty now
+/// (a server whose disk was not mounted, a half-failed listing) holds back
+/// every deletion with exit 5 until --force, on a real FTP source.
+#[test]
+fn a_source_directory_emptied_since_the_last_run_holds_back_deletions() {
+    let server = harness::ftp_server(FtpServerKind::Proftpd, FtpTls::None);
+    for i in 0..3 {
+        server.write_file(&format!("data/f{i}.txt"), b"data");
+    }
+    for i in 0..20 {
+        server.write_file(&format!("other/g{i}.txt"), b"other");
+    }
+    server.write_file("other/gone.txt", b"to be deleted");
+    let s = Scratch::new();
+    let url = format!("ftp://{}@127.0.0.1:{}/", server.user, server.port);
+    let dst = s.dst().to_string_lossy().into_owned();
+    let sync = |flags: &[&str]| {
+        let mut cmd = s.barge();
+        cmd.env("BARGE_PASSWORD", &server.password)
+            .args(["sync", &url, &dst, "--delete", "--json", "--state"])
+            .arg(s.state())
+            .args(flags);
+        Run::of(cmd.output().expect("run barge"))
+    };
+    sync(&[]).expect_code(0);
+    // data/ is still there but empty (3 of 24 files: within --max-shrink).
+    for i in 0..3 {
+        fs::remove_file(server.root.join(format!("data/f{i}.txt"))).unwrap();
+    }
+    fs::remove_file(server.root.join("other/gone.txt")).unwrap();
+    server.write_file("other/new.txt", b"new");
+    let run = sync(&[]);
+    run.expect_code(5);
+    assert!(run.stderr.contains("held files at the last run are empty now (data)"), "{}", run.explain());
+    assert!(s.dst().join("data/f0.txt").exists() && s.dst().join("other/gone.txt").exists(), "nothing deleted");
+    assert!(s.dst().join("other/new.txt").exists(), "copies still happen");
+    sync(&["--force"]).expect_code(0);
+    assert!(!s.dst().join("data/f0.txt").exists() && !s.dst().join("other/gone.txt").exists());
+    // Once mirrored, an empty directory is no longer a surprise.
+    sync(&[]).expect_code(0);
 }
