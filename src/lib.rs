@@ -18,6 +18,7 @@
 //! - [`state`]: the sqlite state database: synced pairs (the run journal),
 //!   hash cache, partial transfers, runs, and the job lock.
 //! - [`hash`]: blake3 of local files on rayon.
+//! - [`stop`]: SIGINT/SIGTERM: finish what is in flight, start nothing new.
 //! - [`error`]: typed errors and exit codes.
 //! - [`config`]: the TOML config file: named remotes and jobs.
 //! - [`doctor`]: `barge doctor`, probes that diagnose a server before a sync.
@@ -35,5 +36,6 @@ pub mod location;
 pub mod path;
 pub mod plan;
 pub mod state;
+pub mod stop;
 pub mod sync;
 pub mod units;

@@ -361,8 +361,20 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     {
         reporter.warning(&format!("state database: {err}"));
     }
-    let summary = reporter.summary(started.elapsed());
-    let exit_code = if held_back > 0 {
+    let mut summary = reporter.summary(started.elapsed());
+    let interrupted = crate::stop::requested();
+    if let Some(signal) = interrupted {
+        let not_started = engine.not_started.load(std::sync::atomic::Ordering::Relaxed);
+        reporter.error(&format!(
+            "stopped by {signal}: {not_started} actions not started (no deletions were made after it); \
+             the next run continues where this one stopped"
+        ));
+        (summary.interrupted, summary.not_started) = (Some(signal), Some(not_started));
+        summary.errors += 1;
+    }
+    let exit_code = if interrupted.is_some() {
+        exit::PARTIAL
+    } else if held_back > 0 {
         exit::SAFETY_STOP
     } else if summary.errors == 0 {
         exit::OK
@@ -370,6 +382,7 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         exit::PARTIAL
     };
     let status = match exit_code {
+        _ if interrupted.is_some() => "interrupted",
         exit::OK => "ok",
         exit::SAFETY_STOP => "safety-stop",
         _ => "failed",

@@ -414,6 +414,9 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             .map_err(|source| Error::Io { context: format!("open --log-file {}", path.display()), source })?;
     }
     let reporter = Arc::new(reporter);
+    if mode == Mode::Sync {
+        crate::stop::listen();
+    }
     let outcome = sync::run(job, mode, reporter).await?;
     Ok(outcome.exit_code)
 }

@@ -101,6 +101,8 @@ pub struct Engine {
     pub resumable: HashMap<RelPath, u64>,
     throttle: Option<Throttle>,
     backup: Option<commit::BackupDir>,
+    /// Actions skipped because SIGINT/SIGTERM asked for a stop.
+    pub not_started: std::sync::atomic::AtomicU64,
     /// The rename-refused warning was given.
     warned_in_place: std::sync::atomic::AtomicBool,
 }
@@ -116,7 +118,18 @@ impl Engine {
     ) -> Engine {
         let throttle = config.bwlimit.map(Throttle::new);
         let backup = config.backup_dir.clone().map(commit::BackupDir::new);
-        Engine { src, dst, config, reporter, journal, resumable, throttle, backup, warned_in_place: Default::default() }
+        Engine {
+            src,
+            dst,
+            config,
+            reporter,
+            journal,
+            resumable,
+            throttle,
+            backup,
+            not_started: Default::default(),
+            warned_in_place: Default::default(),
+        }
     }
 
     /// Runs every action of the plan; failures are reported, not returned.
@@ -162,6 +175,10 @@ impl Engine {
     /// One action, with retries; the outcome goes to the reporter and the
     /// journal.
     async fn execute(&self, action: Action) {
+        if crate::stop::requested().is_some() {
+            self.not_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
         let policy = RetryPolicy::new(self.config.retries);
         let result = policy
             .run(|attempt| self.attempt(&action, attempt), |n, err| self.reporter.retrying(&action, n, err))

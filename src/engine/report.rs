@@ -62,6 +62,12 @@ pub struct Summary {
     /// `check` only: entries that differ.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub differences: Option<u64>,
+    /// The signal that stopped the run early, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<&'static str>,
+    /// Actions not started because of that signal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_started: Option<u64>,
     pub duration_s: f64,
 }
 
@@ -290,6 +296,8 @@ impl Reporter {
             warnings: get(&s.warnings),
             retries: get(&s.retries),
             differences: None,
+            interrupted: None,
+            not_started: None,
             duration_s: (duration.as_secs_f64() * 1000.0).round() / 1000.0,
         }
     }

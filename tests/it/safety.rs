@@ -134,3 +134,77 @@ fn a_source_directory_emptied_since_the_last_run_holds_back_deletions() {
     // Once mirrored, an empty directory is no longer a surprise.
     sync(&[]).expect_code(0);
 }
+
+fn send_signal(child: &std::process::Child, signal: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(child.id() as i32, signal) };
+    assert_eq!(rc, 0, "kill");
+}
+
+/// SIGTERM mid-run: the transfers in flight finish, nothing new starts (no
+/// deletions either), exit 1 with the signal in the summary, every final
+/// name complete; the rerun finishes the rest. Two signals abort at once.
+#[test]
+fn sigterm_finishes_what_is_in_flight_and_the_next_run_continues() {
+    let server = harness::ftp_server(FtpServerKind::Proftpd, FtpTls::None);
+    for i in 0..24 {
+        server.write_file(&format!("f{i:02}.bin"), &bytes(i, 200_000));
+    }
+    let s = Scratch::new();
+    write(&s.dst(), "extraneous.txt", b"deleted only by a complete run");
+    let url = format!("ftp://{}@127.0.0.1:{}/", server.user, server.port);
+    let dst = s.dst().to_string_lossy().into_owned();
+    let spawn = |flags: &[&str]| {
+        let mut cmd = s.barge();
+        cmd.env("BARGE_PASSWORD", &server.password)
+            .args(["sync", &url, &dst, "--delete", "--json", "--parallel", "2", "--state"])
+            .arg(s.state())
+            .args(flags)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("spawn barge")
+    };
+    let check_finals = |context: &str| {
+        for entry in fs::read_dir(s.dst()).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(i) = name.strip_prefix('f').and_then(|n| n.strip_suffix(".bin")) {
+                let i: u64 = i.parse().unwrap();
+                assert_eq!(fs::read(entry.path()).unwrap(), bytes(i, 200_000), "{context}: {name} incomplete");
+            }
+        }
+    };
+
+    // 24 x 200 kB at 800 kB/s: about 6 s; the signal comes after 1.5 s.
+    let child = spawn(&["--bwlimit", "800K"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    send_signal(&child, libc::SIGTERM);
+    let started = std::time::Instant::now();
+    let run = Run::of(child.wait_with_output().unwrap());
+    assert!(started.elapsed().as_secs_f64() < 4.0, "the stop took {:?}\n{}", started.elapsed(), run.explain());
+    run.expect_code(1);
+    let summary = run.summary();
+    assert_eq!(summary["interrupted"], "SIGTERM", "{}", run.explain());
+    let (copied, not_started) = (run.count("files_transferred"), run.count("not_started"));
+    assert!(copied >= 2 && not_started >= 4, "copied {copied}, not started {not_started}\n{}", run.explain());
+    assert!(run.stderr.contains("stopped by SIGTERM"), "{}", run.explain());
+    assert!(s.dst().join("extraneous.txt").exists(), "no deletions after the stop");
+    check_finals("after SIGTERM");
+
+    // Two signals: out at once.
+    let child = spawn(&["--bwlimit", "200K"]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    send_signal(&child, libc::SIGINT);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    send_signal(&child, libc::SIGINT);
+    let run = Run::of(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 130, "{}", run.explain());
+    check_finals("after two SIGINTs");
+
+    // The rerun copies only what was not done, and now deletes.
+    let run = Run::of(spawn(&[]).wait_with_output().unwrap());
+    run.expect_code(0);
+    assert!(run.count("files_transferred") <= 24 - copied, "{}", run.explain());
+    assert!(!s.dst().join("extraneous.txt").exists());
+    check_finals("after the rerun");
+    assert_eq!(fs::read_dir(s.dst()).unwrap().count(), 24, "{:?}", temporaries(&s.dst()));
+}
