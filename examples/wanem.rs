@@ -8,8 +8,9 @@
 //! ```
 //! `--delay-ms` is one way: a round trip costs twice that. Faults:
 //! `cut-after=N`, `stall-after=N`, `reset-after=N` (bytes towards the
-//! client, per connection), `refuse`; `--fault-from K` spares the first K
-//! connections (a login, say).
+//! client, per connection), `refuse`, `flip-at=N` (invert the byte at
+//! offset N towards the client on every connection: silent corruption);
+//! `--fault-from K` spares the first K connections (a login, say).
 
 #[path = "../benches/support/wanem.rs"]
 mod wanem;
@@ -50,6 +51,7 @@ fn parse_fault(text: &str) -> Fault {
         "stall-after" => Fault::StallAfter(n),
         "reset-after" => Fault::ResetAfter(n),
         "refuse" => Fault::Refuse,
+        "flip-at" => Fault::FlipByteAt { offset: n, times: usize::MAX },
         _ => usage("unknown fault"),
     }
 }

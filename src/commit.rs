@@ -50,6 +50,8 @@ pub struct Committed {
     pub dst_mtime: Option<Mtime>,
     /// Written straight to the final name (`--inplace`, or renames refused).
     pub in_place: bool,
+    /// `--verify` compared the content, with this algorithm.
+    pub verified: Option<HashKind>,
 }
 
 /// `--backup-dir`: a directory inside the destination where replaced and
@@ -128,6 +130,10 @@ pub struct CopyOptions<'a> {
     /// (which is then kept there just before the new one takes its name).
     pub backup: Option<&'a BackupDir>,
     pub replaces: bool,
+    /// `--verify`: the written file is compared with the source before it
+    /// takes its final name (server hashes when both sides have one, else
+    /// both read back and blake3-hashed).
+    pub verify: bool,
     /// `--inplace`: write straight to the final name (no temporary, no
     /// rename; a killed run leaves a partial file there).
     pub inplace: bool,
@@ -159,7 +165,10 @@ pub async fn copy_file(
         offset = 0;
     }
     let dst_mtime = stream(src_backend, dst_backend, src, &temp, offset, options, on_bytes).await?;
-    if offset > 0 {
+    let mut verified = None;
+    if options.verify {
+        verified = Some(verify_content(src_backend, dst_backend, src, &temp).await?);
+    } else if offset > 0 {
         verify_resumed(src_backend, dst_backend, src, &temp).await?;
     }
     keep_replaced(dst_backend, src, options).await?;
@@ -174,7 +183,68 @@ pub async fn copy_file(
         Err(err) => return Err(err),
     }
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
-    Ok(Committed { bytes_moved: src.size - offset, dst_size: src.size, dst_mtime, in_place: false })
+    Ok(Committed { bytes_moved: src.size - offset, dst_size: src.size, dst_mtime, in_place: false, verified })
+}
+
+/// `--verify`: the copy at `written` against the source. A mismatch
+/// removes the copy (it never takes, or keeps, the final name) and fails
+/// the file as temporary, so it is copied again.
+async fn verify_content(
+    src_backend: &dyn Backend,
+    dst_backend: &dyn Backend,
+    src: &Entry,
+    written: &RelPath,
+) -> Result<HashKind, OpError> {
+    let common = HashKind::common(&src_backend.capabilities().hashes, &dst_backend.capabilities().hashes);
+    let (kind, ours, theirs) = match common {
+        Some(kind) => {
+            let (ours, theirs) = tokio::join!(
+                src_backend.hash_files(vec![src.path.clone()], kind),
+                dst_backend.hash_files(vec![written.clone()], kind)
+            );
+            let one = |v: Vec<Result<Vec<u8>, OpError>>| {
+                v.into_iter()
+                    .next()
+                    .unwrap_or_else(|| Err(OpError::new(ErrorKind::Other, "verify", &src.path, "no hash returned")))
+            };
+            (kind, one(ours)?, one(theirs)?)
+        }
+        None => {
+            let (ours, theirs) = tokio::join!(read_back(src_backend, &src.path), read_back(dst_backend, written));
+            (HashKind::Blake3, ours?, theirs?)
+        }
+    };
+    if ours != theirs {
+        let _ = dst_backend.remove_file(written).await;
+        let hex = |h: &[u8]| h.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>();
+        return Err(OpError::new(
+            ErrorKind::Temporary,
+            "verify",
+            &src.path,
+            format!(
+                "the copy differs from the source ({} {}... vs {}...): removed, to be copied again",
+                kind.name(),
+                hex(&theirs),
+                hex(&ours)
+            ),
+        ));
+    }
+    Ok(kind)
+}
+
+/// blake3 of a whole file, read through its backend.
+async fn read_back(backend: &dyn Backend, path: &RelPath) -> Result<Vec<u8>, OpError> {
+    let mut reader = backend.open_read(path, 0).await?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = Vec::with_capacity(CHUNK_SIZE);
+    loop {
+        buf = reader.read(buf).await?;
+        if buf.is_empty() {
+            break;
+        }
+        hasher.update(&buf);
+    }
+    Ok(hasher.finalize().as_bytes().to_vec())
 }
 
 /// A resumed file was checked at its seam (the tail before the offset) and
@@ -212,8 +282,10 @@ async fn copy_in_place(
 ) -> Result<Committed, OpError> {
     keep_replaced(dst_backend, src, options).await?;
     let dst_mtime = stream(src_backend, dst_backend, src, &src.path, 0, options, on_bytes).await?;
+    let verified =
+        if options.verify { Some(verify_content(src_backend, dst_backend, src, &src.path).await?) } else { None };
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
-    Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place: true })
+    Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place: true, verified })
 }
 
 /// A text transfer (`--ascii`): line ends are converted, so the size may
@@ -261,7 +333,8 @@ async fn copy_text(
         Some(entry) => (entry.size, entry.mtime.or(set)),
         None => (written, set),
     };
-    Ok(Committed { bytes_moved: written, dst_size, dst_mtime, in_place })
+    // Text transfers change the bytes on purpose: --verify cannot compare them.
+    Ok(Committed { bytes_moved: written, dst_size, dst_mtime, in_place, verified: None })
 }
 
 /// `--backup-dir`: the file this copy replaces moves there first.

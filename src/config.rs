@@ -88,6 +88,7 @@ pub struct JobSpec {
     pub links: LinkMode,
     pub inplace: bool,
     pub backup_dir: Option<String>,
+    pub verify: bool,
     pub timeout: Option<u64>,
 }
 
@@ -174,6 +175,8 @@ struct RawJob {
     #[serde(default)]
     inplace: bool,
     backup_dir: Option<String>,
+    #[serde(default)]
+    verify: bool,
     timeout: Option<u64>,
 }
 
@@ -536,6 +539,7 @@ impl ConfigFile<'_> {
             links,
             inplace: raw.inplace,
             backup_dir: raw.backup_dir,
+            verify: raw.verify,
             timeout: raw.timeout,
         })
     }

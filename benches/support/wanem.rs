@@ -31,6 +31,13 @@ pub enum Fault {
     ResetAfter(u64),
     /// Accept and immediately close new connections.
     Refuse,
+    /// Invert the byte at this offset of a connection's server-to-client
+    /// stream (silent corruption, as a bad NIC or middlebox makes), on at
+    /// most `times` connections in all.
+    FlipByteAt {
+        offset: u64,
+        times: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +64,8 @@ pub struct Stats {
     pub connections: AtomicUsize,
     pub bytes_down: AtomicU64,
     pub bytes_up: AtomicU64,
+    /// Bytes inverted by [`Fault::FlipByteAt`].
+    pub flips: AtomicUsize,
 }
 
 /// Forwards `listen_ip:port` to `target_ip:port` for every port given.
@@ -136,8 +145,14 @@ async fn pipe(
         tokio::time::sleep_until(due).await;
         let limit = match fault {
             Fault::CutAfter(n) | Fault::StallAfter(n) | Fault::ResetAfter(n) => Some(n),
-            Fault::None | Fault::Refuse => None,
+            Fault::None | Fault::Refuse | Fault::FlipByteAt { .. } => None,
         };
+        if let Fault::FlipByteAt { offset, times } = fault
+            && (sent..sent + chunk.len() as u64).contains(&offset)
+            && stats.flips.fetch_add(1, Ordering::SeqCst) < times
+        {
+            chunk[usize::try_from(offset - sent).unwrap_or(0)] ^= 0xFF;
+        }
         if let Some(limit) = limit
             && sent + chunk.len() as u64 >= limit
         {

@@ -232,6 +232,10 @@ pub struct CommonArgs {
     /// those that resolve inside the source root and copy what they point to.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = LinkMode::Copy)]
     pub links: LinkMode,
+    /// Compare every copy with its source before it takes its name: server hashes where
+    /// both sides have one (FTP HASH/XSHA256..., local), else both read back and blake3'd.
+    #[arg(long)]
+    pub verify: bool,
     /// Move replaced and deleted destination files into DIR (a path inside the destination,
     /// e.g. `.old/2026-12-01`) instead of destroying them; DIR's first component (`.old`)
     /// is left out of the sync on both sides.
@@ -356,6 +360,7 @@ impl CommonArgs {
                 bwlimit,
                 inplace: self.inplace,
                 backup_dir,
+                verify: self.verify,
             },
             state_path: self.state.clone(),
             links: self.links,
@@ -472,6 +477,7 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             links: spec.links,
             inplace: spec.inplace,
             backup_dir: spec.backup_dir.clone(),
+            verify: spec.verify,
             remote: RemoteArgs { timeout: spec.timeout, ..RemoteArgs::default() },
         },
     })

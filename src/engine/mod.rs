@@ -44,6 +44,8 @@ pub struct EngineConfig {
     pub inplace: bool,
     /// `--backup-dir`: replaced and deleted files are moved there.
     pub backup_dir: Option<RelPath>,
+    /// `--verify`: every copy compared with its source before it is committed.
+    pub verify: bool,
 }
 
 /// A plan split into the phases the engine runs, each in the order it runs.
@@ -240,6 +242,7 @@ impl Engine {
                     inplace: self.config.inplace,
                     backup: self.backup.as_ref(),
                     replaces: *reason != Reason::New,
+                    verify: self.config.verify,
                 };
                 let committed =
                     commit::copy_file(self.src.as_ref(), self.dst.as_ref(), src, resume_from, options, &|n| {
@@ -255,6 +258,9 @@ impl Engine {
                          transfer can leave a partial file under its final name",
                         self.dst.describe()
                     ));
+                }
+                if committed.verified.is_some() {
+                    self.reporter.stats.files_verified.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 if let Some(journal) = &self.journal {
                     let record = SyncedRecord::new(src, committed.dst_size, committed.dst_mtime);

@@ -44,6 +44,8 @@ pub struct Stats {
     pub errors: AtomicU64,
     pub warnings: AtomicU64,
     pub retries: AtomicU64,
+    /// Copies `--verify` compared with their source.
+    pub files_verified: AtomicU64,
 }
 
 /// The final account of a run, as printed and as `--json` writes it.
@@ -62,6 +64,9 @@ pub struct Summary {
     /// `check` only: entries that differ.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub differences: Option<u64>,
+    /// `--verify`: copies compared with their source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_verified: Option<u64>,
     /// The signal that stopped the run early, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<&'static str>,
@@ -296,6 +301,7 @@ impl Reporter {
             warnings: get(&s.warnings),
             retries: get(&s.retries),
             differences: None,
+            files_verified: Some(get(&s.files_verified)).filter(|n| *n > 0),
             interrupted: None,
             not_started: None,
             duration_s: (duration.as_secs_f64() * 1000.0).round() / 1000.0,

@@ -208,3 +208,36 @@ fn sigterm_finishes_what_is_in_flight_and_the_next_run_continues() {
     check_finals("after the rerun");
     assert_eq!(fs::read_dir(s.dst()).unwrap().count(), 24, "{:?}", temporaries(&s.dst()));
 }
+
+/// --verify on every kind of destination: proftpd answers HASH (compared
+/// with the local file's hash of the same kind), vsftpd and sshd have no
+/// hash command (both sides are read back), local compares blake3.
+#[test]
+fn verify_checks_every_copy_on_every_destination() {
+    let s = Scratch::new();
+    for i in 0..5 {
+        write(&s.src(), format!("d/f{i}.bin"), &bytes(i, 50_000 + i as usize));
+    }
+    let src = s.src().to_string_lossy().into_owned();
+    let proftpd = harness::ftp_server(FtpServerKind::Proftpd, FtpTls::None);
+    let vsftpd = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    let ssh = harness::ssh_server();
+    let (known, key) = (ssh.known_hosts.to_string_lossy(), ssh.client_key.to_string_lossy());
+    let local = s.path("local").to_string_lossy().into_owned();
+    let targets = [
+        (format!("ftp://{}@127.0.0.1:{}/v", proftpd.user, proftpd.port), proftpd.password.clone(), vec![]),
+        (format!("ftp://{}@127.0.0.1:{}/v", vsftpd.user, vsftpd.port), vsftpd.password.clone(), vec![]),
+        (format!("{}/v", ssh.url()), String::new(), vec!["--known-hosts", &known, "--identity", &key]),
+        (local, String::new(), vec![]),
+    ];
+    for (i, (dst, password, extra)) in targets.iter().enumerate() {
+        let mut cmd = s.barge();
+        cmd.env("BARGE_PASSWORD", password)
+            .args(["sync", &src, dst, "--verify", "--json", "--state"])
+            .arg(s.path(&format!("v{i}.db")))
+            .args(extra);
+        let run = Run::of(cmd.output().unwrap());
+        run.expect_code(0);
+        assert_eq!(run.count("files_verified"), 5, "{dst}\n{}", run.explain());
+    }
+}

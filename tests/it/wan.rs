@@ -141,3 +141,33 @@ fn a_link_that_stalls_mid_file_ends_with_the_timeout_and_commits_nothing() {
     assert!(run.stderr.contains("slow.bin"), "{}", run.explain());
     assert!(!s.dst().join("slow.bin").exists());
 }
+
+/// A link that silently inverts one byte of one data connection: without
+/// --verify the damaged copy is committed (same size, nothing noticed);
+/// with --verify it is caught before it takes its name, removed, and
+/// copied again.
+#[test]
+fn verify_catches_a_byte_flipped_on_the_wire_and_copies_again() {
+    let content = bytes(9, 300_000);
+    for verify in [false, true] {
+        let link = Link { fault: Fault::FlipByteAt { offset: 100_000, times: 1 }, ..Link::default() };
+        let (server, _runtime) = server_behind(link);
+        server.write_file("data.bin", &content);
+        let s = Scratch::new();
+        let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
+        let extra: &[&str] = if verify { &["--verify"] } else { &[] };
+        let run = sync(&s, &server, &remote, &s.dst().to_string_lossy(), extra);
+        run.expect_code(0);
+        let copied = fs::read(s.dst().join("data.bin")).unwrap();
+        if verify {
+            assert!(copied == content, "--verify committed a damaged copy\n{}", run.explain());
+            assert_eq!(run.count("retries"), 1, "{}", run.explain());
+            assert_eq!(run.count("files_verified"), 1, "{}", run.explain());
+        } else {
+            // The fault is real: this is what --verify is for.
+            assert_eq!(copied.len(), content.len());
+            assert!(copied != content, "the flip did not happen\n{}", run.explain());
+        }
+        assert!(temporaries(&s.dst()).is_empty());
+    }
+}
