@@ -144,7 +144,14 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     }
     let state_path = match &job.state_path {
         Some(path) => path.clone(),
-        None => state::default_path(&job.src.identity(), &job.dst.identity())?,
+        // Shards of one job run side by side: each keeps its own database.
+        None => match job.filter.shard() {
+            Some(shard) => {
+                let dst = format!("{}#shard-{}-of-{}", job.dst.identity(), shard.index, shard.count);
+                state::default_path(&job.src.identity(), &dst)?
+            }
+            None => state::default_path(&job.src.identity(), &job.dst.identity())?,
+        },
     };
     // Only a sync takes the lock and writes the database; plan and check
     // read it when it exists and never create it.

@@ -15,7 +15,7 @@ use crate::config::{Config, Remote};
 use crate::engine::EngineConfig;
 use crate::engine::report::{OutputOptions, Reporter, Verbosity};
 use crate::error::Error;
-use crate::plan::filter::Filter;
+use crate::plan::filter::{Filter, Shard};
 use crate::plan::{CompareMode, LinkMode};
 use crate::sync::{self, DeleteLimit, Job, Mode, Reports, Safety};
 use crate::units::parse_size;
@@ -128,6 +128,9 @@ pub struct RunArgs {
     /// Delete even when the source listing looks wrong (warnings, unreadable directories, max_shrink).
     #[arg(long)]
     pub force: bool,
+    /// Only the top-level entries whose name hashes to I of N (see `barge sync --help`).
+    #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -232,6 +235,10 @@ pub struct CommonArgs {
     /// those that resolve inside the source root and copy what they point to.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = LinkMode::Copy)]
     pub links: LinkMode,
+    /// Only the top-level entries whose name hashes to I of N (0 <= I < N): N machines
+    /// (a Kubernetes indexed Job, a Slurm array) share one huge job, each with its own state.
+    #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
     /// Compare every copy with its source before it takes its name: server hashes where
     /// both sides have one (FTP HASH/XSHA256..., local), else both read back and blake3'd.
     #[arg(long)]
@@ -353,7 +360,7 @@ impl CommonArgs {
                 metrics: self.metrics.clone(),
                 job_name: self.job_name.clone(),
             },
-            filter: Filter::new(&self.include, &exclude, self.min_size, self.max_size)?,
+            filter: Filter::new(&self.include, &exclude, self.min_size, self.max_size)?.with_shard(self.shard),
             engine: EngineConfig {
                 parallel: usize::from(self.parallel),
                 retries: self.retries,
@@ -478,6 +485,7 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             inplace: spec.inplace,
             backup_dir: spec.backup_dir.clone(),
             verify: spec.verify,
+            shard: args.shard,
             remote: RemoteArgs { timeout: spec.timeout, ..RemoteArgs::default() },
         },
     })

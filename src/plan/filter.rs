@@ -95,6 +95,43 @@ impl FilePatterns {
     }
 }
 
+/// `--shard I/N`: this run owns the top-level entries whose name hashes
+/// to I modulo N, so N machines share one huge job without overlapping.
+/// blake3 of the name's bytes: the same split on every machine and release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// `I/N` with 0 <= I < N.
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("expected I/N with 0 <= I < N (e.g. 0/4), got {text:?}");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (i.trim().parse::<u32>().map_err(|_| bad())?, n.trim().parse::<u32>().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether this shard owns `path` (decided by its first component).
+    pub fn owns(&self, path: &RelPath) -> bool {
+        let Some(top) = path.components().next() else { return true };
+        let digest = blake3::hash(top);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest.as_bytes()[..8]);
+        u64::from_le_bytes(first) % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
 /// The compiled filters of one job.
 #[derive(Debug, Default)]
 pub struct Filter {
@@ -102,6 +139,7 @@ pub struct Filter {
     exclude: PatternSet,
     min_size: Option<u64>,
     max_size: Option<u64>,
+    shard: Option<Shard>,
 }
 
 impl Filter {
@@ -111,15 +149,40 @@ impl Filter {
         min_size: Option<u64>,
         max_size: Option<u64>,
     ) -> Result<Self, Error> {
-        Ok(Filter { include: PatternSet::build(include)?, exclude: PatternSet::build(exclude)?, min_size, max_size })
+        Ok(Filter {
+            include: PatternSet::build(include)?,
+            exclude: PatternSet::build(exclude)?,
+            min_size,
+            max_size,
+            shard: None,
+        })
+    }
+
+    /// Only the top-level entries `shard` owns pass.
+    pub fn with_shard(mut self, shard: Option<Shard>) -> Self {
+        self.shard = shard;
+        self
+    }
+
+    pub fn shard(&self) -> Option<Shard> {
+        self.shard
     }
 
     pub fn is_empty(&self) -> bool {
-        self.include.is_empty() && self.exclude.is_empty() && self.min_size.is_none() && self.max_size.is_none()
+        self.include.is_empty()
+            && self.exclude.is_empty()
+            && self.min_size.is_none()
+            && self.max_size.is_none()
+            && self.shard.is_none()
     }
 
     /// Whether one entry passes, not counting its ancestors.
     pub fn allows(&self, entry: &Entry) -> bool {
+        if let Some(shard) = &self.shard
+            && !shard.owns(&entry.path)
+        {
+            return false;
+        }
         let is_dir = entry.is_dir();
         if self.exclude.matches(&entry.path, is_dir) {
             return false;
@@ -174,6 +237,37 @@ mod tests {
             hash: None,
             link_target: None,
         }
+    }
+
+    #[test]
+    fn shards_split_top_level_entries_without_overlap_or_gaps() {
+        let entries: Vec<Entry> = (0..400)
+            .flat_map(|i| {
+                [entry(&format!("d{i}"), EntryKind::Dir, 0), entry(&format!("d{i}/inner.txt"), EntryKind::File, 1)]
+            })
+            .collect();
+        let mut owners = vec![0u32; entries.len()];
+        let mut sizes = Vec::new();
+        for index in 0..4 {
+            let filter = Filter::default().with_shard(Some(Shard { index, count: 4 }));
+            let kept = filter.apply(entries.clone());
+            sizes.push(kept.len());
+            for e in &kept {
+                owners[entries.iter().position(|x| x.path == e.path).unwrap()] += 1;
+            }
+            // A directory and everything in it go together.
+            for pair in kept.chunks(2) {
+                assert!(pair[1].path.starts_with(&pair[0].path));
+            }
+        }
+        assert!(owners.iter().all(|&n| n == 1), "every entry in exactly one shard");
+        assert!(sizes.iter().all(|&n| n > 100 * 2 / 2), "roughly even: {sizes:?}");
+        assert_eq!(Shard::parse("1/4"), Ok(Shard { index: 1, count: 4 }));
+        for bad in ["4/4", "1/0", "x/2", "1", "-1/3"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        // The split is fixed: a name's shard never changes between releases.
+        assert!(Shard { index: 0, count: 1 }.owns(&RelPath::parse(b"anything").unwrap()));
     }
 
     fn kept(filter: &Filter, entries: Vec<Entry>) -> Vec<String> {

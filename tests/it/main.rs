@@ -16,6 +16,7 @@ mod secrets;
 mod servers;
 mod sftp_auth;
 mod sftp_sync;
+mod shard;
 mod wan;
 #[path = "../../benches/support/wanem.rs"]
 mod wanem;
