@@ -89,6 +89,8 @@ pub struct JobSpec {
     pub inplace: bool,
     pub backup_dir: Option<String>,
     pub verify: bool,
+    pub trust_state: bool,
+    pub verify_state: bool,
     pub timeout: Option<u64>,
 }
 
@@ -177,6 +179,10 @@ struct RawJob {
     backup_dir: Option<String>,
     #[serde(default)]
     verify: bool,
+    #[serde(default)]
+    trust_state: bool,
+    #[serde(default)]
+    verify_state: bool,
     timeout: Option<u64>,
 }
 
@@ -540,6 +546,8 @@ impl ConfigFile<'_> {
             inplace: raw.inplace,
             backup_dir: raw.backup_dir,
             verify: raw.verify,
+            trust_state: raw.trust_state,
+            verify_state: raw.verify_state,
             timeout: raw.timeout,
         })
     }

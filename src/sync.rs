@@ -50,6 +50,12 @@ pub struct Job {
     pub dst_remote: RemoteOptions,
     /// `--links`: what happens to symbolic links.
     pub links: LinkMode,
+    /// `--trust-state`: the destination is not listed; the state database
+    /// says what it holds (only barge writes there).
+    pub trust_state: bool,
+    /// `--verify-state`: list the destination and rebuild the database's
+    /// record of it, so later runs may trust it.
+    pub verify_state: bool,
 }
 
 /// `--max-delete N` or `--max-delete P%` (of the destination's entries).
@@ -184,15 +190,30 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     let dst = dst.map_err(unreachable(&job.dst))?;
 
     // What barge last synced is read while both sides are walked.
-    let synced_loading = db.as_ref().map(|db| {
+    let mut synced_loading = db.as_ref().map(|db| {
         let db = Arc::clone(db);
         tokio::task::spawn_blocking(move || lock_db(&db).load_synced())
     });
+    // --trust-state: the records stand in for the destination's listing.
+    let trusted = match job.trust_state {
+        true => Some(trusted_records(db.as_ref(), synced_loading.take(), mode).await?),
+        false => None,
+    };
     let src_walk =
         async { if job.links == LinkMode::Follow { src.walk_following_links().await } else { src.walk().await } };
-    let (src_listing, dst_listing) = tokio::join!(src_walk, dst.walk());
+    let dst_walk = async {
+        match &trusted {
+            Some(records) => Ok(listing_from_records(records)),
+            None => dst.walk().await,
+        }
+    };
+    let (src_listing, dst_listing) = tokio::join!(src_walk, dst_walk);
     let mut src_listing = src_listing.map_err(unreachable(&job.src))?;
     let mut dst_listing = dst_listing.map_err(unreachable(&job.dst))?;
+    if trusted.is_some() {
+        // barge set every directory's mtime to its source's.
+        adopt_dir_mtimes(&src_listing.entries, &mut dst_listing.entries);
+    }
     distrust_duplicates(&mut src_listing);
     distrust_duplicates(&mut dst_listing);
     for (dir, err) in &src_listing.unreadable {
@@ -229,13 +250,16 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         fill_hashes(&src, &dst, &mut src_entries, &mut dst_entries, db.as_ref(), &reporter).await?;
     }
 
-    let synced = match synced_loading {
-        Some(task) => task.await.map_err(|e| Error::Io {
+    let synced = match (trusted, synced_loading) {
+        (Some(records), _) => records,
+        (None, Some(task)) => task.await.map_err(|e| Error::Io {
             context: "state database task".into(),
             source: std::io::Error::other(e.to_string()),
         })??,
-        None => HashMap::new(),
+        (None, None) => HashMap::new(),
     };
+    // --verify-state rebuilds the records from both listings after the run.
+    let listed_pairs = (job.verify_state && mode == Mode::Sync).then(|| file_pairs(&src_entries, &dst_entries));
     // A directory that held files at the last run and is empty now is how
     // a server that lost a mount, or a half-failed listing, looks.
     let emptied = if mode == Mode::Sync { emptied_dirs(&src_entries, &synced) } else { Vec::new() };
@@ -361,12 +385,36 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
 
     reporter.stats.files_unchanged.store(plan.unchanged, std::sync::atomic::Ordering::Relaxed);
     let journal = db.as_ref().map(|db| Arc::new(Journal::new(Arc::clone(db))));
+    let acted_paths: Vec<RelPath> = match listed_pairs {
+        Some(_) => plan.actions.iter().map(|a| a.path().clone()).collect(),
+        None => Vec::new(),
+    };
     let engine = Arc::new(Engine::new(src, dst, job.engine, Arc::clone(&reporter), journal.clone(), resumable));
     engine.run(plan).await;
     if let Some(journal) = &journal
         && let Err(err) = journal.flush().await
     {
         reporter.warning(&format!("state database: {err}"));
+    }
+    if let (Some(pairs), Some(db)) = (listed_pairs, &db) {
+        let acted: std::collections::HashSet<RelPath> = acted_paths.into_iter().collect();
+        let db = Arc::clone(db);
+        let repaired = run_blocking(move || {
+            let mut db = lock_db(&db);
+            let recorded = db.load_synced()?;
+            let (records, forget) = repaired_records(pairs, &acted, &recorded);
+            let counts = (records.len(), forget.len());
+            db.write_synced(&records, &forget)?;
+            db.meta_set(STATE_VERIFIED, "1")?;
+            Ok(counts)
+        })
+        .await;
+        match repaired {
+            Ok((written, forgotten)) => reporter.info(&format!(
+                "--verify-state: {written} records written, {forgotten} forgotten; later runs may --trust-state"
+            )),
+            Err(err) => reporter.error(&format!("--verify-state: state database: {err}")),
+        }
     }
     let mut summary = reporter.summary(started.elapsed());
     let interrupted = crate::stop::requested();
@@ -407,6 +455,126 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     write_reports(&job.reports, &summary, exit_code, run_started_at, db.as_ref(), &state_path, &reporter).await;
     drop(lock);
     Ok(Outcome { summary, exit_code })
+}
+
+/// Set by a `--verify-state` run: the records describe the destination.
+const STATE_VERIFIED: &str = "state_verified";
+
+/// `--trust-state`: the synced records, once a `--verify-state` run has
+/// checked them against a real listing of the destination.
+async fn trusted_records(
+    db: Option<&Arc<Mutex<StateDb>>>,
+    loading: Option<tokio::task::JoinHandle<Result<HashMap<RelPath, SyncedRecord>, Error>>>,
+    mode: Mode,
+) -> Result<HashMap<RelPath, SyncedRecord>, Error> {
+    let unverified = || {
+        Error::Usage(
+            "--trust-state needs a state database that a --verify-state run has checked against the \
+             destination: run once with --verify-state (it lists the destination), then --trust-state"
+                .into(),
+        )
+    };
+    if mode == Mode::Check {
+        return Err(Error::Usage("check compares real listings: --trust-state does not apply".into()));
+    }
+    let (Some(db), Some(loading)) = (db, loading) else { return Err(unverified()) };
+    let db = Arc::clone(db);
+    let verified = run_blocking(move || lock_db(&db).meta_get(STATE_VERIFIED)).await?;
+    if verified.as_deref() != Some("1") {
+        return Err(unverified());
+    }
+    loading.await.map_err(|e| Error::Io {
+        context: "state database task".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?
+}
+
+/// The destination as the records describe it: each recorded file with the
+/// size and mtime barge left, and the directories above them, in tree order.
+fn listing_from_records(records: &HashMap<RelPath, SyncedRecord>) -> Listing {
+    let mut entries = Vec::with_capacity(records.len() + records.len() / 8);
+    let mut dirs = std::collections::HashSet::new();
+    for (path, record) in records {
+        let mut dir = path.parent();
+        while !dir.is_root() && dirs.insert(dir.clone()) {
+            dir = dir.parent();
+        }
+        entries.push(Entry {
+            path: path.clone(),
+            kind: crate::backend::EntryKind::File,
+            size: record.dst_size,
+            mtime: record.dst_mtime,
+            inode: 0,
+            coarse_mtime_s: 0,
+            hash: None,
+            link_target: None,
+        });
+    }
+    entries.extend(dirs.into_iter().map(|path| Entry {
+        path,
+        kind: crate::backend::EntryKind::Dir,
+        size: 0,
+        mtime: None,
+        inode: 0,
+        coarse_mtime_s: 0,
+        hash: None,
+        link_target: None,
+    }));
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Listing { entries, ..Listing::default() }
+}
+
+/// Trusted directories take their source's mtime (barge set it so).
+fn adopt_dir_mtimes(src: &[Entry], dst: &mut [Entry]) {
+    for entry in dst.iter_mut().filter(|e| e.is_dir()) {
+        if let Ok(i) = src.binary_search_by(|s| s.path.cmp(&entry.path)) {
+            entry.mtime = src[i].mtime;
+        }
+    }
+}
+
+/// Files present on both sides, as (source, destination) entries; and the
+/// destination's files alone, for records to forget.
+struct FilePairs {
+    pairs: Vec<(Entry, Entry)>,
+    dst_files: std::collections::HashSet<RelPath>,
+}
+
+fn file_pairs(src: &[Entry], dst: &[Entry]) -> FilePairs {
+    let mut pairs = Vec::new();
+    let mut j = 0;
+    for s in src.iter().filter(|e| e.is_file()) {
+        while j < dst.len() && dst[j].path < s.path {
+            j += 1;
+        }
+        if let Some(d) = dst.get(j)
+            && d.path == s.path
+            && d.is_file()
+        {
+            pairs.push((s.clone(), d.clone()));
+        }
+    }
+    let dst_files = dst.iter().filter(|e| e.is_file()).map(|e| e.path.clone()).collect();
+    FilePairs { pairs, dst_files }
+}
+
+/// Records for every pair the plan left alone (the rule judged them the
+/// same), and the recorded paths the destination no longer holds. Paths
+/// the run acted on were journalled by the engine.
+fn repaired_records(
+    listed: FilePairs,
+    acted: &std::collections::HashSet<RelPath>,
+    recorded: &HashMap<RelPath, SyncedRecord>,
+) -> (Vec<(RelPath, SyncedRecord)>, Vec<RelPath>) {
+    let records = listed
+        .pairs
+        .into_iter()
+        .filter(|(s, _)| !acted.contains(&s.path))
+        .map(|(s, d)| (s.path.clone(), SyncedRecord::new(&s, d.size, d.mtime)))
+        .filter(|(path, record)| recorded.get(path) != Some(record))
+        .collect();
+    let forget = recorded.keys().filter(|p| !listed.dst_files.contains(*p) && !acted.contains(*p)).cloned().collect();
+    (records, forget)
 }
 
 /// Source directories that are empty now although barge synced files

@@ -79,6 +79,8 @@ async fn mirror(source: &Path, mirror: &Path, state: &Path, mode: Mode, delete: 
         state_path: Some(state.to_path_buf()),
         src_remote: crate::backend::RemoteOptions::default(),
         dst_remote: crate::backend::RemoteOptions::default(),
+        trust_state: false,
+        verify_state: false,
         links: crate::plan::LinkMode::Copy,
     };
     let reporter = Arc::new(Reporter::new(OutputOptions { json: false, verbosity: Verbosity::Normal }));

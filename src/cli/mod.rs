@@ -235,6 +235,14 @@ pub struct CommonArgs {
     /// those that resolve inside the source root and copy what they point to.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = LinkMode::Copy)]
     pub links: LinkMode,
+    /// Do not list the destination: trust the state database's record of what barge wrote
+    /// there (for destinations only barge writes; needs one --verify-state run first).
+    #[arg(long, conflicts_with = "verify_state")]
+    pub trust_state: bool,
+    /// List the destination and rebuild the state database's record of it (lets later
+    /// runs use --trust-state).
+    #[arg(long)]
+    pub verify_state: bool,
     /// Only the top-level entries whose name hashes to I of N (0 <= I < N): N machines
     /// (a Kubernetes indexed Job, a Slurm array) share one huge job, each with its own state.
     #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
@@ -371,6 +379,8 @@ impl CommonArgs {
             },
             state_path: self.state.clone(),
             links: self.links,
+            trust_state: self.trust_state,
+            verify_state: self.verify_state,
         })
     }
 }
@@ -486,6 +496,8 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             backup_dir: spec.backup_dir.clone(),
             verify: spec.verify,
             shard: args.shard,
+            trust_state: spec.trust_state,
+            verify_state: spec.verify_state,
             remote: RemoteArgs { timeout: spec.timeout, ..RemoteArgs::default() },
         },
     })

@@ -17,6 +17,7 @@ mod servers;
 mod sftp_auth;
 mod sftp_sync;
 mod shard;
+mod trust_state;
 mod wan;
 #[path = "../../benches/support/wanem.rs"]
 mod wanem;
