@@ -134,6 +134,8 @@ pub struct CopyOptions<'a> {
     /// takes its final name (server hashes when both sides have one, else
     /// both read back and blake3-hashed).
     pub verify: bool,
+    /// `--fxp`: between two FTP servers, the data goes server to server.
+    pub fxp: bool,
     /// `--inplace`: write straight to the final name (no temporary, no
     /// rename; a killed run leaves a partial file there).
     pub inplace: bool,
@@ -155,6 +157,11 @@ pub async fn copy_file(
 ) -> Result<Committed, OpError> {
     if src_backend.is_text(&src.path) || dst_backend.is_text(&src.path) {
         return copy_text(src_backend, dst_backend, src, options, on_bytes).await;
+    }
+    if options.fxp
+        && let (Some(from), Some(to)) = (src_backend.as_ftp(), dst_backend.as_ftp())
+    {
+        return copy_fxp(from, to, src_backend, dst_backend, src, options, on_bytes).await;
     }
     if options.inplace || dst_backend.renames_refused() {
         return copy_in_place(src_backend, dst_backend, src, options, on_bytes).await;
@@ -184,6 +191,50 @@ pub async fn copy_file(
     }
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
     Ok(Committed { bytes_moved: src.size - offset, dst_size: src.size, dst_mtime, in_place: false, verified })
+}
+
+/// `--fxp`: the source server sends the file straight to the destination
+/// server; then the same checks and commit as any copy (length, optional
+/// verification, mtime, rename). Never resumed: FXP starts at 0.
+async fn copy_fxp(
+    from: &crate::backend::ftp::FtpBackend,
+    to: &crate::backend::ftp::FtpBackend,
+    src_backend: &dyn Backend,
+    dst_backend: &dyn Backend,
+    src: &Entry,
+    options: CopyOptions<'_>,
+    on_bytes: &(dyn Fn(u64) + Send + Sync),
+) -> Result<Committed, OpError> {
+    let (target, in_place) = fresh_target(dst_backend, src, options).await?;
+    from.fxp_to(to, &src.path, &target).await?;
+    let landed = dst_backend.stat(&target).await?.map(|e| e.size);
+    if landed != Some(src.size) {
+        if !in_place {
+            let _ = dst_backend.remove_file(&target).await;
+        }
+        return Err(OpError::new(
+            ErrorKind::Temporary,
+            "fxp",
+            &src.path,
+            format!("the destination holds {landed:?} bytes after the transfer, the source {}", src.size),
+        ));
+    }
+    let verified =
+        if options.verify { Some(verify_content(src_backend, dst_backend, src, &target).await?) } else { None };
+    let mut dst_mtime = None;
+    if let Some(mtime) = src.mtime
+        && dst_backend.capabilities().set_mtime
+        && dst_backend.set_mtime(&target, mtime).await.is_ok()
+    {
+        dst_mtime = Some(mtime);
+    }
+    if !in_place {
+        keep_replaced(dst_backend, src, options).await?;
+        dst_backend.rename(&target, &src.path).await?;
+    }
+    on_bytes(src.size);
+    let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
+    Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place, verified })
 }
 
 /// `--verify`: the copy at `written` against the source. A mismatch
@@ -300,11 +351,7 @@ async fn copy_text(
     options: CopyOptions<'_>,
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Committed, OpError> {
-    let in_place = options.inplace || dst_backend.renames_refused();
-    if in_place {
-        keep_replaced(dst_backend, src, options).await?;
-    }
-    let target = if in_place { src.path.clone() } else { temp_path(&src.path) };
+    let (target, in_place) = fresh_target(dst_backend, src, options).await?;
     let mut reader = src_backend.open_read_text(&src.path).await?;
     let mut writer = dst_backend.open_write_text(&target).await?;
     let mut buf = Vec::with_capacity(CHUNK_SIZE);
@@ -335,6 +382,22 @@ async fn copy_text(
     };
     // Text transfers change the bytes on purpose: --verify cannot compare them.
     Ok(Committed { bytes_moved: written, dst_size, dst_mtime, in_place, verified: None })
+}
+
+/// Where a copy that starts from byte 0 is written: the final name when
+/// writing in place (what it replaces kept first, for --backup-dir), else
+/// the temporary. Also says which.
+async fn fresh_target(
+    dst_backend: &dyn Backend,
+    src: &Entry,
+    options: CopyOptions<'_>,
+) -> Result<(RelPath, bool), OpError> {
+    if options.inplace || dst_backend.renames_refused() {
+        keep_replaced(dst_backend, src, options).await?;
+        Ok((src.path.clone(), true))
+    } else {
+        Ok((temp_path(&src.path), false))
+    }
 }
 
 /// `--backup-dir`: the file this copy replaces moves there first.

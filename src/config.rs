@@ -89,6 +89,7 @@ pub struct JobSpec {
     pub inplace: bool,
     pub backup_dir: Option<String>,
     pub verify: bool,
+    pub fxp: bool,
     pub trust_state: bool,
     pub verify_state: bool,
     pub timeout: Option<u64>,
@@ -179,6 +180,8 @@ struct RawJob {
     backup_dir: Option<String>,
     #[serde(default)]
     verify: bool,
+    #[serde(default)]
+    fxp: bool,
     #[serde(default)]
     trust_state: bool,
     #[serde(default)]
@@ -546,6 +549,7 @@ impl ConfigFile<'_> {
             inplace: raw.inplace,
             backup_dir: raw.backup_dir,
             verify: raw.verify,
+            fxp: raw.fxp,
             trust_state: raw.trust_state,
             verify_state: raw.verify_state,
             timeout: raw.timeout,

@@ -255,6 +255,11 @@ pub trait Backend: Send + Sync {
         false
     }
 
+    /// The FTP backend behind this one, for `--fxp` (server to server).
+    fn as_ftp(&self) -> Option<&ftp::FtpBackend> {
+        None
+    }
+
     /// The target of the symbolic link at `path`, byte for byte.
     async fn read_link(&self, path: &RelPath) -> Result<Vec<u8>, OpError> {
         Err(OpError::new(ErrorKind::Unsupported, "read link", path, "this backend cannot read symbolic links"))

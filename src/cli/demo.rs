@@ -75,6 +75,7 @@ async fn mirror(source: &Path, mirror: &Path, state: &Path, mode: Mode, delete: 
             inplace: false,
             backup_dir: None,
             verify: false,
+            fxp: false,
         },
         state_path: Some(state.to_path_buf()),
         src_remote: crate::backend::RemoteOptions::default(),

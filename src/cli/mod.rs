@@ -15,6 +15,7 @@ use crate::config::{Config, Remote};
 use crate::engine::EngineConfig;
 use crate::engine::report::{OutputOptions, Reporter, Verbosity};
 use crate::error::Error;
+use crate::location::Location;
 use crate::plan::filter::{Filter, Shard};
 use crate::plan::{CompareMode, LinkMode};
 use crate::sync::{self, DeleteLimit, Job, Mode, Reports, Safety};
@@ -247,6 +248,10 @@ pub struct CommonArgs {
     /// (a Kubernetes indexed Job, a Slurm array) share one huge job, each with its own state.
     #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
     pub shard: Option<Shard>,
+    /// FTP to FTP: the source server sends each file straight to the destination server
+    /// (FXP: PASV on one, PORT on the other); both must allow it. Plain FTP only.
+    #[arg(long)]
+    pub fxp: bool,
     /// Compare every copy with its source before it takes its name: server hashes where
     /// both sides have one (FTP HASH/XSHA256..., local), else both read back and blake3'd.
     #[arg(long)]
@@ -342,6 +347,10 @@ impl CommonArgs {
         }
         let (src, src_config) = config.location(src)?;
         let (dst, dst_config) = config.location(dst)?;
+        let is_ftp = |l: &Location| matches!(l, Location::Remote(r) if r.scheme != crate::location::Scheme::Sftp);
+        if self.fxp && !(is_ftp(&src) && is_ftp(&dst)) {
+            return Err(Error::Usage("--fxp copies between two FTP servers: both locations must be ftp://".into()));
+        }
         let side_options = |remote: Option<&Remote>| {
             let mut options = self.remote.options(usize::from(self.parallel));
             if let Some(remote) = remote {
@@ -376,6 +385,7 @@ impl CommonArgs {
                 inplace: self.inplace,
                 backup_dir,
                 verify: self.verify,
+                fxp: self.fxp,
             },
             state_path: self.state.clone(),
             links: self.links,
@@ -495,6 +505,7 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             inplace: spec.inplace,
             backup_dir: spec.backup_dir.clone(),
             verify: spec.verify,
+            fxp: spec.fxp,
             shard: args.shard,
             trust_state: spec.trust_state,
             verify_state: spec.verify_state,

@@ -22,6 +22,7 @@ use tokio_rustls::client::TlsStream;
 use super::cert::{self, CertInfo};
 use super::firewall::{FirewallRule, port_list};
 use super::{DoctorOptions, Probe, Report, show_duration, suggest_parallel};
+use crate::backend::ftp::conn::{parse_pasv, port_command};
 use crate::backend::ftp::{conn, listing, tls as ftp_tls};
 use crate::credentials::{self, Login};
 use crate::location::{RemoteLocation, Scheme};
@@ -96,35 +97,6 @@ pub fn parse_epsv(reply: &str) -> Option<u16> {
     let delimiter = inner.chars().next()?;
     let fields: Vec<&str> = inner.split(delimiter).collect();
     fields.get(3)?.trim().parse().ok().filter(|p| *p != 0)
-}
-
-/// `227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)` -> the address.
-/// Some servers leave out the parentheses: the first six numbers count.
-pub fn parse_pasv(reply: &str) -> Option<SocketAddr> {
-    let text = reply.get(4..).unwrap_or(reply);
-    let start = text.find(|c: char| c.is_ascii_digit())?;
-    let numbers: Vec<u8> = text[start..]
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .take(6)
-        .map(|s| s.parse::<u8>().ok())
-        .collect::<Option<_>>()?;
-    if numbers.len() != 6 {
-        return None;
-    }
-    let ip = IpAddr::from([numbers[0], numbers[1], numbers[2], numbers[3]]);
-    Some(SocketAddr::new(ip, u16::from(numbers[4]) << 8 | u16::from(numbers[5])))
-}
-
-/// `PORT h1,h2,h3,h4,p1,p2` for IPv4, `EPRT |2|addr|port|` for IPv6.
-pub fn port_command(addr: SocketAddr) -> String {
-    match addr.ip() {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("PORT {},{},{},{},{},{}", o[0], o[1], o[2], o[3], addr.port() >> 8, addr.port() & 0xff)
-        }
-        IpAddr::V6(v6) => format!("EPRT |2|{v6}|{}|", addr.port()),
-    }
 }
 
 enum Stream {

@@ -46,6 +46,8 @@ pub struct EngineConfig {
     pub backup_dir: Option<RelPath>,
     /// `--verify`: every copy compared with its source before it is committed.
     pub verify: bool,
+    /// `--fxp`: FTP to FTP copies go server to server.
+    pub fxp: bool,
 }
 
 /// A plan split into the phases the engine runs, each in the order it runs.
@@ -243,6 +245,7 @@ impl Engine {
                     backup: self.backup.as_ref(),
                     replaces: *reason != Reason::New,
                     verify: self.config.verify,
+                    fxp: self.config.fxp,
                 };
                 let committed =
                     commit::copy_file(self.src.as_ref(), self.dst.as_ref(), src, resume_from, options, &|n| {

@@ -76,7 +76,15 @@ async fn copy_one_with(failures: u32, kind: ErrorKind, retries: u32) -> (Arc<Rep
     let engine = Arc::new(Engine::new(
         Arc::new(src),
         Arc::new(dst),
-        EngineConfig { parallel: 2, retries, bwlimit: None, inplace: false, backup_dir: None, verify: false },
+        EngineConfig {
+            parallel: 2,
+            retries,
+            bwlimit: None,
+            inplace: false,
+            backup_dir: None,
+            verify: false,
+            fxp: false,
+        },
         Arc::clone(&reporter),
         None,
         HashMap::new(),

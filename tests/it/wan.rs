@@ -171,3 +171,72 @@ fn verify_catches_a_byte_flipped_on_the_wire_and_copies_again() {
         assert!(temporaries(&s.dst()).is_empty());
     }
 }
+
+/// proftpd on 127.0.0.1 announcing `far`, where an emulator forwards its
+/// control port and passive range.
+fn proftpd_behind(
+    far: &str,
+    extra: &[&str],
+    runtime: &tokio::runtime::Runtime,
+) -> (FtpServer, std::sync::Arc<wanem::Stats>) {
+    let masquerade = format!("MasqueradeAddress {far}");
+    let mut lines = vec![masquerade.as_str()];
+    lines.extend_from_slice(extra);
+    let server = harness::ftp_server_with(FtpServerKind::Proftpd, FtpTls::None, &lines);
+    let ports = std::iter::once(server.port).chain(server.pasv_ports.0..=server.pasv_ports.1);
+    let (far, near): (IpAddr, IpAddr) = (far.parse().unwrap(), "127.0.0.1".parse().unwrap());
+    let stats = runtime.block_on(wanem::forward(far, near, ports, Link::default())).unwrap();
+    (server, stats)
+}
+
+/// --fxp between two real proftpd servers, each reached through its own
+/// forwarder: the file goes from the source server straight to the
+/// destination server, so the source's forwarder carries only control
+/// replies, where a normal copy carries the whole file through it. A
+/// source server that forbids sending to a foreign address is named.
+#[test]
+fn fxp_copies_server_to_server_without_the_data_passing_through_barge() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let content = bytes(5, 4 << 20);
+    let (dst, _dst_stats) = proftpd_behind("127.0.0.2", &[], &runtime);
+    for (allow, fxp) in [(true, true), (true, false), (false, true)] {
+        let extra: &[&str] = if allow { &["AllowForeignAddress on"] } else { &[] };
+        let (src, src_stats) = proftpd_behind("127.0.0.3", extra, &runtime);
+        src.write_file("pub/big.bin", &content);
+        src.write_file("pub/small.txt", b"small");
+        let s = Scratch::new();
+        let from = format!("ftp://{}@127.0.0.3:{}/pub", src.user, src.port);
+        let to = format!("ftp://{}@127.0.0.2:{}/copy-{fxp}-{allow}", dst.user, dst.port);
+        // Both servers take the same password (the harness's test user).
+        assert_eq!(src.password, dst.password);
+        let extra: &[&str] = if fxp { &["--fxp"] } else { &[] };
+        let run = sync(&s, &src, &from, &to, extra);
+        let down = src_stats.bytes_down.load(std::sync::atomic::Ordering::Relaxed);
+        let landed = dst.root.join(format!("copy-{fxp}-{allow}/big.bin"));
+        match (allow, fxp) {
+            (true, true) => {
+                run.expect_code(0);
+                assert!(fs::read(&landed).unwrap() == content);
+
+                // Only control replies came through the source's forwarder
+                // (--verify compares proftpd's own HASH replies).
+                assert!(down < 64 * 1024, "{down} bytes came through barge\n{}", run.explain());
+                // With --verify the copies are compared before they take their names
+                // (read back here: this proftpd has no HASH).
+                let verified = sync(&s, &src, &from, &format!("{to}-verified"), &["--fxp", "--verify"]);
+                verified.expect_code(0);
+                assert_eq!(verified.count("files_verified"), 2, "{}", verified.explain());
+            }
+            (true, false) => {
+                run.expect_code(0);
+                assert!(fs::read(&landed).unwrap() == content);
+                assert!(down >= content.len() as u64, "a normal copy reads the file: {down}");
+            }
+            _ => {
+                run.expect_code(1);
+                assert!(run.stderr.contains("FXP is disabled there"), "{}", run.explain());
+                assert!(!landed.exists() && temporaries(&dst.root).is_empty(), "{}", run.explain());
+            }
+        }
+    }
+}

@@ -131,6 +131,38 @@ impl std::fmt::Debug for FtpConn {
     }
 }
 
+/// `227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)` -> the address.
+/// Some servers leave out the parentheses: the first six numbers count.
+pub fn parse_pasv(reply: &str) -> Option<SocketAddr> {
+    let text = reply.get(4..).unwrap_or(reply);
+    let start = text.find(|c: char| c.is_ascii_digit())?;
+    let numbers: Vec<u8> = text[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .take(6)
+        .map(|s| s.parse::<u8>().ok())
+        .collect::<Option<_>>()?;
+    if numbers.len() != 6 {
+        return None;
+    }
+    let ip = IpAddr::from([numbers[0], numbers[1], numbers[2], numbers[3]]);
+    Some(SocketAddr::new(ip, u16::from(numbers[4]) << 8 | u16::from(numbers[5])))
+}
+
+/// `PORT h1,h2,h3,h4,p1,p2` for IPv4 (and IPv4-mapped IPv6), `EPRT |2|addr|port|` for IPv6.
+pub fn port_command(addr: SocketAddr) -> String {
+    match addr.ip() {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("PORT {a},{b},{c},{d},{},{}", addr.port() >> 8, addr.port() & 0xff)
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => port_command(SocketAddr::new(IpAddr::V4(v4), addr.port())),
+            None => format!("EPRT |2|{v6}|{}|", addr.port()),
+        },
+    }
+}
+
 /// True for addresses a NAT'ed server typically announces by mistake.
 fn is_internal(ip: IpAddr) -> bool {
     match ip {

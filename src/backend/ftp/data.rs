@@ -113,7 +113,9 @@ pub async fn open(conn: &mut FtpConn, op: Op, target: &str, offset: u64) -> Resu
     };
     let listener = listen(local.ip(), active.ports.as_ref())?;
     let port = listener.local_addr().map_err(FtpError::ConnectionError)?.port();
-    conn.control.custom_command(port_command(local.ip(), port), &[Status::CommandOk]).await?;
+    conn.control
+        .custom_command(super::conn::port_command(SocketAddr::new(local.ip(), port)), &[Status::CommandOk])
+        .await?;
     if offset > 0 && op != Op::Append {
         conn.control.custom_command(format!("REST {offset}"), &[Status::RequestFilePending]).await?;
     }
@@ -163,20 +165,6 @@ impl DataChannel {
     /// connection (suppaftp reads it itself for passive ones).
     pub fn needs_finish(&self) -> bool {
         matches!(self, DataChannel::Active { .. })
-    }
-}
-
-/// `PORT h1,h2,h3,h4,p1,p2` for IPv4, `EPRT |2|addr|port|` for IPv6.
-fn port_command(ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            format!("PORT {a},{b},{c},{d},{},{}", port >> 8, port & 0xff)
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => port_command(IpAddr::V4(v4), port),
-            None => format!("EPRT |2|{v6}|{port}|"),
-        },
     }
 }
 
@@ -293,9 +281,10 @@ mod tests {
 
     #[test]
     fn port_commands_for_both_families() {
-        assert_eq!(port_command("192.168.1.2".parse().unwrap(), 40001), "PORT 192,168,1,2,156,65");
-        assert_eq!(port_command("::1".parse().unwrap(), 40001), "EPRT |2|::1|40001|");
-        assert_eq!(port_command("::ffff:10.0.0.1".parse().unwrap(), 258), "PORT 10,0,0,1,1,2");
+        use super::super::conn::port_command;
+        assert_eq!(port_command("192.168.1.2:40001".parse().unwrap()), "PORT 192,168,1,2,156,65");
+        assert_eq!(port_command("[::1]:40001".parse().unwrap()), "EPRT |2|::1|40001|");
+        assert_eq!(port_command("[::ffff:10.0.0.1]:258".parse().unwrap()), "PORT 10,0,0,1,1,2");
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@
 
 pub mod conn;
 pub mod data;
+pub mod fxp;
 pub mod listing;
 pub mod names;
 pub mod pool;
@@ -582,6 +583,10 @@ impl Backend for FtpBackend {
 
     fn is_text(&self, path: &RelPath) -> bool {
         self.inner.ascii.matches(path)
+    }
+
+    fn as_ftp(&self) -> Option<&FtpBackend> {
+        Some(self)
     }
 
     async fn open_read_text(&self, path: &RelPath) -> Result<Box<dyn FileReader>, OpError> {
