@@ -172,3 +172,23 @@ fn an_sftp_remote_carries_its_ssh_options_and_bandwidth_cap() {
     assert!(login["details"]["method"].as_str().unwrap().contains(&server.client_key.display().to_string()));
     assert!(Path::new(&server.root.join("backup")).is_dir());
 }
+
+/// Shell completions and the man page come from the clap definitions, so
+/// they name every command and flag barge has.
+#[test]
+fn completions_and_man_page_cover_the_commands() {
+    let s = Scratch::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let run = Run::of(s.barge().args(["completions", shell]).output().unwrap());
+        run.expect_code(0);
+        for word in ["sync", "doctor", "backup-dir", "trust-state"] {
+            assert!(run.stdout.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let run = Run::of(s.barge().arg("man").output().unwrap());
+    run.expect_code(0);
+    assert!(run.stdout.starts_with(".ie") || run.stdout.contains(".TH barge 1"), "{}", &run.stdout[..200]);
+    assert!(run.stdout.contains("barge\\-sync") || run.stdout.contains("sync"), "subcommands listed");
+    let run = Run::of(s.barge().args(["completions", "tcsh"]).output().unwrap());
+    run.expect_code(2);
+}
