@@ -3,6 +3,7 @@
 //! remote's `password_env`), `BARGE_PASSWORD`, then `~/.netrc` (`$NETRC`
 //! overrides its path). Secrets are held in [`Secret`] and never printed.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use crate::backend::RemoteOptions;
@@ -67,40 +68,30 @@ pub struct NetrcEntry {
 }
 
 /// Parses a netrc file: `machine`, `default`, `login`, `password`,
-/// `account` tokens; `macdef` bodies (up to a blank line) are skipped.
+/// `account` tokens, separated by any white space, line ends included (a
+/// value may be on the line after its keyword); `macdef` bodies (up to a
+/// blank line) are skipped. A `machine` without a name makes no entry.
 pub fn parse_netrc(text: &[u8]) -> Vec<NetrcEntry> {
     let text = String::from_utf8_lossy(text);
     let mut entries: Vec<NetrcEntry> = Vec::new();
     let mut lines = text.lines();
-    let mut pending: Vec<String> = Vec::new();
-    loop {
-        if pending.is_empty() {
-            match lines.next() {
-                Some(line) => pending = line.split_whitespace().rev().map(str::to_string).collect(),
+    // The tokens of the current line not read yet.
+    let mut pending: VecDeque<&str> = VecDeque::new();
+    while let Some(token) = next_token(&mut pending, &mut lines) {
+        match token {
+            "machine" => match next_token(&mut pending, &mut lines) {
+                Some(name) => entries.push(NetrcEntry { machine: Some(name.to_string()), ..NetrcEntry::default() }),
                 None => break,
-            }
-            continue;
-        }
-        let Some(token) = pending.pop() else { continue };
-        let mut value =
-            || pending.pop().or_else(|| lines.next().and_then(|l| l.split_whitespace().next().map(str::to_string)));
-        match token.as_str() {
-            "machine" => entries.push(NetrcEntry { machine: value(), ..NetrcEntry::default() }),
+            },
             "default" => entries.push(NetrcEntry::default()),
-            "login" => {
-                let v = value();
+            "login" | "password" => {
+                let v = next_token(&mut pending, &mut lines).map(str::to_string);
                 if let Some(e) = entries.last_mut() {
-                    e.login = v;
-                }
-            }
-            "password" => {
-                let v = value();
-                if let Some(e) = entries.last_mut() {
-                    e.password = v;
+                    *if token == "login" { &mut e.login } else { &mut e.password } = v;
                 }
             }
             "account" => {
-                value();
+                next_token(&mut pending, &mut lines);
             }
             "macdef" => {
                 pending.clear();
@@ -114,6 +105,16 @@ pub fn parse_netrc(text: &[u8]) -> Vec<NetrcEntry> {
         }
     }
     entries
+}
+
+/// The next token: the rest of the current line first, then later lines.
+fn next_token<'a>(pending: &mut VecDeque<&'a str>, lines: &mut std::str::Lines<'a>) -> Option<&'a str> {
+    loop {
+        if let Some(token) = pending.pop_front() {
+            return Some(token);
+        }
+        pending.extend(lines.next()?.split_whitespace());
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +133,17 @@ mod tests {
         assert_eq!(entries[1].login.as_deref(), Some("alice"));
         assert_eq!(entries[2].machine, None);
         assert_eq!(entries[2].login.as_deref(), Some("anonymous"));
+    }
+
+    /// Found by fuzzing: a value on the line after its keyword was taken,
+    /// but the rest of that line was dropped; and a `machine` at the very
+    /// end made an entry without a name, that is a `default` one.
+    #[test]
+    fn tokens_run_across_lines_and_a_nameless_machine_is_nothing() {
+        let entries = parse_netrc(b"machine a login\nbob password x machine b login eve\n");
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!((entries[0].login.as_deref(), entries[0].password.as_deref()), (Some("bob"), Some("x")));
+        assert_eq!((entries[1].machine.as_deref(), entries[1].login.as_deref()), (Some("b"), Some("eve")));
+        assert_eq!(parse_netrc(b"machine a login bob\nmachine"), parse_netrc(b"machine a login bob"));
     }
 }

@@ -157,9 +157,21 @@ impl RemoteLocation {
         if host.is_empty() {
             return Err(bad("no host"));
         }
+        if host.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(bad("spaces or control characters in the host"));
+        }
+        if host.contains(':') && !hostport.starts_with('[') {
+            // `user:pass:21` (the `@` forgotten) would otherwise make the
+            // password part of a host name that messages print.
+            return Err(bad("a host with `:` must be an IPv6 address in brackets"));
+        }
         let port_given = port.is_some();
         let port = match port {
-            Some(p) => p.parse::<u16>().map_err(|_| bad("port is not a number from 1 to 65535"))?,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&n| n > 0 && p.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| bad("port is not a number from 1 to 65535"))?,
             None => scheme.default_port(),
         };
         Ok(RemoteLocation { scheme, user, password, host, port, port_given, path: percent_decode(path, &bad)? })
@@ -188,8 +200,9 @@ fn percent_decode(text: &str, bad: &dyn Fn(&str) -> Error) -> Result<Vec<u8>, Er
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-            let value = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
+            // Two hex digits (from_str_radix alone would take `+f`).
+            let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+            let value = hex.and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
             out.push(value.ok_or_else(|| bad("bad percent escape"))?);
             i += 3;
         } else {
@@ -226,6 +239,18 @@ mod tests {
         assert_eq!(Location::parse("sftp://h/x").map(|l| l.to_string()).unwrap(), "sftp://h:22/x");
         assert!(Location::parse("gopher://h/").is_err());
         assert!(Location::parse("ftp://h:99999/").is_err());
+    }
+
+    /// Found by fuzzing (src/fuzzing.rs): port 0 and `+21` were taken, `%+1`
+    /// decoded to byte 1, and an unbracketed host could hold `:` (so a
+    /// forgotten `@` put the password in the host name) or control bytes.
+    #[test]
+    fn ports_escapes_and_hosts_are_strict() {
+        for bad in ["ftp://h:0/", "ftp://h:+21/", "ftp://h/a%+1", "ftp://h/a%1", "ftp://u:secret:21/x", "ftp://a\0b/"] {
+            assert!(Location::parse(bad).is_err(), "{bad}");
+        }
+        let Location::Remote(r) = Location::parse("ftp://[fe80::1]:21/%41%7e").unwrap() else { panic!() };
+        assert_eq!((r.host.as_str(), r.port, r.path.as_slice()), ("fe80::1", 21, &b"/A~"[..]));
     }
 
     #[test]

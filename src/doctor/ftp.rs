@@ -52,7 +52,7 @@ impl Reply {
 pub fn parse_reply(buf: &[u8]) -> Option<(Reply, usize)> {
     let mut lines = Vec::new();
     let mut used = 0;
-    let mut code: Option<(u16, bool)> = None;
+    let mut code: Option<u16> = None;
     while let Some(end) = buf[used..].iter().position(|&b| b == b'\n') {
         let raw = &buf[used..used + end];
         used += end + 1;
@@ -60,40 +60,32 @@ pub fn parse_reply(buf: &[u8]) -> Option<(Reply, usize)> {
         let head = line.as_bytes();
         let numbered = head.len() >= 3 && head[..3].iter().all(u8::is_ascii_digit);
         let number = || line[..3].parse::<u16>().unwrap_or(0);
-        match code {
+        // The last line: the first one unless it says `123-`, else the
+        // first with the same code and no `-`.
+        let last = match code {
+            None if !numbered => {
+                lines.push(line);
+                return Some((Reply { code: 0, lines }, used));
+            }
             None => {
-                if !numbered {
-                    lines.push(line);
-                    return Some((Reply { code: 0, lines }, used));
-                }
-                let multi = head.get(3) == Some(&b'-');
-                code = Some((number(), multi));
-                lines.push(line);
-                if !multi {
-                    break;
-                }
+                code = Some(number());
+                head.get(3) != Some(&b'-')
             }
-            Some((c, _)) => {
-                let ends = numbered && number() == c && head.get(3) != Some(&b'-');
-                lines.push(line);
-                if ends {
-                    break;
-                }
-            }
+            Some(c) => numbered && number() == c && head.get(3) != Some(&b'-'),
+        };
+        lines.push(line);
+        if last {
+            return Some((Reply { code: code.unwrap_or(0), lines }, used));
         }
     }
-    match code {
-        Some((c, multi)) => {
-            let done = !multi || lines.len() > 1 && lines.last().is_some_and(|l| l.starts_with(&format!("{c:03}")));
-            done.then_some((Reply { code: c, lines }, used))
-        }
-        None => None,
-    }
+    // The reply's last line has not come yet.
+    None
 }
 
 /// `229 Entering Extended Passive Mode (|||40012|)` -> 40012.
 pub fn parse_epsv(reply: &str) -> Option<u16> {
-    let inner = &reply[reply.find('(')? + 1..reply.rfind(')')?];
+    let after = reply.get(reply.find('(')? + 1..)?;
+    let inner = after.get(..after.rfind(')')?)?;
     let delimiter = inner.chars().next()?;
     let fields: Vec<&str> = inner.split(delimiter).collect();
     fields.get(3)?.trim().parse().ok().filter(|p| *p != 0)
@@ -753,7 +745,7 @@ fn scheme_name(mode: TlsMode) -> &'static str {
 }
 
 /// The first word of every FEAT line (`REST STREAM` keeps both words).
-fn feature_names(reply: &Reply) -> Vec<String> {
+pub(crate) fn feature_names(reply: &Reply) -> Vec<String> {
     let mut names = Vec::new();
     for line in reply.lines.iter().skip(1) {
         let line = line.trim();
@@ -1388,11 +1380,25 @@ mod tests {
         assert_eq!(reply.lines.len(), 3);
     }
 
+    /// Found by fuzzing: a multi-line reply whose last line had not come yet
+    /// was taken as complete when its latest line was `230-...`, so the real
+    /// last line was later read as the reply to the next command.
+    #[test]
+    fn a_continuation_line_with_the_code_does_not_end_a_reply() {
+        assert_eq!(parse_reply(b"230-Hi\r\n230-still\r\n"), None);
+        assert_eq!(parse_reply(b"230-Hi\r\n123 x\r\n230-still\r\n230 Done\r"), None);
+        let (reply, used) = parse_reply(b"230-Hi\r\n230-still\r\n230 Done\r\n220 next\r\n").unwrap();
+        assert_eq!((reply.lines.len(), used), (3, 29));
+    }
+
     #[test]
     fn passive_replies() {
         assert_eq!(parse_epsv("229 Entering Extended Passive Mode (|||40012|)"), Some(40012));
         assert_eq!(parse_epsv("229 Extended Passive mode OK (!!!5000!)"), Some(5000));
         assert_eq!(parse_epsv("229 nonsense"), None);
+        // Found by fuzzing: `)` before `(` panicked (a reversed slice).
+        assert_eq!(parse_epsv("229 )(|||5000|"), None);
+        assert_eq!(parse_epsv("229 ) (|||5000|)"), Some(5000));
         assert_eq!(parse_pasv("227 Entering Passive Mode (10,9,9,9,156,76)."), Some("10.9.9.9:40012".parse().unwrap()));
         assert_eq!(parse_pasv("227 Entering Passive Mode 127,0,0,1,4,1"), Some("127.0.0.1:1025".parse().unwrap()));
         assert_eq!(parse_pasv("227 Entering Passive Mode (1,2,3)"), None);

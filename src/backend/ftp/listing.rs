@@ -964,6 +964,55 @@ fn parse_eplf(line: &[u8]) -> Result<(ListEntry, ListFormat), String> {
     Ok((ListEntry { name: name.to_vec(), kind, size, mtime, precision, unix_mode }, ListFormat::Eplf))
 }
 
+/// Checks that `result`, what [`parse_mlsd`] (`mlsd`) or [`parse_list`]
+/// (with `today`, `now` in days) made of `data`, accounts for every line
+/// (see "Never an empty directory by mistake"): each non-blank line is, in
+/// order, exactly the entry, warning or skip its own classification says,
+/// and an error only when no line was understood. Panics otherwise. For the
+/// proptests below and the fuzz targets ([`crate::fuzzing`]).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn check_accounting(data: &[u8], result: &Result<Listing, ListingError>, mlsd: bool, today: i64) {
+    let nonblank: Vec<&[u8]> = lines(data).filter(|l| !is_blank(l)).collect();
+    let classes: Vec<Line> =
+        nonblank.iter().map(|l| if mlsd { classify_mlsx(l) } else { classify_list(l, today) }).collect();
+    match result {
+        Ok(listing) => {
+            let (mut entries, mut warnings) = (listing.entries.iter(), listing.warnings.iter());
+            for (line, class) in nonblank.iter().zip(&classes) {
+                match class {
+                    Line::Entry(entry, _) => assert_eq!(entries.next(), Some(entry)),
+                    Line::Bad(reason) => {
+                        let warning = warnings.next().expect("a warning per bad line");
+                        assert_eq!((&warning.line[..], &warning.reason), (*line, reason));
+                    }
+                    Line::Skip(Skip::Total, _) => {
+                        assert!(!mlsd && line.get(..5).is_some_and(|w| w.eq_ignore_ascii_case(b"total")));
+                    }
+                    Line::Skip(Skip::SelfOrParent, _) => {
+                        let lower = line.to_ascii_lowercase();
+                        let dot_name = line.ends_with(b" .")
+                            || line.ends_with(b" ..")
+                            || line.ends_with(b"\t.")
+                            || line.ends_with(b"\t..");
+                        let cdir = lower.windows(9).any(|w| w == b"type=cdir" || w == b"type=pdir");
+                        assert!(dot_name || (mlsd && cdir), "{}", show(line));
+                    }
+                }
+            }
+            assert_eq!(entries.next(), None);
+            assert_eq!(warnings.next(), None);
+            if nonblank.is_empty() {
+                assert_eq!(listing, &Listing::default());
+            }
+        }
+        Err(ListingError::Unparseable { first_line }) => {
+            assert_eq!(Some(&first_line[..]), nonblank.first().copied());
+            assert!(classes.iter().any(|c| matches!(c, Line::Bad(_))));
+            assert!(!classes.iter().any(|c| matches!(c, Line::Entry(..) | Line::Skip(Skip::SelfOrParent, _))));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2033,48 +2082,6 @@ mod tests {
     /// What the classifier did with each non-blank line must add up to the
     /// listing: every line is an entry, a warning, or a skip that really is
     /// `total`, `.`/`..` or `cdir`/`pdir`.
-    fn check_accounting(data: &[u8], result: &Result<Listing, ListingError>, mlsd: bool, today: i64) {
-        let nonblank: Vec<&[u8]> = lines(data).filter(|l| !is_blank(l)).collect();
-        let classes: Vec<Line> =
-            nonblank.iter().map(|l| if mlsd { classify_mlsx(l) } else { classify_list(l, today) }).collect();
-        match result {
-            Ok(listing) => {
-                let (mut entries, mut warnings) = (listing.entries.iter(), listing.warnings.iter());
-                for (line, class) in nonblank.iter().zip(&classes) {
-                    match class {
-                        Line::Entry(entry, _) => assert_eq!(entries.next(), Some(entry)),
-                        Line::Bad(reason) => {
-                            let warning = warnings.next().expect("a warning per bad line");
-                            assert_eq!((&warning.line[..], &warning.reason), (*line, reason));
-                        }
-                        Line::Skip(Skip::Total, _) => {
-                            assert!(!mlsd && line.get(..5).is_some_and(|w| w.eq_ignore_ascii_case(b"total")));
-                        }
-                        Line::Skip(Skip::SelfOrParent, _) => {
-                            let lower = line.to_ascii_lowercase();
-                            let dot_name = line.ends_with(b" .")
-                                || line.ends_with(b" ..")
-                                || line.ends_with(b"\t.")
-                                || line.ends_with(b"\t..");
-                            let cdir = lower.windows(9).any(|w| w == b"type=cdir" || w == b"type=pdir");
-                            assert!(dot_name || (mlsd && cdir), "{}", show(line));
-                        }
-                    }
-                }
-                assert_eq!(entries.next(), None);
-                assert_eq!(warnings.next(), None);
-                if nonblank.is_empty() {
-                    assert_eq!(listing, &Listing::default());
-                }
-            }
-            Err(ListingError::Unparseable { first_line }) => {
-                assert_eq!(Some(&first_line[..]), nonblank.first().copied());
-                assert!(classes.iter().any(|c| matches!(c, Line::Bad(_))));
-                assert!(!classes.iter().any(|c| matches!(c, Line::Entry(..) | Line::Skip(Skip::SelfOrParent, _))));
-            }
-        }
-    }
-
     const TOKENS: &[&[u8]] = &[
         b"drwxr-xr-x",
         b"-rw-r--r--",

@@ -88,7 +88,7 @@ fn unix_now() -> Mtime {
 }
 
 /// `YYYYMMDDHHMMSS` in UTC, for MFMT and MDTM.
-fn ftp_timestamp(mtime: Mtime) -> String {
+pub(crate) fn ftp_timestamp(mtime: Mtime) -> String {
     let secs = mtime.secs();
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
@@ -743,7 +743,7 @@ async fn read_listing(stream: &mut Transfer, stall: Duration) -> std::io::Result
 /// The digest in a HASH reply (`213 SHA-256 0-49 <hex> name`) or an
 /// X-command reply (`250 <hex>`): the first token of the right length that
 /// is all hex.
-fn parse_hash_reply(text: &str, kind: HashKind) -> Option<Vec<u8>> {
+pub(crate) fn parse_hash_reply(text: &str, kind: HashKind) -> Option<Vec<u8>> {
     let want = match kind {
         HashKind::Sha256 | HashKind::Blake3 => 64,
         HashKind::Sha1 => 40,

@@ -48,17 +48,27 @@ pub fn lookup(path: &Path, alias: &str, dirs: &Dirs<'_>) -> Result<HostSettings,
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     let mut active = true;
-    apply(&text, path, alias, dirs, &mut settings, &mut active, 0)?;
+    apply(&text, path, alias, Some(dirs), &mut settings, &mut active, 0)?;
+    Ok(settings)
+}
+
+/// The settings for `alias` from config text alone: `Include` lines are
+/// not followed (no file is read). For the fuzz targets and proptests.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn lookup_text(text: &[u8], alias: &str) -> Result<HostSettings, String> {
+    let mut settings = HostSettings::default();
+    apply(text, Path::new("config"), alias, None, &mut settings, &mut true, 0)?;
     Ok(settings)
 }
 
 /// Applies one file's lines. An Include in a block that does not apply is
-/// not read at all (so none of its Host lines can match).
+/// not read at all (so none of its Host lines can match); without `dirs`,
+/// no Include is.
 fn apply(
     text: &[u8],
     origin: &Path,
     alias: &str,
-    dirs: &Dirs<'_>,
+    dirs: Option<&Dirs<'_>>,
     settings: &mut HostSettings,
     active: &mut bool,
     depth: usize,
@@ -73,6 +83,7 @@ fn apply(
             "host" => *active = host_matches(args, alias),
             "match" => *active = first.is_some_and(|a| a.eq_ignore_ascii_case("all")),
             "include" if *active => {
+                let Some(dirs) = dirs else { continue };
                 if depth >= MAX_INCLUDE_DEPTH {
                     return Err(format!("{}: Include nested too deeply", at()));
                 }
@@ -80,7 +91,7 @@ fn apply(
                     for file in include_files(arg, dirs).map_err(|why| format!("{}: {why}", at()))? {
                         let Ok(included) = std::fs::read(&file) else { continue };
                         let before = *active;
-                        apply(&included, &file, alias, dirs, settings, active, depth + 1)?;
+                        apply(&included, &file, alias, Some(dirs), settings, active, depth + 1)?;
                         *active = before;
                     }
                 }
@@ -151,7 +162,7 @@ fn host_matches(patterns: &[String], alias: &str) -> bool {
 
 /// `*` (any run) and `?` (any one byte) matching, iterative with backtracking
 /// to the last `*` (linear in practice, never exponential).
-fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
+pub(crate) fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
