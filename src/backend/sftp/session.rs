@@ -470,6 +470,8 @@ pub fn classify_session(err: SftpError, op: &'static str, path: impl std::fmt::D
     };
     let message = match &err {
         SftpError::Status(status) if !status.error_message.is_empty() => status.error_message.clone(),
+        // russh-sftp says only "Timeout".
+        SftpError::Timeout => "timed out: the server did not answer within --timeout".to_string(),
         other => other.to_string(),
     };
     (OpError::new(kind, op, path, message), broken)
@@ -499,6 +501,7 @@ mod tests {
         assert_eq!(classify(status(StatusCode::OpUnsupported, ""), "x", "a").kind, ErrorKind::Unsupported);
         let (e, broken) = classify_session(SftpError::Timeout, "read", "a");
         assert!(e.is_temporary() && broken);
+        assert_eq!(e.message, "timed out: the server did not answer within --timeout");
         let (e, broken) = classify_session(SftpError::UnexpectedBehavior("session closed".into()), "read", "a");
         assert!(e.is_temporary() && broken);
         assert_eq!(classify(status(StatusCode::Failure, "Failure"), "mkdir", "d").message, "Failure");
