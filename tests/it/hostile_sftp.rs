@@ -567,6 +567,15 @@ fn a_directory_whose_listing_never_ends_is_left_alone() {
     assert_eq!(files_below(&s.dst()), ["endless", "endless/keep.txt", "fine.txt"], "{}", run.explain());
 }
 
+/// A 10 MB name: an answer far beyond the 256 KiB SFTP packets barge
+/// takes, as the FTP test's 10 MB listing line.
+#[test]
+fn a_ten_megabyte_name_is_refused_not_swallowed() {
+    let mut script = Script::default();
+    script.add_file("/", &"h".repeat(10 << 20), b"huge").add_file("/", "good.txt", b"good");
+    the_root_listing_fails_in_time(script, "larger than 256 KiB", Duration::from_secs(60));
+}
+
 #[test]
 fn a_name_too_long_for_the_destination_fails_alone() {
     let long = "n".repeat(1000);
