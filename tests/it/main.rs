@@ -8,6 +8,7 @@ mod faults;
 mod ftp_sync;
 mod harness;
 mod hostile_ftp;
+mod hostile_sftp;
 mod links;
 mod listing_capture;
 mod local_sync;

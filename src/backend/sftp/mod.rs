@@ -41,7 +41,7 @@ use super::{
 };
 use crate::error::{ErrorKind, OpError};
 use crate::location::RemoteLocation;
-use crate::path::{RelPath, check_component};
+use crate::path::{DisplayBytes, RelPath};
 
 /// Directories listed at once by `walk` (at least; `--parallel` if more).
 /// Measured over a 20 ms round trip: 1 at a time 18.9 s for 221 dirs, 16 1.3 s.
@@ -278,6 +278,44 @@ fn entry(path: RelPath, attrs: &FileAttributes) -> Result<Entry, String> {
     })
 }
 
+/// A directory listing larger than this is refused, counted as
+/// [`listing_cost`] counts: a server that answers READDIR with new names
+/// forever must not exhaust memory (the FTP backend's limit too).
+const MAX_LISTING_BYTES: usize = 256 << 20;
+
+/// What one listed name costs besides its two strings (its attributes and
+/// the [`Entry`] made of it): with short names, about two million fit.
+const ENTRY_COST: usize = 128;
+
+/// What a READDIR answer without names costs: the protocol wants one or
+/// more, and a server answering with none, forever, must be cut too.
+const EMPTY_BATCH_COST: usize = 64 * 1024;
+
+/// The memory one READDIR answer takes, about.
+fn listing_cost(files: &[russh_sftp::protocol::File]) -> usize {
+    if files.is_empty() {
+        return EMPTY_BATCH_COST;
+    }
+    files.iter().map(|f| f.filename.len() + f.longname.len() + ENTRY_COST).sum()
+}
+
+/// The path of a name listed in `dir`: `None` for `.` and `..`; a warning
+/// for a name that cannot be used. Names are shown escaped in warnings, so
+/// a hostile one cannot forge a log line or drive the terminal.
+fn listed_path(dir: &RelPath, name: &str) -> Result<Option<RelPath>, String> {
+    if name == "." || name == ".." {
+        return Ok(None);
+    }
+    let shown = DisplayBytes(name.as_bytes());
+    if name.contains('\u{FFFD}') {
+        return Err(format!(
+            "{dir}: skipped entry {shown}: the name is not UTF-8 (or holds U+FFFD), which this SFTP client cannot \
+             handle"
+        ));
+    }
+    dir.join(name.as_bytes()).map(Some).map_err(|why| format!("{dir}: skipped entry {shown}: {why}"))
+}
+
 /// One directory's entries and warnings, as [`super::walk_concurrently`] takes them.
 type Listed = Result<(Vec<Entry>, Vec<String>), OpError>;
 
@@ -348,39 +386,51 @@ impl Inner {
             }
         };
         let mut files = Vec::new();
+        let mut budget = MAX_LISTING_BYTES;
+        let mut broken = false;
         let read = loop {
             match sftp.readdir(handle.as_str()).await {
-                Ok(name) => files.extend(name.files),
+                Ok(name) => {
+                    let Some(left) = budget.checked_sub(listing_cost(&name.files)) else {
+                        break Err(OpError::new(
+                            ErrorKind::InvalidData,
+                            "list",
+                            dir,
+                            format!(
+                                "listing larger than {} MiB: refused (the server does not end it)",
+                                MAX_LISTING_BYTES >> 20
+                            ),
+                        ));
+                    };
+                    budget = left;
+                    files.extend(name.files);
+                }
                 Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break Ok(()),
-                Err(err) => break Err(err),
+                Err(err) => {
+                    let (err, cut) = classify_session(err, "list", dir);
+                    broken = cut;
+                    break Err(err);
+                }
             }
         };
-        let closed = close_handle(lease, handle).await;
-        if let Err(err) = read.and(closed) {
-            return Err(classify(err, "list", dir));
-        }
+        let closed = if broken {
+            // A stalled or cut session: no close to wait for, no new work on it.
+            let mut lease = lease;
+            lease.lease.mark_broken();
+            lease.leak_slot();
+            Ok(())
+        } else {
+            close_handle(lease, handle).await.map_err(|e| classify(e, "list", dir))
+        };
+        read.and(closed)?;
         let mut entries = Vec::with_capacity(files.len());
         let mut warnings = Vec::new();
         for file in files {
-            let name = file.filename;
-            if name == "." || name == ".." {
-                continue;
-            }
-            if name.contains('\u{FFFD}') {
-                warnings.push(format!(
-                    "{dir}: skipped entry {name}: the name is not UTF-8 (or holds U+FFFD), which this SFTP client \
-                     cannot handle"
-                ));
-                continue;
-            }
-            if let Err(why) = check_component(name.as_bytes()) {
-                warnings.push(format!("{dir}: skipped entry {name}: {why}"));
-                continue;
-            }
-            let path = match dir.join(name.as_bytes()) {
-                Ok(path) => path,
-                Err(why) => {
-                    warnings.push(format!("{dir}: skipped entry: {why}"));
+            let path = match listed_path(dir, &file.filename) {
+                Ok(Some(path)) => path,
+                Ok(None) => continue,
+                Err(warning) => {
+                    warnings.push(warning);
                     continue;
                 }
             };
@@ -729,6 +779,37 @@ mod tests {
         assert_eq!(kind_of(&with(0o120_777)), Some(EntryKind::Symlink));
         assert_eq!(kind_of(&with(0o140_777)), None, "socket");
         assert_eq!(kind_of(&FileAttributes::empty()), None);
+    }
+
+    #[test]
+    fn listed_names_are_checked_and_shown_escaped() {
+        let dir = RelPath::parse(b"d").unwrap();
+        assert_eq!(listed_path(&dir, "a.txt").unwrap().unwrap().as_bytes(), b"d/a.txt");
+        assert_eq!(listed_path(&dir, "lf\nname").unwrap().unwrap().as_bytes(), b"d/lf\nname");
+        assert_eq!(listed_path(&dir, "..").unwrap(), None);
+        assert_eq!(listed_path(&dir, ".").unwrap(), None);
+        for (name, shown) in [
+            ("../up", "d: skipped entry ../up: name contains `/`"),
+            ("/etc/passwd", "d: skipped entry /etc/passwd: name contains `/`"),
+            ("nul\0byte", "d: skipped entry nul\\x00byte: name contains a NUL byte"),
+            ("x/\nerror: forged \u{1b}[31m", "d: skipped entry x/\\x0aerror: forged \\x1b[31m: name contains `/`"),
+            ("", "d: skipped entry : empty name"),
+        ] {
+            assert_eq!(listed_path(&dir, name).unwrap_err(), shown);
+        }
+        let lossy = listed_path(&dir, "caf\u{FFFD}\r").unwrap_err();
+        assert!(lossy.starts_with("d: skipped entry caf\u{FFFD}\\x0d: the name is not UTF-8"), "{lossy}");
+    }
+
+    #[test]
+    fn an_endless_listing_outgrows_the_budget() {
+        let name = |n: usize| russh_sftp::protocol::File::new(format!("endless-{n:06}"), FileAttributes::empty());
+        // OpenSSH-sized batches of short names: about two million names.
+        let batch: Vec<_> = (0..100).map(name).collect();
+        let batches = MAX_LISTING_BYTES / listing_cost(&batch);
+        assert!((10_000..40_000).contains(&batches), "{batches}");
+        // Empty answers are not free.
+        assert_eq!(MAX_LISTING_BYTES / listing_cost(&[]), 4096);
     }
 
     #[test]

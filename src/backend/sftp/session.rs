@@ -470,6 +470,15 @@ pub fn classify_session(err: SftpError, op: &'static str, path: impl std::fmt::D
     };
     let message = match &err {
         SftpError::Status(status) if !status.error_message.is_empty() => status.error_message.clone(),
+        // russh-sftp says only "Timeout".
+        SftpError::Timeout => "timed out: the server did not answer within --timeout".to_string(),
+        // russh-sftp's reader stopped (it logs why, we do not see it): the
+        // answer will never come.
+        SftpError::UnexpectedBehavior(m) if m == "sender dropped" || m.starts_with("RecvError") => {
+            "the SFTP session ended: the connection closed, or the server sent a message that is malformed or \
+             larger than 256 KiB"
+                .to_string()
+        }
         other => other.to_string(),
     };
     (OpError::new(kind, op, path, message), broken)
@@ -499,8 +508,12 @@ mod tests {
         assert_eq!(classify(status(StatusCode::OpUnsupported, ""), "x", "a").kind, ErrorKind::Unsupported);
         let (e, broken) = classify_session(SftpError::Timeout, "read", "a");
         assert!(e.is_temporary() && broken);
+        assert_eq!(e.message, "timed out: the server did not answer within --timeout");
         let (e, broken) = classify_session(SftpError::UnexpectedBehavior("session closed".into()), "read", "a");
         assert!(e.is_temporary() && broken);
+        let (e, broken) = classify_session(SftpError::UnexpectedBehavior("sender dropped".into()), "list", "a");
+        assert!(e.is_temporary() && broken);
+        assert!(e.message.starts_with("the SFTP session ended"), "{}", e.message);
         assert_eq!(classify(status(StatusCode::Failure, "Failure"), "mkdir", "d").message, "Failure");
     }
 }
