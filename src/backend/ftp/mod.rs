@@ -806,18 +806,19 @@ impl FileReader for FtpReader {
 impl FtpReader {
     /// The next bytes as they come off the data connection.
     async fn read_raw(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
+        // Read into the buffer's spare capacity (read_buf): zero-filling a
+        // 1 MiB buffer before every read cost more CPU than the transfer
+        // itself for small files (measured with perf: memset and its page
+        // faults were a quarter of a 10,000-file download).
         let capacity = buf.capacity().max(1);
         buf.clear();
-        buf.resize(capacity, 0);
-        let mut filled = 0;
         let Some(stream) = self.stream.as_mut() else {
-            buf.clear();
             return Ok(buf);
         };
-        while filled < capacity {
-            match tokio::time::timeout(self.timeout, stream.read(&mut buf[filled..])).await {
+        while buf.len() < capacity {
+            match tokio::time::timeout(self.timeout, stream.read_buf(&mut buf)).await {
                 Ok(Ok(0)) => break,
-                Ok(Ok(n)) => filled += n,
+                Ok(Ok(_)) => {}
                 Ok(Err(err)) => {
                     self.pooled.mark_broken();
                     return Err(OpError::io("read", &self.path, err));
@@ -828,8 +829,7 @@ impl FtpReader {
                 }
             }
         }
-        buf.truncate(filled);
-        if filled == 0
+        if buf.is_empty()
             && let Some(stream) = self.stream.take()
         {
             // End of data: read the transfer's final reply (226).
