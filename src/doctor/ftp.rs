@@ -1168,11 +1168,26 @@ async fn probe_active(ctl: &mut Control, list: &str, options: &DoctorOptions, se
         )
     };
     // The server's connection, or its error reply, whichever comes first.
+    // The connection is made before the server sends data and its final
+    // reply, so it is looked for first (`biased`), and once more after a
+    // success reply: a small listing can be sent, and 226 answered, before
+    // this task gets to accept().
+    let mut final_seen = None;
     let accepted = loop {
         tokio::select! {
+            biased;
             accepted = listener.accept() => break accepted.map_err(|e| e.to_string()),
             reply = ctl.reply() => match reply {
                 Ok(reply) if reply.code / 100 == 1 => continue,
+                Ok(reply) if reply.code / 100 == 2 => {
+                    match tokio::time::timeout(Duration::from_millis(200), listener.accept()).await {
+                        Ok(accepted) => {
+                            final_seen = Some(reply);
+                            break accepted.map_err(|e| e.to_string());
+                        }
+                        Err(_) => break Err(reply.text()),
+                    }
+                }
                 Ok(reply) => break Err(reply.text()),
                 Err(why) => break Err(why),
             },
@@ -1199,7 +1214,20 @@ async fn probe_active(ctl: &mut Control, list: &str, options: &DoctorOptions, se
     };
     let took = started.elapsed();
     let timeout = ctl.timeout;
-    match read_data(ctl, data, timeout).await {
+    let read = match final_seen {
+        // The transfer is over already: its data waits in the socket.
+        Some(_) if ctl.data_tls.is_none() => {
+            let mut bytes = Vec::new();
+            let mut data = data;
+            match tokio::time::timeout(timeout, data.read_to_end(&mut bytes)).await {
+                Ok(Ok(_)) => Ok(bytes),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("data timed out".to_string()),
+            }
+        }
+        _ => read_data(ctl, data, timeout).await,
+    };
+    match read {
         Ok(_) => {
             seen.active = Some((local, verb));
             report.push(
