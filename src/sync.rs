@@ -373,7 +373,14 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         }
         None => HashMap::new(),
     };
-    let (resumable, stale) = sort_temporaries(&plan, temporaries, &partials);
+    let (resumable, mut stale) = sort_temporaries(&plan, temporaries, &partials);
+    if let Some(shard) = filter.shard() {
+        // Other shards may be writing into the same destination right now:
+        // leave their temporaries alone. One inside a directory belongs to
+        // that directory's shard; a top-level one cannot be told apart (its
+        // name is a hash), so only the ones this run resumes are touched.
+        stale.retain(|temp| temp.path.depth() > 1 && shard.owns(&temp.path));
+    }
     let dst_for_cleanup = Arc::clone(&dst);
     for_each_parallel(stale, job.engine.parallel, move |temp: Entry| {
         let dst = Arc::clone(&dst_for_cleanup);
