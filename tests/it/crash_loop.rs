@@ -105,10 +105,13 @@ struct Job {
     state: PathBuf,
 }
 
+/// A sync of `job`. `--force`: the random changes sometimes empty a
+/// directory on purpose, which the safety stop (tests/it/safety.rs) would
+/// rightly hold back; this test is about kills, so the changes are trusted.
 fn sync(s: &Scratch, server: &FtpServer, job: &Job) -> std::process::Command {
     let mut cmd = s.barge();
     cmd.env("BARGE_PASSWORD", &server.password)
-        .args(["sync", &job.src, &job.dst, "--delete", "--json", "--timeout", "10", "--state"])
+        .args(["sync", &job.src, &job.dst, "--delete", "--force", "--json", "--timeout", "10", "--state"])
         .arg(&job.state);
     cmd
 }
