@@ -18,7 +18,8 @@ use crate::path::{RelPath, check_component};
 /// the time the listing fixtures were captured (2026-11-25 10:50:09 UTC).
 const CAPTURED_NOW: i64 = 1_795_603_809;
 
-/// Inputs longer than this are cut for the checks that parse many times.
+/// The checks that parse an input many times (line by line, prefix by
+/// prefix) run on inputs up to this long (replies are cut to it).
 const QUADRATIC_LIMIT: usize = 4096;
 
 /// `parse_list` (LIST, every format), at the capture time and at a `now`
