@@ -351,7 +351,7 @@ tool_cmd() {
 
 results="$work/runs.tsv"
 [[ "${KEEP_RUNS:-0}" == 1 && -f "$results" ]] ||
-    printf 'rtt_ms\tproto\tscenario\ttool\trun\tok\twall_s\tpeak_rss_kib\tcpu_s\tnote\n' >"$results"
+    printf 'rtt_ms\tproto\tscenario\ttool\trun\tok\twall_s\tpeak_rss_kib\tcpu_s\tload1\tnote\n' >"$results"
 
 # One timed run: prepares the destination, times, checks. Appends a line to runs.tsv.
 timed_run() {
@@ -393,7 +393,9 @@ timed_run() {
     # rewritten (or had its times set again) and is counted in the note.
     [[ $mode == noop ]] && snapshot "$check_dir" >"$work/noop.before"
     local out="$work/time.out" code=0
-    local started ended
+    local started ended load1
+    # The machine is shared: the 1-minute load average as each run starts.
+    read -r load1 _ </proc/loadavg
     started=$(date +%s%N)
     /usr/bin/time -f '%e %M %U %S' -o "$out" timeout "$run_timeout" "${words[@]}" >"$work/last.log" 2>&1 || code=$?
     ended=$(date +%s%N)
@@ -415,9 +417,9 @@ timed_run() {
     fi
     local cpu
     cpu="$(awk -v u="$user_s" -v s="$sys_s" 'BEGIN {printf "%.2f", u + s}')"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rtt" "$proto" "$scenario" "$tool" "$run" "$ok" "$wall" \
-        "$rss" "$cpu" "$note (time %e: $time_wall)" >>"$results"
-    log "  $rtt ms $proto $scenario $tool run $run: ${wall}s, $((rss / 1024)) MiB, cpu ${cpu}s $([[ $ok == 1 ]] || echo FAILED) $note"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rtt" "$proto" "$scenario" "$tool" "$run" "$ok" "$wall" \
+        "$rss" "$cpu" "$load1" "$note (time %e: $time_wall)" >>"$results"
+    log "  $rtt ms $proto $scenario $tool run $run: ${wall}s, $((rss / 1024)) MiB, cpu ${cpu}s, load $load1 $([[ $ok == 1 ]] || echo FAILED) $note"
     [[ $mode == fresh && $dir == up ]] && rm -rf "$check_dir"
     [[ $mode == fresh && $dir == down ]] && rm -rf "$local_dir"
     return 0

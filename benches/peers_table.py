@@ -47,6 +47,13 @@ def main():
     print("Median wall seconds over the successful runs (runs that failed are counted, never timed);")
     print("in brackets, the tool's median over barge's (above 1: barge was faster). Last column: the")
     print("better peer's median over barge's.\n")
+    loads = {}
+    for r in rows:
+        if r.get("load1"):
+            loads.setdefault(int(r["rtt_ms"]), []).append(float(r["load1"]))
+    for rtt, ls in loads.items():
+        print(f"Load (1-minute average as each run started, {rtt} ms runs): median {statistics.median(ls):.1f}, "
+              f"range {min(ls):.1f}-{max(ls):.1f} on 2 cores.\n")
     print("| RTT | protocol | scenario | " + " | ".join(tools) + " | best peer / barge |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in tools) + " | --- |")
     stats = {}
