@@ -101,6 +101,23 @@ def main():
             cells.append(f"{rss:.0f} MiB, {cpu:.1f} s")
         rtt, proto, scenario = key
         print(f"| {rtt} ms | {proto} | {SCENARIOS.get(scenario, scenario)} | " + " | ".join(cells) + " |")
+    print()
+    print("Spread and CPU use: min-max wall seconds of the successful runs, then the client's median")
+    print("CPU seconds over its median wall seconds (1.0 = one core busy all along; 2 cores in all,")
+    print("shared with the servers).\n")
+    print("| RTT | protocol | scenario | " + " | ".join(tools) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in tools) + " |")
+    for key, by_tool in groups.items():
+        cells = []
+        for tool in tools:
+            rs, good = stats.get(key + (tool,), ([], []))
+            if not good:
+                cells.append("-")
+                continue
+            cpu = statistics.median(float(r["cpu_s"] or 0) for r in rs if r["ok"] == "1")
+            cells.append(f"{min(good):.2f}-{max(good):.2f}, CPU/wall {cpu / statistics.median(good):.2f}")
+        rtt, proto, scenario = key
+        print(f"| {rtt} ms | {proto} | {SCENARIOS.get(scenario, scenario)} | " + " | ".join(cells) + " |")
     touched = [r for r in rows if r["ok"] == "1" and "no-op touched" in r["note"]]
     if touched:
         print("\nNo-op runs that rewrote files or set their times again (inode or ctime changed):\n")
