@@ -30,6 +30,16 @@ SCENARIOS = {
 PEERS = ("lftp", "rclone", "rclone-pypi")
 
 
+def per_tool_table(groups, tools, stats, cell):
+    """One row per (RTT, protocol, scenario), one cell(runs, good walls) per tool."""
+    print("| RTT | protocol | scenario | " + " | ".join(tools) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in tools) + " |")
+    for key, by_tool in groups.items():
+        cells = [cell(*stats[key + (tool,)]) if tool in by_tool else "-" for tool in tools]
+        rtt, proto, scenario = key
+        print(f"| {rtt} ms | {proto} | {SCENARIOS.get(scenario, scenario)} | " + " | ".join(cells) + " |")
+
+
 def main():
     runs_path, versions_path = sys.argv[1], sys.argv[2]
     rows = list(csv.DictReader(open(runs_path), delimiter="\t"))
@@ -87,37 +97,24 @@ def main():
     print()
     print("Peak RSS (MiB, the highest of the runs, `/usr/bin/time -f %M`) and CPU seconds (user + system,")
     print("median) of the client process; lftp's ssh children (SFTP) count in its CPU, not in its RSS.\n")
-    print("| RTT | protocol | scenario | " + " | ".join(tools) + " |")
-    print("| --- | --- | --- | " + " | ".join("---" for _ in tools) + " |")
-    for key, by_tool in groups.items():
-        cells = []
-        for tool in tools:
-            if tool not in by_tool:
-                cells.append("-")
-                continue
-            rs = by_tool[tool]
-            rss = max(int(r["peak_rss_kib"] or 0) for r in rs) / 1024
-            cpu = statistics.median(float(r["cpu_s"] or 0) for r in rs)
-            cells.append(f"{rss:.0f} MiB, {cpu:.1f} s")
-        rtt, proto, scenario = key
-        print(f"| {rtt} ms | {proto} | {SCENARIOS.get(scenario, scenario)} | " + " | ".join(cells) + " |")
+    def rss_cpu(rs, good):
+        rss = max(int(r["peak_rss_kib"] or 0) for r in rs) / 1024
+        cpu = statistics.median(float(r["cpu_s"] or 0) for r in rs)
+        return f"{rss:.0f} MiB, {cpu:.1f} s"
+
+    per_tool_table(groups, tools, stats, rss_cpu)
     print()
     print("Spread and CPU use: min-max wall seconds of the successful runs, then the client's median")
     print("CPU seconds over its median wall seconds (1.0 = one core busy all along; 2 cores in all,")
     print("shared with the servers).\n")
-    print("| RTT | protocol | scenario | " + " | ".join(tools) + " |")
-    print("| --- | --- | --- | " + " | ".join("---" for _ in tools) + " |")
-    for key, by_tool in groups.items():
-        cells = []
-        for tool in tools:
-            rs, good = stats.get(key + (tool,), ([], []))
-            if not good:
-                cells.append("-")
-                continue
-            cpu = statistics.median(float(r["cpu_s"] or 0) for r in rs if r["ok"] == "1")
-            cells.append(f"{min(good):.2f}-{max(good):.2f}, CPU/wall {cpu / statistics.median(good):.2f}")
-        rtt, proto, scenario = key
-        print(f"| {rtt} ms | {proto} | {SCENARIOS.get(scenario, scenario)} | " + " | ".join(cells) + " |")
+
+    def spread(rs, good):
+        if not good:
+            return "-"
+        cpu = statistics.median(float(r["cpu_s"] or 0) for r in rs if r["ok"] == "1")
+        return f"{min(good):.2f}-{max(good):.2f}, CPU/wall {cpu / statistics.median(good):.2f}"
+
+    per_tool_table(groups, tools, stats, spread)
     touched = [r for r in rows if r["ok"] == "1" and "no-op touched" in r["note"]]
     if touched:
         print("\nNo-op runs that rewrote files or set their times again (inode or ctime changed):\n")
