@@ -171,7 +171,11 @@ pub async fn copy_file(
     if offset > 0 && !tails_match(src_backend, dst_backend, &src.path, &temp, offset).await? {
         offset = 0;
     }
-    let dst_mtime = stream(src_backend, dst_backend, src, &temp, offset, options, on_bytes).await?;
+    // Where the destination sets the time with the rename (FTP: one
+    // pipelined batch), `finish` leaves it to `commit_temp`.
+    let at_commit = dst_backend.mtime_at_commit();
+    let writer = stream(src_backend, dst_backend, src, &temp, offset, options, on_bytes).await?;
+    let dst_mtime = writer.finish(if at_commit { None } else { wanted_mtime(dst_backend, src) }).await?;
     let mut verified = None;
     if options.verify {
         verified = Some(verify_content(src_backend, dst_backend, src, &temp).await?);
@@ -179,8 +183,9 @@ pub async fn copy_file(
         verify_resumed(src_backend, dst_backend, src, &temp).await?;
     }
     keep_replaced(dst_backend, src, options).await?;
-    match dst_backend.rename(&temp, &src.path).await {
-        Ok(()) => {}
+    let wanted = if at_commit { wanted_mtime(dst_backend, src) } else { None };
+    let dst_mtime = match dst_backend.commit_temp(&temp, &src.path, wanted).await {
+        Ok(set) => set.or(dst_mtime),
         Err(err) if matches!(err.kind, ErrorKind::Unsupported | ErrorKind::PermissionDenied) => {
             // The server will not rename: remove the temporary and write
             // the final name directly (the engine warns once).
@@ -188,7 +193,7 @@ pub async fn copy_file(
             return copy_in_place(src_backend, dst_backend, src, options, on_bytes).await;
         }
         Err(err) => return Err(err),
-    }
+    };
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
     Ok(Committed { bytes_moved: src.size - offset, dst_size: src.size, dst_mtime, in_place: false, verified })
 }
@@ -332,7 +337,8 @@ async fn copy_in_place(
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Committed, OpError> {
     keep_replaced(dst_backend, src, options).await?;
-    let dst_mtime = stream(src_backend, dst_backend, src, &src.path, 0, options, on_bytes).await?;
+    let writer = stream(src_backend, dst_backend, src, &src.path, 0, options, on_bytes).await?;
+    let dst_mtime = writer.finish(wanted_mtime(dst_backend, src)).await?;
     let verified =
         if options.verify { Some(verify_content(src_backend, dst_backend, src, &src.path).await?) } else { None };
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
@@ -369,8 +375,7 @@ async fn copy_text(
         written += len;
         on_bytes(len);
     }
-    let wanted = if dst_backend.capabilities().set_mtime { src.mtime } else { None };
-    let set = writer.finish(wanted).await?;
+    let set = writer.finish(wanted_mtime(dst_backend, src)).await?;
     if !in_place {
         keep_replaced(dst_backend, src, options).await?;
         dst_backend.rename(&target, &src.path).await?;
@@ -417,8 +422,14 @@ async fn observed_mtime(dst_backend: &dyn Backend, path: &RelPath, set: Option<M
     }
 }
 
-/// Streams the source from `offset` into `target`, checks the length, makes
-/// it durable and sets its mtime; returns the mtime it got, if any.
+/// The mtime a copy of `src` should get on `dst_backend`, if it can hold one.
+fn wanted_mtime(dst_backend: &dyn Backend, src: &Entry) -> Option<Mtime> {
+    if dst_backend.capabilities().set_mtime { src.mtime } else { None }
+}
+
+/// Streams the source from `offset` into `target` and checks the length;
+/// the caller finishes the writer (durable, and the mtime where it is set
+/// there).
 async fn stream(
     src_backend: &dyn Backend,
     dst_backend: &dyn Backend,
@@ -427,8 +438,8 @@ async fn stream(
     offset: u64,
     options: CopyOptions<'_>,
     on_bytes: &(dyn Fn(u64) + Send + Sync),
-) -> Result<Option<Mtime>, OpError> {
-    let mut reader = src_backend.open_read(&src.path, offset).await?;
+) -> Result<Box<dyn crate::backend::FileWriter>, OpError> {
+    let mut reader = src_backend.open_read_sized(&src.path, offset, src.size).await?;
     let mut writer = dst_backend.open_write(target, offset).await?;
     let mut buf = Vec::with_capacity(CHUNK_SIZE);
     let mut written = offset;
@@ -472,8 +483,7 @@ async fn stream(
             format!("source changed while copying: expected {} bytes, got more", src.size),
         ));
     }
-    let wanted = if dst_backend.capabilities().set_mtime { src.mtime } else { None };
-    writer.finish(wanted).await
+    Ok(writer)
 }
 
 /// Compares the bytes just before `offset` in the source and the partial.

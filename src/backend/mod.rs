@@ -187,6 +187,13 @@ pub trait Backend: Send + Sync {
     /// The location for messages, never with a secret in it.
     fn describe(&self) -> String;
 
+    /// Times barge sent the server something and waited for its answer
+    /// before going on (a pipelined batch counts once; a data connection's
+    /// set-up counts once): what the round trip costs, counted. 0 for local disk.
+    fn round_trips(&self) -> u64 {
+        0
+    }
+
     /// Direct children of a directory, with `path` relative to the root.
     async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError>;
 
@@ -214,6 +221,16 @@ pub trait Backend: Send + Sync {
 
     async fn open_read(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, OpError>;
 
+    /// [`Backend::open_read`] of a file the listing says holds `size`
+    /// bytes: a backend that pays a round trip per request may ask for all
+    /// of it, and whether it ends there, at once. The reader still reads
+    /// to the real end of the file, so one that grew or shrank since the
+    /// listing is seen as such.
+    async fn open_read_sized(&self, path: &RelPath, offset: u64, size: u64) -> Result<Box<dyn FileReader>, OpError> {
+        let _ = size;
+        self.open_read(path, offset).await
+    }
+
     /// Opens `path` for writing: created (or truncated) when `offset` is 0,
     /// else continued at `offset` (resume), cutting anything past it.
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError>;
@@ -238,6 +255,32 @@ pub trait Backend: Send + Sync {
 
     /// Moves `from` to `to`, replacing a file already at `to`.
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError>;
+
+    /// True when [`Backend::commit_temp`] sets a temporary's mtime more
+    /// cheaply than [`FileWriter::finish`] (sent together with the rename):
+    /// the commit then passes the mtime there instead of to `finish`.
+    fn mtime_at_commit(&self) -> bool {
+        false
+    }
+
+    /// Gives the finished temporary `temp` its `mtime` (when given), then
+    /// moves it to `target`, replacing a file there: the final name never
+    /// shows the wrong time. Returns the mtime set, `None` when it could not
+    /// be (the file is committed all the same). A refused rename fails with
+    /// the rename's error, as [`Backend::rename`] does.
+    async fn commit_temp(
+        &self,
+        temp: &RelPath,
+        target: &RelPath,
+        mtime: Option<Mtime>,
+    ) -> Result<Option<Mtime>, OpError> {
+        let set = match mtime {
+            Some(mtime) => self.set_mtime(temp, mtime).await.ok().map(|()| mtime),
+            None => None,
+        };
+        self.rename(temp, target).await?;
+        Ok(set)
+    }
 
     async fn remove_file(&self, path: &RelPath) -> Result<(), OpError>;
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustls::ClientConfig;
@@ -57,6 +58,9 @@ pub struct ConnectParams {
     pub tls: Option<Arc<ClientConfig>>,
     pub data_mode: DataMode,
     pub timeout: Duration,
+    /// Round trips of every connection opened with these parameters (see
+    /// [`crate::backend::Backend::round_trips`]).
+    pub round_trips: Arc<AtomicU64>,
 }
 
 /// What FEAT said, reduced to what barge uses.
@@ -123,6 +127,72 @@ pub struct FtpConn {
     pub hash_selected: Option<HashKind>,
     /// Set in active mode: data connections are opened by [`super::data`].
     pub active: Option<ActiveSetup>,
+    /// Commands may be written back to back on this connection
+    /// ([`FtpConn::send_pipelined`]): plain TCP only, see there.
+    pub pipelining: bool,
+    /// The backend's round-trip counter, shared by its connections.
+    pub round_trips: Arc<AtomicU64>,
+}
+
+impl FtpConn {
+    /// Counts `n` round trips: commands whose reply was awaited before
+    /// going on (every suppaftp call that sends a command and reads its
+    /// reply is one), a data connection's set-up, a transfer's final reply
+    /// waited for after an upload.
+    pub fn round_trip(&self, n: u64) {
+        self.round_trips.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Writes several command lines in one go, without reading a reply;
+    /// the caller then reads one reply per line, in order (RFC 959 servers
+    /// read commands one after the other, and lftp relies on it with
+    /// `ftp:sync-mode off`). Counts one round trip for the batch.
+    ///
+    /// suppaftp has no call that sends without reading, so the lines go
+    /// straight to the control socket. That is only sound on plain TCP,
+    /// where suppaftp buffers nothing on the way out (its writes are
+    /// `write_all` on the socket): over TLS the bytes would bypass the TLS
+    /// session, so callers check [`FtpConn::pipelining`] and send one
+    /// command at a time otherwise. Lines are encoded as suppaftp encodes
+    /// them (the [`RawBytes`] encoding, Telnet IAC doubled).
+    pub async fn send_pipelined(&mut self, lines: &[String]) -> Result<(), FtpError> {
+        if !self.pipelining {
+            return Err(FtpError::ConnectionError(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "commands cannot be pipelined on a TLS control connection",
+            )));
+        }
+        let mut wire = Vec::new();
+        for line in lines {
+            let bytes = super::names::encode(line);
+            if bytes.iter().any(|&b| b == b'\r' || b == b'\n') {
+                // One command per line: a name holding CR or LF could smuggle another.
+                return Err(FtpError::ConnectionError(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "FTP command must not contain CR or LF",
+                )));
+            }
+            for b in bytes {
+                wire.push(b);
+                if b == 0xFF {
+                    wire.push(0xFF);
+                }
+            }
+            wire.extend_from_slice(b"\r\n");
+        }
+        self.round_trip(1);
+        let socket = self.control.get_ref().await;
+        let mut written = 0;
+        while written < wire.len() {
+            socket.writable().await.map_err(FtpError::ConnectionError)?;
+            match socket.try_write(&wire[written..]) {
+                Ok(n) => written += n,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(err) => return Err(FtpError::ConnectionError(err)),
+            }
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for FtpConn {
@@ -256,6 +326,7 @@ fn connector(config: &Option<Arc<ClientConfig>>, host: &str) -> Result<AsyncRust
 pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
     let host = params.host.as_str();
     let shown = format!("{}:{}", display_host(host), params.port);
+    let counted = |n: u64| params.round_trips.fetch_add(n, Ordering::Relaxed);
     let addr = with_timeout(params.timeout, "resolve", &shown, async {
         tokio::net::lookup_host((host, params.port))
             .await
@@ -298,6 +369,13 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
         }
     })
     .await?;
+    // TCP handshake, greeting; AUTH TLS and its handshake, or the implicit
+    // handshake (one TLS 1.3 round trip counted each).
+    counted(match params.tls_mode {
+        TlsMode::None => 2,
+        TlsMode::Explicit => 4,
+        TlsMode::Implicit => 3,
+    });
 
     let user = params.login.user.clone();
     let password = params.login.password.as_ref().map_or("", |p| p.expose()).to_string();
@@ -312,18 +390,24 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
         })
     })
     .await?;
+    // USER, PASS.
+    counted(2);
     if params.tls_mode == TlsMode::Implicit {
         // suppaftp sends neither after an implicit handshake; without them
         // servers refuse every data connection (522).
         for command in ["PBSZ 0", "PROT P"] {
+            counted(1);
             control.custom_command(command, &[Status::CommandOk]).await.map_err(|e| classify(e, "login", &shown))?;
         }
     }
+    // FEAT, TYPE I, PWD (and OPTS UTF8 below).
+    counted(3);
     let features = match control.feat().await {
         Ok(feat) => Features::from_feat(&feat),
         Err(_) => Features::default(),
     };
     if features.utf8 {
+        counted(1);
         let _ = control.custom_command("OPTS UTF8 ON", &[Status::CommandOk, Status::Unknown]).await;
     }
     control.transfer_type(FileType::Binary).await.map_err(|e| classify(e, "TYPE I", &shown))?;
@@ -347,7 +431,10 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
             control.set_mode(if features.epsv { Mode::ExtendedPassive } else { Mode::Passive });
             let peer = addr;
             let timeout = params.timeout;
+            let round_trips = Arc::clone(&params.round_trips);
             control = control.passive_stream_builder(move |announced| {
+                // The data connection's TCP handshake: one round trip.
+                round_trips.fetch_add(1, Ordering::Relaxed);
                 Box::pin(async move {
                     let target = passive_target(announced, peer, trust_reply_address);
                     let stream = tokio::time::timeout(timeout, TcpStream::connect(target))
@@ -365,7 +452,16 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
             });
         }
     }
-    Ok(FtpConn { control, features, home, last_used: Instant::now(), hash_selected: None, active })
+    Ok(FtpConn {
+        control,
+        features,
+        home,
+        last_used: Instant::now(),
+        hash_selected: None,
+        active,
+        pipelining: params.tls_mode == TlsMode::None,
+        round_trips: Arc::clone(&params.round_trips),
+    })
 }
 
 fn reply_code_is_auth(err: &OpError) -> bool {

@@ -91,6 +91,9 @@ pub async fn open(conn: &mut FtpConn, op: Op, target: &str, offset: u64) -> Resu
         _ => format!("{} {target}", op.verb()),
     };
     let Some(active) = conn.active.clone() else {
+        // EPSV (or PASV) and the transfer command (REST too when resuming);
+        // the data connection's handshake is counted where it is made.
+        conn.round_trip(if offset > 0 { 3 } else { 2 });
         let control = &mut conn.control;
         if offset > 0 {
             control.resume_transfer(usize::try_from(offset).unwrap_or(usize::MAX)).await?;
@@ -112,6 +115,8 @@ pub async fn open(conn: &mut FtpConn, op: Op, target: &str, offset: u64) -> Resu
         )
     };
     let listener = listen(local.ip(), active.ports.as_ref())?;
+    // PORT, REST when resuming, the transfer command, the server's connect.
+    conn.round_trip(if offset > 0 && op != Op::Append { 4 } else { 3 });
     let port = listener.local_addr().map_err(FtpError::ConnectionError)?.port();
     conn.control
         .custom_command(super::conn::port_command(SocketAddr::new(local.ip(), port)), &[Status::CommandOk])

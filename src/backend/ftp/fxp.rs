@@ -57,23 +57,6 @@ impl FtpBackend {
     }
 }
 
-/// Writes a command on a plain control connection without reading the
-/// reply (suppaftp's commands always wait for one). The control stream is
-/// plain TCP here: FXP is refused on TLS connections before this point.
-async fn send_only(pooled: &mut Pooled, command: &str) -> std::io::Result<()> {
-    let socket = pooled.conn().control.get_ref().await;
-    let mut rest = command.as_bytes();
-    while !rest.is_empty() {
-        socket.writable().await?;
-        match socket.try_write(rest) {
-            Ok(n) => rest = &rest[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 async fn transfer(
     from: &mut Pooled,
     to: &mut Pooled,
@@ -85,6 +68,9 @@ async fn transfer(
 ) -> Result<(), OpError> {
     // The destination listens; its announced address, NAT-corrected as for
     // our own passive connections, is where the source must connect.
+    // PASV, PORT, RETR, the transfer's end (the STOR, sent without
+    // waiting, counts itself).
+    to.conn().round_trip(4);
     let reply = to
         .conn()
         .control
@@ -114,7 +100,10 @@ async fn transfer(
     })?;
     // STOR first, without waiting for its reply: servers answer 150 only
     // once the data connection is up, which the source makes after RETR.
-    send_only(to, &format!("STOR {remote_dst}\r\n"))
+    // (The control stream is plain TCP here: FXP is refused on TLS
+    // connections before this point.)
+    to.conn()
+        .send_pipelined(&[format!("STOR {remote_dst}")])
         .await
         .map_err(|e| OpError::new(ErrorKind::Temporary, "fxp STOR", dst_path, e.to_string()))?;
     let started = from.conn().control.custom_command(format!("RETR {remote_src}"), STARTING).await;

@@ -66,6 +66,10 @@ struct Inner {
     shown: String,
     /// Candidate ways to set mtimes, the one in use first.
     mtime_commands: std::sync::Mutex<Vec<MtimeCommand>>,
+    /// The first of `mtime_commands` has worked: it may be sent in a
+    /// pipelined batch (an untried one is sent alone, so that a refusal can
+    /// be answered with the next method before the file takes its name).
+    mtime_confirmed: std::sync::atomic::AtomicBool,
     /// The server refused a rename: write files in place from now on.
     rename_refused: std::sync::atomic::AtomicBool,
     list_times: bool,
@@ -125,6 +129,7 @@ impl FtpBackend {
                 DataMode::Passive { trust_reply_address: options.pasv_address_from_reply }
             },
             timeout: options.timeout,
+            round_trips: Arc::default(),
         };
         let shown = remote.to_string();
         let ascii = FilePatterns::new(&options.ascii)
@@ -136,6 +141,7 @@ impl FtpBackend {
         let features = first.features.clone();
         let root = resolve_root(&remote.path, &first.home);
         let root_text = names::decode(if root.is_empty() { b"/" } else { &root });
+        first.round_trip(1);
         let root_exists = first.control.cwd(&root_text).await.is_ok();
         let root_missing = match (root_exists, missing_root) {
             (true, _) => false,
@@ -190,6 +196,7 @@ impl FtpBackend {
                 features,
                 shown,
                 mtime_commands: std::sync::Mutex::new(mtime_commands),
+                mtime_confirmed: std::sync::atomic::AtomicBool::new(false),
                 rename_refused: std::sync::atomic::AtomicBool::new(false),
                 list_times: options.list_times,
                 tz_offset: tokio::sync::Mutex::new(None),
@@ -227,7 +234,9 @@ async fn make_dirs(conn: &mut conn::FtpConn, path: &[u8]) -> Result<(), OpError>
         current.push(b'/');
         current.extend_from_slice(part);
         let text = names::decode(&current);
+        conn.round_trip(1);
         if conn.control.cwd(&text).await.is_err() {
+            conn.round_trip(1);
             conn.control.mkdir(&text).await.map_err(|e| classify(e, "mkdir", &text))?;
         }
     }
@@ -300,6 +309,7 @@ impl Inner {
                 let (command, cwd) =
                     if mlsd { (format!("MLSD {remote}"), None) } else { ("LIST -a".to_string(), Some(remote)) };
                 if let Some(dir) = cwd {
+                    conn.round_trip(1);
                     conn.control.cwd(&dir).await?;
                 }
                 let mut stream = data::open(conn, data::Op::Listing, &command, 0).await?;
@@ -448,9 +458,11 @@ impl Inner {
                             HashKind::Sha1 => "SHA-1",
                             _ => "MD5",
                         };
+                        conn.round_trip(1);
                         conn.control.custom_command(format!("OPTS HASH {name}"), &[Status::CommandOk]).await?;
                         conn.hash_selected = Some(kind);
                     }
+                    conn.round_trip(1);
                     conn.control.custom_command(format!("HASH {remote}"), &[Status::File]).await
                 } else {
                     let verb = match kind {
@@ -458,6 +470,7 @@ impl Inner {
                         HashKind::Sha1 => "XSHA1",
                         _ => "XMD5",
                     };
+                    conn.round_trip(1);
                     conn.control
                         .custom_command(format!("{verb} {remote}"), &[Status::File, Status::RequestedFileActionOk])
                         .await
@@ -471,6 +484,7 @@ impl Inner {
 
     async fn mdtm(&self, path: &RelPath) -> Result<Option<Mtime>, OpError> {
         self.with_conn("mdtm", path, async |conn, remote| {
+            conn.round_trip(1);
             let reply = conn.control.custom_command(format!("MDTM {remote}"), &[Status::File]).await?;
             let text = String::from_utf8_lossy(&reply.body).to_string();
             Ok(text.get(4..).and_then(|t| listing::parse_ftp_time(t.trim().as_bytes())))
@@ -487,6 +501,7 @@ impl FtpBackend {
         let remote = self.inner.remote_path(path);
         let started = async {
             if text {
+                pooled.conn().round_trip(1);
                 pooled.conn().control.transfer_type(FileType::Ascii(FormatControl::Default)).await?;
             }
             data::open(pooled.conn(), data::Op::Retrieve, &remote, offset).await
@@ -518,6 +533,7 @@ impl FtpBackend {
         let op = if offset > 0 && !rest_stream { data::Op::Append } else { data::Op::Store };
         let started = async {
             if text {
+                pooled.conn().round_trip(1);
                 pooled.conn().control.transfer_type(FileType::Ascii(FormatControl::Default)).await?;
             }
             data::open(pooled.conn(), op, &remote, offset).await
@@ -550,6 +566,10 @@ impl Backend for FtpBackend {
 
     fn describe(&self) -> String {
         self.inner.shown.clone()
+    }
+
+    fn round_trips(&self) -> u64 {
+        self.inner.pool.params().round_trips.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError> {
@@ -603,14 +623,34 @@ impl Backend for FtpBackend {
 
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
         let target = self.inner.remote_path(to);
-        let result =
-            self.inner.with_conn("rename", from, async |conn, source| conn.control.rename(source, target).await).await;
-        if let Err(err) = &result
-            && matches!(err.kind, ErrorKind::Unsupported | ErrorKind::PermissionDenied)
-        {
-            self.inner.rename_refused.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        result
+        let result = self
+            .inner
+            .with_conn("rename", from, async |conn, source| {
+                conn.round_trip(2);
+                conn.control.rename(source, target).await
+            })
+            .await;
+        self.inner.note_rename(result)
+    }
+
+    /// The mtime goes with the rename: see [`Inner::commit_temp`].
+    fn mtime_at_commit(&self) -> bool {
+        true
+    }
+
+    async fn commit_temp(
+        &self,
+        temp: &RelPath,
+        target: &RelPath,
+        mtime: Option<Mtime>,
+    ) -> Result<Option<Mtime>, OpError> {
+        let to = self.inner.remote_path(target);
+        let inner = Arc::clone(&self.inner);
+        let result = self
+            .inner
+            .with_conn("rename", temp, async |conn, from| inner.commit_temp(conn, &from, &to, mtime).await)
+            .await;
+        self.inner.note_rename(result)
     }
 
     /// HASH (or XSHA256/XSHA1/XMD5) on the server, several files at once.
@@ -645,22 +685,38 @@ impl Backend for FtpBackend {
     }
 
     async fn remove_file(&self, path: &RelPath) -> Result<(), OpError> {
-        self.inner.with_conn("delete", path, async |conn, remote| conn.control.rm(remote).await).await
+        self.inner
+            .with_conn("delete", path, async |conn, remote| {
+                conn.round_trip(1);
+                conn.control.rm(remote).await
+            })
+            .await
     }
 
     async fn remove_dir(&self, path: &RelPath) -> Result<(), OpError> {
-        self.inner.with_conn("rmdir", path, async |conn, remote| conn.control.rmdir(remote).await).await
+        self.inner
+            .with_conn("rmdir", path, async |conn, remote| {
+                conn.round_trip(1);
+                conn.control.rmdir(remote).await
+            })
+            .await
     }
 
     async fn mkdir(&self, path: &RelPath) -> Result<(), OpError> {
         self.inner
-            .with_conn("mkdir", path, async |conn, remote| match conn.control.mkdir(&remote).await {
-                Ok(()) => Ok(()),
-                // Already there (as a directory) is fine.
-                Err(err) => match conn.control.cwd(&remote).await {
+            .with_conn("mkdir", path, async |conn, remote| {
+                conn.round_trip(1);
+                match conn.control.mkdir(&remote).await {
                     Ok(()) => Ok(()),
-                    Err(_) => Err(err),
-                },
+                    // Already there (as a directory) is fine.
+                    Err(err) => {
+                        conn.round_trip(1);
+                        match conn.control.cwd(&remote).await {
+                            Ok(()) => Ok(()),
+                            Err(_) => Err(err),
+                        }
+                    }
+                }
             })
             .await
     }
@@ -672,6 +728,95 @@ impl Backend for FtpBackend {
 }
 
 impl Inner {
+    /// A rename the server refused outright: files are written in place
+    /// from now on.
+    fn note_rename<T>(&self, result: Result<T, OpError>) -> Result<T, OpError> {
+        if let Err(err) = &result
+            && matches!(err.kind, ErrorKind::Unsupported | ErrorKind::PermissionDenied)
+        {
+            self.rename_refused.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Sets the temporary `from`'s mtime, then renames it to `to`. On a
+    /// plain control connection, with a time command already known to
+    /// work, the three commands (time, RNFR, RNTO) go in one write and
+    /// their replies are read after: one round trip instead of three.
+    /// Without a known time command the time is set alone first (finding
+    /// the method that works), then RNFR and RNTO go together. Over TLS
+    /// each command waits for its reply (see [`conn::FtpConn::send_pipelined`]).
+    ///
+    /// Every reply is read, whatever the earlier ones said, so the
+    /// connection stays in step: a refused RNFR makes the RNTO's reply
+    /// (503, bad sequence) expected, and the RNFR's refusal is the error; a
+    /// refused time command leaves the time unset (`None`, as in
+    /// [`FtpWriter::finish`]) without stopping the rename.
+    async fn commit_temp(
+        &self,
+        conn: &mut conn::FtpConn,
+        from: &str,
+        to: &str,
+        mtime: Option<Mtime>,
+    ) -> Result<Option<Mtime>, suppaftp::FtpError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let confirmed = self.mtime_confirmed.load(Relaxed);
+        let method = self.mtime_commands.lock().ok().and_then(|m| m.first().copied());
+        let mut set = None;
+        let mut batch = Vec::with_capacity(3);
+        let mut batched_time = None;
+        if let Some(mtime) = mtime {
+            match method {
+                Some(method) if confirmed && conn.pipelining => {
+                    batch.push(time_command(method, from, mtime));
+                    batched_time = Some((method, mtime));
+                }
+                _ => set = self.set_time(conn, from, mtime).await.ok().map(|()| mtime),
+            }
+        }
+        if !conn.pipelining {
+            conn.round_trip(2);
+            conn.control.rename(from, to).await?;
+            return Ok(set);
+        }
+        batch.push(format!("RNFR {from}"));
+        batch.push(format!("RNTO {to}"));
+        conn.send_pipelined(&batch).await?;
+        if let Some((method, mtime)) = batched_time {
+            match conn.control.read_response_in(&[Status::File, Status::CommandOk]).await {
+                Ok(_) => set = Some(mtime),
+                Err(suppaftp::FtpError::UnexpectedResponse(_)) => self.drop_time_method(method),
+                Err(other) => return Err(other),
+            }
+        }
+        // Some non-compliant servers (bftpd) answer RNTO with 200.
+        const RENAMED: &[Status] = &[Status::RequestedFileActionOk, Status::CommandOk];
+        match conn.control.read_response_in(&[Status::RequestFilePending]).await {
+            Ok(_) => {}
+            Err(refused @ suppaftp::FtpError::UnexpectedResponse(_)) => {
+                // The RNTO's reply (503) is read too, to stay in step; the
+                // RNFR's refusal is what went wrong.
+                return match conn.control.read_response_in(RENAMED).await {
+                    Err(err) if !matches!(err, suppaftp::FtpError::UnexpectedResponse(_)) => Err(err),
+                    _ => Err(refused),
+                };
+            }
+            Err(other) => return Err(other),
+        }
+        conn.control.read_response_in(RENAMED).await?;
+        Ok(set)
+    }
+
+    /// A time command the server refused is not tried again.
+    fn drop_time_method(&self, method: MtimeCommand) {
+        if let Ok(mut methods) = self.mtime_commands.lock()
+            && methods.first() == Some(&method)
+        {
+            methods.remove(0);
+            self.mtime_confirmed.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Sets a file's mtime with the first method the server accepts; a
     /// method the server refuses is not tried again.
     async fn set_time(&self, conn: &mut conn::FtpConn, remote: &str, mtime: Mtime) -> Result<(), suppaftp::FtpError> {
@@ -684,17 +829,25 @@ impl Inner {
                 }));
             };
             match set_time(conn, method, remote, mtime).await {
-                Ok(()) => return Ok(()),
-                Err(suppaftp::FtpError::UnexpectedResponse(_)) => {
-                    if let Ok(mut methods) = self.mtime_commands.lock()
-                        && methods.first() == Some(&method)
-                    {
-                        methods.remove(0);
-                    }
+                Ok(()) => {
+                    self.mtime_confirmed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(());
                 }
+                Err(suppaftp::FtpError::UnexpectedResponse(_)) => self.drop_time_method(method),
                 Err(other) => return Err(other),
             }
         }
+    }
+}
+
+/// The command line that sets `remote`'s mtime with `command`.
+fn time_command(command: MtimeCommand, remote: &str, mtime: Mtime) -> String {
+    let stamp = ftp_timestamp(mtime);
+    match command {
+        MtimeCommand::Mfmt => format!("MFMT {stamp} {remote}"),
+        MtimeCommand::MdtmSet => format!("MDTM {stamp} {remote}"),
+        MtimeCommand::SiteUtime => format!("SITE UTIME {stamp} {remote}"),
+        MtimeCommand::SiteUtime5 => format!("SITE UTIME {remote} {stamp} {stamp} {stamp} UTC"),
     }
 }
 
@@ -704,14 +857,11 @@ async fn set_time(
     remote: &str,
     mtime: Mtime,
 ) -> Result<(), suppaftp::FtpError> {
-    let stamp = ftp_timestamp(mtime);
-    let line = match command {
-        MtimeCommand::Mfmt => format!("MFMT {stamp} {remote}"),
-        MtimeCommand::MdtmSet => format!("MDTM {stamp} {remote}"),
-        MtimeCommand::SiteUtime => format!("SITE UTIME {stamp} {remote}"),
-        MtimeCommand::SiteUtime5 => format!("SITE UTIME {remote} {stamp} {stamp} {stamp} UTC"),
-    };
-    conn.control.custom_command(line, &[Status::File, Status::CommandOk]).await.map(|_| ())
+    conn.round_trip(1);
+    conn.control
+        .custom_command(time_command(command, remote, mtime), &[Status::File, Status::CommandOk])
+        .await
+        .map(|_| ())
 }
 
 /// A directory listing larger than this is refused (a server sending an
@@ -777,6 +927,7 @@ impl Drop for FtpReader {
 /// Back to TYPE I after a text transfer; a connection that cannot be
 /// switched back must not serve binary transfers.
 async fn binary_again(pooled: &mut Pooled, path: &RelPath) -> Result<(), OpError> {
+    pooled.conn().round_trip(1);
     pooled.conn().control.transfer_type(FileType::Binary).await.map_err(|e| {
         pooled.mark_broken();
         classify(e, "TYPE I", path)
@@ -908,7 +1059,11 @@ impl FileWriter for FtpWriter {
             return Err(OpError::new(ErrorKind::Other, "write", &self.path, "finished twice"));
         };
         let finished = match self.pooled.as_mut() {
-            Some(pooled) => stream.finish(&mut pooled.conn().control).await,
+            Some(pooled) => {
+                // The upload's end: its final reply (226) is waited for.
+                pooled.conn().round_trip(1);
+                stream.finish(&mut pooled.conn().control).await
+            }
             None => Err(suppaftp::FtpError::BadResponse),
         };
         if let Err(err) = finished {

@@ -95,6 +95,10 @@ impl Pool {
                 let idle = conn.last_used.elapsed();
                 if idle > CLOSE_AFTER_IDLE
                     || (idle > CHECK_AFTER_IDLE
+                        && {
+                            conn.round_trip(1);
+                            true
+                        }
                         && conn.control.custom_command("NOOP", &[Status::CommandOk]).await.is_err())
                 {
                     self.live.fetch_sub(1, Ordering::SeqCst);

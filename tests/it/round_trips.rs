@@ -1,0 +1,101 @@
+//! Round trips per file, as the backends count them
+//! ([`Backend::round_trips`]), against real vsftpd, pure-ftpd and proftpd
+//! servers. The numbers are exact: a command added to a file's
+//! path (or a pipelined batch split up again) fails these tests.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use barge::backend::local::LocalBackend;
+use barge::backend::{Backend, Entry, MissingRoot, RemoteOptions};
+use barge::commit::{CopyOptions, copy_file, temp_path};
+use barge::error::ErrorKind;
+use barge::location::Location;
+use barge::path::RelPath;
+
+use crate::common::*;
+use crate::harness::{self, FtpServerKind, FtpTls};
+
+fn rel(path: &str) -> RelPath {
+    RelPath::parse(path.as_bytes()).unwrap()
+}
+
+async fn remote(url: &str, options: RemoteOptions) -> std::sync::Arc<dyn Backend> {
+    let location = Location::parse(url).unwrap();
+    barge::backend::open(&location, MissingRoot::Create, &options).await.unwrap()
+}
+
+async fn entry(backend: &dyn Backend, path: &str) -> Entry {
+    backend.stat(&rel(path)).await.unwrap().unwrap_or_else(|| panic!("{path} not found"))
+}
+
+/// Copies `path` from `src` to `dst` and returns the round trips it cost
+/// `counted` (one of the two).
+async fn copy_cost(src: &dyn Backend, dst: &dyn Backend, counted: &dyn Backend, path: &str) -> u64 {
+    let from = entry(src, path).await;
+    let before = counted.round_trips();
+    let done = copy_file(src, dst, &from, 0, CopyOptions::default(), &|_| {}).await.unwrap();
+    assert!(done.dst_mtime.is_some(), "{path}: the destination's time was set and recorded");
+    counted.round_trips() - before
+}
+
+fn mtime_secs(path: &Path) -> i64 {
+    fs::metadata(path).unwrap().mtime()
+}
+
+/// Upload: EPSV, data connection, STOR, its 226, then the time command,
+/// RNFR and RNTO in one write (the first file sends the time command alone,
+/// to learn which one the server takes). Download: EPSV, data connection,
+/// RETR. Then a commit whose RNFR fails: the error is the RNFR's, and the
+/// RNTO's reply is read so that the next file, on the same (only)
+/// connection, still costs exactly 5.
+fn ftp_costs(kind: FtpServerKind) {
+    let server = harness::ftp_server(kind, FtpTls::None);
+    let s = Scratch::new();
+    write(&s.src(), "a.txt", &bytes(1, 5_000));
+    write(&s.src(), "b.bin", &bytes(2, 300_000));
+    write(&s.src(), "c.txt", b"c");
+    for (name, secs) in [("a.txt", 1_500_000_000), ("b.bin", 1_400_000_000), ("c.txt", 1_300_000_000)] {
+        set_mtime(&s.src().join(name), secs);
+    }
+    let url = format!("ftp://{}:{}@127.0.0.1:{}/up", server.user, server.password, server.port);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let local = LocalBackend::open(s.src(), MissingRoot::Fail).await.unwrap();
+        let ftp = remote(&url, RemoteOptions { connections: 1, ..RemoteOptions::default() }).await;
+        assert_eq!(copy_cost(&local, &*ftp, &*ftp, "a.txt").await, 6, "first upload ({})", kind.name());
+        assert_eq!(copy_cost(&local, &*ftp, &*ftp, "b.bin").await, 5, "pipelined upload ({})", kind.name());
+
+        let missing = temp_path(&rel("never-written"));
+        let err = ftp.commit_temp(&missing, &rel("never-written"), None).await.expect_err("RNFR of nothing");
+        assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+        assert_eq!(copy_cost(&local, &*ftp, &*ftp, "c.txt").await, 5, "after a refused RNFR ({})", kind.name());
+
+        let down = Scratch::new();
+        let back = LocalBackend::open(down.dst(), MissingRoot::Create).await.unwrap();
+        assert_eq!(copy_cost(&*ftp, &back, &*ftp, "b.bin").await, 3, "download ({})", kind.name());
+        assert_eq!(fs::read(down.dst().join("b.bin")).unwrap(), bytes(2, 300_000));
+    });
+    let up = server.root.join("up");
+    for (name, secs) in [("a.txt", 1_500_000_000), ("b.bin", 1_400_000_000), ("c.txt", 1_300_000_000)] {
+        assert_eq!(fs::read(up.join(name)).unwrap(), fs::read(s.src().join(name)).unwrap(), "{name}");
+        assert_eq!(mtime_secs(&up.join(name)), secs, "{name}: time set before the rename");
+    }
+    assert!(temporaries(&up).is_empty(), "{:?}", temporaries(&up));
+    assert!(!up.join("never-written").exists());
+}
+
+#[test]
+fn vsftpd_upload_costs_5_round_trips_and_download_3() {
+    ftp_costs(FtpServerKind::Vsftpd);
+}
+
+#[test]
+fn pureftpd_upload_costs_5_round_trips_and_download_3() {
+    ftp_costs(FtpServerKind::PureFtpd);
+}
+
+#[test]
+fn proftpd_upload_costs_5_round_trips_and_download_3() {
+    ftp_costs(FtpServerKind::Proftpd);
+}
