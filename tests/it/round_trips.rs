@@ -1,6 +1,6 @@
 //! Round trips per file, as the backends count them
-//! ([`Backend::round_trips`]), against real vsftpd, pure-ftpd and proftpd
-//! servers. The numbers are exact: a command added to a file's
+//! ([`Backend::round_trips`]), against real vsftpd, pure-ftpd, proftpd and
+//! OpenSSH servers. The numbers are exact: a command added to a file's
 //! path (or a pipelined batch split up again) fails these tests.
 
 use std::fs;
@@ -98,4 +98,76 @@ fn pureftpd_upload_costs_5_round_trips_and_download_3() {
 #[test]
 fn proftpd_upload_costs_5_round_trips_and_download_3() {
     ftp_costs(FtpServerKind::Proftpd);
+}
+
+/// Upload: OPEN, then the writes, FSYNC, FSETSTAT and CLOSE awaited
+/// together, then the rename. Download: OPEN, then reads covering the
+/// listed size plus the one at its end that answers EOF; the close is not
+/// waited for. A 3 MiB file costs the same as a 5 kB one.
+#[test]
+fn sftp_upload_costs_3_round_trips_and_download_2() {
+    let server = harness::ssh_server();
+    let s = Scratch::new();
+    write(&s.src(), "a.txt", &bytes(1, 5_000));
+    write(&s.src(), "big.bin", &bytes(2, 3 << 20));
+    write(&s.src(), "empty", b"");
+    for name in ["a.txt", "big.bin", "empty"] {
+        set_mtime(&s.src().join(name), 1_500_000_000);
+    }
+    let options = RemoteOptions {
+        identity: Some(server.client_key.clone()),
+        known_hosts: Some(server.known_hosts.clone()),
+        ..RemoteOptions::default()
+    };
+    let url = format!("{}/up", server.url());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let local = LocalBackend::open(s.src(), MissingRoot::Fail).await.unwrap();
+        let sftp = remote(&url, options).await;
+        for name in ["a.txt", "big.bin", "empty"] {
+            assert_eq!(copy_cost(&local, &*sftp, &*sftp, name).await, 3, "upload of {name}");
+        }
+        let down = Scratch::new();
+        let back = LocalBackend::open(down.dst(), MissingRoot::Create).await.unwrap();
+        for name in ["a.txt", "big.bin", "empty"] {
+            assert_eq!(copy_cost(&*sftp, &back, &*sftp, name).await, 2, "download of {name}");
+            assert_eq!(fs::read(down.dst().join(name)).unwrap(), fs::read(s.src().join(name)).unwrap());
+        }
+    });
+    let up = server.root.join("up");
+    for name in ["a.txt", "big.bin", "empty"] {
+        assert_eq!(fs::read(up.join(name)).unwrap(), fs::read(s.src().join(name)).unwrap(), "{name}");
+        assert_eq!(mtime_secs(&up.join(name)), 1_500_000_000, "{name}");
+    }
+    assert!(temporaries(&up).is_empty());
+}
+
+/// The listing's size only shapes the first flight of reads: a file that
+/// grew since is read to its real end (and refused as changed), one that
+/// shrank ends early (and is refused as incomplete); neither is committed.
+#[test]
+fn sftp_reads_sized_by_a_stale_listing_still_see_the_real_end() {
+    let server = harness::ssh_server();
+    server.write_file("grew.bin", &bytes(3, 700_000));
+    server.write_file("shrank.bin", &bytes(4, 100_000));
+    let options = RemoteOptions {
+        identity: Some(server.client_key.clone()),
+        known_hosts: Some(server.known_hosts.clone()),
+        ..RemoteOptions::default()
+    };
+    let s = Scratch::new();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let sftp = remote(&server.url(), options).await;
+        let back = LocalBackend::open(s.dst(), MissingRoot::Create).await.unwrap();
+        for (name, listed, kind) in
+            [("grew.bin", 500_000, ErrorKind::SourceChanged), ("shrank.bin", 300_000, ErrorKind::Temporary)]
+        {
+            let mut stale = entry(&*sftp, name).await;
+            stale.size = listed;
+            let err = copy_file(&*sftp, &back, &stale, 0, CopyOptions::default(), &|_| {})
+                .await
+                .expect_err("a copy of the wrong length");
+            assert_eq!(err.kind, kind, "{name}: {err}");
+        }
+    });
+    assert!(!s.dst().join("grew.bin").exists() && !s.dst().join("shrank.bin").exists());
 }

@@ -4,20 +4,34 @@
 //! per chunk. Reads are issued ahead of the consumer (the window doubles
 //! from 2 requests up to [`AHEAD_BYTES`], so a short read of a file's tail
 //! does not fetch megabytes); writes are sent without waiting for their
-//! acknowledgements, up to [`AHEAD_BYTES`] unacknowledged. Each request is
-//! a spawned task so it is on the wire at once.
+//! acknowledgements, up to [`AHEAD_BYTES`] unacknowledged.
+//!
+//! Round trips per file are what bounds small files over a long link, so:
+//! - a read whose size the listing gave asks for all of it and for the
+//!   byte after it in one flight (see [`SftpReader::new`]), and its handle
+//!   is closed without waiting for the server's answer;
+//! - a write's last requests (the data not yet acknowledged, fsync,
+//!   fsetstat of the mtime, close) go out together and their replies are
+//!   awaited together, any failure failing the file.
+//!
+//! Each request is put on the wire the moment it is made ([`send_now`]),
+//! so the server sees them in the order they were made: OpenSSH's
+//! sftp-server handles one request after the other in that order, which
+//! is what lets a close follow writes it has not acknowledged yet.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use async_trait::async_trait;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, StatusCode};
-use tokio::task::JoinHandle;
 
 use super::pool::HandleLease;
-use super::session::classify_session;
+use super::session::{breaks_session, classify_session};
 use crate::backend::{FileReader, FileWriter, Mtime};
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
@@ -26,23 +40,52 @@ use crate::path::RelPath;
 /// per file: enough for ~300 MB/s over a 20 ms round trip.
 pub const AHEAD_BYTES: usize = 8 * 1024 * 1024;
 
+/// A request on the wire whose reply is awaited later.
+pub type Reply<T> = Pin<Box<dyn Future<Output = Result<T, SftpError>> + Send>>;
+
+/// Sends `request` now and returns its reply to await later. russh-sftp
+/// queues a request's packet on the channel synchronously, the first time
+/// its future is polled and before anything in it can wait: so one poll
+/// here puts it on the wire in call order. (A spawned task would send it
+/// whenever the scheduler ran the task: possibly after a close made later.)
+pub fn send_now<T: Send + 'static>(request: impl Future<Output = Result<T, SftpError>> + Send + 'static) -> Reply<T> {
+    let mut request: Reply<T> = Box::pin(request);
+    match request.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        // Failed before sending (session closed, over a limit): keep the
+        // answer, never poll a finished future again.
+        Poll::Ready(result) => Box::pin(std::future::ready(result)),
+        Poll::Pending => request,
+    }
+}
+
 /// Closes a handle and frees its slot once the server confirms; an
 /// unconfirmed close keeps the slot taken (the server may hold it still).
-pub async fn close_handle(mut lease: HandleLease, handle: String) -> Result<(), SftpError> {
-    let result = lease.lease.sftp().close(handle).await;
-    if result.is_err() {
+pub async fn close_handle(lease: HandleLease, handle: String) -> Result<(), SftpError> {
+    let sftp = Arc::clone(lease.lease.sftp());
+    settle_close(lease, send_now(async move { sftp.close(handle).await.map(|_| ()) })).await
+}
+
+/// Waits for a close sent already; frees the handle's slot when it is
+/// confirmed, keeps it taken otherwise, and takes a session that failed at
+/// the transport level out of use.
+async fn settle_close(mut lease: HandleLease, close: Reply<()>) -> Result<(), SftpError> {
+    let result = close.await;
+    if let Err(err) = &result {
         lease.leak_slot();
+        if breaks_session(err) {
+            lease.lease.mark_broken();
+        }
     }
-    result.map(|_| ())
+    result
 }
 
 /// Closes in the background (a reader or writer dropped early).
-fn close_later(lease: HandleLease, handle: String, pending: Vec<JoinHandle<Result<(), SftpError>>>) {
+fn close_later(lease: HandleLease, handle: String, pending: Vec<Reply<()>>) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
             // Writes already sent land before the close, in request order.
-            for task in pending {
-                let _ = task.await;
+            for reply in pending {
+                let _ = reply.await;
             }
             let _ = close_handle(lease, handle).await;
         });
@@ -52,7 +95,27 @@ fn close_later(lease: HandleLease, handle: String, pending: Vec<JoinHandle<Resul
     }
 }
 
-type ReadTask = JoinHandle<Result<Vec<u8>, SftpError>>;
+/// Counts round trips of one file's requests: a reply awaited counts one
+/// when its request was sent after the last counted wait ended (so it
+/// could not have been travelling during it); replies of requests sent
+/// together with one already counted come in the same flight.
+#[derive(Default)]
+struct Flights {
+    /// Counted waits so far: the flight a request sent now belongs to.
+    current: u64,
+}
+
+impl Flights {
+    /// Before awaiting the reply of a request sent in `flight`.
+    fn wait(&mut self, flight: u64, lease: Option<&HandleLease>) {
+        if flight == self.current {
+            self.current += 1;
+            if let Some(lease) = lease {
+                lease.lease.round_trip(1);
+            }
+        }
+    }
+}
 
 pub struct SftpReader {
     lease: Option<HandleLease>,
@@ -60,8 +123,11 @@ pub struct SftpReader {
     path: RelPath,
     /// Offset of the next request to send.
     next: u64,
-    /// Requests in flight, oldest first: (offset, length, task).
-    pending: VecDeque<(u64, u32, ReadTask)>,
+    /// Where the listing said the file ends: reads are cut there, and the
+    /// next one asks from exactly there (see [`SftpReader::new`]).
+    expected_end: Option<u64>,
+    /// Requests in flight, oldest first: (offset, length, flight, reply).
+    pending: VecDeque<(u64, u32, u64, Reply<Vec<u8>>)>,
     /// Requests allowed in flight now (grows to `max_window`).
     window: usize,
     max_window: usize,
@@ -70,23 +136,50 @@ pub struct SftpReader {
     current: Vec<u8>,
     pos: usize,
     eof: bool,
+    flights: Flights,
 }
 
 impl SftpReader {
-    pub fn new(lease: HandleLease, handle: String, path: RelPath, offset: u64, chunk: u32) -> SftpReader {
+    /// A reader from `offset`. With `expected_end` (the size the listing
+    /// gave), the first flight asks for everything up to it, each read cut
+    /// so none ends past it, plus one read starting exactly there: a file
+    /// still that size answers that one with end of file, so open, one
+    /// flight of reads, and the (unawaited) close are all it costs. A file
+    /// that grew answers it with data and is read on to its real end (the
+    /// commit then refuses it as changed); one that shrank gives a short
+    /// read, and what was asked past it is asked again from there. End of
+    /// file is only ever concluded from the server's EOF.
+    pub fn new(
+        lease: HandleLease,
+        handle: String,
+        path: RelPath,
+        offset: u64,
+        chunk: u32,
+        expected_end: Option<u64>,
+    ) -> SftpReader {
         let chunk = chunk.max(1);
+        let max_window = (AHEAD_BYTES / chunk as usize).max(2);
+        let window = match expected_end {
+            Some(end) => {
+                let reads = end.saturating_sub(offset).div_ceil(u64::from(chunk)) + 1;
+                usize::try_from(reads).unwrap_or(usize::MAX).clamp(2, max_window)
+            }
+            None => 2,
+        };
         SftpReader {
             lease: Some(lease),
             handle,
             path,
             next: offset,
+            expected_end: expected_end.filter(|&end| end >= offset),
             pending: VecDeque::new(),
-            window: 2,
-            max_window: (AHEAD_BYTES / chunk as usize).max(2),
+            window,
+            max_window,
             chunk,
             current: Vec::new(),
             pos: 0,
             eof: false,
+            flights: Flights::default(),
         }
     }
 
@@ -94,25 +187,24 @@ impl SftpReader {
         self.lease.as_ref().map(|l| Arc::clone(l.lease.sftp()))
     }
 
-    fn drop_pending(&mut self) {
-        for (_, _, task) in self.pending.drain(..) {
-            task.abort();
-        }
-    }
-
     fn fill_pipeline(&mut self) {
         let Some(sftp) = self.sftp() else { return };
         while self.pending.len() < self.window {
-            let (offset, len) = (self.next, self.chunk);
+            let offset = self.next;
+            let len = match self.expected_end {
+                // Cut at the expected end, so the read after starts there.
+                Some(end) if offset < end => u32::try_from(end - offset).unwrap_or(u32::MAX).min(self.chunk),
+                _ => self.chunk,
+            };
             let (sftp, handle) = (Arc::clone(&sftp), self.handle.clone());
-            let task = tokio::spawn(async move {
+            let reply = send_now(async move {
                 match sftp.read(handle, offset, len).await {
                     Ok(data) => Ok(data.data),
                     Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => Ok(Vec::new()),
                     Err(err) => Err(err),
                 }
             });
-            self.pending.push_back((offset, len, task));
+            self.pending.push_back((offset, len, self.flights.current, reply));
             self.next += u64::from(len);
         }
     }
@@ -128,25 +220,22 @@ impl SftpReader {
     /// The next piece of data in file order; empty at end of file.
     async fn next_piece(&mut self) -> Result<Vec<u8>, OpError> {
         self.fill_pipeline();
-        let Some((offset, len, task)) = self.pending.pop_front() else { return Ok(Vec::new()) };
-        let data = match task.await {
-            Ok(Ok(data)) => data,
-            Ok(Err(err)) => {
-                self.drop_pending();
+        let Some((offset, len, flight, reply)) = self.pending.pop_front() else { return Ok(Vec::new()) };
+        self.flights.wait(flight, self.lease.as_ref());
+        let data = match reply.await {
+            Ok(data) => data,
+            Err(err) => {
+                self.pending.clear();
                 return Err(self.fail(err));
-            }
-            Err(join) => {
-                self.drop_pending();
-                return Err(OpError::new(ErrorKind::Other, "read", &self.path, join.to_string()));
             }
         };
         if data.is_empty() {
             self.eof = true;
-            self.drop_pending();
+            self.pending.clear();
         } else if data.len() < len as usize {
             // A short read (the end of the file, or a server that caps
             // reads): what was asked beyond it is re-asked from here.
-            self.drop_pending();
+            self.pending.clear();
             self.next = offset + data.len() as u64;
         } else {
             self.window = (self.window * 2).min(self.max_window);
@@ -173,13 +262,21 @@ impl FileReader for SftpReader {
             self.current = self.next_piece().await?;
             self.pos = 0;
         }
-        if buf.is_empty()
-            && self.eof
+        if self.eof
             && let Some(lease) = self.lease.take()
         {
-            // Closed at end of file, so the slot is free before drop.
+            // Every byte is in hand and the server said end of file: the
+            // close cannot change what was read, so the next file need not
+            // wait for its answer. Sent now (the server has the handle
+            // back at once), settled in the background: a refused close
+            // keeps the handle's slot taken, a broken session is taken out
+            // of use, as a close waited for would.
+            let sftp = Arc::clone(lease.lease.sftp());
             let handle = std::mem::take(&mut self.handle);
-            close_handle(lease, handle).await.map_err(|e| self.fail(e))?;
+            let close = send_now(async move { sftp.close(handle).await.map(|_| ()) });
+            tokio::spawn(async move {
+                let _ = settle_close(lease, close).await;
+            });
         }
         Ok(buf)
     }
@@ -187,7 +284,7 @@ impl FileReader for SftpReader {
 
 impl Drop for SftpReader {
     fn drop(&mut self) {
-        self.drop_pending();
+        self.pending.clear();
         if let Some(lease) = self.lease.take() {
             close_later(lease, std::mem::take(&mut self.handle), Vec::new());
         }
@@ -199,10 +296,12 @@ pub struct SftpWriter {
     handle: String,
     path: RelPath,
     offset: u64,
-    pending: VecDeque<JoinHandle<Result<(), SftpError>>>,
+    /// Writes sent and not yet acknowledged, oldest first, with their flight.
+    pending: VecDeque<(u64, Reply<()>)>,
     max_pending: usize,
     chunk: usize,
     fsync: bool,
+    flights: Flights,
 }
 
 impl SftpWriter {
@@ -217,6 +316,7 @@ impl SftpWriter {
             max_pending: (AHEAD_BYTES / chunk).max(2),
             chunk,
             fsync,
+            flights: Flights::default(),
         }
     }
 
@@ -230,12 +330,9 @@ impl SftpWriter {
 
     /// Waits for the oldest write's acknowledgement.
     async fn settle_one(&mut self) -> Result<(), OpError> {
-        let Some(task) = self.pending.pop_front() else { return Ok(()) };
-        match task.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(self.fail(err)),
-            Err(join) => Err(OpError::new(ErrorKind::Other, "write", &self.path, join.to_string())),
-        }
+        let Some((flight, reply)) = self.pending.pop_front() else { return Ok(()) };
+        self.flights.wait(flight, self.lease.as_ref());
+        reply.await.map_err(|err| self.fail(err))
     }
 }
 
@@ -250,54 +347,88 @@ impl FileWriter for SftpWriter {
                 self.settle_one().await?;
             }
             let (sftp, handle, offset, data) = (Arc::clone(&sftp), self.handle.clone(), self.offset, piece.to_vec());
-            self.pending.push_back(tokio::spawn(async move { sftp.write(handle, offset, data).await.map(|_| ()) }));
+            let reply = send_now(async move { sftp.write(handle, offset, data).await.map(|_| ()) });
+            self.pending.push_back((self.flights.current, reply));
             self.offset += piece.len() as u64;
         }
         buf.clear();
         Ok(buf)
     }
 
+    /// Sends fsync (where the server has it), fsetstat of the mtime and the
+    /// close right behind the writes still unacknowledged, then awaits every
+    /// reply: one round trip for all of it. Each reply is checked: a write,
+    /// fsync or close that failed fails the file, so the temporary is never
+    /// committed; a refused mtime only leaves the time unset (`None`), as
+    /// before. The mtime is set on the open handle, before the rename: the
+    /// final name appears with its time already right.
     async fn finish(mut self: Box<Self>, mtime: Option<Mtime>) -> Result<Option<Mtime>, OpError> {
-        while !self.pending.is_empty() {
-            self.settle_one().await?;
-        }
-        let Some(sftp) = self.lease.as_ref().map(|l| Arc::clone(l.lease.sftp())) else {
+        let Some(lease) = self.lease.take() else {
             return Err(OpError::new(ErrorKind::Other, "write", &self.path, "finished twice"));
         };
-        if self.fsync {
-            match sftp.fsync(self.handle.clone()).await {
-                Ok(_) => {}
-                // Durability is best effort where the server cannot fsync.
-                Err(SftpError::Status(s)) if s.status_code == StatusCode::OpUnsupported => {}
-                Err(err) => return Err(self.fail(err)),
+        let sftp = Arc::clone(lease.lease.sftp());
+        let handle = std::mem::take(&mut self.handle);
+        let fsync = self.fsync.then(|| {
+            let (sftp, handle) = (Arc::clone(&sftp), handle.clone());
+            send_now(async move {
+                match sftp.fsync(handle).await {
+                    Ok(_) => Ok(()),
+                    // Durability is best effort where the server cannot fsync.
+                    Err(SftpError::Status(s)) if s.status_code == StatusCode::OpUnsupported => Ok(()),
+                    Err(err) => Err(err),
+                }
+            })
+        });
+        let wanted = mtime.and_then(|m| u32::try_from(m.secs()).ok());
+        let setstat = wanted.map(|secs| {
+            let (sftp, handle) = (Arc::clone(&sftp), handle.clone());
+            let attrs =
+                FileAttributes { atime: Some(super::unix_now_u32()), mtime: Some(secs), ..FileAttributes::empty() };
+            send_now(async move { sftp.fsetstat(handle, attrs).await.map(|_| ()) })
+        });
+        let close = {
+            let sftp = Arc::clone(&sftp);
+            send_now(async move { sftp.close(handle).await.map(|_| ()) })
+        };
+        // The close was sent just now: its flight is a new round trip,
+        // and every earlier reply comes back within it.
+        lease.lease.round_trip(1);
+        let mut failed: Option<SftpError> = None;
+        while let Some((_, reply)) = self.pending.pop_front() {
+            if let Err(err) = reply.await {
+                failed.get_or_insert(err);
             }
         }
-        // On the open handle, before the rename: the final name appears
-        // with its time already right.
-        let set = match mtime.and_then(|m| u32::try_from(m.secs()).ok()) {
-            Some(secs) => {
-                let attrs =
-                    FileAttributes { atime: Some(super::unix_now_u32()), mtime: Some(secs), ..FileAttributes::empty() };
-                match sftp.fsetstat(self.handle.clone(), attrs).await {
-                    Ok(_) => Some(Mtime::from_unix(i64::from(secs), 0)),
-                    Err(SftpError::Status(_)) => None,
-                    Err(err) => return Err(self.fail(err)),
+        if let Some(fsync) = fsync
+            && let Err(err) = fsync.await
+        {
+            failed.get_or_insert(err);
+        }
+        let mut set = None;
+        if let (Some(secs), Some(setstat)) = (wanted, setstat) {
+            match setstat.await {
+                Ok(()) => set = Some(Mtime::from_unix(i64::from(secs), 0)),
+                Err(SftpError::Status(_)) => {}
+                Err(err) => {
+                    failed.get_or_insert(err);
                 }
             }
-            None => None,
-        };
-        if let Some(lease) = self.lease.take() {
-            let handle = std::mem::take(&mut self.handle);
-            close_handle(lease, handle).await.map_err(|e| self.fail(e))?;
         }
-        Ok(set)
+        if failed.as_ref().is_some_and(breaks_session) {
+            lease.lease.mark_broken();
+        }
+        let closed = settle_close(lease, close).await;
+        match failed.map_or(closed, Err) {
+            Ok(()) => Ok(set),
+            Err(err) => Err(classify_session(err, "write", &self.path).0),
+        }
     }
 }
 
 impl Drop for SftpWriter {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
-            let pending: Vec<_> = self.pending.drain(..).collect();
+            let pending: Vec<_> = self.pending.drain(..).map(|(_, reply)| reply).collect();
             close_later(lease, std::mem::take(&mut self.handle), pending);
         }
     }

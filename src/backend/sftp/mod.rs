@@ -358,6 +358,10 @@ impl Inner {
     ) -> Result<T, OpError> {
         let remote = self.remote_path(path)?;
         let lease = self.pool.get().await?;
+        // One request awaited (the rare fallbacks that send a second one,
+        // rename without posix-rename, mkdir of an existing name, are
+        // counted as one).
+        lease.round_trip(1);
         match work(lease.sftp(), remote).await {
             Ok(value) => Ok(value),
             Err(err) => {
@@ -370,11 +374,34 @@ impl Inner {
         }
     }
 
+    /// Opens `path` for reading from `offset`; `size`, the listing's,
+    /// lets the reader ask for the whole file at once.
+    async fn open_read(&self, path: &RelPath, offset: u64, size: Option<u64>) -> Result<Box<dyn FileReader>, OpError> {
+        let remote = self.remote_path(&self.through_followed(path))?;
+        let lease = self.pool.get_handle().await?;
+        lease.lease.round_trip(1);
+        let opened = lease.lease.sftp().open(remote, OpenFlags::READ, FileAttributes::empty()).await;
+        match opened {
+            Ok(handle) => {
+                let chunk = self.pool.info().read_len;
+                Ok(Box::new(SftpReader::new(lease, handle.handle, path.clone(), offset, chunk, size)))
+            }
+            Err(err) => {
+                let (err, broken) = classify_session(err, "read", path);
+                if broken {
+                    lease.lease.mark_broken();
+                }
+                Err(err)
+            }
+        }
+    }
+
     /// One directory's entries (sorted) and warnings about skipped names.
     async fn list_dir(&self, dir: &RelPath) -> Result<(Vec<Entry>, Vec<String>), OpError> {
         let remote = self.remote_path(dir)?;
         let lease = self.pool.get_handle().await?;
         let sftp = Arc::clone(lease.lease.sftp());
+        lease.lease.round_trip(1);
         let handle = match sftp.opendir(remote).await {
             Ok(h) => h.handle,
             Err(err) => {
@@ -389,6 +416,7 @@ impl Inner {
         let mut budget = MAX_LISTING_BYTES;
         let mut broken = false;
         let read = loop {
+            lease.lease.round_trip(1);
             match sftp.readdir(handle.as_str()).await {
                 Ok(name) => {
                     let Some(left) = budget.checked_sub(listing_cost(&name.files)) else {
@@ -420,6 +448,7 @@ impl Inner {
             lease.leak_slot();
             Ok(())
         } else {
+            lease.lease.round_trip(1);
             close_handle(lease, handle).await.map_err(|e| classify(e, "list", dir))
         };
         read.and(closed)?;
@@ -579,6 +608,10 @@ impl Backend for SftpBackend {
         self.inner.shown.clone()
     }
 
+    fn round_trips(&self) -> u64 {
+        self.inner.pool.round_trips()
+    }
+
     async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError> {
         Ok(self.inner.list_dir(dir).await?.0)
     }
@@ -623,22 +656,12 @@ impl Backend for SftpBackend {
     }
 
     async fn open_read(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, OpError> {
-        let remote = self.inner.remote_path(&self.inner.through_followed(path))?;
-        let lease = self.inner.pool.get_handle().await?;
-        let opened = lease.lease.sftp().open(remote, OpenFlags::READ, FileAttributes::empty()).await;
-        match opened {
-            Ok(handle) => {
-                let chunk = self.inner.pool.info().read_len;
-                Ok(Box::new(SftpReader::new(lease, handle.handle, path.clone(), offset, chunk)))
-            }
-            Err(err) => {
-                let (err, broken) = classify_session(err, "read", path);
-                if broken {
-                    lease.lease.mark_broken();
-                }
-                Err(err)
-            }
-        }
+        self.inner.open_read(path, offset, None).await
+    }
+
+    /// All of the file and its end asked for in one flight: see [`SftpReader::new`].
+    async fn open_read_sized(&self, path: &RelPath, offset: u64, size: u64) -> Result<Box<dyn FileReader>, OpError> {
+        self.inner.open_read(path, offset, Some(size)).await
     }
 
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
@@ -651,6 +674,7 @@ impl Backend for SftpBackend {
         } else {
             OpenFlags::WRITE | OpenFlags::CREATE
         };
+        lease.lease.round_trip(1);
         let handle = match sftp.open(remote, flags, FileAttributes::empty()).await {
             Ok(handle) => handle.handle,
             Err(err) => {
@@ -664,6 +688,7 @@ impl Backend for SftpBackend {
         if offset > 0 {
             // Resuming: cut whatever lies past the resume point.
             let attrs = FileAttributes { size: Some(offset), ..FileAttributes::empty() };
+            lease.lease.round_trip(1);
             if let Err(err) = sftp.fsetstat(handle.as_str(), attrs).await {
                 let _ = close_handle(lease, handle).await;
                 return Err(classify(err, "write", path));

@@ -10,7 +10,7 @@
 //! free slot first) in 4 big-endian bytes, so the 129th concurrent handle
 //! (byte 0x80) would be mangled and its requests fail.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use russh_sftp::client::RawSftpSession;
@@ -31,6 +31,8 @@ pub struct Session {
     /// Leases alive on this session.
     load: AtomicUsize,
     broken: AtomicBool,
+    /// The backend's round-trip counter.
+    round_trips: Arc<AtomicU64>,
 }
 
 impl Session {
@@ -67,6 +69,11 @@ impl Pool {
         &self.info
     }
 
+    /// Round trips so far, over all sessions.
+    pub fn round_trips(&self) -> u64 {
+        self.params.round_trips.load(Ordering::Relaxed)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Session>>> {
         self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -77,6 +84,7 @@ impl Pool {
             handles: Arc::new(Semaphore::new(HANDLE_LIMIT)),
             load: AtomicUsize::new(0),
             broken: AtomicBool::new(false),
+            round_trips: Arc::clone(&self.params.round_trips),
         });
         self.lock().push(Arc::clone(&session));
         session
@@ -140,6 +148,12 @@ impl Lease {
     /// The session failed at the transport level: open no new work on it.
     pub fn mark_broken(&self) {
         self.session.broken.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts `n` round trips: requests whose reply was awaited before
+    /// going on (a batch sent together and awaited together counts once).
+    pub fn round_trip(&self, n: u64) {
+        self.session.round_trips.fetch_add(n, Ordering::Relaxed);
     }
 }
 

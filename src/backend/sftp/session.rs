@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +38,9 @@ pub struct ConnectParams {
     pinned: Mutex<Option<PublicKey>>,
     /// The login method that worked, tried first (alone) by later sessions.
     working: Mutex<Option<Method>>,
+    /// Round trips of every session opened with these parameters (see
+    /// [`crate::backend::Backend::round_trips`]).
+    pub round_trips: Arc<AtomicU64>,
 }
 
 impl ConnectParams {
@@ -73,6 +77,7 @@ impl ConnectParams {
             timeout,
             pinned: Mutex::new(None),
             working: Mutex::new(None),
+            round_trips: Arc::default(),
         }
     }
 }
@@ -253,6 +258,8 @@ pub async fn connect(params: &Arc<ConnectParams>) -> Result<SftpConn, OpError> {
             return Err(ssh_error(err, "connect", &shown));
         }
     };
+    // TCP handshake, key exchange (version and KEXINIT, ECDH, NEWKEYS).
+    params.round_trips.fetch_add(3, Ordering::Relaxed);
     tokio::time::timeout(params.timeout * 2, authenticate(&mut ssh, params)).await.map_err(|_| timed_out())??;
     let sftp = tokio::time::timeout(params.timeout, start_sftp(&ssh, params)).await.map_err(|_| timed_out())??;
     Ok(SftpConn { ssh, sftp: Arc::new(sftp.0), info: sftp.1 })
@@ -263,6 +270,8 @@ async fn start_sftp(
     params: &ConnectParams,
 ) -> Result<(RawSftpSession, ServerInfo), OpError> {
     let shown = &params.shown;
+    // Channel open, subsystem, init, limits.
+    params.round_trips.fetch_add(4, Ordering::Relaxed);
     let channel = ssh.channel_open_session().await.map_err(|e| ssh_error(e, "sftp", shown))?;
     channel.request_subsystem(true, "sftp").await.map_err(|e| ssh_error(e, "sftp", shown))?;
     let config = russh_sftp::client::Config {
@@ -407,6 +416,9 @@ async fn try_method(
     let creds = &params.credentials;
     let shown = &params.shown;
     let user = creds.user.clone();
+    // One attempt, one answer awaited (the first one also asks for the
+    // ssh-userauth service, answered in the same flight by russh's pipelining).
+    params.round_trips.fetch_add(1, Ordering::Relaxed);
     let result = match method {
         Method::Agent(key, hash) => {
             let Ok(mut agent) = russh::keys::agent::client::AgentClient::connect_env().await else { return Ok(false) };
@@ -449,24 +461,34 @@ pub fn ssh_error(err: russh::Error, op: &'static str, shown: &str) -> OpError {
     OpError::new(kind, op, shown, format!("SSH: {err}"))
 }
 
+/// True when `err` means the session itself failed (transport, timeout,
+/// protocol): no new work may go on it.
+pub fn breaks_session(err: &SftpError) -> bool {
+    match err {
+        SftpError::Status(status) => {
+            matches!(status.status_code, StatusCode::NoConnection | StatusCode::ConnectionLost)
+        }
+        SftpError::Timeout | SftpError::IO(_) | SftpError::UnexpectedBehavior(_) | SftpError::UnexpectedPacket => true,
+        SftpError::Limited(_) => false,
+    }
+}
+
 /// An SFTP failure as an [`OpError`], with whether the session itself is
 /// now suspect (it is then dropped from the pool).
 pub fn classify_session(err: SftpError, op: &'static str, path: impl std::fmt::Display) -> (OpError, bool) {
-    let (kind, broken) = match &err {
-        SftpError::Status(status) => (
-            match status.status_code {
-                StatusCode::NoSuchFile => ErrorKind::NotFound,
-                StatusCode::PermissionDenied => ErrorKind::PermissionDenied,
-                StatusCode::OpUnsupported => ErrorKind::Unsupported,
-                StatusCode::BadMessage => ErrorKind::InvalidData,
-                StatusCode::NoConnection | StatusCode::ConnectionLost => ErrorKind::Temporary,
-                StatusCode::Ok | StatusCode::Eof | StatusCode::Failure => ErrorKind::Other,
-            },
-            matches!(status.status_code, StatusCode::NoConnection | StatusCode::ConnectionLost),
-        ),
-        SftpError::Timeout | SftpError::IO(_) => (ErrorKind::Temporary, true),
-        SftpError::UnexpectedBehavior(_) | SftpError::UnexpectedPacket => (ErrorKind::Temporary, true),
-        SftpError::Limited(_) => (ErrorKind::Other, false),
+    let broken = breaks_session(&err);
+    let kind = match &err {
+        SftpError::Status(status) => match status.status_code {
+            StatusCode::NoSuchFile => ErrorKind::NotFound,
+            StatusCode::PermissionDenied => ErrorKind::PermissionDenied,
+            StatusCode::OpUnsupported => ErrorKind::Unsupported,
+            StatusCode::BadMessage => ErrorKind::InvalidData,
+            StatusCode::NoConnection | StatusCode::ConnectionLost => ErrorKind::Temporary,
+            StatusCode::Ok | StatusCode::Eof | StatusCode::Failure => ErrorKind::Other,
+        },
+        SftpError::Timeout | SftpError::IO(_) => ErrorKind::Temporary,
+        SftpError::UnexpectedBehavior(_) | SftpError::UnexpectedPacket => ErrorKind::Temporary,
+        SftpError::Limited(_) => ErrorKind::Other,
     };
     let message = match &err {
         SftpError::Status(status) if !status.error_message.is_empty() => status.error_message.clone(),
