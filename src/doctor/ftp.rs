@@ -22,7 +22,7 @@ use tokio_rustls::client::TlsStream;
 use super::cert::{self, CertInfo};
 use super::firewall::{FirewallRule, port_list};
 use super::{DoctorOptions, Probe, Report, show_duration, suggest_parallel};
-use crate::backend::ftp::conn::{parse_pasv, port_command};
+use crate::backend::ftp::conn::{parse_epsv, parse_pasv, port_command};
 use crate::backend::ftp::{conn, listing, tls as ftp_tls};
 use crate::credentials::{self, Login};
 use crate::location::{RemoteLocation, Scheme};
@@ -80,15 +80,6 @@ pub fn parse_reply(buf: &[u8]) -> Option<(Reply, usize)> {
     }
     // The reply's last line has not come yet.
     None
-}
-
-/// `229 Entering Extended Passive Mode (|||40012|)` -> 40012.
-pub fn parse_epsv(reply: &str) -> Option<u16> {
-    let after = reply.get(reply.find('(')? + 1..)?;
-    let inner = after.get(..after.rfind(')')?)?;
-    let delimiter = inner.chars().next()?;
-    let fields: Vec<&str> = inner.split(delimiter).collect();
-    fields.get(3)?.trim().parse().ok().filter(|p| *p != 0)
 }
 
 enum Stream {

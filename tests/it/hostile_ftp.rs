@@ -24,6 +24,9 @@ struct Script {
     stall_retr: bool,
     /// MLSD of "/" never ends.
     endless_listing: bool,
+    /// After a command with this verb, whatever else already arrived is
+    /// thrown away: a server (or middlebox) that loses pipelined commands.
+    lose_after: Option<&'static str>,
 }
 
 /// Starts the server on a free port; it lives until the test process ends.
@@ -55,6 +58,10 @@ fn session(control: TcpStream, script: &Script) -> std::io::Result<()> {
         }
         let text = String::from_utf8_lossy(&line).trim_end().to_string();
         let (verb, arg) = text.split_once(' ').unwrap_or((&text, ""));
+        if script.lose_after.is_some_and(|lose| verb.eq_ignore_ascii_case(lose)) {
+            let buffered = reader.buffer().len();
+            reader.consume(buffered);
+        }
         let reply: Vec<u8> = match verb.to_ascii_uppercase().as_str() {
             "USER" => b"331 password please\r\n".to_vec(),
             "PASS" => b"230 logged in\r\n".to_vec(),
@@ -169,6 +176,31 @@ fn hostile_names_are_skipped_with_warnings_and_nothing_escapes_the_root() {
     assert!(!s.dir.path().join("escape").exists());
     for shown in ["../escape", "/etc/passwd-copy", "a/b", "nul\\x00byte"] {
         assert!(run.stderr.contains(shown), "no warning naming {shown:?}\n{}", run.explain());
+    }
+}
+
+#[test]
+fn a_server_that_loses_pipelined_commands_gets_them_one_at_a_time() {
+    // Losing the second NOOP of the probe at login: pipelining is off
+    // before any file. Losing the RETR sent with EPSV (the probe passed):
+    // that transfer times out, pipelining goes off, the retry gets it.
+    for (lose, retried) in [("NOOP", false), ("EPSV", true)] {
+        let mut script = Script { lose_after: Some(lose), ..Script::default() };
+        let mut listing = Vec::new();
+        for i in 0..3 {
+            let name = format!("f{i}.txt");
+            listing.extend(fact(name.as_bytes(), "file", 5));
+            script.files.insert(format!("/{name}"), format!("data{i}").into_bytes());
+        }
+        script.listings.insert("/".into(), listing);
+        let port = serve(script);
+        let s = Scratch::new();
+        let run = download(&s, port, &["--timeout", "2"]);
+        run.expect_code(0);
+        for i in 0..3 {
+            assert_eq!(fs::read(s.dst().join(format!("f{i}.txt"))).unwrap(), format!("data{i}").as_bytes());
+        }
+        assert_eq!(run.count("retries") > 0, retried, "losing after {lose}\n{}", run.explain());
     }
 }
 

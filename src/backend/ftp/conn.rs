@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustls::ClientConfig;
@@ -61,6 +61,9 @@ pub struct ConnectParams {
     /// Round trips of every connection opened with these parameters (see
     /// [`crate::backend::Backend::round_trips`]).
     pub round_trips: Arc<AtomicU64>,
+    /// False once a pipelined exchange got no answer (see [`Pipelined`]):
+    /// every connection then sends one command at a time.
+    pub pipelining: Arc<AtomicBool>,
 }
 
 /// What FEAT said, reduced to what barge uses.
@@ -127,11 +130,15 @@ pub struct FtpConn {
     pub hash_selected: Option<HashKind>,
     /// Set in active mode: data connections are opened by [`super::data`].
     pub active: Option<ActiveSetup>,
-    /// Commands may be written back to back on this connection
-    /// ([`FtpConn::send_pipelined`]): plain TCP only, see there.
-    pub pipelining: bool,
+    /// Plain TCP: commands can be written back to back (see
+    /// [`FtpConn::send_pipelined`]).
+    plain: bool,
+    /// The backend's [`ConnectParams::pipelining`].
+    pipelining: Arc<AtomicBool>,
     /// The backend's round-trip counter, shared by its connections.
     pub round_trips: Arc<AtomicU64>,
+    /// How long a data connection may take to open.
+    pub data_timeout: Duration,
 }
 
 impl FtpConn {
@@ -141,6 +148,13 @@ impl FtpConn {
     /// waited for after an upload.
     pub fn round_trip(&self, n: u64) {
         self.round_trips.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Whether commands may be written back to back on this connection:
+    /// plain TCP, and no pipelined exchange with this server has gone
+    /// unanswered.
+    pub fn pipelining(&self) -> bool {
+        self.plain && self.pipelining.load(Ordering::Relaxed)
     }
 
     /// Writes several command lines in one go, without reading a reply;
@@ -155,8 +169,12 @@ impl FtpConn {
     /// session, so callers check [`FtpConn::pipelining`] and send one
     /// command at a time otherwise. Lines are encoded as suppaftp encodes
     /// them (the [`RawBytes`] encoding, Telnet IAC doubled).
-    pub async fn send_pipelined(&mut self, lines: &[String]) -> Result<(), FtpError> {
-        if !self.pipelining {
+    ///
+    /// The caller tells the returned [`Pipelined`] when the server has
+    /// answered the batch.
+    pub async fn send_pipelined(&mut self, lines: &[String]) -> Result<Pipelined, FtpError> {
+        let sent = Pipelined { pipelining: Arc::clone(&self.pipelining), answered: false };
+        if !self.pipelining() {
             return Err(FtpError::ConnectionError(std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
                 "commands cannot be pipelined on a TLS control connection",
@@ -191,7 +209,62 @@ impl FtpConn {
                 Err(err) => return Err(FtpError::ConnectionError(err)),
             }
         }
-        Ok(())
+        Ok(sent)
+    }
+}
+
+/// Sends two NOOPs in one write and waits up to `within` for both
+/// replies: a server (or a middlebox) that loses commands arriving
+/// together is found here, once per server, and pipelining is turned off
+/// before any file depends on it. `false` when the probe failed: the
+/// connection may be out of step and must not be used.
+pub async fn probe_pipelining(conn: &mut FtpConn, within: Duration) -> bool {
+    let replies = async {
+        let sent = conn.send_pipelined(&["NOOP".to_string(), "NOOP".to_string()]).await?;
+        for _ in 0..2 {
+            conn.control.read_response_in(&[Status::CommandOk]).await?;
+        }
+        sent.answered();
+        Ok::<(), FtpError>(())
+    };
+    matches!(tokio::time::timeout(within, replies).await, Ok(Ok(())))
+}
+
+/// A pipelined batch waiting for its answers. lftp keeps pipelining off by
+/// default because some servers and middleboxes lose commands that arrive
+/// together; vsftpd, pure-ftpd and proftpd answer them all (tested). So a
+/// batch that is dropped before [`Pipelined::answered`] (a timeout, a
+/// connection lost or garbled on the way) turns pipelining off for every
+/// connection to this server: the retry, and all later files, send one
+/// command at a time. An unexpected reply is an answer: the server is in
+/// step, it just said no.
+#[must_use = "say when the batch was answered, or pipelining is turned off"]
+pub struct Pipelined {
+    pipelining: Arc<AtomicBool>,
+    answered: bool,
+}
+
+impl Pipelined {
+    /// The server answered the batch (its replies, expected or not, came).
+    pub fn answered(mut self) {
+        self.answered = true;
+    }
+
+    /// [`Pipelined::answered`] when `result` is an answer from the server
+    /// (success or a reply it did not like); `result` passed through.
+    pub fn answered_if<T>(self, result: Result<T, FtpError>) -> Result<T, FtpError> {
+        if matches!(result, Ok(_) | Err(FtpError::UnexpectedResponse(_))) {
+            self.answered();
+        }
+        result
+    }
+}
+
+impl Drop for Pipelined {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.pipelining.store(false, Ordering::Relaxed);
+        }
     }
 }
 
@@ -217,6 +290,31 @@ pub fn parse_pasv(reply: &str) -> Option<SocketAddr> {
     }
     let ip = IpAddr::from([numbers[0], numbers[1], numbers[2], numbers[3]]);
     Some(SocketAddr::new(ip, u16::from(numbers[4]) << 8 | u16::from(numbers[5])))
+}
+
+/// `229 Entering Extended Passive Mode (|||40012|)` -> 40012 (RFC 2428:
+/// the delimiter is whatever character follows the parenthesis).
+pub fn parse_epsv(reply: &str) -> Option<u16> {
+    let after = reply.get(reply.find('(')? + 1..)?;
+    let inner = after.get(..after.rfind(')')?)?;
+    let delimiter = inner.chars().next()?;
+    let fields: Vec<&str> = inner.split(delimiter).collect();
+    fields.get(3)?.trim().parse().ok().filter(|p| *p != 0)
+}
+
+/// Opens a passive data connection to `target` within `timeout`.
+pub async fn connect_data(target: SocketAddr, timeout: Duration) -> Result<TcpStream, FtpError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(target))
+        .await
+        .map_err(|_| {
+            FtpError::ConnectionError(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("data connection to {target} timed out"),
+            ))
+        })?
+        .map_err(FtpError::ConnectionError)?;
+    stream.set_nodelay(true).ok();
+    Ok(stream)
 }
 
 /// `PORT h1,h2,h3,h4,p1,p2` for IPv4 (and IPv4-mapped IPv6), `EPRT |2|addr|port|` for IPv6.
@@ -435,20 +533,7 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
             control = control.passive_stream_builder(move |announced| {
                 // The data connection's TCP handshake: one round trip.
                 round_trips.fetch_add(1, Ordering::Relaxed);
-                Box::pin(async move {
-                    let target = passive_target(announced, peer, trust_reply_address);
-                    let stream = tokio::time::timeout(timeout, TcpStream::connect(target))
-                        .await
-                        .map_err(|_| {
-                            FtpError::ConnectionError(std::io::Error::new(
-                                std::io::ErrorKind::TimedOut,
-                                format!("data connection to {target} timed out"),
-                            ))
-                        })?
-                        .map_err(FtpError::ConnectionError)?;
-                    stream.set_nodelay(true).ok();
-                    Ok(stream)
-                })
+                Box::pin(connect_data(passive_target(announced, peer, trust_reply_address), timeout))
             });
         }
     }
@@ -459,8 +544,10 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
         last_used: Instant::now(),
         hash_selected: None,
         active,
-        pipelining: params.tls_mode == TlsMode::None,
+        plain: params.tls_mode == TlsMode::None,
+        pipelining: Arc::clone(&params.pipelining),
         round_trips: Arc::clone(&params.round_trips),
+        data_timeout: params.timeout,
     })
 }
 

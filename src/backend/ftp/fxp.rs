@@ -105,7 +105,9 @@ async fn transfer(
     to.conn()
         .send_pipelined(&[format!("STOR {remote_dst}")])
         .await
-        .map_err(|e| OpError::new(ErrorKind::Temporary, "fxp STOR", dst_path, e.to_string()))?;
+        .map_err(|e| OpError::new(ErrorKind::Temporary, "fxp STOR", dst_path, e.to_string()))?
+        // One command, not a batch: its fate says nothing about pipelining.
+        .answered();
     let started = from.conn().control.custom_command(format!("RETR {remote_src}"), STARTING).await;
     if let Err(e) = started {
         let mut err = classify(e, "fxp RETR", src_path);

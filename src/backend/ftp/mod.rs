@@ -82,6 +82,10 @@ struct Inner {
     ascii: FilePatterns,
 }
 
+/// How long the pipelining probe waits for two NOOP replies: far more
+/// than any round trip; a server that needs longer gets no pipelining.
+const PIPELINE_PROBE: Duration = Duration::from_secs(5);
+
 pub struct FtpBackend {
     inner: Arc<Inner>,
 }
@@ -130,6 +134,7 @@ impl FtpBackend {
             },
             timeout: options.timeout,
             round_trips: Arc::default(),
+            pipelining: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         let shown = remote.to_string();
         let ascii = FilePatterns::new(&options.ascii)
@@ -138,6 +143,13 @@ impl FtpBackend {
             e.path = shown.clone();
             e
         })?;
+        if first.pipelining() && !conn::probe_pipelining(&mut first, PIPELINE_PROBE.min(options.timeout)).await {
+            // Pipelining is off now; this connection may be out of step.
+            first = conn::connect(&params).await.map_err(|mut e| {
+                e.path = shown.clone();
+                e
+            })?;
+        }
         let features = first.features.clone();
         let root = resolve_root(&remote.path, &first.home);
         let root_text = names::decode(if root.is_empty() { b"/" } else { &root });
@@ -751,7 +763,8 @@ impl Inner {
     /// connection stays in step: a refused RNFR makes the RNTO's reply
     /// (503, bad sequence) expected, and the RNFR's refusal is the error; a
     /// refused time command leaves the time unset (`None`, as in
-    /// [`FtpWriter::finish`]) without stopping the rename.
+    /// [`FtpWriter::finish`]) without stopping the rename. A batch left
+    /// unanswered turns pipelining off (see [`conn::Pipelined`]).
     async fn commit_temp(
         &self,
         conn: &mut conn::FtpConn,
@@ -767,43 +780,48 @@ impl Inner {
         let mut batched_time = None;
         if let Some(mtime) = mtime {
             match method {
-                Some(method) if confirmed && conn.pipelining => {
+                Some(method) if confirmed && conn.pipelining() => {
                     batch.push(time_command(method, from, mtime));
-                    batched_time = Some((method, mtime));
+                    batched_time = Some(mtime);
                 }
                 _ => set = self.set_time(conn, from, mtime).await.ok().map(|()| mtime),
             }
         }
-        if !conn.pipelining {
+        if !conn.pipelining() {
             conn.round_trip(2);
             conn.control.rename(from, to).await?;
             return Ok(set);
         }
         batch.push(format!("RNFR {from}"));
         batch.push(format!("RNTO {to}"));
-        conn.send_pipelined(&batch).await?;
-        if let Some((method, mtime)) = batched_time {
-            match conn.control.read_response_in(&[Status::File, Status::CommandOk]).await {
-                Ok(_) => set = Some(mtime),
-                Err(suppaftp::FtpError::UnexpectedResponse(_)) => self.drop_time_method(method),
+        let sent = conn.send_pipelined(&batch).await?;
+        let renamed = async {
+            if let Some(mtime) = batched_time {
+                match conn.control.read_response_in(&[Status::File, Status::CommandOk]).await {
+                    Ok(_) => set = Some(mtime),
+                    // It worked on this server before: this file's trouble,
+                    // not the method's. The commit records the server's time.
+                    Err(suppaftp::FtpError::UnexpectedResponse(_)) => {}
+                    Err(other) => return Err(other),
+                }
+            }
+            // Some non-compliant servers (bftpd) answer RNTO with 200.
+            const RENAMED: &[Status] = &[Status::RequestedFileActionOk, Status::CommandOk];
+            match conn.control.read_response_in(&[Status::RequestFilePending]).await {
+                Ok(_) => {}
+                Err(refused @ suppaftp::FtpError::UnexpectedResponse(_)) => {
+                    // The RNTO's reply (503) is read too, to stay in step; the
+                    // RNFR's refusal is what went wrong.
+                    return match conn.control.read_response_in(RENAMED).await {
+                        Err(err) if !matches!(err, suppaftp::FtpError::UnexpectedResponse(_)) => Err(err),
+                        _ => Err(refused),
+                    };
+                }
                 Err(other) => return Err(other),
             }
-        }
-        // Some non-compliant servers (bftpd) answer RNTO with 200.
-        const RENAMED: &[Status] = &[Status::RequestedFileActionOk, Status::CommandOk];
-        match conn.control.read_response_in(&[Status::RequestFilePending]).await {
-            Ok(_) => {}
-            Err(refused @ suppaftp::FtpError::UnexpectedResponse(_)) => {
-                // The RNTO's reply (503) is read too, to stay in step; the
-                // RNFR's refusal is what went wrong.
-                return match conn.control.read_response_in(RENAMED).await {
-                    Err(err) if !matches!(err, suppaftp::FtpError::UnexpectedResponse(_)) => Err(err),
-                    _ => Err(refused),
-                };
-            }
-            Err(other) => return Err(other),
-        }
-        conn.control.read_response_in(RENAMED).await?;
+            conn.control.read_response_in(RENAMED).await.map(|_| ())
+        };
+        sent.answered_if(renamed.await)?;
         Ok(set)
     }
 
