@@ -187,6 +187,20 @@ pub trait Backend: Send + Sync {
     /// The location for messages, never with a secret in it.
     fn describe(&self) -> String;
 
+    /// Times barge sent the server something and waited for its answer
+    /// before going on (a pipelined batch counts once; a data connection's
+    /// set-up counts once): what the round trip costs, counted. 0 for local disk.
+    fn round_trips(&self) -> u64 {
+        0
+    }
+
+    /// The connections the server accepts at once, when it has shown a
+    /// limit (refused one while others were open); `None` when no limit
+    /// was seen or connections are not what bounds concurrency.
+    fn connection_cap(&self) -> Option<usize> {
+        None
+    }
+
     /// Direct children of a directory, with `path` relative to the root.
     async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError>;
 

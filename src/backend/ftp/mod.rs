@@ -78,6 +78,12 @@ struct Inner {
     ascii: FilePatterns,
 }
 
+/// Listings, MDTM and HASH queries at once. The transfers' own
+/// concurrency is tuned by the engine (up to `connections`); listing with
+/// as many would open every connection in one burst before the server has
+/// shown whether it accepts them.
+const LISTING_CONNECTIONS: usize = 16;
+
 pub struct FtpBackend {
     inner: Arc<Inner>,
 }
@@ -194,7 +200,7 @@ impl FtpBackend {
                 list_times: options.list_times,
                 tz_offset: tokio::sync::Mutex::new(None),
                 memory: options.memory.clone(),
-                parallel: connections,
+                parallel: connections.min(LISTING_CONNECTIONS),
                 ascii,
             }),
         })
@@ -550,6 +556,11 @@ impl Backend for FtpBackend {
 
     fn describe(&self) -> String {
         self.inner.shown.clone()
+    }
+
+    fn connection_cap(&self) -> Option<usize> {
+        let pool = &self.inner.pool;
+        (pool.cap() < pool.max()).then(|| pool.cap())
     }
 
     async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError> {
