@@ -5,10 +5,10 @@
 //! transfers only add contention. Neither number can be known in advance.
 //!
 //! The [`Tuner`] starts at a level (remembered from the last run, else
-//! [`DEFAULT_START`]), measures throughput over a window, and raises the
-//! level by half while each raise buys at least [`MIN_GAIN`] more; the first
-//! raise that does not pays is undone and the level settles there. Settled,
-//! it probes one step up again now and then, since servers and links change
+//! [`DEFAULT_START`]), measures throughput over a window, and doubles the
+//! level while each raise buys at least [`MIN_GAIN`] more; the first raise
+//! that does not pay is undone and the level settles there. Settled, it
+//! probes a quarter higher now and then, since servers and links change
 //! during a long run. A server that refuses connections (its pool's cap
 //! dropped) caps the level at once. The [`Gate`] enforces the level: every
 //! worker holds one of its permits while it works.
@@ -37,7 +37,7 @@ pub const MIN_GAIN: f64 = 1.10;
 
 /// A window lasts at least this long, and until every transfer slot has
 /// finished a file (or [`MAX_WINDOW`] passed, for big files).
-const MIN_WINDOW: Duration = Duration::from_millis(1500);
+const MIN_WINDOW: Duration = Duration::from_millis(1000);
 const MAX_WINDOW: Duration = Duration::from_secs(6);
 /// After a change, new transfers open connections and log in first: the
 /// window starts this much later.
@@ -199,6 +199,8 @@ pub struct Tuner {
     /// The level being tried above `best`, when probing.
     trying: Option<usize>,
     since_settled: Duration,
+    /// A raise has failed to pay once in this run: later probes are small.
+    settled_once: bool,
     /// Windows measured in all.
     pub windows: u32,
 }
@@ -208,7 +210,16 @@ impl Tuner {
         let max = concurrency.max.max(1);
         let level = concurrency.start.clamp(1, max);
         let phase = if level >= max { Phase::Fixed } else { Phase::Probing };
-        Tuner { level, max, phase, best: None, trying: None, since_settled: Duration::ZERO, windows: 0 }
+        Tuner {
+            level,
+            max,
+            phase,
+            best: None,
+            trying: None,
+            since_settled: Duration::ZERO,
+            settled_once: false,
+            windows: 0,
+        }
     }
 
     pub fn level(&self) -> usize {
@@ -228,8 +239,13 @@ impl Tuner {
         }
     }
 
-    fn step_up(level: usize) -> usize {
-        (level + level.div_ceil(2)).max(level + 1)
+    /// The next level to try: double until a raise first fails to pay
+    /// (a cold start over a long link reaches its level in a few windows),
+    /// then a quarter more at a time around the level found.
+    fn step_up(&self) -> usize {
+        let level = self.level;
+        let step = if self.settled_once { level.div_ceil(4) } else { level };
+        (level + step).max(level + 1)
     }
 
     /// A server's connection cap dropped below the level: obey it at once.
@@ -281,6 +297,7 @@ impl Tuner {
                     self.raise(backlog)
                 } else {
                     self.trying = None;
+                    self.settled_once = true;
                     self.phase = Phase::Settled;
                     self.since_settled = Duration::ZERO;
                     self.level = best_level;
@@ -297,7 +314,7 @@ impl Tuner {
             self.trying = None;
             return Decision::Hold;
         }
-        let next = Self::step_up(self.level).min(self.max);
+        let next = self.step_up().min(self.max);
         if backlog < next * 2 {
             // Too little left to fill more slots: a measurement now would
             // only see the run's tail.
@@ -339,15 +356,15 @@ mod tests {
         let mut tuner = Tuner::new(Concurrency { start: 16, max: 128 });
         let mut levels = vec![tuner.level()];
         for _ in 0..10 {
-            let sample = latency_bound(tuner.level(), 38);
+            let sample = latency_bound(tuner.level(), 34);
             if let Decision::Set(level) = tuner.observe(sample, 100_000) {
                 levels.push(level);
             }
         }
-        // 16 -> 24 -> 36 -> 54 (no better than 36) -> back to 36.
-        assert_eq!(levels, vec![16, 24, 36, 54, 36]);
+        // 16 -> 32 -> 64 (no better than 32) -> back to 32.
+        assert_eq!(levels, vec![16, 32, 64, 32]);
         assert_eq!(tuner.phase(), Phase::Settled);
-        assert_eq!(tuner.remembered(), Some(36));
+        assert_eq!(tuner.remembered(), Some(32));
     }
 
     #[test]
@@ -373,7 +390,7 @@ mod tests {
     #[test]
     fn a_server_refusal_caps_the_level_for_good() {
         let mut tuner = Tuner::new(Concurrency { start: 16, max: 64 });
-        assert_eq!(tuner.observe(latency_bound(16, 1000), 100_000), Decision::Set(24));
+        assert_eq!(tuner.observe(latency_bound(16, 1000), 100_000), Decision::Set(32));
         assert_eq!(tuner.server_cap(10), Decision::Set(10));
         assert_eq!(tuner.server_cap(12), Decision::Hold);
         for _ in 0..20 {
@@ -392,14 +409,15 @@ mod tests {
     #[test]
     fn settled_it_probes_again_later() {
         let mut tuner = Tuner::new(Concurrency { start: 16, max: 64 });
-        tuner.observe(latency_bound(16, 16), 100_000); // -> 24
-        assert_eq!(tuner.observe(latency_bound(24, 16), 100_000), Decision::Set(16));
+        tuner.observe(latency_bound(16, 16), 100_000); // -> 32
+        assert_eq!(tuner.observe(latency_bound(32, 16), 100_000), Decision::Set(16));
         let mut decisions = Vec::new();
         for _ in 0..12 {
             // The server got faster meanwhile.
             decisions.push(tuner.observe(latency_bound(tuner.level(), 48), 100_000));
         }
-        assert!(decisions.contains(&Decision::Set(24)), "{decisions:?}");
+        // Probes after settling are a quarter up, not a doubling.
+        assert!(decisions.contains(&Decision::Set(20)), "{decisions:?}");
         assert!(tuner.level() > 16);
     }
 

@@ -279,12 +279,7 @@ impl Inner {
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
-                if matches!(
-                    err,
-                    suppaftp::FtpError::ConnectionError(_)
-                        | suppaftp::FtpError::BadResponse
-                        | suppaftp::FtpError::SecureError(_)
-                ) {
+                if conn::ends_session(&err) {
                     pooled.mark_broken();
                 }
                 Err(classify(err, op, path))
