@@ -441,23 +441,24 @@ async fn stream(
 ) -> Result<Box<dyn crate::backend::FileWriter>, OpError> {
     let mut reader = src_backend.open_read_sized(&src.path, offset, src.size).await?;
     let mut writer = dst_backend.open_write(target, offset).await?;
-    let mut buf = Vec::with_capacity(CHUNK_SIZE);
+    let mut buf = reader.read(Vec::with_capacity(CHUNK_SIZE)).await?;
+    let mut spare = Vec::with_capacity(CHUNK_SIZE);
     let mut written = offset;
-    loop {
-        buf = reader.read(buf).await?;
-        if buf.is_empty() {
-            break;
-        }
+    // Double-buffered: the next chunk is read while this one is written,
+    // so neither side waits for the other (a socket left unread stalls
+    // the sender; a disk left idle wastes the time the socket takes).
+    while !buf.is_empty() {
         let len = buf.len() as u64;
         if let Some(throttle) = options.throttle {
             throttle.consume(len).await;
         }
-        buf = writer.write(buf).await?;
         written += len;
-        on_bytes(len);
         if written > src.size {
             break;
         }
+        let (next, emptied) = tokio::try_join!(reader.read(spare), writer.write(buf))?;
+        on_bytes(len);
+        (buf, spare) = (next, emptied);
     }
     if written < src.size {
         // The data ended early: a cut connection, most likely (or a source

@@ -78,7 +78,8 @@ pub struct JobSpec {
     pub delete: bool,
     pub max_delete: Option<DeleteLimit>,
     pub max_shrink: u8,
-    pub parallel: u16,
+    /// A cap on transfers at once (else tuned; see `--parallel`).
+    pub parallel: Option<u16>,
     pub retries: u32,
     pub bwlimit: Option<u64>,
     pub state: Option<PathBuf>,
@@ -518,8 +519,8 @@ impl ConfigFile<'_> {
             Some(p) if *p.get_ref() == 0 || *p.get_ref() > 1024 => {
                 return Err(self.error(Some(p.span()), "parallel is from 1 to 1024"));
             }
-            Some(p) => *p.get_ref(),
-            None => 8,
+            Some(p) => Some(*p.get_ref()),
+            None => None,
         };
         for glob in raw.include.iter().chain(&raw.exclude) {
             if let Err(e) = globset::Glob::new(glob) {

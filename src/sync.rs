@@ -9,8 +9,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::backend::{self, Backend, Entry, HashKind, Listing, Memory, MissingRoot, RemoteOptions, ServerMemory};
 use crate::commit;
+use crate::engine::report::TransferStats;
 use crate::engine::report::{Reporter, Summary};
-use crate::engine::{Engine, EngineConfig, RESUME_MIN_SIZE, for_each_parallel};
+use crate::engine::{ConcurrencyOutcome, Engine, EngineConfig, RESUME_MIN_SIZE, for_each_parallel};
 use crate::error::{Error, OpError, exit};
 use crate::location::Location;
 use crate::path::RelPath;
@@ -381,8 +382,18 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         // name is a hash), so only the ones this run resumes are touched.
         stale.retain(|temp| temp.path.depth() > 1 && shard.owns(&temp.path));
     }
+    let mut engine_config = job.engine;
+    if let Some(db) = &db {
+        // Where the last run's tuning settled is where this one starts.
+        let db = Arc::clone(db);
+        let remembered = run_blocking(move || lock_db(&db).meta_get(PARALLEL_LEVEL)).await?;
+        if let Some(level) = remembered.and_then(|v| v.parse::<usize>().ok()) {
+            let concurrency = &mut engine_config.concurrency;
+            concurrency.start = level.clamp(1, concurrency.max.max(1));
+        }
+    }
     let dst_for_cleanup = Arc::clone(&dst);
-    for_each_parallel(stale, job.engine.parallel, move |temp: Entry| {
+    for_each_parallel(stale, engine_config.concurrency.start, move |temp: Entry| {
         let dst = Arc::clone(&dst_for_cleanup);
         async move {
             let _ = dst.remove_file(&temp.path).await;
@@ -396,8 +407,14 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         Some(_) => plan.actions.iter().map(|a| a.path().clone()).collect(),
         None => Vec::new(),
     };
-    let engine = Arc::new(Engine::new(src, dst, job.engine, Arc::clone(&reporter), journal.clone(), resumable));
+    let engine = Arc::new(Engine::new(src, dst, engine_config, Arc::clone(&reporter), journal.clone(), resumable));
     engine.run(plan).await;
+    let concurrency = engine.concurrency();
+    if let (Some(level), Some(db)) = (concurrency.remembered, &db) {
+        let db = Arc::clone(db);
+        // Only a head start for the next run: a failure costs a re-measure.
+        let _ = run_blocking(move || lock_db(&db).meta_set(PARALLEL_LEVEL, &level.to_string())).await;
+    }
     if let Some(journal) = &journal
         && let Err(err) = journal.flush().await
     {
@@ -424,6 +441,7 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         }
     }
     let mut summary = reporter.summary(started.elapsed());
+    summary.transfers = Some(transfer_stats(&engine, &summary, concurrency));
     let interrupted = crate::stop::requested();
     if let Some(signal) = interrupted {
         let not_started = engine.not_started.load(std::sync::atomic::Ordering::Relaxed);
@@ -462,6 +480,31 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     write_reports(&job.reports, &summary, exit_code, run_started_at, db.as_ref(), &state_path, &reporter).await;
     drop(lock);
     Ok(Outcome { summary, exit_code })
+}
+
+/// The transfer concurrency the last run's tuner settled at.
+const PARALLEL_LEVEL: &str = "parallel_level";
+
+fn transfer_stats(engine: &Engine, summary: &Summary, concurrency: ConcurrencyOutcome) -> TransferStats {
+    let files = summary.files_transferred;
+    let per_file = |n: u64| if files == 0 { 0.0 } else { round2(n as f64 / files as f64) };
+    let secs = concurrency.transfer_time.as_secs_f64();
+    let (src_round_trips, dst_round_trips) = (engine.src.round_trips(), engine.dst.round_trips());
+    TransferStats {
+        parallel_start: concurrency.start,
+        parallel_end: concurrency.end,
+        parallel_state: concurrency.phase.name(),
+        parallel_next: concurrency.remembered,
+        files_per_second: if secs > 0.0 { round2(files as f64 / secs) } else { 0.0 },
+        src_round_trips,
+        dst_round_trips,
+        src_round_trips_per_file: per_file(src_round_trips),
+        dst_round_trips_per_file: per_file(dst_round_trips),
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 /// Set by a `--verify-state` run: the records describe the destination.

@@ -105,14 +105,21 @@ impl LocalBackend {
     ) -> Result<T, OpError> {
         let root = self.root_dir.clone();
         let shown = path.clone();
-        blocking(move || {
-            let root = root.ok_or_else(|| OpError::new(ErrorKind::NotFound, op, &shown, "the root does not exist"))?;
-            let parent = Beneath::open(&root, shown.parent().as_bytes()).map_err(|e| link_refusal(op, &shown, e))?;
-            let name = if shown.is_root() { OsStr::new(".") } else { OsStr::from_bytes(shown.file_name()) };
-            work(&parent, name).map_err(|e| link_refusal(op, &shown, e))
-        })
-        .await
+        blocking(move || resolve_at(root, op, &shown, work)).await
     }
+}
+
+/// [`LocalBackend::at`]'s work, on the calling thread.
+fn resolve_at<T>(
+    root: Option<Arc<OwnedFd>>,
+    op: &'static str,
+    shown: &RelPath,
+    work: impl FnOnce(&Beneath, &OsStr) -> std::io::Result<T>,
+) -> Result<T, OpError> {
+    let root = root.ok_or_else(|| OpError::new(ErrorKind::NotFound, op, shown, "the root does not exist"))?;
+    let parent = Beneath::open(&root, shown.parent().as_bytes()).map_err(|e| link_refusal(op, shown, e))?;
+    let name = if shown.is_root() { OsStr::new(".") } else { OsStr::from_bytes(shown.file_name()) };
+    work(&parent, name).map_err(|e| link_refusal(op, shown, e))
 }
 
 /// A directory opened below the root without following any symbolic link.
@@ -429,8 +436,12 @@ impl Backend for LocalBackend {
     }
 
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
-        let file = self
-            .at("create", path, move |dir, name| {
+        let (root, shown) = (self.root_dir.clone(), path.clone());
+        // Opened by the first write (or the finish of an empty file), on
+        // the same trip to the blocking pool: a small file costs one trip
+        // fewer.
+        let open: Opener = Box::new(move || {
+            resolve_at(root, "create", &shown, move |dir, name| {
                 let mut flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 if offset == 0 {
                     flags |= OFlags::TRUNC;
@@ -442,8 +453,8 @@ impl Backend for LocalBackend {
                 }
                 Ok(file)
             })
-            .await?;
-        Ok(Box::new(LocalWriter { file: Some(file), path: path.clone(), mode: self.file_mode }))
+        });
+        Ok(Box::new(LocalWriter { file: Some(Handle::Pending(open)), path: path.clone(), mode: self.file_mode }))
     }
 
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
@@ -454,10 +465,15 @@ impl Backend for LocalBackend {
                 root.ok_or_else(|| OpError::new(ErrorKind::NotFound, "rename", &to, "the root does not exist"))?;
             let open =
                 |p: &RelPath| Beneath::open(&root, p.parent().as_bytes()).map_err(|e| link_refusal("rename", p, e));
-            let (from_dir, to_dir) = (open(&from)?, open(&to)?);
             let names = (OsStr::from_bytes(from.file_name()), OsStr::from_bytes(to.file_name()));
-            rustix::fs::renameat(&from_dir.0, names.0, &to_dir.0, names.1)
-                .map_err(|e| link_refusal("rename", &to, e.into()))
+            let from_dir = open(&from)?;
+            // A temporary sits beside its target: one directory to open.
+            let renamed = if from.parent() == to.parent() {
+                rustix::fs::renameat(&from_dir.0, names.0, &from_dir.0, names.1)
+            } else {
+                rustix::fs::renameat(&from_dir.0, names.0, &open(&to)?.0, names.1)
+            };
+            renamed.map_err(|e| link_refusal("rename", &to, e.into()))
         })
         .await
     }
@@ -555,8 +571,26 @@ impl FileReader for LocalReader {
     }
 }
 
+/// Creates (or reopens) a temporary file; see [`LocalBackend::open_write`].
+type Opener = Box<dyn FnOnce() -> Result<File, OpError> + Send>;
+
+/// A writer's file: opened at its first use.
+enum Handle {
+    Pending(Opener),
+    Open(File),
+}
+
+impl Handle {
+    fn file(self) -> Result<File, OpError> {
+        match self {
+            Handle::Pending(open) => open(),
+            Handle::Open(file) => Ok(file),
+        }
+    }
+}
+
 struct LocalWriter {
-    file: Option<File>,
+    file: Option<Handle>,
     path: RelPath,
     mode: u32,
 }
@@ -568,23 +602,25 @@ fn lost_handle(op: &'static str, path: &RelPath) -> OpError {
 #[async_trait]
 impl FileWriter for LocalWriter {
     async fn write(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
-        let mut file = self.file.take().ok_or_else(|| lost_handle("write", &self.path))?;
+        let handle = self.file.take().ok_or_else(|| lost_handle("write", &self.path))?;
         let path = self.path.clone();
         let (file, buf) = blocking(move || {
+            let mut file = handle.file()?;
             file.write_all(&buf).map_err(|e| OpError::io("write", &path, e))?;
             buf.clear();
             Ok((file, buf))
         })
         .await?;
-        self.file = Some(file);
+        self.file = Some(Handle::Open(file));
         Ok(buf)
     }
 
     async fn finish(mut self: Box<Self>, mtime: Option<Mtime>) -> Result<Option<Mtime>, OpError> {
-        let file = self.file.take().ok_or_else(|| lost_handle("finish", &self.path))?;
+        let handle = self.file.take().ok_or_else(|| lost_handle("finish", &self.path))?;
         let path = self.path.clone();
         let mode = self.mode;
         blocking(move || {
+            let file = handle.file()?;
             file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| OpError::io("chmod", &path, e))?;
             if let Some(mtime) = mtime {
                 file.set_times(FileTimes::new().set_modified(mtime.to_system_time()))
@@ -622,7 +658,9 @@ mod tests {
             assert_eq!(err.kind, ErrorKind::InvalidData, "{err}");
             assert!(err.message.contains("symbolic link"), "{err}");
         };
-        refused(local.open_write(&p("sub/new"), 0).await.map(drop));
+        // The file is created by the first write.
+        refused(async { local.open_write(&p("sub/new"), 0).await?.write(b"x".to_vec()).await.map(drop) }.await);
+        refused(async { local.open_write(&p("sub/new"), 0).await?.finish(None).await.map(drop) }.await);
         refused(local.open_read(&p("sub/secret"), 0).await.map(drop));
         refused(local.mkdir(&p("sub/dir")).await);
         refused(local.make_symlink(&p("sub/l"), b"x").await);

@@ -194,6 +194,13 @@ pub trait Backend: Send + Sync {
         0
     }
 
+    /// The connections the server accepts at once, when it has shown a
+    /// limit (refused one while others were open); `None` when no limit
+    /// was seen or connections are not what bounds concurrency.
+    fn connection_cap(&self) -> Option<usize> {
+        None
+    }
+
     /// Direct children of a directory, with `path` relative to the root.
     async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError>;
 

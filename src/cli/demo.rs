@@ -69,7 +69,7 @@ async fn mirror(source: &Path, mirror: &Path, state: &Path, mode: Mode, delete: 
         reports: crate::sync::Reports::default(),
         filter: Filter::default(),
         engine: EngineConfig {
-            parallel: 8,
+            concurrency: crate::engine::adapt::Concurrency::fixed(8),
             retries: 3,
             bwlimit: None,
             inplace: false,

@@ -13,6 +13,7 @@ use crate::backend::RemoteOptions;
 use crate::backend::ftp::tls::TlsOptions;
 use crate::config::{Config, Remote};
 use crate::engine::EngineConfig;
+use crate::engine::adapt::{self, Concurrency};
 use crate::engine::report::{OutputOptions, Reporter, Verbosity};
 use crate::error::Error;
 use crate::location::Location;
@@ -211,9 +212,17 @@ pub struct CommonArgs {
     /// State database for this job (default: under $XDG_STATE_HOME/barge/).
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
-    /// Transfers and other operations at once.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub parallel: u16,
+    /// At most N transfers at once, and N connections to each server. Without it barge
+    /// measures: it starts at 16 (or where the last run of the job settled) and raises the
+    /// number while throughput grows, up to 64 for FTP and 128 for SFTP.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub parallel: Option<u16>,
+    /// Like --parallel, for the source's server only.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub src_parallel: Option<u16>,
+    /// Like --parallel, for the destination's server only.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub dst_parallel: Option<u16>,
     /// Retries of an operation that failed with a temporary error.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub retries: u32,
@@ -351,13 +360,35 @@ impl CommonArgs {
         if self.fxp && !(is_ftp(&src) && is_ftp(&dst)) {
             return Err(Error::Usage("--fxp copies between two FTP servers: both locations must be ftp://".into()));
         }
-        let side_options = |remote: Option<&Remote>| {
-            let mut options = self.remote.options(usize::from(self.parallel));
+        // Each remote side gets its own cap; the transfers at once are
+        // capped by the tighter of the two (each holds one of each side's).
+        let side_cap = |location: &Location, side: Option<u16>| {
+            let given = side.or(self.parallel).map(usize::from);
+            match location {
+                Location::Remote(r) if r.scheme == crate::location::Scheme::Sftp => {
+                    Some(given.unwrap_or(adapt::AUTO_MAX_SFTP))
+                }
+                Location::Remote(_) => Some(given.unwrap_or(adapt::AUTO_MAX_FTP)),
+                Location::Local(_) => given,
+            }
+        };
+        let side_options = |cap: Option<usize>, remote: Option<&Remote>| {
+            let mut options = self.remote.options(cap.unwrap_or(adapt::AUTO_MAX_LOCAL));
             if let Some(remote) = remote {
                 remote.apply(&mut options, self.remote.timeout.is_some());
             }
             options
         };
+        let (src_cap, dst_cap) = (side_cap(&src, self.src_parallel), side_cap(&dst, self.dst_parallel));
+        let (src_remote, dst_remote) = (side_options(src_cap, src_config), side_options(dst_cap, dst_config));
+        let remote_caps = [(src_cap, &src_remote), (dst_cap, &dst_remote)];
+        let max = remote_caps
+            .iter()
+            .filter(|(cap, _)| cap.is_some())
+            .map(|(_, options)| options.connections)
+            .min()
+            .unwrap_or(adapt::AUTO_MAX_LOCAL);
+        let concurrency = Concurrency { start: adapt::DEFAULT_START.min(max), max };
         // Every byte passes through both servers: a remote's bandwidth cap
         // is a cap on the whole run.
         let bwlimit = [self.bwlimit, src_config.and_then(|r| r.bwlimit), dst_config.and_then(|r| r.bwlimit)]
@@ -365,8 +396,8 @@ impl CommonArgs {
             .flatten()
             .min();
         Ok(Job {
-            src_remote: side_options(src_config),
-            dst_remote: side_options(dst_config),
+            src_remote,
+            dst_remote,
             src,
             dst,
             compare: self.compare,
@@ -379,7 +410,7 @@ impl CommonArgs {
             },
             filter: Filter::new(&self.include, &exclude, self.min_size, self.max_size)?.with_shard(self.shard),
             engine: EngineConfig {
-                parallel: usize::from(self.parallel),
+                concurrency,
                 retries: self.retries,
                 bwlimit,
                 inplace: self.inplace,
@@ -495,6 +526,8 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             output: args.output,
             state: spec.state.clone(),
             parallel: spec.parallel,
+            src_parallel: None,
+            dst_parallel: None,
             retries: spec.retries,
             bwlimit: spec.bwlimit,
             report: spec.report.clone(),

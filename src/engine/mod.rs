@@ -10,6 +10,7 @@
 //!    deepest first;
 //! 5. directory mtimes are set, after everything inside them has changed.
 
+pub mod adapt;
 pub mod report;
 pub mod retry;
 pub mod throttle;
@@ -25,6 +26,7 @@ use crate::path::RelPath;
 use crate::plan::{Action, Plan, Reason};
 use crate::state::{Journal, PartialRecord, SyncedRecord};
 
+use adapt::{Concurrency, Decision, Gate, Phase, Sample, Tuner};
 use report::Reporter;
 use retry::RetryPolicy;
 use throttle::Throttle;
@@ -35,8 +37,9 @@ pub const RESUME_MIN_SIZE: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Transfers (and other operations) at once.
-    pub parallel: usize,
+    /// Transfers (and other operations) at once: where the tuner starts and
+    /// its ceiling.
+    pub concurrency: Concurrency,
     pub retries: u32,
     /// Bytes per second for all transfers together.
     pub bwlimit: Option<u64>,
@@ -109,6 +112,22 @@ pub struct Engine {
     pub not_started: std::sync::atomic::AtomicU64,
     /// The rename-refused warning was given.
     warned_in_place: std::sync::atomic::AtomicBool,
+    /// How many actions run at once, and what sets that number.
+    gate: Arc<Gate>,
+    tuner: Mutex<Tuner>,
+    /// How long the transfer phase took, for files per second.
+    transfer_time: Mutex<std::time::Duration>,
+}
+
+/// How the concurrency of a run went, for the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConcurrencyOutcome {
+    pub start: usize,
+    pub end: usize,
+    pub phase: Phase,
+    /// The level worth starting the next run at, when measured.
+    pub remembered: Option<usize>,
+    pub transfer_time: std::time::Duration,
 }
 
 impl Engine {
@@ -122,7 +141,11 @@ impl Engine {
     ) -> Engine {
         let throttle = config.bwlimit.map(Throttle::new);
         let backup = config.backup_dir.clone().map(commit::BackupDir::new);
+        let tuner = Tuner::new(config.concurrency);
         Engine {
+            gate: Arc::new(Gate::new(tuner.level())),
+            tuner: Mutex::new(tuner),
+            transfer_time: Mutex::new(std::time::Duration::ZERO),
             src,
             dst,
             config,
@@ -152,12 +175,105 @@ impl Engine {
             phases.transfers.iter().map(|a| if let Action::Copy { src, .. } = a { src.size } else { 0 }).sum();
         self.reporter.start_progress(total_bytes, phases.transfers.len() as u64);
         self.sequential(phases.replaced).await;
-        self.sequential(phases.mkdirs).await;
-        self.parallel(phases.transfers).await;
+        self.make_dirs(phases.mkdirs).await;
+        let started = std::time::Instant::now();
+        self.transfer(phases.transfers).await;
+        *lock(&self.transfer_time) = started.elapsed();
         self.parallel(phases.delete_files).await;
         self.sequential(phases.delete_dirs).await;
         self.parallel(phases.dir_mtimes).await;
         self.reporter.finish_progress();
+    }
+
+    /// Where the concurrency started and ended, and why.
+    pub fn concurrency(&self) -> ConcurrencyOutcome {
+        let tuner = lock(&self.tuner);
+        ConcurrencyOutcome {
+            start: self.config.concurrency.start.clamp(1, self.config.concurrency.max.max(1)),
+            end: tuner.level(),
+            phase: tuner.phase(),
+            remembered: tuner.remembered(),
+            transfer_time: *lock(&self.transfer_time),
+        }
+    }
+
+    /// Directories, parents first: one depth at a time, each depth's
+    /// directories in parallel (a deep skeleton costs a round trip per
+    /// level, not per directory).
+    async fn make_dirs(self: &Arc<Self>, mkdirs: Vec<Action>) {
+        let mut level: Vec<Action> = Vec::new();
+        for action in mkdirs {
+            if level.first().is_some_and(|first| first.path().depth() != action.path().depth()) {
+                self.parallel(std::mem::take(&mut level)).await;
+            }
+            level.push(action);
+        }
+        self.parallel(level).await;
+    }
+
+    /// The transfers, with the tuner moving the gate as it measures.
+    async fn transfer(self: &Arc<Self>, actions: Vec<Action>) {
+        let queue = WorkQueue::new(actions);
+        let engine = Arc::clone(self);
+        let work = for_each_gated(queue.clone(), &self.gate, self.config.concurrency.max, move |action| {
+            let engine = Arc::clone(&engine);
+            async move { engine.execute(action).await }
+        });
+        tokio::select! {
+            () = work => {}
+            () = self.tune(&queue) => {}
+        }
+    }
+
+    /// Measures throughput window by window and applies the tuner's
+    /// decisions; runs until the transfers end (never returns by itself).
+    async fn tune(&self, queue: &WorkQueue<Action>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        use std::time::Instant;
+        let stats = &self.reporter.stats;
+        let counters = || (stats.files_transferred.load(Relaxed), stats.bytes_moving.load(Relaxed));
+        let mut resume_at = Instant::now() + adapt::settle_time();
+        let mut window: Option<(Instant, (u64, u64))> = None;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let cap = [self.src.connection_cap(), self.dst.connection_cap()].into_iter().flatten().min();
+            if let Some(cap) = cap {
+                let decision = lock(&self.tuner).server_cap(cap);
+                if let Decision::Set(level) = decision {
+                    self.gate.set_limit(level);
+                    self.reporter.info(&format!("parallel {level}: the server refuses more connections"));
+                    (window, resume_at) = (None, Instant::now() + adapt::settle_time());
+                    continue;
+                }
+            }
+            let now = Instant::now();
+            if now < resume_at {
+                continue;
+            }
+            let Some((since, (files0, bytes0))) = window else {
+                window = Some((now, counters()));
+                continue;
+            };
+            let (files, bytes) = counters();
+            let sample = Sample { elapsed: now - since, files: files - files0, bytes: bytes - bytes0 };
+            let level = self.gate.limit();
+            if !adapt::window_complete(sample.elapsed, sample.files, level) {
+                continue;
+            }
+            let decision = lock(&self.tuner).observe(sample, queue.len());
+            match decision {
+                Decision::Set(new_level) => {
+                    self.gate.set_limit(new_level);
+                    self.reporter.verbose(&format!(
+                        "parallel {level} -> {new_level}: {:.0} files/s, {}/s at {level}",
+                        sample.files as f64 / sample.elapsed.as_secs_f64(),
+                        crate::units::human_bytes((sample.bytes as f64 / sample.elapsed.as_secs_f64()) as u64),
+                    ));
+                    (window, resume_at) = (None, now + adapt::settle_time());
+                }
+                Decision::Hold => window = Some((now, (files, bytes))),
+            }
+        }
     }
 
     async fn sequential(self: &Arc<Self>, actions: Vec<Action>) {
@@ -166,10 +282,11 @@ impl Engine {
         }
     }
 
-    /// Runs actions on `--parallel` workers pulling from one queue.
+    /// Runs actions at the level the transfers settled at.
     async fn parallel(self: &Arc<Self>, actions: Vec<Action>) {
         let engine = Arc::clone(self);
-        for_each_parallel(actions, self.config.parallel, move |action| {
+        let queue = WorkQueue::new(actions);
+        for_each_gated(queue, &self.gate, self.config.concurrency.max, move |action| {
             let engine = Arc::clone(&engine);
             async move { engine.execute(action).await }
         })
@@ -309,6 +426,74 @@ impl Engine {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Items waiting for a worker; its length is the backlog the tuner sees.
+pub struct WorkQueue<T>(Arc<Mutex<std::vec::IntoIter<T>>>);
+
+impl<T> Clone for WorkQueue<T> {
+    fn clone(&self) -> Self {
+        WorkQueue(Arc::clone(&self.0))
+    }
+}
+
+impl<T> WorkQueue<T> {
+    pub fn new(items: Vec<T>) -> WorkQueue<T> {
+        WorkQueue(Arc::new(Mutex::new(items.into_iter())))
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.0).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn pop(&self) -> Option<T> {
+        lock(&self.0).next()
+    }
+}
+
+/// Runs `f` for each item on up to `workers` workers, each holding a place
+/// in `gate` while it works, so the gate's limit (which may move) is how
+/// many run at once. No task per item: a million items cost a million
+/// loop turns.
+pub async fn for_each_gated<T, F, Fut>(queue: WorkQueue<T>, gate: &Arc<Gate>, workers: usize, f: F)
+where
+    T: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let f = Arc::new(f);
+    let workers = workers.max(1).min(queue.len().max(1));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let (queue, f, gate) = (queue.clone(), Arc::clone(&f), Arc::clone(gate));
+        set.spawn(async move {
+            loop {
+                let Some(_slot) = gate.enter().await else { break };
+                let Some(item) = queue.pop() else { break };
+                f(item).await;
+            }
+        });
+    }
+    join_workers(set).await;
+}
+
+async fn join_workers(mut set: tokio::task::JoinSet<()>) {
+    while let Some(joined) = set.join_next().await {
+        // A worker only ends early by panicking; surface it like any panic.
+        if let Err(err) = joined
+            && err.is_panic()
+        {
+            std::panic::resume_unwind(err.into_panic());
+        }
+    }
+}
+
 /// Runs `f` for each item on at most `parallel` workers pulling from one
 /// queue: no task per item, so a million items cost a million loop turns.
 pub async fn for_each_parallel<T, F, Fut>(items: Vec<T>, parallel: usize, f: F)
@@ -331,14 +516,7 @@ where
             }
         });
     }
-    while let Some(joined) = set.join_next().await {
-        // A worker only ends early by panicking; surface it like any panic.
-        if let Err(err) = joined
-            && err.is_panic()
-        {
-            std::panic::resume_unwind(err.into_panic());
-        }
-    }
+    join_workers(set).await;
 }
 
 #[cfg(test)]

@@ -46,6 +46,9 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// Copies `--verify` compared with their source.
     pub files_verified: AtomicU64,
+    /// Bytes moved so far, counted as they move (not when a file ends):
+    /// what the concurrency tuner measures big files by.
+    pub bytes_moving: AtomicU64,
 }
 
 /// The final account of a run, as printed and as `--json` writes it.
@@ -74,6 +77,48 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_started: Option<u64>,
     pub duration_s: f64,
+    /// How transfers went: concurrency, rate and round trips (sync only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfers: Option<TransferStats>,
+}
+
+/// The engine's side of a sync, for `-v` and the JSON summary.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TransferStats {
+    /// Transfers at once when the copying began and when it ended.
+    pub parallel_start: usize,
+    pub parallel_end: usize,
+    /// Why it ended there: probing, settled, server-limited, ceiling, fixed.
+    pub parallel_state: &'static str,
+    /// Where the next run of this job starts (remembered in the state
+    /// database), when this run measured enough to say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel_next: Option<usize>,
+    /// Files copied per second of the copying phase.
+    pub files_per_second: f64,
+    /// Round trips each side's server was asked for during the run (listing
+    /// included), and per file copied.
+    pub src_round_trips: u64,
+    pub dst_round_trips: u64,
+    pub src_round_trips_per_file: f64,
+    pub dst_round_trips_per_file: f64,
+}
+
+impl TransferStats {
+    /// The `-v` line.
+    pub fn line(&self) -> String {
+        format!(
+            "parallel {} -> {} ({}); {:.1} files/s; round trips: source {} ({:.2} per file), destination {} ({:.2} per file)",
+            self.parallel_start,
+            self.parallel_end,
+            self.parallel_state,
+            self.files_per_second,
+            self.src_round_trips,
+            self.src_round_trips_per_file,
+            self.dst_round_trips,
+            self.dst_round_trips_per_file
+        )
+    }
 }
 
 pub struct Reporter {
@@ -140,6 +185,7 @@ impl Reporter {
     }
 
     pub fn add_bytes(&self, bytes: u64) {
+        self.stats.bytes_moving.fetch_add(bytes, Ordering::Relaxed);
         if let Ok(slot) = self.progress.lock()
             && let Some(bar) = slot.as_ref()
         {
@@ -279,6 +325,14 @@ impl Reporter {
         }
     }
 
+    /// A detail for `-v` (and the log file); never in JSON lines.
+    pub fn verbose(&self, message: &str) {
+        self.log(message);
+        if !self.opts.json && self.opts.verbosity == Verbosity::Verbose {
+            self.eprint(message);
+        }
+    }
+
     pub fn retrying(&self, action: &Action, attempt: u32, err: &OpError) {
         self.stats.retries.fetch_add(1, Ordering::Relaxed);
         self.log(&format!("retry {attempt}: {} {}: {err}", action.verb(), action.path()));
@@ -304,6 +358,7 @@ impl Reporter {
             files_verified: Some(get(&s.files_verified)).filter(|n| *n > 0),
             interrupted: None,
             not_started: None,
+            transfers: None,
             duration_s: (duration.as_secs_f64() * 1000.0).round() / 1000.0,
         }
     }
@@ -350,6 +405,9 @@ impl Reporter {
                 ),
             };
             self.print(&line);
+            if let (Verbosity::Verbose, Some(transfers)) = (self.opts.verbosity, &summary.transfers) {
+                self.print(&transfers.line());
+            }
         }
     }
 }

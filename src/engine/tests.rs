@@ -77,7 +77,7 @@ async fn copy_one_with(failures: u32, kind: ErrorKind, retries: u32) -> (Arc<Rep
         Arc::new(src),
         Arc::new(dst),
         EngineConfig {
-            parallel: 2,
+            concurrency: super::adapt::Concurrency::fixed(2),
             retries,
             bwlimit: None,
             inplace: false,

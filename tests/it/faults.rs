@@ -307,7 +307,16 @@ fn server_killed_mid_run_fails_cleanly_and_restarted_mid_run_is_survived() {
     // itself completes.
     let s = Scratch::new();
     let dst = s.dst().to_string_lossy().into_owned();
-    let child = spawn(barge_sync(&s, &server.password, &remote, &dst, &["--bwlimit", "2M", "--retries", "6"]));
+    // Four at once: most files are still to be fetched when the server
+    // goes away (with more in flight, the read-ahead and the socket buffers
+    // can hold every byte before the kill).
+    let child = spawn(barge_sync(
+        &s,
+        &server.password,
+        &remote,
+        &dst,
+        &["--bwlimit", "2M", "--retries", "6", "--parallel", "4"],
+    ));
     wait_for_partial(&s.dst(), 64 << 10);
     drop(restarted);
     std::thread::sleep(Duration::from_millis(300));

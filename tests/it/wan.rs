@@ -240,3 +240,67 @@ fn fxp_copies_server_to_server_without_the_data_passing_through_barge() {
         }
     }
 }
+
+/// The `transfers` object of a sync's JSON summary.
+fn transfers(run: &Run) -> serde_json::Value {
+    let value = run.summary()["transfers"].clone();
+    assert!(value.is_object(), "no transfers in the summary\n{}", run.explain());
+    value
+}
+
+#[test]
+fn over_a_long_round_trip_the_tuner_raises_transfers_at_once_and_the_next_run_starts_there() {
+    // 50 ms round trips: a file costs about 150 ms of waiting per transfer
+    // slot, so more slots pay and the tuner must find that out.
+    let (server, _runtime) = server_behind(Link { one_way_delay: Duration::from_millis(25), ..Link::default() });
+    for i in 0..1500 {
+        server.write_file(&format!("a/d{}/f{i}.txt", i % 10), &bytes(i, 1000));
+    }
+    let s = Scratch::new();
+    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
+    let dst = s.dst().to_string_lossy().into_owned();
+    let first = sync(&s, &server, &remote, &dst, &[]);
+    first.expect_code(0);
+    assert_eq!(first.count("files_transferred"), 1500);
+    let tuned = transfers(&first);
+    assert_eq!(tuned["parallel_start"], 16, "{tuned}");
+    assert!(tuned["parallel_end"].as_u64().unwrap() > 16, "never raised: {tuned}\n{}", first.explain());
+    let next = tuned["parallel_next"].as_u64().unwrap_or_else(|| panic!("nothing remembered: {tuned}"));
+    assert!(next > 16, "{tuned}");
+    assert_mirrors_content(&server.root, &s.dst());
+
+    for i in 0..300 {
+        server.write_file(&format!("b/f{i}.txt"), &bytes(i + 7, 1000));
+    }
+    let second = sync(&s, &server, &remote, &dst, &[]);
+    second.expect_code(0);
+    assert_eq!(second.count("files_transferred"), 300);
+    assert_eq!(transfers(&second)["parallel_start"], next, "the state database did not carry the level over");
+
+    // --parallel caps it: no tuning above the cap.
+    for i in 0..50 {
+        server.write_file(&format!("c/f{i}.txt"), &bytes(i + 9, 1000));
+    }
+    let capped = sync(&s, &server, &remote, &dst, &["--src-parallel", "4"]);
+    capped.expect_code(0);
+    let capped = transfers(&capped);
+    assert_eq!((capped["parallel_start"].as_u64(), capped["parallel_end"].as_u64()), (Some(4), Some(4)), "{capped}");
+}
+
+#[test]
+fn a_server_that_takes_four_connections_caps_the_tuner_and_nothing_fails() {
+    let server = harness::ftp_server_with(FtpServerKind::Vsftpd, FtpTls::None, &["max_per_ip=4"]);
+    for i in 0..400 {
+        server.write_file(&format!("d{}/f{i}.txt", i % 4), &bytes(i, 2000));
+    }
+    let s = Scratch::new();
+    let remote = format!("ftp://{}@127.0.0.1:{}/", server.user, server.port);
+    let run = sync(&s, &server, &remote, &s.dst().to_string_lossy(), &[]);
+    run.expect_code(0);
+    assert_eq!((run.count("files_transferred"), run.count("errors")), (400, 0), "{}", run.explain());
+    let tuned = transfers(&run);
+    assert_eq!(tuned["parallel_state"], "server-limited", "{tuned}");
+    assert!(tuned["parallel_end"].as_u64().unwrap() <= 4, "{tuned}");
+    assert_eq!(tuned["parallel_next"], tuned["parallel_end"], "{tuned}");
+    assert_mirrors_content(&server.root, &s.dst());
+}

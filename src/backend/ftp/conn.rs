@@ -375,6 +375,20 @@ fn reply_text(err: &FtpError) -> String {
     }
 }
 
+/// Whether the control connection is unusable after `err`: an I/O or TLS
+/// failure, a reply out of step, or a reply after which servers hang up
+/// (421; vsftpd's "500 OOPS").
+pub fn ends_session(err: &FtpError) -> bool {
+    match err {
+        FtpError::ConnectionError(_) | FtpError::BadResponse | FtpError::SecureError(_) => true,
+        _ => match reply_code(err) {
+            Some(421) => true,
+            Some(500) => reply_text(err).contains("OOPS"),
+            _ => false,
+        },
+    }
+}
+
 /// Classifies a failure: what the retry logic and exit codes need.
 pub fn classify(err: FtpError, op: &'static str, path: impl std::fmt::Display) -> OpError {
     let kind = match (&err, reply_code(&err)) {
@@ -383,6 +397,11 @@ pub fn classify(err: FtpError, op: &'static str, path: impl std::fmt::Display) -
             kind => kind,
         },
         (_, Some(421 | 425 | 426 | 450 | 451)) => ErrorKind::Temporary,
+        // vsftpd's "500 OOPS: ..." is its session dying of a local failure
+        // (no free passive port under load: vsf_sysutil_bind), not a
+        // command it does not know: a new connection may well succeed. Were
+        // it Unsupported, a failed RNFR would switch renames off for good.
+        (_, Some(500)) if reply_text(&err).contains("OOPS") => ErrorKind::Temporary,
         (_, Some(452 | 552)) => ErrorKind::NoSpace,
         (_, Some(530 | 331 | 332)) => ErrorKind::Auth,
         (_, Some(550)) => {
@@ -603,6 +622,8 @@ mod tests {
         };
         assert_eq!(classify(reply("421 Too many users"), "x", "p").kind, ErrorKind::Temporary);
         assert_eq!(classify(reply("426 Connection closed"), "x", "p").kind, ErrorKind::Temporary);
+        assert_eq!(classify(reply("500 OOPS: vsf_sysutil_bind"), "x", "p").kind, ErrorKind::Temporary);
+        assert_eq!(classify(reply("500 Unknown command."), "x", "p").kind, ErrorKind::Unsupported);
         assert_eq!(classify(reply("530 Login incorrect."), "x", "p").kind, ErrorKind::Auth);
         assert_eq!(classify(reply("550 Failed to open file."), "x", "p").kind, ErrorKind::NotFound);
         assert_eq!(classify(reply("550 Permission denied."), "x", "p").kind, ErrorKind::PermissionDenied);

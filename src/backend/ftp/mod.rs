@@ -86,6 +86,12 @@ struct Inner {
 /// than any round trip; a server that needs longer gets no pipelining.
 const PIPELINE_PROBE: Duration = Duration::from_secs(5);
 
+/// Listings, MDTM and HASH queries at once. The transfers' own
+/// concurrency is tuned by the engine (up to `connections`); listing with
+/// as many would open every connection in one burst before the server has
+/// shown whether it accepts them.
+const LISTING_CONNECTIONS: usize = 16;
+
 pub struct FtpBackend {
     inner: Arc<Inner>,
 }
@@ -213,7 +219,7 @@ impl FtpBackend {
                 list_times: options.list_times,
                 tz_offset: tokio::sync::Mutex::new(None),
                 memory: options.memory.clone(),
-                parallel: connections,
+                parallel: connections.min(LISTING_CONNECTIONS),
                 ascii,
             }),
         })
@@ -294,12 +300,7 @@ impl Inner {
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
-                if matches!(
-                    err,
-                    suppaftp::FtpError::ConnectionError(_)
-                        | suppaftp::FtpError::BadResponse
-                        | suppaftp::FtpError::SecureError(_)
-                ) {
+                if conn::ends_session(&err) {
                     pooled.mark_broken();
                 }
                 Err(classify(err, op, path))
@@ -582,6 +583,11 @@ impl Backend for FtpBackend {
 
     fn round_trips(&self) -> u64 {
         self.inner.pool.params().round_trips.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn connection_cap(&self) -> Option<usize> {
+        let pool = &self.inner.pool;
+        (pool.cap() < pool.max()).then(|| pool.cap())
     }
 
     async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError> {

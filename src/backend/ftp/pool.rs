@@ -6,8 +6,8 @@
 //!
 //! The cap adapts: a server that refuses a new connection (421 "too many
 //! connections", connection refused) while others are open has shown its
-//! limit, so the cap drops by one for each refusal (never below one) and the
-//! failed operation is retried by the engine. After many reuses without
+//! limit, so the cap drops to the connections open (never below one) and
+//! the caller waits for one of them. After many reuses without
 //! trouble the cap is raised again by one, up to the configured maximum.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,6 +66,11 @@ impl Pool {
         self.lock_idle().push(conn);
     }
 
+    /// The configured maximum.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// The current connection cap.
     pub fn cap(&self) -> usize {
         self.cap.load(Ordering::SeqCst)
@@ -118,11 +123,17 @@ impl Pool {
                     if !(refused && self.live.load(Ordering::SeqCst) > 0 && self.cap() > 1) {
                         return Err(err);
                     }
-                    // The server showed its limit: this slot goes for good,
-                    // and this caller waits for a connection already open.
+                    // The server showed its limit: it took the connections
+                    // open now and no more. This slot goes for good, and so
+                    // do free ones above that number; this caller waits for
+                    // a connection already open.
                     self.cap.fetch_sub(1, Ordering::SeqCst);
                     self.calm.store(0, Ordering::SeqCst);
                     permit.forget();
+                    let shown = self.live.load(Ordering::SeqCst).max(1);
+                    while self.cap() > shown && self.permits.forget_permits(1) == 1 {
+                        self.cap.fetch_sub(1, Ordering::SeqCst);
+                    }
                 }
             }
         }

@@ -43,7 +43,7 @@ use crate::error::{ErrorKind, OpError};
 use crate::location::RemoteLocation;
 use crate::path::{DisplayBytes, RelPath};
 
-/// Directories listed at once by `walk` (at least; `--parallel` if more).
+/// Directories listed at once by `walk` (at least; `--parallel` if more, up to twice this).
 /// Measured over a 20 ms round trip: 1 at a time 18.9 s for 221 dirs, 16 1.3 s.
 const WALK_IN_FLIGHT: usize = 16;
 
@@ -205,7 +205,7 @@ impl SftpBackend {
                 followed: Default::default(),
                 caps,
                 shown,
-                walk_in_flight: connections.max(WALK_IN_FLIGHT),
+                walk_in_flight: connections.clamp(WALK_IN_FLIGHT, 2 * WALK_IN_FLIGHT),
             }),
         })
     }

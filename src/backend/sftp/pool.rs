@@ -2,9 +2,9 @@
 //! SFTP session multiplexes many requests (matched by id), so operations
 //! share sessions instead of taking one each.
 //!
-//! A new session is opened (up to `max_sessions`, one connect at a time)
-//! when every live one already carries [`SHARE`] operations; otherwise the
-//! least loaded session is used. Each session allows at most
+//! A new session is opened in the background (up to `max_sessions`, one
+//! connect at a time) when every live one already carries [`SHARE`]
+//! operations; meanwhile, and otherwise, the least loaded session is used. Each session allows at most
 //! [`HANDLE_LIMIT`] open file and directory handles: russh-sftp 3.0.1
 //! decodes handles as lossy UTF-8 and OpenSSH numbers them from 0 (lowest
 //! free slot first) in 4 big-endian bytes, so the 129th concurrent handle
@@ -46,6 +46,10 @@ pub struct Pool {
     sessions: Mutex<Vec<Arc<Session>>>,
     max_sessions: usize,
     connecting: tokio::sync::Mutex<()>,
+    /// A session is being opened in the background.
+    growing: AtomicBool,
+    /// The server refused a session: no more are tried.
+    refused: AtomicBool,
     info: ServerInfo,
 }
 
@@ -58,6 +62,8 @@ impl Pool {
             sessions: Mutex::new(Vec::new()),
             max_sessions: max_sessions.max(1),
             connecting: tokio::sync::Mutex::new(()),
+            growing: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
             info,
         };
         pool.add(first);
@@ -104,8 +110,16 @@ impl Pool {
     }
 
     /// A session to send requests on, until the lease is dropped.
-    pub async fn get(&self) -> Result<Lease, OpError> {
+    pub async fn get(self: &Arc<Self>) -> Result<Lease, OpError> {
         if let Some(lease) = self.pick(false) {
+            return Ok(lease);
+        }
+        // Every session is busy: another is opened in the background while
+        // this request shares a busy one. A session costs several round
+        // trips to open; waiting for it held every caller up (eight of
+        // them, one after another, at the start of a listing over 20 ms).
+        self.grow();
+        if let Some(lease) = self.pick(true) {
             return Ok(lease);
         }
         let _connecting = self.connecting.lock().await;
@@ -123,9 +137,35 @@ impl Pool {
         }
     }
 
+    /// Opens one more session in the background, unless one is being
+    /// opened, the pool is full, or the server refused one already.
+    fn grow(self: &Arc<Self>) {
+        if self.lock().len() >= self.max_sessions
+            || self.refused.load(Ordering::Relaxed)
+            || self.growing.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let pool = Arc::clone(self);
+        tokio::spawn(async move {
+            let _connecting = pool.connecting.lock().await;
+            if pool.lock().len() < pool.max_sessions {
+                match connect(&pool.params).await {
+                    Ok(conn) => {
+                        pool.add(conn);
+                    }
+                    // The server limits sessions (MaxStartups, MaxSessions):
+                    // the ones open will do for this run.
+                    Err(_) => pool.refused.store(true, Ordering::Relaxed),
+                }
+            }
+            pool.growing.store(false, Ordering::SeqCst);
+        });
+    }
+
     /// A session with room for one more open handle, kept until the
     /// returned lease (and its permit) is dropped.
-    pub async fn get_handle(&self) -> Result<HandleLease, OpError> {
+    pub async fn get_handle(self: &Arc<Self>) -> Result<HandleLease, OpError> {
         let lease = self.get().await?;
         let permit = Arc::clone(&lease.session.handles)
             .acquire_owned()
