@@ -441,8 +441,13 @@ async fn stream(
 ) -> Result<Box<dyn crate::backend::FileWriter>, OpError> {
     let mut reader = src_backend.open_read_sized(&src.path, offset, src.size).await?;
     let mut writer = dst_backend.open_write(target, offset).await?;
-    let mut buf = reader.read(Vec::with_capacity(CHUNK_SIZE)).await?;
-    let mut spare = Vec::with_capacity(CHUNK_SIZE);
+    // A small file gets buffers its size (plus the byte that shows it
+    // grew), not two 1 MiB chunks: with a hundred transfers in flight the
+    // chunks are what peak RSS is made of.
+    let chunk = usize::try_from(src.size.saturating_sub(offset).saturating_add(1))
+        .map_or(CHUNK_SIZE, |n| n.next_multiple_of(4096).min(CHUNK_SIZE));
+    let mut buf = reader.read(Vec::with_capacity(chunk)).await?;
+    let mut spare = Vec::with_capacity(chunk);
     let mut written = offset;
     // Double-buffered: the next chunk is read while this one is written,
     // so neither side waits for the other (a socket left unread stalls
