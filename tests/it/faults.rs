@@ -329,12 +329,12 @@ fn server_killed_mid_run_fails_cleanly_and_restarted_mid_run_is_survived() {
 }
 
 /// A tmpfs of a few MiB, unmounted on drop.
-struct SmallDisk(PathBuf);
+pub(crate) struct SmallDisk(pub(crate) PathBuf);
 
 impl SmallDisk {
     /// `None` (with the reason printed) where mounting is not permitted: only
     /// for non-root users; as root (CI) a failed mount fails the test.
-    fn mount(dir: PathBuf, size: &str) -> Option<SmallDisk> {
+    pub(crate) fn mount(dir: PathBuf, size: &str) -> Option<SmallDisk> {
         fs::create_dir_all(&dir).unwrap();
         let out =
             Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&dir).output();

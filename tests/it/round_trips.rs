@@ -142,6 +142,37 @@ fn sftp_upload_costs_3_round_trips_and_download_2() {
     assert!(temporaries(&up).is_empty());
 }
 
+/// Writes that fail inside the pipelined batch (a 3 MiB file onto a 1 MiB
+/// disk on the server: the writes past the first MiB answer "failure"
+/// after the close was already sent) fail the file: it never takes its
+/// name. The session is still good: the next file costs its 3 round trips.
+#[test]
+fn sftp_writes_failing_in_the_batch_fail_the_file() {
+    let server = harness::ssh_server();
+    let Some(_disk) = crate::faults::SmallDisk::mount(server.root.join("full"), "1m") else { return };
+    let s = Scratch::new();
+    write(&s.src(), "full/big.bin", &bytes(5, 3 << 20));
+    write(&s.src(), "ok.txt", b"fine");
+    let options = RemoteOptions {
+        identity: Some(server.client_key.clone()),
+        known_hosts: Some(server.known_hosts.clone()),
+        ..RemoteOptions::default()
+    };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let local = LocalBackend::open(s.src(), MissingRoot::Fail).await.unwrap();
+        let sftp = remote(&server.url(), options).await;
+        let big = entry(&local, "full/big.bin").await;
+        let err = copy_file(&local, &*sftp, &big, 0, CopyOptions::default(), &|_| {})
+            .await
+            .expect_err("3 MiB do not fit in 1 MiB");
+        // The temporary's write failed (OpenSSH says "Failure" for ENOSPC).
+        assert!(err.to_string().starts_with("write full/.barge-"), "{err}");
+        assert_eq!(copy_cost(&local, &*sftp, &*sftp, "ok.txt").await, 3);
+    });
+    assert!(!server.root.join("full/big.bin").exists(), "a file whose writes failed took its name");
+    assert_eq!(fs::read(server.root.join("ok.txt")).unwrap(), b"fine");
+}
+
 /// The listing's size only shapes the first flight of reads: a file that
 /// grew since is read to its real end (and refused as changed), one that
 /// shrank ends early (and is refused as incomplete); neither is committed.
