@@ -651,7 +651,7 @@ impl Backend for FtpBackend {
         self.inner.note_rename(result)
     }
 
-    /// The mtime goes with the rename: see [`Inner::commit_temp`].
+    /// The mtime goes with the rename (see `Inner::commit_temp`).
     fn mtime_at_commit(&self) -> bool {
         true
     }
