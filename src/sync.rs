@@ -517,16 +517,7 @@ fn listing_from_records(records: &HashMap<RelPath, SyncedRecord>) -> Listing {
             link_target: None,
         });
     }
-    entries.extend(dirs.into_iter().map(|path| Entry {
-        path,
-        kind: crate::backend::EntryKind::Dir,
-        size: 0,
-        mtime: None,
-        inode: 0,
-        coarse_mtime_s: 0,
-        hash: None,
-        link_target: None,
-    }));
+    entries.extend(dirs.into_iter().map(Entry::dir));
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     Listing { entries, ..Listing::default() }
 }

@@ -78,6 +78,20 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A directory with nothing known but its path.
+    pub fn dir(path: RelPath) -> Entry {
+        Entry {
+            path,
+            kind: EntryKind::Dir,
+            size: 0,
+            mtime: None,
+            inode: 0,
+            coarse_mtime_s: 0,
+            hash: None,
+            link_target: None,
+        }
+    }
+
     pub fn is_dir(&self) -> bool {
         self.kind == EntryKind::Dir
     }
@@ -196,6 +210,10 @@ pub trait Backend: Send + Sync {
         let mut listing = Listing::default();
         let mut pending = vec![RelPath::root()];
         while let Some(dir) = pending.pop() {
+            if let Err(err) = within_limits(&dir) {
+                listing.unreadable.push((dir, err));
+                continue;
+            }
             match self.list_dir(&dir).await {
                 Ok(children) => {
                     pending.extend(children.iter().filter(|e| e.is_dir()).map(|e| e.path.clone()));
@@ -316,6 +334,36 @@ pub fn through_followed(followed: &std::collections::HashMap<RelPath, RelPath>, 
     }
 }
 
+/// Directories nested deeper than this are not listed by a remote walk.
+/// A server can invent a subdirectory in every listing, or show a link
+/// loop as directories, and a walk would never end; no real tree comes
+/// near 256 levels (and a local path holds at most 4096 bytes, see
+/// [`MAX_PATH_BYTES`]). A constant, not a flag: it is a guard against
+/// hostile servers, not a filter, and hitting it is reported by name.
+pub const MAX_DEPTH: usize = 256;
+
+/// Directories whose relative path is longer than this are not listed
+/// either: Linux's PATH_MAX, so no Linux server could open one by its name
+/// nor a local destination hold it. Long names would otherwise grow the
+/// path (and every entry listed below it) without bound long before
+/// [`MAX_DEPTH`].
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// Whether a walk may list `dir`; the error marks it unreadable, so the
+/// planner deletes nothing below it and the run reports it.
+pub fn within_limits(dir: &RelPath) -> Result<(), OpError> {
+    let why = if dir.depth() > MAX_DEPTH {
+        format!(
+            "nested more than {MAX_DEPTH} directories deep: not listed (a server inventing directories, or a link loop?)"
+        )
+    } else if dir.as_bytes().len() > MAX_PATH_BYTES {
+        format!("path longer than {MAX_PATH_BYTES} bytes: not listed (a server inventing directories?)")
+    } else {
+        return Ok(());
+    };
+    Err(OpError::new(ErrorKind::InvalidData, "list", dir, why))
+}
+
 /// Lists a whole tree, up to `in_flight` directories at once, for remote
 /// backends where each listing costs round trips. `list_dir` gives one
 /// directory's entries and warnings. Fails only when the root cannot be
@@ -332,6 +380,10 @@ where
         while set.len() < in_flight.max(1)
             && let Some(dir) = waiting.pop()
         {
+            if let Err(err) = within_limits(&dir) {
+                listing.unreadable.push((dir, err));
+                continue;
+            }
             let listed = list_dir(dir.clone());
             set.spawn(async move { (dir, listed.await) });
         }
@@ -464,6 +516,38 @@ pub async fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A listing that invents one more subdirectory named `name` in every
+    /// directory, as a hostile server (or a link loop) does.
+    async fn endless(name: &'static [u8]) -> Listing {
+        let listed =
+            walk_concurrently(
+                4,
+                |dir: RelPath| async move { Ok((vec![Entry::dir(dir.join(name).unwrap())], Vec::new())) },
+            );
+        tokio::time::timeout(Duration::from_secs(10), listed).await.expect("the walk ends").unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_endless_tree_stops_at_the_depth_cap() {
+        let listing = endless(b"a").await;
+        assert_eq!(listing.entries.len(), MAX_DEPTH + 1);
+        let [(dir, err)] = &listing.unreadable[..] else { panic!("{:?}", listing.unreadable) };
+        assert_eq!(dir.depth(), MAX_DEPTH + 1);
+        assert!(err.to_string().contains("256 directories deep"), "{err}");
+        assert!(err.to_string().contains("a/a/a"), "the error names the directory: {err}");
+    }
+
+    #[tokio::test]
+    async fn an_endless_tree_of_long_names_stops_at_the_byte_cap() {
+        let listing = endless(&[b'n'; 255]).await;
+        let [(dir, err)] = &listing.unreadable[..] else { panic!("{:?}", listing.unreadable) };
+        // 16 names of 255 bytes and their 15 slashes fit in 4096 bytes; 17 do not.
+        assert_eq!(dir.depth(), 17);
+        assert!(dir.as_bytes().len() > MAX_PATH_BYTES);
+        assert_eq!(listing.entries.len(), 17);
+        assert!(err.to_string().contains("longer than 4096 bytes"), "{err}");
+    }
 
     #[test]
     fn mtime_splits_negative_times_correctly() {

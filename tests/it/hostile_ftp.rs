@@ -24,6 +24,9 @@ struct Script {
     stall_retr: bool,
     /// MLSD of "/" never ends.
     endless_listing: bool,
+    /// Every directory holds one more directory of this name (after what
+    /// `listings` says it holds): a tree without a bottom.
+    endless_depth: Option<String>,
 }
 
 /// Starts the server on a free port; it lives until the test process ends.
@@ -43,6 +46,8 @@ fn serve(script: Script) -> u16 {
 }
 
 fn session(control: TcpStream, script: &Script) -> std::io::Result<()> {
+    // Replies go out at once: no 40 ms delayed-ACK stall per command.
+    control.set_nodelay(true)?;
     let mut out = control.try_clone()?;
     let mut reader = BufReader::new(control);
     let mut passive: Option<TcpListener> = None;
@@ -86,6 +91,9 @@ fn session(control: TcpStream, script: &Script) -> std::io::Result<()> {
                     }
                 }
                 conn.write_all(script.listings.get(&dir).map_or(&b""[..], |v| v))?;
+                if let Some(name) = &script.endless_depth {
+                    conn.write_all(&fact(name.as_bytes(), "dir", 0))?;
+                }
                 drop(conn);
                 b"226 done\r\n".to_vec()
             }
@@ -115,6 +123,11 @@ fn session(control: TcpStream, script: &Script) -> std::io::Result<()> {
 }
 
 fn download(s: &Scratch, port: u16, extra: &[&str]) -> Run {
+    Run::of(command(s, port, extra).output().unwrap())
+}
+
+/// `barge sync --json ftp://...:port/ DST --state STATE <extra...>`.
+fn command(s: &Scratch, port: u16, extra: &[&str]) -> std::process::Command {
     let mut cmd = s.barge();
     cmd.env("BARGE_PASSWORD", "x")
         .args(["sync", "--json", "--retries", "1"])
@@ -123,7 +136,7 @@ fn download(s: &Scratch, port: u16, extra: &[&str]) -> Run {
         .arg("--state")
         .arg(s.state())
         .args(extra);
-    Run::of(cmd.output().unwrap())
+    cmd
 }
 
 fn fact(name: &[u8], kind: &str, size: usize) -> Vec<u8> {
@@ -240,4 +253,27 @@ fn a_listing_that_never_ends_is_an_error_not_a_hang() {
     assert_eq!(run.code, 3, "the root cannot be listed\n{}", run.explain());
     assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
     assert!(s.dst().join("keep.txt").exists());
+}
+
+/// Every listing holds a deeper directory: the walk stops at barge's depth
+/// (or path length) cap, names the directory it did not list, and deletes
+/// nothing for the listing's word.
+fn an_endless_tree_ends(name: &str, said: &str) {
+    let mut script = Script { endless_depth: Some(name.to_string()), ..Script::default() };
+    script.listings.insert("/".into(), fact(b"fine.txt", "file", 4));
+    script.files.insert("/fine.txt".into(), b"fine".to_vec());
+    let port = serve(script);
+    an_endless_tree_is_cut(name, said, |s| {
+        s.run_within(command(s, port, &["--timeout", "5", "--delete"]), Duration::from_secs(120))
+    });
+}
+
+#[test]
+fn a_tree_without_a_bottom_stops_at_the_depth_cap() {
+    an_endless_tree_ends("a", "nested more than 256 directories deep");
+}
+
+#[test]
+fn a_tree_of_ever_longer_paths_stops_at_the_length_cap() {
+    an_endless_tree_ends(&"n".repeat(200), "path longer than 4096 bytes");
 }
