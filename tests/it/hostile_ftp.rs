@@ -277,3 +277,37 @@ fn a_tree_without_a_bottom_stops_at_the_depth_cap() {
 fn a_tree_of_ever_longer_paths_stops_at_the_length_cap() {
     an_endless_tree_ends(&"n".repeat(200), "path longer than 4096 bytes");
 }
+
+/// Short names in a directory 3.8 KB deep: every entry would hold its
+/// whole path, 300 MB for a listing of 4 MB. The directory is refused by
+/// name, the rest is mirrored, and nothing is deleted on the listing's word.
+#[test]
+fn a_deep_directory_of_many_names_is_refused_not_multiplied() {
+    let name = "n".repeat(200);
+    let deep: String = (0..19).map(|_| format!("/{name}")).collect();
+    let mut script = Script::default();
+    script.listings.insert("/".into(), [fact(name.as_bytes(), "dir", 0), fact(b"fine.txt", "file", 4)].concat());
+    let mut parent = format!("/{name}");
+    while parent != deep {
+        script.listings.insert(parent.clone(), fact(name.as_bytes(), "dir", 0));
+        parent = format!("{parent}/{name}");
+    }
+    script
+        .listings
+        .insert(deep.clone(), (0..80_000).flat_map(|i| fact(format!("f{i}").as_bytes(), "file", 1)).collect());
+    script.files.insert("/fine.txt".into(), b"fine".to_vec());
+    let port = serve(script);
+
+    let s = Scratch::new();
+    write(&s.dst(), "stray.txt", b"must survive --delete");
+    let run = s.run_within(command(&s, port, &["--timeout", "5", "--delete"]), Duration::from_secs(120));
+    run.expect_code(5);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("with its paths: refused"))
+        .unwrap_or_else(|| panic!("{}", run.explain()));
+    assert!(line.contains(&format!("source {}", &deep[1..])), "the directory is named: {line}");
+    assert_eq!(fs::read(s.dst().join("fine.txt")).unwrap(), b"fine");
+    assert!(s.dst().join("stray.txt").exists(), "{}", run.explain());
+}

@@ -310,6 +310,16 @@ impl Inner {
             .await?;
         let parsed = if mlsd { listing::parse_mlsd(&data) } else { listing::parse_list(&data, unix_now()) }
             .map_err(|e| OpError::new(ErrorKind::InvalidData, "list", dir, e.to_string()))?;
+        // Each entry holds its whole path: short names in a deep directory
+        // would multiply the listing's size in memory.
+        if parsed.entries.len().saturating_mul(dir.as_bytes().len() + 1) > MAX_LISTING_BYTES {
+            return Err(OpError::new(
+                ErrorKind::InvalidData,
+                "list",
+                dir,
+                format!("listing larger than {} MiB with its paths: refused", MAX_LISTING_BYTES >> 20),
+            ));
+        }
         let mut warnings: Vec<String> = parsed
             .warnings
             .iter()
