@@ -19,7 +19,8 @@
 #      iteration in turn: local->FTP, FTP->local, local->SFTP, SFTP->local,
 #      FTP->SFTP. Each iteration changes the source tree on disk (new files,
 #      same-size rewrites, truncated and grown files, deletions, a removed
-#      and a renamed directory, mtime-only changes, new empty directories),
+#      and a renamed directory, mtime-only changes, new empty directories;
+#      new files make up for deleted ones, so the tree stays near FILES),
 #      one in three also the destination (stray files, changed copies,
 #      deletions), runs `barge sync --delete --force` under /usr/bin/time
 #      (peak RSS), and compares the two trees on disk: every path, type,
@@ -114,9 +115,9 @@ i=0
 while ((SECONDS - started < duration)); do
     read -r name src_dir dst_dir src_url dst_url <<<"${directions[i % ${#directions[@]}]}"
     step=$((seed * 1000003 + i))
-    changes="$(python3 "$tree" mutate "$src_dir" "$step" source)"
+    changes="$(python3 "$tree" mutate "$src_dir" "$step" source "$files")"
     if ((step % 3 == 0)); then
-        changes+=" | destination: $(python3 "$tree" mutate "$dst_dir" "$((step + 7))" destination)"
+        changes+=" | destination: $(python3 "$tree" mutate "$dst_dir" "$((step + 7))" destination "$files")"
     fi
     chown -R "$user:" "$work/ftp" "$work/sftp"
     out="$work/runs/$((i % 10))"

@@ -2,7 +2,7 @@
 """Trees for benches/soak.sh: generate one, change one at random, compare two.
 
     soak_tree.py gen ROOT SEED FILES
-    soak_tree.py mutate ROOT SEED source|destination
+    soak_tree.py mutate ROOT SEED source|destination FILES
     soak_tree.py compare A B        # exit 1 and a diff when they differ
 
 Deterministic for a seed (apart from "now"), so SOAK_SEED replays a run's
@@ -78,8 +78,10 @@ def gen(root, seed, count):
         write(p, content(rng, size_of(rng)), time.time() - rng.randrange(0, 100_000_000))
 
 
-def mutate(root, seed, side):
-    """A few percent of the tree changed, every kind of change each time."""
+def mutate(root, seed, side, target):
+    """A few percent of the tree changed, every kind of change each time;
+    new files and directories make up for what was deleted, so the tree
+    stays near `target` files (and memory is compared on like trees)."""
     rng = random.Random(seed)
     dirs, files = walk(root)
     n = max(len(files) // 50, 3)
@@ -155,6 +157,17 @@ def mutate(root, seed, side):
         parent = rng.choice([root] + [d for d in walk(root)[0]])
         os.mkdir(os.path.join(parent, name(rng, set(os.listdir(parent)))))
         count("mkdir")
+    dirs, files = walk(root)
+    if len(dirs) < target // 20:
+        parent = rng.choice([root] + dirs)
+        d = os.path.join(parent, name(rng, set(os.listdir(parent))))
+        os.mkdir(d)
+        dirs.append(d)
+        count("top-up-dir")
+    for _ in range(max(target - len(files), 0) // 10):
+        parent = rng.choice([root] + dirs)
+        write(os.path.join(parent, name(rng, set(os.listdir(parent)))), content(rng, size_of(rng)))
+        count("top-up-file")
     print(" ".join(f"{k}={v}" for k, v in sorted(done.items())))
 
 
@@ -192,7 +205,7 @@ if __name__ == "__main__":
     if cmd == "gen":
         gen(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "mutate":
-        mutate(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        mutate(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
     elif cmd == "compare":
         compare(sys.argv[2], sys.argv[3])
     else:
