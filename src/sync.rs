@@ -228,6 +228,9 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     for notice in src_listing.notices.iter().chain(&dst_listing.notices) {
         reporter.warning(notice);
     }
+    for retried in src_listing.retried.iter().chain(&dst_listing.retried) {
+        reporter.info(retried);
+    }
     let _ = take_temporaries(&mut src_listing);
     let temporaries = take_temporaries(&mut dst_listing);
 

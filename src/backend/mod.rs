@@ -115,6 +115,9 @@ pub struct Listing {
     /// Warnings that cast no doubt on the listing (links `--links follow`
     /// left as links): reported, but they hold back no deletion.
     pub notices: Vec<String>,
+    /// Listings that failed with a temporary error and were asked again,
+    /// for the log.
+    pub retried: Vec<String>,
 }
 
 /// Content hashes a backend can compute without transferring the file to
@@ -366,34 +369,46 @@ pub fn within_limits(dir: &RelPath) -> Result<(), OpError> {
 
 /// Lists a whole tree, up to `in_flight` directories at once, for remote
 /// backends where each listing costs round trips. `list_dir` gives one
-/// directory's entries and warnings. Fails only when the root cannot be
+/// directory's entries and warnings; a temporary failure (a 425, a cut
+/// connection) is retried up to `retries` times with the engine's
+/// backoff, as a transfer would be. Fails only when the root cannot be
 /// listed; other failures make their directory unreadable.
-pub async fn walk_concurrently<F, Fut>(in_flight: usize, list_dir: F) -> Result<Listing, OpError>
+pub async fn walk_concurrently<F, Fut>(in_flight: usize, retries: u32, list_dir: F) -> Result<Listing, OpError>
 where
     F: Fn(RelPath) -> Fut,
     Fut: std::future::Future<Output = Result<(Vec<Entry>, Vec<String>), OpError>> + Send + 'static,
 {
+    let policy = crate::engine::retry::RetryPolicy::new(retries);
     let mut listing = Listing::default();
     let mut set = tokio::task::JoinSet::new();
-    let mut waiting = vec![RelPath::root()];
+    // Each directory with the number of its attempt (0: the first).
+    let mut waiting = vec![(RelPath::root(), 0)];
     loop {
         while set.len() < in_flight.max(1)
-            && let Some(dir) = waiting.pop()
+            && let Some((dir, attempt)) = waiting.pop()
         {
             if let Err(err) = within_limits(&dir) {
                 listing.unreadable.push((dir, err));
                 continue;
             }
             let listed = list_dir(dir.clone());
-            set.spawn(async move { (dir, listed.await) });
+            let delay = if attempt == 0 { Duration::ZERO } else { policy.delay(attempt) };
+            set.spawn(async move {
+                tokio::time::sleep(delay).await;
+                (dir, attempt, listed.await)
+            });
         }
         let Some(joined) = set.join_next().await else { break };
-        let (dir, result) = joined.map_err(|e| OpError::new(ErrorKind::Other, "list", "", e.to_string()))?;
+        let (dir, attempt, result) = joined.map_err(|e| OpError::new(ErrorKind::Other, "list", "", e.to_string()))?;
         match result {
             Ok((entries, warnings)) => {
-                waiting.extend(entries.iter().filter(|e| e.is_dir()).map(|e| e.path.clone()));
+                waiting.extend(entries.iter().filter(|e| e.is_dir()).map(|e| (e.path.clone(), 0)));
                 listing.entries.extend(entries);
                 listing.warnings.extend(warnings);
+            }
+            Err(err) if err.is_temporary() && attempt < policy.retries => {
+                listing.retried.push(format!("retry {}: {err}", attempt + 1));
+                waiting.push((dir, attempt + 1));
             }
             Err(err) if dir.is_root() => return Err(err),
             Err(err) => listing.unreadable.push((dir, err)),
@@ -435,6 +450,9 @@ impl std::fmt::Debug for Memory {
 /// Settings for remote locations, from the command line.
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
+    /// `--retries`: how often a listing that failed with a temporary
+    /// error is asked again (transfers: the engine's own count).
+    pub retries: u32,
     /// `--tls explicit`: upgrade plain `ftp://` with AUTH TLS.
     pub ftp_explicit_tls: bool,
     pub tls: ftp::tls::TlsOptions,
@@ -475,6 +493,7 @@ pub struct RemoteOptions {
 impl Default for RemoteOptions {
     fn default() -> Self {
         RemoteOptions {
+            retries: 3,
             ftp_explicit_tls: false,
             tls: ftp::tls::TlsOptions::default(),
             active: false,
@@ -520,11 +539,9 @@ mod tests {
     /// A listing that invents one more subdirectory named `name` in every
     /// directory, as a hostile server (or a link loop) does.
     async fn endless(name: &'static [u8]) -> Listing {
-        let listed =
-            walk_concurrently(
-                4,
-                |dir: RelPath| async move { Ok((vec![Entry::dir(dir.join(name).unwrap())], Vec::new())) },
-            );
+        let listed = walk_concurrently(4, 0, |dir: RelPath| async move {
+            Ok((vec![Entry::dir(dir.join(name).unwrap())], Vec::new()))
+        });
         tokio::time::timeout(Duration::from_secs(10), listed).await.expect("the walk ends").unwrap()
     }
 
@@ -547,6 +564,29 @@ mod tests {
         assert!(dir.as_bytes().len() > MAX_PATH_BYTES);
         assert_eq!(listing.entries.len(), 17);
         assert!(err.to_string().contains("longer than 4096 bytes"), "{err}");
+    }
+
+    /// A root whose listing fails twice with a temporary error: listed on
+    /// the third attempt with two retries, a failed walk with one.
+    #[tokio::test]
+    async fn temporary_listing_failures_are_retried_root_included() {
+        for (retries, listed) in [(2, true), (1, false)] {
+            let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let walk = walk_concurrently(4, retries, |dir: RelPath| {
+                let calls = Arc::clone(&calls);
+                async move {
+                    if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+                        return Err(OpError::new(ErrorKind::Temporary, "list", &dir, "425 busy"));
+                    }
+                    Ok((Vec::new(), Vec::new()))
+                }
+            });
+            let walked = walk.await;
+            assert_eq!(walked.is_ok(), listed, "{retries} retries: {walked:?}");
+            if let Ok(listing) = walked {
+                assert_eq!(listing.retried.len(), 2, "{:?}", listing.retried);
+            }
+        }
     }
 
     #[test]

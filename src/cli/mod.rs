@@ -353,6 +353,7 @@ impl CommonArgs {
         }
         let side_options = |remote: Option<&Remote>| {
             let mut options = self.remote.options(usize::from(self.parallel));
+            options.retries = self.retries;
             if let Some(remote) = remote {
                 remote.apply(&mut options, self.remote.timeout.is_some());
             }
@@ -620,6 +621,8 @@ impl RemoteArgs {
             connections,
             memory: None,
             password: None,
+            // A sync sets its --retries (see `side_options`).
+            ..RemoteOptions::default()
         }
     }
 }

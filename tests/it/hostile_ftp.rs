@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -27,6 +28,11 @@ struct Script {
     /// Every directory holds one more directory of this name (after what
     /// `listings` says it holds): a tree without a bottom.
     endless_depth: Option<String>,
+    /// The first MLSD of this directory is refused with a 425, as proftpd
+    /// does when the passive port it picked is still in use.
+    flaky_listing: Option<String>,
+    /// Whether that 425 was sent (shared by all sessions).
+    flaked: Arc<AtomicBool>,
 }
 
 /// Starts the server on a free port; it lives until the test process ends.
@@ -80,6 +86,11 @@ fn session(control: TcpStream, script: &Script) -> std::io::Result<()> {
                     out.write_all(b"425 no data connection\r\n")?;
                     continue;
                 };
+                if script.flaky_listing.as_deref() == Some(dir.as_str()) && !script.flaked.swap(true, Ordering::SeqCst)
+                {
+                    out.write_all(b"425 Unable to build data connection: Address already in use\r\n")?;
+                    continue;
+                }
                 out.write_all(b"150 here it comes\r\n")?;
                 let (mut conn, _) = data.accept()?;
                 if script.endless_listing && dir == "/" {
@@ -130,7 +141,9 @@ fn download(s: &Scratch, port: u16, extra: &[&str]) -> Run {
 fn command(s: &Scratch, port: u16, extra: &[&str]) -> std::process::Command {
     let mut cmd = s.barge();
     cmd.env("BARGE_PASSWORD", "x")
-        .args(["sync", "--json", "--retries", "1"])
+        .args(["sync", "--json"])
+        // One retry unless the test says otherwise.
+        .args(if extra.contains(&"--retries") { &[][..] } else { &["--retries", "1"][..] })
         .arg(format!("ftp://u@127.0.0.1:{port}/"))
         .arg(s.dst())
         .arg("--state")
@@ -310,4 +323,32 @@ fn a_deep_directory_of_many_names_is_refused_not_multiplied() {
     assert!(line.contains(&format!("source {}", &deep[1..])), "the directory is named: {line}");
     assert_eq!(fs::read(s.dst().join("fine.txt")).unwrap(), b"fine");
     assert!(s.dst().join("stray.txt").exists(), "{}", run.explain());
+}
+
+/// A 425 when listing a directory is temporary (the server's passive port
+/// was busy): the listing is asked again, as a transfer would be, and the
+/// mirror completes, deletions included. With --retries 0 the directory
+/// stays unreadable and nothing below it is deleted. (Found by
+/// benches/soak.sh against proftpd.)
+#[test]
+fn a_listing_refused_with_425_is_retried() {
+    let flaky = || {
+        let mut script = Script { flaky_listing: Some("/sub".into()), ..Script::default() };
+        script.listings.insert("/".into(), [fact(b"sub", "dir", 0), fact(b"top.txt", "file", 3)].concat());
+        script.listings.insert("/sub".into(), fact(b"inner.txt", "file", 5));
+        script.files.insert("/top.txt".into(), b"top".to_vec());
+        script.files.insert("/sub/inner.txt".into(), b"inner".to_vec());
+        serve(script)
+    };
+    let s = Scratch::new();
+    write(&s.dst(), "sub/old.txt", b"deleted once sub is listed");
+    let run = download(&s, flaky(), &["--retries", "0", "--delete"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("sub") && run.stderr.contains("425"), "{}", run.explain());
+    assert!(s.dst().join("sub/old.txt").exists(), "{}", run.explain());
+
+    let run = download(&s, flaky(), &["--delete"]);
+    run.expect_code(0);
+    assert_eq!(fs::read(s.dst().join("sub/inner.txt")).unwrap(), b"inner", "{}", run.explain());
+    assert!(!s.dst().join("sub/old.txt").exists(), "{}", run.explain());
 }

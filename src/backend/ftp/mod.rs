@@ -74,6 +74,8 @@ struct Inner {
     tz_offset: tokio::sync::Mutex<Option<i64>>,
     memory: Option<super::Memory>,
     parallel: usize,
+    /// `--retries`, for listings (see [`super::walk_concurrently`]).
+    retries: u32,
     /// `--ascii GLOB`: files transferred as text.
     ascii: FilePatterns,
 }
@@ -195,6 +197,7 @@ impl FtpBackend {
                 tz_offset: tokio::sync::Mutex::new(None),
                 memory: options.memory.clone(),
                 parallel: connections,
+                retries: options.retries,
                 ascii,
             }),
         })
@@ -571,7 +574,7 @@ impl Backend for FtpBackend {
         if self.inner.root_missing {
             return Ok(Listing::default());
         }
-        super::walk_concurrently(self.inner.parallel, |dir| {
+        super::walk_concurrently(self.inner.parallel, self.inner.retries, |dir| {
             let inner = Arc::clone(&self.inner);
             async move { inner.list_dir(&dir).await }
         })

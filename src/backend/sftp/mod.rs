@@ -69,6 +69,8 @@ struct Inner {
     caps: Capabilities,
     shown: String,
     walk_in_flight: usize,
+    /// `--retries`, for listings (see [`super::walk_concurrently`]).
+    retries: u32,
 }
 
 pub struct SftpBackend {
@@ -206,6 +208,7 @@ impl SftpBackend {
                 caps,
                 shown,
                 walk_in_flight: connections.max(WALK_IN_FLIGHT),
+                retries: options.retries,
             }),
         })
     }
@@ -590,7 +593,7 @@ impl Backend for SftpBackend {
         if self.inner.root_missing {
             return Ok(Listing::default());
         }
-        super::walk_concurrently(self.inner.walk_in_flight, |dir| {
+        super::walk_concurrently(self.inner.walk_in_flight, self.inner.retries, |dir| {
             let inner = Arc::clone(&self.inner);
             async move { inner.list_dir(&dir).await }
         })
@@ -604,7 +607,7 @@ impl Backend for SftpBackend {
             return Ok(Listing::default());
         }
         let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut listing = super::walk_concurrently(self.inner.walk_in_flight, |dir| {
+        let mut listing = super::walk_concurrently(self.inner.walk_in_flight, self.inner.retries, |dir| {
             let (inner, notices) = (Arc::clone(&self.inner), Arc::clone(&notices));
             async move { inner.list_following(&dir, &notices).await }
         })
