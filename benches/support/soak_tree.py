@@ -158,13 +158,15 @@ def mutate(root, seed, side, target):
         os.mkdir(os.path.join(parent, name(rng, set(os.listdir(parent)))))
         count("mkdir")
     dirs, files = walk(root)
-    if len(dirs) < target // 20:
+    # A removed directory takes its subtree: up to ten new ones a time keep
+    # the tree's shape (files per directory) near the start's.
+    for _ in range(min(max(target // 20 - len(dirs), 0), 10)):
         parent = rng.choice([root] + dirs)
         d = os.path.join(parent, name(rng, set(os.listdir(parent))))
         os.mkdir(d)
         dirs.append(d)
         count("top-up-dir")
-    for _ in range(max(target - len(files), 0) // 10):
+    for _ in range(max(target - len(files), 0) // 3):
         parent = rng.choice([root] + dirs)
         write(os.path.join(parent, name(rng, set(os.listdir(parent)))), content(rng, size_of(rng)))
         count("top-up-file")
