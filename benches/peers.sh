@@ -181,70 +181,10 @@ EOF
     die "no free port block"
 }
 
-wait_port() {
-    local _
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    die "nothing listens on $1:$2"
-}
-
+# shellcheck source=benches/support/ftpd.sh
+source "$repo/benches/support/ftpd.sh"
 start_ftp() { # $1 = address announced for passive connections
-    local d="$inst/ftp" uid gid hash
-    rm -rf "$d" && mkdir -p "$d"
-    uid="$(id -u "$user")" gid="$(id -g "$user")"
-    hash="$(openssl passwd -6 -salt bargebenchsalt "$password")"
-    case "$ftp_server" in
-    proftpd)
-        printf '%s:%s:%s:%s::%s:/bin/sh\n' "$user" "$hash" "$uid" "$gid" "$srv" >"$d/passwd"
-        printf '%s:x:%s:\n' "$user" "$gid" >"$d/group"
-        chmod 600 "$d/passwd" "$d/group"
-        cat >"$d/proftpd.conf" <<EOF
-ServerName "barge bench proftpd"
-ServerType standalone
-DefaultServer on
-Port $ftp_port
-DefaultAddress $near
-SocketBindTight on
-UseIPv6 off
-User nobody
-Group nogroup
-Umask 022
-PidFile $d/proftpd.pid
-ScoreboardFile $d/proftpd.scoreboard
-DelayTable none
-WtmpLog off
-UseReverseDNS off
-SystemLog $d/proftpd.log
-TransferLog none
-AuthOrder mod_auth_file.c
-AuthUserFile $d/passwd
-AuthGroupFile $d/group
-RequireValidShell off
-UseFtpUsers off
-DefaultRoot ~
-AllowOverwrite on
-AllowStoreRestart on
-AllowRetrieveRestart on
-PassivePorts $((ftp_port + 1)) $((ftp_port + 300))
-MasqueradeAddress $1
-MaxInstances 400
-TimesGMT on
-EOF
-        "$servers/root/usr/sbin/proftpd" -n -c "$d/proftpd.conf" >"$d/server.log" 2>&1 &
-        ;;
-    pure-ftpd)
-        printf '%s:%s:%s:%s::%s/./::::::::::::\n' "$user" "$hash" "$uid" "$gid" "$srv" >"$d/passwd"
-        "$servers/root/usr/bin/pure-pw" mkdb "$d/pureftpd.pdb" -f "$d/passwd"
-        "$servers/root/usr/sbin/pure-ftpd" -S "$near,$ftp_port" -p "$((ftp_port + 1)):$((ftp_port + 300))" \
-            -P "$1" -l "puredb:$d/pureftpd.pdb" -A -E -H -D -U 133:022 -c 400 -C 400 \
-            -g "$d/pure-ftpd.pid" >"$d/server.log" 2>&1 &
-        ;;
-    *) die "FTP_SERVER must be proftpd or pure-ftpd" ;;
-    esac
-    pids+=($!)
-    wait_port "$near" "$ftp_port"
+    start_ftpd "$inst/ftp" "$srv" "$1"
 }
 
 start_sshd() {

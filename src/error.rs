@@ -82,8 +82,12 @@ impl OpError {
     }
 
     /// Retrying may succeed. The engine retries these and nothing else.
+    /// Worth another attempt. A refused or failed connect counts: in the
+    /// middle of a run the server was reachable a moment ago, and a restart
+    /// (or a moment of overload) refuses connections for a few seconds. At
+    /// the start of a run the backends' opening is not retried through here.
     pub fn is_temporary(&self) -> bool {
-        matches!(self.kind, ErrorKind::Temporary | ErrorKind::SourceChanged)
+        matches!(self.kind, ErrorKind::Temporary | ErrorKind::SourceChanged | ErrorKind::Connect)
     }
 }
 

@@ -271,10 +271,12 @@ pub fn ftp_text(data: &[u8]) {
 }
 
 /// `~/.ssh/config` text (Include not followed), for a few aliases:
-/// - a port is never 0;
+/// - a port is never 0, and no value is empty (OpenSSH refuses `""`);
 /// - the first value wins: text appended after a config (split at a line
 ///   end half way) never changes a value it set, and identity files only
 ///   accumulate;
+/// - an error is never undone by what follows it: the text with more
+///   lines appended fails with the same message (ssh refuses the file);
 /// - `*`/`?` matching agrees with a plain dynamic-programming matcher;
 /// - `%` expansion leaves text without `%` or `~/` alone.
 pub fn ssh_config(data: &[u8]) {
@@ -284,14 +286,21 @@ pub fn ssh_config(data: &[u8]) {
         let whole = lookup_text(data, alias);
         if let Ok(settings) = &whole {
             assert_ne!(settings.port, Some(0));
+            assert_ne!(settings.hostname.as_deref(), Some(""), "{settings:?}");
+            assert_ne!(settings.user.as_deref(), Some(""), "{settings:?}");
+            assert!(settings.identity_files.iter().all(|f| !f.is_empty()), "{settings:?}");
         }
         let Some(split) = split else { continue };
-        if let (Ok(head), Ok(whole)) = (lookup_text(&data[..split], alias), &whole) {
-            for (a, b) in [(&head.hostname, &whole.hostname), (&head.user, &whole.user)] {
-                assert!(a.is_none() || a == b, "first value lost: {head:?} then {whole:?}");
+        match (lookup_text(&data[..split], alias), &whole) {
+            (Ok(head), Ok(whole)) => {
+                for (a, b) in [(&head.hostname, &whole.hostname), (&head.user, &whole.user)] {
+                    assert!(a.is_none() || a == b, "first value lost: {head:?} then {whole:?}");
+                }
+                assert!(head.port.is_none() || head.port == whole.port, "{head:?} then {whole:?}");
+                assert!(whole.identity_files.starts_with(&head.identity_files), "{head:?} then {whole:?}");
             }
-            assert!(head.port.is_none() || head.port == whole.port, "{head:?} then {whole:?}");
-            assert!(whole.identity_files.starts_with(&head.identity_files), "{head:?} then {whole:?}");
+            (Err(head), whole) => assert_eq!(whole.as_ref().err(), Some(&head), "an error undone by later lines"),
+            (Ok(_), Err(_)) => {}
         }
     }
     let first = data.split(|&b| b == b'\n').next().unwrap_or_default();
@@ -631,7 +640,7 @@ mod tests {
         }
 
         #[test]
-        fn ssh_config(data in input(seeds!["ssh_config/config", "ssh_config/wildcard"])) {
+        fn ssh_config(data in input(seeds!["ssh_config/config", "ssh_config/wildcard", "ssh_config/empty-values"])) {
             super::ssh_config(&data);
         }
 

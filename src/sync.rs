@@ -229,10 +229,14 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     for notice in src_listing.notices.iter().chain(&dst_listing.notices) {
         reporter.warning(notice);
     }
+    for retried in src_listing.retried.iter().chain(&dst_listing.retried) {
+        reporter.info(retried);
+    }
     let _ = take_temporaries(&mut src_listing);
     let temporaries = take_temporaries(&mut dst_listing);
 
     let src_unreadable: Vec<RelPath> = src_listing.unreadable.iter().map(|(p, _)| p.clone()).collect();
+    let dst_unreadable: Vec<RelPath> = dst_listing.unreadable.iter().map(|(p, _)| p.clone()).collect();
     let src_unreadable_count = src_unreadable.len();
     let filter = Arc::new(job.filter);
     let (src_entries, dst_entries) = {
@@ -264,6 +268,16 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     // A directory that held files at the last run and is empty now is how
     // a server that lost a mount, or a half-failed listing, looks.
     let emptied = if mode == Mode::Sync { emptied_dirs(&src_entries, &synced) } else { Vec::new() };
+    if mode == Mode::Sync
+        && let Some(db) = &db
+    {
+        let unreadable: Vec<RelPath> = src_unreadable.iter().chain(&dst_unreadable).cloned().collect();
+        let stale = stale_records(&synced, &src_entries, &dst_entries, &unreadable);
+        if !stale.is_empty() {
+            let db = Arc::clone(db);
+            run_blocking(move || lock_db(&db).write_synced(&[], &stale)).await?;
+        }
+    }
     let rule = CompareRule::new(
         job.compare,
         src.capabilities().mtime_precision,
@@ -560,16 +574,7 @@ fn listing_from_records(records: &HashMap<RelPath, SyncedRecord>) -> Listing {
             link_target: None,
         });
     }
-    entries.extend(dirs.into_iter().map(|path| Entry {
-        path,
-        kind: crate::backend::EntryKind::Dir,
-        size: 0,
-        mtime: None,
-        inode: 0,
-        coarse_mtime_s: 0,
-        hash: None,
-        link_target: None,
-    }));
+    entries.extend(dirs.into_iter().map(Entry::dir));
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     Listing { entries, ..Listing::default() }
 }
@@ -631,6 +636,26 @@ fn repaired_records(
 /// below them before. `entries` is in tree order, so a directory is empty
 /// when the next entry is not inside it; the synced records are walked
 /// once, looking each one's ancestors up among the (few) empty directories.
+/// Records of paths that neither side lists any more (deleted on both by
+/// something else, or by other runs between this job's): nothing will
+/// ever delete them, and kept they would grow the database, and the map
+/// every run loads, with the tree's history instead of its size. Paths
+/// below a directory that could not be listed are kept. Both listings are
+/// in tree order.
+fn stale_records(
+    synced: &HashMap<RelPath, SyncedRecord>,
+    src: &[Entry],
+    dst: &[Entry],
+    unreadable: &[RelPath],
+) -> Vec<RelPath> {
+    let listed = |entries: &[Entry], path: &RelPath| entries.binary_search_by(|e| e.path.cmp(path)).is_ok();
+    synced
+        .keys()
+        .filter(|path| !listed(src, path) && !listed(dst, path) && !unreadable.iter().any(|u| path.starts_with(u)))
+        .cloned()
+        .collect()
+}
+
 fn emptied_dirs(entries: &[Entry], synced: &HashMap<RelPath, SyncedRecord>) -> Vec<RelPath> {
     let empty: std::collections::HashSet<&RelPath> = entries
         .iter()

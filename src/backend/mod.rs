@@ -78,6 +78,20 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A directory with nothing known but its path.
+    pub fn dir(path: RelPath) -> Entry {
+        Entry {
+            path,
+            kind: EntryKind::Dir,
+            size: 0,
+            mtime: None,
+            inode: 0,
+            coarse_mtime_s: 0,
+            hash: None,
+            link_target: None,
+        }
+    }
+
     pub fn is_dir(&self) -> bool {
         self.kind == EntryKind::Dir
     }
@@ -101,6 +115,9 @@ pub struct Listing {
     /// Warnings that cast no doubt on the listing (links `--links follow`
     /// left as links): reported, but they hold back no deletion.
     pub notices: Vec<String>,
+    /// Listings that failed with a temporary error and were asked again,
+    /// for the log.
+    pub retried: Vec<String>,
 }
 
 /// Content hashes a backend can compute without transferring the file to
@@ -210,6 +227,10 @@ pub trait Backend: Send + Sync {
         let mut listing = Listing::default();
         let mut pending = vec![RelPath::root()];
         while let Some(dir) = pending.pop() {
+            if let Err(err) = within_limits(&dir) {
+                listing.unreadable.push((dir, err));
+                continue;
+            }
             match self.list_dir(&dir).await {
                 Ok(children) => {
                     pending.extend(children.iter().filter(|e| e.is_dir()).map(|e| e.path.clone()));
@@ -366,32 +387,78 @@ pub fn through_followed(followed: &std::collections::HashMap<RelPath, RelPath>, 
     }
 }
 
+/// Directories nested deeper than this are not listed by a remote walk.
+/// A server can invent a subdirectory in every listing, or show a link
+/// loop as directories, and a walk would never end; no real tree comes
+/// near 256 levels (and a local path holds at most 4096 bytes, see
+/// [`MAX_PATH_BYTES`]). A constant, not a flag: it is a guard against
+/// hostile servers, not a filter, and hitting it is reported by name.
+pub const MAX_DEPTH: usize = 256;
+
+/// Directories whose relative path is longer than this are not listed
+/// either: Linux's PATH_MAX, so no Linux server could open one by its name
+/// nor a local destination hold it. Long names would otherwise grow the
+/// path (and every entry listed below it) without bound long before
+/// [`MAX_DEPTH`].
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// Whether a walk may list `dir`; the error marks it unreadable, so the
+/// planner deletes nothing below it and the run reports it.
+pub fn within_limits(dir: &RelPath) -> Result<(), OpError> {
+    let why = if dir.depth() > MAX_DEPTH {
+        format!(
+            "nested more than {MAX_DEPTH} directories deep: not listed (a server inventing directories, or a link loop?)"
+        )
+    } else if dir.as_bytes().len() > MAX_PATH_BYTES {
+        format!("path longer than {MAX_PATH_BYTES} bytes: not listed (a server inventing directories?)")
+    } else {
+        return Ok(());
+    };
+    Err(OpError::new(ErrorKind::InvalidData, "list", dir, why))
+}
+
 /// Lists a whole tree, up to `in_flight` directories at once, for remote
 /// backends where each listing costs round trips. `list_dir` gives one
-/// directory's entries and warnings. Fails only when the root cannot be
+/// directory's entries and warnings; a temporary failure (a 425, a cut
+/// connection) is retried up to `retries` times with the engine's
+/// backoff, as a transfer would be. Fails only when the root cannot be
 /// listed; other failures make their directory unreadable.
-pub async fn walk_concurrently<F, Fut>(in_flight: usize, list_dir: F) -> Result<Listing, OpError>
+pub async fn walk_concurrently<F, Fut>(in_flight: usize, retries: u32, list_dir: F) -> Result<Listing, OpError>
 where
     F: Fn(RelPath) -> Fut,
     Fut: std::future::Future<Output = Result<(Vec<Entry>, Vec<String>), OpError>> + Send + 'static,
 {
+    let policy = crate::engine::retry::RetryPolicy::new(retries);
     let mut listing = Listing::default();
     let mut set = tokio::task::JoinSet::new();
-    let mut waiting = vec![RelPath::root()];
+    // Each directory with the number of its attempt (0: the first).
+    let mut waiting = vec![(RelPath::root(), 0)];
     loop {
         while set.len() < in_flight.max(1)
-            && let Some(dir) = waiting.pop()
+            && let Some((dir, attempt)) = waiting.pop()
         {
+            if let Err(err) = within_limits(&dir) {
+                listing.unreadable.push((dir, err));
+                continue;
+            }
             let listed = list_dir(dir.clone());
-            set.spawn(async move { (dir, listed.await) });
+            let delay = if attempt == 0 { Duration::ZERO } else { policy.delay(attempt) };
+            set.spawn(async move {
+                tokio::time::sleep(delay).await;
+                (dir, attempt, listed.await)
+            });
         }
         let Some(joined) = set.join_next().await else { break };
-        let (dir, result) = joined.map_err(|e| OpError::new(ErrorKind::Other, "list", "", e.to_string()))?;
+        let (dir, attempt, result) = joined.map_err(|e| OpError::new(ErrorKind::Other, "list", "", e.to_string()))?;
         match result {
             Ok((entries, warnings)) => {
-                waiting.extend(entries.iter().filter(|e| e.is_dir()).map(|e| e.path.clone()));
+                waiting.extend(entries.iter().filter(|e| e.is_dir()).map(|e| (e.path.clone(), 0)));
                 listing.entries.extend(entries);
                 listing.warnings.extend(warnings);
+            }
+            Err(err) if err.is_temporary() && attempt < policy.retries => {
+                listing.retried.push(format!("retry {}: {err}", attempt + 1));
+                waiting.push((dir, attempt + 1));
             }
             Err(err) if dir.is_root() => return Err(err),
             Err(err) => listing.unreadable.push((dir, err)),
@@ -433,6 +500,9 @@ impl std::fmt::Debug for Memory {
 /// Settings for remote locations, from the command line.
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
+    /// `--retries`: how often a listing that failed with a temporary
+    /// error is asked again (transfers: the engine's own count).
+    pub retries: u32,
     /// `--tls explicit`: upgrade plain `ftp://` with AUTH TLS.
     pub ftp_explicit_tls: bool,
     pub tls: ftp::tls::TlsOptions,
@@ -473,6 +543,7 @@ pub struct RemoteOptions {
 impl Default for RemoteOptions {
     fn default() -> Self {
         RemoteOptions {
+            retries: 3,
             ftp_explicit_tls: false,
             tls: ftp::tls::TlsOptions::default(),
             active: false,
@@ -514,6 +585,59 @@ pub async fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A listing that invents one more subdirectory named `name` in every
+    /// directory, as a hostile server (or a link loop) does.
+    async fn endless(name: &'static [u8]) -> Listing {
+        let listed = walk_concurrently(4, 0, |dir: RelPath| async move {
+            Ok((vec![Entry::dir(dir.join(name).unwrap())], Vec::new()))
+        });
+        tokio::time::timeout(Duration::from_secs(10), listed).await.expect("the walk ends").unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_endless_tree_stops_at_the_depth_cap() {
+        let listing = endless(b"a").await;
+        assert_eq!(listing.entries.len(), MAX_DEPTH + 1);
+        let [(dir, err)] = &listing.unreadable[..] else { panic!("{:?}", listing.unreadable) };
+        assert_eq!(dir.depth(), MAX_DEPTH + 1);
+        assert!(err.to_string().contains("256 directories deep"), "{err}");
+        assert!(err.to_string().contains("a/a/a"), "the error names the directory: {err}");
+    }
+
+    #[tokio::test]
+    async fn an_endless_tree_of_long_names_stops_at_the_byte_cap() {
+        let listing = endless(&[b'n'; 255]).await;
+        let [(dir, err)] = &listing.unreadable[..] else { panic!("{:?}", listing.unreadable) };
+        // 16 names of 255 bytes and their 15 slashes fit in 4096 bytes; 17 do not.
+        assert_eq!(dir.depth(), 17);
+        assert!(dir.as_bytes().len() > MAX_PATH_BYTES);
+        assert_eq!(listing.entries.len(), 17);
+        assert!(err.to_string().contains("longer than 4096 bytes"), "{err}");
+    }
+
+    /// A root whose listing fails twice with a temporary error: listed on
+    /// the third attempt with two retries, a failed walk with one.
+    #[tokio::test]
+    async fn temporary_listing_failures_are_retried_root_included() {
+        for (retries, listed) in [(2, true), (1, false)] {
+            let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let walk = walk_concurrently(4, retries, |dir: RelPath| {
+                let calls = Arc::clone(&calls);
+                async move {
+                    if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+                        return Err(OpError::new(ErrorKind::Temporary, "list", &dir, "425 busy"));
+                    }
+                    Ok((Vec::new(), Vec::new()))
+                }
+            });
+            let walked = walk.await;
+            assert_eq!(walked.is_ok(), listed, "{retries} retries: {walked:?}");
+            if let Ok(listing) = walked {
+                assert_eq!(listing.retried.len(), 2, "{:?}", listing.retried);
+            }
+        }
+    }
 
     #[test]
     fn mtime_splits_negative_times_correctly() {

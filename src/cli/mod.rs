@@ -374,6 +374,7 @@ impl CommonArgs {
         };
         let side_options = |cap: Option<usize>, remote: Option<&Remote>| {
             let mut options = self.remote.options(cap.unwrap_or(adapt::AUTO_MAX_LOCAL));
+            options.retries = self.retries;
             if let Some(remote) = remote {
                 remote.apply(&mut options, self.remote.timeout.is_some());
             }
@@ -653,6 +654,8 @@ impl RemoteArgs {
             connections,
             memory: None,
             password: None,
+            // A sync sets its --retries (see `side_options`).
+            ..RemoteOptions::default()
         }
     }
 }

@@ -37,6 +37,40 @@ impl Scratch {
         cmd
     }
 
+    /// Runs `cmd`, killing it (and failing the test) after `limit`: for
+    /// runs that would hang if barge were wrong. Output goes to files in
+    /// the scratch area (nothing to drain while waiting), removed after.
+    pub fn run_within(&self, mut cmd: Command, limit: std::time::Duration) -> Run {
+        let (out, err) = (self.path("barge.out"), self.path("barge.err"));
+        cmd.stdout(fs::File::create(&out).unwrap())
+            .stderr(fs::File::create(&err).unwrap())
+            .stdin(std::process::Stdio::null());
+        let started = std::time::Instant::now();
+        let mut child = cmd.spawn().expect("run barge");
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > limit {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!(
+                    "barge still running after {limit:?}\n--- stderr\n{}",
+                    String::from_utf8_lossy(&fs::read(&err).unwrap_or_default())
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let run = Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&fs::read(&out).unwrap()).into_owned(),
+            stderr: String::from_utf8_lossy(&fs::read(&err).unwrap()).into_owned(),
+        };
+        fs::remove_file(out).unwrap();
+        fs::remove_file(err).unwrap();
+        run
+    }
+
     /// `barge sync src dst --state state --json <extra...>`
     pub fn sync(&self, extra: &[&str]) -> Run {
         let mut cmd = self.barge();
@@ -225,4 +259,38 @@ pub fn kill_once_partial(mut child: std::process::Child, watch: &Path, min_bytes
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+}
+
+/// A download with `--delete` from a hostile server whose every directory
+/// holds one more named `name`, and `fine.txt` ("fine") at its root, into
+/// a destination holding `stray.txt`; `download` runs barge. The walk must
+/// stop within a minute at barge's cap, with an error saying `said` that
+/// names the directory it did not list; the rest is mirrored, nothing is
+/// deleted (exit 5) and nothing is written beside the destination.
+pub fn an_endless_tree_is_cut(name: &str, said: &str, download: impl FnOnce(&Scratch) -> Run) {
+    let s = Scratch::new();
+    write(&s.dst(), "stray.txt", b"must survive --delete");
+    let started = std::time::Instant::now();
+    let run = download(&s);
+    println!("endless tree of {}-byte names: {:?}", name.len(), started.elapsed());
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+    run.expect_code(5);
+    assert!(run.stderr.contains("deletions held back"), "{}", run.explain());
+    let line = run.stderr.lines().find(|l| l.contains(said)).unwrap_or_else(|| panic!("{}", run.explain()));
+    assert!(line.contains(&format!("source {name}/{name}/")), "the directory is named: {line}");
+    assert_eq!(fs::read(s.dst().join("fine.txt")).unwrap(), b"fine");
+    assert!(s.dst().join("stray.txt").exists(), "{}", run.explain());
+    // Below the root only the chain of `name` directories, no file.
+    // (Paths beyond PATH_MAX cannot be walked by name: left out.)
+    for entry in walkdir::WalkDir::new(s.dst()).min_depth(1).into_iter().filter_map(Result::ok) {
+        let found = entry.path().strip_prefix(s.dst()).unwrap().to_string_lossy().into_owned();
+        assert!(
+            ["fine.txt", "stray.txt"].contains(&found.as_str()) || found.split('/').all(|c| c == name),
+            "unexpected {found}"
+        );
+    }
+    for entry in fs::read_dir(s.dir.path()).unwrap() {
+        let entry = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(["dst", "home", "xdg-state"].contains(&entry.as_str()) || entry.starts_with("state.db"), "{entry}");
+    }
 }

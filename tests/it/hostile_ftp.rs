@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -27,6 +28,14 @@ struct Script {
     /// After a command with this verb, whatever else already arrived is
     /// thrown away: a server (or middlebox) that loses pipelined commands.
     lose_after: Option<&'static str>,
+    /// Every directory holds one more directory of this name (after what
+    /// `listings` says it holds): a tree without a bottom.
+    endless_depth: Option<String>,
+    /// The first MLSD of this directory is refused with a 425, as proftpd
+    /// does when the passive port it picked is still in use.
+    flaky_listing: Option<String>,
+    /// Whether that 425 was sent (shared by all sessions).
+    flaked: Arc<AtomicBool>,
 }
 
 /// Starts the server on a free port; it lives until the test process ends.
@@ -46,6 +55,8 @@ fn serve(script: Script) -> u16 {
 }
 
 fn session(control: TcpStream, script: &Script) -> std::io::Result<()> {
+    // Replies go out at once: no 40 ms delayed-ACK stall per command.
+    control.set_nodelay(true)?;
     let mut out = control.try_clone()?;
     let mut reader = BufReader::new(control);
     let mut passive: Option<TcpListener> = None;
@@ -82,6 +93,11 @@ fn session(control: TcpStream, script: &Script) -> std::io::Result<()> {
                     out.write_all(b"425 no data connection\r\n")?;
                     continue;
                 };
+                if script.flaky_listing.as_deref() == Some(dir.as_str()) && !script.flaked.swap(true, Ordering::SeqCst)
+                {
+                    out.write_all(b"425 Unable to build data connection: Address already in use\r\n")?;
+                    continue;
+                }
                 out.write_all(b"150 here it comes\r\n")?;
                 let (mut conn, _) = data.accept()?;
                 if script.endless_listing && dir == "/" {
@@ -93,6 +109,9 @@ fn session(control: TcpStream, script: &Script) -> std::io::Result<()> {
                     }
                 }
                 conn.write_all(script.listings.get(&dir).map_or(&b""[..], |v| v))?;
+                if let Some(name) = &script.endless_depth {
+                    conn.write_all(&fact(name.as_bytes(), "dir", 0))?;
+                }
                 drop(conn);
                 b"226 done\r\n".to_vec()
             }
@@ -122,15 +141,22 @@ fn session(control: TcpStream, script: &Script) -> std::io::Result<()> {
 }
 
 fn download(s: &Scratch, port: u16, extra: &[&str]) -> Run {
+    Run::of(command(s, port, extra).output().unwrap())
+}
+
+/// `barge sync --json ftp://...:port/ DST --state STATE <extra...>`.
+fn command(s: &Scratch, port: u16, extra: &[&str]) -> std::process::Command {
     let mut cmd = s.barge();
     cmd.env("BARGE_PASSWORD", "x")
-        .args(["sync", "--json", "--retries", "1"])
+        .args(["sync", "--json"])
+        // One retry unless the test says otherwise.
+        .args(if extra.contains(&"--retries") { &[][..] } else { &["--retries", "1"][..] })
         .arg(format!("ftp://u@127.0.0.1:{port}/"))
         .arg(s.dst())
         .arg("--state")
         .arg(s.state())
         .args(extra);
-    Run::of(cmd.output().unwrap())
+    cmd
 }
 
 fn fact(name: &[u8], kind: &str, size: usize) -> Vec<u8> {
@@ -272,4 +298,89 @@ fn a_listing_that_never_ends_is_an_error_not_a_hang() {
     assert_eq!(run.code, 3, "the root cannot be listed\n{}", run.explain());
     assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
     assert!(s.dst().join("keep.txt").exists());
+}
+
+/// Every listing holds a deeper directory: the walk stops at barge's depth
+/// (or path length) cap, names the directory it did not list, and deletes
+/// nothing for the listing's word.
+fn an_endless_tree_ends(name: &str, said: &str) {
+    let mut script = Script { endless_depth: Some(name.to_string()), ..Script::default() };
+    script.listings.insert("/".into(), fact(b"fine.txt", "file", 4));
+    script.files.insert("/fine.txt".into(), b"fine".to_vec());
+    let port = serve(script);
+    an_endless_tree_is_cut(name, said, |s| {
+        s.run_within(command(s, port, &["--timeout", "5", "--delete"]), Duration::from_secs(120))
+    });
+}
+
+#[test]
+fn a_tree_without_a_bottom_stops_at_the_depth_cap() {
+    an_endless_tree_ends("a", "nested more than 256 directories deep");
+}
+
+#[test]
+fn a_tree_of_ever_longer_paths_stops_at_the_length_cap() {
+    an_endless_tree_ends(&"n".repeat(200), "path longer than 4096 bytes");
+}
+
+/// Short names in a directory 3.8 KB deep: every entry would hold its
+/// whole path, 300 MB for a listing of 4 MB. The directory is refused by
+/// name, the rest is mirrored, and nothing is deleted on the listing's word.
+#[test]
+fn a_deep_directory_of_many_names_is_refused_not_multiplied() {
+    let name = "n".repeat(200);
+    let deep: String = (0..19).map(|_| format!("/{name}")).collect();
+    let mut script = Script::default();
+    script.listings.insert("/".into(), [fact(name.as_bytes(), "dir", 0), fact(b"fine.txt", "file", 4)].concat());
+    let mut parent = format!("/{name}");
+    while parent != deep {
+        script.listings.insert(parent.clone(), fact(name.as_bytes(), "dir", 0));
+        parent = format!("{parent}/{name}");
+    }
+    script
+        .listings
+        .insert(deep.clone(), (0..80_000).flat_map(|i| fact(format!("f{i}").as_bytes(), "file", 1)).collect());
+    script.files.insert("/fine.txt".into(), b"fine".to_vec());
+    let port = serve(script);
+
+    let s = Scratch::new();
+    write(&s.dst(), "stray.txt", b"must survive --delete");
+    let run = s.run_within(command(&s, port, &["--timeout", "5", "--delete"]), Duration::from_secs(120));
+    run.expect_code(5);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("with its paths: refused"))
+        .unwrap_or_else(|| panic!("{}", run.explain()));
+    assert!(line.contains(&format!("source {}", &deep[1..])), "the directory is named: {line}");
+    assert_eq!(fs::read(s.dst().join("fine.txt")).unwrap(), b"fine");
+    assert!(s.dst().join("stray.txt").exists(), "{}", run.explain());
+}
+
+/// A 425 when listing a directory is temporary (the server's passive port
+/// was busy): the listing is asked again, as a transfer would be, and the
+/// mirror completes, deletions included. With --retries 0 the directory
+/// stays unreadable and nothing below it is deleted. (Found by
+/// benches/soak.sh against proftpd.)
+#[test]
+fn a_listing_refused_with_425_is_retried() {
+    let flaky = || {
+        let mut script = Script { flaky_listing: Some("/sub".into()), ..Script::default() };
+        script.listings.insert("/".into(), [fact(b"sub", "dir", 0), fact(b"top.txt", "file", 3)].concat());
+        script.listings.insert("/sub".into(), fact(b"inner.txt", "file", 5));
+        script.files.insert("/top.txt".into(), b"top".to_vec());
+        script.files.insert("/sub/inner.txt".into(), b"inner".to_vec());
+        serve(script)
+    };
+    let s = Scratch::new();
+    write(&s.dst(), "sub/old.txt", b"deleted once sub is listed");
+    let run = download(&s, flaky(), &["--retries", "0", "--delete"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("sub") && run.stderr.contains("425"), "{}", run.explain());
+    assert!(s.dst().join("sub/old.txt").exists(), "{}", run.explain());
+
+    let run = download(&s, flaky(), &["--delete"]);
+    run.expect_code(0);
+    assert_eq!(fs::read(s.dst().join("sub/inner.txt")).unwrap(), b"inner", "{}", run.explain());
+    assert!(!s.dst().join("sub/old.txt").exists(), "{}", run.explain());
 }

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +38,9 @@ struct Script {
     links: HashMap<String, String>,
     /// READDIR of this directory never ends: each call answers with new names.
     endless_readdir: Option<&'static str>,
+    /// Every directory holds one more directory of this name (after what
+    /// `dirs` says it holds): a tree without a bottom.
+    endless_depth: Option<String>,
     /// READDIR of "/" never answers.
     stall_readdir: bool,
     /// READ never answers.
@@ -217,6 +219,9 @@ impl Sftp {
             return Ok(attrs(0o040_755, 0));
         }
         let (parent, name) = path.rsplit_once('/').ok_or(StatusCode::NoSuchFile)?;
+        if self.script.endless_depth.as_deref() == Some(name) {
+            return Ok(attrs(0o040_755, 0));
+        }
         let parent = if parent.is_empty() { "/" } else { parent };
         let listed = self.script.dirs.get(parent).ok_or(StatusCode::NoSuchFile)?;
         listed.iter().find(|f| f.filename == name).map(|f| f.attrs.clone()).ok_or(StatusCode::NoSuchFile)
@@ -251,7 +256,7 @@ impl russh_sftp::server::Handler for Sftp {
     }
 
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
-        if !self.script.dirs.contains_key(&path) && path != "/" {
+        if !self.script.dirs.contains_key(&path) && path != "/" && self.script.endless_depth.is_none() {
             return Err(StatusCode::NoSuchFile);
         }
         Ok(Handle { id, handle: self.handle(Open::Dir { path, batches: 0 }) })
@@ -272,8 +277,12 @@ impl russh_sftp::server::Handler for Sftp {
             let files = (0..100).map(|i| file(&format!("endless-{batches:09}-{i:03}-{pad}"), 1)).collect();
             return Ok(Name { id, files });
         }
-        match (*batches, script.dirs.get(path.as_str())) {
-            (1, Some(listed)) if !listed.is_empty() => Ok(Name { id, files: listed.clone() }),
+        let mut files = script.dirs.get(path.as_str()).cloned().unwrap_or_default();
+        if let Some(name) = &script.endless_depth {
+            files.push(dir(name));
+        }
+        match *batches {
+            1 if !files.is_empty() => Ok(Name { id, files }),
             _ => Err(StatusCode::Eof),
         }
     }
@@ -334,34 +343,7 @@ fn download_within(s: &Scratch, server: &Server, extra: &[&str], limit: Duration
         .arg("--state")
         .arg(s.state())
         .args(extra);
-    // Into files, not pipes: nothing to drain while waiting.
-    let (out, err) = (s.path("barge.out"), s.path("barge.err"));
-    cmd.stdout(fs::File::create(&out).unwrap()).stderr(fs::File::create(&err).unwrap()).stdin(Stdio::null());
-    let started = Instant::now();
-    let mut child = cmd.spawn().unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > limit {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!(
-                "barge still running after {limit:?}\n--- stderr\n{}",
-                String::from_utf8_lossy(&fs::read(&err).unwrap_or_default())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let run = Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&fs::read(&out).unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&fs::read(&err).unwrap()).into_owned(),
-    };
-    for name in ["barge.out", "barge.err"] {
-        fs::remove_file(s.path(name)).unwrap();
-    }
-    run
+    s.run_within(cmd, limit)
 }
 
 fn download(s: &Scratch, server: &Server, extra: &[&str]) -> Run {
@@ -613,4 +595,25 @@ fn a_link_swapped_for_a_directory_is_never_written_through() {
         run.explain()
     );
     assert_nothing_beside_dst(&s);
+}
+
+/// Every listing holds a deeper directory (as a server inventing them, or
+/// a link loop shown as directories, does): the walk stops at barge's
+/// depth (or path length) cap, names the directory it did not list, and
+/// deletes nothing for the listing's word.
+fn an_endless_tree_ends(name: &str, said: &str) {
+    let mut script = Script { endless_depth: Some(name.to_string()), ..Script::default() };
+    script.add_file("/", "fine.txt", b"fine");
+    let server = serve(script);
+    an_endless_tree_is_cut(name, said, |s| download_within(s, &server, &["--delete"], Duration::from_secs(120)));
+}
+
+#[test]
+fn a_tree_without_a_bottom_stops_at_the_depth_cap() {
+    an_endless_tree_ends("a", "nested more than 256 directories deep");
+}
+
+#[test]
+fn a_tree_of_ever_longer_paths_stops_at_the_length_cap() {
+    an_endless_tree_ends(&"n".repeat(200), "path longer than 4096 bytes");
 }

@@ -521,3 +521,35 @@ fn report_metrics_and_log_files() {
     assert!(logged.contains("copy      a  (new, 3 B)"), "{logged}");
     assert!(logged.contains("\"type\":\"summary\""), "{logged}");
 }
+
+/// Records of files gone from both sides (deleted by something else, not
+/// by barge) are forgotten: the state database, and the map every run
+/// loads, follow the tree, not its history. benches/soak.sh found 56,479
+/// records for a tree of 2,400 files after 200 runs of one direction, and
+/// barge's peak RSS rising with them.
+#[test]
+fn records_of_files_gone_from_both_sides_are_forgotten() {
+    let s = Scratch::new();
+    for i in 0..20 {
+        write(&s.src(), format!("gone/f{i}"), b"x");
+    }
+    write(&s.src(), "keep.txt", b"kept");
+    s.sync(&[]).expect_code(0);
+    let records = || {
+        let db = rusqlite::Connection::open(s.state()).unwrap();
+        let mut paths: Vec<String> = db
+            .prepare("SELECT path FROM synced")
+            .unwrap()
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap()
+            .map(|p| String::from_utf8(p.unwrap()).unwrap())
+            .collect();
+        paths.sort();
+        paths
+    };
+    assert!(records().contains(&"gone/f7".to_string()), "{:?}", records());
+    fs::remove_dir_all(s.src().join("gone")).unwrap();
+    fs::remove_dir_all(s.dst().join("gone")).unwrap();
+    s.sync(&[]).expect_code(0);
+    assert_eq!(records(), ["keep.txt"]);
+}

@@ -282,4 +282,19 @@ fn a_host_alias_from_the_ssh_config() {
     );
     run.expect_code(3);
     assert!(run.stderr.contains("no key or password"), "no IdentityFile without a config\n{}", run.explain());
+
+    // An empty value anywhere is refused, as ssh refuses it, naming the
+    // file and line; nothing is connected to or sent.
+    let broken = s.path("ssh_config_empty");
+    fs::write(
+        &broken,
+        format!("Host mirror-*\n  HostName 127.0.0.1\n  Port {}\nHost elsewhere\n  HostName \"\"\n", server.port),
+    )
+    .unwrap();
+    write(&s.src(), "e.txt", b"must not arrive");
+    let run = upload_to(&s, &server, &alias_url("mirror-3"), None, &[], &["--ssh-config", &broken.to_string_lossy()]);
+    run.expect_code(3);
+    let said = format!("{} line 5: HostName has no value", broken.display());
+    assert!(run.stderr.contains(&said), "{}", run.explain());
+    assert!(!server.root.join("e.txt").exists());
 }

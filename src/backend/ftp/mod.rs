@@ -78,6 +78,8 @@ struct Inner {
     tz_offset: tokio::sync::Mutex<Option<i64>>,
     memory: Option<super::Memory>,
     parallel: usize,
+    /// `--retries`, for listings (see [`super::walk_concurrently`]).
+    retries: u32,
     /// `--ascii GLOB`: files transferred as text.
     ascii: FilePatterns,
 }
@@ -220,6 +222,7 @@ impl FtpBackend {
                 tz_offset: tokio::sync::Mutex::new(None),
                 memory: options.memory.clone(),
                 parallel: connections.min(LISTING_CONNECTIONS),
+                retries: options.retries,
                 ascii,
             }),
         })
@@ -333,6 +336,16 @@ impl Inner {
             .await?;
         let parsed = if mlsd { listing::parse_mlsd(&data) } else { listing::parse_list(&data, unix_now()) }
             .map_err(|e| OpError::new(ErrorKind::InvalidData, "list", dir, e.to_string()))?;
+        // Each entry holds its whole path: short names in a deep directory
+        // would multiply the listing's size in memory.
+        if parsed.entries.len().saturating_mul(dir.as_bytes().len() + 1) > MAX_LISTING_BYTES {
+            return Err(OpError::new(
+                ErrorKind::InvalidData,
+                "list",
+                dir,
+                format!("listing larger than {} MiB with its paths: refused", MAX_LISTING_BYTES >> 20),
+            ));
+        }
         let mut warnings: Vec<String> = parsed
             .warnings
             .iter()
@@ -599,7 +612,7 @@ impl Backend for FtpBackend {
         if self.inner.root_missing {
             return Ok(Listing::default());
         }
-        super::walk_concurrently(self.inner.parallel, |dir| {
+        super::walk_concurrently(self.inner.parallel, self.inner.retries, |dir| {
             let inner = Arc::clone(&self.inner);
             async move { inner.list_dir(&dir).await }
         })

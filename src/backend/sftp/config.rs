@@ -79,7 +79,18 @@ fn apply(
         let words = split_words(line).map_err(|why| format!("{}: {why}", at()))?;
         let Some((keyword, args)) = words.split_first() else { continue };
         let first = args.first().map(String::as_str);
-        match keyword.to_ascii_lowercase().as_str() {
+        let option = keyword.to_ascii_lowercase();
+        // As OpenSSH's readconf.c: a missing or empty value ("") is an
+        // error wherever it stands, in a block that applies or not; ssh
+        // refuses the whole file, and so does barge rather than connect
+        // to "" or log in as "".
+        if matches!(option.as_str(), "hostname" | "user" | "port" | "identityfile") && first.is_none_or(str::is_empty) {
+            return Err(format!("{}: {keyword} has no value", at()));
+        }
+        match option.as_str() {
+            "host" if args.iter().any(String::is_empty) => {
+                return Err(format!("{}: {keyword} has an empty pattern", at()));
+            }
             "host" => *active = host_matches(args, alias),
             "match" => *active = first.is_some_and(|a| a.eq_ignore_ascii_case("all")),
             "include" if *active => {
@@ -96,13 +107,17 @@ fn apply(
                     }
                 }
             }
+            // Checked in every block, as OpenSSH does.
+            "port" => {
+                let port = first.and_then(|p| p.parse::<u16>().ok()).filter(|p| *p > 0);
+                let port = port.ok_or_else(|| format!("{}: Port is not a number from 1 to 65535", at()))?;
+                if *active && settings.port.is_none() {
+                    settings.port = Some(port);
+                }
+            }
             _ if !*active => {}
             "hostname" if settings.hostname.is_none() => settings.hostname = first.map(str::to_string),
             "user" if settings.user.is_none() => settings.user = first.map(str::to_string),
-            "port" if settings.port.is_none() => {
-                let port = first.and_then(|p| p.parse::<u16>().ok()).filter(|p| *p > 0);
-                settings.port = Some(port.ok_or_else(|| format!("{}: Port is not a number from 1 to 65535", at()))?);
-            }
             "identityfile" => settings.identity_files.extend(first.map(str::to_string)),
             _ => {}
         }
@@ -398,12 +413,43 @@ Host=web-*
         std::fs::write(&path, "Host h\n  Port many\n").unwrap();
         let err = lookup(&path, "h", &Dirs { ssh_dir: dir.path() }).unwrap_err();
         assert!(err.contains("line 2") && err.contains("Port"), "{err}");
-        // Not for a host the block does not apply to.
-        assert!(lookup(&path, "other", &Dirs { ssh_dir: dir.path() }).is_ok());
+        // Also for a host the block does not apply to: ssh refuses the file.
+        assert_eq!(lookup(&path, "other", &Dirs { ssh_dir: dir.path() }), Err(err));
         assert_eq!(
             lookup(&dir.path().join("missing"), "h", &Dirs { ssh_dir: dir.path() }),
             Ok(HostSettings::default())
         );
+    }
+
+    /// OpenSSH (readconf.c) says "Missing argument." for these and refuses
+    /// the file, whichever host it was asked about: so does barge, naming
+    /// the file and line, never connecting to "" or logging in as "".
+    #[test]
+    fn an_empty_value_is_an_error_naming_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        let dirs = Dirs { ssh_dir: dir.path() };
+        for (line, shown) in [
+            ("HostName \"\"", "HostName has no value"),
+            ("hostname=\"\"", "hostname has no value"),
+            ("User \"\"", "User has no value"),
+            ("User", "User has no value"),
+            ("Port \"\"", "Port has no value"),
+            ("Port=", "Port has no value"),
+            ("IdentityFile \"\"", "IdentityFile has no value"),
+            ("IdentityFile", "IdentityFile has no value"),
+            ("Host web \"\"", "Host has an empty pattern"),
+        ] {
+            std::fs::write(&path, format!("Host *\n  User first\nHost web\n  {line}\n")).unwrap();
+            for alias in ["web", "other"] {
+                let err = lookup(&path, alias, &dirs).unwrap_err();
+                assert_eq!(err, format!("{} line 4: {shown}", path.display()), "{line:?} for {alias}");
+            }
+        }
+        // Quotes around a value are not part of it; an empty pair is.
+        std::fs::write(&path, "Host web\n  HostName \"10.0.0.9\"\n  User \"a b\"\n").unwrap();
+        let got = lookup(&path, "web", &dirs).unwrap();
+        assert_eq!((got.hostname.as_deref(), got.user.as_deref()), (Some("10.0.0.9"), Some("a b")));
     }
 
     #[test]

@@ -69,6 +69,8 @@ struct Inner {
     caps: Capabilities,
     shown: String,
     walk_in_flight: usize,
+    /// `--retries`, for listings (see [`super::walk_concurrently`]).
+    retries: u32,
 }
 
 pub struct SftpBackend {
@@ -206,6 +208,7 @@ impl SftpBackend {
                 caps,
                 shown,
                 walk_in_flight: connections.clamp(WALK_IN_FLIGHT, 2 * WALK_IN_FLIGHT),
+                retries: options.retries,
             }),
         })
     }
@@ -291,12 +294,14 @@ const ENTRY_COST: usize = 128;
 /// more, and a server answering with none, forever, must be cut too.
 const EMPTY_BATCH_COST: usize = 64 * 1024;
 
-/// The memory one READDIR answer takes, about.
-fn listing_cost(files: &[russh_sftp::protocol::File]) -> usize {
+/// The memory one READDIR answer of `dir` takes, about: each name becomes
+/// an entry holding its whole path, so a deep directory's names cost more.
+fn listing_cost(dir: &RelPath, files: &[russh_sftp::protocol::File]) -> usize {
     if files.is_empty() {
         return EMPTY_BATCH_COST;
     }
-    files.iter().map(|f| f.filename.len() + f.longname.len() + ENTRY_COST).sum()
+    let path = dir.as_bytes().len() + 1;
+    files.iter().map(|f| path + f.filename.len() + f.longname.len() + ENTRY_COST).sum()
 }
 
 /// The path of a name listed in `dir`: `None` for `.` and `..`; a warning
@@ -419,7 +424,7 @@ impl Inner {
             lease.lease.round_trip(1);
             match sftp.readdir(handle.as_str()).await {
                 Ok(name) => {
-                    let Some(left) = budget.checked_sub(listing_cost(&name.files)) else {
+                    let Some(left) = budget.checked_sub(listing_cost(dir, &name.files)) else {
                         break Err(OpError::new(
                             ErrorKind::InvalidData,
                             "list",
@@ -621,7 +626,7 @@ impl Backend for SftpBackend {
         if self.inner.root_missing {
             return Ok(Listing::default());
         }
-        super::walk_concurrently(self.inner.walk_in_flight, |dir| {
+        super::walk_concurrently(self.inner.walk_in_flight, self.inner.retries, |dir| {
             let inner = Arc::clone(&self.inner);
             async move { inner.list_dir(&dir).await }
         })
@@ -635,7 +640,7 @@ impl Backend for SftpBackend {
             return Ok(Listing::default());
         }
         let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut listing = super::walk_concurrently(self.inner.walk_in_flight, |dir| {
+        let mut listing = super::walk_concurrently(self.inner.walk_in_flight, self.inner.retries, |dir| {
             let (inner, notices) = (Arc::clone(&self.inner), Arc::clone(&notices));
             async move { inner.list_following(&dir, &notices).await }
         })
@@ -831,10 +836,16 @@ mod tests {
         let name = |n: usize| russh_sftp::protocol::File::new(format!("endless-{n:06}"), FileAttributes::empty());
         // OpenSSH-sized batches of short names: about two million names.
         let batch: Vec<_> = (0..100).map(name).collect();
-        let batches = MAX_LISTING_BYTES / listing_cost(&batch);
+        let root = RelPath::root();
+        let batches = MAX_LISTING_BYTES / listing_cost(&root, &batch);
         assert!((10_000..40_000).contains(&batches), "{batches}");
         // Empty answers are not free.
-        assert_eq!(MAX_LISTING_BYTES / listing_cost(&[]), 4096);
+        assert_eq!(MAX_LISTING_BYTES / listing_cost(&root, &[]), 4096);
+        // Every entry holds its parent's path: in a directory 4 KiB deep
+        // (crate::backend::MAX_PATH_BYTES) far fewer names fit.
+        let deep = RelPath::parse("d".repeat(4000).as_bytes()).unwrap();
+        let deep_batches = MAX_LISTING_BYTES / listing_cost(&deep, &batch);
+        assert!(deep_batches * 4000 * 100 <= MAX_LISTING_BYTES, "{deep_batches}");
     }
 
     #[test]
