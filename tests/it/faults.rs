@@ -209,6 +209,41 @@ fn a_421_storm_from_competing_jobs_still_delivers_every_file() {
     assert!(prober.join().unwrap() > 0, "the server never refused a login: no storm");
 }
 
+#[test]
+fn a_server_full_when_the_run_starts_is_asked_again_not_given_up_on() {
+    // One session allowed, and someone else holds it for the first second:
+    // barge's first login meets "421 There are too many connected users".
+    let server = harness::ftp_server_with(FtpServerKind::Vsftpd, FtpTls::None, &["max_clients=1"]);
+    server.write_file("a.txt", b"hello");
+    let mut holder = TcpStream::connect(server.addr()).unwrap();
+    let mut greeting = [0u8; 3];
+    holder.read_exact(&mut greeting).unwrap();
+    assert_eq!(&greeting, b"220");
+    let s = Scratch::new();
+    let (remote, dst) = (ftp_url(&server, "127.0.0.1", "/"), s.dst().to_string_lossy().into_owned());
+    let started = Instant::now();
+    let child = spawn(barge_sync(&s, &server.password, &remote, &dst, &["--retries", "5"]));
+    std::thread::sleep(Duration::from_millis(800));
+    drop(holder);
+    let run = Run::of(child.wait_with_output().unwrap());
+    run.expect_code(0);
+    assert_eq!(run.count("files_transferred"), 1);
+    assert!(started.elapsed() >= Duration::from_millis(800), "the server was never full");
+    assert_eq!(fs::read(s.dst().join("a.txt")).unwrap(), b"hello");
+
+    // Without retries the same refusal ends the run at once, naming it.
+    let holder = TcpStream::connect(server.addr()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let s = Scratch::new();
+    let run = barge_sync(&s, &server.password, &remote, &s.dst().to_string_lossy(), &["--retries", "0"])
+        .output()
+        .map(Run::of)
+        .unwrap();
+    drop(holder);
+    run.expect_code(3);
+    assert!(run.stderr.contains("421"), "{}", run.explain());
+}
+
 /// A vsftpd started by the test on the port of a harness server that was
 /// killed: same configuration, same root. Killed (with its sessions) on drop.
 struct Restarted(Child);

@@ -88,6 +88,24 @@ struct Inner {
 /// than any round trip; a server that needs longer gets no pipelining.
 const PIPELINE_PROBE: Duration = Duration::from_secs(5);
 
+/// The first connection, which decides whether the run can start at all:
+/// a server at its session limit (421) at the moment the run starts is
+/// asked again with the engine's backoff, `retries` times, as a transfer
+/// would be; a wrong password or an unreachable host fails at once.
+async fn connect_first(params: &ConnectParams, retries: u32) -> Result<conn::FtpConn, OpError> {
+    let policy = crate::engine::retry::RetryPolicy::new(retries);
+    let mut attempt = 0;
+    loop {
+        match conn::connect(params).await {
+            Err(err) if err.kind == ErrorKind::Temporary && attempt < retries => {
+                attempt += 1;
+                tokio::time::sleep(policy.delay(attempt)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Listings, MDTM and HASH queries at once. The transfers' own
 /// concurrency is tuned by the engine (up to `connections`); listing with
 /// as many would open every connection in one burst before the server has
@@ -147,7 +165,7 @@ impl FtpBackend {
         let shown = remote.to_string();
         let ascii = FilePatterns::new(&options.ascii)
             .map_err(|e| OpError::new(ErrorKind::InvalidData, "--ascii", &shown, e.to_string()))?;
-        let mut first = conn::connect(&params).await.map_err(|mut e| {
+        let mut first = connect_first(&params, options.retries).await.map_err(|mut e| {
             e.path = shown.clone();
             e
         })?;
