@@ -223,6 +223,23 @@ impl Engine {
             () = work => {}
             () = self.tune(&queue) => {}
         }
+        // A run shorter than the tuner's first look still reports (and
+        // remembers) a limit the server showed.
+        self.obey_server_caps();
+    }
+
+    /// Applies a server's connection cap to the tuner and the gate; the new
+    /// level when it lowered it.
+    fn obey_server_caps(&self) -> Option<usize> {
+        let cap = [self.src.connection_cap(), self.dst.connection_cap()].into_iter().flatten().min()?;
+        let decision = lock(&self.tuner).server_cap(cap);
+        match decision {
+            Decision::Set(level) => {
+                self.gate.set_limit(level);
+                Some(level)
+            }
+            Decision::Hold => None,
+        }
     }
 
     /// Measures throughput window by window and applies the tuner's
@@ -236,15 +253,10 @@ impl Engine {
         let mut window: Option<(Instant, (u64, u64))> = None;
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            let cap = [self.src.connection_cap(), self.dst.connection_cap()].into_iter().flatten().min();
-            if let Some(cap) = cap {
-                let decision = lock(&self.tuner).server_cap(cap);
-                if let Decision::Set(level) = decision {
-                    self.gate.set_limit(level);
-                    self.reporter.info(&format!("parallel {level}: the server refuses more connections"));
-                    (window, resume_at) = (None, Instant::now() + adapt::settle_time());
-                    continue;
-                }
+            if let Some(level) = self.obey_server_caps() {
+                self.reporter.info(&format!("parallel {level}: the server refuses more connections"));
+                (window, resume_at) = (None, Instant::now() + adapt::settle_time());
+                continue;
             }
             let now = Instant::now();
             if now < resume_at {
