@@ -194,15 +194,14 @@ pub struct Tuner {
     level: usize,
     max: usize,
     phase: Phase,
-    /// The best level measured and its score.
+    /// The best level measured and its score. While probing, a level
+    /// above it is the one being tried.
     best: Option<(usize, f64)>,
-    /// The level being tried above `best`, when probing.
-    trying: Option<usize>,
     since_settled: Duration,
     /// A raise has failed to pay once in this run: later probes are small.
     settled_once: bool,
     /// Windows measured in all.
-    pub windows: u32,
+    windows: u32,
 }
 
 impl Tuner {
@@ -210,16 +209,7 @@ impl Tuner {
         let max = concurrency.max.max(1);
         let level = concurrency.start.clamp(1, max);
         let phase = if level >= max { Phase::Fixed } else { Phase::Probing };
-        Tuner {
-            level,
-            max,
-            phase,
-            best: None,
-            trying: None,
-            since_settled: Duration::ZERO,
-            settled_once: false,
-            windows: 0,
-        }
+        Tuner { level, max, phase, best: None, since_settled: Duration::ZERO, settled_once: false, windows: 0 }
     }
 
     pub fn level(&self) -> usize {
@@ -257,7 +247,6 @@ impl Tuner {
         self.max = self.max.min(cap);
         self.level = cap;
         self.phase = Phase::ServerLimited;
-        self.trying = None;
         self.best = None;
         Decision::Set(cap)
     }
@@ -286,42 +275,37 @@ impl Tuner {
                 return Decision::Hold;
             }
         }
-        match (self.best, self.trying) {
-            (None, _) => {
-                self.best = Some((self.level, score));
-                self.raise(backlog)
-            }
-            (Some((best_level, best_score)), Some(tried)) => {
-                if score >= best_score * MIN_GAIN {
-                    self.best = Some((tried, score));
-                    self.raise(backlog)
-                } else {
-                    self.trying = None;
-                    self.settled_once = true;
-                    self.phase = Phase::Settled;
-                    self.since_settled = Duration::ZERO;
-                    self.level = best_level;
-                    Decision::Set(best_level)
-                }
-            }
-            (Some(_), None) => self.raise(backlog),
+        let Some((best_level, best_score)) = self.best else {
+            self.best = Some((self.level, score));
+            return self.raise(backlog);
+        };
+        if self.level == best_level {
+            // The last raise was held back (too few transfers were left).
+            return self.raise(backlog);
+        }
+        if score >= best_score * MIN_GAIN {
+            self.best = Some((self.level, score));
+            self.raise(backlog)
+        } else {
+            self.settled_once = true;
+            self.phase = Phase::Settled;
+            self.since_settled = Duration::ZERO;
+            self.level = best_level;
+            Decision::Set(best_level)
         }
     }
 
     fn raise(&mut self, backlog: usize) -> Decision {
         if self.level >= self.max {
             self.phase = Phase::Ceiling;
-            self.trying = None;
             return Decision::Hold;
         }
         let next = self.step_up().min(self.max);
         if backlog < next * 2 {
             // Too little left to fill more slots: a measurement now would
             // only see the run's tail.
-            self.trying = None;
             return Decision::Hold;
         }
-        self.trying = Some(next);
         self.level = next;
         Decision::Set(next)
     }

@@ -492,10 +492,6 @@ where
             }
         });
     }
-    join_workers(set).await;
-}
-
-async fn join_workers(mut set: tokio::task::JoinSet<()>) {
     while let Some(joined) = set.join_next().await {
         // A worker only ends early by panicking; surface it like any panic.
         if let Err(err) = joined
@@ -514,21 +510,9 @@ where
     F: Fn(T) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let queue = Arc::new(Mutex::new(items.into_iter()));
-    let f = Arc::new(f);
-    let mut set = tokio::task::JoinSet::new();
-    let workers = parallel.max(1).min(queue.lock().map(|q| q.len()).unwrap_or(1).max(1));
-    for _ in 0..workers {
-        let (queue, f) = (Arc::clone(&queue), Arc::clone(&f));
-        set.spawn(async move {
-            loop {
-                let next = queue.lock().ok().and_then(|mut q| q.next());
-                let Some(item) = next else { break };
-                f(item).await;
-            }
-        });
-    }
-    join_workers(set).await;
+    // A gate that never moves: every worker always finds a place.
+    let gate = Arc::new(Gate::new(parallel));
+    for_each_gated(WorkQueue::new(items), &gate, parallel, f).await;
 }
 
 #[cfg(test)]
