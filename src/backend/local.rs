@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
+use super::stream::{WalkItem, WalkSender};
 use super::{Backend, Capabilities, Entry, EntryKind, FileReader, FileWriter, HashKind, Listing, MissingRoot, Mtime};
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
@@ -226,6 +227,24 @@ fn sorted_children(dir: &Path) -> std::io::Result<Vec<(std::ffi::OsString, std::
 /// the entries come out in tree order, so no sort is needed afterwards.
 fn walk_blocking(root: &Path) -> Result<Listing, OpError> {
     let mut listing = Listing::default();
+    walk_blocking_into(root, &mut |item| {
+        match item {
+            WalkItem::Entry(entry) => listing.entries.push(entry),
+            WalkItem::Unreadable(path, err) => listing.unreadable.push((path, err)),
+            WalkItem::Warning(warning) => listing.warnings.push(warning),
+            WalkItem::Notice(notice) => listing.notices.push(notice),
+            WalkItem::Retried(retried) => listing.retried.push(retried),
+            WalkItem::Failed(_) => {}
+        }
+        true
+    })?;
+    debug_assert!(listing.entries.is_sorted_by(|a, b| a.path <= b.path));
+    Ok(listing)
+}
+
+/// [`walk_blocking`], each item handed to `emit` as it is found, in tree
+/// order; stops early when `emit` returns false (its reader went away).
+fn walk_blocking_into(root: &Path, emit: &mut dyn FnMut(WalkItem) -> bool) -> Result<(), OpError> {
     let top = sorted_children(root).map_err(|e| OpError::io("list", root.display(), e))?;
     let mut stack = vec![(RelPath::root(), top.into_iter())];
     loop {
@@ -240,7 +259,9 @@ fn walk_blocking(root: &Path) -> Result<Listing, OpError> {
         let path = match joined {
             Ok(path) => path,
             Err(why) => {
-                listing.warnings.push(format!("skipped {}: {why}", crate::path::DisplayBytes(name.as_bytes())));
+                if !emit(WalkItem::Warning(format!("skipped {}: {why}", crate::path::DisplayBytes(name.as_bytes())))) {
+                    return Ok(());
+                }
                 continue;
             }
         };
@@ -249,7 +270,9 @@ fn walk_blocking(root: &Path) -> Result<Listing, OpError> {
             // Vanished between readdir and stat: it is simply not there.
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
             Err(err) => {
-                listing.unreadable.push((path.clone(), OpError::io("stat", &path, err)));
+                if !emit(WalkItem::Unreadable(path.clone(), OpError::io("stat", &path, err))) {
+                    return Ok(());
+                }
                 continue;
             }
         };
@@ -259,19 +282,28 @@ fn walk_blocking(root: &Path) -> Result<Listing, OpError> {
             match fs::read_link(path.to_local(root)) {
                 Ok(target) => entry.link_target = Some(target.into_os_string().into_vec().into_boxed_slice()),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(err) => listing.warnings.push(format!("{path}: cannot read the link's target: {err}")),
+                Err(err) => {
+                    if !emit(WalkItem::Warning(format!("{path}: cannot read the link's target: {err}"))) {
+                        return Ok(());
+                    }
+                }
             }
         }
-        listing.entries.push(entry);
+        if !emit(WalkItem::Entry(entry)) {
+            return Ok(());
+        }
         if is_dir {
             match sorted_children(&path.to_local(root)) {
                 Ok(children) => stack.push((path, children.into_iter())),
-                Err(err) => listing.unreadable.push((path.clone(), OpError::io("list", &path, err))),
+                Err(err) => {
+                    if !emit(WalkItem::Unreadable(path.clone(), OpError::io("list", &path, err))) {
+                        return Ok(());
+                    }
+                }
             }
         }
     }
-    debug_assert!(listing.entries.is_sorted_by(|a, b| a.path <= b.path));
-    Ok(listing)
+    Ok(())
 }
 
 /// Resolves the link at `real` for `--links follow`: its target below the
@@ -408,6 +440,18 @@ impl Backend for LocalBackend {
         }
         let root = Arc::clone(&self.root);
         blocking(move || walk_blocking(&root)).await
+    }
+
+    async fn walk_streamed(&self, tx: WalkSender) {
+        if self.root_missing {
+            return;
+        }
+        let root = Arc::clone(&self.root);
+        let failed_tx = tx.clone();
+        let walked = blocking(move || walk_blocking_into(&root, &mut |item| tx.blocking_send(item).is_ok())).await;
+        if let Err(err) = walked {
+            let _ = failed_tx.send(WalkItem::Failed(err)).await;
+        }
     }
 
     async fn stat(&self, path: &RelPath) -> Result<Option<Entry>, OpError> {

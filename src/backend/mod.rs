@@ -8,6 +8,7 @@
 pub mod ftp;
 pub mod local;
 pub mod sftp;
+pub mod stream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -242,6 +243,17 @@ pub trait Backend: Send + Sync {
         }
         listing.entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(listing)
+    }
+
+    /// The tree below the root sent to `tx` in tree order as it is listed
+    /// (see [`stream`]). The default lists it whole first.
+    async fn walk_streamed(&self, tx: stream::WalkSender) {
+        match self.walk().await {
+            Ok(listing) => stream::send_listing(listing, &tx).await,
+            Err(err) => {
+                let _ = tx.send(stream::WalkItem::Failed(err)).await;
+            }
+        }
     }
 
     /// The entry at `path`, or `None` when nothing is there.

@@ -117,6 +117,12 @@ pub struct Engine {
     tuner: Mutex<Tuner>,
     /// How long the transfer phase took, for files per second.
     transfer_time: Mutex<std::time::Duration>,
+    /// A streamed run: partial temporaries are looked up when their copy
+    /// starts (the plan is not known in advance), see [`Engine::run_streamed`].
+    lazy_resume: std::sync::atomic::AtomicBool,
+    /// Directories being created by a streamed run, each with a flag that
+    /// turns true when its mkdir is over: what is inside waits for it.
+    creating: Mutex<HashMap<RelPath, tokio::sync::watch::Receiver<bool>>>,
 }
 
 /// How the concurrency of a run went, for the summary.
@@ -156,6 +162,8 @@ impl Engine {
             backup,
             not_started: Default::default(),
             warned_in_place: Default::default(),
+            lazy_resume: Default::default(),
+            creating: Default::default(),
         }
     }
 
@@ -178,11 +186,91 @@ impl Engine {
         self.make_dirs(phases.mkdirs).await;
         let started = std::time::Instant::now();
         self.transfer(phases.transfers).await;
-        *lock(&self.transfer_time) = started.elapsed();
+        *lock(&self.transfer_time) += started.elapsed();
         self.parallel(phases.delete_files).await;
         self.sequential(phases.delete_dirs).await;
         self.parallel(phases.dir_mtimes).await;
         self.reporter.finish_progress();
+    }
+
+    /// Runs the actions a streamed plan sends while the trees are still
+    /// being listed: directories (each before what is inside it) and
+    /// copies and file mtimes, at the level the tuner finds. Returns when
+    /// the sender is dropped and everything sent is done; the rest of the
+    /// plan (replacements, deletions, directory mtimes) then goes to
+    /// [`Engine::run`].
+    pub async fn run_streamed(self: &Arc<Self>, actions: tokio::sync::mpsc::Receiver<Action>) {
+        self.lazy_resume.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.reporter.start_progress(0, 0);
+        let started = std::time::Instant::now();
+        let receiver = Arc::new(tokio::sync::Mutex::new(actions));
+        let backlog = {
+            let receiver = Arc::clone(&receiver);
+            move || receiver.try_lock().map_or(0, |r| r.len())
+        };
+        let engine = Arc::clone(self);
+        let workers = self.config.concurrency.max.max(1);
+        let work = async {
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..workers {
+                let (engine, receiver, gate) = (Arc::clone(&engine), Arc::clone(&receiver), Arc::clone(&self.gate));
+                set.spawn(async move {
+                    loop {
+                        let Some(_slot) = gate.enter().await else { break };
+                        let Some((action, created)) = engine.next_streamed(&receiver).await else { break };
+                        engine.after_parent(action.path()).await;
+                        engine.execute(action).await;
+                        if let Some((path, done)) = created {
+                            lock(&engine.creating).remove(&path);
+                            let _ = done.send(true);
+                        }
+                    }
+                });
+            }
+            while let Some(joined) = set.join_next().await {
+                if let Err(err) = joined
+                    && err.is_panic()
+                {
+                    std::panic::resume_unwind(err.into_panic());
+                }
+            }
+        };
+        tokio::select! {
+            () = work => {}
+            () = self.tune(&backlog) => {}
+        }
+        self.obey_server_caps();
+        *lock(&self.transfer_time) += started.elapsed();
+        self.reporter.finish_progress();
+    }
+
+    /// The next streamed action; a mkdir is registered as under way before
+    /// any other worker can take what is inside it.
+    async fn next_streamed(
+        &self,
+        receiver: &tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Action>>,
+    ) -> Option<(Action, Option<(RelPath, tokio::sync::watch::Sender<bool>)>)> {
+        let mut receiver = receiver.lock().await;
+        let action = receiver.recv().await?;
+        let created = match &action {
+            Action::Mkdir { path, .. } => {
+                let (done, waiting) = tokio::sync::watch::channel(false);
+                lock(&self.creating).insert(path.clone(), waiting);
+                Some((path.clone(), done))
+            }
+            _ => None,
+        };
+        Some((action, created))
+    }
+
+    /// Waits until the directory holding `path` is made, when a streamed
+    /// mkdir of it is under way (whether it worked or not: a failed one
+    /// fails what is inside on its own).
+    async fn after_parent(&self, path: &RelPath) {
+        let waiting = lock(&self.creating).get(&path.parent()).cloned();
+        if let Some(mut waiting) = waiting {
+            let _ = waiting.wait_for(|done| *done).await;
+        }
     }
 
     /// Where the concurrency started and ended, and why.
@@ -219,9 +307,10 @@ impl Engine {
             let engine = Arc::clone(&engine);
             async move { engine.execute(action).await }
         });
+        let backlog = || queue.len();
         tokio::select! {
             () = work => {}
-            () = self.tune(&queue) => {}
+            () = self.tune(&backlog) => {}
         }
         // A run shorter than the tuner's first look still reports (and
         // remembers) a limit the server showed.
@@ -244,7 +333,7 @@ impl Engine {
 
     /// Measures throughput window by window and applies the tuner's
     /// decisions; runs until the transfers end (never returns by itself).
-    async fn tune(&self, queue: &WorkQueue<Action>) {
+    async fn tune(&self, backlog: &(dyn Fn() -> usize + Sync)) {
         use std::sync::atomic::Ordering::Relaxed;
         use std::time::Instant;
         let stats = &self.reporter.stats;
@@ -272,7 +361,7 @@ impl Engine {
             if !adapt::window_complete(sample.elapsed, sample.files, level) {
                 continue;
             }
-            let decision = lock(&self.tuner).observe(sample, queue.len());
+            let decision = lock(&self.tuner).observe(sample, backlog());
             match decision {
                 Decision::Set(new_level) => {
                     self.gate.set_limit(new_level);
@@ -348,7 +437,10 @@ impl Engine {
             Action::Copy { src, .. } if src.is_symlink() => self.make_link(src).await,
             Action::Copy { src, reason } => {
                 let partial = if attempt == 0 {
-                    self.resumable.get(&src.path).copied().unwrap_or(0)
+                    match self.resumable.get(&src.path) {
+                        Some(partial) => *partial,
+                        None => self.streamed_partial(src).await,
+                    }
                 } else if src.size >= RESUME_MIN_SIZE {
                     // A retry continues what the failed attempt wrote.
                     let temp = commit::temp_path(&src.path);
@@ -415,6 +507,24 @@ impl Engine {
 }
 
 impl Engine {
+    /// In a streamed run, the length of a partial temporary of `src` that
+    /// a run started from this same source (size and mtime) and that can
+    /// be continued; 0 when there is none.
+    async fn streamed_partial(&self, src: &crate::backend::Entry) -> u64 {
+        if !self.lazy_resume.load(std::sync::atomic::Ordering::Relaxed) || src.size < RESUME_MIN_SIZE {
+            return 0;
+        }
+        let Some(journal) = &self.journal else { return 0 };
+        let Ok(Some(record)) = journal.partial(src.path.clone()).await else { return 0 };
+        if record.src_size != src.size || record.src_mtime != src.mtime {
+            return 0;
+        }
+        match self.dst.stat(&commit::temp_path(&src.path)).await {
+            Ok(Some(temp)) if temp.is_file() && temp.size > 0 && temp.size <= src.size => temp.size,
+            _ => 0,
+        }
+    }
+
     /// Makes a link under the temporary name, then renames it over
     /// whatever holds the final name: a reader sees the old entry or the
     /// new link, never neither (where rename is atomic). The target bytes

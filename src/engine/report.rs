@@ -193,6 +193,16 @@ impl Reporter {
         }
     }
 
+    /// More work for the progress bar, as a streamed plan finds it.
+    pub fn grow_progress(&self, bytes: u64, files: u64) {
+        self.total_files.fetch_add(files, Ordering::Relaxed);
+        if let Ok(slot) = self.progress.lock()
+            && let Some(bar) = slot.as_ref()
+        {
+            bar.inc_length(bytes);
+        }
+    }
+
     pub fn finish_progress(&self) {
         if let Ok(mut slot) = self.progress.lock()
             && let Some(bar) = slot.take()

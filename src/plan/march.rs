@@ -56,18 +56,68 @@ impl LinkRule {
     }
 }
 
+/// What barge last synced, looked up by path.
+pub trait Records {
+    fn record(&self, path: &RelPath) -> Option<&SyncedRecord>;
+}
+
+impl Records for HashMap<RelPath, SyncedRecord> {
+    fn record(&self, path: &RelPath) -> Option<&SyncedRecord> {
+        self.get(path)
+    }
+}
+
+/// Where the march puts what it decides.
+pub trait Sink {
+    fn push(&mut self, action: Action);
+}
+
+impl Sink for Vec<Action> {
+    fn push(&mut self, action: Action) {
+        Vec::push(self, action);
+    }
+}
+
 /// Builds the plan. Pure: no I/O, no clock.
 pub fn plan(input: PlanInput<'_>) -> Plan {
     let PlanInput { src, dst, src_unreadable, synced, rule, delete, links } = input;
-    let mut out = Plan::default();
+    let mut actions = Vec::new();
+    let rules = MarchRules { src_unreadable, rule, delete, links };
+    let unchanged = march(src.into_iter(), dst.into_iter(), synced, rules, &mut actions);
+    Plan { actions, unchanged }
+}
+
+/// The rules of a march, apart from its inputs.
+#[derive(Clone, Copy)]
+pub struct MarchRules<'a> {
+    /// Source directories that could not be listed (see [`PlanInput`]).
+    pub src_unreadable: &'a [RelPath],
+    pub rule: CompareRule,
+    pub delete: bool,
+    pub links: LinkRule,
+}
+
+/// The merge of two listings in tree order, each action handed to `sink`
+/// as soon as it is decided (in tree order; directory mtimes at the end),
+/// so the listings can be streams that are never held whole. Returns the
+/// number of files found unchanged.
+pub fn march(
+    src: impl Iterator<Item = Entry>,
+    dst: impl Iterator<Item = Entry>,
+    synced: &impl Records,
+    rules: MarchRules<'_>,
+    out: &mut impl Sink,
+) -> u64 {
+    let MarchRules { src_unreadable, rule, delete, links } = rules;
+    let mut unchanged = 0u64;
     // Directory mtimes are settled last: anything written into a directory
     // changes its mtime, so first note which directories were touched.
     let mut src_dir_mtimes: Vec<(RelPath, Mtime, bool)> = Vec::new();
     let mut dst_dir_mtimes: HashMap<RelPath, Option<Mtime>> = HashMap::new();
     let mut touched: HashSet<RelPath> = HashSet::new();
 
-    let mut src = src.into_iter().peekable();
-    let mut dst = dst.into_iter().peekable();
+    let mut src = src.peekable();
+    let mut dst = dst.peekable();
     loop {
         let order = match (src.peek(), dst.peek()) {
             (None, None) => break,
@@ -79,32 +129,32 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             Ordering::Less => {
                 let Some(s) = src.next() else { break };
                 touched.insert(s.path.parent());
-                source_only(s, &mut out, &mut src_dir_mtimes, links);
+                source_only(s, out, &mut src_dir_mtimes, links);
             }
             Ordering::Greater => {
                 let Some(d) = dst.next() else { break };
                 if delete && !src_unreadable.iter().any(|u| d.path.starts_with(u)) {
                     touched.insert(d.path.parent());
-                    out.actions.push(Action::Delete { path: d.path, kind: d.kind, reason: Reason::Extraneous });
+                    out.push(Action::Delete { path: d.path, kind: d.kind, reason: Reason::Extraneous });
                 }
             }
             Ordering::Equal => {
                 let (Some(s), Some(d)) = (src.next(), dst.next()) else { break };
                 match (s.kind, d.kind) {
-                    (EntryKind::File, EntryKind::File) => match rule.compare(&s, &d, || synced.get(&s.path)) {
-                        Verdict::Same => out.unchanged += 1,
+                    (EntryKind::File, EntryKind::File) => match rule.compare(&s, &d, || synced.record(&s.path)) {
+                        Verdict::Same => unchanged += 1,
                         Verdict::SameContentOtherMtime => match s.mtime {
-                            Some(mtime) => out.actions.push(Action::SetMtime {
+                            Some(mtime) => out.push(Action::SetMtime {
                                 path: s.path,
                                 kind: EntryKind::File,
                                 mtime,
                                 reason: Reason::MtimeOnly,
                             }),
-                            None => out.unchanged += 1,
+                            None => unchanged += 1,
                         },
                         Verdict::Differs(reason) => {
                             touched.insert(s.path.parent());
-                            out.actions.push(Action::Copy { src: s, reason });
+                            out.push(Action::Copy { src: s, reason });
                         }
                     },
                     (EntryKind::Dir, EntryKind::Dir) => {
@@ -120,54 +170,50 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                             take_subtree(&d.path, &mut dst);
                         }
                         match links.refusal(&s) {
-                            Some(reason) if !same => out.actions.push(Action::Skip { path: s.path, reason }),
-                            _ => out.unchanged += 1,
+                            Some(reason) if !same => out.push(Action::Skip { path: s.path, reason }),
+                            _ => unchanged += 1,
                         }
                     }
                     (EntryKind::Symlink, EntryKind::Symlink) => {
                         if s.link_target == d.link_target {
-                            out.unchanged += 1;
+                            unchanged += 1;
                         } else {
                             // A new link under a temporary name renamed over the old one.
                             touched.insert(s.path.parent());
-                            out.actions.push(Action::Copy { src: s, reason: Reason::TargetChanged });
+                            out.push(Action::Copy { src: s, reason: Reason::TargetChanged });
                         }
                     }
                     (EntryKind::Symlink, EntryKind::File) => {
                         touched.insert(s.path.parent());
-                        out.actions.push(Action::Copy { src: s, reason: Reason::TypeChanged });
+                        out.push(Action::Copy { src: s, reason: Reason::TypeChanged });
                     }
                     (EntryKind::File, EntryKind::Symlink) => {
                         // rename() over a link replaces the link, not its target.
                         touched.insert(s.path.parent());
-                        out.actions.push(Action::Copy { src: s, reason: Reason::TypeChanged });
+                        out.push(Action::Copy { src: s, reason: Reason::TypeChanged });
                     }
                     (EntryKind::File | EntryKind::Symlink, EntryKind::Dir) => {
                         touched.insert(s.path.parent());
                         let below = take_subtree(&d.path, &mut dst);
                         if !below.is_empty() && !delete {
-                            out.actions.push(Action::Conflict { path: s.path, reason: Reason::NeedsDelete });
+                            out.push(Action::Conflict { path: s.path, reason: Reason::NeedsDelete });
                             continue;
                         }
                         // Tree order, the directory first; the engine runs
                         // replacements reversed, so its contents go first.
-                        out.actions.push(Action::Delete { path: d.path, kind: d.kind, reason: Reason::Replaced });
+                        out.push(Action::Delete { path: d.path, kind: d.kind, reason: Reason::Replaced });
                         for gone in below {
-                            out.actions.push(Action::Delete {
-                                path: gone.path,
-                                kind: gone.kind,
-                                reason: Reason::Replaced,
-                            });
+                            out.push(Action::Delete { path: gone.path, kind: gone.kind, reason: Reason::Replaced });
                         }
-                        out.actions.push(Action::Copy { src: s, reason: Reason::TypeChanged });
+                        out.push(Action::Copy { src: s, reason: Reason::TypeChanged });
                     }
                     (EntryKind::Dir, EntryKind::File | EntryKind::Symlink) => {
                         touched.insert(s.path.parent());
-                        out.actions.push(Action::Delete { path: d.path, kind: d.kind, reason: Reason::Replaced });
+                        out.push(Action::Delete { path: d.path, kind: d.kind, reason: Reason::Replaced });
                         if let Some(mtime) = s.mtime {
                             src_dir_mtimes.push((s.path.clone(), mtime, true));
                         }
-                        out.actions.push(Action::Mkdir { path: s.path, reason: Reason::TypeChanged });
+                        out.push(Action::Mkdir { path: s.path, reason: Reason::TypeChanged });
                     }
                 }
             }
@@ -180,24 +226,24 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     for (path, mtime, created) in src_dir_mtimes {
         let differs = created || dst_dir_mtimes.get(&path).is_none_or(|d| *d != Some(mtime));
         if differs || touched.contains(&path) {
-            out.actions.push(Action::SetMtime { path, kind: EntryKind::Dir, mtime, reason: Reason::DirMtime });
+            out.push(Action::SetMtime { path, kind: EntryKind::Dir, mtime, reason: Reason::DirMtime });
         }
     }
-    out
+    unchanged
 }
 
-fn source_only(s: Entry, out: &mut Plan, dir_mtimes: &mut Vec<(RelPath, Mtime, bool)>, links: LinkRule) {
+fn source_only(s: Entry, out: &mut impl Sink, dir_mtimes: &mut Vec<(RelPath, Mtime, bool)>, links: LinkRule) {
     match s.kind {
-        EntryKind::File => out.actions.push(Action::Copy { src: s, reason: Reason::New }),
+        EntryKind::File => out.push(Action::Copy { src: s, reason: Reason::New }),
         EntryKind::Dir => {
             if let Some(mtime) = s.mtime {
                 dir_mtimes.push((s.path.clone(), mtime, true));
             }
-            out.actions.push(Action::Mkdir { path: s.path, reason: Reason::New });
+            out.push(Action::Mkdir { path: s.path, reason: Reason::New });
         }
         EntryKind::Symlink => match links.refusal(&s) {
-            Some(reason) => out.actions.push(Action::Skip { path: s.path, reason }),
-            None => out.actions.push(Action::Copy { src: s, reason: Reason::New }),
+            Some(reason) => out.push(Action::Skip { path: s.path, reason }),
+            None => out.push(Action::Copy { src: s, reason: Reason::New }),
         },
     }
 }

@@ -11,7 +11,7 @@ mod tests;
 use std::fmt;
 
 pub use compare::{CompareMode, CompareRule, Verdict};
-pub use march::{LinkRule, PlanInput, plan};
+pub use march::{LinkRule, MarchRules, PlanInput, Records, Sink, march, plan};
 
 use crate::backend::{Entry, EntryKind, Mtime};
 use crate::path::RelPath;

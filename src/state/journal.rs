@@ -50,6 +50,12 @@ impl Journal {
     }
 
     /// Notes a large transfer in flight, so its temporary can be resumed.
+    /// The partial transfer of `path` a run noted, if any.
+    pub async fn partial(&self, path: RelPath) -> Result<Option<PartialRecord>, Error> {
+        let db = Arc::clone(&self.db);
+        run_blocking(move || lock(&db)?.partial(&path)).await
+    }
+
     pub async fn started(&self, path: RelPath, record: PartialRecord) -> Result<(), Error> {
         let db = Arc::clone(&self.db);
         run_blocking(move || lock(&db)?.note_partial(&path, record)).await

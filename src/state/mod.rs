@@ -204,6 +204,12 @@ impl StateDb {
     }
 
     pub fn load_synced(&self) -> Result<HashMap<RelPath, SyncedRecord>, Error> {
+        self.load_synced_as(|record| record)
+    }
+
+    /// [`StateDb::load_synced`], each record wrapped by `wrap` as it is read
+    /// (one map, never two copies of a million records).
+    pub fn load_synced_as<T>(&self, wrap: impl Fn(SyncedRecord) -> T) -> Result<HashMap<RelPath, T>, Error> {
         let count: i64 =
             self.conn.query_row("SELECT count(*) FROM synced", [], |r| r.get(0)).map_err(|e| self.err(e))?;
         let count = usize::try_from(count).unwrap_or(0);
@@ -229,7 +235,7 @@ impl StateDb {
             let (path, record) = row.map_err(|e| self.err(e))?;
             // A row that is not a valid path was not written by us: ignore it.
             if let Ok(path) = RelPath::parse(&path) {
-                map.insert(path, record);
+                map.insert(path, wrap(record));
             }
         }
         Ok(map)

@@ -637,6 +637,22 @@ impl Backend for FtpBackend {
         .await
     }
 
+    async fn walk_streamed(&self, tx: super::stream::WalkSender) {
+        if self.inner.root_missing {
+            return;
+        }
+        super::stream::walk_streamed(
+            self.inner.parallel,
+            self.inner.retries,
+            |dir| {
+                let inner = Arc::clone(&self.inner);
+                async move { inner.list_dir(&dir).await }
+            },
+            tx,
+        )
+        .await
+    }
+
     async fn stat(&self, path: &RelPath) -> Result<Option<Entry>, OpError> {
         let parent = path.parent();
         match self.inner.list_dir(&parent).await {

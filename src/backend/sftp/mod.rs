@@ -633,6 +633,22 @@ impl Backend for SftpBackend {
         .await
     }
 
+    async fn walk_streamed(&self, tx: super::stream::WalkSender) {
+        if self.inner.root_missing {
+            return;
+        }
+        super::stream::walk_streamed(
+            self.inner.walk_in_flight,
+            self.inner.retries,
+            |dir| {
+                let inner = Arc::clone(&self.inner);
+                async move { inner.list_dir(&dir).await }
+            },
+            tx,
+        )
+        .await
+    }
+
     /// Links resolved by the server (realpath), followed only inside the
     /// root; loops are caught by resolved path (see `resolve_link`).
     async fn walk_following_links(&self) -> Result<Listing, OpError> {

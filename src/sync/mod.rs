@@ -2,6 +2,8 @@
 //! asked, plan, check the safety limits, then print (`plan`), compare
 //! (`check`) or execute (`sync`).
 
+mod streamed;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -190,213 +192,9 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     let src = src.map_err(unreachable(&job.src))?;
     let dst = dst.map_err(unreachable(&job.dst))?;
 
-    // What barge last synced is read while both sides are walked.
-    let mut synced_loading = db.as_ref().map(|db| {
-        let db = Arc::clone(db);
-        tokio::task::spawn_blocking(move || lock_db(&db).load_synced())
-    });
-    // --trust-state: the records stand in for the destination's listing.
-    let trusted = match job.trust_state {
-        true => Some(trusted_records(db.as_ref(), synced_loading.take(), mode).await?),
-        false => None,
-    };
-    let src_walk =
-        async { if job.links == LinkMode::Follow { src.walk_following_links().await } else { src.walk().await } };
-    let dst_walk = async {
-        match &trusted {
-            Some(records) => Ok(listing_from_records(records)),
-            None => dst.walk().await,
-        }
-    };
-    let (src_listing, dst_listing) = tokio::join!(src_walk, dst_walk);
-    let mut src_listing = src_listing.map_err(unreachable(&job.src))?;
-    let mut dst_listing = dst_listing.map_err(unreachable(&job.dst))?;
-    if trusted.is_some() {
-        // barge set every directory's mtime to its source's.
-        adopt_dir_mtimes(&src_listing.entries, &mut dst_listing.entries);
-    }
-    distrust_duplicates(&mut src_listing);
-    distrust_duplicates(&mut dst_listing);
-    for (dir, err) in &src_listing.unreadable {
-        reporter.error(&format!("source {dir} could not be read, nothing below it is deleted: {err}"));
-    }
-    for (dir, err) in &dst_listing.unreadable {
-        reporter.error(&format!("destination {dir} could not be read: {err}"));
-    }
-    for warning in src_listing.warnings.iter().chain(&dst_listing.warnings) {
-        reporter.warning(warning);
-    }
-    for notice in src_listing.notices.iter().chain(&dst_listing.notices) {
-        reporter.warning(notice);
-    }
-    for retried in src_listing.retried.iter().chain(&dst_listing.retried) {
-        reporter.info(retried);
-    }
-    let _ = take_temporaries(&mut src_listing);
-    let temporaries = take_temporaries(&mut dst_listing);
-
-    let src_unreadable: Vec<RelPath> = src_listing.unreadable.iter().map(|(p, _)| p.clone()).collect();
-    let dst_unreadable: Vec<RelPath> = dst_listing.unreadable.iter().map(|(p, _)| p.clone()).collect();
-    let src_unreadable_count = src_unreadable.len();
-    let filter = Arc::new(job.filter);
-    let (src_entries, dst_entries) = {
-        let filter = Arc::clone(&filter);
-        let (s, d) = (src_listing.entries, dst_listing.entries);
-        tokio::task::spawn_blocking(move || (filter.apply(s), filter.apply(d)))
-            .await
-            .map_err(|e| Error::Io { context: "filter".into(), source: std::io::Error::other(e.to_string()) })?
-    };
-    let (mut src_entries, mut dst_entries) = (src_entries, dst_entries);
-
-    let src_files = src_entries.iter().filter(|e| e.is_file()).count() as u64;
-    let dst_total = dst_entries.len() as u64;
-    let src_warnings = src_listing.warnings.len();
-    if job.compare == CompareMode::Hash {
-        fill_hashes(&src, &dst, &mut src_entries, &mut dst_entries, db.as_ref(), &reporter).await?;
-    }
-
-    let synced = match (trusted, synced_loading) {
-        (Some(records), _) => records,
-        (None, Some(task)) => task.await.map_err(|e| Error::Io {
-            context: "state database task".into(),
-            source: std::io::Error::other(e.to_string()),
-        })??,
-        (None, None) => HashMap::new(),
-    };
-    // --verify-state rebuilds the records from both listings after the run.
-    let listed_pairs = (job.verify_state && mode == Mode::Sync).then(|| file_pairs(&src_entries, &dst_entries));
-    // A directory that held files at the last run and is empty now is how
-    // a server that lost a mount, or a half-failed listing, looks.
-    let emptied = if mode == Mode::Sync { emptied_dirs(&src_entries, &synced) } else { Vec::new() };
-    if mode == Mode::Sync
-        && let Some(db) = &db
-    {
-        let unreadable: Vec<RelPath> = src_unreadable.iter().chain(&dst_unreadable).cloned().collect();
-        let stale = stale_records(&synced, &src_entries, &dst_entries, &unreadable);
-        if !stale.is_empty() {
-            let db = Arc::clone(db);
-            run_blocking(move || lock_db(&db).write_synced(&[], &stale)).await?;
-        }
-    }
-    let rule = CompareRule::new(
-        job.compare,
-        src.capabilities().mtime_precision,
-        dst.capabilities().mtime_precision,
-        dst.capabilities().set_mtime,
-    );
-    // Check lists extraneous entries whatever --delete says.
-    let delete = job.delete || mode == Mode::Check;
-    let links = LinkRule { mode: job.links, dst_can_link: dst.capabilities().symlinks };
-    let plan = tokio::task::spawn_blocking(move || {
-        plan::plan(PlanInput {
-            src: src_entries,
-            dst: dst_entries,
-            src_unreadable: &src_unreadable,
-            synced: &synced,
-            rule,
-            delete,
-            links,
-        })
-    })
-    .await
-    .map_err(|e| Error::Io { context: "plan".into(), source: std::io::Error::other(e.to_string()) })?;
-
-    warn_unlinkable(&plan, dst.as_ref(), &reporter);
-    match mode {
-        Mode::Plan => return Ok(print_plan(&plan, &reporter, started)),
-        Mode::Check => return Ok(print_check(&plan, &reporter, started)),
-        Mode::Sync => {}
-    }
-
-    let deletions = plan.deletions() as u64;
-    if let Some(limit) = job.safety.max_delete {
-        let max = limit.resolve(dst_total);
-        if deletions > max {
-            finish_run(db.as_ref(), "safety-stop").await;
-            return Err(Error::SafetyStop(format!(
-                "{deletions} entries would be deleted, more than --max-delete allows ({max}); nothing was changed"
-            )));
-        }
-    }
-    // A listing that looks wrong must not delete anything on its word.
-    let baseline = match &db {
-        Some(db) => {
-            let db = Arc::clone(db);
-            run_blocking(move || lock_db(&db).meta_get(LAST_SRC_FILES)).await?.and_then(|v| v.parse::<u64>().ok())
-        }
-        None => None,
-    };
-    let mut suspicions = Vec::new();
-    if src_warnings > 0 {
-        suspicions.push(format!("{src_warnings} unreadable entries in the source listing"));
-    }
-    if src_unreadable_count > 0 {
-        suspicions.push(format!("{src_unreadable_count} source directories could not be listed"));
-    }
-    if !emptied.is_empty() {
-        let shown: Vec<String> = emptied.iter().take(5).map(|p| p.to_string()).collect();
-        suspicions.push(format!(
-            "{} source directories that held files at the last run are empty now ({}{})",
-            emptied.len(),
-            shown.join(", "),
-            if emptied.len() > shown.len() { ", ..." } else { "" }
-        ));
-    }
-    if let Some(last) = baseline
-        && last > 0
-        && src_files * 100 < last * u64::from(100 - job.safety.max_shrink_percent.min(100))
-    {
-        suspicions.push(format!(
-            "the source shrank from {last} to {src_files} files, more than --max-shrink {}%",
-            job.safety.max_shrink_percent
-        ));
-    }
-    let mut plan = plan;
-    let mut held_back = 0u64;
-    if deletions > 0 && !suspicions.is_empty() && !job.safety.force {
-        let before = plan.actions.len();
-        plan.actions.retain(|a| !matches!(a, Action::Delete { reason: Reason::Extraneous, .. }));
-        held_back = (before - plan.actions.len()) as u64;
-        reporter.error(&format!(
-            "safety stop: {held_back} deletions held back because {}; rerun with --force if this is right",
-            suspicions.join(" and ")
-        ));
-    }
-
-    let partials = match &db {
-        Some(db) => {
-            let db = Arc::clone(db);
-            let wanted: Vec<RelPath> = plan
-                .actions
-                .iter()
-                .filter_map(|a| match a {
-                    Action::Copy { src, .. } if src.size >= RESUME_MIN_SIZE => Some(src.path.clone()),
-                    _ => None,
-                })
-                .collect();
-            run_blocking(move || {
-                let db = lock_db(&db);
-                let mut found = HashMap::new();
-                for path in wanted {
-                    if let Some(record) = db.partial(&path)? {
-                        found.insert(path, record);
-                    }
-                }
-                Ok(found)
-            })
-            .await?
-        }
-        None => HashMap::new(),
-    };
-    let (resumable, mut stale) = sort_temporaries(&plan, temporaries, &partials);
-    if let Some(shard) = filter.shard() {
-        // Other shards may be writing into the same destination right now:
-        // leave their temporaries alone. One inside a directory belongs to
-        // that directory's shard; a top-level one cannot be told apart (its
-        // name is a hash), so only the ones this run resumes are touched.
-        stale.retain(|temp| temp.path.depth() > 1 && shard.owns(&temp.path));
-    }
-    let mut engine_config = job.engine;
+    let mut job = job;
+    let filter = Arc::new(std::mem::take(&mut job.filter));
+    let mut engine_config = job.engine.clone();
     if let Some(db) = &db {
         // Where the last run's tuning settled is where this one starts.
         let db = Arc::clone(db);
@@ -406,23 +204,212 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
             concurrency.start = level.clamp(1, concurrency.max.max(1));
         }
     }
-    let dst_for_cleanup = Arc::clone(&dst);
-    for_each_parallel(stale, engine_config.concurrency.start, move |temp: Entry| {
-        let dst = Arc::clone(&dst_for_cleanup);
-        async move {
-            let _ = dst.remove_file(&temp.path).await;
-        }
-    })
-    .await;
-
-    reporter.stats.files_unchanged.store(plan.unchanged, std::sync::atomic::Ordering::Relaxed);
     let journal = db.as_ref().map(|db| Arc::new(Journal::new(Arc::clone(db))));
-    let acted_paths: Vec<RelPath> = match listed_pairs {
-        Some(_) => plan.actions.iter().map(|a| a.path().clone()).collect(),
-        None => Vec::new(),
+    let (engine, held_back, src_files, listed) = if mode == Mode::Sync && streamed::can_stream(&job) {
+        let ran = streamed::run(streamed::Setup {
+            job: &job,
+            src,
+            dst,
+            db: db.as_ref(),
+            filter: Arc::clone(&filter),
+            engine_config,
+            reporter: Arc::clone(&reporter),
+            journal: journal.clone(),
+        })
+        .await;
+        let ran = match ran {
+            Ok(ran) => ran,
+            Err(err) => {
+                finish_run(db.as_ref(), "failed").await;
+                return Err(err);
+            }
+        };
+        (ran.engine, ran.held_back, ran.src_files, None)
+    } else {
+        // What barge last synced is read while both sides are walked.
+        let mut synced_loading = db.as_ref().map(|db| {
+            let db = Arc::clone(db);
+            tokio::task::spawn_blocking(move || lock_db(&db).load_synced())
+        });
+        // --trust-state: the records stand in for the destination's listing.
+        let trusted = match job.trust_state {
+            true => Some(trusted_records(db.as_ref(), synced_loading.take(), mode).await?),
+            false => None,
+        };
+        let src_walk =
+            async { if job.links == LinkMode::Follow { src.walk_following_links().await } else { src.walk().await } };
+        let dst_walk = async {
+            match &trusted {
+                Some(records) => Ok(listing_from_records(records)),
+                None => dst.walk().await,
+            }
+        };
+        let (src_listing, dst_listing) = tokio::join!(src_walk, dst_walk);
+        let mut src_listing = src_listing.map_err(unreachable(&job.src))?;
+        let mut dst_listing = dst_listing.map_err(unreachable(&job.dst))?;
+        if trusted.is_some() {
+            // barge set every directory's mtime to its source's.
+            adopt_dir_mtimes(&src_listing.entries, &mut dst_listing.entries);
+        }
+        distrust_duplicates(&mut src_listing);
+        distrust_duplicates(&mut dst_listing);
+        for (dir, err) in &src_listing.unreadable {
+            reporter.error(&format!("source {dir} could not be read, nothing below it is deleted: {err}"));
+        }
+        for (dir, err) in &dst_listing.unreadable {
+            reporter.error(&format!("destination {dir} could not be read: {err}"));
+        }
+        for warning in src_listing.warnings.iter().chain(&dst_listing.warnings) {
+            reporter.warning(warning);
+        }
+        for notice in src_listing.notices.iter().chain(&dst_listing.notices) {
+            reporter.warning(notice);
+        }
+        for retried in src_listing.retried.iter().chain(&dst_listing.retried) {
+            reporter.info(retried);
+        }
+        let _ = take_temporaries(&mut src_listing);
+        let temporaries = take_temporaries(&mut dst_listing);
+
+        let src_unreadable: Vec<RelPath> = src_listing.unreadable.iter().map(|(p, _)| p.clone()).collect();
+        let dst_unreadable: Vec<RelPath> = dst_listing.unreadable.iter().map(|(p, _)| p.clone()).collect();
+        let src_unreadable_count = src_unreadable.len();
+        let (src_entries, dst_entries) = {
+            let filter = Arc::clone(&filter);
+            let (s, d) = (src_listing.entries, dst_listing.entries);
+            tokio::task::spawn_blocking(move || (filter.apply(s), filter.apply(d)))
+                .await
+                .map_err(|e| Error::Io { context: "filter".into(), source: std::io::Error::other(e.to_string()) })?
+        };
+        let (mut src_entries, mut dst_entries) = (src_entries, dst_entries);
+
+        let src_files = src_entries.iter().filter(|e| e.is_file()).count() as u64;
+        let dst_total = dst_entries.len() as u64;
+        let src_warnings = src_listing.warnings.len();
+        if job.compare == CompareMode::Hash {
+            fill_hashes(&src, &dst, &mut src_entries, &mut dst_entries, db.as_ref(), &reporter).await?;
+        }
+
+        let synced = match (trusted, synced_loading) {
+            (Some(records), _) => records,
+            (None, Some(task)) => task.await.map_err(|e| Error::Io {
+                context: "state database task".into(),
+                source: std::io::Error::other(e.to_string()),
+            })??,
+            (None, None) => HashMap::new(),
+        };
+        // --verify-state rebuilds the records from both listings after the run.
+        let listed_pairs = (job.verify_state && mode == Mode::Sync).then(|| file_pairs(&src_entries, &dst_entries));
+        // A directory that held files at the last run and is empty now is how
+        // a server that lost a mount, or a half-failed listing, looks.
+        let emptied = if mode == Mode::Sync { emptied_dirs(&src_entries, &synced) } else { Vec::new() };
+        if mode == Mode::Sync
+            && let Some(db) = &db
+        {
+            let unreadable: Vec<RelPath> = src_unreadable.iter().chain(&dst_unreadable).cloned().collect();
+            let stale = stale_records(&synced, &src_entries, &dst_entries, &unreadable);
+            if !stale.is_empty() {
+                let db = Arc::clone(db);
+                run_blocking(move || lock_db(&db).write_synced(&[], &stale)).await?;
+            }
+        }
+        let rule = CompareRule::new(
+            job.compare,
+            src.capabilities().mtime_precision,
+            dst.capabilities().mtime_precision,
+            dst.capabilities().set_mtime,
+        );
+        // Check lists extraneous entries whatever --delete says.
+        let delete = job.delete || mode == Mode::Check;
+        let links = LinkRule { mode: job.links, dst_can_link: dst.capabilities().symlinks };
+        let plan = tokio::task::spawn_blocking(move || {
+            plan::plan(PlanInput {
+                src: src_entries,
+                dst: dst_entries,
+                src_unreadable: &src_unreadable,
+                synced: &synced,
+                rule,
+                delete,
+                links,
+            })
+        })
+        .await
+        .map_err(|e| Error::Io { context: "plan".into(), source: std::io::Error::other(e.to_string()) })?;
+
+        warn_unlinkable(&plan, dst.as_ref(), &reporter);
+        match mode {
+            Mode::Plan => return Ok(print_plan(&plan, &reporter, started)),
+            Mode::Check => return Ok(print_check(&plan, &reporter, started)),
+            Mode::Sync => {}
+        }
+
+        let deletions = plan.deletions() as u64;
+        if let Some(limit) = job.safety.max_delete {
+            let max = limit.resolve(dst_total);
+            if deletions > max {
+                finish_run(db.as_ref(), "safety-stop").await;
+                return Err(Error::SafetyStop(format!(
+                    "{deletions} entries would be deleted, more than --max-delete allows ({max}); nothing was changed"
+                )));
+            }
+        }
+        // A listing that looks wrong must not delete anything on its word.
+        let baseline = shrink_baseline(db.as_ref()).await?;
+        let suspicions = suspicions(src_warnings, src_unreadable_count, &emptied, baseline, src_files, &job.safety);
+        let mut plan = plan;
+        let held_back = hold_back_deletions(&mut plan.actions, &suspicions, &job.safety, &reporter);
+
+        let partials = match &db {
+            Some(db) => {
+                let db = Arc::clone(db);
+                let wanted: Vec<RelPath> = plan
+                    .actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        Action::Copy { src, .. } if src.size >= RESUME_MIN_SIZE => Some(src.path.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                run_blocking(move || {
+                    let db = lock_db(&db);
+                    let mut found = HashMap::new();
+                    for path in wanted {
+                        if let Some(record) = db.partial(&path)? {
+                            found.insert(path, record);
+                        }
+                    }
+                    Ok(found)
+                })
+                .await?
+            }
+            None => HashMap::new(),
+        };
+        let (resumable, mut stale) = sort_temporaries(&plan, temporaries, &partials);
+        if let Some(shard) = filter.shard() {
+            // Other shards may be writing into the same destination right now:
+            // leave their temporaries alone. One inside a directory belongs to
+            // that directory's shard; a top-level one cannot be told apart (its
+            // name is a hash), so only the ones this run resumes are touched.
+            stale.retain(|temp| temp.path.depth() > 1 && shard.owns(&temp.path));
+        }
+        let dst_for_cleanup = Arc::clone(&dst);
+        for_each_parallel(stale, engine_config.concurrency.start, move |temp: Entry| {
+            let dst = Arc::clone(&dst_for_cleanup);
+            async move {
+                let _ = dst.remove_file(&temp.path).await;
+            }
+        })
+        .await;
+
+        reporter.stats.files_unchanged.store(plan.unchanged, std::sync::atomic::Ordering::Relaxed);
+        let acted_paths: Vec<RelPath> = match listed_pairs {
+            Some(_) => plan.actions.iter().map(|a| a.path().clone()).collect(),
+            None => Vec::new(),
+        };
+        let engine = Arc::new(Engine::new(src, dst, engine_config, Arc::clone(&reporter), journal.clone(), resumable));
+        engine.run(plan).await;
+        (engine, held_back, src_files, listed_pairs.map(|pairs| (pairs, acted_paths)))
     };
-    let engine = Arc::new(Engine::new(src, dst, engine_config, Arc::clone(&reporter), journal.clone(), resumable));
-    engine.run(plan).await;
     let concurrency = engine.concurrency();
     if let (Some(level), Some(db)) = (concurrency.remembered, &db) {
         let db = Arc::clone(db);
@@ -434,7 +421,7 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     {
         reporter.warning(&format!("state database: {err}"));
     }
-    if let (Some(pairs), Some(db)) = (listed_pairs, &db) {
+    if let (Some((pairs, acted_paths)), Some(db)) = (listed, &db) {
         let acted: std::collections::HashSet<RelPath> = acted_paths.into_iter().collect();
         let db = Arc::clone(db);
         let repaired = run_blocking(move || {
@@ -494,6 +481,68 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     write_reports(&job.reports, &summary, exit_code, run_started_at, db.as_ref(), &state_path, &reporter).await;
     drop(lock);
     Ok(Outcome { summary, exit_code })
+}
+
+/// The source's file count at the last run whose listing was trusted.
+async fn shrink_baseline(db: Option<&Arc<Mutex<StateDb>>>) -> Result<Option<u64>, Error> {
+    let Some(db) = db else { return Ok(None) };
+    let db = Arc::clone(db);
+    Ok(run_blocking(move || lock_db(&db).meta_get(LAST_SRC_FILES)).await?.and_then(|v| v.parse::<u64>().ok()))
+}
+
+/// Why the source listing may be wrong (each reason a phrase), so that no
+/// deletion is made on its word.
+fn suspicions(
+    src_warnings: usize,
+    src_unreadable: usize,
+    emptied: &[RelPath],
+    baseline: Option<u64>,
+    src_files: u64,
+    safety: &Safety,
+) -> Vec<String> {
+    let mut suspicions = Vec::new();
+    if src_warnings > 0 {
+        suspicions.push(format!("{src_warnings} unreadable entries in the source listing"));
+    }
+    if src_unreadable > 0 {
+        suspicions.push(format!("{src_unreadable} source directories could not be listed"));
+    }
+    if !emptied.is_empty() {
+        let shown: Vec<String> = emptied.iter().take(5).map(|p| p.to_string()).collect();
+        suspicions.push(format!(
+            "{} source directories that held files at the last run are empty now ({}{})",
+            emptied.len(),
+            shown.join(", "),
+            if emptied.len() > shown.len() { ", ..." } else { "" }
+        ));
+    }
+    if let Some(last) = baseline
+        && last > 0
+        && src_files * 100 < last * u64::from(100 - safety.max_shrink_percent.min(100))
+    {
+        suspicions.push(format!(
+            "the source shrank from {last} to {src_files} files, more than --max-shrink {}%",
+            safety.max_shrink_percent
+        ));
+    }
+    suspicions
+}
+
+/// Takes the extraneous deletions out of `actions` when there is any
+/// suspicion (unless --force), saying so; returns how many were held back.
+fn hold_back_deletions(actions: &mut Vec<Action>, suspicions: &[String], safety: &Safety, reporter: &Reporter) -> u64 {
+    let extraneous = |a: &Action| matches!(a, Action::Delete { reason: Reason::Extraneous, .. });
+    if suspicions.is_empty() || safety.force || !actions.iter().any(extraneous) {
+        return 0;
+    }
+    let before = actions.len();
+    actions.retain(|a| !extraneous(a));
+    let held_back = (before - actions.len()) as u64;
+    reporter.error(&format!(
+        "safety stop: {held_back} deletions held back because {}; rerun with --force if this is right",
+        suspicions.join(" and ")
+    ));
+    held_back
 }
 
 /// The transfer concurrency the last run's tuner settled at.
@@ -657,17 +706,25 @@ fn stale_records(
 }
 
 fn emptied_dirs(entries: &[Entry], synced: &HashMap<RelPath, SyncedRecord>) -> Vec<RelPath> {
-    let empty: std::collections::HashSet<&RelPath> = entries
+    let empty: std::collections::HashSet<RelPath> = entries
         .iter()
         .enumerate()
         .filter(|(i, e)| e.is_dir() && entries.get(i + 1).is_none_or(|next| !next.path.starts_with(&e.path)))
-        .map(|(_, e)| &e.path)
+        .map(|(_, e)| e.path.clone())
         .collect();
+    emptied_among(&empty, synced.keys())
+}
+
+/// Those of the `empty` directories that hold one of the `recorded` paths.
+fn emptied_among<'a>(
+    empty: &std::collections::HashSet<RelPath>,
+    recorded: impl Iterator<Item = &'a RelPath>,
+) -> Vec<RelPath> {
     if empty.is_empty() {
         return Vec::new();
     }
     let mut emptied = std::collections::BTreeSet::new();
-    for path in synced.keys() {
+    for path in recorded {
         let mut dir = path.parent();
         while !dir.is_root() {
             if empty.contains(&dir) {

@@ -1,0 +1,371 @@
+//! Walks streamed in tree order: entries leave as soon as everything before
+//! them in tree order is known, so the planner (and the transfers it
+//! starts) work while the rest of the tree is still being listed, and
+//! memory holds the listings between the planner and the listing front,
+//! not the whole tree.
+//!
+//! Directories are listed many at once, earliest in tree order first; a
+//! listing that arrives before its turn waits in a buffer whose size is
+//! capped ([`BUFFERED_ENTRIES`]): past it, only the listing the stream waits
+//! for is asked for.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{Entry, Listing, within_limits};
+use crate::error::{ErrorKind, OpError};
+use crate::path::RelPath;
+
+/// One step of a streamed walk.
+#[derive(Debug)]
+pub enum WalkItem {
+    /// The next entry in tree order.
+    Entry(Entry),
+    /// A directory that could not be listed (nothing below it follows).
+    Unreadable(RelPath, OpError),
+    /// An entry skipped with a reason (hostile or unusable names).
+    Warning(String),
+    /// A warning that casts no doubt on the listing.
+    Notice(String),
+    /// A listing that failed with a temporary error and was asked again.
+    Retried(String),
+    /// The root could not be listed: the walk ends here. Always the first
+    /// item when it comes, so a consumer that waits for the first item
+    /// knows the root was readable before it acts on anything.
+    Failed(OpError),
+}
+
+/// Where a streamed walk sends its items; bounded, so a slow consumer
+/// slows the walk instead of growing a buffer.
+pub type WalkSender = mpsc::Sender<WalkItem>;
+
+/// Items in flight between a walk and its consumer.
+pub const CHANNEL_ITEMS: usize = 4096;
+
+/// Entries listed ahead of the stream's position that may wait in memory
+/// before the walk stops listing ahead.
+pub const BUFFERED_ENTRIES: usize = 100_000;
+
+/// Sends a whole listing as a stream (backends that list the tree in one
+/// piece). Duplicate paths are distrusted first, as the planner needs.
+pub async fn send_listing(mut listing: Listing, tx: &WalkSender) {
+    distrust_duplicates(&mut listing.entries, &mut listing.unreadable);
+    let Listing { entries, unreadable, warnings, notices, retried } = listing;
+    let side = unreadable
+        .into_iter()
+        .map(|(p, e)| WalkItem::Unreadable(p, e))
+        .chain(warnings.into_iter().map(WalkItem::Warning))
+        .chain(notices.into_iter().map(WalkItem::Notice))
+        .chain(retried.into_iter().map(WalkItem::Retried));
+    for item in side.chain(entries.into_iter().map(WalkItem::Entry)) {
+        if tx.send(item).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A listing that names one path twice (twice the same file, or a file
+/// and a directory) cannot be trusted about that path: every entry at or
+/// below it is dropped and the path is made unreadable, so nothing there
+/// is copied or deleted on its word. `entries` is in tree order.
+pub fn distrust_duplicates(entries: &mut Vec<Entry>, unreadable: &mut Vec<(RelPath, OpError)>) {
+    let mut ambiguous: Vec<RelPath> = Vec::new();
+    for pair in entries.windows(2) {
+        if pair[0].path == pair[1].path && ambiguous.last() != Some(&pair[0].path) {
+            ambiguous.push(pair[0].path.clone());
+        }
+    }
+    if ambiguous.is_empty() {
+        return;
+    }
+    entries.retain(|e| !ambiguous.iter().any(|a| e.path.starts_with(a)));
+    for path in ambiguous {
+        let err = OpError::new(
+            ErrorKind::InvalidData,
+            "list",
+            &path,
+            "the listing names this entry more than once; it is left alone",
+        );
+        unreadable.push((path, err));
+    }
+}
+
+/// What the stream has of one directory's children.
+type Listed = Result<(Vec<Entry>, Vec<String>), OpError>;
+
+/// Lists a tree `in_flight` directories at a time with `list_dir` (one
+/// directory's entries and warnings) and sends it to `tx` in tree order.
+/// Temporary failures are asked again up to `retries` times with the
+/// engine's backoff; a root that cannot be listed is sent as
+/// [`WalkItem::Failed`]; other failures make their directory unreadable.
+pub async fn walk_streamed<F, Fut>(in_flight: usize, retries: u32, list_dir: F, tx: WalkSender)
+where
+    F: Fn(RelPath) -> Fut,
+    Fut: std::future::Future<Output = Listed> + Send + 'static,
+{
+    let policy = crate::engine::retry::RetryPolicy::new(retries);
+    let mut set = tokio::task::JoinSet::new();
+    // Directories known and not yet asked for, earliest in tree order
+    // first, with the number of their attempt.
+    let mut waiting: BTreeMap<RelPath, u32> = BTreeMap::from([(RelPath::root(), 0)]);
+    // Listings that arrived before the stream reached them.
+    let mut arrived: HashMap<RelPath, Listed> = HashMap::new();
+    let mut buffered = 0usize;
+    // The stream's position: the children left to send of each directory
+    // it is inside, innermost last.
+    let mut stack: Vec<std::vec::IntoIter<Entry>> = Vec::new();
+    // The directory whose listing the stream needs next.
+    let mut next = Some(RelPath::root());
+    loop {
+        // Ask for more while there is room; past the buffer's cap only
+        // for the listing the stream is waiting on.
+        while set.len() < in_flight.max(1) {
+            let Some((dir, _)) = waiting.first_key_value() else { break };
+            if buffered >= BUFFERED_ENTRIES && Some(dir) != next.as_ref() {
+                break;
+            }
+            let Some((dir, attempt)) = waiting.pop_first() else { break };
+            let listed = list_dir(dir.clone());
+            let delay = if attempt == 0 { Duration::ZERO } else { policy.delay(attempt) };
+            set.spawn(async move {
+                tokio::time::sleep(delay).await;
+                (dir, attempt, listed.await)
+            });
+        }
+        // Send what can be sent.
+        loop {
+            if let Some(dir) = &next {
+                let Some(listed) = arrived.remove(dir) else { break };
+                let dir = next.take().unwrap_or_default();
+                match listed {
+                    Ok((children, warnings)) => {
+                        buffered -= children.len();
+                        for warning in warnings {
+                            if tx.send(WalkItem::Warning(warning)).await.is_err() {
+                                return;
+                            }
+                        }
+                        stack.push(children.into_iter());
+                    }
+                    Err(err) if dir.is_root() => {
+                        let _ = tx.send(WalkItem::Failed(err)).await;
+                        return;
+                    }
+                    Err(err) => {
+                        if tx.send(WalkItem::Unreadable(dir, err)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let Some(children) = stack.last_mut() else { break };
+            let Some(entry) = children.next() else {
+                stack.pop();
+                continue;
+            };
+            if entry.is_dir() {
+                match within_limits(&entry.path) {
+                    Ok(()) => next = Some(entry.path.clone()),
+                    Err(err) => {
+                        let path = entry.path.clone();
+                        if tx.send(WalkItem::Entry(entry)).await.is_err()
+                            || tx.send(WalkItem::Unreadable(path, err)).await.is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            if tx.send(WalkItem::Entry(entry)).await.is_err() {
+                return;
+            }
+        }
+        if next.is_none() && stack.is_empty() {
+            return;
+        }
+        let Some(joined) = set.join_next().await else {
+            // Nothing in flight and nothing to send: only possible if the
+            // directory waited for was never asked for, which the loop
+            // above rules out; end rather than spin.
+            return;
+        };
+        let (dir, attempt, result) = match joined {
+            Ok(done) => done,
+            Err(err) => {
+                let _ = tx.send(WalkItem::Failed(OpError::new(ErrorKind::Other, "list", "", err.to_string()))).await;
+                return;
+            }
+        };
+        match result {
+            Ok((mut children, warnings)) => {
+                children.sort_by(|a, b| a.path.cmp(&b.path));
+                let mut unreadable = Vec::new();
+                distrust_duplicates(&mut children, &mut unreadable);
+                for (path, err) in unreadable {
+                    if tx.send(WalkItem::Unreadable(path, err)).await.is_err() {
+                        return;
+                    }
+                }
+                for child in children.iter().filter(|e| e.is_dir()) {
+                    if within_limits(&child.path).is_ok() {
+                        waiting.insert(child.path.clone(), 0);
+                    }
+                }
+                buffered += children.len();
+                arrived.insert(dir, Ok((children, warnings)));
+            }
+            Err(err) if err.is_temporary() && attempt < policy.retries => {
+                if tx.send(WalkItem::Retried(format!("retry {}: {err}", attempt + 1))).await.is_err() {
+                    return;
+                }
+                waiting.insert(dir, attempt + 1);
+            }
+            Err(err) => {
+                arrived.insert(dir, Err(err));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn path(p: &str) -> RelPath {
+        RelPath::parse(p.as_bytes()).unwrap()
+    }
+
+    fn file(p: &str) -> Entry {
+        Entry { kind: crate::backend::EntryKind::File, ..Entry::dir(path(p)) }
+    }
+
+    /// A tree of `dirs` directories per level, `depth` levels, `files`
+    /// files in each directory, listed in reverse name order (servers do
+    /// not sort) after a delay that varies per directory.
+    fn fake_tree(dirs: usize, depth: usize, files: usize) -> impl Fn(RelPath) -> Listed + Clone {
+        move |dir: RelPath| {
+            let mut children = Vec::new();
+            for f in 0..files {
+                let path = dir.join(format!("f{f}").as_bytes()).unwrap();
+                children.push(Entry { kind: crate::backend::EntryKind::File, ..Entry::dir(path) });
+            }
+            if dir.depth() < depth {
+                for d in 0..dirs {
+                    children.push(Entry::dir(dir.join(format!("d{d}").as_bytes()).unwrap()));
+                }
+            }
+            children.reverse();
+            Ok((children, Vec::new()))
+        }
+    }
+
+    async fn collect(in_flight: usize, list: impl Fn(RelPath) -> Listed + Send + Sync + 'static) -> Vec<WalkItem> {
+        let list = Arc::new(list);
+        let (tx, mut rx) = mpsc::channel(16);
+        let walk = walk_streamed(
+            in_flight,
+            2,
+            move |dir: RelPath| {
+                let list = Arc::clone(&list);
+                async move {
+                    // Later directories answer sooner: arrivals out of order.
+                    let wait = 5u64.saturating_sub(dir.depth() as u64);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    list(dir)
+                }
+            },
+            tx,
+        );
+        let reader = async {
+            let mut items = Vec::new();
+            while let Some(item) = rx.recv().await {
+                items.push(item);
+            }
+            items
+        };
+        let ((), items) = tokio::join!(walk, reader);
+        items
+    }
+
+    fn entries(items: &[WalkItem]) -> Vec<RelPath> {
+        items.iter().filter_map(|i| if let WalkItem::Entry(e) = i { Some(e.path.clone()) } else { None }).collect()
+    }
+
+    #[tokio::test]
+    async fn streams_the_whole_tree_in_tree_order_at_any_concurrency() {
+        let expected = {
+            let mut all = entries(&collect(1, fake_tree(3, 3, 2)).await);
+            all.sort();
+            all
+        };
+        // 3 + 9 + 27 directories, 2 files in each of them and the root.
+        assert_eq!(expected.len(), 39 + 2 * 40);
+        for in_flight in [1, 4, 64] {
+            let got = entries(&collect(in_flight, fake_tree(3, 3, 2)).await);
+            assert_eq!(got, expected, "in_flight {in_flight}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_root_is_the_only_item_and_a_failed_directory_is_unreadable() {
+        let items = collect(4, |_dir: RelPath| Err(OpError::new(ErrorKind::PermissionDenied, "list", "", "no"))).await;
+        assert!(matches!(items.as_slice(), [WalkItem::Failed(_)]), "{items:?}");
+
+        let tree = fake_tree(2, 2, 1);
+        let items = collect(4, move |dir: RelPath| {
+            if dir == path("d1") {
+                Err(OpError::new(ErrorKind::PermissionDenied, "list", &dir, "no"))
+            } else {
+                tree(dir)
+            }
+        })
+        .await;
+        let unreadable: Vec<_> = items
+            .iter()
+            .filter_map(|i| if let WalkItem::Unreadable(p, _) = i { Some(p.clone()) } else { None })
+            .collect();
+        assert_eq!(unreadable, vec![path("d1")]);
+        let listed = entries(&items);
+        assert!(listed.contains(&path("d1")) && !listed.iter().any(|p| p.starts_with(&path("d1")) && *p != path("d1")));
+        assert!(listed.contains(&path("d0/d1/f0")));
+    }
+
+    #[tokio::test]
+    async fn temporary_failures_are_asked_again_and_duplicates_are_distrusted() {
+        let tries = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counter = Arc::clone(&tries);
+        let items = collect(2, move |dir: RelPath| {
+            if dir.is_root() {
+                return Ok((vec![Entry::dir(path("a")), file("b"), file("b")], Vec::new()));
+            }
+            if counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+                return Err(OpError::new(ErrorKind::Temporary, "list", &dir, "425"));
+            }
+            Ok((vec![file("a/x")], Vec::new()))
+        })
+        .await;
+        assert_eq!(entries(&items), vec![path("a"), path("a/x")]);
+        assert!(items.iter().any(|i| matches!(i, WalkItem::Retried(_))));
+        assert!(items.iter().any(|i| matches!(i, WalkItem::Unreadable(p, _) if *p == path("b"))));
+    }
+
+    #[tokio::test]
+    async fn the_stream_holds_back_when_its_reader_does() {
+        // A channel of 16 and a reader that takes nothing: the walk must
+        // park, not buffer the tree.
+        let (tx, mut rx) = mpsc::channel(16);
+        let list = fake_tree(10, 2, 50);
+        let walk = tokio::spawn(walk_streamed(4, 0, move |dir| std::future::ready(list(dir)), tx));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!walk.is_finished());
+        let mut n = 0;
+        while rx.recv().await.is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 10 + 100 + 50 * 111);
+    }
+}
