@@ -36,6 +36,8 @@ struct Script {
     flaky_listing: Option<String>,
     /// Whether that 425 was sent (shared by all sessions).
     flaked: Arc<AtomicBool>,
+    /// The MLSD of this directory answers only once the flag is set.
+    held_listing: Option<(String, Arc<AtomicBool>)>,
 }
 
 /// Starts the server on a free port; it lives until the test process ends.
@@ -97,6 +99,13 @@ fn session(control: TcpStream, script: &Script) -> std::io::Result<()> {
                 {
                     out.write_all(b"425 Unable to build data connection: Address already in use\r\n")?;
                     continue;
+                }
+                if let Some((held, released)) = &script.held_listing
+                    && *held == dir
+                {
+                    while !released.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                 }
                 out.write_all(b"150 here it comes\r\n")?;
                 let (mut conn, _) = data.accept()?;
@@ -383,4 +392,44 @@ fn a_listing_refused_with_425_is_retried() {
     run.expect_code(0);
     assert_eq!(fs::read(s.dst().join("sub/inner.txt")).unwrap(), b"inner", "{}", run.explain());
     assert!(!s.dst().join("sub/old.txt").exists(), "{}", run.explain());
+}
+
+/// Issue 5's streaming plan: a file listed early is copied while a
+/// directory later in the tree has not answered its listing yet. (Run with
+/// `--max-delete`, which plans the whole tree first, this fails.)
+#[test]
+fn transfers_start_before_the_whole_tree_is_listed() {
+    let released = Arc::new(AtomicBool::new(false));
+    let mut script = Script::default();
+    script.listings.insert("/".into(), [fact(b"a.txt", "file", 5), fact(b"z-slow", "dir", 0)].concat());
+    script.listings.insert("/z-slow".into(), fact(b"b.txt", "file", 5));
+    script.files.insert("/a.txt".into(), b"early".to_vec());
+    script.files.insert("/z-slow/b.txt".into(), b"later".to_vec());
+    script.held_listing = Some(("/z-slow".into(), Arc::clone(&released)));
+    let port = serve(script);
+
+    let s = Scratch::new();
+    fs::create_dir_all(s.dst()).unwrap();
+    let child = command(&s, port, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s.dst().join("a.txt").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Checked before the held listing is let go: the copy cannot have
+    // waited for the whole tree.
+    let early = fs::read(s.dst().join("a.txt"));
+    released.store(true, Ordering::SeqCst);
+    let run = Run::of(child.wait_with_output().unwrap());
+    assert_eq!(
+        early.ok().as_deref(),
+        Some(&b"early"[..]),
+        "a.txt copied while /z-slow was unlisted\n{}",
+        run.explain()
+    );
+    run.expect_code(0);
+    assert_eq!(fs::read(s.dst().join("z-slow/b.txt")).unwrap(), b"later");
 }
