@@ -7,10 +7,16 @@
 //! - [`cli`]: clap definitions, then validation into a [`sync::Job`].
 //! - [`location`]: a path or URL into a [`location::Location`] (secrets never print).
 //! - [`backend`]: the one trait every protocol implements, over a
-//!   [`path::RelPath`] space that cannot escape its root; [`backend::local`].
+//!   [`path::RelPath`] space that cannot escape its root; [`backend::local`];
+//!   [`backend::stream`]: walks sent in tree order as directories are listed.
 //! - [`sync`]: one run end to end: lock, list, filter, hash, plan, execute.
+//!   By default streamed (`sync/streamed.rs`): the march runs over both
+//!   walks as they come and the engine starts copying at once; deletions
+//!   wait for the whole tree. Runs that need everything first (hash
+//!   compare, `--max-delete`, `--trust-state`...) plan the whole tree.
 //! - [`plan`]: the pure planner (sorted merge of two listings and the state
-//!   cache), the equality rule ([`plan::compare`]) and filters.
+//!   cache, [`plan::march`] over iterators), the equality rule
+//!   ([`plan::compare`]) and filters.
 //! - [`engine`]: runs a plan in phases with bounded concurrency, retry,
 //!   a shared rate limit, progress and reports.
 //! - [`commit`]: temporary name, durable write, rename: no partial file ever

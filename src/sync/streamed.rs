@@ -166,7 +166,12 @@ pub async fn run(setup: Setup<'_>) -> Result<Ran, Error> {
         .map(|(path, _)| path.clone())
         .collect();
     drop(records);
-    if let (Some(db), false) = (db, stale.is_empty()) {
+    let stopped = crate::stop::requested().is_some();
+    if stopped {
+        // The listing was cut short: its "extraneous" entries are not.
+        deferred.retain(|a| !matches!(a, Action::Delete { reason: Reason::Extraneous, .. }));
+    }
+    if let (Some(db), false, false) = (db, stale.is_empty(), stopped) {
         let db = Arc::clone(db);
         run_blocking(move || lock_db(&db).write_synced(&[], &stale)).await?;
     }
@@ -183,8 +188,10 @@ pub async fn run(setup: Setup<'_>) -> Result<Ran, Error> {
     // Temporaries the listing showed that no copy of this run took over
     // (a copy renames its own, or keeps a large one to resume): every
     // early copy is over, and a directory to delete must be empty.
-    let mut stale_temps: Vec<Entry> =
-        dst_seen.temporaries.into_iter().filter(|t| !large_copies.contains(&t.path)).collect();
+    let mut stale_temps: Vec<Entry> = match stopped {
+        true => Vec::new(),
+        false => dst_seen.temporaries.into_iter().filter(|t| !large_copies.contains(&t.path)).collect(),
+    };
     if let Some(shard) = filter.shard() {
         // Other shards may be writing into the same destination: see super::run.
         stale_temps.retain(|temp| temp.path.depth() > 1 && shard.owns(&temp.path));
@@ -275,6 +282,12 @@ impl Side {
 
     fn next_entry(&mut self, filter: &Filter, records: &TrackedRecords) -> Option<Entry> {
         loop {
+            if crate::stop::requested().is_some() {
+                // SIGINT/SIGTERM: stop listing too. What the march then
+                // takes for missing is never deleted (the engine starts
+                // nothing more) nor forgotten (see `run`).
+                return None;
+            }
             let entry = match self.next_item() {
                 None => {
                     if let Some(dir) = self.open_dir.take() {
