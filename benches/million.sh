@@ -4,7 +4,9 @@
 # RSS per entry. See BENCHMARKS.md, section "6. Memory: a 1,000,000-entry
 # remote tree".
 #
-# usage: benches/million.sh     (env: FILES=1000000 WORK=/dev/shm/barge-million)
+# usage: benches/million.sh     (env: FILES=1000000 WORK=/dev/shm/barge-million
+#                               PHASES="mirror noop": "noop noop noop" reruns
+#                               the no-op on the mirror a last run left)
 #
 # Needs the suite's servers and user (tests/servers/install.sh, run as root).
 # About 3 GB of tmpfs at the peak (two trees of a million small files).
@@ -51,10 +53,14 @@ source "$repo/benches/support/sshd.sh"
 start_sshd
 
 dst="$work/dst"
-rm -rf "$dst" "$work/state.db"*
+phases="${PHASES:-mirror noop}"
+case " $phases " in
+*" mirror "*) rm -rf "$dst" "$work/state.db"* ;;
+*) [ -d "$dst" ] || { log "no mirror in $dst: run with a mirror phase first"; exit 1; } ;;
+esac
 url="sftp://$user@127.0.0.1:$port$src"
 common=(--identity "$servers/ssh/client_ed25519" --known-hosts "$inst/known_hosts" --state "$work/state.db" -q --json)
-for phase in mirror noop; do
+for phase in $phases; do
     log "$phase: barge sync $url $dst"
     /usr/bin/time -f '%e %M' -o "$work/time.$phase" "$barge" sync "$url" "$dst" "${common[@]}" >"$work/$phase.json"
     read -r wall rss <"$work/time.$phase"

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
-use super::stream::{WalkItem, WalkSender};
+use super::stream::{WalkItem, WalkOut, WalkSender};
 use super::{Backend, Capabilities, Entry, EntryKind, FileReader, FileWriter, HashKind, Listing, MissingRoot, Mtime};
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
@@ -448,9 +448,15 @@ impl Backend for LocalBackend {
         }
         let root = Arc::clone(&self.root);
         let failed_tx = tx.clone();
-        let walked = blocking(move || walk_blocking_into(&root, &mut |item| tx.blocking_send(item).is_ok())).await;
+        let walked = blocking(move || {
+            let mut out = WalkOut::new(tx);
+            walk_blocking_into(&root, &mut |item| out.blocking_send(item))?;
+            out.blocking_flush();
+            Ok(())
+        })
+        .await;
         if let Err(err) = walked {
-            let _ = failed_tx.send(WalkItem::Failed(err)).await;
+            let _ = failed_tx.send(vec![WalkItem::Failed(err)]).await;
         }
     }
 

@@ -249,9 +249,9 @@ pub trait Backend: Send + Sync {
     /// (see [`stream`]). The default lists it whole first.
     async fn walk_streamed(&self, tx: stream::WalkSender) {
         match self.walk().await {
-            Ok(listing) => stream::send_listing(listing, &tx).await,
+            Ok(listing) => stream::send_listing(listing, tx).await,
             Err(err) => {
-                let _ = tx.send(stream::WalkItem::Failed(err)).await;
+                let _ = tx.send(vec![stream::WalkItem::Failed(err)]).await;
             }
         }
     }

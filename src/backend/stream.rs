@@ -37,12 +37,57 @@ pub enum WalkItem {
     Failed(OpError),
 }
 
-/// Where a streamed walk sends its items; bounded, so a slow consumer
-/// slows the walk instead of growing a buffer.
-pub type WalkSender = mpsc::Sender<WalkItem>;
+/// Where a streamed walk sends its items, in batches (one item at a time,
+/// a million entries cost a million thread wake-ups); bounded, so a slow
+/// consumer slows the walk instead of growing a buffer.
+pub type WalkSender = mpsc::Sender<Vec<WalkItem>>;
 
-/// Items in flight between a walk and its consumer.
-pub const CHANNEL_ITEMS: usize = 4096;
+/// Batches in flight between a walk and its consumer.
+pub const CHANNEL_BATCHES: usize = 8;
+
+/// Items per batch.
+const BATCH: usize = 1024;
+
+/// The sending end of a walk: items gathered into batches.
+pub struct WalkOut {
+    tx: WalkSender,
+    batch: Vec<WalkItem>,
+}
+
+impl WalkOut {
+    pub fn new(tx: WalkSender) -> WalkOut {
+        WalkOut { tx, batch: Vec::with_capacity(BATCH) }
+    }
+
+    /// False once the consumer is gone: the walk should end.
+    pub async fn send(&mut self, item: WalkItem) -> bool {
+        self.batch.push(item);
+        self.batch.len() < BATCH || self.flush().await
+    }
+
+    /// Sends what is gathered (before the walk waits for anything).
+    pub async fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.tx.send(batch).await.is_ok()
+    }
+
+    /// [`WalkOut::send`] from a blocking thread.
+    pub fn blocking_send(&mut self, item: WalkItem) -> bool {
+        self.batch.push(item);
+        self.batch.len() < BATCH || self.blocking_flush()
+    }
+
+    pub fn blocking_flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.tx.blocking_send(batch).is_ok()
+    }
+}
 
 /// Entries listed ahead of the stream's position that may wait in memory
 /// before the walk stops listing ahead.
@@ -50,7 +95,7 @@ pub const BUFFERED_ENTRIES: usize = 100_000;
 
 /// Sends a whole listing as a stream (backends that list the tree in one
 /// piece). Duplicate paths are distrusted first, as the planner needs.
-pub async fn send_listing(mut listing: Listing, tx: &WalkSender) {
+pub async fn send_listing(mut listing: Listing, tx: WalkSender) {
     distrust_duplicates(&mut listing.entries, &mut listing.unreadable);
     let Listing { entries, unreadable, warnings, notices, retried } = listing;
     let side = unreadable
@@ -59,11 +104,13 @@ pub async fn send_listing(mut listing: Listing, tx: &WalkSender) {
         .chain(warnings.into_iter().map(WalkItem::Warning))
         .chain(notices.into_iter().map(WalkItem::Notice))
         .chain(retried.into_iter().map(WalkItem::Retried));
+    let mut out = WalkOut::new(tx);
     for item in side.chain(entries.into_iter().map(WalkItem::Entry)) {
-        if tx.send(item).await.is_err() {
+        if !out.send(item).await {
             return;
         }
     }
+    out.flush().await;
 }
 
 /// A listing that names one path twice (twice the same file, or a file
@@ -106,6 +153,7 @@ where
     Fut: std::future::Future<Output = Listed> + Send + 'static,
 {
     let policy = crate::engine::retry::RetryPolicy::new(retries);
+    let mut out = WalkOut::new(tx);
     let mut set = tokio::task::JoinSet::new();
     // Directories known and not yet asked for, earliest in tree order
     // first, with the number of their attempt.
@@ -143,18 +191,20 @@ where
                     Ok((children, warnings)) => {
                         buffered -= children.len();
                         for warning in warnings {
-                            if tx.send(WalkItem::Warning(warning)).await.is_err() {
+                            if !out.send(WalkItem::Warning(warning)).await {
                                 return;
                             }
                         }
                         stack.push(children.into_iter());
                     }
                     Err(err) if dir.is_root() => {
-                        let _ = tx.send(WalkItem::Failed(err)).await;
+                        if out.send(WalkItem::Failed(err)).await {
+                            out.flush().await;
+                        }
                         return;
                     }
                     Err(err) => {
-                        if tx.send(WalkItem::Unreadable(dir, err)).await.is_err() {
+                        if !out.send(WalkItem::Unreadable(dir, err)).await {
                             return;
                         }
                     }
@@ -170,20 +220,23 @@ where
                     Ok(()) => next = Some(entry.path.clone()),
                     Err(err) => {
                         let path = entry.path.clone();
-                        if tx.send(WalkItem::Entry(entry)).await.is_err()
-                            || tx.send(WalkItem::Unreadable(path, err)).await.is_err()
-                        {
+                        if !out.send(WalkItem::Entry(entry)).await || !out.send(WalkItem::Unreadable(path, err)).await {
                             return;
                         }
                         continue;
                     }
                 }
             }
-            if tx.send(WalkItem::Entry(entry)).await.is_err() {
+            if !out.send(WalkItem::Entry(entry)).await {
                 return;
             }
         }
         if next.is_none() && stack.is_empty() {
+            out.flush().await;
+            return;
+        }
+        // Whatever is gathered goes before the wait.
+        if !out.flush().await {
             return;
         }
         let Some(joined) = set.join_next().await else {
@@ -195,7 +248,9 @@ where
         let (dir, attempt, result) = match joined {
             Ok(done) => done,
             Err(err) => {
-                let _ = tx.send(WalkItem::Failed(OpError::new(ErrorKind::Other, "list", "", err.to_string()))).await;
+                if out.send(WalkItem::Failed(OpError::new(ErrorKind::Other, "list", "", err.to_string()))).await {
+                    out.flush().await;
+                }
                 return;
             }
         };
@@ -205,7 +260,7 @@ where
                 let mut unreadable = Vec::new();
                 distrust_duplicates(&mut children, &mut unreadable);
                 for (path, err) in unreadable {
-                    if tx.send(WalkItem::Unreadable(path, err)).await.is_err() {
+                    if !out.send(WalkItem::Unreadable(path, err)).await {
                         return;
                     }
                 }
@@ -218,7 +273,7 @@ where
                 arrived.insert(dir, Ok((children, warnings)));
             }
             Err(err) if err.is_temporary() && attempt < policy.retries => {
-                if tx.send(WalkItem::Retried(format!("retry {}: {err}", attempt + 1))).await.is_err() {
+                if !out.send(WalkItem::Retried(format!("retry {}: {err}", attempt + 1))).await {
                     return;
                 }
                 waiting.insert(dir, attempt + 1);
@@ -282,8 +337,8 @@ mod tests {
         );
         let reader = async {
             let mut items = Vec::new();
-            while let Some(item) = rx.recv().await {
-                items.push(item);
+            while let Some(batch) = rx.recv().await {
+                items.extend(batch);
             }
             items
         };
@@ -355,16 +410,16 @@ mod tests {
 
     #[tokio::test]
     async fn the_stream_holds_back_when_its_reader_does() {
-        // A channel of 16 and a reader that takes nothing: the walk must
-        // park, not buffer the tree.
-        let (tx, mut rx) = mpsc::channel(16);
+        // A channel of 2 batches and a reader that takes nothing: the walk
+        // must park, not buffer the tree.
+        let (tx, mut rx) = mpsc::channel(2);
         let list = fake_tree(10, 2, 50);
         let walk = tokio::spawn(walk_streamed(4, 0, move |dir| std::future::ready(list(dir)), tx));
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!walk.is_finished());
         let mut n = 0;
-        while rx.recv().await.is_some() {
-            n += 1;
+        while let Some(batch) = rx.recv().await {
+            n += batch.len();
         }
         assert_eq!(n, 10 + 100 + 50 * 111);
     }

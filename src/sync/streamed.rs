@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::{Job, emptied_among, hold_back_deletions, lock_db, shrink_baseline, suspicions, unreachable};
-use crate::backend::stream::{CHANNEL_ITEMS, WalkItem};
+use crate::backend::stream::{CHANNEL_BATCHES, WalkItem};
 use crate::backend::{Backend, Entry};
 use crate::commit;
 use crate::engine::report::Reporter;
@@ -84,8 +84,8 @@ pub struct Setup<'a> {
 pub async fn run(setup: Setup<'_>) -> Result<Ran, Error> {
     let Setup { job, src, dst, db, filter, engine_config, reporter, journal } = setup;
     // Both walks start at once; the records load beside them.
-    let (src_tx, mut src_rx) = mpsc::channel(CHANNEL_ITEMS);
-    let (dst_tx, mut dst_rx) = mpsc::channel(CHANNEL_ITEMS);
+    let (src_tx, mut src_rx) = mpsc::channel(CHANNEL_BATCHES);
+    let (dst_tx, mut dst_rx) = mpsc::channel(CHANNEL_BATCHES);
     let src_walk = {
         let src = Arc::clone(&src);
         tokio::spawn(async move { src.walk_streamed(src_tx).await })
@@ -123,7 +123,8 @@ pub async fn run(setup: Setup<'_>) -> Result<Ran, Error> {
         journal,
         HashMap::new(),
     ));
-    let (early_tx, early_rx) = mpsc::channel(CHANNEL_ITEMS);
+    // Enough for the engine to choose from, few enough to bound memory.
+    let (early_tx, early_rx) = mpsc::channel(EARLY_ACTIONS);
     let delete = job.delete;
     let marching = {
         let reporter = Arc::clone(&reporter);
@@ -211,18 +212,25 @@ pub async fn run(setup: Setup<'_>) -> Result<Ran, Error> {
     Ok(Ran { engine, held_back, src_files: src_seen.files })
 }
 
+/// Actions queued for the engine ahead of the ones it is running.
+const EARLY_ACTIONS: usize = 4096;
+
 /// A walk's items up to its first entry (or its end): the root was listed.
 /// Fails with the walk's error when the root could not be.
-async fn first_items(rx: &mut mpsc::Receiver<WalkItem>) -> Result<VecDeque<WalkItem>, crate::error::OpError> {
+async fn first_items(rx: &mut mpsc::Receiver<Vec<WalkItem>>) -> Result<VecDeque<WalkItem>, crate::error::OpError> {
     let mut items = VecDeque::new();
-    while let Some(item) = rx.recv().await {
-        match item {
-            WalkItem::Failed(err) => return Err(err),
-            WalkItem::Entry(_) => {
-                items.push_back(item);
-                break;
+    while let Some(batch) = rx.recv().await {
+        let mut listed = false;
+        for item in batch {
+            match item {
+                WalkItem::Failed(err) => return Err(err),
+                WalkItem::Entry(_) => listed = true,
+                _ => {}
             }
-            other => items.push_back(other),
+            items.push_back(item);
+        }
+        if listed {
+            break;
         }
     }
     Ok(items)
@@ -254,8 +262,9 @@ struct Seen {
 /// channel, side items reported as they come, filters applied, barge's
 /// temporaries taken out, records marked as seen.
 struct Side {
-    first: VecDeque<WalkItem>,
-    rx: mpsc::Receiver<WalkItem>,
+    /// The batch being read.
+    batch: VecDeque<WalkItem>,
+    rx: mpsc::Receiver<Vec<WalkItem>>,
     reporter: Arc<Reporter>,
     destination: bool,
     seen: Seen,
@@ -269,15 +278,20 @@ struct Side {
 impl Side {
     fn new(
         first: VecDeque<WalkItem>,
-        rx: mpsc::Receiver<WalkItem>,
+        rx: mpsc::Receiver<Vec<WalkItem>>,
         reporter: Arc<Reporter>,
         destination: bool,
     ) -> Side {
-        Side { first, rx, reporter, destination, seen: Seen::default(), pruned: None, open_dir: None }
+        Side { batch: first, rx, reporter, destination, seen: Seen::default(), pruned: None, open_dir: None }
     }
 
     fn next_item(&mut self) -> Option<WalkItem> {
-        self.first.pop_front().or_else(|| self.rx.blocking_recv())
+        loop {
+            if let Some(item) = self.batch.pop_front() {
+                return Some(item);
+            }
+            self.batch = self.rx.blocking_recv()?.into();
+        }
     }
 
     fn next_entry(&mut self, filter: &Filter, records: &TrackedRecords) -> Option<Entry> {
