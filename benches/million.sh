@@ -6,7 +6,9 @@
 #
 # usage: benches/million.sh     (env: FILES=1000000 WORK=/dev/shm/barge-million
 #                               PHASES="mirror noop": "noop noop noop" reruns
-#                               the no-op on the mirror a last run left)
+#                               the no-op on the mirror a last run left;
+#                               BARGE_BINS="old new": each phase run by each
+#                               binary in turn, to compare two builds)
 #
 # Needs the suite's servers and user (tests/servers/install.sh, run as root).
 # About 3 GB of tmpfs at the peak (two trees of a million small files).
@@ -61,11 +63,13 @@ esac
 url="sftp://$user@127.0.0.1:$port$src"
 common=(--identity "$servers/ssh/client_ed25519" --known-hosts "$inst/known_hosts" --state "$work/state.db" -q --json)
 for phase in $phases; do
-    log "$phase: barge sync $url $dst"
-    /usr/bin/time -f '%e %M' -o "$work/time.$phase" "$barge" sync "$url" "$dst" "${common[@]}" >"$work/$phase.json"
-    read -r wall rss <"$work/time.$phase"
-    summary="$(tail -1 "$work/$phase.json")"
-    log "$phase: wall $wall s, peak RSS $rss KiB = $((rss * 1024 / entries)) bytes per entry; $summary"
-    printf '| %s | %s | %s s | %d MiB | %d |\n' "$phase" "$entries" "$wall" "$((rss / 1024))" "$((rss * 1024 / entries))"
+    for bin in ${BARGE_BINS:-$barge}; do
+        log "$phase: $bin sync $url $dst"
+        /usr/bin/time -f '%e %U %S %M' -o "$work/time.$phase" "$bin" sync "$url" "$dst" "${common[@]}" >"$work/$phase.json"
+        read -r wall user sys rss <"$work/time.$phase"
+        summary="$(tail -1 "$work/$phase.json")"
+        log "$phase: wall $wall s (user $user s, sys $sys s), peak RSS $rss KiB = $((rss * 1024 / entries)) bytes per entry; $summary"
+        printf '| %s | %s | %s | %s s | %d MiB | %d |\n' "$phase" "$bin" "$entries" "$wall" "$((rss / 1024))" "$((rss * 1024 / entries))"
+    done
 done
 [ "$(find "$dst" -mindepth 1 | wc -l)" = "$entries" ] || { log "the mirror is incomplete"; exit 1; }
