@@ -5,7 +5,8 @@
 //! parser promises, not only that it does not panic; a broken promise is a
 //! panic, which libFuzzer and proptest both report with the input. The
 //! promises checked are listed on each function. Nothing here talks to a
-//! network; [`known_hosts`] writes one temporary file.
+//! network but [`ftp_client`], over loopback; [`known_hosts`] writes one
+//! temporary file.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -222,6 +223,81 @@ pub fn ftp_reply(data: &[u8]) {
             assert!(text.to_ascii_lowercase().split_whitespace().skip(1).any(|t| t == hex), "{hex} in {text:?}");
         }
     }
+}
+
+/// suppaftp's own reading of replies (the control channel under the
+/// greeting, login, FEAT, PWD, MDTM, SIZE and NOOP that barge sends through
+/// it), fed the input as everything a server says, over a real loopback
+/// socket, as barge's control connections are built
+/// (`AsyncRustlsFtpStream::connect_with_stream`):
+/// - no call panics;
+/// - every call ends, at the latest with an error once the server's bytes
+///   run out and it closes (a reply that never ends cannot hang a run);
+/// - a welcome message accepted is text the server sent.
+pub fn ftp_client(data: &[u8]) {
+    let _ = ftp_client_session(data);
+}
+
+/// [`ftp_client`]'s session; what each call returned, in order (a greeting
+/// refused is the only entry when it is).
+fn ftp_client_session(data: &[u8]) -> Vec<String> {
+    use suppaftp::tokio::AsyncRustlsFtpStream;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data = data[..data.len().min(QUADRATIC_LIMIT)].to_vec();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let said = data.clone();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("the client connects");
+            let (mut commands, mut replies) = socket.into_split();
+            // Commands are read and dropped, so the client never blocks on a full socket.
+            let drain = tokio::spawn(async move {
+                let mut sink = [0u8; 4096];
+                while matches!(commands.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+            let _ = replies.write_all(&said).await;
+            let _ = replies.shutdown().await;
+            let _ = drain.await;
+        });
+        let in_time = std::time::Duration::from_secs(10);
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let connected = tokio::time::timeout(in_time, AsyncRustlsFtpStream::connect_with_stream(stream))
+            .await
+            .expect("the greeting is taken or refused in time, never waited for forever");
+        let mut outcomes = Vec::new();
+        match connected {
+            Err(err) => outcomes.push(format!("greeting: {err}")),
+            Ok(mut ftp) => {
+                if let Some(welcome) = ftp.get_welcome_msg() {
+                    let sent = String::from_utf8_lossy(&data);
+                    assert!(sent.contains(welcome.trim_end()), "welcome {welcome:?} not in {sent:?}");
+                }
+                for step in 0..6 {
+                    let done = async {
+                        match step {
+                            0 => ftp.login("user", "secret").await.map(|()| "logged in".to_string()),
+                            1 => ftp.feat().await.map(|f| format!("{} features", f.len())),
+                            2 => ftp.pwd().await,
+                            3 => ftp.mdtm("file").await.map(|t| t.to_string()),
+                            4 => ftp.size("file").await.map(|n| n.to_string()),
+                            _ => ftp.noop().await.map(|()| "noop".to_string()),
+                        }
+                    };
+                    let result =
+                        tokio::time::timeout(in_time, done).await.expect("every reply is read or refused in time");
+                    let closed = matches!(result, Err(suppaftp::FtpError::ConnectionError(_)));
+                    outcomes.push(result.unwrap_or_else(|err| format!("error: {err}")));
+                    if closed {
+                        break;
+                    }
+                }
+            }
+        }
+        server.abort();
+        outcomes
+    })
 }
 
 /// The FTP name encoding (`names`): every byte string survives the trip
@@ -599,6 +675,34 @@ mod tests {
         #[test]
         fn known_hosts(data in input(seeds!["known_hosts/known_hosts"])) {
             super::known_hosts(&data);
+        }
+    }
+
+    /// The harness is not vacuous: a real server's replies go through.
+    #[test]
+    fn ftp_client_reads_a_whole_vsftpd_session() {
+        let session = super::ftp_client_session(include_bytes!("../tests/fuzz/corpus/ftp_client/vsftpd-session"));
+        assert_eq!(
+            session,
+            ["logged in", "8 features", "/home/u", "2024-01-01 12:00:00", "1234", "noop"],
+            "{session:?}"
+        );
+        let cut = super::ftp_client_session(b"220 hi\r\n331 pass\r\n");
+        assert_eq!(cut.len(), 1, "{cut:?}");
+        assert!(cut[0].starts_with("error"), "{cut:?}");
+    }
+
+    // A runtime and a loopback connection per case.
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn ftp_client(data in input(seeds![
+            "ftp_client/vsftpd-session",
+            "ftp_client/pureftpd-session",
+            "ftp_client/multiline-and-oddities",
+        ])) {
+            super::ftp_client(&data);
         }
     }
 

@@ -454,3 +454,74 @@ impl Sink for Router {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::EntryKind;
+    use crate::engine::report::{OutputOptions, Verbosity};
+
+    fn path(p: &str) -> RelPath {
+        RelPath::parse(p.as_bytes()).unwrap()
+    }
+
+    fn copy(p: &str, reason: Reason) -> Action {
+        Action::Copy { src: Entry { kind: EntryKind::File, size: 3, ..Entry::dir(path(p)) }, reason }
+    }
+
+    fn delete(p: &str, kind: EntryKind, reason: Reason) -> Action {
+        Action::Delete { path: path(p), kind, reason }
+    }
+
+    /// Which of `actions` (in the order the march gives them) go to the
+    /// engine at once, and which wait for the whole tree.
+    fn route(actions: Vec<Action>) -> (Vec<RelPath>, Vec<RelPath>) {
+        let reporter = Arc::new(Reporter::new(OutputOptions { json: false, verbosity: Verbosity::Quiet }));
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut router = Router::new(tx, &reporter);
+        for action in actions {
+            router.push(action);
+        }
+        router.close();
+        let mut early = Vec::new();
+        while let Ok(action) = rx.try_recv() {
+            early.push(action.path().clone());
+        }
+        (early, router.deferred.iter().map(|a| a.path().clone()).collect())
+    }
+
+    #[test]
+    fn copies_and_new_directories_go_at_once_deletions_and_replacements_wait() {
+        let mkdir = |p: &str, reason| Action::Mkdir { path: path(p), reason };
+        let dir_mtime = Action::SetMtime {
+            path: path("new"),
+            kind: EntryKind::Dir,
+            mtime: crate::backend::Mtime(1),
+            reason: Reason::DirMtime,
+        };
+        let (early, deferred) = route(vec![
+            copy("a", Reason::New),
+            mkdir("new", Reason::New),
+            copy("new/b", Reason::New),
+            // A file where the destination has a directory: the directory
+            // (and what is in it) goes first, after the walks.
+            delete("swap", EntryKind::Dir, Reason::Replaced),
+            delete("swap/old", EntryKind::File, Reason::Replaced),
+            copy("swap", Reason::TypeChanged),
+            // A directory where the destination has a file: it and all
+            // that goes inside it wait for the file's removal.
+            delete("turn", EntryKind::File, Reason::Replaced),
+            mkdir("turn", Reason::TypeChanged),
+            mkdir("turn/sub", Reason::New),
+            copy("turn/sub/c", Reason::New),
+            delete("gone", EntryKind::File, Reason::Extraneous),
+            copy("z", Reason::SizeDiffers),
+            dir_mtime,
+        ]);
+        assert_eq!(early, [path("a"), path("new"), path("new/b"), path("z")]);
+        assert_eq!(
+            deferred,
+            ["swap", "swap/old", "swap", "turn", "turn", "turn/sub", "turn/sub/c", "gone", "new"].map(path)
+        );
+    }
+}
