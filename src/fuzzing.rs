@@ -233,7 +233,7 @@ pub fn ftp_reply(data: &[u8]) {
 /// - no call panics;
 /// - every call ends, at the latest with an error once the server's bytes
 ///   run out and it closes (a reply that never ends cannot hang a run);
-/// - a welcome message accepted is text the server sent.
+/// - a welcome message accepted is text the server sent (UTF-8 input).
 pub fn ftp_client(data: &[u8]) {
     let _ = ftp_client_session(data);
 }
@@ -246,7 +246,9 @@ fn ftp_client_session(data: &[u8]) -> Vec<String> {
     let data = data[..data.len().min(QUADRATIC_LIMIT)].to_vec();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        // Out of loopback ports (a fuzzer's thousands of runs a second) is
+        // the machine's limit, not the parser's: nothing to check then.
+        let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else { return Vec::new() };
         let addr = listener.local_addr().expect("its address");
         let said = data.clone();
         let server = tokio::spawn(async move {
@@ -262,7 +264,10 @@ fn ftp_client_session(data: &[u8]) -> Vec<String> {
             let _ = drain.await;
         });
         let in_time = std::time::Duration::from_secs(10);
-        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let Ok(stream) = tokio::net::TcpStream::connect(addr).await else { return Vec::new() };
+        // Closed with a reset, the client's side leaves no TIME_WAIT port
+        // behind (the server's bytes are all read by then).
+        let _ = stream.set_zero_linger();
         let connected = tokio::time::timeout(in_time, AsyncRustlsFtpStream::connect_with_stream(stream))
             .await
             .expect("the greeting is taken or refused in time, never waited for forever");
@@ -270,8 +275,9 @@ fn ftp_client_session(data: &[u8]) -> Vec<String> {
         match connected {
             Err(err) => outcomes.push(format!("greeting: {err}")),
             Ok(mut ftp) => {
-                if let Some(welcome) = ftp.get_welcome_msg() {
-                    let sent = String::from_utf8_lossy(&data);
+                // (Bytes that are not UTF-8 may be replaced differently
+                // when decoded line by line: checked on UTF-8 input.)
+                if let (Some(welcome), Ok(sent)) = (ftp.get_welcome_msg(), std::str::from_utf8(&data)) {
                     assert!(sent.contains(welcome.trim_end()), "welcome {welcome:?} not in {sent:?}");
                 }
                 for step in 0..6 {
@@ -701,6 +707,7 @@ mod tests {
             "ftp_client/vsftpd-session",
             "ftp_client/pureftpd-session",
             "ftp_client/multiline-and-oddities",
+            "ftp_client/crash-welcome-not-utf8",
         ])) {
             super::ftp_client(&data);
         }
