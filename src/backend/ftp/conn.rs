@@ -236,6 +236,9 @@ pub const PIPELINE_PROBE: Duration = Duration::from_secs(5);
 pub struct Learned {
     pub features: Features,
     pub home: String,
+    /// How long the probe's one write took to be answered: about one
+    /// round trip (`None` without pipelining).
+    pub round_trip: Option<Duration>,
 }
 
 /// A pipelined batch waiting for its answers. lftp keeps pipelining off by
@@ -569,6 +572,7 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
                     }
                 }
             };
+            let mut round_trip = None;
             let home = if learned.is_none() && pipelining {
                 // The pipelining probe: three commands the login needs anyway,
                 // written at once. A server (or middlebox) that loses
@@ -576,6 +580,7 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
                 // file depends on it: pipelining goes off and this
                 // connection, out of step, is replaced.
                 counted(1);
+                let sent = Instant::now();
                 let probe = async {
                     let mut lines = Vec::new();
                     if features.utf8 {
@@ -590,7 +595,10 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
                     control.read_response_in(&[Status::PathCreated]).await
                 };
                 match tokio::time::timeout(PIPELINE_PROBE.min(params.timeout), probe).await {
-                    Ok(Ok(reply)) => parse_pwd(&reply.body).unwrap_or_else(|| "/".to_string()),
+                    Ok(Ok(reply)) => {
+                        round_trip = Some(sent.elapsed());
+                        parse_pwd(&reply.body).unwrap_or_else(|| "/".to_string())
+                    }
                     Ok(Err(err @ FtpError::UnexpectedResponse(_))) => return Err(classify(err, "TYPE I", &shown)),
                     Ok(Err(err)) => return Err(classify(err, "login", &shown)),
                     Err(_) => {
@@ -614,7 +622,7 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
                 }
             };
             if learned.is_none() {
-                let _ = params.learned.set(Learned { features: features.clone(), home: home.clone() });
+                let _ = params.learned.set(Learned { features: features.clone(), home: home.clone(), round_trip });
             }
             (features, home)
         }

@@ -102,19 +102,28 @@ async fn connect_first(params: &ConnectParams, retries: u32) -> Result<conn::Ftp
     }
 }
 
-/// Listings, MDTM and HASH queries at once (never more than `connections`,
-/// the pool's maximum). Each listing takes a connection for about three
-/// round trips (EPSV and the command, the data connection's set-up, the
-/// data), so a wide tree lists in as many rounds of that as it has
-/// directories over this: the 100 leaves of a 10 x 10 tree are seven
-/// rounds at 16, four at 32. Every connection is a login (a process, a
-/// password hash) on the server: at 64, proftpd on the 2-core benchmark
-/// machine made the no-op slower than at 16 (2.1 s against 1.5-1.9 s at
-/// 20 ms), at 32 it was the fastest (1.2-1.5 s). Connections beyond the
-/// first [`WARM_CONNECTIONS`] are opened only when directories wait for
-/// them, and a server that refuses one (421) has shown its limit: the
-/// pool's cap drops to what it took.
+/// Listings, MDTM and HASH queries at once over a long link (never more
+/// than `connections`, the pool's maximum). Each listing takes a
+/// connection for about three round trips (EPSV and the command, the data
+/// connection's set-up, the data), so a wide tree lists in as many rounds
+/// of that as it has directories over this: the 100 leaves of a 10 x 10
+/// tree are seven rounds at 16, four at 32. But every connection is a
+/// login (a process, a password hash) on the server: at 64, proftpd on
+/// the 2-core benchmark machine made the 20 ms no-op slower than at 16
+/// (2.1 s against 1.5-1.9 s); at 32 it was the fastest (1.2-1.5 s).
+/// Connections beyond the first [`WARM_CONNECTIONS`] are opened only when
+/// directories wait for them, and a server that refuses one (421) has
+/// shown its limit: the pool's cap drops to what it took.
 const LISTING_CONNECTIONS: usize = 32;
+
+/// The same where a round trip costs little ([`NEAR`]): listing is then
+/// bound by the server's work, which more logins only add to (on
+/// loopback, 32 took 0.9-2.6 s for that no-op, 16 took 0.7-0.9 s).
+const LISTING_CONNECTIONS_NEAR: usize = 16;
+
+/// A round trip under this (measured by the login's pipelining probe) is
+/// a near server.
+const NEAR: Duration = Duration::from_millis(5);
 
 /// Connections opened in the background as soon as the first has logged
 /// in, so that the first level of directories finds them ready (about as
@@ -181,7 +190,8 @@ impl FtpBackend {
             e
         })?;
         let connections = options.connections.max(1);
-        let parallel = connections.min(LISTING_CONNECTIONS);
+        let near = pool_params_round_trip(&params).is_none_or(|rtt| rtt < NEAR);
+        let parallel = connections.min(if near { LISTING_CONNECTIONS_NEAR } else { LISTING_CONNECTIONS });
         let pool = Pool::new(params, connections);
         // They log in while this one checks the root.
         pool.warm(parallel.min(WARM_CONNECTIONS).saturating_sub(1));
@@ -252,6 +262,11 @@ impl FtpBackend {
             }),
         })
     }
+}
+
+/// The round trip the first login measured, if it could.
+fn pool_params_round_trip(params: &ConnectParams) -> Option<Duration> {
+    params.learned.get().and_then(|learned| learned.round_trip)
 }
 
 /// The absolute root: the URL path, or below the home directory for `/~`.
