@@ -6,7 +6,9 @@
 //!     --ports 2121,40000-40099 --delay-ms 10 [--rate 10M] [--fault cut-after=1048576] \
 //!     [--fault-from 1]
 //! ```
-//! `--delay-ms` is one way: a round trip costs twice that. Faults:
+//! `--delay-ms` is one way: a round trip costs twice that, and a new
+//! connection's set-up one and a half (the server accepts it, and the
+//! client hears from it, when it would over a real link). Faults:
 //! `cut-after=N`, `stall-after=N`, `reset-after=N` (bytes towards the
 //! client, per connection), `refuse`, `flip-at=N` (invert the byte at
 //! offset N towards the client on every connection: silent corruption);

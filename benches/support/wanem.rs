@@ -90,11 +90,8 @@ pub async fn forward(
                 }
                 let stats = Arc::clone(&stats);
                 tokio::spawn(async move {
-                    if let Ok(server) = TcpStream::connect(SocketAddr::new(target_ip, port)).await {
-                        let _ = client.set_nodelay(true);
-                        let _ = server.set_nodelay(true);
-                        splice(client, server, link, fault, stats).await;
-                    }
+                    let _ = client.set_nodelay(true);
+                    splice(client, SocketAddr::new(target_ip, port), link, fault, stats).await;
                 });
             }
         });
@@ -102,11 +99,37 @@ pub async fn forward(
     Ok(stats)
 }
 
-async fn splice(client: TcpStream, server: TcpStream, link: Link, fault: Fault, stats: Arc<Stats>) {
+/// Relays between `client` and a new connection to `target`.
+///
+/// The kernel completed the client's TCP handshake at once, where a real
+/// link takes a round trip (SYN, SYN-ACK) before the client may send and
+/// half another (its ACK) before the server accepts. So the server is
+/// connected to only after one and a half round trips (three one-way
+/// delays), and what the client sends meanwhile is held, stamped with
+/// when it was sent: the server sees the connection, and the client the
+/// server's first bytes (an FTP greeting, an SSH banner), when they would
+/// over the link. Without a delay nothing waits.
+async fn splice(client: TcpStream, target: SocketAddr, link: Link, fault: Fault, stats: Arc<Stats>) {
+    let handshake = Instant::now() + link.one_way_delay * 3;
     let (client_read, client_write) = client.into_split();
+    let (server_tx, server_rx) = tokio::sync::oneshot::channel();
+    let up = tokio::spawn(pipe(
+        client_read,
+        async move { server_rx.await.ok() },
+        link,
+        Fault::None,
+        Arc::clone(&stats),
+        false,
+    ));
+    tokio::time::sleep_until(handshake).await;
+    let Ok(server) = TcpStream::connect(target).await else {
+        up.abort();
+        return;
+    };
+    let _ = server.set_nodelay(true);
     let (server_read, server_write) = server.into_split();
-    let up = tokio::spawn(pipe(client_read, server_write, link, Fault::None, Arc::clone(&stats), false));
-    let down = pipe(server_read, client_write, link, fault, stats, true).await;
+    let _ = server_tx.send(server_write);
+    let down = pipe(server_read, async move { Some(client_write) }, link, fault, stats, true).await;
     if down {
         up.abort();
     } else {
@@ -118,7 +141,7 @@ async fn splice(client: TcpStream, server: TcpStream, link: Link, fault: Fault, 
 /// fault ended the connection.
 async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+    to: impl std::future::Future<Output = Option<tokio::net::tcp::OwnedWriteHalf>>,
     link: Link,
     fault: Fault,
     stats: Arc<Stats>,
@@ -139,6 +162,12 @@ async fn pipe(
             }
         }
     });
+    // Bytes are read (and their due times stamped) from the start; the
+    // far side may only be there later (see `splice`).
+    let Some(mut to) = to.await else {
+        reader.abort();
+        return false;
+    };
     let mut sent: u64 = 0;
     let started = Instant::now();
     while let Some((due, mut chunk)) = rx.recv().await {

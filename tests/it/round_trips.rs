@@ -40,6 +40,15 @@ async fn copy_cost(src: &dyn Backend, dst: &dyn Backend, counted: &dyn Backend, 
     counted.round_trips() - before
 }
 
+/// Options that log in to the test sshd.
+fn sftp_options(server: &harness::SshServer) -> RemoteOptions {
+    RemoteOptions {
+        identity: Some(server.client_key.clone()),
+        known_hosts: Some(server.known_hosts.clone()),
+        ..RemoteOptions::default()
+    }
+}
+
 fn mtime_secs(path: &Path) -> i64 {
     fs::metadata(path).unwrap().mtime()
 }
@@ -115,11 +124,7 @@ fn sftp_upload_costs_3_round_trips_and_download_2() {
     for name in ["a.txt", "big.bin", "empty"] {
         set_mtime(&s.src().join(name), 1_500_000_000);
     }
-    let options = RemoteOptions {
-        identity: Some(server.client_key.clone()),
-        known_hosts: Some(server.known_hosts.clone()),
-        ..RemoteOptions::default()
-    };
+    let options = sftp_options(&server);
     let url = format!("{}/up", server.url());
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let local = LocalBackend::open(s.src(), MissingRoot::Fail).await.unwrap();
@@ -153,11 +158,7 @@ fn sftp_writes_failing_in_the_batch_fail_the_file() {
     let s = Scratch::new();
     write(&s.src(), "full/big.bin", &bytes(5, 3 << 20));
     write(&s.src(), "ok.txt", b"fine");
-    let options = RemoteOptions {
-        identity: Some(server.client_key.clone()),
-        known_hosts: Some(server.known_hosts.clone()),
-        ..RemoteOptions::default()
-    };
+    let options = sftp_options(&server);
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let local = LocalBackend::open(s.src(), MissingRoot::Fail).await.unwrap();
         let sftp = remote(&server.url(), options).await;
@@ -181,11 +182,7 @@ fn sftp_reads_sized_by_a_stale_listing_still_see_the_real_end() {
     let server = harness::ssh_server();
     server.write_file("grew.bin", &bytes(3, 700_000));
     server.write_file("shrank.bin", &bytes(4, 100_000));
-    let options = RemoteOptions {
-        identity: Some(server.client_key.clone()),
-        known_hosts: Some(server.known_hosts.clone()),
-        ..RemoteOptions::default()
-    };
+    let options = sftp_options(&server);
     let s = Scratch::new();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let sftp = remote(&server.url(), options).await;
@@ -202,4 +199,91 @@ fn sftp_reads_sized_by_a_stale_listing_still_see_the_real_end() {
         }
     });
     assert!(!s.dst().join("grew.bin").exists() && !s.dst().join("shrank.bin").exists());
+}
+
+/// Waits until `backend` has counted `want` round trips (connections
+/// logging in in the background) and checks it stops there.
+async fn settle_at(backend: &dyn Backend, want: u64, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while backend.round_trips() < want && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(backend.round_trips(), want, "{what}");
+}
+
+/// A tree of five directories: the root, a, b, c and a/x, a file in each.
+fn listing_tree(write: impl Fn(&str)) {
+    for file in ["top.txt", "a/one.txt", "b/two.txt", "c/three.txt", "a/x/four.txt"] {
+        write(file);
+    }
+}
+
+/// Logging in: the first connection costs the TCP handshake, the
+/// greeting, USER, PASS, FEAT and one write of OPTS UTF8, TYPE I and PWD
+/// (the pipelining probe), then the root's CWD; the three opened in the
+/// background beside it (`connections: 4`) the handshake, the greeting
+/// and one write of their whole login. Listing: EPSV and MLSD in one
+/// write, then the data connection (2 per directory); LIST servers
+/// (vsftpd) add the CWD before it, and the one MDTM that learns the
+/// server's LIST time zone (`--list-times`).
+fn ftp_listing_costs(kind: FtpServerKind) {
+    let server = harness::ftp_server(kind, FtpTls::None);
+    listing_tree(|file| {
+        server.write_file(&format!("tree/{file}"), b"data");
+    });
+    let url = format!("ftp://{}:{}@127.0.0.1:{}/tree", server.user, server.password, server.port);
+    let options = RemoteOptions { connections: 4, list_times: true, ..RemoteOptions::default() };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let ftp = remote(&url, options).await;
+        settle_at(&*ftp, 6 + 1 + 3 * 3, &format!("logins ({})", kind.name())).await;
+        let before = ftp.round_trips();
+        let listing = ftp.walk().await.unwrap();
+        let mut paths: Vec<String> = listing.entries.iter().map(|e| e.path.to_string()).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            ["a", "a/one.txt", "a/x", "a/x/four.txt", "b", "b/two.txt", "c", "c/three.txt", "top.txt"],
+            "{}",
+            kind.name()
+        );
+        assert!(listing.unreadable.is_empty() && listing.retried.is_empty(), "{listing:?}");
+        let per_dir = if kind == FtpServerKind::Vsftpd { 3 } else { 2 };
+        let time_zone = if kind == FtpServerKind::Vsftpd { 1 } else { 0 };
+        assert_eq!(ftp.round_trips() - before, 5 * per_dir + time_zone, "listing ({})", kind.name());
+    });
+}
+
+#[test]
+fn vsftpd_logs_in_with_one_write_and_lists_a_directory_in_3_round_trips() {
+    ftp_listing_costs(FtpServerKind::Vsftpd);
+}
+
+#[test]
+fn pureftpd_logs_in_with_one_write_and_lists_a_directory_in_2_round_trips() {
+    ftp_listing_costs(FtpServerKind::PureFtpd);
+}
+
+#[test]
+fn proftpd_logs_in_with_one_write_and_lists_a_directory_in_2_round_trips() {
+    ftp_listing_costs(FtpServerKind::Proftpd);
+}
+
+/// A directory costs OPENDIR, then two READDIRs in one flight (the
+/// entries and the EOF); its close is not waited for.
+#[test]
+fn sftp_lists_a_directory_in_2_round_trips() {
+    let server = harness::ssh_server();
+    listing_tree(|file| {
+        server.write_file(&format!("tree/{file}"), b"data");
+    });
+    // One session: none opened in the background while counting.
+    let options = RemoteOptions { connections: 1, ..sftp_options(&server) };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let sftp = remote(&format!("{}/tree", server.url()), options).await;
+        let before = sftp.round_trips();
+        let listing = sftp.walk().await.unwrap();
+        assert_eq!(listing.entries.len(), 9, "{listing:?}");
+        assert_eq!(sftp.round_trips() - before, 5 * 2);
+    });
 }

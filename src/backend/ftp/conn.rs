@@ -64,6 +64,8 @@ pub struct ConnectParams {
     /// False once a pipelined exchange got no answer (see [`Pipelined`]):
     /// every connection then sends one command at a time.
     pub pipelining: Arc<AtomicBool>,
+    /// Set by the first connection to log in (see [`Learned`]).
+    pub learned: Arc<std::sync::OnceLock<Learned>>,
 }
 
 /// What FEAT said, reduced to what barge uses.
@@ -180,54 +182,63 @@ impl FtpConn {
                 "commands cannot be pipelined on a TLS control connection",
             )));
         }
-        let mut wire = Vec::new();
-        for line in lines {
-            let bytes = super::names::encode(line);
-            if bytes.iter().any(|&b| b == b'\r' || b == b'\n') {
-                // One command per line: a name holding CR or LF could smuggle another.
-                return Err(FtpError::ConnectionError(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "FTP command must not contain CR or LF",
-                )));
-            }
-            for b in bytes {
-                wire.push(b);
-                if b == 0xFF {
-                    wire.push(0xFF);
-                }
-            }
-            wire.extend_from_slice(b"\r\n");
-        }
+        let encoded: Vec<Vec<u8>> = lines.iter().map(|line| super::names::encode(line)).collect();
         self.round_trip(1);
-        let socket = self.control.get_ref().await;
-        let mut written = 0;
-        while written < wire.len() {
-            socket.writable().await.map_err(FtpError::ConnectionError)?;
-            match socket.try_write(&wire[written..]) {
-                Ok(n) => written += n,
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(err) => return Err(FtpError::ConnectionError(err)),
-            }
-        }
+        write_batch(&self.control, &encoded).await?;
         Ok(sent)
     }
 }
 
-/// Sends two NOOPs in one write and waits up to `within` for both
-/// replies: a server (or a middlebox) that loses commands arriving
-/// together is found here, once per server, and pipelining is turned off
-/// before any file depends on it. `false` when the probe failed: the
-/// connection may be out of step and must not be used.
-pub async fn probe_pipelining(conn: &mut FtpConn, within: Duration) -> bool {
-    let replies = async {
-        let sent = conn.send_pipelined(&["NOOP".to_string(), "NOOP".to_string()]).await?;
-        for _ in 0..2 {
-            conn.control.read_response_in(&[Status::CommandOk]).await?;
+/// Writes command lines (encoded already, without line ends) to the
+/// control socket in one go, Telnet IAC doubled, each ended by CRLF (see
+/// [`FtpConn::send_pipelined`] for why this is sound on plain TCP only).
+async fn write_batch(control: &Control, lines: &[Vec<u8>]) -> Result<(), FtpError> {
+    let mut wire = Vec::new();
+    for bytes in lines {
+        if bytes.iter().any(|&b| b == b'\r' || b == b'\n') {
+            // One command per line: a name holding CR or LF could smuggle another.
+            return Err(FtpError::ConnectionError(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "FTP command must not contain CR or LF",
+            )));
         }
-        sent.answered();
-        Ok::<(), FtpError>(())
-    };
-    matches!(tokio::time::timeout(within, replies).await, Ok(Ok(())))
+        for &b in bytes {
+            wire.push(b);
+            if b == 0xFF {
+                wire.push(0xFF);
+            }
+        }
+        wire.extend_from_slice(b"\r\n");
+    }
+    let socket = control.get_ref().await;
+    let mut written = 0;
+    while written < wire.len() {
+        socket.writable().await.map_err(FtpError::ConnectionError)?;
+        match socket.try_write(&wire[written..]) {
+            Ok(n) => written += n,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(FtpError::ConnectionError(err)),
+        }
+    }
+    Ok(())
+}
+
+/// How long the pipelining probe at login (the first connection's
+/// `OPTS UTF8`, `TYPE I` and `PWD`, written at once) waits for its
+/// replies: far more than any round trip; a server that needs longer gets
+/// no pipelining.
+pub const PIPELINE_PROBE: Duration = Duration::from_secs(5);
+
+/// What the first connection learned at login, so that the others skip
+/// FEAT and PWD and, where pipelining works, send their whole login in
+/// one write.
+#[derive(Debug, Clone)]
+pub struct Learned {
+    pub features: Features,
+    pub home: String,
+    /// How long the probe's one write took to be answered: about one
+    /// round trip (`None` without pipelining).
+    pub round_trip: Option<Duration>,
 }
 
 /// A pipelined batch waiting for its answers. lftp keeps pipelining off by
@@ -496,40 +507,127 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
 
     let user = params.login.user.clone();
     let password = params.login.password.as_ref().map_or("", |p| p.expose()).to_string();
-    with_timeout(params.timeout, "login", &shown, async {
-        control.login(user.as_str(), password.as_str()).await.map_err(|e| {
-            let mut err = classify(e, "login", &shown);
-            if err.kind == ErrorKind::Auth || reply_code_is_auth(&err) {
-                err.kind = ErrorKind::Auth;
-                err.message = format!("the server refused user {user}: {}", err.message);
-            }
-            err
-        })
-    })
-    .await?;
-    // USER, PASS.
-    counted(2);
-    if params.tls_mode == TlsMode::Implicit {
-        // suppaftp sends neither after an implicit handshake; without them
-        // servers refuse every data connection (522).
-        for command in ["PBSZ 0", "PROT P"] {
-            counted(1);
-            control.custom_command(command, &[Status::CommandOk]).await.map_err(|e| classify(e, "login", &shown))?;
+    let login_err = |e: FtpError| {
+        let mut err = classify(e, "login", &shown);
+        if err.kind == ErrorKind::Auth || reply_code_is_auth(&err) {
+            err.kind = ErrorKind::Auth;
+            err.message = format!("the server refused user {user}: {}", err.message);
         }
-    }
-    // FEAT, TYPE I, PWD (and OPTS UTF8 below).
-    counted(3);
-    let features = match control.feat().await {
-        Ok(feat) => Features::from_feat(&feat),
-        Err(_) => Features::default(),
+        err
     };
-    if features.utf8 {
-        counted(1);
-        let _ = control.custom_command("OPTS UTF8 ON", &[Status::CommandOk, Status::Unknown]).await;
-    }
-    control.transfer_type(FileType::Binary).await.map_err(|e| classify(e, "TYPE I", &shown))?;
+    let plain = params.tls_mode == TlsMode::None;
+    let pipelining = plain && params.pipelining.load(Ordering::Relaxed);
+    let (features, home) = match params.learned.get().cloned() {
+        // The first connection learned the server and that it answers
+        // commands written together: the whole login in one write.
+        Some(learned) if pipelining => {
+            counted(1);
+            let login = async {
+                let mut lines = vec![format!("USER {user}").into_bytes(), format!("PASS {password}").into_bytes()];
+                if learned.features.utf8 {
+                    lines.push(b"OPTS UTF8 ON".to_vec());
+                }
+                lines.push(b"TYPE I".to_vec());
+                write_batch(&control, &lines).await?;
+                let user_reply = control.read_response_in(&[Status::LoggedIn, Status::NeedPassword]).await?;
+                match control.read_response_in(&[Status::LoggedIn]).await {
+                    Ok(_) => {}
+                    // Logged in by USER alone: the PASS is superfluous (503).
+                    Err(FtpError::UnexpectedResponse(_)) if user_reply.status == Status::LoggedIn => {}
+                    Err(err) => return Err(err),
+                }
+                if learned.features.utf8 {
+                    let _ = control.read_response_in(&[Status::CommandOk, Status::Unknown]).await;
+                }
+                control.read_response_in(&[Status::CommandOk]).await.map(|_| ())
+            };
+            with_timeout(params.timeout, "login", &shown, async { login.await.map_err(login_err) }).await?;
+            (learned.features, learned.home)
+        }
+        learned => {
+            with_timeout(params.timeout, "login", &shown, async {
+                control.login(user.as_str(), password.as_str()).await.map_err(login_err)
+            })
+            .await?;
+            // USER, PASS.
+            counted(2);
+            if params.tls_mode == TlsMode::Implicit {
+                // suppaftp sends neither after an implicit handshake; without them
+                // servers refuse every data connection (522).
+                for command in ["PBSZ 0", "PROT P"] {
+                    counted(1);
+                    control
+                        .custom_command(command, &[Status::CommandOk])
+                        .await
+                        .map_err(|e| classify(e, "login", &shown))?;
+                }
+            }
+            let features = match &learned {
+                Some(learned) => learned.features.clone(),
+                None => {
+                    counted(1);
+                    match control.feat().await {
+                        Ok(feat) => Features::from_feat(&feat),
+                        Err(_) => Features::default(),
+                    }
+                }
+            };
+            let mut round_trip = None;
+            let home = if learned.is_none() && pipelining {
+                // The pipelining probe: three commands the login needs anyway,
+                // written at once. A server (or middlebox) that loses
+                // commands arriving together is found here, once, before any
+                // file depends on it: pipelining goes off and this
+                // connection, out of step, is replaced.
+                counted(1);
+                let sent = Instant::now();
+                let probe = async {
+                    let mut lines = Vec::new();
+                    if features.utf8 {
+                        lines.push(b"OPTS UTF8 ON".to_vec());
+                    }
+                    lines.extend([b"TYPE I".to_vec(), b"PWD".to_vec()]);
+                    write_batch(&control, &lines).await?;
+                    if features.utf8 {
+                        let _ = control.read_response_in(&[Status::CommandOk, Status::Unknown]).await;
+                    }
+                    control.read_response_in(&[Status::CommandOk]).await?;
+                    control.read_response_in(&[Status::PathCreated]).await
+                };
+                match tokio::time::timeout(PIPELINE_PROBE.min(params.timeout), probe).await {
+                    Ok(Ok(reply)) => {
+                        round_trip = Some(sent.elapsed());
+                        parse_pwd(&reply.body).unwrap_or_else(|| "/".to_string())
+                    }
+                    Ok(Err(err @ FtpError::UnexpectedResponse(_))) => return Err(classify(err, "TYPE I", &shown)),
+                    Ok(Err(err)) => return Err(classify(err, "login", &shown)),
+                    Err(_) => {
+                        params.pipelining.store(false, Ordering::Relaxed);
+                        return Box::pin(connect(params)).await;
+                    }
+                }
+            } else {
+                if features.utf8 {
+                    counted(1);
+                    let _ = control.custom_command("OPTS UTF8 ON", &[Status::CommandOk, Status::Unknown]).await;
+                }
+                counted(1);
+                control.transfer_type(FileType::Binary).await.map_err(|e| classify(e, "TYPE I", &shown))?;
+                match &learned {
+                    Some(learned) => learned.home.clone(),
+                    None => {
+                        counted(1);
+                        control.pwd().await.unwrap_or_else(|_| "/".to_string())
+                    }
+                }
+            };
+            if learned.is_none() {
+                let _ = params.learned.set(Learned { features: features.clone(), home: home.clone(), round_trip });
+            }
+            (features, home)
+        }
+    };
     control.set_encoding(RawBytes).await;
-    let home = control.pwd().await.unwrap_or_else(|_| "/".to_string());
 
     let mut active = None;
     match &params.data_mode {
@@ -568,6 +666,24 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
         round_trips: Arc::clone(&params.round_trips),
         data_timeout: params.timeout,
     })
+}
+
+/// The directory in a PWD reply (`257 "/home/u" is the current
+/// directory`), read as suppaftp's `pwd` reads it (bytes as
+/// [`RawBytes`] names, Telnet IAC undoubled, between the first and the
+/// last quote).
+fn parse_pwd(body: &[u8]) -> Option<String> {
+    let mut bytes = Vec::with_capacity(body.len());
+    let mut iter = body.iter().copied().peekable();
+    while let Some(b) = iter.next() {
+        if b == 0xFF && iter.peek() == Some(&0xFF) {
+            iter.next();
+        }
+        bytes.push(b);
+    }
+    let text = super::names::decode(&bytes);
+    let (begin, end) = (text.find('"')?, text.rfind('"')?);
+    (begin < end).then(|| text[begin + 1..end].to_string())
 }
 
 fn reply_code_is_auth(err: &OpError) -> bool {

@@ -9,6 +9,11 @@
 //! limit, so the cap drops to the connections open (never below one) and
 //! the caller waits for one of them. After many reuses without
 //! trouble the cap is raised again by one, up to the configured maximum.
+//!
+//! [`Pool::warm`] opens connections in the background before they are
+//! asked for (a listing starts on the first while the others log in); a
+//! caller that finds no idle connection while some are being opened waits
+//! for one of those instead of opening yet another.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,6 +45,10 @@ pub struct Pool {
     live: AtomicUsize,
     /// Checkouts since the cap last changed.
     calm: AtomicUsize,
+    /// Connections being opened by [`Pool::warm`].
+    warming: AtomicUsize,
+    /// Told when one of those is in the pool (or failed).
+    warmed: tokio::sync::Notify,
 }
 
 impl Pool {
@@ -53,6 +62,8 @@ impl Pool {
             cap: AtomicUsize::new(max),
             live: AtomicUsize::new(0),
             calm: AtomicUsize::new(0),
+            warming: AtomicUsize::new(0),
+            warmed: tokio::sync::Notify::new(),
         })
     }
 
@@ -96,21 +107,33 @@ impl Pool {
                 .acquire_owned()
                 .await
                 .map_err(|_| OpError::new(ErrorKind::Other, "connect", &self.params.host, "pool closed"))?;
-            while let Some(mut conn) = self.take_idle() {
-                let idle = conn.last_used.elapsed();
-                if idle > CLOSE_AFTER_IDLE
-                    || (idle > CHECK_AFTER_IDLE
-                        && {
-                            conn.round_trip(1);
-                            true
-                        }
-                        && conn.control.custom_command("NOOP", &[Status::CommandOk]).await.is_err())
-                {
-                    self.live.fetch_sub(1, Ordering::SeqCst);
-                    continue;
+            loop {
+                while let Some(mut conn) = self.take_idle() {
+                    let idle = conn.last_used.elapsed();
+                    if idle > CLOSE_AFTER_IDLE
+                        || (idle > CHECK_AFTER_IDLE
+                            && {
+                                conn.round_trip(1);
+                                true
+                            }
+                            && conn.control.custom_command("NOOP", &[Status::CommandOk]).await.is_err())
+                    {
+                        self.live.fetch_sub(1, Ordering::SeqCst);
+                        continue;
+                    }
+                    self.note_success();
+                    return Ok(Pooled { conn: Some(conn), pool: Arc::clone(self), broken: false, _permit: permit });
                 }
-                self.note_success();
-                return Ok(Pooled { conn: Some(conn), pool: Arc::clone(self), broken: false, _permit: permit });
+                // One being opened in the background will do.
+                let warmed = self.warmed.notified();
+                tokio::pin!(warmed);
+                warmed.as_mut().enable();
+                if self.warming.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                if self.lock_idle().is_empty() {
+                    warmed.await;
+                }
             }
             match connect(&self.params).await {
                 Ok(conn) => {
@@ -128,14 +151,41 @@ impl Pool {
                     // do free ones above that number; this caller waits for
                     // a connection already open.
                     self.cap.fetch_sub(1, Ordering::SeqCst);
-                    self.calm.store(0, Ordering::SeqCst);
                     permit.forget();
-                    let shown = self.live.load(Ordering::SeqCst).max(1);
-                    while self.cap() > shown && self.permits.forget_permits(1) == 1 {
-                        self.cap.fetch_sub(1, Ordering::SeqCst);
-                    }
+                    self.limit_shown();
                 }
             }
+        }
+    }
+
+    /// A connection was refused while others are open: free slots above
+    /// the number open go for good.
+    fn limit_shown(&self) {
+        self.calm.store(0, Ordering::SeqCst);
+        let shown = self.live.load(Ordering::SeqCst).max(1);
+        while self.cap() > shown && self.permits.forget_permits(1) == 1 {
+            self.cap.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Opens up to `n` more connections in the background (never more
+    /// than the cap allows beside those alive), for work about to ask for
+    /// them. A refusal shows the server's limit, as in [`Pool::get`]; any
+    /// other failure is left for a caller's own connect to report.
+    pub fn warm(self: &Arc<Self>, n: usize) {
+        let room = self.cap().saturating_sub(self.live.load(Ordering::SeqCst) + self.warming.load(Ordering::SeqCst));
+        for _ in 0..n.min(room) {
+            self.warming.fetch_add(1, Ordering::SeqCst);
+            let pool = Arc::clone(self);
+            tokio::spawn(async move {
+                match connect(&pool.params).await {
+                    Ok(conn) => pool.give(conn),
+                    Err(err) if matches!(err.kind, ErrorKind::Temporary | ErrorKind::Connect) => pool.limit_shown(),
+                    Err(_) => {}
+                }
+                pool.warming.fetch_sub(1, Ordering::SeqCst);
+                pool.warmed.notify_waiters();
+            });
         }
     }
 

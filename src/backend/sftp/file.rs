@@ -80,7 +80,7 @@ async fn settle_close(mut lease: HandleLease, close: Reply<()>) -> Result<(), Sf
 }
 
 /// Closes in the background (a reader or writer dropped early).
-fn close_later(lease: HandleLease, handle: String, pending: Vec<Reply<()>>) {
+pub fn close_later(lease: HandleLease, handle: String, pending: Vec<Reply<()>>) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
             // Writes already sent land before the close, in request order.

@@ -33,7 +33,7 @@ use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 
 use self::auth::{Credentials, KeySources, Passphrase};
-use self::file::{SftpReader, SftpWriter, close_handle};
+use self::file::{SftpReader, SftpWriter, close_handle, close_later, send_now};
 use self::pool::Pool;
 use self::session::{ConnectParams, classify, classify_session};
 use super::{
@@ -46,6 +46,10 @@ use crate::path::{DisplayBytes, RelPath};
 /// Directories listed at once by `walk` (at least; `--parallel` if more, up to twice this).
 /// Measured over a 20 ms round trip: 1 at a time 18.9 s for 221 dirs, 16 1.3 s.
 const WALK_IN_FLIGHT: usize = 16;
+
+/// READDIR requests sent together while listing a directory (see
+/// `Inner::list_dir`).
+const READDIR_AHEAD: usize = 2;
 
 /// Concurrent operations per extra session: `--parallel 8` uses 2 sessions.
 const OPERATIONS_PER_SESSION: usize = 4;
@@ -420,29 +424,38 @@ impl Inner {
         let mut files = Vec::new();
         let mut budget = MAX_LISTING_BYTES;
         let mut broken = false;
-        let read = loop {
+        // READDIRs go out two at a time: OpenSSH answers at most 100 names
+        // each, so a directory of up to 100 entries and its end (EOF) are
+        // one round trip, not two; one asked past the end answers EOF again.
+        let read = 'read: loop {
             lease.lease.round_trip(1);
-            match sftp.readdir(handle.as_str()).await {
-                Ok(name) => {
-                    let Some(left) = budget.checked_sub(listing_cost(dir, &name.files)) else {
-                        break Err(OpError::new(
-                            ErrorKind::InvalidData,
-                            "list",
-                            dir,
-                            format!(
-                                "listing larger than {} MiB: refused (the server does not end it)",
-                                MAX_LISTING_BYTES >> 20
-                            ),
-                        ));
-                    };
-                    budget = left;
-                    files.extend(name.files);
-                }
-                Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break Ok(()),
-                Err(err) => {
-                    let (err, cut) = classify_session(err, "list", dir);
-                    broken = cut;
-                    break Err(err);
+            let replies = [(); READDIR_AHEAD].map(|()| {
+                let (sftp, handle) = (Arc::clone(&sftp), handle.clone());
+                send_now(async move { sftp.readdir(handle).await })
+            });
+            for reply in replies {
+                match reply.await {
+                    Ok(name) => {
+                        let Some(left) = budget.checked_sub(listing_cost(dir, &name.files)) else {
+                            break 'read Err(OpError::new(
+                                ErrorKind::InvalidData,
+                                "list",
+                                dir,
+                                format!(
+                                    "listing larger than {} MiB: refused (the server does not end it)",
+                                    MAX_LISTING_BYTES >> 20
+                                ),
+                            ));
+                        };
+                        budget = left;
+                        files.extend(name.files);
+                    }
+                    Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break 'read Ok(()),
+                    Err(err) => {
+                        let (err, cut) = classify_session(err, "list", dir);
+                        broken = cut;
+                        break 'read Err(err);
+                    }
                 }
             }
         };
@@ -451,6 +464,11 @@ impl Inner {
             let mut lease = lease;
             lease.lease.mark_broken();
             lease.leak_slot();
+            Ok(())
+        } else if read.is_ok() {
+            // The listing is complete: the close is not waited for (its
+            // slot is freed when the server confirms it).
+            close_later(lease, handle, Vec::new());
             Ok(())
         } else {
             lease.lease.round_trip(1);
