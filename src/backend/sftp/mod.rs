@@ -383,18 +383,22 @@ impl Inner {
     /// Opens `path` for reading from `offset`; `size`, the listing's,
     /// lets the reader ask for the whole file at once.
     async fn open_read(&self, path: &RelPath, offset: u64, size: Option<u64>) -> Result<Box<dyn FileReader>, OpError> {
-        self.open_reader(path, |lease, handle, chunk| SftpReader::new(lease, handle, path.clone(), offset, chunk, size))
-            .await
+        self.open_reader(path, false, |lease, handle, chunk| {
+            SftpReader::new(lease, handle, path.clone(), offset, chunk, size)
+        })
+        .await
     }
 
-    /// Opens `path` for reading and makes its reader with `make`.
+    /// Opens `path` for reading and makes its reader with `make`; `alone`:
+    /// on a session of its own (see [`pool::Pool::get_handle_alone`]).
     async fn open_reader(
         &self,
         path: &RelPath,
+        alone: bool,
         make: impl FnOnce(pool::HandleLease, String, u32) -> SftpReader,
     ) -> Result<Box<dyn FileReader>, OpError> {
         let remote = self.remote_path(&self.through_followed(path))?;
-        let lease = self.pool.get_handle().await?;
+        let lease = if alone { self.pool.get_handle_alone().await? } else { self.pool.get_handle().await? };
         lease.lease.round_trip(1);
         let opened = lease.lease.sftp().open(remote, OpenFlags::READ, FileAttributes::empty()).await;
         match opened {
@@ -684,7 +688,7 @@ impl Backend for SftpBackend {
     async fn open_read_range(&self, path: &RelPath, offset: u64, len: u64) -> Result<Box<dyn FileReader>, OpError> {
         let stop = offset.saturating_add(len);
         self.inner
-            .open_reader(path, |lease, handle, chunk| {
+            .open_reader(path, true, |lease, handle, chunk| {
                 SftpReader::range(lease, handle, path.clone(), offset, chunk, stop)
             })
             .await
@@ -705,11 +709,12 @@ impl Backend for SftpBackend {
             .await
     }
 
-    /// A handle of its own per segment, opened without truncating: the
+    /// A handle of its own per segment, on a session of its own where the
+    /// pool has room (a window of its own), opened without truncating: the
     /// writes carry their offsets, so segments never disturb each other.
     async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
         let remote = self.inner.remote_path(path)?;
-        let lease = self.inner.pool.get_handle().await?;
+        let lease = self.inner.pool.get_handle_alone().await?;
         let sftp = Arc::clone(lease.lease.sftp());
         lease.lease.round_trip(1);
         let handle = match sftp.open(remote, OpenFlags::WRITE, FileAttributes::empty()).await {
