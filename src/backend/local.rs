@@ -458,16 +458,14 @@ impl Backend for LocalBackend {
         Ok(Box::new(LocalWriter { file: Some(Handle::Pending(open)), path: path.clone(), mode: self.file_mode }))
     }
 
-    /// Created (truncated), then given its length: space reserved with
-    /// fallocate where the filesystem has it, else a sparse file.
+    /// Created (truncated), then given its length as a sparse file. Not
+    /// fallocate: on tmpfs it zero-fills every page first (0.2 s per GiB
+    /// measured here), only for the segments to write them all again.
     async fn create_sized(&self, path: &RelPath, size: u64) -> Result<(), OpError> {
         self.at("create", path, move |dir, name| {
             let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let file = File::from(rustix::fs::openat(&dir.0, name, flags, Mode::from_raw_mode(0o600))?);
-            if size > 0 && rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, size).is_err() {
-                file.set_len(size)?;
-            }
-            Ok(())
+            file.set_len(size)
         })
         .await
     }
