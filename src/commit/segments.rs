@@ -298,15 +298,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ranges_cover_the_file_once_in_whole_chunks() {
+    fn ranges_cover_the_file_once_in_aligned_pieces() {
         const MIB: u64 = 1 << 20;
+        const K64: u64 = 64 << 10;
         assert_eq!(ranges(8 * MIB, 8), (0..8).map(|i| (i * MIB, MIB)).collect::<Vec<_>>());
+        // 10 MiB + 5 in 4: 2.5 MiB + 2 bytes each, rounded up to 64 KiB.
+        let step = 2 * MIB + 9 * K64;
         assert_eq!(
             ranges(10 * MIB + 5, 4),
-            vec![(0, 3 * MIB), (3 * MIB, 3 * MIB), (6 * MIB, 3 * MIB), (9 * MIB, MIB + 5)]
+            vec![(0, step), (step, step), (2 * step, step), (3 * step, 10 * MIB + 5 - 3 * step)]
         );
-        // More segments than chunks: one per chunk.
-        assert_eq!(ranges(2 * MIB + 1, 16).len(), 3);
+        // More segments than 64 KiB pieces: one per piece.
+        assert_eq!(ranges(2 * K64 + 1, 16).len(), 3);
         for (size, count) in [(1, 4), (MIB, 3), (1 << 30, 4), (1234567891, 7)] {
             let parts = ranges(size, count);
             assert!(parts.len() <= count, "{size} in {count}: {parts:?}");
