@@ -353,6 +353,21 @@ async fn verify_resumed(
     src: &Entry,
     temp: &RelPath,
 ) -> Result<(), OpError> {
+    // Temporary: the retry starts afresh, the partial being gone.
+    hashes_agree(src_backend, dst_backend, src, temp, "resumed copy does not match the source").await
+}
+
+/// Where both sides compute a hash of their own (an FTP server's HASH,
+/// local disk), `temp` is compared with the source; a mismatch removes it
+/// and fails the copy as temporary, with `mismatch` for a message. A hash
+/// a side would not compute leaves the checks made already.
+pub(crate) async fn hashes_agree(
+    src_backend: &dyn Backend,
+    dst_backend: &dyn Backend,
+    src: &Entry,
+    temp: &RelPath,
+    mismatch: &str,
+) -> Result<(), OpError> {
     let Some(algo) = HashKind::common(&src_backend.capabilities().hashes, &dst_backend.capabilities().hashes) else {
         return Ok(());
     };
@@ -363,8 +378,7 @@ async fn verify_resumed(
     match (ours.into_iter().next(), theirs.into_iter().next()) {
         (Some(Ok(a)), Some(Ok(b))) if a != b => {
             let _ = dst_backend.remove_file(temp).await;
-            // Temporary: the retry starts afresh, the partial being gone.
-            Err(OpError::new(ErrorKind::Temporary, "verify", &src.path, "resumed copy does not match the source"))
+            Err(OpError::new(ErrorKind::Temporary, "verify", &src.path, format!("{mismatch} ({})", algo.name())))
         }
         _ => Ok(()),
     }

@@ -23,10 +23,10 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use super::{
-    CHUNK_SIZE, Committed, CopyOptions, keep_replaced, observed_mtime, segmented_temp_path, verify_content,
-    wanted_mtime,
+    CHUNK_SIZE, Committed, CopyOptions, hashes_agree, keep_replaced, observed_mtime, segmented_temp_path,
+    verify_content, wanted_mtime,
 };
-use crate::backend::{Backend, Entry, HashKind};
+use crate::backend::{Backend, Entry};
 use crate::engine::retry::RetryPolicy;
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
@@ -135,43 +135,14 @@ pub(super) async fn copy_segmented(
     let verified = if options.verify {
         Some(verify_content(src_backend, dst_backend, src, &temp).await?)
     } else {
-        compare_hashes(src_backend, dst_backend, src, &temp).await?;
+        let mismatch = "the segmented copy differs from the source: removed, to be copied again";
+        hashes_agree(src_backend, dst_backend, src, &temp, mismatch).await?;
         None
     };
     keep_replaced(dst_backend, src, options).await?;
     let set = dst_backend.commit_temp(&temp, &src.path, wanted_mtime(dst_backend, src)).await?;
     let dst_mtime = observed_mtime(dst_backend, &src.path, set).await;
     Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place: false, verified, segments: count })
-}
-
-/// Where both sides compute a hash of their own (an FTP server's HASH,
-/// local disk), the copy is compared with the source before its commit.
-async fn compare_hashes(
-    src_backend: &dyn Backend,
-    dst_backend: &dyn Backend,
-    src: &Entry,
-    temp: &RelPath,
-) -> Result<(), OpError> {
-    let Some(kind) = HashKind::common(&src_backend.capabilities().hashes, &dst_backend.capabilities().hashes) else {
-        return Ok(());
-    };
-    let (ours, theirs) = tokio::join!(
-        src_backend.hash_files(vec![src.path.clone()], kind),
-        dst_backend.hash_files(vec![temp.clone()], kind)
-    );
-    match (ours.into_iter().next(), theirs.into_iter().next()) {
-        (Some(Ok(a)), Some(Ok(b))) if a != b => {
-            let _ = dst_backend.remove_file(temp).await;
-            Err(OpError::new(
-                ErrorKind::Temporary,
-                "verify",
-                &src.path,
-                format!("the segmented copy differs from the source ({}): removed, to be copied again", kind.name()),
-            ))
-        }
-        // A hash the server would not compute leaves the size checks.
-        _ => Ok(()),
-    }
 }
 
 /// One segment's work, borrowed from the copy.

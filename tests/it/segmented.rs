@@ -184,9 +184,18 @@ fn range_leaves_the_connection_usable(kind: FtpServerKind, tls: FtpTls) {
         let from = ftp.stat(&rel("after.bin")).await.unwrap().unwrap();
         copy_file(&*ftp, &back, &from, 0, CopyOptions::default(), &|_| {}).await.unwrap();
         assert_eq!(fs::read(down.dst().join("after.bin")).unwrap(), bytes(10, 300_000));
-        // Three ranges, a listing (stat) and a download: a data connection each.
+        // Three ranges, a listing (stat) and a download: a data connection
+        // each, and no new control connection. One replacement is allowed:
+        // in one full-suite run under load pure-ftpd's connection was
+        // replaced once (the end-of-range check refused it, safely); a
+        // connection thrown away after every range makes three.
         let made = stats.connections.load(Ordering::SeqCst) - opened;
-        assert_eq!(made, ranges.len() + 2, "{}: a control connection was replaced after a range", kind.name());
+        let data = ranges.len() + 2;
+        assert!(
+            (data..=data + 1).contains(&made),
+            "{}: {made} connections for {data} transfers: control connections were replaced after the ranges",
+            kind.name()
+        );
     });
 }
 
