@@ -41,7 +41,8 @@
 #   RUNS=3  RTTS="0 20 100"  PROTOS="ftp sftp"
 #   SCENARIOS="small-down small-up big-down big-up noop-down four-down four-up"
 #   TOOLS="barge lftp rclone rclone-pypi" (barge-pN: barge --parallel N, e.g. barge-p16, as
-#        many at once as lftp and rclone get; barge alone runs at its default)
+#        many at once as lftp and rclone get; barge alone runs at its default; barge-sN:
+#        --segments N, barge-s1 = one stream per file; lftp-pgetN: mirror --use-pget-n=N)
 #   FTP_SERVER=proftpd (or pure-ftpd)   SMALL_FILES=10000   BIG_MIB=1024 (smaller: smoke tests)
 #   TIMEOUT=1800 (s per run)
 #   PARALLEL=16 (lftp --parallel, rclone --transfers; barge runs at its defaults)
@@ -260,23 +261,27 @@ export RCLONE_FTP_PASS
 tool_cmd() {
     local tool=$1 dir=$2 rel=$3 local_dir=$4 state=$5
     case "$tool" in
-    barge | barge-p*)
+    barge | barge-p* | barge-s*)
         local extra=()
         [[ $proto == sftp ]] && extra=(--identity "$key" --known-hosts "$inst/ssh/known_hosts")
         # barge-pN: barge with --parallel N instead of its default.
         [[ $tool == barge-p* ]] && extra+=(--parallel "${tool#barge-p}")
+        # barge-sN: large files in N segments (barge-s1: one stream each, as before segmenting).
+        [[ $tool == barge-s* ]] && extra+=(--segments "${tool#barge-s}")
         if [[ $dir == down ]]; then
             words=("$barge" sync "$(remote_url "$rel")" "$local_dir" --state "$state" -q "${extra[@]}")
         else
             words=("$barge" sync "$local_dir" "$(remote_url "$rel")" --state "$state" -q "${extra[@]}")
         fi
         ;;
-    lftp)
-        local m
+    lftp | lftp-pget*)
+        local m pget=""
+        # lftp-pgetN: files downloaded in N pieces at once (mirror --use-pget-n, as pget -n).
+        [[ $tool == lftp-pget* ]] && pget="--use-pget-n=${tool#lftp-pget} "
         if [[ $dir == down ]]; then
-            m="mirror --parallel=$parallel $(remote_path "$rel") $local_dir"
+            m="mirror --parallel=$parallel $pget$(remote_path "$rel") $local_dir"
         else
-            m="mirror -R --parallel=$parallel $local_dir $(remote_path "$rel")"
+            m="mirror -R --parallel=$parallel $pget$local_dir $(remote_path "$rel")"
         fi
         words=(lftp -c "set cmd:fail-exit yes; $(lftp_open); $m")
         ;;

@@ -11,8 +11,15 @@ use crate::engine::throttle::Throttle;
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
 
+mod segments;
+use segments::copy_segmented;
+pub use segments::{DEFAULT_SEGMENTS, DEFAULT_THRESHOLD, Segmenting, ranges};
+
 const TEMP_PREFIX: &[u8] = b".barge-";
 const TEMP_SUFFIX: &[u8] = b".part";
+/// A segmented copy's temporary: written at offsets, so it may hold holes
+/// anywhere and is never resumed as a prefix (a later run removes it).
+const SEGMENTED_SUFFIX: &[u8] = b".segs";
 const TEMP_HEX_LEN: usize = 16;
 
 /// Size of the buffers moved between reader and writer.
@@ -24,20 +31,32 @@ const RESUME_VERIFY_BYTES: u64 = 64 * 1024;
 
 /// The temporary name for `target`, in the same directory.
 pub fn temp_path(target: &RelPath) -> RelPath {
+    temp_with_suffix(target, TEMP_SUFFIX)
+}
+
+/// The temporary of a segmented copy of `target`: a name of its own, so
+/// it is never taken for a resumable prefix (see [`SEGMENTED_SUFFIX`]).
+pub fn segmented_temp_path(target: &RelPath) -> RelPath {
+    temp_with_suffix(target, SEGMENTED_SUFFIX)
+}
+
+fn temp_with_suffix(target: &RelPath, suffix: &[u8]) -> RelPath {
     let digest = blake3::hash(target.as_bytes());
     let mut name = TEMP_PREFIX.to_vec();
     name.extend_from_slice(&digest.to_hex().as_bytes()[..TEMP_HEX_LEN]);
-    name.extend_from_slice(TEMP_SUFFIX);
+    name.extend_from_slice(suffix);
     // The name is ASCII hex between fixed ASCII parts: always a valid component.
     target.parent().join(&name).unwrap_or_default()
 }
 
 /// True for names barge uses for its temporaries.
 pub fn is_temp_name(name: &[u8]) -> bool {
-    name.len() == TEMP_PREFIX.len() + TEMP_HEX_LEN + TEMP_SUFFIX.len()
-        && name.starts_with(TEMP_PREFIX)
-        && name.ends_with(TEMP_SUFFIX)
-        && name[TEMP_PREFIX.len()..TEMP_PREFIX.len() + TEMP_HEX_LEN].iter().all(u8::is_ascii_hexdigit)
+    [TEMP_SUFFIX, SEGMENTED_SUFFIX].iter().any(|suffix| {
+        name.len() == TEMP_PREFIX.len() + TEMP_HEX_LEN + suffix.len()
+            && name.starts_with(TEMP_PREFIX)
+            && name.ends_with(suffix)
+            && name[TEMP_PREFIX.len()..TEMP_PREFIX.len() + TEMP_HEX_LEN].iter().all(u8::is_ascii_hexdigit)
+    })
 }
 
 /// What a committed copy left on the destination.
@@ -52,6 +71,8 @@ pub struct Committed {
     pub in_place: bool,
     /// `--verify` compared the content, with this algorithm.
     pub verified: Option<HashKind>,
+    /// Byte ranges copied at once (1: one stream).
+    pub segments: usize,
 }
 
 /// `--backup-dir`: a directory inside the destination where replaced and
@@ -122,6 +143,9 @@ impl BackupDir {
     }
 }
 
+/// Hears of a retry: its number (from 1) and the error that caused it.
+pub type OnRetry<'a> = dyn Fn(u32, &OpError) + Send + Sync + 'a;
+
 /// How a file is committed.
 #[derive(Clone, Copy, Default)]
 pub struct CopyOptions<'a> {
@@ -139,6 +163,10 @@ pub struct CopyOptions<'a> {
     /// `--inplace`: write straight to the final name (no temporary, no
     /// rename; a killed run leaves a partial file there).
     pub inplace: bool,
+    /// `--segments`, `--segment-threshold`: large files in parallel ranges.
+    pub segmenting: Segmenting,
+    /// Hears of each retry of one segment (its number, the error).
+    pub on_segment_retry: Option<&'a OnRetry<'a>>,
 }
 
 /// Copies `src` to the same path on `dst`, atomically. `resume_from` is the
@@ -165,6 +193,12 @@ pub async fn copy_file(
     }
     if options.inplace || dst_backend.renames_refused() {
         return copy_in_place(src_backend, dst_backend, src, options, on_bytes).await;
+    }
+    // A partial to resume is continued as one stream: cheaper than the
+    // whole file again in segments.
+    let segments = options.segmenting.segments_for(src_backend, dst_backend, src.size);
+    if resume_from == 0 && segments > 1 {
+        return copy_segmented(src_backend, dst_backend, src, segments, options, on_bytes).await;
     }
     let temp = temp_path(&src.path);
     let mut offset = resume_from.min(src.size);
@@ -195,7 +229,14 @@ pub async fn copy_file(
         Err(err) => return Err(err),
     };
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
-    Ok(Committed { bytes_moved: src.size - offset, dst_size: src.size, dst_mtime, in_place: false, verified })
+    Ok(Committed {
+        bytes_moved: src.size - offset,
+        dst_size: src.size,
+        dst_mtime,
+        in_place: false,
+        verified,
+        segments: 1,
+    })
 }
 
 /// `--fxp`: the source server sends the file straight to the destination
@@ -239,7 +280,7 @@ async fn copy_fxp(
     }
     on_bytes(src.size);
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
-    Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place, verified })
+    Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place, verified, segments: 1 })
 }
 
 /// `--verify`: the copy at `written` against the source. A mismatch
@@ -312,6 +353,21 @@ async fn verify_resumed(
     src: &Entry,
     temp: &RelPath,
 ) -> Result<(), OpError> {
+    // Temporary: the retry starts afresh, the partial being gone.
+    hashes_agree(src_backend, dst_backend, src, temp, "resumed copy does not match the source").await
+}
+
+/// Where both sides compute a hash of their own (an FTP server's HASH,
+/// local disk), `temp` is compared with the source; a mismatch removes it
+/// and fails the copy as temporary, with `mismatch` for a message. A hash
+/// a side would not compute leaves the checks made already.
+pub(crate) async fn hashes_agree(
+    src_backend: &dyn Backend,
+    dst_backend: &dyn Backend,
+    src: &Entry,
+    temp: &RelPath,
+    mismatch: &str,
+) -> Result<(), OpError> {
     let Some(algo) = HashKind::common(&src_backend.capabilities().hashes, &dst_backend.capabilities().hashes) else {
         return Ok(());
     };
@@ -322,8 +378,7 @@ async fn verify_resumed(
     match (ours.into_iter().next(), theirs.into_iter().next()) {
         (Some(Ok(a)), Some(Ok(b))) if a != b => {
             let _ = dst_backend.remove_file(temp).await;
-            // Temporary: the retry starts afresh, the partial being gone.
-            Err(OpError::new(ErrorKind::Temporary, "verify", &src.path, "resumed copy does not match the source"))
+            Err(OpError::new(ErrorKind::Temporary, "verify", &src.path, format!("{mismatch} ({})", algo.name())))
         }
         _ => Ok(()),
     }
@@ -342,7 +397,7 @@ async fn copy_in_place(
     let verified =
         if options.verify { Some(verify_content(src_backend, dst_backend, src, &src.path).await?) } else { None };
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
-    Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place: true, verified })
+    Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place: true, verified, segments: 1 })
 }
 
 /// A text transfer (`--ascii`): line ends are converted, so the size may
@@ -386,7 +441,7 @@ async fn copy_text(
         None => (written, set),
     };
     // Text transfers change the bytes on purpose: --verify cannot compare them.
-    Ok(Committed { bytes_moved: written, dst_size, dst_mtime, in_place, verified: None })
+    Ok(Committed { bytes_moved: written, dst_size, dst_mtime, in_place, verified: None, segments: 1 })
 }
 
 /// Where a copy that starts from byte 0 is written: the final name when

@@ -20,7 +20,8 @@
 //! - [`engine`]: runs a plan in phases with bounded concurrency, retry,
 //!   a shared rate limit, progress and reports.
 //! - [`commit`]: temporary name, durable write, rename: no partial file ever
-//!   holds a final name.
+//!   holds a final name. Large files are copied in byte ranges at once
+//!   (`commit/segments.rs`, [`commit::Segmenting`]).
 //! - [`state`]: the sqlite state database: synced pairs (the run journal),
 //!   hash cache, partial transfers, runs, and the job lock.
 //! - [`hash`]: blake3 of local files on rayon.

@@ -81,6 +81,7 @@ impl LocalBackend {
                 symlinks: true,
                 max_connections: 64,
                 resume_margin: 0,
+                segmented_write: true,
             },
             file_mode: 0o666 & !current_umask(),
         })
@@ -501,6 +502,33 @@ impl Backend for LocalBackend {
                     file.set_len(offset)?;
                     file.seek(SeekFrom::Start(offset))?;
                 }
+                Ok(file)
+            })
+        });
+        Ok(Box::new(LocalWriter { file: Some(Handle::Pending(open)), path: path.clone(), mode: self.file_mode }))
+    }
+
+    /// Created (truncated), then given its length as a sparse file. Not
+    /// fallocate: on tmpfs it zero-fills every page first (0.2 s per GiB
+    /// measured here), only for the segments to write them all again.
+    async fn create_sized(&self, path: &RelPath, size: u64) -> Result<(), OpError> {
+        self.at("create", path, move |dir, name| {
+            let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let file = File::from(rustix::fs::openat(&dir.0, name, flags, Mode::from_raw_mode(0o600))?);
+            file.set_len(size)
+        })
+        .await
+    }
+
+    /// Positional: opened without truncating, at `offset`; each segment
+    /// has its own descriptor, so their writes never share a file position.
+    async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
+        let (root, shown) = (self.root_dir.clone(), path.clone());
+        let open: Opener = Box::new(move || {
+            resolve_at(root, "write", &shown, move |dir, name| {
+                let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let mut file = File::from(rustix::fs::openat(&dir.0, name, flags, Mode::empty())?);
+                file.seek(SeekFrom::Start(offset))?;
                 Ok(file)
             })
         });

@@ -175,6 +175,10 @@ pub struct Capabilities {
     /// (writes pipelined and applied out of order): a resume starts this
     /// much earlier. 0 for backends that write strictly in order.
     pub resume_margin: u64,
+    /// A file can be written in segments at offsets, several at once, into
+    /// one temporary made by [`Backend::create_sized`] (see
+    /// [`Backend::open_write_segment`]).
+    pub segmented_write: bool,
 }
 
 /// Reads a file sequentially from some offset, handing buffers back and
@@ -269,6 +273,34 @@ pub trait Backend: Send + Sync {
     async fn open_read_sized(&self, path: &RelPath, offset: u64, size: u64) -> Result<Box<dyn FileReader>, OpError> {
         let _ = size;
         self.open_read(path, offset).await
+    }
+
+    /// Reads exactly the `len` bytes of `path` from `offset` (fewer only
+    /// when the file is shorter), then ends: a segment of a segmented copy.
+    /// The connection behind it is left ready for the next user, or closed
+    /// when it cannot be. The default reads with [`Backend::open_read`] and
+    /// drops that reader at the range's end.
+    async fn open_read_range(&self, path: &RelPath, offset: u64, len: u64) -> Result<Box<dyn FileReader>, OpError> {
+        let inner = self.open_read(path, offset).await?;
+        Ok(Box::new(RangeReader { inner: Some(inner), remaining: len }))
+    }
+
+    /// Creates `path` (replacing what is there) holding `size` bytes, to be
+    /// filled by segments written at offsets, several at once, with
+    /// [`Backend::open_write_segment`]. Only where
+    /// [`Capabilities::segmented_write`] says so.
+    async fn create_sized(&self, path: &RelPath, size: u64) -> Result<(), OpError> {
+        let _ = size;
+        Err(OpError::new(ErrorKind::Unsupported, "create", path, "this backend cannot write a file in segments"))
+    }
+
+    /// Opens `path`, made by [`Backend::create_sized`], for writing from
+    /// `offset` on: nothing is truncated or cut, so several writers may be
+    /// open on one file at different offsets. `finish` makes the segment
+    /// durable; the mtime is set at the commit.
+    async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
+        let _ = offset;
+        Err(OpError::new(ErrorKind::Unsupported, "write", path, "this backend cannot write a file in segments"))
     }
 
     /// Opens `path` for writing: created (or truncated) when `offset` is 0,
@@ -376,6 +408,35 @@ pub trait Backend: Send + Sync {
     async fn hash_files(&self, paths: Vec<RelPath>, kind: HashKind) -> Vec<Result<Vec<u8>, OpError>> {
         let _ = kind;
         paths.iter().map(|p| Err(OpError::new(ErrorKind::Unsupported, "hash", p, "backend cannot hash"))).collect()
+    }
+}
+
+/// [`Backend::open_read_range`]'s default: another reader cut at the
+/// range's end and dropped there.
+struct RangeReader {
+    inner: Option<Box<dyn FileReader>>,
+    remaining: u64,
+}
+
+#[async_trait]
+impl FileReader for RangeReader {
+    async fn read(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
+        let Some(inner) = self.inner.as_mut() else {
+            buf.clear();
+            return Ok(buf);
+        };
+        let mut buf = inner.read(buf).await?;
+        let len = buf.len() as u64;
+        if len >= self.remaining {
+            buf.truncate(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+            self.remaining = 0;
+            self.inner = None;
+        } else if len == 0 {
+            self.inner = None;
+        } else {
+            self.remaining -= len;
+        }
+        Ok(buf)
     }
 }
 

@@ -76,6 +76,7 @@ async fn mirror(source: &Path, mirror: &Path, state: &Path, mode: Mode, delete: 
             backup_dir: None,
             verify: false,
             fxp: false,
+            segmenting: crate::commit::Segmenting::default(),
         },
         state_path: Some(state.to_path_buf()),
         src_remote: crate::backend::RemoteOptions::default(),

@@ -274,6 +274,14 @@ pub struct CommonArgs {
     /// (for servers that refuse renames; an interrupted transfer leaves a partial file).
     #[arg(long)]
     pub inplace: bool,
+    /// Files at least this large are copied in segments (see --segments), each its own
+    /// connection (FTP: REST+RETR) or stream of requests (SFTP), into one temporary.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "128M")]
+    pub segment_threshold: u64,
+    /// Segments per large file (1: never split). Downloads to local disk and SFTP
+    /// destinations only; FTP servers cannot be written at offsets safely.
+    #[arg(long, value_name = "N", default_value_t = crate::commit::DEFAULT_SEGMENTS, value_parser = parse_segments)]
+    pub segments: usize,
     #[command(flatten)]
     pub remote: RemoteArgs,
 }
@@ -418,12 +426,21 @@ impl CommonArgs {
                 backup_dir,
                 verify: self.verify,
                 fxp: self.fxp,
+                segmenting: crate::commit::Segmenting::new(self.segment_threshold, self.segments, self.retries),
             },
             state_path: self.state.clone(),
             links: self.links,
             trust_state: self.trust_state,
             verify_state: self.verify_state,
         })
+    }
+}
+
+/// `--segments N`: 1 to 64.
+fn parse_segments(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err(format!("{text:?}: a number of segments from 1 to 64")),
     }
 }
 
@@ -540,6 +557,8 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             backup_dir: spec.backup_dir.clone(),
             verify: spec.verify,
             fxp: spec.fxp,
+            segment_threshold: crate::commit::DEFAULT_THRESHOLD,
+            segments: crate::commit::DEFAULT_SEGMENTS,
             shard: args.shard,
             trust_state: spec.trust_state,
             verify_state: spec.verify_state,

@@ -51,6 +51,8 @@ pub struct EngineConfig {
     pub verify: bool,
     /// `--fxp`: FTP to FTP copies go server to server.
     pub fxp: bool,
+    /// `--segments`, `--segment-threshold`: large files in parallel ranges.
+    pub segmenting: commit::Segmenting,
 }
 
 /// A plan split into the phases the engine runs, each in the order it runs.
@@ -460,6 +462,7 @@ impl Engine {
                     }
                 }
                 let reporter = &self.reporter;
+                let segment_retry = |n: u32, err: &OpError| reporter.retrying(action, n, err);
                 let options = CopyOptions {
                     throttle: self.throttle.as_ref(),
                     inplace: self.config.inplace,
@@ -467,6 +470,8 @@ impl Engine {
                     replaces: *reason != Reason::New,
                     verify: self.config.verify,
                     fxp: self.config.fxp,
+                    segmenting: self.config.segmenting,
+                    on_segment_retry: Some(&segment_retry),
                 };
                 let committed =
                     commit::copy_file(self.src.as_ref(), self.dst.as_ref(), src, resume_from, options, &|n| {
@@ -482,6 +487,9 @@ impl Engine {
                          transfer can leave a partial file under its final name",
                         self.dst.describe()
                     ));
+                }
+                if committed.segments > 1 {
+                    self.reporter.verbose(&format!("{}: copied in {} segments", src.path, committed.segments));
                 }
                 if committed.verified.is_some() {
                     self.reporter.stats.files_verified.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

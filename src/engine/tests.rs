@@ -84,6 +84,7 @@ async fn copy_one_with(failures: u32, kind: ErrorKind, retries: u32) -> (Arc<Rep
             backup_dir: None,
             verify: false,
             fxp: false,
+            segmenting: crate::commit::Segmenting::default(),
         },
         Arc::clone(&reporter),
         None,

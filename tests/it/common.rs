@@ -194,7 +194,7 @@ pub fn temporaries(root: &Path) -> Vec<PathBuf> {
         .filter_map(Result::ok)
         .filter(|e| {
             let name = e.file_name().as_bytes();
-            name.starts_with(b".barge-") && name.ends_with(b".part")
+            name.starts_with(b".barge-") && (name.ends_with(b".part") || name.ends_with(b".segs"))
         })
         .map(|e| e.path().to_path_buf())
         .collect()

@@ -15,6 +15,7 @@ mod local_sync;
 mod round_trips;
 mod safety;
 mod secrets;
+mod segmented;
 mod servers;
 mod sftp_auth;
 mod sftp_sync;

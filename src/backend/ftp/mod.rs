@@ -247,6 +247,7 @@ impl FtpBackend {
                     symlinks: false,
                     max_connections: connections,
                     resume_margin: 0,
+                    segmented_write: false,
                 },
                 features,
                 shown,
@@ -576,7 +577,16 @@ impl Inner {
 impl FtpBackend {
     /// A RETR from `offset`; `text` switches the connection to TYPE A for
     /// this transfer (and back to TYPE I after it).
-    async fn open_reader(&self, path: &RelPath, offset: u64, text: bool) -> Result<Box<dyn FileReader>, OpError> {
+    ///
+    /// `range`: read only that many bytes, then end the transfer early
+    /// (see [`FtpReader::end_range`]).
+    async fn open_reader(
+        &self,
+        path: &RelPath,
+        offset: u64,
+        text: bool,
+        range: Option<u64>,
+    ) -> Result<Box<dyn FileReader>, OpError> {
         let mut pooled = self.inner.pool.get().await?;
         let remote = self.inner.remote_path(path);
         let started = async {
@@ -593,6 +603,7 @@ impl FtpBackend {
                 path: path.clone(),
                 timeout: self.inner.pool.params().timeout,
                 text: text.then(text::CrlfToLf::default),
+                remaining: range,
             })),
             Ok(Err(err)) => {
                 pooled.mark_broken();
@@ -699,7 +710,14 @@ impl Backend for FtpBackend {
     }
 
     async fn open_read(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, OpError> {
-        self.open_reader(path, offset, false).await
+        self.open_reader(path, offset, false, None).await
+    }
+
+    /// A RETR from `offset` whose data connection is closed once `len`
+    /// bytes are in; the control connection goes back to the pool only
+    /// when it answers a NOOP after the transfer's end (else it is closed).
+    async fn open_read_range(&self, path: &RelPath, offset: u64, len: u64) -> Result<Box<dyn FileReader>, OpError> {
+        self.open_reader(path, offset, false, Some(len)).await
     }
 
     fn is_text(&self, path: &RelPath) -> bool {
@@ -711,7 +729,7 @@ impl Backend for FtpBackend {
     }
 
     async fn open_read_text(&self, path: &RelPath) -> Result<Box<dyn FileReader>, OpError> {
-        self.open_reader(path, 0, true).await
+        self.open_reader(path, 0, true, None).await
     }
 
     async fn open_write_text(&self, target: &RelPath) -> Result<Box<dyn FileWriter>, OpError> {
@@ -1058,6 +1076,8 @@ struct FtpReader {
     timeout: Duration,
     /// A text (TYPE A) transfer: line ends to convert.
     text: Option<text::CrlfToLf>,
+    /// A range read: the bytes still wanted before the transfer is ended.
+    remaining: Option<u64>,
 }
 
 impl Drop for FtpReader {
@@ -1108,8 +1128,15 @@ impl FtpReader {
         // 1 MiB buffer before every read cost more CPU than the transfer
         // itself for small files (measured with perf: memset and its page
         // faults were a quarter of a 10,000-file download).
-        let capacity = buf.capacity().max(1);
+        let mut capacity = buf.capacity().max(1);
         buf.clear();
+        if let Some(remaining) = self.remaining {
+            if remaining == 0 {
+                self.end_range().await;
+                return Ok(buf);
+            }
+            capacity = capacity.min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        }
         let Some(stream) = self.stream.as_mut() else {
             return Ok(buf);
         };
@@ -1127,6 +1154,17 @@ impl FtpReader {
                 }
             }
         }
+        if let Some(remaining) = self.remaining.as_mut()
+            && !buf.is_empty()
+        {
+            // One read may bring a little more than the range: cut it.
+            buf.truncate(usize::try_from(*remaining).unwrap_or(usize::MAX));
+            *remaining -= buf.len() as u64;
+            if *remaining == 0 {
+                self.end_range().await;
+            }
+            return Ok(buf);
+        }
         if buf.is_empty()
             && let Some(stream) = self.stream.take()
         {
@@ -1142,6 +1180,37 @@ impl FtpReader {
         Ok(buf)
     }
 }
+
+impl FtpReader {
+    /// The range is in: the data connection is closed before the file's
+    /// end, so the server ends the transfer with one reply (426, or 226
+    /// when it had sent everything already: vsftpd, pure-ftpd and proftpd
+    /// alike). That reply is read (suppaftp reads it itself for its own
+    /// passive connections, before the next command), then a NOOP must
+    /// be answered 200: only then is the control connection in step and
+    /// goes back to the pool. Anything else closes it.
+    async fn end_range(&mut self) {
+        let Some(stream) = self.stream.take() else { return };
+        let ours = stream.needs_finish();
+        drop(stream);
+        let conn = self.pooled.conn();
+        let settled = async {
+            if ours {
+                conn.control.read_response_in(RANGE_ENDED).await?;
+            }
+            conn.round_trip(1);
+            conn.control.custom_command("NOOP", &[Status::CommandOk]).await
+        };
+        let within = self.timeout.min(Duration::from_secs(10));
+        if !matches!(tokio::time::timeout(within, settled).await, Ok(Ok(_))) {
+            self.pooled.mark_broken();
+        }
+    }
+}
+
+/// Replies that end a transfer whose data connection the client closed.
+const RANGE_ENDED: &[Status] =
+    &[Status::ClosingDataConnection, Status::RequestedFileActionOk, Status::TransferAborted, Status::ActionAborted];
 
 struct FtpWriter {
     stream: Option<Transfer>,

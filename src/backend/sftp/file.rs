@@ -126,6 +126,9 @@ pub struct SftpReader {
     /// Where the listing said the file ends: reads are cut there, and the
     /// next one asks from exactly there (see [`SftpReader::new`]).
     expected_end: Option<u64>,
+    /// A range read ([`crate::backend::Backend::open_read_range`]): nothing
+    /// at or past this offset is asked for, and reaching it is the end.
+    stop: Option<u64>,
     /// Requests in flight, oldest first: (offset, length, flight, reply).
     pending: VecDeque<(u64, u32, u64, Reply<Vec<u8>>)>,
     /// Requests allowed in flight now (grows to `max_window`).
@@ -172,6 +175,7 @@ impl SftpReader {
             path,
             next: offset,
             expected_end: expected_end.filter(|&end| end >= offset),
+            stop: None,
             pending: VecDeque::new(),
             window,
             max_window,
@@ -183,6 +187,14 @@ impl SftpReader {
         }
     }
 
+    /// A reader of the range `offset..stop` only: its first flight asks
+    /// for all of it (up to the window), and none past it.
+    pub fn range(lease: HandleLease, handle: String, path: RelPath, offset: u64, chunk: u32, stop: u64) -> SftpReader {
+        let mut reader = SftpReader::new(lease, handle, path, offset, chunk, Some(stop));
+        reader.stop = Some(stop);
+        reader
+    }
+
     fn sftp(&self) -> Option<Arc<RawSftpSession>> {
         self.lease.as_ref().map(|l| Arc::clone(l.lease.sftp()))
     }
@@ -191,10 +203,15 @@ impl SftpReader {
         let Some(sftp) = self.sftp() else { return };
         while self.pending.len() < self.window {
             let offset = self.next;
+            let len = match self.stop {
+                Some(stop) if offset >= stop => break,
+                Some(stop) => u32::try_from(stop - offset).unwrap_or(u32::MAX).min(self.chunk),
+                None => self.chunk,
+            };
             let len = match self.expected_end {
                 // Cut at the expected end, so the read after starts there.
-                Some(end) if offset < end => u32::try_from(end - offset).unwrap_or(u32::MAX).min(self.chunk),
-                _ => self.chunk,
+                Some(end) if offset < end => u32::try_from(end - offset).unwrap_or(u32::MAX).min(len),
+                _ => len,
             };
             let (sftp, handle) = (Arc::clone(&sftp), self.handle.clone());
             let reply = send_now(async move {
@@ -220,7 +237,11 @@ impl SftpReader {
     /// The next piece of data in file order; empty at end of file.
     async fn next_piece(&mut self) -> Result<Vec<u8>, OpError> {
         self.fill_pipeline();
-        let Some((offset, len, flight, reply)) = self.pending.pop_front() else { return Ok(Vec::new()) };
+        let Some((offset, len, flight, reply)) = self.pending.pop_front() else {
+            // Only a range read runs out of requests to send: its end.
+            self.eof = true;
+            return Ok(Vec::new());
+        };
         self.flights.wait(flight, self.lease.as_ref());
         let data = match reply.await {
             Ok(data) => data,

@@ -200,6 +200,7 @@ impl SftpBackend {
             // Writes are pipelined up to AHEAD_BYTES and may land out of
             // order: a killed upload can have holes in that last stretch.
             resume_margin: file::AHEAD_BYTES as u64,
+            segmented_write: true,
         };
         Ok(SftpBackend {
             inner: Arc::new(Inner {
@@ -386,14 +387,28 @@ impl Inner {
     /// Opens `path` for reading from `offset`; `size`, the listing's,
     /// lets the reader ask for the whole file at once.
     async fn open_read(&self, path: &RelPath, offset: u64, size: Option<u64>) -> Result<Box<dyn FileReader>, OpError> {
+        self.open_reader(path, false, |lease, handle, chunk| {
+            SftpReader::new(lease, handle, path.clone(), offset, chunk, size)
+        })
+        .await
+    }
+
+    /// Opens `path` for reading and makes its reader with `make`; `alone`:
+    /// on a session of its own (see [`pool::Pool::get_handle_alone`]).
+    async fn open_reader(
+        &self,
+        path: &RelPath,
+        alone: bool,
+        make: impl FnOnce(pool::HandleLease, String, u32) -> SftpReader,
+    ) -> Result<Box<dyn FileReader>, OpError> {
         let remote = self.remote_path(&self.through_followed(path))?;
-        let lease = self.pool.get_handle().await?;
+        let lease = if alone { self.pool.get_handle_alone().await? } else { self.pool.get_handle().await? };
         lease.lease.round_trip(1);
         let opened = lease.lease.sftp().open(remote, OpenFlags::READ, FileAttributes::empty()).await;
         match opened {
             Ok(handle) => {
                 let chunk = self.pool.info().read_len;
-                Ok(Box::new(SftpReader::new(lease, handle.handle, path.clone(), offset, chunk, size)))
+                Ok(Box::new(make(lease, handle.handle, chunk)))
             }
             Err(err) => {
                 let (err, broken) = classify_session(err, "read", path);
@@ -701,6 +716,53 @@ impl Backend for SftpBackend {
     /// All of the file and its end asked for in one flight: see [`SftpReader::new`].
     async fn open_read_sized(&self, path: &RelPath, offset: u64, size: u64) -> Result<Box<dyn FileReader>, OpError> {
         self.inner.open_read(path, offset, Some(size)).await
+    }
+
+    /// Requests for the range only, none past its end: see [`SftpReader::range`].
+    async fn open_read_range(&self, path: &RelPath, offset: u64, len: u64) -> Result<Box<dyn FileReader>, OpError> {
+        let stop = offset.saturating_add(len);
+        self.inner
+            .open_reader(path, true, |lease, handle, chunk| {
+                SftpReader::range(lease, handle, path.clone(), offset, chunk, stop)
+            })
+            .await
+    }
+
+    /// Open (created, truncated), the size set on the handle, closed.
+    async fn create_sized(&self, path: &RelPath, size: u64) -> Result<(), OpError> {
+        self.inner.check_parent("write", path).await?;
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        self.inner
+            .with_sftp("create", path, async move |sftp, remote| {
+                let handle = sftp.open(remote, flags, FileAttributes::empty()).await?.handle;
+                let attrs = FileAttributes { size: Some(size), ..FileAttributes::empty() };
+                let sized = sftp.fsetstat(handle.as_str(), attrs).await.map(|_| ());
+                let closed = sftp.close(handle).await.map(|_| ());
+                sized.and(closed)
+            })
+            .await
+    }
+
+    /// A handle of its own per segment, on a session of its own where the
+    /// pool has room (a window of its own), opened without truncating: the
+    /// writes carry their offsets, so segments never disturb each other.
+    async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
+        let remote = self.inner.remote_path(path)?;
+        let lease = self.inner.pool.get_handle_alone().await?;
+        let sftp = Arc::clone(lease.lease.sftp());
+        lease.lease.round_trip(1);
+        let handle = match sftp.open(remote, OpenFlags::WRITE, FileAttributes::empty()).await {
+            Ok(handle) => handle.handle,
+            Err(err) => {
+                let (err, broken) = classify_session(err, "write", path);
+                if broken {
+                    lease.lease.mark_broken();
+                }
+                return Err(err);
+            }
+        };
+        let info = self.inner.pool.info();
+        Ok(Box::new(SftpWriter::new(lease, handle, path.clone(), offset, info.write_len, info.fsync)))
     }
 
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {

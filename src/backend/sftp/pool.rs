@@ -50,6 +50,8 @@ pub struct Pool {
     growing: AtomicBool,
     /// The server refused a session: no more are tried.
     refused: AtomicBool,
+    /// Sessions being opened by [`Pool::get_handle_alone`] right now.
+    opening: AtomicUsize,
     info: ServerInfo,
 }
 
@@ -64,6 +66,7 @@ impl Pool {
             connecting: tokio::sync::Mutex::new(()),
             growing: AtomicBool::new(false),
             refused: AtomicBool::new(false),
+            opening: AtomicUsize::new(0),
             info,
         };
         pool.add(first);
@@ -161,6 +164,58 @@ impl Pool {
             }
             pool.growing.store(false, Ordering::SeqCst);
         });
+    }
+
+    /// A session of its own for one stream of a segmented copy: an idle
+    /// one, else a new one while the pool has room, else the least loaded.
+    /// Each SSH channel has its own flow-control window (OpenSSH's sshd
+    /// grants 2 MiB for uploads: ~100 MB/s over 20 ms, whatever the
+    /// requests in flight) and its own sftp-server process, so segments
+    /// sharing one session would share both.
+    pub async fn get_handle_alone(self: &Arc<Self>) -> Result<HandleLease, OpError> {
+        let lease = match self.pick_idle() {
+            Some(lease) => lease,
+            None => self.open_alone().await?,
+        };
+        let permit = Arc::clone(&lease.session.handles)
+            .acquire_owned()
+            .await
+            .map_err(|_| OpError::new(ErrorKind::Other, "open", &self.params.shown, "session closed"))?;
+        Ok(HandleLease { lease, permit: Some(permit) })
+    }
+
+    /// A live session nobody uses now.
+    fn pick_idle(&self) -> Option<Lease> {
+        let mut sessions = self.lock();
+        sessions.retain(|s| s.usable());
+        let idle = sessions.iter().find(|s| s.load.load(Ordering::Relaxed) == 0)?;
+        idle.load.fetch_add(1, Ordering::Relaxed);
+        Some(Lease { session: Arc::clone(idle) })
+    }
+
+    /// A new session when the pool has room (opened at once, alongside
+    /// other segments' own), else a share of a busy one.
+    async fn open_alone(self: &Arc<Self>) -> Result<Lease, OpError> {
+        let room = {
+            let sessions = self.lock();
+            let opening = self.opening.fetch_add(1, Ordering::SeqCst);
+            sessions.len() + opening < self.max_sessions && !self.refused.load(Ordering::Relaxed)
+        };
+        let opened = if room { Some(connect(&self.params).await) } else { None };
+        self.opening.fetch_sub(1, Ordering::SeqCst);
+        match opened {
+            Some(Ok(conn)) => {
+                let session = self.add(conn);
+                session.load.fetch_add(1, Ordering::Relaxed);
+                Ok(Lease { session })
+            }
+            Some(Err(_)) => {
+                // The server limits sessions: the ones open will do.
+                self.refused.store(true, Ordering::Relaxed);
+                self.get().await
+            }
+            None => self.get().await,
+        }
     }
 
     /// A session with room for one more open handle, kept until the

@@ -1,0 +1,296 @@
+//! Segmented copies of large files (`--segments N`, `--segment-threshold
+//! SIZE`): the file is split into N byte ranges, each read by a reader of
+//! its own (an FTP RETR from its offset on a connection of its own, SFTP
+//! read requests of its own) and written at its offset into one temporary
+//! of the file's full size. One stream over a long link is bound by its
+//! window (TCP's, or SFTP's requests in flight) and, for FTP, by one
+//! server process; N streams are not.
+//!
+//! Each segment retries a temporary failure on its own, from where its
+//! data is known to have landed, within the run's retry count; anything
+//! else fails the whole copy, which leaves its temporary behind (never a
+//! final name). The temporary has its own name ([`segmented_temp_path`]):
+//! written at offsets, it may have holes anywhere, so it is never resumed
+//! as a prefix; a later run removes it and starts again.
+//!
+//! Before the commit: every segment wrote exactly its length, the last one
+//! saw the source end where the listing said, the temporary holds the
+//! source's size, and where both sides can hash the same way the hashes
+//! agree (`--verify` compares them, or reads both back, as for any copy).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use super::{
+    CHUNK_SIZE, Committed, CopyOptions, hashes_agree, keep_replaced, observed_mtime, segmented_temp_path,
+    verify_content, wanted_mtime,
+};
+use crate::backend::{Backend, Entry};
+use crate::engine::retry::RetryPolicy;
+use crate::error::{ErrorKind, OpError};
+use crate::path::RelPath;
+
+/// Files at least this large are copied in segments, by default.
+pub const DEFAULT_THRESHOLD: u64 = 128 * 1024 * 1024;
+/// Segments per file, by default.
+pub const DEFAULT_SEGMENTS: usize = 4;
+/// Segment boundaries fall on multiples of this.
+const ALIGN: u64 = 64 * 1024;
+
+/// How large files are split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segmenting {
+    /// Files at least this large are split.
+    pub threshold: u64,
+    /// Segments per file; below 2, files are never split.
+    pub segments: usize,
+    /// Retries of one segment after a temporary failure (`--retries`).
+    pub retries: u32,
+}
+
+impl Default for Segmenting {
+    /// Off: what a copy outside a sync run (and a unit test) gets.
+    fn default() -> Self {
+        Segmenting { threshold: u64::MAX, segments: 1, retries: 0 }
+    }
+}
+
+impl Segmenting {
+    /// The run's defaults, with `retries` per segment.
+    pub fn new(threshold: u64, segments: usize, retries: u32) -> Segmenting {
+        Segmenting { threshold, segments, retries }
+    }
+
+    /// How many segments a copy of `size` bytes between these backends
+    /// gets: 1 when it is not split. Never more than either side allows
+    /// connections, nor more than a server has shown it accepts (a
+    /// vsftpd `max_per_ip` makes fewer segments, not failures), nor
+    /// segments smaller than a chunk.
+    pub fn segments_for(&self, src: &dyn Backend, dst: &dyn Backend, size: u64) -> usize {
+        if self.segments < 2 || size < self.threshold.max(2 * ALIGN) || !dst.capabilities().segmented_write {
+            return 1;
+        }
+        let limits = [
+            Some(src.capabilities().max_connections),
+            Some(dst.capabilities().max_connections),
+            src.connection_cap(),
+            dst.connection_cap(),
+        ];
+        let by_size = usize::try_from(size / ALIGN).unwrap_or(usize::MAX);
+        limits.into_iter().flatten().fold(self.segments.min(by_size), usize::min).max(1)
+    }
+}
+
+/// The byte ranges (offset, length) of `size` split in `count`: equal
+/// lengths in multiples of 64 KiB, the last one taking the rest.
+pub fn ranges(size: u64, count: usize) -> Vec<(u64, u64)> {
+    let count = (count.max(1) as u64).min(size.div_ceil(ALIGN)).max(1);
+    let step = size.div_ceil(count).next_multiple_of(ALIGN);
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < size {
+        let len = step.min(size - offset);
+        out.push((offset, len));
+        offset += len;
+    }
+    if out.is_empty() {
+        out.push((0, 0));
+    }
+    out
+}
+
+/// Copies `src` in `count` segments into its segmented temporary, checks
+/// it, and commits it under its final name.
+pub(super) async fn copy_segmented(
+    src_backend: &dyn Backend,
+    dst_backend: &dyn Backend,
+    src: &Entry,
+    count: usize,
+    options: CopyOptions<'_>,
+    on_bytes: &(dyn Fn(u64) + Send + Sync),
+) -> Result<Committed, OpError> {
+    let temp = segmented_temp_path(&src.path);
+    dst_backend.create_sized(&temp, src.size).await?;
+    let parts = ranges(src.size, count);
+    let count = parts.len();
+    let last = parts.len() - 1;
+    let segment = |(i, (offset, len)): (usize, (u64, u64))| -> SegmentJob<'_> {
+        let job = Segment { src_backend, dst_backend, path: &src.path, temp: &temp, offset, len, last: i == last };
+        Box::pin(job.run(options, on_bytes))
+    };
+    first_error(parts.into_iter().enumerate().map(segment).collect()).await?;
+
+    // Every segment wrote its length and the last one saw the source end
+    // there; the temporary must now hold exactly the source's size.
+    let landed = dst_backend.stat(&temp).await?.map(|e| e.size);
+    if landed != Some(src.size) {
+        return Err(OpError::new(
+            ErrorKind::Temporary,
+            "copy",
+            &src.path,
+            format!("the segmented copy holds {landed:?} bytes, the source {}", src.size),
+        ));
+    }
+    let verified = if options.verify {
+        Some(verify_content(src_backend, dst_backend, src, &temp).await?)
+    } else {
+        let mismatch = "the segmented copy differs from the source: removed, to be copied again";
+        hashes_agree(src_backend, dst_backend, src, &temp, mismatch).await?;
+        None
+    };
+    keep_replaced(dst_backend, src, options).await?;
+    let set = dst_backend.commit_temp(&temp, &src.path, wanted_mtime(dst_backend, src)).await?;
+    let dst_mtime = observed_mtime(dst_backend, &src.path, set).await;
+    Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place: false, verified, segments: count })
+}
+
+/// One segment's work, borrowed from the copy.
+type SegmentJob<'a> = Pin<Box<dyn Future<Output = Result<(), OpError>> + Send + 'a>>;
+
+/// Runs every future at once; the first error ends them all (dropping a
+/// reader or writer closes it, or its connection when that cannot be done
+/// cleanly) and is returned.
+async fn first_error<'a>(mut jobs: Vec<SegmentJob<'a>>) -> Result<(), OpError> {
+    std::future::poll_fn(|cx| {
+        let mut i = 0;
+        while i < jobs.len() {
+            match jobs[i].as_mut().poll(cx) {
+                Poll::Ready(Ok(())) => {
+                    drop(jobs.swap_remove(i));
+                }
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => i += 1,
+            }
+        }
+        if jobs.is_empty() { Poll::Ready(Ok(())) } else { Poll::Pending }
+    })
+    .await
+}
+
+/// One byte range of a segmented copy.
+struct Segment<'a> {
+    src_backend: &'a dyn Backend,
+    dst_backend: &'a dyn Backend,
+    path: &'a RelPath,
+    temp: &'a RelPath,
+    offset: u64,
+    len: u64,
+    /// The file's last range: read one byte further, to see the end.
+    last: bool,
+}
+
+impl Segment<'_> {
+    /// The range, retried from where its data is known to have landed.
+    async fn run(self, options: CopyOptions<'_>, on_bytes: &(dyn Fn(u64) + Send + Sync)) -> Result<(), OpError> {
+        let policy = RetryPolicy::new(options.segmenting.retries);
+        let end = self.offset + self.len;
+        // Writes handed to a pipelining writer (SFTP) may be lost with it:
+        // a retry starts this much before the last byte written.
+        let margin = self.dst_backend.capabilities().resume_margin;
+        let mut from = self.offset;
+        // The furthest byte counted for progress, so a retry's repeat is not.
+        let mut counted = self.offset;
+        let mut attempt = 0;
+        loop {
+            let mut reached = from;
+            let report = |upto: u64, counted: &mut u64| {
+                if upto > *counted {
+                    on_bytes(upto - *counted);
+                    *counted = upto;
+                }
+            };
+            match self.pass(from, end, options, &mut reached, &mut |upto| report(upto, &mut counted)).await {
+                Ok(()) => return Ok(()),
+                Err(err) if err.is_temporary() && err.kind != ErrorKind::SourceChanged && attempt < policy.retries => {
+                    attempt += 1;
+                    if let Some(hear) = options.on_segment_retry {
+                        hear(attempt, &err);
+                    }
+                    from = reached.saturating_sub(margin).max(self.offset);
+                    tokio::time::sleep(policy.delay(attempt)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// One attempt at `from..end`; `reached` follows what was written.
+    async fn pass(
+        &self,
+        from: u64,
+        end: u64,
+        options: CopyOptions<'_>,
+        reached: &mut u64,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(), OpError> {
+        let want = end - from + u64::from(self.last);
+        let mut reader = self.src_backend.open_read_range(self.path, from, want).await?;
+        let mut writer = self.dst_backend.open_write_segment(self.temp, from).await?;
+        let mut buf = reader.read(Vec::with_capacity(CHUNK_SIZE)).await?;
+        let mut spare = Vec::with_capacity(CHUNK_SIZE);
+        let mut at = from;
+        // Double-buffered, as a whole-file copy (`stream`).
+        while !buf.is_empty() {
+            let len = buf.len() as u64;
+            if at + len > end {
+                // Only the last range reads past its end: the source grew.
+                return Err(OpError::new(
+                    ErrorKind::SourceChanged,
+                    "copy",
+                    self.path,
+                    "source changed while copying: it is longer than listed",
+                ));
+            }
+            if let Some(throttle) = options.throttle {
+                throttle.consume(len).await;
+            }
+            let (next, emptied) = tokio::try_join!(reader.read(spare), writer.write(buf))?;
+            at += len;
+            *reached = at;
+            progress(at);
+            (buf, spare) = (next, emptied);
+        }
+        if at < end {
+            return Err(OpError::new(
+                ErrorKind::Temporary,
+                "copy",
+                self.path,
+                format!("segment {}..{end} ended early at {at}", self.offset),
+            ));
+        }
+        writer.finish(None).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_cover_the_file_once_in_aligned_pieces() {
+        const MIB: u64 = 1 << 20;
+        const K64: u64 = 64 << 10;
+        assert_eq!(ranges(8 * MIB, 8), (0..8).map(|i| (i * MIB, MIB)).collect::<Vec<_>>());
+        // 10 MiB + 5 in 4: 2.5 MiB + 2 bytes each, rounded up to 64 KiB.
+        let step = 2 * MIB + 9 * K64;
+        assert_eq!(
+            ranges(10 * MIB + 5, 4),
+            vec![(0, step), (step, step), (2 * step, step), (3 * step, 10 * MIB + 5 - 3 * step)]
+        );
+        // More segments than 64 KiB pieces: one per piece.
+        assert_eq!(ranges(2 * K64 + 1, 16).len(), 3);
+        for (size, count) in [(1, 4), (MIB, 3), (1 << 30, 4), (1234567891, 7)] {
+            let parts = ranges(size, count);
+            assert!(parts.len() <= count, "{size} in {count}: {parts:?}");
+            let mut at = 0;
+            for (offset, len) in parts {
+                assert_eq!(offset, at);
+                assert!(len > 0);
+                at += len;
+            }
+            assert_eq!(at, size);
+        }
+    }
+}
