@@ -287,10 +287,18 @@ impl Spy {
         Spy { inner, live: Arc::default(), most: Arc::default(), opened: AtomicUsize::new(0) }
     }
 
-    fn open_one(&self) -> Live {
+    /// Counts one more open reader or writer, then waits (up to 10 s) for
+    /// four to be open: segments that run side by side all get there, so
+    /// how busy the machine is cannot make them look sequential; segments
+    /// that ran one after another would each wait alone and show 1.
+    async fn open_one(&self) -> Live {
         self.opened.fetch_add(1, Ordering::SeqCst);
         let now = self.live.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.most.load(Ordering::SeqCst) < 4 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         Live(Arc::clone(&self.live))
     }
 }
@@ -346,14 +354,14 @@ impl Backend for Spy {
     }
     async fn open_read_range(&self, path: &RelPath, offset: u64, len: u64) -> Result<Box<dyn FileReader>, OpError> {
         let reader = self.inner.open_read_range(path, offset, len).await?;
-        Ok(Box::new(SpyReader(reader, self.open_one())))
+        Ok(Box::new(SpyReader(reader, self.open_one().await)))
     }
     async fn create_sized(&self, path: &RelPath, size: u64) -> Result<(), OpError> {
         self.inner.create_sized(path, size).await
     }
     async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
         let writer = self.inner.open_write_segment(path, offset).await?;
-        Ok(Box::new(SpyWriter(writer, self.open_one())))
+        Ok(Box::new(SpyWriter(writer, self.open_one().await)))
     }
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
         self.inner.open_write(path, offset).await
