@@ -227,7 +227,9 @@ start_wanem() { # $1 = round trip in ms
     "$wanem" --listen "$far" --to "$near" --ports "$ftp_port,$((ftp_port + 1))-$((ftp_port + 300)),$ssh_port" \
         --delay-ms "$(($1 / 2))" >"$inst/wanem.log" 2>&1 &
     pids+=($!)
+    # It binds its ports one by one: the first run must not find SSH's unbound.
     wait_port "$far" "$ftp_port"
+    wait_port "$far" "$ssh_port"
 }
 
 # --- 5. the commands ------------------------------------------------------------

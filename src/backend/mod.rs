@@ -216,6 +216,13 @@ pub trait Backend: Send + Sync {
         0
     }
 
+    /// One request's round trip, as timed when the backend opened (a
+    /// command on the first connection); `None` for local disk. Tells a
+    /// far server from a near one before any transfer has been measured.
+    fn round_trip_time(&self) -> Option<Duration> {
+        None
+    }
+
     /// The connections the server accepts at once, when it has shown a
     /// limit (refused one while others were open); `None` when no limit
     /// was seen or connections are not what bounds concurrency.

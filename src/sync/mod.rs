@@ -13,7 +13,7 @@ use crate::backend::{self, Backend, Entry, HashKind, Listing, Memory, MissingRoo
 use crate::commit;
 use crate::engine::report::TransferStats;
 use crate::engine::report::{Reporter, Summary};
-use crate::engine::{ConcurrencyOutcome, Engine, EngineConfig, RESUME_MIN_SIZE, for_each_parallel};
+use crate::engine::{ConcurrencyOutcome, Engine, EngineConfig, RESUME_MIN_SIZE, adapt, for_each_parallel};
 use crate::error::{Error, OpError, exit};
 use crate::location::Location;
 use crate::path::RelPath;
@@ -195,6 +195,11 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     let mut job = job;
     let filter = Arc::new(std::mem::take(&mut job.filter));
     let mut engine_config = job.engine.clone();
+    // A far server starts higher (the last run's level, below, wins).
+    let concurrency = &mut engine_config.concurrency;
+    let sides =
+        [(src.round_trip_time(), adapt::far_start(&job.src)), (dst.round_trip_time(), adapt::far_start(&job.dst))];
+    concurrency.start = adapt::first_level(sides, concurrency.max);
     if let Some(db) = &db {
         // Where the last run's tuning settled is where this one starts.
         let db = Arc::clone(db);

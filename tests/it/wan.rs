@@ -263,10 +263,12 @@ fn over_a_long_round_trip_the_tuner_raises_transfers_at_once_and_the_next_run_st
     first.expect_code(0);
     assert_eq!(first.count("files_transferred"), 1500);
     let tuned = transfers(&first);
-    assert_eq!(tuned["parallel_start"], 16, "{tuned}");
-    assert!(tuned["parallel_end"].as_u64().unwrap() > 16, "never raised: {tuned}\n{}", first.explain());
+    // A 50 ms server is far: the first run starts above the near default.
+    let far_start = barge::engine::adapt::FAR_START_FTP as u64;
+    assert_eq!(tuned["parallel_start"], far_start, "{tuned}");
+    assert!(tuned["parallel_end"].as_u64().unwrap() > far_start, "never raised: {tuned}\n{}", first.explain());
     let next = tuned["parallel_next"].as_u64().unwrap_or_else(|| panic!("nothing remembered: {tuned}"));
-    assert!(next > 16, "{tuned}");
+    assert!(next >= far_start, "{tuned}");
     // Each download costs round trips on the server's side, none on local disk.
     assert!(tuned["src_round_trips_per_file"].as_f64().unwrap() >= 1.0, "{tuned}");
     assert_eq!(tuned["dst_round_trips"], 0, "local disk has no round trips: {tuned}");

@@ -78,6 +78,8 @@ struct Inner {
     tz_offset: tokio::sync::Mutex<Option<i64>>,
     memory: Option<super::Memory>,
     parallel: usize,
+    /// See [`Backend::round_trip_time`].
+    round_trip: Option<Duration>,
     /// `--retries`, for listings (see [`super::walk_concurrently`]).
     retries: u32,
     /// `--ascii GLOB`: files transferred as text.
@@ -199,7 +201,11 @@ impl FtpBackend {
         let root = resolve_root(&remote.path, &first.home);
         let root_text = names::decode(if root.is_empty() { b"/" } else { &root });
         first.round_trip(1);
+        let asked = std::time::Instant::now();
         let root_exists = first.control.cwd(&root_text).await.is_ok();
+        // The login's pipelining probe times a round trip where it can; the
+        // CWD does everywhere (TLS too).
+        let round_trip = [pool_params_round_trip(pool.params()), Some(asked.elapsed())].into_iter().flatten().min();
         let root_missing = match (root_exists, missing_root) {
             (true, _) => false,
             (false, MissingRoot::Empty) => true,
@@ -258,6 +264,7 @@ impl FtpBackend {
                 tz_offset: tokio::sync::Mutex::new(None),
                 memory: options.memory.clone(),
                 parallel,
+                round_trip,
                 retries: options.retries,
                 ascii,
             }),
@@ -661,6 +668,10 @@ impl Backend for FtpBackend {
 
     fn round_trips(&self) -> u64 {
         self.inner.pool.params().round_trips.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn round_trip_time(&self) -> Option<Duration> {
+        self.inner.round_trip
     }
 
     fn connection_cap(&self) -> Option<usize> {

@@ -75,6 +75,8 @@ struct Inner {
     walk_in_flight: usize,
     /// `--retries`, for listings (see [`super::walk_concurrently`]).
     retries: u32,
+    /// The root's LSTAT at open, timed: see [`Backend::round_trip_time`].
+    round_trip: Duration,
 }
 
 pub struct SftpBackend {
@@ -165,7 +167,10 @@ impl SftpBackend {
         };
         let first = session::connect(&params).await.map_err(with_location)?;
         let root = resolve_root(&remote.path, &first.sftp, &shown).await?;
-        let root_missing = match first.sftp.lstat(root_text(&root)).await {
+        let asked = std::time::Instant::now();
+        let root_stat = first.sftp.lstat(root_text(&root)).await;
+        let round_trip = asked.elapsed();
+        let root_missing = match root_stat {
             Ok(attrs) if kind_of(&attrs.attrs) == Some(EntryKind::Dir) => false,
             Ok(_) => return Err(OpError::new(ErrorKind::InvalidData, "open", &shown, "not a directory")),
             Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => match missing_root {
@@ -213,6 +218,7 @@ impl SftpBackend {
                 caps,
                 shown,
                 walk_in_flight: connections.clamp(WALK_IN_FLIGHT, 2 * WALK_IN_FLIGHT),
+                round_trip,
                 retries: options.retries,
             }),
         })
@@ -648,6 +654,10 @@ impl Backend for SftpBackend {
 
     fn round_trips(&self) -> u64 {
         self.inner.pool.round_trips()
+    }
+
+    fn round_trip_time(&self) -> Option<Duration> {
+        Some(self.inner.round_trip)
     }
 
     async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError> {
