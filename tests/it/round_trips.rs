@@ -259,6 +259,38 @@ fn vsftpd_logs_in_with_one_write_and_lists_a_directory_in_3_round_trips() {
     ftp_listing_costs(FtpServerKind::Vsftpd);
 }
 
+/// A LIST-only server (vsftpd) gives recent files' times to the minute,
+/// so barge asks MDTM for each file: a directory's MDTMs go in one write.
+/// 40 files cost one round trip more than the listing (they cost 40), and
+/// every time comes out exact to the second.
+#[test]
+fn vsftpd_exact_times_for_a_directory_cost_one_round_trip() {
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mtime_of = |i: u64| now - 3600 + 7 * i;
+    for i in 0..40 {
+        set_mtime(&server.write_file(&format!("times/f{i:02}.txt"), b"data"), mtime_of(i));
+    }
+    let url = format!("ftp://{}:{}@127.0.0.1:{}/times", server.user, server.password, server.port);
+    // One connection: the whole directory is one batch, and no login
+    // in the background is counted.
+    let options = RemoteOptions { connections: 1, ..RemoteOptions::default() };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let ftp = remote(&url, options).await;
+        let before = ftp.round_trips();
+        let listing = ftp.walk().await.unwrap();
+        assert_eq!(listing.entries.len(), 40, "{listing:?}");
+        for entry in &listing.entries {
+            let name = entry.path.to_string();
+            let i: u64 = name[1..3].parse().unwrap();
+            let mtime = entry.mtime.unwrap_or_else(|| panic!("{name}: no mtime"));
+            assert_eq!((mtime.secs(), entry.coarse_mtime_s), (mtime_of(i) as i64, 0), "{name}");
+        }
+        // CWD, EPSV + LIST, the data connection; then the MDTMs.
+        assert_eq!(ftp.round_trips() - before, 3 + 1);
+    });
+}
+
 #[test]
 fn pureftpd_logs_in_with_one_write_and_lists_a_directory_in_2_round_trips() {
     ftp_listing_costs(FtpServerKind::PureFtpd);

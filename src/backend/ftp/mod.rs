@@ -127,6 +127,10 @@ const LISTING_CONNECTIONS_NEAR: usize = 16;
 /// a near server.
 const NEAR: Duration = Duration::from_millis(5);
 
+/// MDTM commands written at once on one connection (about 4 KiB of
+/// commands, well inside any server's receive buffer).
+const MDTM_BATCH: usize = 64;
+
 /// Connections opened in the background as soon as the first has logged
 /// in, so that the first level of directories finds them ready (about as
 /// many as the engine's first transfers use).
@@ -270,6 +274,12 @@ impl FtpBackend {
             }),
         })
     }
+}
+
+/// The time in an MDTM reply (`213 YYYYMMDDHHMMSS`), UTC.
+fn mdtm_time(reply: &suppaftp::types::Response) -> Option<Mtime> {
+    let text = String::from_utf8_lossy(&reply.body);
+    text.get(4..).and_then(|t| listing::parse_ftp_time(t.trim().as_bytes()))
 }
 
 /// The round trip the first login measured, if it could.
@@ -507,21 +517,26 @@ impl Inner {
         offset
     }
 
-    /// MDTM for files whose listing gave only minutes, several at once.
+    /// MDTM for files whose listing gave only minutes: in batches (one
+    /// write each, see [`Inner::mdtm_batch`]) spread over the connections.
     async fn fill_exact_times(self: &Arc<Self>, entries: &mut [Entry], indexes: &[usize]) {
         let mut set = tokio::task::JoinSet::new();
-        let queue =
-            Arc::new(std::sync::Mutex::new(indexes.iter().map(|&i| (i, entries[i].path.clone())).collect::<Vec<_>>()));
-        for _ in 0..self.parallel.min(indexes.len()) {
+        let batch = indexes.len().div_ceil(self.parallel.max(1)).clamp(1, MDTM_BATCH);
+        let batches: Vec<Vec<(usize, RelPath)>> =
+            indexes.chunks(batch).map(|chunk| chunk.iter().map(|&i| (i, entries[i].path.clone())).collect()).collect();
+        let workers = self.parallel.min(batches.len());
+        let queue = Arc::new(std::sync::Mutex::new(batches));
+        for _ in 0..workers {
             let (inner, queue) = (Arc::clone(self), Arc::clone(&queue));
             set.spawn(async move {
                 let mut found = Vec::new();
                 loop {
                     let next = queue.lock().ok().and_then(|mut q| q.pop());
-                    let Some((index, path)) = next else { break };
-                    if let Ok(Some(mtime)) = inner.mdtm(&path).await {
-                        found.push((index, mtime));
-                    }
+                    let Some(batch) = next else { break };
+                    let paths: Vec<RelPath> = batch.iter().map(|(_, path)| path.clone()).collect();
+                    // A failed batch leaves those files at their listed minute.
+                    let Ok(times) = inner.mdtm_batch(&paths).await else { continue };
+                    found.extend(batch.iter().zip(times).filter_map(|((index, _), time)| Some((*index, time?))));
                 }
                 found
             });
@@ -574,8 +589,43 @@ impl Inner {
         self.with_conn("mdtm", path, async |conn, remote| {
             conn.round_trip(1);
             let reply = conn.control.custom_command(format!("MDTM {remote}"), &[Status::File]).await?;
-            let text = String::from_utf8_lossy(&reply.body).to_string();
-            Ok(text.get(4..).and_then(|t| listing::parse_ftp_time(t.trim().as_bytes())))
+            Ok(mdtm_time(&reply))
+        })
+        .await
+    }
+
+    /// MDTM for each of `paths` on one connection, in order; `None` for a
+    /// file the server gave no time for (a 550, an unreadable reply). Where
+    /// the connection pipelines, the commands go in one write and cost one
+    /// round trip together: a LIST-only server (vsftpd) is asked this for
+    /// every file of every listing.
+    async fn mdtm_batch(&self, paths: &[RelPath]) -> Result<Vec<Option<Mtime>>, OpError> {
+        let Some(first) = paths.first() else { return Ok(Vec::new()) };
+        let remotes: Vec<String> = paths.iter().map(|path| self.remote_path(path)).collect();
+        self.with_conn("mdtm", first, async |conn, _| {
+            let mut times = Vec::with_capacity(remotes.len());
+            let answer = |reply: Result<suppaftp::types::Response, suppaftp::FtpError>| match reply {
+                Ok(reply) => Ok(mdtm_time(&reply)),
+                Err(suppaftp::FtpError::UnexpectedResponse(_)) => Ok(None),
+                Err(err) => Err(err),
+            };
+            if conn.pipelining() && remotes.len() > 1 {
+                let lines: Vec<String> = remotes.iter().map(|remote| format!("MDTM {remote}")).collect();
+                let sent = conn.send_pipelined(&lines).await?;
+                let read = async {
+                    for _ in &lines {
+                        times.push(answer(conn.control.read_response_in(&[Status::File]).await)?);
+                    }
+                    Ok(())
+                };
+                sent.answered_if(read.await)?;
+            } else {
+                for remote in &remotes {
+                    conn.round_trip(1);
+                    times.push(answer(conn.control.custom_command(format!("MDTM {remote}"), &[Status::File]).await)?);
+                }
+            }
+            Ok(times)
         })
         .await
     }
