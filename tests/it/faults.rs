@@ -324,7 +324,16 @@ fn server_killed_mid_run_fails_cleanly_and_restarted_mid_run_is_survived() {
     // named, nothing partial under a final name.
     let s = Scratch::new();
     let dst = s.dst().to_string_lossy().into_owned();
-    let child = spawn(barge_sync(&s, &server.password, &remote, &dst, &["--bwlimit", "2M", "--retries", "1"]));
+    // Four at once, as below: with more in flight every byte can be in
+    // the socket buffers before the kill (a loaded machine can time the
+    // first round trip at 5 ms or more and start a "far" server at 32).
+    let child = spawn(barge_sync(
+        &s,
+        &server.password,
+        &remote,
+        &dst,
+        &["--bwlimit", "2M", "--retries", "1", "--parallel", "4"],
+    ));
     wait_for_partial(&s.dst(), 64 << 10);
     kill_server(server.pid());
     let run = Run::of(child.wait_with_output().unwrap());
