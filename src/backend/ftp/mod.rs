@@ -118,14 +118,12 @@ async fn connect_first(params: &ConnectParams, retries: u32) -> Result<conn::Ftp
 /// shown its limit: the pool's cap drops to what it took.
 const LISTING_CONNECTIONS: usize = 32;
 
-/// The same where a round trip costs little ([`NEAR`]): listing is then
-/// bound by the server's work, which more logins only add to (on
-/// loopback, 32 took 0.9-2.6 s for that no-op, 16 took 0.7-0.9 s).
+/// The same where a round trip costs little (under
+/// [`crate::engine::adapt::FAR`], as the login's pipelining probe timed
+/// it): listing is then bound by the server's work, which more logins
+/// only add to (on loopback, 32 took 0.9-2.6 s for that no-op, 16 took
+/// 0.7-0.9 s).
 const LISTING_CONNECTIONS_NEAR: usize = 16;
-
-/// A round trip under this (measured by the login's pipelining probe) is
-/// a near server.
-const NEAR: Duration = Duration::from_millis(5);
 
 /// MDTM commands written at once on one connection (about 4 KiB of
 /// commands, well inside any server's receive buffer).
@@ -196,7 +194,7 @@ impl FtpBackend {
             e
         })?;
         let connections = options.connections.max(1);
-        let near = pool_params_round_trip(&params).is_none_or(|rtt| rtt < NEAR);
+        let near = pool_params_round_trip(&params).is_none_or(|rtt| rtt < crate::engine::adapt::FAR);
         let parallel = connections.min(if near { LISTING_CONNECTIONS_NEAR } else { LISTING_CONNECTIONS });
         let pool = Pool::new(params, connections);
         // They log in while this one checks the root.
@@ -507,7 +505,9 @@ impl Inner {
         }
         let sample = candidates.iter().map(|&i| &entries[i]).find(|e| e.coarse_mtime_s == 0);
         let (Some(sample), true) = (sample, self.features.mdtm) else { return 0 };
-        let (Some(listed), Ok(Some(exact))) = (sample.mtime, self.mdtm(&sample.path).await) else { return 0 };
+        let exact =
+            self.mdtm_batch(std::slice::from_ref(&sample.path)).await.ok().and_then(|times| times.into_iter().next());
+        let (Some(listed), Some(Some(exact))) = (sample.mtime, exact) else { return 0 };
         let quarter_hours = ((exact.secs() - listed.secs()) as f64 / 900.0).round() as i64;
         let offset = quarter_hours.clamp(-14 * 4, 14 * 4) * 900;
         if let Some(memory) = &self.memory {
@@ -583,15 +583,6 @@ impl Inner {
         let text = String::from_utf8_lossy(&reply.body).to_string();
         parse_hash_reply(&text, kind)
             .ok_or_else(|| OpError::new(ErrorKind::InvalidData, "hash", path, format!("unreadable reply `{text}`")))
-    }
-
-    async fn mdtm(&self, path: &RelPath) -> Result<Option<Mtime>, OpError> {
-        self.with_conn("mdtm", path, async |conn, remote| {
-            conn.round_trip(1);
-            let reply = conn.control.custom_command(format!("MDTM {remote}"), &[Status::File]).await?;
-            Ok(mdtm_time(&reply))
-        })
-        .await
     }
 
     /// MDTM for each of `paths` on one connection, in order; `None` for a
