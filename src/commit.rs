@@ -49,6 +49,15 @@ fn temp_with_suffix(target: &RelPath, suffix: &[u8]) -> RelPath {
     target.parent().join(&name).unwrap_or_default()
 }
 
+/// A scratch file beside `target` for trying out how the destination
+/// writes (see [`Backend::segmented_write_works`]): named as a segmented
+/// temporary, so that a run killed while it exists leaves nothing a later
+/// run would not remove.
+pub fn probe_path(target: &RelPath) -> RelPath {
+    let stand_in = target.parent().join(b"barge write probe").unwrap_or_default();
+    temp_with_suffix(&stand_in, SEGMENTED_SUFFIX)
+}
+
 /// True for names barge uses for its temporaries.
 pub fn is_temp_name(name: &[u8]) -> bool {
     [TEMP_SUFFIX, SEGMENTED_SUFFIX].iter().any(|suffix| {
@@ -197,7 +206,7 @@ pub async fn copy_file(
     // A partial to resume is continued as one stream: cheaper than the
     // whole file again in segments.
     let segments = options.segmenting.segments_for(src_backend, dst_backend, src.size);
-    if resume_from == 0 && segments > 1 {
+    if resume_from == 0 && segments > 1 && dst_backend.segmented_write_works(&src.path).await {
         return copy_segmented(src_backend, dst_backend, src, segments, options, on_bytes).await;
     }
     let temp = temp_path(&src.path);

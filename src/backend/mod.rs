@@ -301,6 +301,23 @@ pub trait Backend: Send + Sync {
         Err(OpError::new(ErrorKind::Unsupported, "create", path, "this backend cannot write a file in segments"))
     }
 
+    /// Whether segments written at once into one file land as they should
+    /// on this server; asked once before the first segmented write (with
+    /// `near`, the file about to be written, for a backend that must try
+    /// it out beside it). Backends that know it answer
+    /// [`Capabilities::segmented_write`].
+    async fn segmented_write_works(&self, near: &RelPath) -> bool {
+        let _ = near;
+        self.capabilities().segmented_write
+    }
+
+    /// A segment opened at offset 0 truncates the file (FTP's STOR: REST 0
+    /// means no restart). It must be open before any other segment writes,
+    /// and is never opened at 0 again once they may have.
+    fn segment_at_zero_truncates(&self) -> bool {
+        false
+    }
+
     /// Opens `path`, made by [`Backend::create_sized`], for writing from
     /// `offset` on: nothing is truncated or cut, so several writers may be
     /// open on one file at different offsets. `finish` makes the segment

@@ -13,6 +13,10 @@
 //! written at offsets, it may have holes anywhere, so it is never resumed
 //! as a prefix; a later run removes it and starts again.
 //!
+//! Where opening a range at offset 0 truncates the file (FTP's STOR), the
+//! first range opens before the others start, and a failure of it that
+//! would open it at 0 again fails the copy instead.
+//!
 //! Before the commit: every segment wrote exactly its length, the last one
 //! saw the source end where the listing said, the temporary holds the
 //! source's size, and where both sides can hash the same way the hashes
@@ -115,11 +119,26 @@ pub(super) async fn copy_segmented(
     let parts = ranges(src.size, count);
     let count = parts.len();
     let last = parts.len() - 1;
-    let segment = |(i, (offset, len)): (usize, (u64, u64))| -> SegmentJob<'_> {
-        let job = Segment { src_backend, dst_backend, path: &src.path, temp: &temp, offset, len, last: i == last };
-        Box::pin(job.run(options, on_bytes))
-    };
-    first_error(parts.into_iter().enumerate().map(segment).collect()).await?;
+    // Where opening the first range truncates the file (FTP), the others
+    // wait until it is open, so that nothing they write is cut.
+    let (zero_open, zero_opened) = tokio::sync::watch::channel(!dst_backend.segment_at_zero_truncates());
+    let mut zero_open = Some(zero_open);
+    let mut jobs: Vec<SegmentJob<'_>> = Vec::with_capacity(count);
+    for (i, (offset, len)) in parts.into_iter().enumerate() {
+        let (opens_first, waits) = if i == 0 { (zero_open.take(), None) } else { (None, Some(zero_opened.clone())) };
+        let job = Segment {
+            src_backend,
+            dst_backend,
+            path: &src.path,
+            temp: &temp,
+            offset,
+            len,
+            last: i == last,
+            opens_first,
+        };
+        jobs.push(Box::pin(job.run(waits, options, on_bytes)));
+    }
+    first_error(jobs).await?;
 
     // Every segment wrote its length and the last one saw the source end
     // there; the temporary must now hold exactly the source's size.
@@ -178,11 +197,25 @@ struct Segment<'a> {
     len: u64,
     /// The file's last range: read one byte further, to see the end.
     last: bool,
+    /// The first range, told to signal once its writer is open.
+    opens_first: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Segment<'_> {
-    /// The range, retried from where its data is known to have landed.
-    async fn run(self, options: CopyOptions<'_>, on_bytes: &(dyn Fn(u64) + Send + Sync)) -> Result<(), OpError> {
+    /// The range, retried from where its data is known to have landed;
+    /// begun once `waits` (the first range's writer) says open.
+    async fn run(
+        self,
+        waits: Option<tokio::sync::watch::Receiver<bool>>,
+        options: CopyOptions<'_>,
+        on_bytes: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), OpError> {
+        if let Some(mut open) = waits
+            && open.wait_for(|open| *open).await.is_err()
+        {
+            // The first range ended without opening: its error ends the copy.
+            return Ok(());
+        }
         let policy = RetryPolicy::new(options.segmenting.retries);
         let end = self.offset + self.len;
         // Writes handed to a pipelining writer (SFTP) may be lost with it:
@@ -203,11 +236,18 @@ impl Segment<'_> {
             match self.pass(from, end, options, &mut reached, &mut |upto| report(upto, &mut counted)).await {
                 Ok(()) => return Ok(()),
                 Err(err) if err.is_temporary() && err.kind != ErrorKind::SourceChanged && attempt < policy.retries => {
+                    let again = reached.saturating_sub(margin).max(self.offset);
+                    let opened = self.opens_first.as_ref().is_some_and(|open| *open.borrow());
+                    if again == 0 && opened && self.dst_backend.segment_at_zero_truncates() {
+                        // Opening at 0 again would cut what the other
+                        // ranges wrote: the whole copy is retried instead.
+                        return Err(err);
+                    }
                     attempt += 1;
                     if let Some(hear) = options.on_segment_retry {
                         hear(attempt, &err);
                     }
-                    from = reached.saturating_sub(margin).max(self.offset);
+                    from = again;
                     tokio::time::sleep(policy.delay(attempt)).await;
                 }
                 Err(err) => return Err(err),
@@ -227,6 +267,9 @@ impl Segment<'_> {
         let want = end - from + u64::from(self.last);
         let mut reader = self.src_backend.open_read_range(self.path, from, want).await?;
         let mut writer = self.dst_backend.open_write_segment(self.temp, from).await?;
+        if let Some(open) = &self.opens_first {
+            open.send_replace(true);
+        }
         let mut buf = reader.read(Vec::with_capacity(CHUNK_SIZE)).await?;
         let mut spare = Vec::with_capacity(CHUNK_SIZE);
         let mut at = from;

@@ -2,8 +2,9 @@
 //! against real vsftpd, pure-ftpd, proftpd and OpenSSH: byte-exact results,
 //! proof that the ranges really travelled on connections (or handles) of
 //! their own, recovery from a connection cut mid-segment, a server's
-//! per-address connection cap, and no prefix-resume of a segmented
-//! temporary after a killed run.
+//! per-address connection cap, no prefix-resume of a segmented temporary
+//! after a killed run, and FTP uploads in segments only where the server
+//! was seen to write them as it should.
 
 use std::fs;
 use std::net::IpAddr;
@@ -133,6 +134,61 @@ fn pureftpd_downloads_in_segments() {
 #[test]
 fn proftpd_downloads_in_segments() {
     ftp_download(FtpServerKind::Proftpd);
+}
+
+/// An upload of [`BIG`] split in 4 through the emulator: in four segments
+/// exactly where the server writes them as it should (`in_segments`),
+/// else in one stream after the probe said no; byte-exact either way, no
+/// temporary or probe file left on the server, and a rerun moves nothing.
+fn ftp_upload(kind: FtpServerKind, extra: &[&str], in_segments: bool) {
+    let (server, _runtime, _stats) = behind(kind, extra, Link::default());
+    let s = Scratch::new();
+    write(&s.src(), "big.bin", &bytes(13, BIG));
+    for i in 0..6 {
+        write(&s.src(), format!("small/f{i}.txt"), &bytes(300 + i, 5_000));
+    }
+    let src = s.src().to_string_lossy().into_owned();
+    let dst = format!("{}up", far_url(&server));
+    let log = s.path("upload.log");
+    let mut flags = SPLIT.to_vec();
+    flags.extend(["--parallel", "4", "--retries", "0", "--log-file", log.to_str().unwrap()]);
+    let run = ftp_sync(&s, &server, &src, &dst, &flags);
+    run.expect_code(0);
+    assert_eq!(run.count("files_transferred"), 7, "{}", run.explain());
+    let logged = fs::read_to_string(&log).unwrap();
+    let split = logged.contains("big.bin: copied in 4 segments");
+    assert_eq!(split, in_segments, "{}: segmented upload expected {in_segments}\n{logged}", kind.name());
+    for name in ["big.bin", "small/f0.txt", "small/f5.txt"] {
+        same_file(&s.src().join(name), &server.root.join("up").join(name));
+    }
+    assert!(temporaries(&server.root).is_empty(), "{:?}", temporaries(&server.root));
+    let again = ftp_sync(&s, &server, &src, &dst, &flags);
+    again.expect_code(0);
+    assert_eq!(again.count("files_transferred"), 0, "{}", again.explain());
+}
+
+#[test]
+fn vsftpd_without_upload_locks_takes_uploads_in_segments() {
+    ftp_upload(FtpServerKind::Vsftpd, &["lock_upload_files=NO"], true);
+}
+
+/// Its uploads lock the file: a second one into it waits for the first.
+#[test]
+fn vsftpd_with_upload_locks_gets_uploads_in_one_stream() {
+    ftp_upload(FtpServerKind::Vsftpd, &[], false);
+}
+
+/// `554 REST: invalid argument` past the file's end.
+#[test]
+fn proftpd_gets_uploads_in_one_stream() {
+    ftp_upload(FtpServerKind::Proftpd, &[], false);
+}
+
+/// Its REST+STOR writes to a file of its own, renamed over the name at
+/// the end: segments would undo each other.
+#[test]
+fn pureftpd_gets_uploads_in_one_stream() {
+    ftp_upload(FtpServerKind::PureFtpd, &[], false);
 }
 
 fn rel(path: &str) -> RelPath {
@@ -355,6 +411,12 @@ impl Backend for Spy {
     async fn open_read_range(&self, path: &RelPath, offset: u64, len: u64) -> Result<Box<dyn FileReader>, OpError> {
         let reader = self.inner.open_read_range(path, offset, len).await?;
         Ok(Box::new(SpyReader(reader, self.open_one().await)))
+    }
+    async fn segmented_write_works(&self, near: &RelPath) -> bool {
+        self.inner.segmented_write_works(near).await
+    }
+    fn segment_at_zero_truncates(&self) -> bool {
+        self.inner.segment_at_zero_truncates()
     }
     async fn create_sized(&self, path: &RelPath, size: u64) -> Result<(), OpError> {
         self.inner.create_sized(path, size).await

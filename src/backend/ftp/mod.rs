@@ -84,6 +84,8 @@ struct Inner {
     retries: u32,
     /// `--ascii GLOB`: files transferred as text.
     ascii: FilePatterns,
+    /// Whether uploads in segments land as they should, once tried.
+    segmented_write: tokio::sync::OnceCell<bool>,
 }
 
 /// The first connection, which decides whether the run can start at all:
@@ -255,7 +257,9 @@ impl FtpBackend {
                     symlinks: false,
                     max_connections: connections,
                     resume_margin: 0,
-                    segmented_write: false,
+                    // Where REST restarts uploads; tried out before the
+                    // first use (`segmented_write_works`).
+                    segmented_write: features.rest_stream,
                 },
                 features,
                 shown,
@@ -269,6 +273,7 @@ impl FtpBackend {
                 round_trip,
                 retries: options.retries,
                 ascii,
+                segmented_write: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -355,7 +360,9 @@ impl Inner {
     ) -> Result<T, OpError> {
         let mut pooled = self.pool.get().await?;
         let remote = self.remote_path(path);
+        pooled.in_doubt();
         let result = tokio::time::timeout(limit, work(pooled.conn(), remote)).await;
+        pooled.settled();
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
@@ -622,7 +629,56 @@ impl Inner {
     }
 }
 
+/// What [`FtpBackend::try_segmented_write`] writes, as (offset, byte), in
+/// this order: the first held open while the others are written whole.
+const PROBE_WRITES: [(u64, u8); 3] = [(0, b'A'), (8, b'B'), (4, b'C')];
+/// What the probe file must then hold.
+const PROBE_EXPECTED: &[u8] = b"A\0\0\0C\0\0\0B";
+
 impl FtpBackend {
+    /// Tries out segments on this server with a scratch file beside `near`,
+    /// as a segmented upload writes them: a STOR at 0 held open while a
+    /// REST+STOR past the end and then one below it are written and
+    /// finished; then the STOR ends. The file must read `A...C...B`. A
+    /// server that cuts the file at a REST or at an upload's end, writes
+    /// each upload to a file of its own and renames it over the name
+    /// (pure-ftpd), or locks the file for a whole upload (vsftpd's
+    /// `lock_upload_files`: the second upload waits, and the probe gives up
+    /// after a few seconds) fails it, and gets whole-file uploads.
+    async fn try_segmented_write(&self, near: &RelPath) -> Result<(), String> {
+        let probe = crate::commit::probe_path(near);
+        let patience = self.inner.round_trip.unwrap_or_default().saturating_mul(20).max(Duration::from_secs(5));
+        let tried = tokio::time::timeout(patience, async {
+            let (first, rest) = PROBE_WRITES.split_first().expect("probe writes");
+            let mut held = self.open_writer(&probe, first.0, false).await?;
+            held.write(vec![first.1]).await?;
+            for &(offset, byte) in rest {
+                let mut writer = self.open_writer(&probe, offset, false).await?;
+                writer.write(vec![byte]).await?;
+                writer.finish(None).await?;
+            }
+            held.finish(None).await?;
+            let mut reader = self.open_reader(&probe, 0, false, None).await?;
+            let mut landed = Vec::new();
+            loop {
+                let chunk = reader.read(Vec::with_capacity(64)).await?;
+                if chunk.is_empty() || landed.len() > 64 {
+                    break;
+                }
+                landed.extend_from_slice(&chunk);
+            }
+            Ok::<_, OpError>(landed)
+        })
+        .await;
+        let _ = self.remove_file(&probe).await;
+        match tried {
+            Err(_) => Err(format!("a second upload into one file waited more than {patience:?}")),
+            Ok(Err(err)) => Err(err.to_string()),
+            Ok(Ok(landed)) if landed == PROBE_EXPECTED => Ok(()),
+            Ok(Ok(landed)) => Err(format!("writes at offsets left {landed:?} where {PROBE_EXPECTED:?} was written")),
+        }
+    }
+
     /// A RETR from `offset`; `text` switches the connection to TYPE A for
     /// this transfer (and back to TYPE I after it).
     ///
@@ -637,6 +693,7 @@ impl FtpBackend {
     ) -> Result<Box<dyn FileReader>, OpError> {
         let mut pooled = self.inner.pool.get().await?;
         let remote = self.inner.remote_path(path);
+        pooled.in_doubt();
         let started = async {
             if text {
                 pooled.conn().round_trip(1);
@@ -644,7 +701,10 @@ impl FtpBackend {
             }
             data::open(pooled.conn(), data::Op::Retrieve, &remote, offset).await
         };
-        match tokio::time::timeout(self.inner.pool.params().timeout, started).await {
+        let started = tokio::time::timeout(self.inner.pool.params().timeout, started).await;
+        // From here the reader's own drop decides (see `FtpReader`).
+        pooled.settled();
+        match started {
             Ok(Ok(stream)) => Ok(Box::new(FtpReader {
                 stream: Some(stream),
                 pooled,
@@ -670,6 +730,7 @@ impl FtpBackend {
         let remote = self.inner.remote_path(path);
         let rest_stream = self.inner.features.rest_stream;
         let op = if offset > 0 && !rest_stream { data::Op::Append } else { data::Op::Store };
+        pooled.in_doubt();
         let started = async {
             if text {
                 pooled.conn().round_trip(1);
@@ -677,7 +738,10 @@ impl FtpBackend {
             }
             data::open(pooled.conn(), op, &remote, offset).await
         };
-        match tokio::time::timeout(self.inner.pool.params().timeout, started).await {
+        let started = tokio::time::timeout(self.inner.pool.params().timeout, started).await;
+        // From here the writer's own drop decides (see `FtpWriter`).
+        pooled.settled();
+        match started {
             Ok(Ok(stream)) => Ok(Box::new(FtpWriter {
                 stream: Some(stream),
                 pooled: Some(pooled),
@@ -789,6 +853,54 @@ impl Backend for FtpBackend {
     }
 
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
+        self.open_writer(path, offset, false).await
+    }
+
+    /// Tried beside the first file to be written in segments (see
+    /// [`FtpBackend::try_segmented_write`]), and remembered in the state
+    /// database: a server that locks uploads makes the try wait seconds.
+    async fn segmented_write_works(&self, near: &RelPath) -> bool {
+        if !self.inner.caps.segmented_write {
+            return false;
+        }
+        *self
+            .inner
+            .segmented_write
+            .get_or_init(async || {
+                let key = format!("ftp.segmented-write {}", self.inner.shown);
+                let memory = self.inner.memory.as_ref();
+                if let Some(memory) = memory
+                    && let Some(known) = memory.0.recall(&key).await
+                {
+                    return known == "yes";
+                }
+                // Kept with its reason, for whoever wonders why not.
+                let tried = self.try_segmented_write(near).await;
+                if let Some(memory) = memory {
+                    let known = match &tried {
+                        Ok(()) => "yes".to_string(),
+                        Err(why) => format!("no: {why}"),
+                    };
+                    memory.0.remember(&key, &known).await;
+                }
+                tried.is_ok()
+            })
+            .await
+    }
+
+    fn segment_at_zero_truncates(&self) -> bool {
+        true
+    }
+
+    /// Nothing to make: the first segment's STOR creates the file (and
+    /// truncates it) before the others open (see `segment_at_zero_truncates`).
+    async fn create_sized(&self, _path: &RelPath, _size: u64) -> Result<(), OpError> {
+        Ok(())
+    }
+
+    /// A STOR at 0, else REST+STOR: nothing is cut at either end on the
+    /// servers that passed [`FtpBackend::try_segmented_write`].
+    async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
         self.open_writer(path, offset, false).await
     }
 
@@ -1221,6 +1333,7 @@ impl FtpReader {
             && let Some(stream) = self.stream.take()
         {
             // End of data: read the transfer's final reply (226).
+            self.pooled.in_doubt();
             stream.finish(&mut self.pooled.conn().control).await.map_err(|e| {
                 self.pooled.mark_broken();
                 classify(e, "read", &self.path)
@@ -1228,6 +1341,7 @@ impl FtpReader {
             if self.text.is_some() {
                 binary_again(&mut self.pooled, &self.path).await?;
             }
+            self.pooled.settled();
         }
         Ok(buf)
     }
@@ -1245,6 +1359,7 @@ impl FtpReader {
         let Some(stream) = self.stream.take() else { return };
         let ours = stream.needs_finish();
         drop(stream);
+        self.pooled.in_doubt();
         let conn = self.pooled.conn();
         let settled = async {
             if ours {
@@ -1254,7 +1369,9 @@ impl FtpReader {
             conn.control.custom_command("NOOP", &[Status::CommandOk]).await
         };
         let within = self.timeout.min(Duration::from_secs(10));
-        if !matches!(tokio::time::timeout(within, settled).await, Ok(Ok(_))) {
+        if matches!(tokio::time::timeout(within, settled).await, Ok(Ok(_))) {
+            self.pooled.settled();
+        } else {
             self.pooled.mark_broken();
         }
     }
@@ -1329,6 +1446,7 @@ impl FileWriter for FtpWriter {
         let finished = match self.pooled.as_mut() {
             Some(pooled) => {
                 // The upload's end: its final reply (226) is waited for.
+                pooled.in_doubt();
                 pooled.conn().round_trip(1);
                 stream.finish(&mut pooled.conn().control).await
             }
@@ -1342,9 +1460,14 @@ impl FileWriter for FtpWriter {
         if self.text.is_some() {
             binary_again(pooled, &self.path).await?;
         }
-        let Some(mtime) = mtime else { return Ok(None) };
+        let Some(mtime) = mtime else {
+            pooled.settled();
+            return Ok(None);
+        };
         let remote = self.inner.remote_path(&self.path);
-        match self.inner.set_time(pooled.conn(), &remote, mtime).await {
+        let set = self.inner.set_time(pooled.conn(), &remote, mtime).await;
+        pooled.settled();
+        match set {
             Ok(()) => Ok(Some(mtime)),
             // The content is safe; only the time is off. The commit step
             // records the server's own time instead.

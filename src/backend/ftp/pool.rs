@@ -122,7 +122,7 @@ impl Pool {
                         continue;
                     }
                     self.note_success();
-                    return Ok(Pooled { conn: Some(conn), pool: Arc::clone(self), broken: false, _permit: permit });
+                    return Ok(self.lend(conn, permit));
                 }
                 // One being opened in the background will do.
                 let warmed = self.warmed.notified();
@@ -139,7 +139,7 @@ impl Pool {
                 Ok(conn) => {
                     self.live.fetch_add(1, Ordering::SeqCst);
                     self.note_success();
-                    return Ok(Pooled { conn: Some(conn), pool: Arc::clone(self), broken: false, _permit: permit });
+                    return Ok(self.lend(conn, permit));
                 }
                 Err(err) => {
                     let refused = matches!(err.kind, ErrorKind::Temporary | ErrorKind::Connect);
@@ -189,6 +189,11 @@ impl Pool {
         }
     }
 
+    /// `conn` handed out under `permit`, back here when dropped.
+    fn lend(self: &Arc<Self>, conn: FtpConn, permit: OwnedSemaphorePermit) -> Pooled {
+        Pooled { conn: Some(conn), pool: Arc::clone(self), broken: false, in_doubt: false, _permit: permit }
+    }
+
     fn take_idle(&self) -> Option<FtpConn> {
         self.lock_idle().pop()
     }
@@ -199,6 +204,8 @@ pub struct Pooled {
     conn: Option<FtpConn>,
     pool: Arc<Pool>,
     broken: bool,
+    /// An exchange is under way (see [`Pooled::in_doubt`]).
+    in_doubt: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -213,12 +220,26 @@ impl Pooled {
     pub fn mark_broken(&mut self) {
         self.broken = true;
     }
+
+    /// An exchange begins whose future may be dropped midway (a caller's
+    /// time limit, a segmented copy ended by another segment's error):
+    /// until [`Pooled::settled`], a drop closes the connection instead of
+    /// pooling it with a reply still owed.
+    pub fn in_doubt(&mut self) {
+        self.in_doubt = true;
+    }
+
+    /// The exchange begun by [`Pooled::in_doubt`] ended with the
+    /// connection in step.
+    pub fn settled(&mut self) {
+        self.in_doubt = false;
+    }
 }
 
 impl Drop for Pooled {
     fn drop(&mut self) {
         if let Some(mut conn) = self.conn.take() {
-            if self.broken {
+            if self.broken || self.in_doubt {
                 self.pool.live.fetch_sub(1, Ordering::SeqCst);
             } else {
                 conn.last_used = Instant::now();
