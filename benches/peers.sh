@@ -42,7 +42,8 @@
 #   SCENARIOS="small-down small-up big-down big-up noop-down four-down four-up"
 #   TOOLS="barge lftp rclone rclone-pypi" (barge-pN: barge --parallel N, e.g. barge-p16, as
 #        many at once as lftp and rclone get; barge alone runs at its default; barge-sN:
-#        --segments N, barge-s1 = one stream per file; lftp-pgetN: mirror --use-pget-n=N)
+#        --segments N, barge-s1 = one stream per file; barge-b: the binary BARGE_BIN_B, for
+#        an A/B of two builds in one run; lftp-pgetN: mirror --use-pget-n=N)
 #   FTP_SERVER=proftpd (or pure-ftpd)   SMALL_FILES=10000   BIG_MIB=1024 (smaller: smoke tests)
 #   TIMEOUT=1800 (s per run)
 #   PARALLEL=16 (lftp --parallel, rclone --transfers; barge runs at its defaults)
@@ -265,17 +266,18 @@ export RCLONE_FTP_PASS
 tool_cmd() {
     local tool=$1 dir=$2 rel=$3 local_dir=$4 state=$5
     case "$tool" in
-    barge | barge-p* | barge-s*)
-        local extra=()
+    barge | barge-p* | barge-s* | barge-b)
+        local extra=() bin=$barge
+        [[ $tool == barge-b ]] && bin=${BARGE_BIN_B:?barge-b needs BARGE_BIN_B}
         [[ $proto == sftp ]] && extra=(--identity "$key" --known-hosts "$inst/ssh/known_hosts")
         # barge-pN: barge with --parallel N instead of its default.
         [[ $tool == barge-p* ]] && extra+=(--parallel "${tool#barge-p}")
         # barge-sN: large files in N segments (barge-s1: one stream each, as before segmenting).
         [[ $tool == barge-s* ]] && extra+=(--segments "${tool#barge-s}")
         if [[ $dir == down ]]; then
-            words=("$barge" sync "$(remote_url "$rel")" "$local_dir" --state "$state" -q "${extra[@]}")
+            words=("$bin" sync "$(remote_url "$rel")" "$local_dir" --state "$state" -q "${extra[@]}")
         else
-            words=("$barge" sync "$local_dir" "$(remote_url "$rel")" --state "$state" -q "${extra[@]}")
+            words=("$bin" sync "$local_dir" "$(remote_url "$rel")" --state "$state" -q "${extra[@]}")
         fi
         ;;
     lftp | lftp-pget*)

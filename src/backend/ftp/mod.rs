@@ -136,6 +136,14 @@ const MDTM_BATCH: usize = 64;
 /// many as the engine's first transfers use).
 const WARM_CONNECTIONS: usize = 16;
 
+/// The same for a near server: none. A login there costs little waiting
+/// but the server's work (proftpd forks a process and hashes a password for
+/// each), which a job with little to do pays for nothing; connections open
+/// as work waits for them. Same run on loopback, proftpd, medians of 5,
+/// 15 warmed against none: 1 GiB up 1.18/1.10 s, down 1.23/1.05 s, 10,000
+/// small files down 3.83/3.71 s, up 4.73/4.63 s, no-op 0.54/0.50 s.
+const WARM_CONNECTIONS_NEAR: usize = 1;
+
 pub struct FtpBackend {
     inner: Arc<Inner>,
 }
@@ -196,11 +204,6 @@ impl FtpBackend {
             e
         })?;
         let connections = options.connections.max(1);
-        let near = pool_params_round_trip(&params).is_none_or(|rtt| rtt < crate::engine::adapt::FAR);
-        let parallel = connections.min(if near { LISTING_CONNECTIONS_NEAR } else { LISTING_CONNECTIONS });
-        let pool = Pool::new(params, connections);
-        // They log in while this one checks the root.
-        pool.warm(parallel.min(WARM_CONNECTIONS).saturating_sub(1));
         let features = first.features.clone();
         let root = resolve_root(&remote.path, &first.home);
         let root_text = names::decode(if root.is_empty() { b"/" } else { &root });
@@ -209,7 +212,13 @@ impl FtpBackend {
         let root_exists = first.control.cwd(&root_text).await.is_ok();
         // The login's pipelining probe times a round trip where it can; the
         // CWD does everywhere (TLS too).
-        let round_trip = [pool_params_round_trip(pool.params()), Some(asked.elapsed())].into_iter().flatten().min();
+        let round_trip = [pool_params_round_trip(&params), Some(asked.elapsed())].into_iter().flatten().min();
+        let near = round_trip.is_none_or(|rtt| rtt < crate::engine::adapt::FAR);
+        let parallel = connections.min(if near { LISTING_CONNECTIONS_NEAR } else { LISTING_CONNECTIONS });
+        let pool = Pool::new(params, connections);
+        // They log in while this one looks at the root.
+        let warm = if near { WARM_CONNECTIONS_NEAR } else { WARM_CONNECTIONS };
+        pool.warm(parallel.min(warm).saturating_sub(1));
         let root_missing = match (root_exists, missing_root) {
             (true, _) => false,
             (false, MissingRoot::Empty) => true,
