@@ -274,6 +274,9 @@ tool_cmd() {
         [[ $tool == barge-p* ]] && extra+=(--parallel "${tool#barge-p}")
         # barge-sN: large files in N segments (barge-s1: one stream each, as before segmenting).
         [[ $tool == barge-s* ]] && extra+=(--segments "${tool#barge-s}")
+        # BARGE_EXTRA: more arguments for every barge run (--log-file F, say).
+        # shellcheck disable=SC2206
+        extra+=(${BARGE_EXTRA:-})
         if [[ $dir == down ]]; then
             words=("$bin" sync "$(remote_url "$rel")" "$local_dir" --state "$state" -q "${extra[@]}")
         else

@@ -213,9 +213,9 @@ pub struct CommonArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     /// At most N transfers at once, and N connections to each server. Without it barge
-    /// measures: it starts at 16 (32 for a far FTP server, 64 for a far SFTP one, or where
+    /// measures: it starts at 16 (32 for a far FTP server, 128 for a far SFTP one, or where
     /// the last run of the job settled) and raises the number while throughput grows, up to
-    /// 128 for FTP and for SFTP.
+    /// 128 for FTP and 512 for SFTP.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub parallel: Option<u16>,
     /// Like --parallel, for the source's server only.
