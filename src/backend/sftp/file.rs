@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use super::pool::HandleLease;
 use super::session::{breaks_session, classify_session};
@@ -317,8 +318,9 @@ pub struct SftpWriter {
     handle: String,
     path: RelPath,
     offset: u64,
-    /// Writes sent and not yet acknowledged, oldest first, with their flight.
-    pending: VecDeque<(u64, Reply<()>)>,
+    /// Writes sent and not yet acknowledged, oldest first, with their
+    /// flight and their share of the session's write budget.
+    pending: VecDeque<(u64, Reply<()>, OwnedSemaphorePermit)>,
     max_pending: usize,
     chunk: usize,
     fsync: bool,
@@ -351,25 +353,50 @@ impl SftpWriter {
 
     /// Waits for the oldest write's acknowledgement.
     async fn settle_one(&mut self) -> Result<(), OpError> {
-        let Some((flight, reply)) = self.pending.pop_front() else { return Ok(()) };
+        let Some((flight, reply, _budget)) = self.pending.pop_front() else { return Ok(()) };
         self.flights.wait(flight, self.lease.as_ref());
         reply.await.map_err(|err| self.fail(err))
+    }
+
+    /// `len` bytes of the session's write budget. While other files hold
+    /// it, this one's own oldest writes are settled first: every writer
+    /// can free what it holds, so none waits on another for ever.
+    async fn budget(&mut self, budget: &Arc<Semaphore>, len: usize) -> Result<OwnedSemaphorePermit, OpError> {
+        // Never more than the whole budget, or it could never be had.
+        let want = u32::try_from(len.min(super::pool::WRITE_BUDGET)).unwrap_or(u32::MAX);
+        loop {
+            match Arc::clone(budget).try_acquire_many_owned(want) {
+                Ok(permit) => return Ok(permit),
+                Err(TryAcquireError::NoPermits) if !self.pending.is_empty() => self.settle_one().await?,
+                Err(TryAcquireError::NoPermits) => {
+                    return Arc::clone(budget).acquire_many_owned(want).await.map_err(|_| self.closed());
+                }
+                Err(TryAcquireError::Closed) => return Err(self.closed()),
+            }
+        }
+    }
+
+    fn closed(&self) -> OpError {
+        OpError::new(ErrorKind::Temporary, "write", &self.path, "session closed")
     }
 }
 
 #[async_trait]
 impl FileWriter for SftpWriter {
     async fn write(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
-        let Some(sftp) = self.lease.as_ref().map(|l| Arc::clone(l.lease.sftp())) else {
+        let Some((sftp, budget)) =
+            self.lease.as_ref().map(|l| (Arc::clone(l.lease.sftp()), Arc::clone(l.lease.write_budget())))
+        else {
             return Err(OpError::new(ErrorKind::Other, "write", &self.path, "write after finish"));
         };
         for piece in buf.chunks(self.chunk) {
             while self.pending.len() >= self.max_pending {
                 self.settle_one().await?;
             }
+            let share = self.budget(&budget, piece.len()).await?;
             let (sftp, handle, offset, data) = (Arc::clone(&sftp), self.handle.clone(), self.offset, piece.to_vec());
             let reply = send_now(async move { sftp.write(handle, offset, data).await.map(|_| ()) });
-            self.pending.push_back((self.flights.current, reply));
+            self.pending.push_back((self.flights.current, reply, share));
             self.offset += piece.len() as u64;
         }
         buf.clear();
@@ -415,7 +442,7 @@ impl FileWriter for SftpWriter {
         // and every earlier reply comes back within it.
         lease.lease.round_trip(1);
         let mut failed: Option<SftpError> = None;
-        while let Some((_, reply)) = self.pending.pop_front() {
+        while let Some((_, reply, _budget)) = self.pending.pop_front() {
             if let Err(err) = reply.await {
                 failed.get_or_insert(err);
             }
@@ -449,7 +476,18 @@ impl FileWriter for SftpWriter {
 impl Drop for SftpWriter {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
-            let pending: Vec<_> = self.pending.drain(..).map(|(_, reply)| reply).collect();
+            // Each keeps its share of the budget until its answer is in.
+            let pending: Vec<Reply<()>> = self
+                .pending
+                .drain(..)
+                .map(|(_, reply, share)| -> Reply<()> {
+                    Box::pin(async move {
+                        let answer = reply.await;
+                        drop(share);
+                        answer
+                    })
+                })
+                .collect();
             close_later(lease, std::mem::take(&mut self.handle), pending);
         }
     }
