@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use async_trait::async_trait;
-use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
@@ -118,6 +117,16 @@ impl Flights {
     }
 }
 
+/// A read request in flight.
+struct AskedRead {
+    offset: u64,
+    len: u32,
+    flight: u64,
+    reply: Reply<Vec<u8>>,
+    /// Its share of the session's read budget, held until its data is taken.
+    _share: OwnedSemaphorePermit,
+}
+
 pub struct SftpReader {
     lease: Option<HandleLease>,
     handle: String,
@@ -130,8 +139,8 @@ pub struct SftpReader {
     /// A range read ([`crate::backend::Backend::open_read_range`]): nothing
     /// at or past this offset is asked for, and reaching it is the end.
     stop: Option<u64>,
-    /// Requests in flight, oldest first: (offset, length, flight, reply).
-    pending: VecDeque<(u64, u32, u64, Reply<Vec<u8>>)>,
+    /// Requests in flight, oldest first.
+    pending: VecDeque<AskedRead>,
     /// Requests allowed in flight now (grows to `max_window`).
     window: usize,
     max_window: usize,
@@ -196,24 +205,45 @@ impl SftpReader {
         reader
     }
 
-    fn sftp(&self) -> Option<Arc<RawSftpSession>> {
-        self.lease.as_ref().map(|l| Arc::clone(l.lease.sftp()))
+    /// The length of the next read to ask for; `None` past a range's end.
+    fn next_len(&self) -> Option<u32> {
+        let offset = self.next;
+        let len = match self.stop {
+            Some(stop) if offset >= stop => return None,
+            Some(stop) => u32::try_from(stop - offset).unwrap_or(u32::MAX).min(self.chunk),
+            None => self.chunk,
+        };
+        Some(match self.expected_end {
+            // Cut at the expected end, so the read after starts there.
+            Some(end) if offset < end => u32::try_from(end - offset).unwrap_or(u32::MAX).min(len),
+            _ => len,
+        })
     }
 
-    fn fill_pipeline(&mut self) {
-        let Some(sftp) = self.sftp() else { return };
+    /// Asks for reads up to the window, as far as the session's read
+    /// budget allows; with none in flight, waits for budget for one (every
+    /// reader in flight frees its share as its data is taken).
+    async fn fill_pipeline(&mut self) -> Result<(), OpError> {
+        let Some((sftp, budget)) =
+            self.lease.as_ref().map(|l| (Arc::clone(l.lease.sftp()), Arc::clone(l.lease.read_budget())))
+        else {
+            return Ok(());
+        };
         while self.pending.len() < self.window {
+            let Some(len) = self.next_len() else { break };
+            // The read past the listed end is answered by end of file on a
+            // file that did not change: it costs (almost) nothing.
+            let expected = self.expected_end.is_none_or(|end| self.next < end);
+            let want = if expected { len.min(u32::try_from(super::pool::READ_BUDGET).unwrap_or(u32::MAX)) } else { 1 };
+            let share = match Arc::clone(&budget).try_acquire_many_owned(want) {
+                Ok(share) => share,
+                Err(TryAcquireError::NoPermits) if !self.pending.is_empty() => break,
+                Err(_) => Arc::clone(&budget)
+                    .acquire_many_owned(want)
+                    .await
+                    .map_err(|_| OpError::new(ErrorKind::Temporary, "read", &self.path, "session closed"))?,
+            };
             let offset = self.next;
-            let len = match self.stop {
-                Some(stop) if offset >= stop => break,
-                Some(stop) => u32::try_from(stop - offset).unwrap_or(u32::MAX).min(self.chunk),
-                None => self.chunk,
-            };
-            let len = match self.expected_end {
-                // Cut at the expected end, so the read after starts there.
-                Some(end) if offset < end => u32::try_from(end - offset).unwrap_or(u32::MAX).min(len),
-                _ => len,
-            };
             let (sftp, handle) = (Arc::clone(&sftp), self.handle.clone());
             let reply = send_now(async move {
                 match sftp.read(handle, offset, len).await {
@@ -222,9 +252,10 @@ impl SftpReader {
                     Err(err) => Err(err),
                 }
             });
-            self.pending.push_back((offset, len, self.flights.current, reply));
+            self.pending.push_back(AskedRead { offset, len, flight: self.flights.current, reply, _share: share });
             self.next += u64::from(len);
         }
+        Ok(())
     }
 
     fn fail(&mut self, err: SftpError) -> OpError {
@@ -237,8 +268,8 @@ impl SftpReader {
 
     /// The next piece of data in file order; empty at end of file.
     async fn next_piece(&mut self) -> Result<Vec<u8>, OpError> {
-        self.fill_pipeline();
-        let Some((offset, len, flight, reply)) = self.pending.pop_front() else {
+        self.fill_pipeline().await?;
+        let Some(AskedRead { offset, len, flight, reply, _share }) = self.pending.pop_front() else {
             // Only a range read runs out of requests to send: its end.
             self.eof = true;
             return Ok(Vec::new());

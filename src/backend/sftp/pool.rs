@@ -31,11 +31,18 @@ pub const SHARE: usize = 4;
 /// segments of 8 MiB each made a 158 MiB client for 1 GiB of uploads.
 pub const WRITE_BUDGET: usize = 4 * 1024 * 1024;
 
+/// Bytes asked for on a session and not yet taken by their readers, over
+/// all its files: the same reasoning for downloads (russh grants the
+/// server a window of its own per channel).
+pub const READ_BUDGET: usize = 8 * 1024 * 1024;
+
 pub struct Session {
     conn: SftpConn,
     handles: Arc<Semaphore>,
     /// Unacknowledged write bytes allowed (see [`WRITE_BUDGET`]).
     write_budget: Arc<Semaphore>,
+    /// Read bytes asked for and not yet taken (see [`READ_BUDGET`]).
+    read_budget: Arc<Semaphore>,
     /// Leases alive on this session.
     load: AtomicUsize,
     broken: AtomicBool,
@@ -100,6 +107,7 @@ impl Pool {
             conn,
             handles: Arc::new(Semaphore::new(HANDLE_LIMIT)),
             write_budget: Arc::new(Semaphore::new(WRITE_BUDGET)),
+            read_budget: Arc::new(Semaphore::new(READ_BUDGET)),
             load: AtomicUsize::new(0),
             broken: AtomicBool::new(false),
             round_trips: Arc::clone(&self.params.round_trips),
@@ -252,6 +260,11 @@ impl Lease {
     /// The session's budget of unacknowledged write bytes.
     pub fn write_budget(&self) -> &Arc<Semaphore> {
         &self.session.write_budget
+    }
+
+    /// The session's budget of read bytes asked for and not yet taken.
+    pub fn read_budget(&self) -> &Arc<Semaphore> {
+        &self.session.read_budget
     }
 
     /// The session failed at the transport level: open no new work on it.
