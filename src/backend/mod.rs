@@ -514,55 +514,15 @@ pub fn within_limits(dir: &RelPath) -> Result<(), OpError> {
     Err(OpError::new(ErrorKind::InvalidData, "list", dir, why))
 }
 
-/// Lists a whole tree, up to `in_flight` directories at once, for remote
-/// backends where each listing costs round trips. `list_dir` gives one
-/// directory's entries and warnings; a temporary failure (a 425, a cut
-/// connection) is retried up to `retries` times with the engine's
-/// backoff, as a transfer would be. Fails only when the root cannot be
-/// listed; other failures make their directory unreadable.
+/// Lists a whole tree `in_flight` directories at a time with `list_dir`
+/// (one directory's entries and warnings): a [`stream::walk_streamed`]
+/// gathered whole (see there for retries, limits and duplicates).
 pub async fn walk_concurrently<F, Fut>(in_flight: usize, retries: u32, list_dir: F) -> Result<Listing, OpError>
 where
     F: Fn(RelPath) -> Fut,
     Fut: std::future::Future<Output = Result<(Vec<Entry>, Vec<String>), OpError>> + Send + 'static,
 {
-    let policy = crate::engine::retry::RetryPolicy::new(retries);
-    let mut listing = Listing::default();
-    let mut set = tokio::task::JoinSet::new();
-    // Each directory with the number of its attempt (0: the first).
-    let mut waiting = vec![(RelPath::root(), 0)];
-    loop {
-        while set.len() < in_flight.max(1)
-            && let Some((dir, attempt)) = waiting.pop()
-        {
-            if let Err(err) = within_limits(&dir) {
-                listing.unreadable.push((dir, err));
-                continue;
-            }
-            let listed = list_dir(dir.clone());
-            let delay = if attempt == 0 { Duration::ZERO } else { policy.delay(attempt) };
-            set.spawn(async move {
-                tokio::time::sleep(delay).await;
-                (dir, attempt, listed.await)
-            });
-        }
-        let Some(joined) = set.join_next().await else { break };
-        let (dir, attempt, result) = joined.map_err(|e| OpError::new(ErrorKind::Other, "list", "", e.to_string()))?;
-        match result {
-            Ok((entries, warnings)) => {
-                waiting.extend(entries.iter().filter(|e| e.is_dir()).map(|e| (e.path.clone(), 0)));
-                listing.entries.extend(entries);
-                listing.warnings.extend(warnings);
-            }
-            Err(err) if err.is_temporary() && attempt < policy.retries => {
-                listing.retried.push(format!("retry {}: {err}", attempt + 1));
-                waiting.push((dir, attempt + 1));
-            }
-            Err(err) if dir.is_root() => return Err(err),
-            Err(err) => listing.unreadable.push((dir, err)),
-        }
-    }
-    listing.entries.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(listing)
+    stream::collected(|tx| stream::walk_streamed(in_flight, retries, list_dir, tx)).await
 }
 
 /// What to do when a location's root directory does not exist.

@@ -142,6 +142,35 @@ pub fn distrust_duplicates(entries: &mut Vec<Entry>, unreadable: &mut Vec<(RelPa
 /// What the stream has of one directory's children.
 type Listed = Result<(Vec<Entry>, Vec<String>), OpError>;
 
+/// The whole tree at once, from a streamed walk: `walk` sends into a
+/// channel that this gathers into a [`Listing`]; a root that could not be
+/// listed is the error.
+pub async fn collected<W>(walk: impl FnOnce(WalkSender) -> W) -> Result<Listing, OpError>
+where
+    W: std::future::Future<Output = ()>,
+{
+    let (tx, mut rx) = mpsc::channel(CHANNEL_BATCHES);
+    let gathering = async move {
+        let mut listing = Listing::default();
+        while let Some(batch) = rx.recv().await {
+            for item in batch {
+                match item {
+                    WalkItem::Entry(entry) => listing.entries.push(entry),
+                    WalkItem::Unreadable(path, err) => listing.unreadable.push((path, err)),
+                    WalkItem::Warning(warning) => listing.warnings.push(warning),
+                    WalkItem::Notice(notice) => listing.notices.push(notice),
+                    WalkItem::Retried(retry) => listing.retried.push(retry),
+                    // Dropping the receiver ends the walk too.
+                    WalkItem::Failed(err) => return Err(err),
+                }
+            }
+        }
+        Ok(listing)
+    };
+    let ((), listing) = tokio::join!(walk(tx), gathering);
+    listing
+}
+
 /// Lists a tree `in_flight` directories at a time with `list_dir` (one
 /// directory's entries and warnings) and sends it to `tx` in tree order.
 /// Temporary failures are asked again up to `retries` times with the

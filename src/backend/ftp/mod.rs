@@ -799,14 +799,7 @@ impl Backend for FtpBackend {
 
     /// Lists many directories at once over the pool.
     async fn walk(&self) -> Result<Listing, OpError> {
-        if self.inner.root_missing {
-            return Ok(Listing::default());
-        }
-        super::walk_concurrently(self.inner.parallel, self.inner.retries, |dir| {
-            let inner = Arc::clone(&self.inner);
-            async move { inner.list_dir(&dir).await }
-        })
-        .await
+        super::stream::collected(|tx| self.walk_streamed(tx)).await
     }
 
     async fn walk_streamed(&self, tx: super::stream::WalkSender) {
