@@ -121,10 +121,10 @@ async fn connect_first(params: &ConnectParams, retries: u32) -> Result<conn::Ftp
 const LISTING_CONNECTIONS: usize = 32;
 
 /// The same where a round trip costs little (under
-/// [`crate::engine::adapt::FAR`], as the login's pipelining probe timed
-/// it): listing is then bound by the server's work, which more logins
-/// only add to (on loopback, 32 took 0.9-2.6 s for that no-op, 16 took
-/// 0.7-0.9 s).
+/// [`crate::engine::adapt::FAR`], the lesser of the login's pipelining
+/// probe and the root's CWD as timed at open): listing is then bound by
+/// the server's work, which more logins only add to (on loopback, 32 took
+/// 0.9-2.6 s for that no-op, 16 took 0.7-0.9 s).
 const LISTING_CONNECTIONS_NEAR: usize = 16;
 
 /// MDTM commands written at once on one connection (about 4 KiB of
@@ -216,7 +216,8 @@ impl FtpBackend {
         let near = round_trip.is_none_or(|rtt| rtt < crate::engine::adapt::FAR);
         let parallel = connections.min(if near { LISTING_CONNECTIONS_NEAR } else { LISTING_CONNECTIONS });
         let pool = Pool::new(params, connections);
-        // They log in while this one looks at the root.
+        // They log in while this one finishes opening (the root made if
+        // it must be).
         let warm = if near { WARM_CONNECTIONS_NEAR } else { WARM_CONNECTIONS };
         pool.warm(parallel.min(warm).saturating_sub(1));
         let root_missing = match (root_exists, missing_root) {
