@@ -7,6 +7,7 @@
 
 pub mod ftp;
 pub mod local;
+pub mod recall;
 pub mod sftp;
 pub mod stream;
 
@@ -265,6 +266,19 @@ pub trait Backend: Send + Sync {
                 let _ = tx.send(vec![stream::WalkItem::Failed(err)]).await;
             }
         }
+    }
+
+    /// Whether [`Backend::walk_streamed_recalling`] makes use of a
+    /// [`recall::Recall`] (reading one from the state database costs).
+    fn uses_recall(&self) -> bool {
+        false
+    }
+
+    /// [`Backend::walk_streamed`], with what the last runs recorded of this
+    /// side arriving on `recall` (see [`recall`]). The default ignores it.
+    async fn walk_streamed_recalling(&self, tx: stream::WalkSender, recall: recall::RecallReceiver) {
+        drop(recall);
+        self.walk_streamed(tx).await
     }
 
     /// The entry at `path`, or `None` when nothing is there.

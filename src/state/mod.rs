@@ -26,6 +26,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub use journal::{Journal, run_blocking};
 pub use lock::JobLock;
 
+use crate::backend::recall::{Recall, RecalledFile};
 use crate::backend::{Entry, HashKind, Mtime};
 use crate::error::Error;
 use crate::path::RelPath;
@@ -239,6 +240,45 @@ impl StateDb {
             }
         }
         Ok(map)
+    }
+
+    /// One side's recorded files, each with the start of the run that
+    /// recorded it, for a walk to confirm a coarse listing against (see
+    /// [`Recall`]); `None` when there are more than `limit`.
+    pub fn load_recall(&self, side: Side, limit: usize) -> Result<Option<Recall>, Error> {
+        let count: i64 =
+            self.conn.query_row("SELECT count(*) FROM synced", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        if usize::try_from(count).unwrap_or(usize::MAX) > limit {
+            return Ok(None);
+        }
+        let sql = match side {
+            Side::Src => {
+                "SELECT s.path, s.src_size, s.src_mtime, r.started_at FROM synced s JOIN runs r ON r.id = s.run_id"
+            }
+            Side::Dst => {
+                "SELECT s.path, s.dst_size, s.dst_mtime, r.started_at FROM synced s JOIN runs r ON r.id = s.run_id"
+            }
+        };
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                let path: Vec<u8> = row.get(0)?;
+                let size = from_sql(row.get(1)?);
+                let mtime = row.get::<_, Option<i64>>(2)?.map(Mtime);
+                let recorded_at: i64 = row.get(3)?;
+                Ok((path, size, mtime, recorded_at))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut files = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        for row in rows {
+            let (path, size, mtime, recorded_at) = row.map_err(|e| self.err(e))?;
+            // Without a time nothing can be confirmed; a row that is not a
+            // valid path was not written by us.
+            if let (Ok(path), Some(mtime)) = (RelPath::parse(&path), mtime) {
+                files.push((path, RecalledFile { size, mtime, recorded_at }));
+            }
+        }
+        Ok(Some(Recall::new(files)))
     }
 
     /// Writes a batch of journal entries in one transaction: records for

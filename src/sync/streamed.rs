@@ -13,9 +13,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Job, emptied_among, hold_back_deletions, lock_db, shrink_baseline, suspicions, unreachable};
+use crate::backend::recall::MAX_RECALLED_FILES;
 use crate::backend::stream::{CHANNEL_BATCHES, WalkItem};
 use crate::backend::{Backend, Entry};
 use crate::commit;
@@ -24,7 +25,7 @@ use crate::engine::{Engine, EngineConfig, RESUME_MIN_SIZE, for_each_parallel};
 use crate::error::Error;
 use crate::path::RelPath;
 use crate::plan::{Action, CompareRule, LinkRule, MarchRules, Plan, Reason, Records, Sink, filter::Filter, march};
-use crate::state::{Journal, StateDb, SyncedRecord, run_blocking};
+use crate::state::{Journal, Side as StateSide, StateDb, SyncedRecord, run_blocking};
 
 /// Whether a job can run streamed. Runs that must see everything before
 /// they act are planned whole: `--max-delete` promises that a stop changes
@@ -86,14 +87,29 @@ pub async fn run(setup: Setup<'_>) -> Result<Ran, Error> {
     // Both walks start at once; the records load beside them.
     let (src_tx, mut src_rx) = mpsc::channel(CHANNEL_BATCHES);
     let (dst_tx, mut dst_rx) = mpsc::channel(CHANNEL_BATCHES);
+    // A side that can use what the last runs recorded of it gets it as
+    // soon as it is read (see `backend::recall`).
+    let (src_recall, src_recall_rx) = oneshot::channel();
+    let (dst_recall, dst_recall_rx) = oneshot::channel();
     let src_walk = {
         let src = Arc::clone(&src);
-        tokio::spawn(async move { src.walk_streamed(src_tx).await })
+        tokio::spawn(async move { src.walk_streamed_recalling(src_tx, src_recall_rx).await })
     };
     let dst_walk = {
         let dst = Arc::clone(&dst);
-        tokio::spawn(async move { dst.walk_streamed(dst_tx).await })
+        tokio::spawn(async move { dst.walk_streamed_recalling(dst_tx, dst_recall_rx).await })
     };
+    for (backend, side, sender) in [(&src, StateSide::Src, src_recall), (&dst, StateSide::Dst, dst_recall)] {
+        if let (Some(db), true) = (db, backend.uses_recall()) {
+            let db = Arc::clone(db);
+            tokio::task::spawn_blocking(move || {
+                // Unreadable or too large: the walk goes without.
+                if let Ok(Some(recall)) = lock_db(&db).load_recall(side, MAX_RECALLED_FILES) {
+                    let _ = sender.send(Arc::new(recall));
+                }
+            });
+        }
+    }
     let records = match db {
         Some(db) => {
             let db = Arc::clone(db);

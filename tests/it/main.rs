@@ -12,6 +12,7 @@ mod hostile_sftp;
 mod links;
 mod listing_capture;
 mod local_sync;
+mod recursive_list;
 mod round_trips;
 mod safety;
 mod secrets;

@@ -16,9 +16,11 @@ pub mod fxp;
 pub mod listing;
 pub mod names;
 pub mod pool;
+pub mod recursive;
 pub mod text;
 pub mod tls;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use self::conn::{ConnectParams, DataMode, Features, TlsMode, classify};
 use self::listing::{ListEntry, ListKind, TimePrecision};
 use self::pool::{Pool, Pooled};
+use super::recall::{Recall, RecallReceiver};
 use super::{
     Backend, Capabilities, Entry, EntryKind, FileReader, FileWriter, HashKind, Listing, MissingRoot, Mtime,
     RemoteOptions,
@@ -397,28 +400,7 @@ impl Inner {
             .with_conn_within(Duration::MAX, "list", dir, async |conn, remote| {
                 let (command, cwd) =
                     if mlsd { (format!("MLSD {remote}"), None) } else { ("LIST -a".to_string(), Some(remote)) };
-                if let Some(dir) = cwd {
-                    conn.round_trip(1);
-                    conn.control.cwd(&dir).await?;
-                }
-                // The start has a time limit: a command lost on the way
-                // would leave its reply waited for forever.
-                let started = async {
-                    if conn.pipelining() && conn.features.epsv && conn.active.is_none() {
-                        open_listing_pipelined(conn, &command).await
-                    } else {
-                        data::open(conn, data::Op::Listing, &command, 0).await
-                    }
-                };
-                let mut stream = tokio::time::timeout(timeout, started).await.map_err(|_| {
-                    suppaftp::FtpError::ConnectionError(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the listing did not start",
-                    ))
-                })??;
-                let data = read_listing(&mut stream, timeout).await.map_err(suppaftp::FtpError::ConnectionError)?;
-                stream.finish(&mut conn.control).await?;
-                Ok(data)
+                listing_data(conn, &command, cwd, timeout).await
             })
             .await?;
         let parsed = if mlsd { listing::parse_mlsd(&data) } else { listing::parse_list(&data, unix_now()) }
@@ -464,6 +446,76 @@ impl Inner {
         }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((entries, warnings))
+    }
+
+    /// The directories one `LIST -aR` of the whole tree confirms against
+    /// `recall` (see [`recursive`]); none when the server has shown that
+    /// it cannot list recursively (remembered in the state database).
+    async fn list_recursive(self: &Arc<Self>, recall: &Recall) -> HashMap<RelPath, Vec<Entry>> {
+        let key = format!("ftp.recursive-list {}", self.shown);
+        let memory = self.memory.as_ref().map(|m| &m.0);
+        if let Some(memory) = memory
+            && memory.recall(&key).await.is_some_and(|answer| answer.starts_with("no"))
+        {
+            return HashMap::new();
+        }
+        let timeout = self.pool.params().timeout;
+        let root = RelPath::root();
+        let listed = self
+            .with_conn_within(Duration::MAX, "list", &root, async |conn, remote| {
+                listing_data(conn, "LIST -aR", Some(remote), timeout).await
+            })
+            .await;
+        let data = match listed {
+            Ok(data) => data,
+            Err(err) => {
+                // Refused (5xx) or too large: not asked again. A passing
+                // failure may pass; the walk lists as usual either way.
+                if !matches!(err.kind, ErrorKind::Temporary | ErrorKind::Connect)
+                    && let Some(memory) = memory
+                {
+                    memory.remember(&key, &format!("no: {}", err.message)).await;
+                }
+                return HashMap::new();
+            }
+        };
+        let now = unix_now();
+        let sections = recursive::sections(&data);
+        if sections.len() == 1 {
+            // One section: `-R` ignored (vsftpd unless `ls_recurse_enable`),
+            // or a tree of one directory. Only the first is worth saying.
+            let lists_dirs = listing::parse_list(sections[0].body, now)
+                .is_ok_and(|l| l.entries.iter().any(|e| e.kind == ListKind::Dir));
+            if lists_dirs && let Some(memory) = memory {
+                memory.remember(&key, "no: the server ignores LIST -R").await;
+            }
+            return HashMap::new();
+        }
+        let offset = self.recursive_offset(&sections, now).await;
+        let recall_clock = recursive::Clock { now, offset_secs: offset };
+        let confirmed = recursive::confirm(&data, recall, recall_clock);
+        confirmed.dirs
+    }
+
+    /// The LIST time-zone offset, measured (once) on the first file whose
+    /// time is given to the minute, if it must be.
+    async fn recursive_offset(&self, sections: &[recursive::Section<'_>], now: Mtime) -> i64 {
+        if let Some(offset) = *self.tz_offset.lock().await {
+            return offset;
+        }
+        for section in sections {
+            let Some(dir) = recursive::header_dir(section.header) else { continue };
+            let Ok(parsed) = listing::parse_list(section.body, now) else { continue };
+            let sample = parsed.entries.into_iter().find(|e| {
+                e.kind == ListKind::File && e.precision == TimePrecision::Minutes && check_component(&e.name).is_ok()
+            });
+            if let Some(sample) = sample
+                && let Ok(Some((entry, _))) = self.to_entry(&dir, sample)
+            {
+                return self.tz_offset(std::slice::from_ref(&entry), &[0]).await;
+            }
+        }
+        0
     }
 
     /// A listing entry as an [`Entry`], with whether its time is exact to
@@ -801,6 +853,42 @@ impl Backend for FtpBackend {
     /// Lists many directories at once over the pool.
     async fn walk(&self) -> Result<Listing, OpError> {
         super::stream::collected(|tx| self.walk_streamed(tx)).await
+    }
+
+    fn uses_recall(&self) -> bool {
+        !self.inner.root_missing
+    }
+
+    /// Where the last runs left records of this tree, one recursive LIST
+    /// may stand for most directories' listings (see [`recursive`]).
+    async fn walk_streamed_recalling(&self, tx: super::stream::WalkSender, recall: RecallReceiver) {
+        if self.inner.root_missing {
+            return;
+        }
+        let prelisted = match recall.await {
+            Ok(recall) if !recall.is_empty() => self.inner.list_recursive(&recall).await,
+            _ => HashMap::new(),
+        };
+        if prelisted.is_empty() {
+            return self.walk_streamed(tx).await;
+        }
+        let prelisted = std::sync::Mutex::new(prelisted);
+        super::stream::walk_streamed(
+            self.inner.parallel,
+            self.inner.retries,
+            |dir| {
+                let inner = Arc::clone(&self.inner);
+                let known = prelisted.lock().ok().and_then(|mut p| p.remove(&dir));
+                async move {
+                    match known {
+                        Some(entries) => Ok((entries, Vec::new())),
+                        None => inner.list_dir(&dir).await,
+                    }
+                }
+            },
+            tx,
+        )
+        .await
     }
 
     async fn walk_streamed(&self, tx: super::stream::WalkSender) {
@@ -1167,6 +1255,37 @@ const TRANSFER_STARTING: &[Status] = &[Status::AboutToSend, Status::AlreadyOpen]
 /// turns pipelining off and is retried, the root included (see
 /// [`super::walk_concurrently`]).
 ///
+/// The data of one listing command, run in `cwd` when given. The start
+/// has a time limit (a command lost on the way would leave its reply
+/// waited for forever); the data, none but a stall limit.
+async fn listing_data(
+    conn: &mut conn::FtpConn,
+    command: &str,
+    cwd: Option<String>,
+    timeout: Duration,
+) -> Result<Vec<u8>, suppaftp::FtpError> {
+    if let Some(dir) = cwd {
+        conn.round_trip(1);
+        conn.control.cwd(&dir).await?;
+    }
+    let started = async {
+        if conn.pipelining() && conn.features.epsv && conn.active.is_none() {
+            open_listing_pipelined(conn, command).await
+        } else {
+            data::open(conn, data::Op::Listing, command, 0).await
+        }
+    };
+    let mut stream = tokio::time::timeout(timeout, started).await.map_err(|_| {
+        suppaftp::FtpError::ConnectionError(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the listing did not start",
+        ))
+    })??;
+    let data = read_listing(&mut stream, timeout).await.map_err(suppaftp::FtpError::ConnectionError)?;
+    stream.finish(&mut conn.control).await?;
+    Ok(data)
+}
+
 /// A server that refuses the command (550: the directory is gone; 425)
 /// closes its passive port, so the data connection may be refused before
 /// the refusal is read: the server's reply is then the error, not the

@@ -1,0 +1,276 @@
+//! One recursive `LIST -aR` of the whole tree, confirmed directory by
+//! directory against what the last runs recorded ([`Recall`]), in place of
+//! an `MLSD` per directory: over a long round trip a tree three levels
+//! deep costs three listing round trips one after the other, and a
+//! thousand directories a thousand listings; this costs one.
+//!
+//! The listing is only a hint. A directory's section stands for a listing
+//! of that directory only when it shows exactly the recorded files, each
+//! with its recorded size and a coarse time that the recorded exact time
+//! falls in (and that record settled, see [`Recall::settled`]), and
+//! exactly the recorded subdirectories. Every other directory is listed
+//! as usual: new, changed or vanished files, and everything a server left
+//! out — pure-ftpd cuts a recursive listing at a limit without a word,
+//! vsftpd ignores `-R` unless configured — so a short or ignored listing
+//! costs time, never a file. The last section is never trusted: it may be
+//! where the server stopped.
+
+use std::collections::HashMap;
+
+use super::listing::{self, TimePrecision};
+use crate::backend::recall::Recall;
+use crate::backend::{Entry, EntryKind, Mtime};
+use crate::path::RelPath;
+
+/// One directory's part of a recursive listing.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Section<'a> {
+    /// The directory as the header names it (`d0/e1`, `./d0/e1`, `.`), or
+    /// `None` for the first section, which has no header and is the root.
+    pub header: Option<&'a [u8]>,
+    /// The section's lines, for [`listing::parse_list`].
+    pub body: &'a [u8],
+}
+
+/// Splits `ls -lR` output into sections: a header is a line ending in `:`
+/// that opens the data or follows a blank line.
+pub fn sections(data: &[u8]) -> Vec<Section<'_>> {
+    let mut sections = Vec::new();
+    let mut header: Option<&[u8]> = None;
+    let mut body_start = 0;
+    let mut previous_blank = true;
+    let mut at = 0;
+    while at < data.len() {
+        let end = data[at..].iter().position(|&b| b == b'\n').map_or(data.len(), |i| at + i + 1);
+        let line = trim_line_end(&data[at..end]);
+        if previous_blank && line.len() > 1 && line.ends_with(b":") {
+            if at > 0 || header.is_some() {
+                sections.push(Section { header, body: &data[body_start..at] });
+            }
+            header = Some(&line[..line.len() - 1]);
+            body_start = end;
+        }
+        previous_blank = line.is_empty();
+        at = end;
+    }
+    sections.push(Section { header, body: &data[body_start..] });
+    sections
+}
+
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let mut line = line;
+    while let [rest @ .., b'\n' | b'\r'] = line {
+        line = rest;
+    }
+    line
+}
+
+/// The directory a header names, relative to the listed root; `None` for
+/// one that does not name a directory below it (absolute, `..`).
+pub fn header_dir(header: Option<&[u8]>) -> Option<RelPath> {
+    let Some(mut text) = header else { return Some(RelPath::root()) };
+    while let Some(rest) = text.strip_prefix(b"./") {
+        text = rest;
+    }
+    while let [rest @ .., b'/'] = text {
+        text = rest;
+    }
+    if text.is_empty() || text == b"." {
+        return Some(RelPath::root());
+    }
+    // `RelPath::parse` would read `/etc` as `etc`.
+    if text.starts_with(b"/") || text.windows(2).any(|w| w == b"//") {
+        return None;
+    }
+    RelPath::parse(text).ok()
+}
+
+/// What a recursive listing confirmed: each directory's entries, exact
+/// times restored from the records, as a listing of it would give them.
+#[derive(Debug, Default)]
+pub struct Confirmed {
+    pub dirs: HashMap<RelPath, Vec<Entry>>,
+    /// Sections seen, for the record of how the walk went.
+    pub sections: usize,
+}
+
+/// How a listed entry's time is read: the server's offset from UTC (UTC =
+/// listed + offset) and `now` for the six-month rule of `ls -l`.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub now: Mtime,
+    pub offset_secs: i64,
+}
+
+/// The sections of `data` that match `recall` (see the module's comment).
+pub fn confirm(data: &[u8], recall: &Recall, clock: Clock) -> Confirmed {
+    let all = sections(data);
+    let mut confirmed = Confirmed { sections: all.len(), ..Confirmed::default() };
+    let trusted = all.len().saturating_sub(1);
+    for section in all.into_iter().take(trusted) {
+        let Some(dir) = header_dir(section.header) else { continue };
+        if let Some(entries) = confirm_section(&dir, section.body, recall, clock) {
+            // A directory named twice is not trusted either time.
+            if confirmed.dirs.insert(dir.clone(), entries).is_some() {
+                confirmed.dirs.remove(&dir);
+            }
+        }
+    }
+    confirmed
+}
+
+fn confirm_section(dir: &RelPath, body: &[u8], recall: &Recall, clock: Clock) -> Option<Vec<Entry>> {
+    let expected = recall.dir(dir)?;
+    let parsed = listing::parse_list(body, clock.now).ok()?;
+    if !parsed.warnings.is_empty() {
+        return None;
+    }
+    let (mut files, mut dirs) = (0u32, 0u32);
+    let mut entries = Vec::with_capacity(parsed.entries.len());
+    for item in parsed.entries {
+        // As `Inner::to_entry` refuses them (FTP commands end at CRLF).
+        crate::path::check_component(&item.name).ok()?;
+        if item.name.iter().any(|&b| b == b'\r' || b == b'\n') {
+            return None;
+        }
+        let path = dir.join(&item.name).ok()?;
+        match item.kind {
+            listing::ListKind::File => {
+                let precision_secs = match item.precision {
+                    TimePrecision::Days => 86_400,
+                    TimePrecision::Minutes => 60,
+                    TimePrecision::Seconds | TimePrecision::Sub => 1,
+                    TimePrecision::Unknown => return None,
+                };
+                let size = item.size?;
+                let exact = recall.settled(&path, size, item.mtime?, precision_secs, clock.offset_secs)?;
+                files += 1;
+                entries.push(Entry {
+                    path,
+                    kind: EntryKind::File,
+                    size,
+                    mtime: Some(exact),
+                    inode: 0,
+                    coarse_mtime_s: 0,
+                    hash: None,
+                    link_target: None,
+                });
+            }
+            listing::ListKind::Dir => {
+                recall.dir(&path)?;
+                dirs += 1;
+                // No time: the listing's is coarse and none is recorded.
+                // A directory whose entries changed is not confirmed, so
+                // its time is read from its parent's exact listing.
+                entries.push(Entry::dir(path));
+            }
+            _ => return None,
+        }
+    }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let distinct = entries.windows(2).all(|pair| pair[0].path != pair[1].path);
+    (distinct && files == expected.files && dirs == expected.dirs).then_some(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::recall::RecalledFile;
+
+    fn path(p: &str) -> RelPath {
+        RelPath::parse(p.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn sections_split_at_headers_after_blank_lines() {
+        // proftpd: the root without a header, then `dir:` after a blank line.
+        let proftpd = b"drwxr-xr-x 2 0 0 40 Dec  2 09:26 d0\r\n\r\nd0:\r\n-rw-r--r-- 1 0 0 5 Dec  2 09:26 a:\r\n";
+        let s = sections(proftpd);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].header, None);
+        assert_eq!(s[1].header, Some(&b"d0"[..]));
+        assert!(s[1].body.ends_with(b"a:\r\n"), "a name ending in a colon is not a header");
+        // pure-ftpd: `./dir:` followed by a blank line.
+        let pure = b".:\n\n-rw-r--r-- 1 0 0 5 Dec  2 09:26 f\n\n./d0:\n\n-rw-r--r-- 1 0 0 5 Dec  2 09:26 g\n";
+        let s = sections(pure);
+        assert_eq!(s.len(), 2);
+        assert_eq!(header_dir(s[0].header), Some(RelPath::root()));
+        assert_eq!(header_dir(s[1].header), Some(path("d0")));
+        assert_eq!(sections(b"").len(), 1);
+    }
+
+    #[test]
+    fn headers_outside_the_root_name_nothing() {
+        assert_eq!(header_dir(Some(b"/etc")), None);
+        assert_eq!(header_dir(Some(b"./../x")), None);
+        assert_eq!(header_dir(Some(b"a/./b")), None);
+        assert_eq!(header_dir(Some(b"./a/b/")), Some(path("a/b")));
+    }
+
+    const NOW: i64 = 1_764_633_600; // 2025-12-02 00:00 UTC
+    const RECORDED_AT: i64 = NOW - 3_600;
+    const JUN_1_2025: i64 = 1_748_736_000;
+
+    fn recall() -> Recall {
+        let old = |size, secs| RecalledFile { size, mtime: Mtime::from_unix(secs, 5), recorded_at: RECORDED_AT };
+        Recall::new([
+            (path("a"), old(5, JUN_1_2025 + 10 * 3_600 + 7)), // Jun  1 10:00
+            (path("d/b"), old(7, JUN_1_2025 - 200 * 86_400)), // a year-form date
+        ])
+    }
+
+    fn clock() -> Clock {
+        Clock { now: Mtime::from_unix(NOW, 0), offset_secs: 0 }
+    }
+
+    const ROOT: &str = "-rw-r--r-- 1 0 0 5 Jun  1 10:00 a\ndrwxr-xr-x 2 0 0 40 Jun  1 10:00 d\n";
+    const LAST: &str = "\nz:\n";
+
+    #[test]
+    fn sections_matching_the_records_stand_for_listings_with_exact_times() {
+        let data = format!("{ROOT}\nd:\n-rw-r--r-- 1 0 0 7 Nov 13  2024 b\n{LAST}");
+        let got = confirm(data.as_bytes(), &recall(), clock());
+        assert_eq!(got.sections, 3);
+        let root = &got.dirs[&RelPath::root()];
+        assert_eq!(root.len(), 2);
+        assert_eq!(root[0].mtime, Some(Mtime::from_unix(JUN_1_2025 + 10 * 3_600 + 7, 5)));
+        assert_eq!(root[1].kind, EntryKind::Dir);
+        assert_eq!(got.dirs[&path("d")][0].mtime, Some(Mtime::from_unix(JUN_1_2025 - 200 * 86_400, 5)));
+    }
+
+    #[test]
+    fn the_last_section_is_never_trusted() {
+        let data = format!("{ROOT}\nd:\n-rw-r--r-- 1 0 0 7 Nov 13  2024 b\n");
+        let got = confirm(data.as_bytes(), &recall(), clock());
+        assert!(got.dirs.contains_key(&RelPath::root()));
+        assert!(!got.dirs.contains_key(&path("d")), "it may be where the server stopped");
+    }
+
+    #[test]
+    fn any_difference_from_the_records_leaves_the_directory_to_be_listed() {
+        let cases = [
+            // Another size, another minute, another time zone.
+            "-rw-r--r-- 1 0 0 6 Jun  1 10:00 a\ndrwxr-xr-x 2 0 0 40 Jun  1 10:00 d\n",
+            "-rw-r--r-- 1 0 0 5 Jun  1 10:01 a\ndrwxr-xr-x 2 0 0 40 Jun  1 10:00 d\n",
+            // A recorded file or directory missing, a new one, one twice.
+            "drwxr-xr-x 2 0 0 40 Jun  1 10:00 d\n",
+            "-rw-r--r-- 1 0 0 5 Jun  1 10:00 a\n",
+            "-rw-r--r-- 1 0 0 5 Jun  1 10:00 a\ndrwxr-xr-x 2 0 0 40 Jun  1 10:00 d\ndrwxr-xr-x 2 0 0 4 Jun  1 10:00 e\n",
+            "-rw-r--r-- 1 0 0 5 Jun  1 10:00 a\n-rw-r--r-- 1 0 0 5 Jun  1 10:00 new\n",
+            "-rw-r--r-- 1 0 0 5 Jun  1 10:00 a\n-rw-r--r-- 1 0 0 5 Jun  1 10:00 a\n",
+            // A link where a file was; a line that cannot be read.
+            "lrwxrwxrwx 1 0 0 5 Jun  1 10:00 a -> x\ndrwxr-xr-x 2 0 0 40 Jun  1 10:00 d\n",
+            "-rw-r--r-- 1 0 0 5 Jun  1 10:00 a\ndrwxr-xr-x 2 0 0 40 Jun  1 10:00 d\ngarbage here\n",
+        ];
+        for root in cases {
+            let data = format!("{root}{LAST}");
+            let got = confirm(data.as_bytes(), &recall(), clock());
+            assert!(got.dirs.is_empty(), "confirmed: {root}");
+        }
+        let data = format!("{ROOT}{LAST}");
+        let shifted = Clock { offset_secs: 3_600, ..clock() };
+        assert!(confirm(data.as_bytes(), &recall(), shifted).dirs.is_empty());
+        let elsewhere = format!("{ROOT}\n/d:\n-rw-r--r-- 1 0 0 7 Nov 13  2024 b\n{LAST}");
+        assert!(!confirm(elsewhere.as_bytes(), &recall(), clock()).dirs.contains_key(&path("d")));
+    }
+}

@@ -1,0 +1,142 @@
+//! Download resyncs that list the server with one recursive `LIST -aR`,
+//! confirmed against the state database (`backend::ftp::recursive`), on
+//! real servers: fewer round trips when nothing changed, and every change
+//! still seen, also where the server cuts the listing short (pure-ftpd's
+//! `-L`) or ignores `-R` (vsftpd).
+
+use std::path::Path;
+
+use crate::common::*;
+use crate::harness::{self, FtpServer, FtpServerKind, FtpTls};
+
+/// 2021-01-01: long settled (see `backend::recall`).
+const OLD: u64 = 1_609_459_200;
+
+/// 4 directories of 3 subdirectories of 3 files, and a file at the top:
+/// 17 directories with the root.
+fn fill(server: &FtpServer) {
+    server.write_file("top.txt", b"top");
+    set_mtime(&server.root.join("top.txt"), OLD);
+    for d in 0..4 {
+        for e in 0..3 {
+            for f in 0..3 {
+                let rel = format!("d{d}/e{e}/f{f}.dat");
+                let path = server.write_file(&rel, format!("file {rel}").as_bytes());
+                set_mtime(&path, OLD + 3_600 * (d * 9 + e * 3 + f));
+            }
+        }
+    }
+}
+
+const DIRS: u64 = 17;
+
+fn sync(s: &Scratch, server: &FtpServer, extra: &[&str]) -> Run {
+    let mut cmd = s.barge();
+    cmd.env("BARGE_PASSWORD", &server.password)
+        .arg("sync")
+        .arg(format!("ftp://{}@127.0.0.1:{}/", server.user, server.port))
+        .arg(s.dst())
+        .args(["--json", "--timeout", "20", "--delete", "--state"])
+        .arg(s.state())
+        .args(extra);
+    let run = Run::of(cmd.output().expect("run barge"));
+    assert_eq!(run.code, 0, "{}", run.explain());
+    run
+}
+
+/// The same paths, contents and file mtimes to the second (FTP's
+/// precision; directories' times are the server's own).
+fn assert_same_files(server_root: &Path, local: &Path) {
+    type Seen = Vec<(Vec<u8>, Option<(String, i128)>)>;
+    let files = |root: &Path| -> Seen {
+        snapshot(root)
+            .into_iter()
+            .map(|(path, node)| match node {
+                Node::File { hash, mtime_ns } => (path, Some((hash, mtime_ns / 1_000_000_000))),
+                _ => (path, None),
+            })
+            .collect()
+    };
+    assert_eq!(files(server_root), files(local));
+}
+
+fn src_round_trips(run: &Run) -> u64 {
+    run.summary()["transfers"]["src_round_trips"].as_u64().unwrap_or_else(|| panic!("{}", run.explain()))
+}
+
+fn remembered(state: &Path, key_start: &str) -> Option<String> {
+    let db = rusqlite::Connection::open(state).unwrap();
+    db.query_row("SELECT value FROM meta WHERE key LIKE ?1", [format!("{key_start}%")], |r| r.get(0)).ok()
+}
+
+/// Nothing changed: transferred and deleted nothing, and the listing cost
+/// fewer round trips than one listing per directory would (two each).
+fn assert_noop(run: &Run, at_most_round_trips: u64) {
+    assert_eq!(run.count("files_transferred"), 0, "{}", run.explain());
+    assert_eq!(run.count("files_deleted"), 0, "{}", run.explain());
+    let trips = src_round_trips(run);
+    assert!(trips <= at_most_round_trips, "{trips} round trips, wanted at most {at_most_round_trips}");
+}
+
+/// Changes the recursive listing must not hide: a rewrite of the same
+/// size (an hour later), a new file, a deleted file, a new directory.
+fn change_and_check(s: &Scratch, server: &FtpServer) {
+    let changed = server.write_file("d1/e1/f1.dat", b"FILE d1/e1/f1.dat");
+    set_mtime(&changed, OLD + 100 * 3_600);
+    server.write_file("d3/e2/new.dat", b"new");
+    std::fs::remove_file(server.root.join("d0/e0/f0.dat")).unwrap();
+    server.write_file("d2/fresh/x.dat", b"x");
+    let run = sync(s, server, &[]);
+    assert_eq!(run.count("files_transferred"), 3, "{}", run.explain());
+    assert_eq!(run.count("files_deleted"), 1, "{}", run.explain());
+    assert_same_files(&server.root, &s.dst());
+    // And the next no-op is a no-op again.
+    let again = sync(s, server, &[]);
+    assert_eq!(again.count("files_transferred"), 0, "{}", again.explain());
+}
+
+#[test]
+fn proftpd_noop_is_one_recursive_listing_and_changes_are_seen() {
+    let server = harness::ftp_server(FtpServerKind::Proftpd, FtpTls::None);
+    fill(&server);
+    let s = Scratch::new();
+    let first = sync(&s, &server, &[]);
+    assert_eq!(first.count("files_transferred"), 37, "{}", first.explain());
+    let listed_per_directory = src_round_trips(&first);
+    assert!(listed_per_directory >= 2 * DIRS, "{listed_per_directory}");
+    // Login (4), CWD, LIST -aR (2), the last section's MLSD (2), LIST's
+    // time-zone offset (an MDTM, the first time only): far below 2 x 17.
+    let noop = sync(&s, &server, &[]);
+    assert_noop(&noop, 12);
+    assert_same_files(&server.root, &s.dst());
+    change_and_check(&s, &server);
+}
+
+#[test]
+fn pureftpd_listing_cut_short_costs_listings_not_files() {
+    // pure-ftpd stops a recursive listing at 20 entries without a word.
+    let server = harness::ftp_server_with(FtpServerKind::PureFtpd, FtpTls::None, &["-L", "20:10"]);
+    fill(&server);
+    let s = Scratch::new();
+    let first = sync(&s, &server, &[]);
+    assert_eq!(first.count("files_transferred"), 37, "{}", first.explain());
+    let noop = sync(&s, &server, &[]);
+    // Round trips: whatever listing what the server left out costs.
+    assert_noop(&noop, u64::MAX);
+    assert_same_files(&server.root, &s.dst());
+    change_and_check(&s, &server);
+}
+
+#[test]
+fn vsftpd_ignoring_recursion_is_remembered() {
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    fill(&server);
+    let s = Scratch::new();
+    sync(&s, &server, &[]);
+    assert_eq!(remembered(&s.state(), "ftp.recursive-list"), None);
+    let noop = sync(&s, &server, &[]);
+    assert_noop(&noop, u64::MAX);
+    let why = remembered(&s.state(), "ftp.recursive-list").expect("remembered");
+    assert!(why.contains("ignores"), "{why}");
+    change_and_check(&s, &server);
+}
