@@ -117,12 +117,17 @@ def fill(path, size, rng):
             size -= n
 rng = random.Random(20261125)
 small = os.path.join(root, "small")
+# Fixed times, one second apart from 2026-01-01 00:00 UTC: a mirror's files
+# are mostly old, and the same tree gives the same listings on every run.
+epoch = 1767225600
 for i in range(count):
     d = os.path.join(small, f"d{i % 10}", f"e{(i // 10) % 10}")
     os.makedirs(d, exist_ok=True)
     # log-normal: median 8 KiB, sigma 1 (mean ~13.5 KiB), capped at 1 MiB
     size = min(int(math.exp(rng.gauss(math.log(8192), 1.0))), 1 << 20)
-    fill(os.path.join(d, f"f{i:05}.dat"), size, rng)
+    path = os.path.join(d, f"f{i:05}.dat")
+    fill(path, size, rng)
+    os.utime(path, (epoch + i, epoch + i))
 os.makedirs(os.path.join(root, "big"))
 fill(os.path.join(root, "big", "one-gib.bin"), big, random.Random(1))
 os.makedirs(os.path.join(root, "four"))
@@ -130,7 +135,7 @@ for i in range(4):
     fill(os.path.join(root, "four", f"part-{i}.bin"), big // 4, random.Random(100 + i))
 EOF
 }
-stamp="small=$small_files big=${big_mib}MiB four=4x$((big_mib / 4))MiB v1"
+stamp="small=$small_files big=${big_mib}MiB four=4x$((big_mib / 4))MiB v2"
 if [[ "$(cat "$work/trees.done" 2>/dev/null)" != "$stamp" ]]; then
     log "generating trees in $srv"
     rm -rf "$srv"

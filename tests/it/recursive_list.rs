@@ -104,10 +104,12 @@ fn proftpd_noop_is_one_recursive_listing_and_changes_are_seen() {
     assert_eq!(first.count("files_transferred"), 37, "{}", first.explain());
     let listed_per_directory = src_round_trips(&first);
     assert!(listed_per_directory >= 2 * DIRS, "{listed_per_directory}");
-    // Login (4), CWD, LIST -aR (2), the last section's MLSD (2), LIST's
-    // time-zone offset (an MDTM, the first time only): far below 2 x 17.
+    // The remembered login (TCP, greeting, one write), CWD to the root,
+    // LIST -aR (EPSV and LIST written at once, the data connection, its
+    // end) and the last section's MLSD (2): 9, where listing every
+    // directory takes 2 x 17 (and the first login alone 6).
     let noop = sync(&s, &server, &[]);
-    assert_noop(&noop, 12);
+    assert_noop(&noop, 9);
     assert_same_files(&server.root, &s.dst());
     change_and_check(&s, &server);
 }
@@ -139,4 +141,26 @@ fn vsftpd_ignoring_recursion_is_remembered() {
     let why = remembered(&s.state(), "ftp.recursive-list").expect("remembered");
     assert!(why.contains("ignores"), "{why}");
     change_and_check(&s, &server);
+}
+
+#[test]
+fn a_remembered_login_is_one_write_and_still_refuses_a_wrong_password() {
+    let server = harness::ftp_server(FtpServerKind::Proftpd, FtpTls::None);
+    fill(&server);
+    let s = Scratch::new();
+    sync(&s, &server, &[]);
+    let remembered = remembered(&s.state(), "ftp.login").expect("the login is remembered");
+    assert!(remembered.contains("MLST"), "{remembered}");
+    assert!(!remembered.contains(&server.password), "{remembered}");
+    let mut cmd = s.barge();
+    cmd.env("BARGE_PASSWORD", "not-the-password")
+        .arg("sync")
+        .arg(format!("ftp://{}@127.0.0.1:{}/", server.user, server.port))
+        .arg(s.dst())
+        .args(["--json", "--timeout", "20", "--state"])
+        .arg(s.state());
+    let run = Run::of(cmd.output().expect("run barge"));
+    assert_eq!(run.code, 3, "{}", run.explain());
+    assert!(run.stderr.contains(&server.user), "{}", run.explain());
+    assert!(!run.stderr.contains("not-the-password") && !run.stdout.contains("not-the-password"));
 }

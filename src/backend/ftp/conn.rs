@@ -66,6 +66,8 @@ pub struct ConnectParams {
     pub pipelining: Arc<AtomicBool>,
     /// Set by the first connection to log in (see [`Learned`]).
     pub learned: Arc<std::sync::OnceLock<Learned>>,
+    /// What an earlier run's first login learned (see [`Remembered`]).
+    pub remembered: Option<Remembered>,
 }
 
 /// What FEAT said, reduced to what barge uses.
@@ -235,10 +237,79 @@ pub const PIPELINE_PROBE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Learned {
     pub features: Features,
+    /// FEAT's reply as `NAME` or `NAME VALUE` lines, sorted: what the
+    /// state database keeps (see [`Remembered`]).
+    pub feat: Vec<String>,
     pub home: String,
     /// How long the probe's one write took to be answered: about one
     /// round trip (`None` without pipelining).
     pub round_trip: Option<Duration>,
+}
+
+/// An earlier run's first login, kept in the state database: with it the
+/// first login of this run is one write (USER, PASS, FEAT, OPTS, TYPE,
+/// PWD) answered in one round trip after the greeting, instead of five.
+/// FEAT and PWD are still asked, so what the server says now is what the
+/// run uses; only the choice to write the commands at once is taken from
+/// the memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    pub home: String,
+    pub feat: Vec<String>,
+}
+
+impl Remembered {
+    /// `home`, then one FEAT line per line.
+    pub fn to_text(&self) -> String {
+        std::iter::once(self.home.as_str()).chain(self.feat.iter().map(String::as_str)).collect::<Vec<_>>().join("\n")
+    }
+
+    pub fn from_text(text: &str) -> Option<Remembered> {
+        let mut lines = text.lines();
+        let home = lines.next().filter(|h| h.starts_with('/'))?.to_string();
+        Some(Remembered { home, feat: lines.map(str::to_string).collect() })
+    }
+}
+
+/// FEAT's features as `NAME` / `NAME VALUE` lines, sorted.
+fn feat_lines(feat: &HashMap<String, Option<String>>) -> Vec<String> {
+    let mut lines: Vec<String> = feat
+        .iter()
+        .map(|(name, value)| match value {
+            Some(value) => format!("{name} {value}"),
+            None => name.clone(),
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// A FEAT reply's body (`211-...`, one feature a line, `211 End`) as the
+/// map suppaftp's `feat()` makes: name, then the rest of the line.
+fn parse_feat_body(body: &[u8]) -> HashMap<String, Option<String>> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .skip(1)
+        .filter(|line| line.starts_with(' '))
+        .filter_map(|line| {
+            let line = line.trim();
+            let (name, value) = match line.split_once(' ') {
+                Some((name, value)) => (name, Some(value.trim().to_string())),
+                None => (line, None),
+            };
+            (!name.is_empty()).then(|| (name.to_string(), value))
+        })
+        .collect()
+}
+
+fn feat_map(lines: &[String]) -> HashMap<String, Option<String>> {
+    lines
+        .iter()
+        .map(|line| match line.split_once(' ') {
+            Some((name, value)) => (name.to_string(), Some(value.to_string())),
+            None => (line.clone(), None),
+        })
+        .collect()
 }
 
 /// A pipelined batch waiting for its answers. lftp keeps pipelining off by
@@ -544,6 +615,61 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
             with_timeout(params.timeout, "login", &shown, async { login.await.map_err(login_err) }).await?;
             (learned.features, learned.home)
         }
+        None if pipelining && params.remembered.is_some() => {
+            let remembered = params.remembered.clone().unwrap_or_else(|| unreachable!());
+            counted(1);
+            let utf8 = Features::from_feat(&feat_map(&remembered.feat)).utf8;
+            let sent = Instant::now();
+            let login = async {
+                let mut lines = vec![
+                    format!("USER {user}").into_bytes(),
+                    format!("PASS {password}").into_bytes(),
+                    b"FEAT".to_vec(),
+                ];
+                if utf8 {
+                    lines.push(b"OPTS UTF8 ON".to_vec());
+                }
+                lines.extend([b"TYPE I".to_vec(), b"PWD".to_vec()]);
+                write_batch(&control, &lines).await?;
+                let user_reply = control.read_response_in(&[Status::LoggedIn, Status::NeedPassword]).await?;
+                // The server answers USER at once: one round trip.
+                let round_trip = sent.elapsed();
+                match control.read_response_in(&[Status::LoggedIn]).await {
+                    Ok(_) => {}
+                    Err(FtpError::UnexpectedResponse(_)) if user_reply.status == Status::LoggedIn => {}
+                    Err(err) => return Err(err),
+                }
+                // Read whole (suppaftp stops at `211-` when 211 is
+                // expected): a 211 is then "unexpected", with its body.
+                let feat = match control.read_response_in(&[Status::CommandOk]).await {
+                    Err(FtpError::UnexpectedResponse(reply)) if reply.status == Status::System => {
+                        parse_feat_body(&reply.body)
+                    }
+                    Ok(_) | Err(FtpError::UnexpectedResponse(_)) => HashMap::new(),
+                    Err(err) => return Err(err),
+                };
+                if utf8 {
+                    let _ = control.read_response_in(&[Status::CommandOk, Status::Unknown]).await;
+                }
+                control.read_response_in(&[Status::CommandOk]).await?;
+                let pwd = control.read_response_in(&[Status::PathCreated]).await?;
+                Ok((feat, parse_pwd(&pwd.body).unwrap_or_else(|| "/".to_string()), round_trip))
+            };
+            match tokio::time::timeout(PIPELINE_PROBE.min(params.timeout), login).await {
+                Ok(Ok((feat, home, round_trip))) => {
+                    let features = Features::from_feat(&feat);
+                    let learned = Learned { features, feat: feat_lines(&feat), home, round_trip: Some(round_trip) };
+                    let _ = params.learned.set(learned.clone());
+                    (learned.features, learned.home)
+                }
+                Ok(Err(err)) => return Err(login_err(err)),
+                Err(_) => {
+                    // Lost on the way: log in again one command at a time.
+                    params.pipelining.store(false, Ordering::Relaxed);
+                    return Box::pin(connect(params)).await;
+                }
+            }
+        }
         learned => {
             with_timeout(params.timeout, "login", &shown, async {
                 control.login(user.as_str(), password.as_str()).await.map_err(login_err)
@@ -562,13 +688,13 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
                         .map_err(|e| classify(e, "login", &shown))?;
                 }
             }
-            let features = match &learned {
-                Some(learned) => learned.features.clone(),
+            let (features, feat) = match &learned {
+                Some(learned) => (learned.features.clone(), learned.feat.clone()),
                 None => {
                     counted(1);
                     match control.feat().await {
-                        Ok(feat) => Features::from_feat(&feat),
-                        Err(_) => Features::default(),
+                        Ok(feat) => (Features::from_feat(&feat), feat_lines(&feat)),
+                        Err(_) => (Features::default(), Vec::new()),
                     }
                 }
             };
@@ -622,7 +748,8 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
                 }
             };
             if learned.is_none() {
-                let _ = params.learned.set(Learned { features: features.clone(), home: home.clone(), round_trip });
+                let _ =
+                    params.learned.set(Learned { features: features.clone(), feat, home: home.clone(), round_trip });
             }
             (features, home)
         }
@@ -711,6 +838,27 @@ mod tests {
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_feat_reply_read_whole_gives_the_features_feat_gives() {
+        let body = b"211-Features:\r\n MLST modify*;size*;type*;\r\n UTF8\r\n REST STREAM\r\n EPSV\r\n211 End\r\n";
+        let feat = parse_feat_body(body);
+        let features = Features::from_feat(&feat);
+        assert!(features.mlsd && features.utf8 && features.rest_stream && features.epsv);
+        assert!(!features.mfmt);
+        assert_eq!(feat_lines(&feat), ["EPSV", "MLST modify*;size*;type*;", "REST STREAM", "UTF8"]);
+    }
+
+    #[test]
+    fn a_remembered_login_reads_back_as_written() {
+        let remembered = Remembered { home: "/home/a b".into(), feat: vec!["MLST size*;".into(), "UTF8".into()] };
+        assert_eq!(Remembered::from_text(&remembered.to_text()), Some(remembered.clone()));
+        assert_eq!(
+            Features::from_feat(&feat_map(&remembered.feat)),
+            Features { mlsd: true, utf8: true, ..Features::default() }
+        );
+        assert_eq!(Remembered::from_text("not a path\nUTF8"), None);
     }
 
     #[test]

@@ -182,6 +182,14 @@ impl FtpBackend {
             _ => Some(Arc::new(tls::base_config(&options.tls)?)),
         };
         let login = crate::credentials::resolve(remote, options, "anonymous");
+        let shown = remote.to_string();
+        let login_key = format!("ftp.login {shown}");
+        let remembered = match (&options.memory, tls_mode) {
+            (Some(memory), TlsMode::None) => {
+                memory.0.recall(&login_key).await.as_deref().and_then(conn::Remembered::from_text)
+            }
+            _ => None,
+        };
         let params = ConnectParams {
             host: remote.host.clone(),
             port: remote.port,
@@ -197,8 +205,8 @@ impl FtpBackend {
             round_trips: Arc::default(),
             pipelining: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             learned: Arc::default(),
+            remembered: remembered.clone(),
         };
-        let shown = remote.to_string();
         let ascii = FilePatterns::new(&options.ascii)
             .map_err(|e| OpError::new(ErrorKind::InvalidData, "--ascii", &shown, e.to_string()))?;
         // Its login also probes pipelining (see `conn::connect`).
@@ -206,6 +214,16 @@ impl FtpBackend {
             e.path = shown.clone();
             e
         })?;
+        if let (Some(memory), Some(learned)) = (&options.memory, params.learned.get()) {
+            let now = conn::Remembered { home: learned.home.clone(), feat: learned.feat.clone() };
+            let plain = tls_mode == TlsMode::None;
+            if plain
+                && params.pipelining.load(std::sync::atomic::Ordering::Relaxed)
+                && remembered.as_ref() != Some(&now)
+            {
+                memory.0.remember(&login_key, &now.to_text()).await;
+            }
+        }
         let connections = options.connections.max(1);
         let features = first.features.clone();
         let root = resolve_root(&remote.path, &first.home);
