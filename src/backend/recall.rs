@@ -88,6 +88,12 @@ impl Recall {
         self.dirs.get(dir).copied()
     }
 
+    /// The recorded directory that comes last in tree order: where a
+    /// recursive listing (depth first, sorted) ends.
+    pub fn last_dir(&self) -> Option<&RelPath> {
+        self.dirs.keys().filter(|dir| !dir.is_root()).max()
+    }
+
     /// The recorded exact time of `path` when a coarse listing showing
     /// `size` and `listed` may stand for it: same size, a recorded time in
     /// the listed minute or day (`precision_secs`; `listed` is the
@@ -137,6 +143,7 @@ mod tests {
         assert_eq!(recall.dir(&path("a")), Some(RecalledDir { files: 0, dirs: 2 }));
         assert_eq!(recall.dir(&path("a/b")), Some(RecalledDir { files: 2, dirs: 0 }));
         assert_eq!(recall.dir(&path("a/d")), None);
+        assert_eq!(recall.last_dir(), Some(&path("a/c")));
     }
 
     #[test]

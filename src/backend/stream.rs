@@ -140,7 +140,7 @@ pub fn distrust_duplicates(entries: &mut Vec<Entry>, unreadable: &mut Vec<(RelPa
 }
 
 /// What the stream has of one directory's children.
-type Listed = Result<(Vec<Entry>, Vec<String>), OpError>;
+pub type Listed = Result<(Vec<Entry>, Vec<String>), OpError>;
 
 /// The whole tree at once, from a streamed walk: `walk` sends into a
 /// channel that this gathers into a [`Listing`]; a root that could not be

@@ -33,6 +33,7 @@ use self::conn::{ConnectParams, DataMode, Features, TlsMode, classify};
 use self::listing::{ListEntry, ListKind, TimePrecision};
 use self::pool::{Pool, Pooled};
 use super::recall::{Recall, RecallReceiver};
+use super::stream::Listed;
 use super::{
     Backend, Capabilities, Entry, EntryKind, FileReader, FileWriter, HashKind, Listing, MissingRoot, Mtime,
     RemoteOptions,
@@ -469,21 +470,52 @@ impl Inner {
     /// The directories one `LIST -aR` of the whole tree confirms against
     /// `recall` (see [`recursive`]); none when the server has shown that
     /// it cannot list recursively (remembered in the state database).
-    async fn list_recursive(self: &Arc<Self>, recall: &Recall) -> HashMap<RelPath, Vec<Entry>> {
+    /// `beside` is listed (MLSD) on another connection once the recursive
+    /// listing has its own, and given back with the directories.
+    async fn list_recursive(
+        self: &Arc<Self>,
+        recall: &Recall,
+        beside: Option<RelPath>,
+    ) -> (HashMap<RelPath, Vec<Entry>>, Option<(RelPath, Listed)>) {
         let key = format!("ftp.recursive-list {}", self.shown);
         let memory = self.memory.as_ref().map(|m| &m.0);
         if let Some(memory) = memory
             && memory.recall(&key).await.is_some_and(|answer| answer.starts_with("no"))
         {
-            return HashMap::new();
+            return (HashMap::new(), None);
         }
         let timeout = self.pool.params().timeout;
         let root = RelPath::root();
+        let mut side_listing = None;
         let listed = self
             .with_conn_within(Duration::MAX, "list", &root, async |conn, remote| {
+                // Started here, so that it cannot take this connection.
+                side_listing = beside.map(|dir| {
+                    let inner = Arc::clone(self);
+                    tokio::spawn(async move {
+                        let listed = inner.list_dir(&dir).await;
+                        (dir, listed)
+                    })
+                });
                 listing_data(conn, "LIST -aR", Some(remote), timeout).await
             })
             .await;
+        let side = match side_listing {
+            Some(task) => task.await.ok(),
+            None => None,
+        };
+        (self.confirm_recursive(listed, recall, &key).await, side)
+    }
+
+    /// The directories a recursive listing's data confirms (see
+    /// [`recursive`]); a refusal is remembered.
+    async fn confirm_recursive(
+        &self,
+        listed: Result<Vec<u8>, OpError>,
+        recall: &Recall,
+        key: &str,
+    ) -> HashMap<RelPath, Vec<Entry>> {
+        let memory = self.memory.as_ref().map(|m| &m.0);
         let data = match listed {
             Ok(data) => data,
             Err(err) => {
@@ -492,7 +524,7 @@ impl Inner {
                 if !matches!(err.kind, ErrorKind::Temporary | ErrorKind::Connect)
                     && let Some(memory) = memory
                 {
-                    memory.remember(&key, &format!("no: {}", err.message)).await;
+                    memory.remember(key, &format!("no: {}", err.message)).await;
                 }
                 return HashMap::new();
             }
@@ -505,7 +537,7 @@ impl Inner {
             let lists_dirs = listing::parse_list(sections[0].body, now)
                 .is_ok_and(|l| l.entries.iter().any(|e| e.kind == ListKind::Dir));
             if lists_dirs && let Some(memory) = memory {
-                memory.remember(&key, "no: the server ignores LIST -R").await;
+                memory.remember(key, "no: the server ignores LIST -R").await;
             }
             return HashMap::new();
         }
@@ -883,12 +915,19 @@ impl Backend for FtpBackend {
         if self.inner.root_missing {
             return;
         }
-        let prelisted = match recall.await {
-            Ok(recall) if !recall.is_empty() => self.inner.list_recursive(&recall).await,
-            _ => HashMap::new(),
-        };
-        if prelisted.is_empty() {
+        let Ok(recall) = recall.await else { return self.walk_streamed(tx).await };
+        if recall.is_empty() {
             return self.walk_streamed(tx).await;
+        }
+        // The recursive listing's last section is never trusted (a server
+        // may have stopped there): the directory it will most likely be
+        // is listed beside it, on another connection, instead of after it.
+        let last = recall.last_dir().cloned();
+        let (confirmed, last) = self.inner.list_recursive(&recall, last).await;
+        let mut prelisted: HashMap<RelPath, (Vec<Entry>, Vec<String>)> =
+            confirmed.into_iter().map(|(dir, entries)| (dir, (entries, Vec::new()))).collect();
+        if let Some((dir, Ok(listing))) = last {
+            prelisted.entry(dir).or_insert(listing);
         }
         let prelisted = std::sync::Mutex::new(prelisted);
         super::stream::walk_streamed(
@@ -899,7 +938,7 @@ impl Backend for FtpBackend {
                 let known = prelisted.lock().ok().and_then(|mut p| p.remove(&dir));
                 async move {
                     match known {
-                        Some(entries) => Ok((entries, Vec::new())),
+                        Some(listing) => Ok(listing),
                         None => inner.list_dir(&dir).await,
                     }
                 }
