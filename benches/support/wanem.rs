@@ -50,11 +50,14 @@ pub struct Link {
     /// Only connections whose index (in accept order, from 0, over all
     /// ports) is at least this suffer the fault: lets a login succeed first.
     pub fault_from_connection: usize,
+    /// When set, only connections to this port suffer the fault (a
+    /// server's control port, say, with its data connections left alone).
+    pub fault_port: Option<u16>,
 }
 
 impl Default for Link {
     fn default() -> Self {
-        Link { one_way_delay: Duration::ZERO, rate: 0, fault: Fault::None, fault_from_connection: 0 }
+        Link { one_way_delay: Duration::ZERO, rate: 0, fault: Fault::None, fault_from_connection: 0, fault_port: None }
     }
 }
 
@@ -83,7 +86,8 @@ pub async fn forward(
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let index = stats.connections.fetch_add(1, Ordering::SeqCst);
-                let fault = if index >= link.fault_from_connection { link.fault } else { Fault::None };
+                let chosen = index >= link.fault_from_connection && link.fault_port.is_none_or(|p| p == port);
+                let fault = if chosen { link.fault } else { Fault::None };
                 if fault == Fault::Refuse {
                     drop(client);
                     continue;

@@ -12,7 +12,13 @@ use crate::wanem::{self, Fault, Link};
 /// vsftpd on 127.0.0.1 announcing 127.0.0.2, where the emulator forwards
 /// the control port and the passive range.
 fn server_behind(link: Link) -> (FtpServer, tokio::runtime::Runtime) {
+    server_behind_with(|_| link)
+}
+
+/// [`server_behind`] with a link made knowing the server's control port.
+fn server_behind_with(link: impl FnOnce(u16) -> Link) -> (FtpServer, tokio::runtime::Runtime) {
     let server = harness::ftp_server_with(FtpServerKind::Vsftpd, FtpTls::None, &["pasv_address=127.0.0.2"]);
+    let link = link(server.port);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let ports = std::iter::once(server.port).chain(server.pasv_ports.0..=server.pasv_ports.1);
     let (far, near): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap());
@@ -30,6 +36,23 @@ fn sync(s: &Scratch, server: &FtpServer, src: &str, dst: &str, extra: &[&str]) -
             .output()
             .unwrap(),
     )
+}
+
+/// `barge sync --json FLAGS` from the server, through the emulator, into
+/// the scratch destination, and how long it took.
+fn timed_download(s: &Scratch, server: &FtpServer, flags: &[&str]) -> (Run, Duration) {
+    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
+    let started = Instant::now();
+    let output = s
+        .barge()
+        .env("BARGE_PASSWORD", &server.password)
+        .args(["sync", "--json"])
+        .args(flags)
+        .arg(&remote)
+        .arg(s.dst())
+        .output()
+        .unwrap();
+    (Run::of(output), started.elapsed())
 }
 
 #[test]
@@ -125,21 +148,33 @@ fn a_link_that_stalls_mid_file_ends_with_the_timeout_and_commits_nothing() {
     let (server, _runtime) = server_behind(link);
     server.write_file("slow.bin", &bytes(9, 2 << 20));
     let s = Scratch::new();
-    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
-    let started = Instant::now();
-    let run = Run::of(
-        s.barge()
-            .env("BARGE_PASSWORD", &server.password)
-            .args(["sync", "--json", "--timeout", "2", "--retries", "0"])
-            .arg(&remote)
-            .arg(s.dst())
-            .output()
-            .unwrap(),
-    );
+    let (run, took) = timed_download(&s, &server, &["--timeout", "2", "--retries", "0"]);
     run.expect_code(1);
-    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(took < Duration::from_secs(30), "took {took:?}");
     assert!(run.stderr.contains("slow.bin"), "{}", run.explain());
     assert!(!s.dst().join("slow.bin").exists());
+}
+
+/// A server that lets new logins hang (no greeting: seen from pure-ftpd
+/// behind the emulator with a hundred sessions open) while its first
+/// connection works: the files waiting for a connection take the one that
+/// is free instead of each waiting out the timeout.
+#[test]
+fn logins_that_hang_do_not_hold_files_a_free_connection_can_take() {
+    let (server, _runtime) = server_behind_with(|control| Link {
+        fault: Fault::StallAfter(0),
+        fault_from_connection: 1,
+        fault_port: Some(control),
+        ..Link::default()
+    });
+    for i in 0..12 {
+        server.write_file(&format!("f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    let s = Scratch::new();
+    let (run, took) = timed_download(&s, &server, &["--timeout", "30", "--parallel", "4"]);
+    run.expect_code(0);
+    assert_eq!(run.count("files_transferred"), 12, "{}", run.explain());
+    assert!(took < Duration::from_secs(20), "took {took:?}\n{}", run.explain());
 }
 
 /// A link that silently inverts one byte of one data connection: without

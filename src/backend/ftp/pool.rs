@@ -28,6 +28,14 @@ use crate::error::{ErrorKind, OpError};
 /// Successful checkouts between two raises of a lowered cap.
 const RAISE_AFTER: usize = 64;
 
+/// How long a login may take before a connection given back to the pool
+/// is taken instead: far more than the few round trips a login takes.
+const LOGIN_PATIENCE: Duration = Duration::from_secs(2);
+
+/// How long a caller waits for a connection being opened in the
+/// background before it opens its own: a login is a few round trips.
+const WARM_WAIT: Duration = Duration::from_secs(2);
+
 /// Idle connections older than this are checked (NOOP) before reuse.
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(15);
 /// Idle connections older than this are closed rather than reused.
@@ -124,24 +132,31 @@ impl Pool {
                     self.note_success();
                     return Ok(self.lend(conn, permit));
                 }
-                // One being opened in the background will do.
+                // One being opened in the background, or one given back,
+                // will do; but not for long: a login that hangs (until the
+                // connect timeout) must not hold up every caller behind it,
+                // and this caller's permit allows a connection of its own.
                 let warmed = self.warmed.notified();
                 tokio::pin!(warmed);
                 warmed.as_mut().enable();
                 if self.warming.load(Ordering::SeqCst) == 0 {
                     break;
                 }
-                if self.lock_idle().is_empty() {
-                    warmed.await;
+                if self.lock_idle().is_empty() && tokio::time::timeout(WARM_WAIT, warmed).await.is_err() {
+                    break;
                 }
             }
-            match connect(&self.params).await {
-                Ok(conn) => {
+            match self.connect_or_returned().await {
+                Opened::Returned(conn) => {
+                    self.note_success();
+                    return Ok(self.lend(conn, permit));
+                }
+                Opened::Connected(Ok(conn)) => {
                     self.live.fetch_add(1, Ordering::SeqCst);
                     self.note_success();
                     return Ok(self.lend(conn, permit));
                 }
-                Err(err) => {
+                Opened::Connected(Err(err)) => {
                     let refused = matches!(err.kind, ErrorKind::Temporary | ErrorKind::Connect);
                     if !(refused && self.live.load(Ordering::SeqCst) > 0 && self.cap() > 1) {
                         return Err(err);
@@ -189,6 +204,41 @@ impl Pool {
         }
     }
 
+    /// A new connection; or, once its login has taken longer than
+    /// [`LOGIN_PATIENCE`], one given back to the pool meanwhile, whichever
+    /// comes first: a login the server leaves hanging (seen: pure-ftpd
+    /// behind the WAN emulator with a hundred sessions open, no greeting
+    /// until the 60 s timeout) must not hold this caller's file when
+    /// another connection is free. The slow login is then abandoned; a
+    /// normal one never is (the server would have forked for nothing).
+    async fn connect_or_returned(&self) -> Opened {
+        let connecting = connect(&self.params);
+        tokio::pin!(connecting);
+        tokio::select! {
+            result = &mut connecting => return Opened::Connected(result),
+            () = tokio::time::sleep(LOGIN_PATIENCE) => {}
+        }
+        loop {
+            let returned = self.warmed.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(conn) = self.take_fresh() {
+                return Opened::Returned(conn);
+            }
+            tokio::select! {
+                result = &mut connecting => return Opened::Connected(result),
+                () = &mut returned => {}
+            }
+        }
+    }
+
+    /// An idle connection that needs no check before reuse.
+    fn take_fresh(&self) -> Option<FtpConn> {
+        let mut idle = self.lock_idle();
+        let at = idle.iter().rposition(|conn| conn.last_used.elapsed() <= CHECK_AFTER_IDLE)?;
+        Some(idle.swap_remove(at))
+    }
+
     /// `conn` handed out under `permit`, back here when dropped.
     fn lend(self: &Arc<Self>, conn: FtpConn, permit: OwnedSemaphorePermit) -> Pooled {
         Pooled { conn: Some(conn), pool: Arc::clone(self), broken: false, in_doubt: false, _permit: permit }
@@ -197,6 +247,11 @@ impl Pool {
     fn take_idle(&self) -> Option<FtpConn> {
         self.lock_idle().pop()
     }
+}
+
+enum Opened {
+    Returned(FtpConn),
+    Connected(Result<FtpConn, OpError>),
 }
 
 /// A connection on loan from the pool.
@@ -244,6 +299,8 @@ impl Drop for Pooled {
             } else {
                 conn.last_used = Instant::now();
                 self.pool.lock_idle().push(conn);
+                // A caller may be waiting for a warming connection.
+                self.pool.warmed.notify_one();
             }
         }
     }
