@@ -211,9 +211,7 @@ impl StateDb {
     /// [`StateDb::load_synced`], each record wrapped by `wrap` as it is read
     /// (one map, never two copies of a million records).
     pub fn load_synced_as<T>(&self, wrap: impl Fn(SyncedRecord) -> T) -> Result<HashMap<RelPath, T>, Error> {
-        let count: i64 =
-            self.conn.query_row("SELECT count(*) FROM synced", [], |r| r.get(0)).map_err(|e| self.err(e))?;
-        let count = usize::try_from(count).unwrap_or(0);
+        let count = self.synced_count()?;
         let mut stmt = self
             .conn
             .prepare("SELECT path, src_size, src_mtime, dst_size, dst_mtime FROM synced")
@@ -242,13 +240,19 @@ impl StateDb {
         Ok(map)
     }
 
+    /// How many records there are.
+    fn synced_count(&self) -> Result<usize, Error> {
+        let count: i64 =
+            self.conn.query_row("SELECT count(*) FROM synced", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
     /// One side's recorded files, each with the start of the run that
     /// recorded it, for a walk to confirm a coarse listing against (see
     /// [`Recall`]); `None` when there are more than `limit`.
     pub fn load_recall(&self, side: Side, limit: usize) -> Result<Option<Recall>, Error> {
-        let count: i64 =
-            self.conn.query_row("SELECT count(*) FROM synced", [], |r| r.get(0)).map_err(|e| self.err(e))?;
-        if usize::try_from(count).unwrap_or(usize::MAX) > limit {
+        let count = self.synced_count()?;
+        if count > limit {
             return Ok(None);
         }
         let sql = match side {
@@ -269,7 +273,7 @@ impl StateDb {
                 Ok((path, size, mtime, recorded_at))
             })
             .map_err(|e| self.err(e))?;
-        let mut files = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        let mut files = Vec::with_capacity(count);
         for row in rows {
             let (path, size, mtime, recorded_at) = row.map_err(|e| self.err(e))?;
             // Without a time nothing can be confirmed; a row that is not a

@@ -30,15 +30,22 @@ fn fill(server: &FtpServer) {
 
 const DIRS: u64 = 17;
 
-fn sync(s: &Scratch, server: &FtpServer, extra: &[&str]) -> Run {
+/// `barge sync` from the server's root into the scratch destination, with
+/// the scratch state database, as `password`.
+fn sync_command(s: &Scratch, server: &FtpServer, password: &str) -> std::process::Command {
     let mut cmd = s.barge();
-    cmd.env("BARGE_PASSWORD", &server.password)
+    cmd.env("BARGE_PASSWORD", password)
         .arg("sync")
         .arg(format!("ftp://{}@127.0.0.1:{}/", server.user, server.port))
         .arg(s.dst())
-        .args(["--json", "--timeout", "20", "--delete", "--state"])
-        .arg(s.state())
-        .args(extra);
+        .args(["--json", "--timeout", "20", "--state"])
+        .arg(s.state());
+    cmd
+}
+
+fn sync(s: &Scratch, server: &FtpServer, extra: &[&str]) -> Run {
+    let mut cmd = sync_command(s, server, &server.password);
+    cmd.arg("--delete").args(extra);
     let run = Run::of(cmd.output().expect("run barge"));
     assert_eq!(run.code, 0, "{}", run.explain());
     run
@@ -153,14 +160,7 @@ fn a_remembered_login_is_one_write_and_still_refuses_a_wrong_password() {
     let remembered = remembered(&s.state(), "ftp.login").expect("the login is remembered");
     assert!(remembered.contains("MLST"), "{remembered}");
     assert!(!remembered.contains(&server.password), "{remembered}");
-    let mut cmd = s.barge();
-    cmd.env("BARGE_PASSWORD", "not-the-password")
-        .arg("sync")
-        .arg(format!("ftp://{}@127.0.0.1:{}/", server.user, server.port))
-        .arg(s.dst())
-        .args(["--json", "--timeout", "20", "--state"])
-        .arg(s.state());
-    let run = Run::of(cmd.output().expect("run barge"));
+    let run = Run::of(sync_command(&s, &server, "not-the-password").output().expect("run barge"));
     assert_eq!(run.code, 3, "{}", run.explain());
     assert!(run.stderr.contains(&server.user), "{}", run.explain());
     assert!(!run.stderr.contains("not-the-password") && !run.stdout.contains("not-the-password"));

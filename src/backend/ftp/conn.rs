@@ -287,10 +287,13 @@ fn feat_lines(feat: &HashMap<String, Option<String>>) -> Vec<String> {
 /// A FEAT reply's body (`211-...`, one feature a line, `211 End`) as the
 /// map suppaftp's `feat()` makes: name, then the rest of the line.
 fn parse_feat_body(body: &[u8]) -> HashMap<String, Option<String>> {
-    String::from_utf8_lossy(body)
-        .lines()
-        .skip(1)
-        .filter(|line| line.starts_with(' '))
+    feat_map(String::from_utf8_lossy(body).lines().skip(1).filter(|line| line.starts_with(' ')))
+}
+
+/// `NAME` / `NAME VALUE` lines (FEAT's, or [`feat_lines`]'s) as a map.
+fn feat_map<'a>(lines: impl IntoIterator<Item = &'a str>) -> HashMap<String, Option<String>> {
+    lines
+        .into_iter()
         .filter_map(|line| {
             let line = line.trim();
             let (name, value) = match line.split_once(' ') {
@@ -298,16 +301,6 @@ fn parse_feat_body(body: &[u8]) -> HashMap<String, Option<String>> {
                 None => (line, None),
             };
             (!name.is_empty()).then(|| (name.to_string(), value))
-        })
-        .collect()
-}
-
-fn feat_map(lines: &[String]) -> HashMap<String, Option<String>> {
-    lines
-        .iter()
-        .map(|line| match line.split_once(' ') {
-            Some((name, value)) => (name.to_string(), Some(value.to_string())),
-            None => (line.clone(), None),
         })
         .collect()
 }
@@ -618,7 +611,7 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
         None if pipelining && params.remembered.is_some() => {
             let remembered = params.remembered.clone().unwrap_or_else(|| unreachable!());
             counted(1);
-            let utf8 = Features::from_feat(&feat_map(&remembered.feat)).utf8;
+            let utf8 = Features::from_feat(&feat_map(remembered.feat.iter().map(String::as_str))).utf8;
             let sent = Instant::now();
             let login = async {
                 let mut lines = vec![
@@ -855,7 +848,7 @@ mod tests {
         let remembered = Remembered { home: "/home/a b".into(), feat: vec!["MLST size*;".into(), "UTF8".into()] };
         assert_eq!(Remembered::from_text(&remembered.to_text()), Some(remembered.clone()));
         assert_eq!(
-            Features::from_feat(&feat_map(&remembered.feat)),
+            Features::from_feat(&feat_map(remembered.feat.iter().map(String::as_str))),
             Features { mlsd: true, utf8: true, ..Features::default() }
         );
         assert_eq!(Remembered::from_text("not a path\nUTF8"), None);

@@ -543,7 +543,7 @@ impl Inner {
         }
         let offset = self.recursive_offset(&sections, now).await;
         let recall_clock = recursive::Clock { now, offset_secs: offset };
-        let confirmed = recursive::confirm(&data, recall, recall_clock);
+        let confirmed = recursive::confirm(sections, recall, recall_clock);
         confirmed.dirs
     }
 
@@ -748,6 +748,32 @@ const PROBE_WRITES: [(u64, u8); 3] = [(0, b'A'), (8, b'B'), (4, b'C')];
 const PROBE_EXPECTED: &[u8] = b"A\0\0\0C\0\0\0B";
 
 impl FtpBackend {
+    /// The tree streamed over the pool, directories in `prelisted` taken
+    /// from there instead of asked for.
+    async fn walk_prelisted(
+        &self,
+        tx: super::stream::WalkSender,
+        prelisted: HashMap<RelPath, (Vec<Entry>, Vec<String>)>,
+    ) {
+        let prelisted = std::sync::Mutex::new(prelisted);
+        super::stream::walk_streamed(
+            self.inner.parallel,
+            self.inner.retries,
+            |dir| {
+                let inner = Arc::clone(&self.inner);
+                let known = prelisted.lock().ok().and_then(|mut p| p.remove(&dir));
+                async move {
+                    match known {
+                        Some(listing) => Ok(listing),
+                        None => inner.list_dir(&dir).await,
+                    }
+                }
+            },
+            tx,
+        )
+        .await
+    }
+
     /// Tries out segments on this server with a scratch file beside `near`,
     /// as a segmented upload writes them: a STOR at 0 held open while a
     /// REST+STOR past the end and then one below it are written and
@@ -929,39 +955,14 @@ impl Backend for FtpBackend {
         if let Some((dir, Ok(listing))) = last {
             prelisted.entry(dir).or_insert(listing);
         }
-        let prelisted = std::sync::Mutex::new(prelisted);
-        super::stream::walk_streamed(
-            self.inner.parallel,
-            self.inner.retries,
-            |dir| {
-                let inner = Arc::clone(&self.inner);
-                let known = prelisted.lock().ok().and_then(|mut p| p.remove(&dir));
-                async move {
-                    match known {
-                        Some(listing) => Ok(listing),
-                        None => inner.list_dir(&dir).await,
-                    }
-                }
-            },
-            tx,
-        )
-        .await
+        self.walk_prelisted(tx, prelisted).await
     }
 
     async fn walk_streamed(&self, tx: super::stream::WalkSender) {
         if self.inner.root_missing {
             return;
         }
-        super::stream::walk_streamed(
-            self.inner.parallel,
-            self.inner.retries,
-            |dir| {
-                let inner = Arc::clone(&self.inner);
-                async move { inner.list_dir(&dir).await }
-            },
-            tx,
-        )
-        .await
+        self.walk_prelisted(tx, HashMap::new()).await
     }
 
     async fn stat(&self, path: &RelPath) -> Result<Option<Entry>, OpError> {
@@ -1304,14 +1305,6 @@ async fn set_time(
 /// The replies that start a transfer.
 const TRANSFER_STARTING: &[Status] = &[Status::AboutToSend, Status::AlreadyOpen];
 
-/// A listing's data connection with EPSV and the listing command written
-/// at once (as `data::open` does for RETR and STOR): the data connection
-/// is made as soon as the 229 is in, and the 150 arrives with its
-/// handshake. Two round trips instead of three. A listing lost this way
-/// (a server that drops pipelined commands) times out in the caller,
-/// turns pipelining off and is retried, the root included (see
-/// [`super::walk_concurrently`]).
-///
 /// The data of one listing command, run in `cwd` when given. The start
 /// has a time limit (a command lost on the way would leave its reply
 /// waited for forever); the data, none but a stall limit.
@@ -1343,6 +1336,14 @@ async fn listing_data(
     Ok(data)
 }
 
+/// A listing's data connection with EPSV and the listing command written
+/// at once (as `data::open` does for RETR and STOR): the data connection
+/// is made as soon as the 229 is in, and the 150 arrives with its
+/// handshake. Two round trips instead of three. A listing lost this way
+/// (a server that drops pipelined commands) times out in the caller,
+/// turns pipelining off and is retried, the root included (see
+/// [`super::walk_concurrently`]).
+///
 /// A server that refuses the command (550: the directory is gone; 425)
 /// closes its passive port, so the data connection may be refused before
 /// the refusal is read: the server's reply is then the error, not the

@@ -55,7 +55,8 @@ pub struct Pool {
     calm: AtomicUsize,
     /// Connections being opened by [`Pool::warm`].
     warming: AtomicUsize,
-    /// Told when one of those is in the pool (or failed).
+    /// Told when one of those is in the pool (or failed), and when a
+    /// connection is given back.
     warmed: tokio::sync::Notify,
 }
 

@@ -102,9 +102,9 @@ pub struct Clock {
     pub offset_secs: i64,
 }
 
-/// The sections of `data` that match `recall` (see the module's comment).
-pub fn confirm(data: &[u8], recall: &Recall, clock: Clock) -> Confirmed {
-    let all = sections(data);
+/// The sections (see [`sections`]) that match `recall` (see the module's
+/// comment).
+pub fn confirm(all: Vec<Section<'_>>, recall: &Recall, clock: Clock) -> Confirmed {
     let mut confirmed = Confirmed { sections: all.len(), ..Confirmed::default() };
     let trusted = all.len().saturating_sub(1);
     for section in all.into_iter().take(trusted) {
@@ -229,7 +229,7 @@ mod tests {
     #[test]
     fn sections_matching_the_records_stand_for_listings_with_exact_times() {
         let data = format!("{ROOT}\nd:\n-rw-r--r-- 1 0 0 7 Nov 13  2024 b\n{LAST}");
-        let got = confirm(data.as_bytes(), &recall(), clock());
+        let got = confirm(sections(data.as_bytes()), &recall(), clock());
         assert_eq!(got.sections, 3);
         let root = &got.dirs[&RelPath::root()];
         assert_eq!(root.len(), 2);
@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn the_last_section_is_never_trusted() {
         let data = format!("{ROOT}\nd:\n-rw-r--r-- 1 0 0 7 Nov 13  2024 b\n");
-        let got = confirm(data.as_bytes(), &recall(), clock());
+        let got = confirm(sections(data.as_bytes()), &recall(), clock());
         assert!(got.dirs.contains_key(&RelPath::root()));
         assert!(!got.dirs.contains_key(&path("d")), "it may be where the server stopped");
     }
@@ -264,13 +264,13 @@ mod tests {
         ];
         for root in cases {
             let data = format!("{root}{LAST}");
-            let got = confirm(data.as_bytes(), &recall(), clock());
+            let got = confirm(sections(data.as_bytes()), &recall(), clock());
             assert!(got.dirs.is_empty(), "confirmed: {root}");
         }
         let data = format!("{ROOT}{LAST}");
         let shifted = Clock { offset_secs: 3_600, ..clock() };
-        assert!(confirm(data.as_bytes(), &recall(), shifted).dirs.is_empty());
+        assert!(confirm(sections(data.as_bytes()), &recall(), shifted).dirs.is_empty());
         let elsewhere = format!("{ROOT}\n/d:\n-rw-r--r-- 1 0 0 7 Nov 13  2024 b\n{LAST}");
-        assert!(!confirm(elsewhere.as_bytes(), &recall(), clock()).dirs.contains_key(&path("d")));
+        assert!(!confirm(sections(elsewhere.as_bytes()), &recall(), clock()).dirs.contains_key(&path("d")));
     }
 }
