@@ -120,6 +120,34 @@ fn ecdsa_nistp256_key_file() {
     key_file_logs_in("ecdsa", Some(256), &[]);
 }
 
+/// About one P-256 key in 256 has a private scalar with a leading zero
+/// byte, which OpenSSH stores one byte short; the ssh-key crate refuses
+/// such files, barge reads them (plain and encrypted).
+#[test]
+fn ecdsa_key_whose_scalar_is_one_byte_short() {
+    let server = harness::ssh_server_with(&["PasswordAuthentication no"]);
+    let s = Scratch::new();
+    write(&s.src(), "z.txt", b"short scalar");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys");
+    server.authorize_key(&harness::public_key(&fixtures.join("ecdsa_p256_short_scalar")));
+    let fingerprint = fingerprint_of(&fixtures.join("ecdsa_p256_short_scalar"));
+    for (file, env) in
+        [("ecdsa_p256_short_scalar", vec![]), ("ecdsa_p256_short_scalar_encrypted", vec![("KEY_PASS", "fixture-pass")])]
+    {
+        let key = s.path("keys").join(file);
+        fs::create_dir_all(key.parent().unwrap()).unwrap();
+        fs::copy(fixtures.join(file), &key).unwrap();
+        let _ = fs::remove_file(server.root.join("z.txt"));
+        let _ = fs::remove_file(s.state());
+        let mut flags = vec!["--identity", key.to_str().unwrap()];
+        if !env.is_empty() {
+            flags.extend(["--passphrase-env", "KEY_PASS"]);
+        }
+        let run = upload(&s, &server, None, &env, &flags);
+        assert_logged_in(&run, &server, "z.txt", "publickey", Some(&fingerprint));
+    }
+}
+
 /// RSA keys sign with SHA-2 (the SHA-1 `ssh-rsa` is off in OpenSSH 9):
 /// servers that accept only one of the two hashes both let the key in.
 #[test]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use russh::keys::PrivateKey;
 
+use super::short_ecdsa;
 use crate::error::{ErrorKind, OpError};
 use crate::location::Secret;
 
@@ -117,7 +118,13 @@ pub fn load_keys(sources: &KeySources<'_>, shown: &str) -> Result<(Vec<LoadedKey
 /// One key file, decrypted with the passphrase when it is encrypted.
 fn load_one(path: &Path, passphrase: Option<&Passphrase>) -> Result<PrivateKey, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read key {}: {e}", path.display()))?;
-    match russh::keys::decode_secret_key(&text, None) {
+    let decoded = russh::keys::decode_secret_key(&text, None);
+    if decoded.is_err()
+        && let Some(key) = short_ecdsa::read(&text, None)
+    {
+        return Ok(key);
+    }
+    match decoded {
         Ok(key) => Ok(key),
         Err(russh::keys::Error::KeyIsEncrypted) => {
             let Some(passphrase) = passphrase else {
@@ -126,9 +133,12 @@ fn load_one(path: &Path, passphrase: Option<&Passphrase>) -> Result<PrivateKey, 
                     path.display()
                 ));
             };
-            russh::keys::decode_secret_key(&text, Some(passphrase.secret.expose())).map_err(|_| {
-                format!("cannot decrypt key {} with the passphrase from {}", path.display(), passphrase.var)
-            })
+            let secret = passphrase.secret.expose();
+            russh::keys::decode_secret_key(&text, Some(secret))
+                .or_else(|e| short_ecdsa::read(&text, Some(secret)).ok_or(e))
+                .map_err(|_| {
+                    format!("cannot decrypt key {} with the passphrase from {}", path.display(), passphrase.var)
+                })
         }
         Err(e) => Err(format!("cannot use key {}: {e}", path.display())),
     }

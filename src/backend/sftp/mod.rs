@@ -22,6 +22,7 @@ pub mod file;
 pub mod hostkey;
 pub mod pool;
 pub mod session;
+mod short_ecdsa;
 
 use std::path::PathBuf;
 use std::sync::Arc;
