@@ -45,8 +45,10 @@ pub type WalkSender = mpsc::Sender<Vec<WalkItem>>;
 /// Batches in flight between a walk and its consumer.
 pub const CHANNEL_BATCHES: usize = 8;
 
-/// Items per batch.
-const BATCH: usize = 1024;
+/// Items per batch: enough to make a wake-up cheap per item, few enough
+/// that the batches waiting in a channel for the slower side stay small
+/// (8 x 256 entries is about 200 KB).
+const BATCH: usize = 256;
 
 /// The sending end of a walk: items gathered into batches.
 pub struct WalkOut {

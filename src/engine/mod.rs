@@ -221,7 +221,10 @@ impl Engine {
                         let Some(_slot) = gate.enter().await else { break };
                         let Some((action, created)) = engine.next_streamed(&receiver).await else { break };
                         engine.after_parent(action.path()).await;
-                        engine.execute(action).await;
+                        // Boxed: a transfer's future is kilobytes, and the
+                        // workers for every slot the pool may grow to
+                        // would otherwise each hold one while idle.
+                        Box::pin(engine.execute(action)).await;
                         if let Some((path, done)) = created {
                             lock(&engine.creating).remove(&path);
                             let _ = done.send(true);
