@@ -44,11 +44,34 @@ pub struct RecalledDir {
     pub dirs: u32,
 }
 
+/// Where a [`Recall`] looks its files up: a map of its own, or the
+/// records a sync has loaded anyway (one copy of the paths, not two).
+pub trait RecalledFiles: Send + Sync {
+    fn file(&self, path: &RelPath) -> Option<RecalledFile>;
+    /// Calls `visit` with every path [`RecalledFiles::file`] answers for.
+    fn for_each_path(&self, visit: &mut dyn FnMut(&RelPath));
+}
+
+impl RecalledFiles for HashMap<RelPath, RecalledFile> {
+    fn file(&self, path: &RelPath) -> Option<RecalledFile> {
+        self.get(path).copied()
+    }
+
+    fn for_each_path(&self, visit: &mut dyn FnMut(&RelPath)) {
+        self.keys().for_each(visit);
+    }
+}
+
 /// One side's recorded files and the directories they imply.
-#[derive(Debug, Default)]
 pub struct Recall {
-    files: HashMap<RelPath, RecalledFile>,
+    files: Box<dyn RecalledFiles>,
     dirs: HashMap<RelPath, RecalledDir>,
+}
+
+impl std::fmt::Debug for Recall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recall").field("dirs", &self.dirs).finish_non_exhaustive()
+    }
 }
 
 /// Where a walk gets the recall from: it is read from the state database
@@ -58,10 +81,15 @@ pub type RecallReceiver = tokio::sync::oneshot::Receiver<std::sync::Arc<Recall>>
 impl Recall {
     pub fn new(files: impl IntoIterator<Item = (RelPath, RecalledFile)>) -> Recall {
         let files: HashMap<RelPath, RecalledFile> = files.into_iter().collect();
+        Recall::over(Box::new(files))
+    }
+
+    /// A recall of `files`, with the directories their paths imply.
+    pub fn over(files: Box<dyn RecalledFiles>) -> Recall {
         let mut known_dirs: HashSet<RelPath> = HashSet::new();
         let mut dirs: HashMap<RelPath, RecalledDir> = HashMap::new();
         dirs.insert(RelPath::root(), RecalledDir::default());
-        for path in files.keys() {
+        files.for_each_path(&mut |path| {
             let parent = path.parent();
             dirs.entry(parent.clone()).or_default().files += 1;
             // Each directory on the way up is its parent's child, once.
@@ -71,16 +99,12 @@ impl Recall {
                 dirs.entry(up.clone()).or_default().dirs += 1;
                 dir = up;
             }
-        }
+        });
         Recall { files, dirs }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
-    pub fn file(&self, path: &RelPath) -> Option<&RecalledFile> {
-        self.files.get(path)
+        self.dirs.values().all(|dir| dir.files == 0)
     }
 
     /// `None`: no recorded file is at or below `dir`.
@@ -108,7 +132,7 @@ impl Recall {
         precision_secs: i64,
         offset_secs: i64,
     ) -> Option<Mtime> {
-        let record = self.files.get(path)?;
+        let record = self.files.file(path)?;
         let bucket = record.mtime.secs().saturating_sub(offset_secs).div_euclid(precision_secs);
         let same = record.size == size && bucket == listed.secs().div_euclid(precision_secs);
         let bucket_end = (bucket + 1).saturating_mul(precision_secs).saturating_add(offset_secs);

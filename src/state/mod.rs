@@ -26,7 +26,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub use journal::{Journal, run_blocking};
 pub use lock::JobLock;
 
-use crate::backend::recall::{Recall, RecalledFile};
 use crate::backend::{Entry, HashKind, Mtime};
 use crate::error::Error;
 use crate::path::RelPath;
@@ -205,16 +204,23 @@ impl StateDb {
     }
 
     pub fn load_synced(&self) -> Result<HashMap<RelPath, SyncedRecord>, Error> {
-        self.load_synced_as(|record| record)
+        self.load_synced_as(|record, _| record)
     }
 
     /// [`StateDb::load_synced`], each record wrapped by `wrap` as it is read
-    /// (one map, never two copies of a million records).
-    pub fn load_synced_as<T>(&self, wrap: impl Fn(SyncedRecord) -> T) -> Result<HashMap<RelPath, T>, Error> {
+    /// (one map, never two copies of a million records), with the start of
+    /// the run that wrote it (unix seconds; `None` if that run's row is gone).
+    pub fn load_synced_as<T>(
+        &self,
+        wrap: impl Fn(SyncedRecord, Option<i64>) -> T,
+    ) -> Result<HashMap<RelPath, T>, Error> {
         let count = self.synced_count()?;
         let mut stmt = self
             .conn
-            .prepare("SELECT path, src_size, src_mtime, dst_size, dst_mtime FROM synced")
+            .prepare(
+                "SELECT s.path, s.src_size, s.src_mtime, s.dst_size, s.dst_mtime, r.started_at
+                 FROM synced s LEFT JOIN runs r ON r.id = s.run_id",
+            )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |row| {
@@ -225,16 +231,16 @@ impl StateDb {
                     dst_size: from_sql(row.get(3)?),
                     dst_mtime: row.get::<_, Option<i64>>(4)?.map(Mtime),
                 };
-                Ok((path, record))
+                Ok((path, record, row.get::<_, Option<i64>>(5)?))
             })
             .map_err(|e| self.err(e))?;
         // Sized up front: growing a million-entry map doubles it in passing.
         let mut map = HashMap::with_capacity(count);
         for row in rows {
-            let (path, record) = row.map_err(|e| self.err(e))?;
+            let (path, record, recorded_at) = row.map_err(|e| self.err(e))?;
             // A row that is not a valid path was not written by us: ignore it.
             if let Ok(path) = RelPath::parse(&path) {
-                map.insert(path, wrap(record));
+                map.insert(path, wrap(record, recorded_at));
             }
         }
         Ok(map)
@@ -245,44 +251,6 @@ impl StateDb {
         let count: i64 =
             self.conn.query_row("SELECT count(*) FROM synced", [], |r| r.get(0)).map_err(|e| self.err(e))?;
         Ok(usize::try_from(count).unwrap_or(0))
-    }
-
-    /// One side's recorded files, each with the start of the run that
-    /// recorded it, for a walk to confirm a coarse listing against (see
-    /// [`Recall`]); `None` when there are more than `limit`.
-    pub fn load_recall(&self, side: Side, limit: usize) -> Result<Option<Recall>, Error> {
-        let count = self.synced_count()?;
-        if count > limit {
-            return Ok(None);
-        }
-        let sql = match side {
-            Side::Src => {
-                "SELECT s.path, s.src_size, s.src_mtime, r.started_at FROM synced s JOIN runs r ON r.id = s.run_id"
-            }
-            Side::Dst => {
-                "SELECT s.path, s.dst_size, s.dst_mtime, r.started_at FROM synced s JOIN runs r ON r.id = s.run_id"
-            }
-        };
-        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |row| {
-                let path: Vec<u8> = row.get(0)?;
-                let size = from_sql(row.get(1)?);
-                let mtime = row.get::<_, Option<i64>>(2)?.map(Mtime);
-                let recorded_at: i64 = row.get(3)?;
-                Ok((path, size, mtime, recorded_at))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut files = Vec::with_capacity(count);
-        for row in rows {
-            let (path, size, mtime, recorded_at) = row.map_err(|e| self.err(e))?;
-            // Without a time nothing can be confirmed; a row that is not a
-            // valid path was not written by us.
-            if let (Ok(path), Some(mtime)) = (RelPath::parse(&path), mtime) {
-                files.push((path, RecalledFile { size, mtime, recorded_at }));
-            }
-        }
-        Ok(Some(Recall::new(files)))
     }
 
     /// Writes a batch of journal entries in one transaction: records for

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Job, emptied_among, hold_back_deletions, lock_db, shrink_baseline, suspicions, unreachable};
-use crate::backend::recall::MAX_RECALLED_FILES;
+use crate::backend::recall::{MAX_RECALLED_FILES, Recall, RecalledFile, RecalledFiles};
 use crate::backend::stream::{CHANNEL_BATCHES, WalkItem};
 use crate::backend::{Backend, Entry};
 use crate::commit;
@@ -44,10 +44,36 @@ pub fn can_stream(job: &Job) -> bool {
 /// path (records neither side shows any more are forgotten).
 struct Tracked {
     record: SyncedRecord,
+    /// When the run that wrote the record began (unix seconds).
+    recorded_at: Option<i64>,
     seen: AtomicBool,
 }
 
-struct TrackedRecords(HashMap<RelPath, Tracked>);
+/// Shared with the walks' recalls, which read the same map.
+struct TrackedRecords(Arc<HashMap<RelPath, Tracked>>);
+
+/// One side of the records, as a walk's [`Recall`].
+struct RecordedSide {
+    records: Arc<HashMap<RelPath, Tracked>>,
+    side: StateSide,
+}
+
+impl RecalledFiles for RecordedSide {
+    fn file(&self, path: &RelPath) -> Option<RecalledFile> {
+        let tracked = self.records.get(path)?;
+        let record = &tracked.record;
+        let (size, mtime) = match self.side {
+            StateSide::Src => (record.src_size, record.src_mtime),
+            StateSide::Dst => (record.dst_size, record.dst_mtime),
+        };
+        // Without a time nothing can be confirmed.
+        Some(RecalledFile { size, mtime: mtime?, recorded_at: tracked.recorded_at? })
+    }
+
+    fn for_each_path(&self, visit: &mut dyn FnMut(&RelPath)) {
+        self.records.keys().filter(|path| self.file(path).is_some()).for_each(visit);
+    }
+}
 
 impl Records for TrackedRecords {
     fn record(&self, path: &RelPath) -> Option<&SyncedRecord> {
@@ -99,25 +125,33 @@ pub async fn run(setup: Setup<'_>) -> Result<Ran, Error> {
         let dst = Arc::clone(&dst);
         tokio::spawn(async move { dst.walk_streamed_recalling(dst_tx, dst_recall_rx).await })
     };
-    for (backend, side, sender) in [(&src, StateSide::Src, src_recall), (&dst, StateSide::Dst, dst_recall)] {
-        if let (Some(db), true) = (db, backend.uses_recall()) {
-            let db = Arc::clone(db);
-            tokio::task::spawn_blocking(move || {
-                // Unreadable or too large: the walk goes without.
-                if let Ok(Some(recall)) = lock_db(&db).load_recall(side, MAX_RECALLED_FILES) {
-                    let _ = sender.send(Arc::new(recall));
-                }
-            });
-        }
-    }
     let records = match db {
         Some(db) => {
             let db = Arc::clone(db);
-            run_blocking(move || lock_db(&db).load_synced_as(|record| Tracked { record, seen: AtomicBool::new(false) }))
-                .await?
+            run_blocking(move || {
+                lock_db(&db).load_synced_as(|record, recorded_at| Tracked {
+                    record,
+                    recorded_at,
+                    seen: AtomicBool::new(false),
+                })
+            })
+            .await?
         }
         None => HashMap::new(),
     };
+    let records = Arc::new(records);
+    // A walk whose sender is dropped here goes without a recall; so does
+    // one with too many records (the coarse listing a recall confirms is
+    // held whole).
+    let recallable = !records.is_empty() && records.len() <= MAX_RECALLED_FILES;
+    for (backend, side, sender) in [(&src, StateSide::Src, src_recall), (&dst, StateSide::Dst, dst_recall)] {
+        if recallable && backend.uses_recall() {
+            let records = Arc::clone(&records);
+            tokio::task::spawn_blocking(move || {
+                let _ = sender.send(Arc::new(Recall::over(Box::new(RecordedSide { records, side }))));
+            });
+        }
+    }
     let records = TrackedRecords(records);
     // Nothing is done before both roots are known to be readable: a
     // destination that failed to list must not look empty.
