@@ -1380,22 +1380,26 @@ const MAX_LISTING_BYTES: usize = 256 << 20;
 /// Reads a listing's data connection to its end, failing when it stalls
 /// for `stall` or grows past [`MAX_LISTING_BYTES`].
 async fn read_listing(stream: &mut Transfer, stall: Duration) -> std::io::Result<Vec<u8>> {
-    let mut data = Vec::new();
-    let mut chunk = vec![0u8; 256 * 1024];
+    // Read straight into the listing, no chunk buffer besides: directories
+    // are listed many at once, and each held 256 KiB that way.
+    const ROOM: usize = 16 * 1024;
+    let mut data = Vec::with_capacity(ROOM);
     loop {
-        let n = tokio::time::timeout(stall, stream.read(&mut chunk))
+        if data.capacity() - data.len() < ROOM {
+            data.reserve(ROOM);
+        }
+        let n = tokio::time::timeout(stall, stream.read_buf(&mut data))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "listing stalled"))??;
         if n == 0 {
             return Ok(data);
         }
-        if data.len() + n > MAX_LISTING_BYTES {
+        if data.len() > MAX_LISTING_BYTES {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("listing larger than {} MiB: refused", MAX_LISTING_BYTES >> 20),
             ));
         }
-        data.extend_from_slice(&chunk[..n]);
     }
 }
 
