@@ -117,7 +117,9 @@ impl Pool {
                 .await
                 .map_err(|_| OpError::new(ErrorKind::Other, "connect", &self.params.host, "pool closed"))?;
             loop {
-                while let Some(mut conn) = self.take_idle() {
+                while let Some(conn) = self.take_idle() {
+                    let mut taken = TakenIdle { pool: self, conn: Some(conn) };
+                    let conn = taken.conn.as_mut().unwrap_or_else(|| unreachable!("just taken"));
                     let idle = conn.last_used.elapsed();
                     if idle > CLOSE_AFTER_IDLE
                         || (idle > CHECK_AFTER_IDLE
@@ -127,9 +129,9 @@ impl Pool {
                             }
                             && conn.control.custom_command("NOOP", &[Status::CommandOk]).await.is_err())
                     {
-                        self.live.fetch_sub(1, Ordering::SeqCst);
-                        continue;
+                        continue; // `taken` closes it
                     }
+                    let conn = taken.conn.take().unwrap_or_else(|| unreachable!("just taken"));
                     self.note_success();
                     return Ok(self.lend(conn, permit));
                 }
@@ -250,6 +252,23 @@ impl Pool {
     }
 }
 
+/// An idle connection out of the pool for its check: closed and counted
+/// out of `live` when dropped, also when the `get` checking it is dropped
+/// during its NOOP (else the count leaked and the pool could open one
+/// connection fewer for the rest of the run).
+struct TakenIdle<'a> {
+    pool: &'a Pool,
+    conn: Option<FtpConn>,
+}
+
+impl Drop for TakenIdle<'_> {
+    fn drop(&mut self) {
+        if self.conn.take().is_some() {
+            self.pool.live.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
 enum Opened {
     Returned(FtpConn),
     Connected(Result<FtpConn, OpError>),
@@ -304,5 +323,86 @@ impl Drop for Pooled {
                 self.pool.warmed.notify_one();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    use super::*;
+    use crate::backend::ftp::conn::{DataMode, TlsMode};
+    use crate::credentials::Login;
+    use crate::location::Secret;
+
+    /// A server that logs anyone in and answers NOOP only while `answer`
+    /// is set (a connection that died while idle, as seen from barge).
+    async fn server(answer: Arc<AtomicBool>) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let answer = Arc::clone(&answer);
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    write.write_all(b"220 fake\r\n").await.unwrap();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+                        let reply: &[u8] = match verb.as_str() {
+                            "USER" => b"331 password\r\n",
+                            "PASS" => b"230 in\r\n",
+                            "FEAT" => b"211-Features:\r\n EPSV\r\n211 End\r\n",
+                            "PWD" => b"257 \"/\" is the directory\r\n",
+                            "CWD" => b"250 ok\r\n",
+                            "NOOP" if !answer.load(Ordering::SeqCst) => continue,
+                            _ => b"200 ok\r\n",
+                        };
+                        if write.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn params(port: u16) -> ConnectParams {
+        ConnectParams {
+            host: "127.0.0.1".into(),
+            port,
+            login: Login { user: "u".into(), password: Some(Secret::new("p".into())) },
+            tls_mode: TlsMode::None,
+            tls: None,
+            data_mode: DataMode::Passive { trust_reply_address: false },
+            timeout: Duration::from_secs(5),
+            round_trips: Arc::default(),
+            pipelining: Arc::new(AtomicBool::new(true)),
+            learned: Arc::default(),
+            remembered: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_get_dropped_during_its_noop_check_leaves_the_count_right() {
+        let answer = Arc::new(AtomicBool::new(true));
+        let pool = Pool::new(params(server(Arc::clone(&answer)).await), 2);
+        let mut pooled = pool.get().await.expect("first connection");
+        let mut conn = pooled.conn.take().expect("lent");
+        drop(pooled);
+        // Back in the pool, idle long enough to be checked before reuse.
+        conn.last_used = Instant::now().checked_sub(CHECK_AFTER_IDLE + Duration::from_secs(1)).expect("uptime");
+        pool.lock_idle().push(conn);
+        assert_eq!(pool.live.load(Ordering::SeqCst), 1);
+
+        answer.store(false, Ordering::SeqCst);
+        let waited = tokio::time::timeout(Duration::from_millis(300), pool.get()).await;
+        assert!(waited.is_err(), "the NOOP went unanswered, so the get was still waiting");
+        // The connection taken for the check is gone, and so is its count.
+        assert!(pool.lock_idle().is_empty());
+        assert_eq!(pool.live.load(Ordering::SeqCst), 0);
     }
 }
