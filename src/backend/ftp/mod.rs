@@ -95,7 +95,8 @@ struct Inner {
 /// The first connection, which decides whether the run can start at all:
 /// a server at its session limit (421) at the moment the run starts is
 /// asked again with the engine's backoff, `retries` times, as a transfer
-/// would be; a wrong password or an unreachable host fails at once.
+/// would be; a wrong password or an unreachable host fails at once (so
+/// not `RetryPolicy::run`, which retries `Connect` errors too).
 async fn connect_first(params: &ConnectParams, retries: u32) -> Result<conn::FtpConn, OpError> {
     let policy = crate::engine::retry::RetryPolicy::new(retries);
     let mut attempt = 0;
@@ -829,45 +830,45 @@ impl FtpBackend {
         text: bool,
         range: Option<u64>,
     ) -> Result<Box<dyn FileReader>, OpError> {
-        let mut pooled = self.inner.pool.get().await?;
-        let remote = self.inner.remote_path(path);
-        pooled.in_doubt();
-        let started = async {
-            if text {
-                pooled.conn().round_trip(1);
-                pooled.conn().control.transfer_type(FileType::Ascii(FormatControl::Default)).await?;
-            }
-            data::open(pooled.conn(), data::Op::Retrieve, &remote, offset).await
-        };
-        let started = tokio::time::timeout(self.inner.pool.params().timeout, started).await;
+        let (pooled, stream) = self.open_transfer(path, data::Op::Retrieve, offset, text).await?;
         // From here the reader's own drop decides (see `FtpReader`).
-        pooled.settled();
-        match started {
-            Ok(Ok(stream)) => Ok(Box::new(FtpReader {
-                stream: Some(stream),
-                pooled,
-                path: path.clone(),
-                timeout: self.inner.pool.params().timeout,
-                text: text.then(text::CrlfToLf::default),
-                remaining: range,
-            })),
-            Ok(Err(err)) => {
-                pooled.mark_broken();
-                Err(classify(err, "read", path))
-            }
-            Err(_) => {
-                pooled.mark_broken();
-                Err(OpError::new(ErrorKind::Temporary, "read", path, "timed out"))
-            }
-        }
+        Ok(Box::new(FtpReader {
+            stream: Some(stream),
+            pooled,
+            path: path.clone(),
+            timeout: self.inner.pool.params().timeout,
+            text: text.then(text::CrlfToLf::default),
+            remaining: range,
+        }))
     }
 
     /// A STOR (REST+STOR or APPE when `offset` > 0); `text` as for reads.
     async fn open_writer(&self, path: &RelPath, offset: u64, text: bool) -> Result<Box<dyn FileWriter>, OpError> {
+        let op = if offset > 0 && !self.inner.features.rest_stream { data::Op::Append } else { data::Op::Store };
+        let (pooled, stream) = self.open_transfer(path, op, offset, text).await?;
+        // From here the writer's own drop decides (see `FtpWriter`).
+        Ok(Box::new(FtpWriter {
+            stream: Some(stream),
+            pooled: Some(pooled),
+            path: path.clone(),
+            inner: Arc::clone(&self.inner),
+            text: text.then(text::LfToCrlf::default),
+        }))
+    }
+
+    /// A pooled connection with `op`'s data connection open on it (after
+    /// TYPE A for a text transfer), within the time limit; a connection
+    /// that failed or timed out on the way is closed, not pooled.
+    async fn open_transfer(
+        &self,
+        path: &RelPath,
+        op: data::Op,
+        offset: u64,
+        text: bool,
+    ) -> Result<(Pooled, Transfer), OpError> {
+        let what = if matches!(op, data::Op::Retrieve) { "read" } else { "write" };
         let mut pooled = self.inner.pool.get().await?;
         let remote = self.inner.remote_path(path);
-        let rest_stream = self.inner.features.rest_stream;
-        let op = if offset > 0 && !rest_stream { data::Op::Append } else { data::Op::Store };
         pooled.in_doubt();
         let started = async {
             if text {
@@ -877,23 +878,16 @@ impl FtpBackend {
             data::open(pooled.conn(), op, &remote, offset).await
         };
         let started = tokio::time::timeout(self.inner.pool.params().timeout, started).await;
-        // From here the writer's own drop decides (see `FtpWriter`).
         pooled.settled();
         match started {
-            Ok(Ok(stream)) => Ok(Box::new(FtpWriter {
-                stream: Some(stream),
-                pooled: Some(pooled),
-                path: path.clone(),
-                inner: Arc::clone(&self.inner),
-                text: text.then(text::LfToCrlf::default),
-            })),
+            Ok(Ok(stream)) => Ok((pooled, stream)),
             Ok(Err(err)) => {
                 pooled.mark_broken();
-                Err(classify(err, "write", path))
+                Err(classify(err, what, path))
             }
             Err(_) => {
                 pooled.mark_broken();
-                Err(OpError::new(ErrorKind::Temporary, "write", path, "timed out"))
+                Err(OpError::new(ErrorKind::Temporary, what, path, "timed out"))
             }
         }
     }
