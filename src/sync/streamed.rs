@@ -58,20 +58,29 @@ struct RecordedSide {
     side: StateSide,
 }
 
-impl RecalledFiles for RecordedSide {
-    fn file(&self, path: &RelPath) -> Option<RecalledFile> {
-        let tracked = self.records.get(path)?;
+impl RecordedSide {
+    /// This side of `tracked`; without a time nothing can be confirmed.
+    fn recalled(&self, tracked: &Tracked) -> Option<RecalledFile> {
         let record = &tracked.record;
         let (size, mtime) = match self.side {
             StateSide::Src => (record.src_size, record.src_mtime),
             StateSide::Dst => (record.dst_size, record.dst_mtime),
         };
-        // Without a time nothing can be confirmed.
         Some(RecalledFile { size, mtime: mtime?, recorded_at: tracked.recorded_at? })
+    }
+}
+
+impl RecalledFiles for RecordedSide {
+    fn file(&self, path: &RelPath) -> Option<RecalledFile> {
+        self.recalled(self.records.get(path)?)
     }
 
     fn for_each_path(&self, visit: &mut dyn FnMut(&RelPath)) {
-        self.records.keys().filter(|path| self.file(path).is_some()).for_each(visit);
+        for (path, tracked) in self.records.iter() {
+            if self.recalled(tracked).is_some() {
+                visit(path);
+            }
+        }
     }
 }
 
