@@ -4,7 +4,7 @@
 # benches/support/ftpd.sh) on 127.0.0.1, a 1 GiB random file in /dev/shm.
 #
 #   benches/ftp_upload_ab.sh ROUNDS TOOL...
-#   TOOL: lftp | barge:BINARY[:EXTRA ARGUMENTS]
+#   TOOL: lftp | rclone[:BINARY] | barge:BINARY[:EXTRA ARGUMENTS]
 #   env: PAUSE=1 (seconds between runs, after a sync), BIGSRC=file to send,
 #        PORT=24100, BARGE_TEST_SERVERS=target/test-servers
 #
@@ -32,6 +32,9 @@ big="${BIGSRC:-/dev/shm/barge-ab-1g.bin}"
 cp "$big" "$w/src/big.bin"
 start_ftpd "$w/srv" "$w/root" 127.0.0.1
 trap 'kill "${pids[@]}" 2>/dev/null' EXIT
+export RCLONE_CONFIG=/dev/null RCLONE_FTP_USER="$user"
+RCLONE_FTP_PASS="$(rclone obscure "$password")"
+export RCLONE_FTP_PASS
 rounds=$1
 shift
 for round in $(seq 1 "$rounds"); do
@@ -41,6 +44,11 @@ for round in $(seq 1 "$rounds"); do
         sync
         sleep "${PAUSE:-1}"
         case $tool in
+        rclone | rclone:*)
+            bin=${tool#rclone}
+            bin=${bin#:}
+            cmd=("${bin:-rclone}" copy --transfers 16 "$w/src" ":ftp,host=127.0.0.1,port=$ftp_port:/up")
+            ;;
         lftp) cmd=(lftp -c "set cmd:fail-exit yes; open -u $user,$password ftp://127.0.0.1:$ftp_port; mirror -R --parallel=16 $w/src /up") ;;
         barge:*)
             IFS=: read -r _ bin extra <<<"$tool"

@@ -27,9 +27,11 @@
 //! - [`hash`]: blake3 of local files on rayon.
 //! - [`stop`]: SIGINT/SIGTERM: finish what is in flight, start nothing new.
 //! - [`error`]: typed errors and exit codes.
+//! - [`alloc`]: the binary's allocator (large blocks cache-line aligned).
 //! - [`config`]: the TOML config file: named remotes and jobs.
 //! - [`doctor`]: `barge doctor`, probes that diagnose a server before a sync.
 
+pub mod alloc;
 pub mod backend;
 pub mod cli;
 pub mod commit;

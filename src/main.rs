@@ -5,6 +5,11 @@ use clap::Parser;
 use barge::cli::{self, Cli};
 use barge::error::exit;
 
+/// Copy buffers cache-line aligned: the kernel fills them three times as
+/// fast (see `barge::alloc`).
+#[global_allocator]
+static ALLOCATOR: barge::alloc::CacheAlignedLarge = barge::alloc::CacheAlignedLarge;
+
 fn main() {
     let cli = Cli::parse();
     let json = cli::wants_json(&cli);
