@@ -6,7 +6,7 @@
 //! hex from blake3 of the target path), so the next run recognises the
 //! temporary of an interrupted transfer and resumes it, or removes it.
 
-use crate::backend::{Backend, Entry, HashKind, Mtime};
+use crate::backend::{Backend, Entry, Finished, HashKind, Mtime};
 use crate::engine::throttle::Throttle;
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
@@ -220,8 +220,26 @@ pub async fn copy_file(
     // Where the destination sets the time with the rename (FTP: one
     // pipelined batch), `finish` leaves it to `commit_temp`.
     let at_commit = dst_backend.mtime_at_commit();
-    let writer = stream(src_backend, dst_backend, src, &temp, offset, options, on_bytes).await?;
-    let dst_mtime = writer.finish(if at_commit { None } else { wanted_mtime(dst_backend, src) }).await?;
+    // Committed with the finish when nothing has to come in between.
+    let nothing_between = !options.verify && offset == 0 && !(options.backup.is_some() && options.replaces);
+    let writing = Writing {
+        target: &temp,
+        offset,
+        mtime: if at_commit { None } else { wanted_mtime(dst_backend, src) },
+        commit_to: nothing_between.then_some(&src.path),
+    };
+    let finished = stream(src_backend, dst_backend, src, writing, options, on_bytes).await?;
+    let dst_mtime = finished.mtime;
+    if finished.committed {
+        return Ok(Committed {
+            bytes_moved: src.size,
+            dst_size: src.size,
+            dst_mtime: observed_mtime(dst_backend, &src.path, dst_mtime).await,
+            in_place: false,
+            verified: None,
+            segments: 1,
+        });
+    }
     let mut verified = None;
     if options.verify {
         verified = Some(verify_content(src_backend, dst_backend, src, &temp).await?);
@@ -404,8 +422,8 @@ async fn copy_in_place(
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Committed, OpError> {
     keep_replaced(dst_backend, src, options).await?;
-    let writer = stream(src_backend, dst_backend, src, &src.path, 0, options, on_bytes).await?;
-    let dst_mtime = writer.finish(wanted_mtime(dst_backend, src)).await?;
+    let writing = Writing { target: &src.path, offset: 0, mtime: wanted_mtime(dst_backend, src), commit_to: None };
+    let dst_mtime = stream(src_backend, dst_backend, src, writing, options, on_bytes).await?.mtime;
     let verified =
         if options.verify { Some(verify_content(src_backend, dst_backend, src, &src.path).await?) } else { None };
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
@@ -494,43 +512,60 @@ fn wanted_mtime(dst_backend: &dyn Backend, src: &Entry) -> Option<Mtime> {
     if dst_backend.capabilities().set_mtime { src.mtime } else { None }
 }
 
-/// Streams the source from `offset` into `target` and checks the length;
-/// the caller finishes the writer (durable, and the mtime where it is set
-/// there).
+/// Where [`stream`] writes, from which offset, and how it ends a copy it
+/// wrote in full.
+struct Writing<'a> {
+    target: &'a RelPath,
+    offset: u64,
+    /// For [`FileWriter::finish`].
+    mtime: Option<Mtime>,
+    /// Where the file may be committed in the same step, when nothing has
+    /// to happen between its end and its commit (no verification, no
+    /// backup of what it replaces).
+    commit_to: Option<&'a RelPath>,
+}
+
+/// Streams the source from `offset` into `target`, checks the length and
+/// finishes the writer (durable, the mtime where it is set there, and the
+/// commit where allowed and the destination can).
 async fn stream(
     src_backend: &dyn Backend,
     dst_backend: &dyn Backend,
     src: &Entry,
-    target: &RelPath,
-    offset: u64,
+    writing: Writing<'_>,
     options: CopyOptions<'_>,
     on_bytes: &(dyn Fn(u64) + Send + Sync),
-) -> Result<Box<dyn crate::backend::FileWriter>, OpError> {
+) -> Result<Finished, OpError> {
+    let Writing { target, offset, mtime, commit_to } = writing;
     let mut reader = src_backend.open_read_sized(&src.path, offset, src.size).await?;
     let mut writer = dst_backend.open_write(target, offset).await?;
     // A small file gets buffers its size (plus the byte that shows it
-    // grew), not two 1 MiB chunks: with a hundred transfers in flight the
-    // chunks are what peak RSS is made of.
+    // grew), not two 256 KiB chunks: with a hundred transfers in flight
+    // the chunks are what peak RSS is made of.
     let chunk = usize::try_from(src.size.saturating_sub(offset).saturating_add(1))
         .map_or(CHUNK_SIZE, |n| n.next_multiple_of(4096).min(CHUNK_SIZE));
     let mut buf = reader.read(Vec::with_capacity(chunk)).await?;
     let mut spare = Vec::with_capacity(chunk);
     let mut written = offset;
+    let mut at_end = buf.is_empty();
     // Double-buffered: the next chunk is read while this one is written,
     // so neither side waits for the other (a socket left unread stalls
     // the sender; a disk left idle wastes the time the socket takes).
-    while !buf.is_empty() {
+    // The chunk that reaches the source's length is held back: it is
+    // written with the finish, once the source shows it ends there.
+    while !at_end {
         let len = buf.len() as u64;
         if let Some(throttle) = options.throttle {
             throttle.consume(len).await;
         }
         written += len;
-        if written > src.size {
+        if written >= src.size {
             break;
         }
         let (next, emptied) = tokio::try_join!(reader.read(spare), writer.write(buf))?;
         on_bytes(len);
         (buf, spare) = (next, emptied);
+        at_end = buf.is_empty();
     }
     if written < src.size {
         // The data ended early: a cut connection, most likely (or a source
@@ -543,20 +578,26 @@ async fn stream(
             format!("transfer ended early: {written} of {} bytes", src.size),
         ));
     }
-    if written > src.size {
-        // The source grew under us: never commit a torn copy.
-        drop(writer);
-        if *target != src.path {
-            let _ = dst_backend.remove_file(target).await;
+    if written == src.size {
+        let more = if at_end { 0 } else { reader.read(spare).await?.len() };
+        if more == 0 {
+            let len = buf.len() as u64;
+            let finished = writer.write_last(buf, mtime, commit_to).await?;
+            on_bytes(len);
+            return Ok(finished);
         }
-        return Err(OpError::new(
-            ErrorKind::SourceChanged,
-            "copy",
-            &src.path,
-            format!("source changed while copying: expected {} bytes, got more", src.size),
-        ));
     }
-    Ok(writer)
+    // The source grew under us: never commit a torn copy.
+    drop(writer);
+    if *target != src.path {
+        let _ = dst_backend.remove_file(target).await;
+    }
+    Err(OpError::new(
+        ErrorKind::SourceChanged,
+        "copy",
+        &src.path,
+        format!("source changed while copying: expected {} bytes, got more", src.size),
+    ))
 }
 
 /// Compares the bytes just before `offset` in the source and the partial.
@@ -606,5 +647,60 @@ mod tests {
         assert_ne!(temp, temp_path(&RelPath::parse(b"dir/other.bin").unwrap()));
         assert!(!is_temp_name(b".barge-xyz.part"));
         assert!(!is_temp_name(b"file.part"));
+    }
+
+    /// Local to local: files read ahead on open (small) or in chunks
+    /// (large) are committed by their last write, with their time and all
+    /// their bytes counted; a source longer or shorter than listed is
+    /// never committed.
+    #[tokio::test]
+    async fn a_copy_ends_committed_only_at_the_listed_length() {
+        use crate::backend::MissingRoot;
+        use crate::backend::local::LocalBackend;
+        let scratch = tempfile::tempdir().unwrap();
+        let (from, to) = (scratch.path().join("from"), scratch.path().join("to"));
+        std::fs::create_dir_all(&from).unwrap();
+        let content = |n: usize| (0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
+        let sizes = [("empty", 0), ("small", 10_000), ("chunk", CHUNK_SIZE - 1), ("large", 3 * CHUNK_SIZE + 5)];
+        for (name, size) in sizes {
+            std::fs::write(from.join(name), content(size)).unwrap();
+        }
+        let src = LocalBackend::open(from, MissingRoot::Fail).await.unwrap();
+        let dst = LocalBackend::open(to.clone(), MissingRoot::Create).await.unwrap();
+        let stat = |name: &str| {
+            let path = RelPath::parse(name.as_bytes()).unwrap();
+            let src = &src;
+            async move { src.stat(&path).await.unwrap().unwrap() }
+        };
+        for (name, size) in sizes {
+            let entry = stat(name).await;
+            let counted = std::sync::atomic::AtomicU64::new(0);
+            let on_bytes = |n: u64| {
+                counted.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            };
+            let done = copy_file(&src, &dst, &entry, 0, CopyOptions::default(), &on_bytes).await.unwrap();
+            assert_eq!(std::fs::read(to.join(name)).unwrap(), content(size), "{name}");
+            assert_eq!(done.dst_mtime, entry.mtime, "{name}");
+            let written = std::fs::metadata(to.join(name)).unwrap().modified().unwrap();
+            assert_eq!(Some(written), entry.mtime.map(Mtime::to_system_time), "{name}");
+            assert_eq!(counted.into_inner(), size as u64, "{name}");
+        }
+        let names = || std::fs::read_dir(&to).unwrap().map(|e| e.unwrap().file_name()).collect::<Vec<_>>();
+        assert_eq!(names().len(), sizes.len(), "no temporary left: {:?}", names());
+
+        for (name, listed, kind) in [
+            ("small", 6_000, ErrorKind::SourceChanged),
+            ("small", 12_000, ErrorKind::Temporary),
+            ("large", 2 * CHUNK_SIZE as u64, ErrorKind::SourceChanged),
+            ("large", 4 * CHUNK_SIZE as u64, ErrorKind::Temporary),
+            ("empty", 1, ErrorKind::Temporary),
+        ] {
+            let _ = std::fs::remove_file(to.join(name));
+            let mut stale = stat(name).await;
+            stale.size = listed;
+            let err = copy_file(&src, &dst, &stale, 0, CopyOptions::default(), &|_| {}).await.expect_err(name);
+            assert_eq!(err.kind, kind, "{name} listed at {listed}: {err}");
+            assert!(!to.join(name).exists(), "{name} listed at {listed} took its name");
+        }
     }
 }
