@@ -135,10 +135,21 @@ fn resolve_at<T>(
     shown: &RelPath,
     work: impl FnOnce(&Beneath, &OsStr) -> std::io::Result<T>,
 ) -> Result<T, OpError> {
+    resolve_keeping(root, op, shown, work).map(|(done, _)| done)
+}
+
+/// [`resolve_at`], keeping the parent directory open for later work.
+fn resolve_keeping<T>(
+    root: Option<Arc<OwnedFd>>,
+    op: &'static str,
+    shown: &RelPath,
+    work: impl FnOnce(&Beneath, &OsStr) -> std::io::Result<T>,
+) -> Result<(T, Beneath), OpError> {
     let root = root.ok_or_else(|| OpError::new(ErrorKind::NotFound, op, shown, "the root does not exist"))?;
     let parent = Beneath::open(&root, shown.parent().as_bytes()).map_err(|e| link_refusal(op, shown, e))?;
     let name = if shown.is_root() { OsStr::new(".") } else { OsStr::from_bytes(shown.file_name()) };
-    work(&parent, name).map_err(|e| link_refusal(op, shown, e))
+    let done = work(&parent, name).map_err(|e| link_refusal(op, shown, e))?;
+    Ok((done, parent))
 }
 
 /// A directory opened below the root without following any symbolic link.
@@ -511,7 +522,7 @@ impl Backend for LocalBackend {
         // the same trip to the blocking pool: a small file costs one trip
         // fewer.
         let open: Opener = Box::new(move || {
-            resolve_at(root, "create", &shown, move |dir, name| {
+            resolve_keeping(root, "create", &shown, move |dir, name| {
                 let mut flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 if offset == 0 {
                     flags |= OFlags::TRUNC;
@@ -549,7 +560,7 @@ impl Backend for LocalBackend {
     async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
         let (root, shown) = (self.root_dir.clone(), path.clone());
         let open: Opener = Box::new(move || {
-            resolve_at(root, "write", &shown, move |dir, name| {
+            resolve_keeping(root, "write", &shown, move |dir, name| {
                 let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 let mut file = File::from(rustix::fs::openat(&dir.0, name, flags, Mode::empty())?);
                 file.seek(SeekFrom::Start(offset))?;
@@ -723,19 +734,20 @@ impl FileReader for LocalReader {
 }
 
 /// Creates (or reopens) a temporary file; see [`LocalBackend::open_write`].
-type Opener = Box<dyn FnOnce() -> Result<File, OpError> + Send>;
+/// Its directory stays open for the rename that commits it.
+type Opener = Box<dyn FnOnce() -> Result<(File, Beneath), OpError> + Send>;
 
 /// A writer's file: opened at its first use.
 enum Handle {
     Pending(Opener),
-    Open(File),
+    Open(File, Beneath),
 }
 
 impl Handle {
-    fn file(self) -> Result<File, OpError> {
+    fn open(self) -> Result<(File, Beneath), OpError> {
         match self {
             Handle::Pending(open) => open(),
-            Handle::Open(file) => Ok(file),
+            Handle::Open(file, dir) => Ok((file, dir)),
         }
     }
 }
@@ -768,14 +780,14 @@ impl FileWriter for LocalWriter {
     async fn write(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
         let handle = self.file.take().ok_or_else(|| lost_handle("write", &self.path))?;
         let path = self.path.clone();
-        let (file, buf) = blocking(move || {
-            let mut file = handle.file()?;
+        let (file, dir, buf) = blocking(move || {
+            let (mut file, dir) = handle.open()?;
             file.write_all(&buf).map_err(|e| OpError::io("write", &path, e))?;
             buf.clear();
-            Ok((file, buf))
+            Ok((file, dir, buf))
         })
         .await?;
-        self.file = Some(Handle::Open(file));
+        self.file = Some(Handle::Open(file, dir));
         Ok(buf)
     }
 
@@ -783,7 +795,7 @@ impl FileWriter for LocalWriter {
         let handle = self.file.take().ok_or_else(|| lost_handle("finish", &self.path))?;
         let path = self.path.clone();
         let mode = self.mode;
-        blocking(move || finish_file(&handle.file()?, &path, mode, mtime)).await
+        blocking(move || finish_file(&handle.open()?.0, &path, mode, mtime)).await
     }
 
     async fn write_last(
@@ -795,13 +807,21 @@ impl FileWriter for LocalWriter {
         let handle = self.file.take().ok_or_else(|| lost_handle("write", &self.path))?;
         let (path, mode, root, commit_to) = (self.path.clone(), self.mode, self.root.clone(), commit_to.cloned());
         blocking(move || {
-            let mut file = handle.file()?;
+            let (mut file, dir) = handle.open()?;
             file.write_all(&buf).map_err(|e| OpError::io("write", &path, e))?;
             let mtime = finish_file(&file, &path, mode, mtime)?;
             drop(file);
             // A failed rename is left to the caller's commit, which owns
             // what a refused rename means.
-            let committed = commit_to.is_some_and(|to| rename_beneath(root, &path, &to).is_ok());
+            let committed = commit_to.is_some_and(|to| {
+                if to.parent() == path.parent() {
+                    // Beside the temporary: its directory is still open.
+                    let names = (OsStr::from_bytes(path.file_name()), OsStr::from_bytes(to.file_name()));
+                    rustix::fs::renameat(&dir.0, names.0, &dir.0, names.1).is_ok()
+                } else {
+                    rename_beneath(root, &path, &to).is_ok()
+                }
+            });
             Ok(Finished { mtime, committed })
         })
         .await
