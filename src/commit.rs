@@ -220,8 +220,10 @@ pub async fn copy_file(
     // Where the destination sets the time with the rename (FTP: one
     // pipelined batch), `finish` leaves it to `commit_temp`.
     let at_commit = dst_backend.mtime_at_commit();
-    // Committed with the finish when nothing has to come in between.
-    let nothing_between = !options.verify && offset == 0 && !(options.backup.is_some() && options.replaces);
+    // Committed with the finish when nothing has to come in between (and
+    // the time is not left to commit_temp).
+    let backs_up = options.backup.is_some() && options.replaces;
+    let nothing_between = !(options.verify || offset > 0 || backs_up || at_commit);
     let writing = Writing {
         target: &temp,
         offset,
@@ -517,11 +519,11 @@ fn wanted_mtime(dst_backend: &dyn Backend, src: &Entry) -> Option<Mtime> {
 struct Writing<'a> {
     target: &'a RelPath,
     offset: u64,
-    /// For [`FileWriter::finish`].
+    /// For [`FileWriter::write_last`] (as for `finish`).
     mtime: Option<Mtime>,
     /// Where the file may be committed in the same step, when nothing has
-    /// to happen between its end and its commit (no verification, no
-    /// backup of what it replaces).
+    /// to happen between its end and its commit (not resumed, no
+    /// verification, no backup of what it replaces, the time set here).
     commit_to: Option<&'a RelPath>,
 }
 
@@ -583,7 +585,9 @@ async fn stream(
         if more == 0 {
             let len = buf.len() as u64;
             let finished = writer.write_last(buf, mtime, commit_to).await?;
-            on_bytes(len);
+            if len > 0 {
+                on_bytes(len);
+            }
             return Ok(finished);
         }
     }
@@ -661,7 +665,16 @@ mod tests {
         let (from, to) = (scratch.path().join("from"), scratch.path().join("to"));
         std::fs::create_dir_all(&from).unwrap();
         let content = |n: usize| (0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
-        let sizes = [("empty", 0), ("small", 10_000), ("chunk", CHUNK_SIZE - 1), ("large", 3 * CHUNK_SIZE + 5)];
+        // One chunk or less is read ahead on open; a length of whole
+        // chunks is the one that needs the extra read to see the end.
+        let sizes = [
+            ("empty", 0),
+            ("small", 10_000),
+            ("chunk", CHUNK_SIZE - 1),
+            ("full", CHUNK_SIZE),
+            ("two", 2 * CHUNK_SIZE),
+            ("large", 3 * CHUNK_SIZE + 5),
+        ];
         for (name, size) in sizes {
             std::fs::write(from.join(name), content(size)).unwrap();
         }
@@ -672,13 +685,16 @@ mod tests {
             let src = &src;
             async move { src.stat(&path).await.unwrap().unwrap() }
         };
-        for (name, size) in sizes {
+        // --verify commits after the check, not with the last write.
+        let verify = CopyOptions { verify: true, ..CopyOptions::default() };
+        for ((name, size), options) in sizes.into_iter().zip([CopyOptions::default(), verify].into_iter().cycle()) {
             let entry = stat(name).await;
             let counted = std::sync::atomic::AtomicU64::new(0);
             let on_bytes = |n: u64| {
                 counted.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             };
-            let done = copy_file(&src, &dst, &entry, 0, CopyOptions::default(), &on_bytes).await.unwrap();
+            let done = copy_file(&src, &dst, &entry, 0, options, &on_bytes).await.unwrap();
+            assert_eq!(done.verified.is_some(), options.verify, "{name}");
             assert_eq!(std::fs::read(to.join(name)).unwrap(), content(size), "{name}");
             assert_eq!(done.dst_mtime, entry.mtime, "{name}");
             let written = std::fs::metadata(to.join(name)).unwrap().modified().unwrap();

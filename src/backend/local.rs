@@ -501,7 +501,7 @@ impl Backend for LocalBackend {
     }
 
     async fn open_read(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, OpError> {
-        self.open_reading(path, offset, 0).await
+        self.open_reader(path, offset, 0).await
     }
 
     /// A file that fits one chunk is read whole (and to its end) on the
@@ -513,14 +513,14 @@ impl Backend for LocalBackend {
             .ok()
             .filter(|&n| n <= crate::commit::CHUNK_SIZE)
             .map_or(0, |n| n.next_multiple_of(4096));
-        self.open_reading(path, offset, ahead).await
+        self.open_reader(path, offset, ahead).await
     }
 
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
         let (root, shown) = (self.root_dir.clone(), path.clone());
-        // Opened by the first write (or the finish of an empty file), on
-        // the same trip to the blocking pool: a small file costs one trip
-        // fewer.
+        // Opened by the first write (or the finish or write_last of a
+        // small file), on the same trip to the blocking pool. Its
+        // directory stays open for write_last's rename.
         let open: Opener = Box::new(move || {
             resolve_keeping(root, "create", &shown, move |dir, name| {
                 let mut flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -534,6 +534,7 @@ impl Backend for LocalBackend {
                 }
                 Ok(file)
             })
+            .map(|(file, dir)| (file, Some(dir)))
         });
         Ok(Box::new(LocalWriter {
             file: Some(Handle::Pending(open)),
@@ -560,12 +561,13 @@ impl Backend for LocalBackend {
     async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
         let (root, shown) = (self.root_dir.clone(), path.clone());
         let open: Opener = Box::new(move || {
-            resolve_keeping(root, "write", &shown, move |dir, name| {
+            resolve_at(root, "write", &shown, move |dir, name| {
                 let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 let mut file = File::from(rustix::fs::openat(&dir.0, name, flags, Mode::empty())?);
                 file.seek(SeekFrom::Start(offset))?;
                 Ok(file)
             })
+            .map(|file| (file, None))
         });
         Ok(Box::new(LocalWriter {
             file: Some(Handle::Pending(open)),
@@ -683,7 +685,7 @@ fn fill(file: &File, buf: &mut Vec<u8>, path: &RelPath) -> Result<bool, OpError>
 impl LocalBackend {
     /// Opens `path` at `offset`, reading its first `ahead` bytes at once
     /// when `ahead` is not 0.
-    async fn open_reading(&self, path: &RelPath, offset: u64, ahead: usize) -> Result<Box<dyn FileReader>, OpError> {
+    async fn open_reader(&self, path: &RelPath, offset: u64, ahead: usize) -> Result<Box<dyn FileReader>, OpError> {
         let (root, resolved, shown) = (self.root_dir.clone(), self.resolved(path), path.clone());
         // Allocated here, not on the pool's thread: glibc would take it
         // from that thread's own arena, and a dozen arenas holding freed
@@ -734,17 +736,18 @@ impl FileReader for LocalReader {
 }
 
 /// Creates (or reopens) a temporary file; see [`LocalBackend::open_write`].
-/// Its directory stays open for the rename that commits it.
-type Opener = Box<dyn FnOnce() -> Result<(File, Beneath), OpError> + Send>;
+/// A whole file's writer keeps its directory open for the rename that
+/// commits it; a segment's does not.
+type Opener = Box<dyn FnOnce() -> Result<(File, Option<Beneath>), OpError> + Send>;
 
 /// A writer's file: opened at its first use.
 enum Handle {
     Pending(Opener),
-    Open(File, Beneath),
+    Open(File, Option<Beneath>),
 }
 
 impl Handle {
-    fn open(self) -> Result<(File, Beneath), OpError> {
+    fn open(self) -> Result<(File, Option<Beneath>), OpError> {
         match self {
             Handle::Pending(open) => open(),
             Handle::Open(file, dir) => Ok((file, dir)),
@@ -813,14 +816,15 @@ impl FileWriter for LocalWriter {
             drop(file);
             // A failed rename is left to the caller's commit, which owns
             // what a refused rename means.
-            let committed = commit_to.is_some_and(|to| {
-                if to.parent() == path.parent() {
-                    // Beside the temporary: its directory is still open.
+            let committed = commit_to.is_some_and(|to| match dir {
+                // Beside the temporary: its directory is still open (the
+                // one the data went to, even if moved meanwhile, as the
+                // open file itself would be).
+                Some(dir) if to.parent() == path.parent() => {
                     let names = (OsStr::from_bytes(path.file_name()), OsStr::from_bytes(to.file_name()));
                     rustix::fs::renameat(&dir.0, names.0, &dir.0, names.1).is_ok()
-                } else {
-                    rename_beneath(root, &path, &to).is_ok()
                 }
+                _ => rename_beneath(root, &path, &to).is_ok(),
             });
             Ok(Finished { mtime, committed })
         })

@@ -191,8 +191,9 @@ pub trait FileReader: Send {
     async fn read(&mut self, buf: Vec<u8>) -> Result<Vec<u8>, OpError>;
 }
 
-/// Writes a temporary file. Dropping it without `finish` leaves the partial
-/// temporary in place, to be resumed or removed by a later run.
+/// Writes a temporary file. Dropping it without `finish` (or `write_last`)
+/// leaves the partial temporary in place, to be resumed or removed by a
+/// later run.
 #[async_trait]
 pub trait FileWriter: Send {
     /// Writes all of `buf` and returns it, cleared, for reuse.
