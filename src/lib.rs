@@ -13,7 +13,8 @@
 //!   By default streamed (`sync/streamed.rs`): the march runs over both
 //!   walks as they come and the engine starts copying at once; deletions
 //!   wait for the whole tree. Runs that need everything first (hash
-//!   compare, `--max-delete`, `--trust-state`...) plan the whole tree.
+//!   compare, `--max-delete`, `--trust-state`...), `plan` and `check`
+//!   plan the whole tree (`sync/whole.rs`).
 //! - [`plan`]: the pure planner (sorted merge of two listings and the state
 //!   cache, [`plan::march`] over iterators), the equality rule
 //!   ([`plan::compare`]) and filters.

@@ -3,6 +3,7 @@
 //! (`check`) or execute (`sync`).
 
 mod streamed;
+mod whole;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,13 +14,11 @@ use crate::backend::{self, Backend, Entry, HashKind, Listing, Memory, MissingRoo
 use crate::commit;
 use crate::engine::report::TransferStats;
 use crate::engine::report::{Reporter, Summary};
-use crate::engine::{ConcurrencyOutcome, Engine, EngineConfig, RESUME_MIN_SIZE, adapt, for_each_parallel};
+use crate::engine::{ConcurrencyOutcome, Engine, EngineConfig, adapt};
 use crate::error::{Error, OpError, exit};
 use crate::location::Location;
 use crate::path::RelPath;
-use crate::plan::{
-    self, Action, CompareMode, CompareRule, LinkMode, LinkRule, Plan, PlanInput, Reason, filter::Filter,
-};
+use crate::plan::{Action, CompareMode, LinkMode, Plan, Reason, filter::Filter};
 use crate::state::{self, CachedHash, JobLock, Journal, Side, StateDb, SyncedRecord, run_blocking};
 
 /// What to do with the plan.
@@ -133,6 +132,29 @@ fn unreachable(location: &Location) -> impl FnOnce(OpError) -> Error + '_ {
     move |source| Error::Unreachable { location: location.to_string(), source }
 }
 
+/// What a run's middle (streamed or whole-tree) did, for the common end
+/// of [`run`].
+struct Ran {
+    engine: Arc<Engine>,
+    held_back: u64,
+    src_files: u64,
+    /// `--verify-state` (whole-tree runs): both sides' files as listed,
+    /// and the paths the plan acted on.
+    listed: Option<(FilePairs, Vec<RelPath>)>,
+}
+
+/// Everything a run's middle needs from [`run`].
+struct Setup<'a> {
+    job: &'a Job,
+    src: Arc<dyn Backend>,
+    dst: Arc<dyn Backend>,
+    db: Option<&'a Arc<Mutex<StateDb>>>,
+    filter: Arc<Filter>,
+    engine_config: EngineConfig,
+    reporter: Arc<Reporter>,
+    journal: Option<Arc<Journal>>,
+}
+
 pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcome, Error> {
     let started = Instant::now();
     let run_started_at = crate::units::unix_now_secs();
@@ -210,211 +232,31 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         }
     }
     let journal = db.as_ref().map(|db| Arc::new(Journal::new(Arc::clone(db))));
-    let (engine, held_back, src_files, listed) = if mode == Mode::Sync && streamed::can_stream(&job) {
-        let ran = streamed::run(streamed::Setup {
-            job: &job,
-            src,
-            dst,
-            db: db.as_ref(),
-            filter: Arc::clone(&filter),
-            engine_config,
-            reporter: Arc::clone(&reporter),
-            journal: journal.clone(),
-        })
-        .await;
-        let ran = match ran {
+    let setup = Setup {
+        job: &job,
+        src,
+        dst,
+        db: db.as_ref(),
+        filter,
+        engine_config,
+        reporter: Arc::clone(&reporter),
+        journal: journal.clone(),
+    };
+    let ran = if mode == Mode::Sync && streamed::can_stream(&job) {
+        match streamed::run(setup).await {
             Ok(ran) => ran,
             Err(err) => {
                 finish_run(db.as_ref(), "failed").await;
                 return Err(err);
             }
-        };
-        (ran.engine, ran.held_back, ran.src_files, None)
+        }
     } else {
-        // What barge last synced is read while both sides are walked.
-        let mut synced_loading = db.as_ref().map(|db| {
-            let db = Arc::clone(db);
-            tokio::task::spawn_blocking(move || lock_db(&db).load_synced())
-        });
-        // --trust-state: the records stand in for the destination's listing.
-        let trusted = match job.trust_state {
-            true => Some(trusted_records(db.as_ref(), synced_loading.take(), mode).await?),
-            false => None,
-        };
-        let src_walk =
-            async { if job.links == LinkMode::Follow { src.walk_following_links().await } else { src.walk().await } };
-        let dst_walk = async {
-            match &trusted {
-                Some(records) => Ok(listing_from_records(records)),
-                None => dst.walk().await,
-            }
-        };
-        let (src_listing, dst_listing) = tokio::join!(src_walk, dst_walk);
-        let mut src_listing = src_listing.map_err(unreachable(&job.src))?;
-        let mut dst_listing = dst_listing.map_err(unreachable(&job.dst))?;
-        if trusted.is_some() {
-            // barge set every directory's mtime to its source's.
-            adopt_dir_mtimes(&src_listing.entries, &mut dst_listing.entries);
+        match whole::run(setup, mode, started).await? {
+            whole::Whole::Printed(outcome) => return Ok(outcome),
+            whole::Whole::Ran(ran) => ran,
         }
-        distrust_duplicates(&mut src_listing);
-        distrust_duplicates(&mut dst_listing);
-        for (dir, err) in &src_listing.unreadable {
-            reporter.error(&format!("source {dir} could not be read, nothing below it is deleted: {err}"));
-        }
-        for (dir, err) in &dst_listing.unreadable {
-            reporter.error(&format!("destination {dir} could not be read: {err}"));
-        }
-        for warning in src_listing.warnings.iter().chain(&dst_listing.warnings) {
-            reporter.warning(warning);
-        }
-        for notice in src_listing.notices.iter().chain(&dst_listing.notices) {
-            reporter.warning(notice);
-        }
-        for retried in src_listing.retried.iter().chain(&dst_listing.retried) {
-            reporter.info(retried);
-        }
-        let _ = take_temporaries(&mut src_listing);
-        let temporaries = take_temporaries(&mut dst_listing);
-
-        let src_unreadable: Vec<RelPath> = src_listing.unreadable.iter().map(|(p, _)| p.clone()).collect();
-        let dst_unreadable: Vec<RelPath> = dst_listing.unreadable.iter().map(|(p, _)| p.clone()).collect();
-        let src_unreadable_count = src_unreadable.len();
-        let (src_entries, dst_entries) = {
-            let filter = Arc::clone(&filter);
-            let (s, d) = (src_listing.entries, dst_listing.entries);
-            tokio::task::spawn_blocking(move || (filter.apply(s), filter.apply(d)))
-                .await
-                .map_err(|e| Error::Io { context: "filter".into(), source: std::io::Error::other(e.to_string()) })?
-        };
-        let (mut src_entries, mut dst_entries) = (src_entries, dst_entries);
-
-        let src_files = src_entries.iter().filter(|e| e.is_file()).count() as u64;
-        let dst_total = dst_entries.len() as u64;
-        let src_warnings = src_listing.warnings.len();
-        if job.compare == CompareMode::Hash {
-            fill_hashes(&src, &dst, &mut src_entries, &mut dst_entries, db.as_ref(), &reporter).await?;
-        }
-
-        let synced = match (trusted, synced_loading) {
-            (Some(records), _) => records,
-            (None, Some(task)) => task.await.map_err(|e| Error::Io {
-                context: "state database task".into(),
-                source: std::io::Error::other(e.to_string()),
-            })??,
-            (None, None) => HashMap::new(),
-        };
-        // --verify-state rebuilds the records from both listings after the run.
-        let listed_pairs = (job.verify_state && mode == Mode::Sync).then(|| file_pairs(&src_entries, &dst_entries));
-        // A directory that held files at the last run and is empty now is how
-        // a server that lost a mount, or a half-failed listing, looks.
-        let emptied = if mode == Mode::Sync { emptied_dirs(&src_entries, &synced) } else { Vec::new() };
-        if mode == Mode::Sync
-            && let Some(db) = &db
-        {
-            let unreadable: Vec<RelPath> = src_unreadable.iter().chain(&dst_unreadable).cloned().collect();
-            let stale = stale_records(&synced, &src_entries, &dst_entries, &unreadable);
-            if !stale.is_empty() {
-                let db = Arc::clone(db);
-                run_blocking(move || lock_db(&db).write_synced(&[], &stale)).await?;
-            }
-        }
-        let rule = CompareRule::new(
-            job.compare,
-            src.capabilities().mtime_precision,
-            dst.capabilities().mtime_precision,
-            dst.capabilities().set_mtime,
-        );
-        // Check lists extraneous entries whatever --delete says.
-        let delete = job.delete || mode == Mode::Check;
-        let links = LinkRule { mode: job.links, dst_can_link: dst.capabilities().symlinks };
-        let plan = tokio::task::spawn_blocking(move || {
-            plan::plan(PlanInput {
-                src: src_entries,
-                dst: dst_entries,
-                src_unreadable: &src_unreadable,
-                synced: &synced,
-                rule,
-                delete,
-                links,
-            })
-        })
-        .await
-        .map_err(|e| Error::Io { context: "plan".into(), source: std::io::Error::other(e.to_string()) })?;
-
-        warn_unlinkable(&plan, dst.as_ref(), &reporter);
-        match mode {
-            Mode::Plan => return Ok(print_plan(&plan, &reporter, started)),
-            Mode::Check => return Ok(print_check(&plan, &reporter, started)),
-            Mode::Sync => {}
-        }
-
-        let deletions = plan.deletions() as u64;
-        if let Some(limit) = job.safety.max_delete {
-            let max = limit.resolve(dst_total);
-            if deletions > max {
-                finish_run(db.as_ref(), "safety-stop").await;
-                return Err(Error::SafetyStop(format!(
-                    "{deletions} entries would be deleted, more than --max-delete allows ({max}); nothing was changed"
-                )));
-            }
-        }
-        // A listing that looks wrong must not delete anything on its word.
-        let baseline = shrink_baseline(db.as_ref()).await?;
-        let suspicions = suspicions(src_warnings, src_unreadable_count, &emptied, baseline, src_files, &job.safety);
-        let mut plan = plan;
-        let held_back = hold_back_deletions(&mut plan.actions, &suspicions, &job.safety, &reporter);
-
-        let partials = match &db {
-            Some(db) => {
-                let db = Arc::clone(db);
-                let wanted: Vec<RelPath> = plan
-                    .actions
-                    .iter()
-                    .filter_map(|a| match a {
-                        Action::Copy { src, .. } if src.size >= RESUME_MIN_SIZE => Some(src.path.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                run_blocking(move || {
-                    let db = lock_db(&db);
-                    let mut found = HashMap::new();
-                    for path in wanted {
-                        if let Some(record) = db.partial(&path)? {
-                            found.insert(path, record);
-                        }
-                    }
-                    Ok(found)
-                })
-                .await?
-            }
-            None => HashMap::new(),
-        };
-        let (resumable, mut stale) = sort_temporaries(&plan, temporaries, &partials);
-        if let Some(shard) = filter.shard() {
-            // Other shards may be writing into the same destination right now:
-            // leave their temporaries alone. One inside a directory belongs to
-            // that directory's shard; a top-level one cannot be told apart (its
-            // name is a hash), so only the ones this run resumes are touched.
-            stale.retain(|temp| temp.path.depth() > 1 && shard.owns(&temp.path));
-        }
-        let dst_for_cleanup = Arc::clone(&dst);
-        for_each_parallel(stale, engine_config.concurrency.start, move |temp: Entry| {
-            let dst = Arc::clone(&dst_for_cleanup);
-            async move {
-                let _ = dst.remove_file(&temp.path).await;
-            }
-        })
-        .await;
-
-        reporter.stats.files_unchanged.store(plan.unchanged, std::sync::atomic::Ordering::Relaxed);
-        let acted_paths: Vec<RelPath> = match listed_pairs {
-            Some(_) => plan.actions.iter().map(|a| a.path().clone()).collect(),
-            None => Vec::new(),
-        };
-        let engine = Arc::new(Engine::new(src, dst, engine_config, Arc::clone(&reporter), journal.clone(), resumable));
-        engine.run(plan).await;
-        (engine, held_back, src_files, listed_pairs.map(|pairs| (pairs, acted_paths)))
     };
+    let Ran { engine, held_back, src_files, listed } = ran;
     let concurrency = engine.concurrency();
     if let (Some(level), Some(db)) = (concurrency.remembered, &db) {
         let db = Arc::clone(db);

@@ -10,22 +10,22 @@
 //! type, with what goes inside it; directory mtimes come last, as always.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Job, emptied_among, hold_back_deletions, lock_db, shrink_baseline, suspicions, unreachable};
+use super::{Job, Ran, Setup, emptied_among, hold_back_deletions, lock_db, shrink_baseline, suspicions, unreachable};
+use crate::backend::Entry;
 use crate::backend::recall::{MAX_RECALLED_FILES, Recall, RecalledFile, RecalledFiles};
 use crate::backend::stream::{CHANNEL_BATCHES, WalkItem};
-use crate::backend::{Backend, Entry};
 use crate::commit;
 use crate::engine::report::Reporter;
-use crate::engine::{Engine, EngineConfig, RESUME_MIN_SIZE, for_each_parallel};
+use crate::engine::{Engine, RESUME_MIN_SIZE, for_each_parallel};
 use crate::error::Error;
 use crate::path::RelPath;
 use crate::plan::{Action, CompareRule, LinkRule, MarchRules, Plan, Reason, Records, Sink, filter::Filter, march};
-use crate::state::{Journal, Side as StateSide, StateDb, SyncedRecord, run_blocking};
+use crate::state::{Side as StateSide, SyncedRecord, run_blocking};
 
 /// Whether a job can run streamed. Runs that must see everything before
 /// they act are planned whole: `--max-delete` promises that a stop changes
@@ -98,26 +98,7 @@ impl TrackedRecords {
     }
 }
 
-/// What a streamed run did, for the common end of [`super::run`].
-pub struct Ran {
-    pub engine: Arc<Engine>,
-    pub held_back: u64,
-    pub src_files: u64,
-}
-
-/// Everything a streamed run needs from the caller.
-pub struct Setup<'a> {
-    pub job: &'a Job,
-    pub src: Arc<dyn Backend>,
-    pub dst: Arc<dyn Backend>,
-    pub db: Option<&'a Arc<Mutex<StateDb>>>,
-    pub filter: Arc<Filter>,
-    pub engine_config: EngineConfig,
-    pub reporter: Arc<Reporter>,
-    pub journal: Option<Arc<Journal>>,
-}
-
-pub async fn run(setup: Setup<'_>) -> Result<Ran, Error> {
+pub(super) async fn run(setup: Setup<'_>) -> Result<Ran, Error> {
     let Setup { job, src, dst, db, filter, engine_config, reporter, journal } = setup;
     // Both walks start at once; the records load beside them.
     let (src_tx, mut src_rx) = mpsc::channel(CHANNEL_BATCHES);
@@ -253,7 +234,7 @@ pub async fn run(setup: Setup<'_>) -> Result<Ran, Error> {
         false => dst_seen.temporaries.into_iter().filter(|t| !large_copies.contains(&t.path)).collect(),
     };
     if let Some(shard) = filter.shard() {
-        // Other shards may be writing into the same destination: see super::run.
+        // Other shards may be writing into the same destination: see whole::run.
         stale_temps.retain(|temp| temp.path.depth() > 1 && shard.owns(&temp.path));
     }
     let parallel = engine.concurrency().end;
@@ -268,7 +249,7 @@ pub async fn run(setup: Setup<'_>) -> Result<Ran, Error> {
     reporter.stats.files_unchanged.store(unchanged, Ordering::Relaxed);
     engine.run(Plan { actions: deferred, unchanged }).await;
 
-    Ok(Ran { engine, held_back, src_files: src_seen.files })
+    Ok(Ran { engine, held_back, src_files: src_seen.files, listed: None })
 }
 
 /// Actions queued for the engine ahead of the ones it is running.
