@@ -653,6 +653,29 @@ mod tests {
         assert!(!is_temp_name(b"file.part"));
     }
 
+    /// A commit that cannot rename (a non-empty directory holds the name)
+    /// fails the copy and leaves the directory and its files alone, whether
+    /// the rename was tried with the last write or by the commit after it.
+    #[tokio::test]
+    async fn a_name_held_by_a_directory_fails_the_copy_and_loses_nothing() {
+        use crate::backend::MissingRoot;
+        use crate::backend::local::LocalBackend;
+        let scratch = tempfile::tempdir().unwrap();
+        let (from, to) = (scratch.path().join("from"), scratch.path().join("to"));
+        std::fs::create_dir_all(&from).unwrap();
+        std::fs::create_dir_all(to.join("x")).unwrap();
+        std::fs::write(to.join("x/kept"), b"kept").unwrap();
+        std::fs::write(from.join("x"), b"new content").unwrap();
+        let src = LocalBackend::open(from, MissingRoot::Fail).await.unwrap();
+        let dst = LocalBackend::open(to.clone(), MissingRoot::Fail).await.unwrap();
+        let entry = src.stat(&RelPath::parse(b"x").unwrap()).await.unwrap().unwrap();
+        for options in [CopyOptions::default(), CopyOptions { verify: true, ..CopyOptions::default() }] {
+            let err = copy_file(&src, &dst, &entry, 0, options, &|_| {}).await.expect_err("renamed over a directory");
+            assert_eq!(err.op, "rename", "{err}");
+            assert_eq!(std::fs::read(to.join("x/kept")).unwrap(), b"kept");
+        }
+    }
+
     /// Local to local: files read ahead on open (small) or in chunks
     /// (large) are committed by their last write, with their time and all
     /// their bytes counted; a source longer or shorter than listed is
