@@ -231,35 +231,26 @@ pub async fn copy_file(
         commit_to: nothing_between.then_some(&src.path),
     };
     let finished = stream(src_backend, dst_backend, src, writing, options, on_bytes).await?;
-    let dst_mtime = finished.mtime;
-    if finished.committed {
-        return Ok(Committed {
-            bytes_moved: src.size,
-            dst_size: src.size,
-            dst_mtime: observed_mtime(dst_backend, &src.path, dst_mtime).await,
-            in_place: false,
-            verified: None,
-            segments: 1,
-        });
-    }
-    let mut verified = None;
-    if options.verify {
-        verified = Some(verify_content(src_backend, dst_backend, src, &temp).await?);
-    } else if offset > 0 {
-        verify_resumed(src_backend, dst_backend, src, &temp).await?;
-    }
-    keep_replaced(dst_backend, src, options).await?;
-    let wanted = if at_commit { wanted_mtime(dst_backend, src) } else { None };
-    let dst_mtime = match dst_backend.commit_temp(&temp, &src.path, wanted).await {
-        Ok(set) => set.or(dst_mtime),
-        Err(err) if matches!(err.kind, ErrorKind::Unsupported | ErrorKind::PermissionDenied) => {
-            // The server will not rename: remove the temporary and write
-            // the final name directly (the engine warns once).
-            let _ = dst_backend.remove_file(&temp).await;
-            return copy_in_place(src_backend, dst_backend, src, options, on_bytes).await;
+    let (mut dst_mtime, mut verified) = (finished.mtime, None);
+    if !finished.committed {
+        if options.verify {
+            verified = Some(verify_content(src_backend, dst_backend, src, &temp).await?);
+        } else if offset > 0 {
+            verify_resumed(src_backend, dst_backend, src, &temp).await?;
         }
-        Err(err) => return Err(err),
-    };
+        keep_replaced(dst_backend, src, options).await?;
+        let wanted = if at_commit { wanted_mtime(dst_backend, src) } else { None };
+        dst_mtime = match dst_backend.commit_temp(&temp, &src.path, wanted).await {
+            Ok(set) => set.or(dst_mtime),
+            Err(err) if matches!(err.kind, ErrorKind::Unsupported | ErrorKind::PermissionDenied) => {
+                // The server will not rename: remove the temporary and write
+                // the final name directly (the engine warns once).
+                let _ = dst_backend.remove_file(&temp).await;
+                return copy_in_place(src_backend, dst_backend, src, options, on_bytes).await;
+            }
+            Err(err) => return Err(err),
+        };
+    }
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
     Ok(Committed {
         bytes_moved: src.size - offset,
@@ -514,6 +505,14 @@ fn wanted_mtime(dst_backend: &dyn Backend, src: &Entry) -> Option<Mtime> {
     if dst_backend.capabilities().set_mtime { src.mtime } else { None }
 }
 
+/// The buffer for the bytes of a `size`-byte file from `offset` on, when
+/// they fit one chunk: their length plus the byte that would show the file
+/// grew, in whole pages. `None` for a longer rest (it is read in chunks).
+pub(crate) fn one_chunk(size: u64, offset: u64) -> Option<usize> {
+    let rest = usize::try_from(size.saturating_sub(offset).saturating_add(1)).ok()?;
+    (rest <= CHUNK_SIZE).then(|| rest.next_multiple_of(4096))
+}
+
 /// Where [`stream`] writes, from which offset, and how it ends a copy it
 /// wrote in full.
 struct Writing<'a> {
@@ -544,8 +543,7 @@ async fn stream(
     // A small file gets buffers its size (plus the byte that shows it
     // grew), not two 256 KiB chunks: with a hundred transfers in flight
     // the chunks are what peak RSS is made of.
-    let chunk = usize::try_from(src.size.saturating_sub(offset).saturating_add(1))
-        .map_or(CHUNK_SIZE, |n| n.next_multiple_of(4096).min(CHUNK_SIZE));
+    let chunk = one_chunk(src.size, offset).unwrap_or(CHUNK_SIZE);
     let mut buf = reader.read(Vec::with_capacity(chunk)).await?;
     let mut spare = Vec::with_capacity(chunk);
     let mut written = offset;

@@ -113,12 +113,23 @@ impl LocalBackend {
     }
 }
 
-/// [`LocalBackend::rename`]'s work, on the calling thread.
-fn rename_beneath(root: Option<Arc<OwnedFd>>, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
+/// [`LocalBackend::rename`]'s work, on the calling thread. `from_dir`:
+/// `from`'s directory when the caller holds it open already (a writer
+/// committing its temporary: the directory the data went to, even if
+/// moved meanwhile, as the open file itself would be).
+fn rename_beneath(
+    root: Option<Arc<OwnedFd>>,
+    from: &RelPath,
+    to: &RelPath,
+    from_dir: Option<Beneath>,
+) -> Result<(), OpError> {
     let root = root.ok_or_else(|| OpError::new(ErrorKind::NotFound, "rename", to, "the root does not exist"))?;
     let open = |p: &RelPath| Beneath::open(&root, p.parent().as_bytes()).map_err(|e| link_refusal("rename", p, e));
     let names = (OsStr::from_bytes(from.file_name()), OsStr::from_bytes(to.file_name()));
-    let from_dir = open(from)?;
+    let from_dir = match from_dir {
+        Some(dir) => dir,
+        None => open(from)?,
+    };
     // A temporary sits beside its target: one directory to open.
     let renamed = if from.parent() == to.parent() {
         rustix::fs::renameat(&from_dir.0, names.0, &from_dir.0, names.1)
@@ -508,11 +519,9 @@ impl Backend for LocalBackend {
     /// open's trip to the blocking pool: a small file costs one trip, not
     /// three (open, read, read the end).
     async fn open_read_sized(&self, path: &RelPath, offset: u64, size: u64) -> Result<Box<dyn FileReader>, OpError> {
-        // One byte more than the listing says, to see whether it grew.
-        let ahead = usize::try_from(size.saturating_sub(offset).saturating_add(1))
-            .ok()
-            .filter(|&n| n <= crate::commit::CHUNK_SIZE)
-            .map_or(0, |n| n.next_multiple_of(4096));
+        // The buffer the copy would give the first read (one byte more
+        // than the listing says, to see whether it grew).
+        let ahead = crate::commit::one_chunk(size, offset).unwrap_or(0);
         self.open_reader(path, offset, ahead).await
     }
 
@@ -580,7 +589,7 @@ impl Backend for LocalBackend {
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
         let root = self.root_dir.clone();
         let (from, to) = (from.clone(), to.clone());
-        blocking(move || rename_beneath(root, &from, &to)).await
+        blocking(move || rename_beneath(root, &from, &to, None)).await
     }
 
     /// Removes a file or a symbolic link (the link itself, never its target).
@@ -816,16 +825,7 @@ impl FileWriter for LocalWriter {
             drop(file);
             // A failed rename is left to the caller's commit, which owns
             // what a refused rename means.
-            let committed = commit_to.is_some_and(|to| match dir {
-                // Beside the temporary: its directory is still open (the
-                // one the data went to, even if moved meanwhile, as the
-                // open file itself would be).
-                Some(dir) if to.parent() == path.parent() => {
-                    let names = (OsStr::from_bytes(path.file_name()), OsStr::from_bytes(to.file_name()));
-                    rustix::fs::renameat(&dir.0, names.0, &dir.0, names.1).is_ok()
-                }
-                _ => rename_beneath(root, &path, &to).is_ok(),
-            });
+            let committed = commit_to.is_some_and(|to| rename_beneath(root, &path, &to, dir).is_ok());
             Ok(Finished { mtime, committed })
         })
         .await
