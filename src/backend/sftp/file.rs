@@ -28,9 +28,9 @@ use std::task::{Context, Poll, Waker};
 use async_trait::async_trait;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, StatusCode};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 
-use super::pool::HandleLease;
+use super::pool::{Budget, HandleLease};
 use super::session::{breaks_session, classify_session};
 use crate::backend::{FileReader, FileWriter, Mtime};
 use crate::error::{ErrorKind, OpError};
@@ -224,9 +224,10 @@ impl SftpReader {
     /// budget allows; with none in flight, waits for budget for one (every
     /// reader in flight frees its share as its data is taken).
     async fn fill_pipeline(&mut self) -> Result<(), OpError> {
-        let Some((sftp, budget)) =
-            self.lease.as_ref().map(|l| (Arc::clone(l.lease.sftp()), Arc::clone(l.lease.read_budget())))
-        else {
+        let Some((sftp, budget, whole)) = self.lease.as_ref().map(|l| {
+            let budget = l.lease.read_budget();
+            (Arc::clone(l.lease.sftp()), Arc::clone(budget.permits()), budget.want(usize::MAX))
+        }) else {
             return Ok(());
         };
         while self.pending.len() < self.window {
@@ -234,7 +235,7 @@ impl SftpReader {
             // The read past the listed end is answered by end of file on a
             // file that did not change: it costs (almost) nothing.
             let expected = self.expected_end.is_none_or(|end| self.next < end);
-            let want = if expected { len.min(u32::try_from(super::pool::READ_BUDGET).unwrap_or(u32::MAX)) } else { 1 };
+            let want = if expected { len.min(whole) } else { 1 };
             let share = match Arc::clone(&budget).try_acquire_many_owned(want) {
                 Ok(share) => share,
                 Err(TryAcquireError::NoPermits) if !self.pending.is_empty() => break,
@@ -392,15 +393,14 @@ impl SftpWriter {
     /// `len` bytes of the session's write budget. While other files hold
     /// it, this one's own oldest writes are settled first: every writer
     /// can free what it holds, so none waits on another for ever.
-    async fn budget(&mut self, budget: &Arc<Semaphore>, len: usize) -> Result<OwnedSemaphorePermit, OpError> {
-        // Never more than the whole budget, or it could never be had.
-        let want = u32::try_from(len.min(super::pool::WRITE_BUDGET)).unwrap_or(u32::MAX);
+    async fn budget(&mut self, budget: &Budget, len: usize) -> Result<OwnedSemaphorePermit, OpError> {
+        let (permits, want) = (budget.permits(), budget.want(len));
         loop {
-            match Arc::clone(budget).try_acquire_many_owned(want) {
+            match Arc::clone(permits).try_acquire_many_owned(want) {
                 Ok(permit) => return Ok(permit),
                 Err(TryAcquireError::NoPermits) if !self.pending.is_empty() => self.settle_one().await?,
                 Err(TryAcquireError::NoPermits) => {
-                    return Arc::clone(budget).acquire_many_owned(want).await.map_err(|_| self.closed());
+                    return Arc::clone(permits).acquire_many_owned(want).await.map_err(|_| self.closed());
                 }
                 Err(TryAcquireError::Closed) => return Err(self.closed()),
             }
@@ -416,7 +416,7 @@ impl SftpWriter {
 impl FileWriter for SftpWriter {
     async fn write(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
         let Some((sftp, budget)) =
-            self.lease.as_ref().map(|l| (Arc::clone(l.lease.sftp()), Arc::clone(l.lease.write_budget())))
+            self.lease.as_ref().map(|l| (Arc::clone(l.lease.sftp()), l.lease.write_budget().clone()))
         else {
             return Err(OpError::new(ErrorKind::Other, "write", &self.path, "write after finish"));
         };

@@ -194,7 +194,7 @@ impl SftpBackend {
         };
         let connections = options.connections.max(1);
         let max_sessions = connections.div_ceil(OPERATIONS_PER_SESSION).clamp(1, MAX_SESSIONS);
-        let pool = Pool::new(params, first, max_sessions);
+        let pool = Pool::new(params, first, max_sessions, pool::Budgets::for_round_trip(round_trip));
         let caps = Capabilities {
             mtime_precision: Duration::from_secs(1),
             set_mtime: true,
