@@ -545,12 +545,7 @@ impl Backend for LocalBackend {
             })
             .map(|(file, dir)| (file, Some(dir)))
         });
-        Ok(Box::new(LocalWriter {
-            file: Some(Handle::Pending(open)),
-            path: path.clone(),
-            mode: self.file_mode,
-            root: self.root_dir.clone(),
-        }))
+        Ok(self.writer(path, open))
     }
 
     /// Created (truncated), then given its length as a sparse file. Not
@@ -578,12 +573,7 @@ impl Backend for LocalBackend {
             })
             .map(|file| (file, None))
         });
-        Ok(Box::new(LocalWriter {
-            file: Some(Handle::Pending(open)),
-            path: path.clone(),
-            mode: self.file_mode,
-            root: self.root_dir.clone(),
-        }))
+        Ok(self.writer(path, open))
     }
 
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
@@ -692,6 +682,16 @@ fn fill(file: &File, buf: &mut Vec<u8>, path: &RelPath) -> Result<bool, OpError>
 }
 
 impl LocalBackend {
+    /// A writer of `path` whose file `open` makes at its first use.
+    fn writer(&self, path: &RelPath, open: Opener) -> Box<dyn FileWriter> {
+        Box::new(LocalWriter {
+            file: Some(Handle::Pending(open)),
+            path: path.clone(),
+            mode: self.file_mode,
+            root: self.root_dir.clone(),
+        })
+    }
+
     /// Opens `path` at `offset`, reading its first `ahead` bytes at once
     /// when `ahead` is not 0.
     async fn open_reader(&self, path: &RelPath, offset: u64, ahead: usize) -> Result<Box<dyn FileReader>, OpError> {

@@ -224,10 +224,9 @@ impl SftpReader {
     /// budget allows; with none in flight, waits for budget for one (every
     /// reader in flight frees its share as its data is taken).
     async fn fill_pipeline(&mut self) -> Result<(), OpError> {
-        let Some((sftp, budget, whole)) = self.lease.as_ref().map(|l| {
-            let budget = l.lease.read_budget();
-            (Arc::clone(l.lease.sftp()), Arc::clone(budget.permits()), budget.want(usize::MAX))
-        }) else {
+        let Some((sftp, budget)) =
+            self.lease.as_ref().map(|l| (Arc::clone(l.lease.sftp()), l.lease.read_budget().clone()))
+        else {
             return Ok(());
         };
         while self.pending.len() < self.window {
@@ -235,11 +234,11 @@ impl SftpReader {
             // The read past the listed end is answered by end of file on a
             // file that did not change: it costs (almost) nothing.
             let expected = self.expected_end.is_none_or(|end| self.next < end);
-            let want = if expected { len.min(whole) } else { 1 };
-            let share = match Arc::clone(&budget).try_acquire_many_owned(want) {
+            let want = if expected { budget.want(len as usize) } else { 1 };
+            let share = match Arc::clone(budget.permits()).try_acquire_many_owned(want) {
                 Ok(share) => share,
                 Err(TryAcquireError::NoPermits) if !self.pending.is_empty() => break,
-                Err(_) => Arc::clone(&budget)
+                Err(_) => Arc::clone(budget.permits())
                     .acquire_many_owned(want)
                     .await
                     .map_err(|_| OpError::new(ErrorKind::Temporary, "read", &self.path, "session closed"))?,

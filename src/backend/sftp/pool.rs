@@ -31,13 +31,13 @@ pub const SHARE: usize = 4;
 /// channel for uploads (2 MiB), so the pipe stays full. More would only
 /// wait in memory: 16 segments of 8 MiB each made a 158 MiB client for
 /// 1 GiB of uploads.
-pub const WRITE_BUDGET: usize = 4 * 1024 * 1024;
+const WRITE_BUDGET: usize = 4 * 1024 * 1024;
 
 /// Bytes asked for on a session and not yet taken by their readers, over
 /// all its files, from a far server: the same reasoning for downloads
 /// (russh grants the server a window of its own per channel). 4 MiB made
 /// four 256 MiB files 35% slower at 20 ms and 70% at 100 ms.
-pub const READ_BUDGET: usize = 8 * 1024 * 1024;
+const READ_BUDGET: usize = 8 * 1024 * 1024;
 
 /// The same two for a near server (round trip under
 /// [`crate::engine::adapt::FAR`]), where little is ever on the way and
@@ -47,8 +47,8 @@ pub const READ_BUDGET: usize = 8 * 1024 * 1024;
 /// either way (1 MiB and 512 KiB no lower than 43 MiB: the rest is not
 /// the budget); uploads 49-51 MiB and 3.6-3.9 s with 4 MiB, 32-34 MiB and
 /// 3.0-3.2 s with 1 MiB.
-pub const NEAR_WRITE_BUDGET: usize = 1024 * 1024;
-pub const NEAR_READ_BUDGET: usize = 2 * 1024 * 1024;
+const NEAR_WRITE_BUDGET: usize = 1024 * 1024;
+const NEAR_READ_BUDGET: usize = 2 * 1024 * 1024;
 
 /// The sizes of each session's two budgets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
