@@ -123,7 +123,7 @@ struct AskedRead {
     len: u32,
     flight: u64,
     reply: Reply<Vec<u8>>,
-    /// Its share of the session's read budget, held until its data is taken.
+    /// Its share of the pool's read budget, held until its data is taken.
     _share: OwnedSemaphorePermit,
 }
 
@@ -350,7 +350,7 @@ pub struct SftpWriter {
     path: RelPath,
     offset: u64,
     /// Writes sent and not yet acknowledged, oldest first, with their
-    /// flight and their share of the session's write budget.
+    /// flight and their share of the pool's write budget.
     pending: VecDeque<(u64, Reply<()>, OwnedSemaphorePermit)>,
     max_pending: usize,
     chunk: usize,
@@ -389,7 +389,7 @@ impl SftpWriter {
         reply.await.map_err(|err| self.fail(err))
     }
 
-    /// `len` bytes of the session's write budget. While other files hold
+    /// `len` bytes of the pool's write budget. While other files hold
     /// it, this one's own oldest writes are settled first: every writer
     /// can free what it holds, so none waits on another for ever.
     async fn budget(&mut self, budget: &Budget, len: usize) -> Result<OwnedSemaphorePermit, OpError> {

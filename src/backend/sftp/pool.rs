@@ -8,7 +8,8 @@
 //! [`HANDLE_LIMIT`] open file and directory handles: russh-sftp 3.0.1
 //! decodes handles as lossy UTF-8 and OpenSSH numbers them from 0 (lowest
 //! free slot first) in 4 big-endian bytes, so the 129th concurrent handle
-//! (byte 0x80) would be mangled and its requests fail.
+//! (byte 0x80) would be mangled and its requests fail. Bytes on the way
+//! are bounded for the pool as a whole ([`Budgets`]), not per session.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,31 +27,39 @@ pub const HANDLE_LIMIT: usize = 128;
 /// Operations in flight on a session before another session is opened.
 pub const SHARE: usize = 4;
 
-/// Bytes written on a session and not yet acknowledged, over all its
-/// files, to a far server: twice the window OpenSSH's sshd grants a
-/// channel for uploads (2 MiB), so the pipe stays full. More would only
-/// wait in memory: 16 segments of 8 MiB each made a 158 MiB client for
-/// 1 GiB of uploads.
-const WRITE_BUDGET: usize = 4 * 1024 * 1024;
+/// Bytes in flight over the whole pool, one direction, per second of
+/// round trip: enough for 800 MiB/s of downloads and 256 MiB/s of uploads,
+/// more than two cores decrypt (about 300 and 130 MB/s at 20 ms).
+///
+/// The budgets are the pool's, shared by all its sessions: they were each
+/// session's, and with eight sessions open the server answered far more
+/// than the readers took, so the answers waited in memory. Measured with
+/// four 256 MiB files from OpenSSH at 20 ms (2 runs each): 8 MiB read
+/// budget per session 3.9-4.3 s and 98-102 MiB peak RSS; 16 MiB for the
+/// pool 3.3-3.4 s and 41-43 MiB (8 MiB: 4.1 s, 12: 3.3 s, 24-32: 3.3-3.9 s
+/// and more memory); uploads 4 MiB per session 8.8 s and 52 MiB, 4 MiB for
+/// the pool 7.8-8.0 s and 30 MiB (8 and 16: no faster, 38-50 MiB).
+const READ_BYTES_PER_SECOND: f64 = 800.0 * 1024.0 * 1024.0;
+const WRITE_BYTES_PER_SECOND: f64 = 256.0 * 1024.0 * 1024.0;
 
-/// Bytes asked for on a session and not yet taken by their readers, over
-/// all its files, from a far server: the same reasoning for downloads
-/// (russh grants the server a window of its own per channel). 4 MiB made
-/// four 256 MiB files 35% slower at 20 ms and 70% at 100 ms.
-const READ_BUDGET: usize = 8 * 1024 * 1024;
+/// The least either budget is, for a near server (round trip under a few
+/// ms), where little is ever on the way. On loopback (5 runs each, four
+/// 256 MiB files): reads 2 MiB per session 2.39 s median and 52 MiB, 4 MiB
+/// for the pool 2.38 s and 44 MiB (2 MiB: 37-41 MiB but 10% slower);
+/// writes 1 MiB per session 3.4-3.8 s, 2 MiB for the pool 2.6-4.0 s, both
+/// 28-30 MiB.
+const MIN_READ_BUDGET: usize = 4 * 1024 * 1024;
+const MIN_WRITE_BUDGET: usize = 2 * 1024 * 1024;
 
-/// The same two for a near server (round trip under
-/// [`crate::engine::adapt::FAR`]), where little is ever on the way and
-/// the rest of a far server's budget is only data waiting in memory.
-/// Measured on loopback, four 256 MiB files from OpenSSH (3 runs each):
-/// downloads 85-119 MiB peak RSS with 8 MiB, 52-56 with 2 MiB, 2.8-3.4 s
-/// either way (1 MiB and 512 KiB no lower than 43 MiB: the rest is not
-/// the budget); uploads 49-51 MiB and 3.6-3.9 s with 4 MiB, 32-34 MiB and
-/// 3.0-3.2 s with 1 MiB.
-const NEAR_WRITE_BUDGET: usize = 1024 * 1024;
-const NEAR_READ_BUDGET: usize = 2 * 1024 * 1024;
+/// The most: at 100 ms and beyond, memory is worth more than the speed
+/// the rest would buy. Uploads are held back by the server's window
+/// (OpenSSH grants each session 2 MiB) before the budget: four 256 MiB
+/// files at 100 ms took 33 s with 4 MiB per session and with 26 MiB for
+/// the pool, which only took 12 MiB more memory.
+const MAX_READ_BUDGET: usize = 64 * 1024 * 1024;
+const MAX_WRITE_BUDGET: usize = 8 * 1024 * 1024;
 
-/// The sizes of each session's two budgets.
+/// The sizes of the pool's two budgets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budgets {
     pub read: usize,
@@ -58,18 +67,19 @@ pub struct Budgets {
 }
 
 impl Budgets {
-    /// For a server `round_trip` away: a far one's bandwidth-delay product
-    /// needs the large budgets, a near one does not.
+    /// For a server `round_trip` away: its bandwidth-delay product, within
+    /// bounds.
     pub fn for_round_trip(round_trip: Duration) -> Budgets {
-        if round_trip >= crate::engine::adapt::FAR {
-            Budgets { read: READ_BUDGET, write: WRITE_BUDGET }
-        } else {
-            Budgets { read: NEAR_READ_BUDGET, write: NEAR_WRITE_BUDGET }
+        let secs = round_trip.as_secs_f64();
+        let size = |per_second: f64, min: usize, max: usize| ((secs * per_second) as usize).clamp(min, max);
+        Budgets {
+            read: size(READ_BYTES_PER_SECOND, MIN_READ_BUDGET, MAX_READ_BUDGET),
+            write: size(WRITE_BYTES_PER_SECOND, MIN_WRITE_BUDGET, MAX_WRITE_BUDGET),
         }
     }
 }
 
-/// Bytes a session's files may hold on the way, one direction, over all
+/// Bytes the pool's files may hold on the way, one direction, over all
 /// of them: permits taken per request, given back when it settles.
 #[derive(Clone)]
 pub struct Budget {
@@ -97,9 +107,8 @@ impl Budget {
 pub struct Session {
     conn: SftpConn,
     handles: Arc<Semaphore>,
-    /// Unacknowledged write bytes allowed (see [`Budgets`]).
+    /// The pool's budgets (see [`Budgets`]).
     write_budget: Budget,
-    /// Read bytes asked for and not yet taken (see [`Budgets`]).
     read_budget: Budget,
     /// Leases alive on this session.
     load: AtomicUsize,
@@ -126,8 +135,10 @@ pub struct Pool {
     /// Sessions being opened by [`Pool::get_handle_alone`] right now.
     opening: AtomicUsize,
     info: ServerInfo,
-    /// Each session's budget sizes.
-    budgets: Budgets,
+    /// Unacknowledged write bytes allowed, over all sessions.
+    write_budget: Budget,
+    /// Read bytes asked for and not yet taken, over all sessions.
+    read_budget: Budget,
 }
 
 impl Pool {
@@ -143,7 +154,8 @@ impl Pool {
             refused: AtomicBool::new(false),
             opening: AtomicUsize::new(0),
             info,
-            budgets,
+            write_budget: Budget::new(budgets.write),
+            read_budget: Budget::new(budgets.read),
         };
         pool.add(first);
         Arc::new(pool)
@@ -167,8 +179,8 @@ impl Pool {
         let session = Arc::new(Session {
             conn,
             handles: Arc::new(Semaphore::new(HANDLE_LIMIT)),
-            write_budget: Budget::new(self.budgets.write),
-            read_budget: Budget::new(self.budgets.read),
+            write_budget: self.write_budget.clone(),
+            read_budget: self.read_budget.clone(),
             load: AtomicUsize::new(0),
             broken: AtomicBool::new(false),
             round_trips: Arc::clone(&self.params.round_trips),
@@ -318,12 +330,12 @@ impl Lease {
         &self.session.conn.sftp
     }
 
-    /// The session's budget of unacknowledged write bytes.
+    /// The pool's budget of unacknowledged write bytes.
     pub fn write_budget(&self) -> &Budget {
         &self.session.write_budget
     }
 
-    /// The session's budget of read bytes asked for and not yet taken.
+    /// The pool's budget of read bytes asked for and not yet taken.
     pub fn read_budget(&self) -> &Budget {
         &self.session.read_budget
     }
@@ -367,19 +379,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_near_server_gets_the_small_budgets_and_a_far_one_the_large() {
+    fn budgets_grow_with_the_round_trip_within_bounds() {
         let near = Budgets::for_round_trip(Duration::from_micros(300));
-        assert_eq!(near, Budgets { read: NEAR_READ_BUDGET, write: NEAR_WRITE_BUDGET });
-        let far = Budgets::for_round_trip(crate::engine::adapt::FAR);
-        assert_eq!(far, Budgets { read: READ_BUDGET, write: WRITE_BUDGET });
-        assert!(near.read < far.read && near.write < far.write);
+        assert_eq!(near, Budgets { read: MIN_READ_BUDGET, write: MIN_WRITE_BUDGET });
+        // 20 ms: 16 MiB of reads and 5 MiB of writes on the way.
+        let far = Budgets::for_round_trip(Duration::from_millis(20));
+        let mib = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
+        assert!((mib(far.read) - 16.0).abs() < 0.01, "{far:?}");
+        assert!((mib(far.write) - 5.12).abs() < 0.01, "{far:?}");
+        let farther = Budgets::for_round_trip(Duration::from_millis(40));
+        assert!(farther.read > far.read && farther.write > far.write);
+        let very_far = Budgets::for_round_trip(Duration::from_secs(2));
+        assert_eq!(very_far, Budgets { read: MAX_READ_BUDGET, write: MAX_WRITE_BUDGET });
+    }
+
+    #[test]
+    fn a_budget_and_its_clones_are_one_budget() {
+        let budget = Budget::new(MIN_READ_BUDGET);
+        let (one, other) = (budget.clone(), budget.clone());
+        let _held = Arc::clone(one.permits()).try_acquire_many_owned(one.want(usize::MAX)).expect("untouched");
+        assert!(Arc::clone(other.permits()).try_acquire_owned().is_err());
     }
 
     #[test]
     fn a_request_never_wants_more_than_the_whole_budget() {
-        let budget = Budget::new(NEAR_WRITE_BUDGET);
+        let budget = Budget::new(MIN_WRITE_BUDGET);
         assert_eq!(budget.want(32 * 1024), 32 * 1024);
-        assert_eq!(budget.want(usize::MAX), NEAR_WRITE_BUDGET as u32);
+        assert_eq!(budget.want(usize::MAX), MIN_WRITE_BUDGET as u32);
         // Whatever it wants can be had from an untouched budget.
         assert!(Arc::clone(budget.permits()).try_acquire_many_owned(budget.want(usize::MAX)).is_ok());
     }
