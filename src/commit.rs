@@ -13,7 +13,7 @@ use crate::path::RelPath;
 
 mod segments;
 use segments::copy_segmented;
-pub use segments::{DEFAULT_SEGMENTS, DEFAULT_THRESHOLD, Segmenting, ranges};
+pub use segments::{DEFAULT_SEGMENTS, DEFAULT_THRESHOLD, Segmenting, SpareStreams, ranges};
 
 const TEMP_PREFIX: &[u8] = b".barge-";
 const TEMP_SUFFIX: &[u8] = b".part";
@@ -177,6 +177,9 @@ pub struct CopyOptions<'a> {
     pub inplace: bool,
     /// `--segments`, `--segment-threshold`: large files in parallel ranges.
     pub segmenting: Segmenting,
+    /// The run's streams beyond one per file: a segmented copy takes its
+    /// extra segments from them (none: each takes all it asks for).
+    pub spare_streams: Option<&'a SpareStreams>,
     /// Hears of each retry of one segment (its number, the error).
     pub on_segment_retry: Option<&'a OnRetry<'a>>,
 }
@@ -208,9 +211,16 @@ pub async fn copy_file(
     }
     // A partial to resume is continued as one stream: cheaper than the
     // whole file again in segments.
-    let segments = options.segmenting.segments_for(src_backend, dst_backend, src.size);
+    let mut segments = options.segmenting.segments_for(src_backend, dst_backend, src.size);
     if resume_from == 0 && segments > 1 && dst_backend.segmented_write_works(&src.path).await {
-        return copy_segmented(src_backend, dst_backend, src, segments, options, on_bytes).await;
+        let shared = options.spare_streams.filter(|_| !dst_backend.capabilities().windowed_writes);
+        let held = shared.map(|spare| spare.take(segments - 1));
+        if let Some(held) = &held {
+            segments = 1 + held.count();
+        }
+        if segments > 1 {
+            return copy_segmented(src_backend, dst_backend, src, segments, options, on_bytes).await;
+        }
     }
     let temp = temp_path(&src.path);
     let mut offset = resume_from.min(src.size);
@@ -739,5 +749,43 @@ mod tests {
             assert_eq!(err.kind, kind, "{name} listed at {listed}: {err}");
             assert!(!to.join(name).exists(), "{name} listed at {listed} took its name");
         }
+    }
+
+    /// Large files share the run's spare streams: a copy gets the segments
+    /// that are free when it starts, and a copy with none free is one
+    /// stream, committed all the same.
+    #[tokio::test]
+    async fn a_large_copy_takes_only_the_spare_streams_that_are_free() {
+        use crate::backend::MissingRoot;
+        use crate::backend::local::LocalBackend;
+        let scratch = tempfile::tempdir().unwrap();
+        let (from, to) = (scratch.path().join("from"), scratch.path().join("to"));
+        std::fs::create_dir_all(&from).unwrap();
+        let content: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+        std::fs::write(from.join("big"), &content).unwrap();
+        let src = LocalBackend::open(from, MissingRoot::Fail).await.unwrap();
+        let dst = LocalBackend::open(to.clone(), MissingRoot::Create).await.unwrap();
+        let entry = src.stat(&RelPath::parse(b"big").unwrap()).await.unwrap().unwrap();
+        let spare = SpareStreams::new(3);
+        let options = CopyOptions {
+            segmenting: Segmenting::new(256 * 1024, 4, 0),
+            spare_streams: Some(&spare),
+            ..CopyOptions::default()
+        };
+        let copy = || async {
+            let _ = std::fs::remove_file(to.join("big"));
+            let done = copy_file(&src, &dst, &entry, 0, options, &|_| {}).await.unwrap();
+            assert_eq!(std::fs::read(to.join("big")).unwrap(), content);
+            done.segments
+        };
+        assert_eq!(copy().await, 4, "all three spare streams were free");
+        let held = spare.take(2);
+        assert_eq!(held.count(), 2);
+        assert_eq!(copy().await, 2, "one spare stream was free");
+        let rest = spare.take(5);
+        assert_eq!(rest.count(), 1);
+        assert_eq!(copy().await, 1, "none was free");
+        drop((held, rest));
+        assert_eq!(copy().await, 4, "the streams held came back");
     }
 }

@@ -84,6 +84,7 @@ impl LocalBackend {
                 max_connections: 64,
                 resume_margin: 0,
                 segmented_write: true,
+                windowed_writes: false,
             },
             file_mode: 0o666 & !current_umask(),
         })

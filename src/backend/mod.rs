@@ -180,6 +180,11 @@ pub struct Capabilities {
     /// one temporary made by [`Backend::create_sized`] (see
     /// [`Backend::open_write_segment`]).
     pub segmented_write: bool,
+    /// Each write stream is held back by a flow-control window of the
+    /// server's own (SFTP: OpenSSH grants a session 2 MiB, 100 MB/s over
+    /// 20 ms), so a large file is written faster in more streams however
+    /// many other files are moving: its segments are not shared out.
+    pub windowed_writes: bool,
 }
 
 /// Reads a file sequentially from some offset, handing buffers back and

@@ -125,6 +125,9 @@ pub struct Engine {
     /// Directories being created by a streamed run, each with a flag that
     /// turns true when its mkdir is over: what is inside waits for it.
     creating: Mutex<HashMap<RelPath, tokio::sync::watch::Receiver<bool>>>,
+    /// Segments beyond one per file, shared by the run's large files: one
+    /// file's worth (`--segments` - 1).
+    spare_streams: commit::SpareStreams,
 }
 
 /// How the concurrency of a run went, for the summary.
@@ -150,7 +153,9 @@ impl Engine {
         let throttle = config.bwlimit.map(Throttle::new);
         let backup = config.backup_dir.clone().map(commit::BackupDir::new);
         let tuner = Tuner::new(config.concurrency);
+        let spare_streams = commit::SpareStreams::new(config.segmenting.segments.saturating_sub(1));
         Engine {
+            spare_streams,
             gate: Arc::new(Gate::new(tuner.level())),
             tuner: Mutex::new(tuner),
             transfer_time: Mutex::new(std::time::Duration::ZERO),
@@ -474,6 +479,7 @@ impl Engine {
                     verify: self.config.verify,
                     fxp: self.config.fxp,
                     segmenting: self.config.segmenting,
+                    spare_streams: Some(&self.spare_streams),
                     on_segment_retry: Some(&segment_retry),
                 };
                 let committed =

@@ -499,9 +499,28 @@ fn sftp_uploads_and_downloads_in_segments_side_by_side() {
         let done = copy_file(&sftp, &there, &entry, 0, copy, &|_| {}).await.unwrap();
         assert_eq!((done.segments, sftp.opened.load(Ordering::SeqCst)), (4, 4), "download");
         assert_eq!(sftp.most.load(Ordering::SeqCst), 4, "the download's four readers were open at once");
+
+        // No spare streams left in the run (other large files hold them):
+        // a download is one stream, an upload keeps its four, each SFTP
+        // session's window being a bound of its own.
+        let none_spare = barge::commit::SpareStreams::new(0);
+        let shared = CopyOptions { spare_streams: Some(&none_spare), ..copy };
+        let location = Location::parse(&format!("{}/lib2", server.url())).unwrap();
+        let sftp = Spy::new(barge::backend::open(&location, MissingRoot::Create, &options).await.unwrap());
+        let entry = local.stat(&rel("big.bin")).await.unwrap().unwrap();
+        let done = copy_file(&local, &sftp, &entry, 0, shared, &|_| {}).await.unwrap();
+        assert_eq!((done.segments, sftp.opened.load(Ordering::SeqCst)), (4, 4), "upload, no spare streams");
+        let sftp = Spy::new(Arc::clone(&sftp.inner));
+        let there = LocalBackend::open(s.path("lib2-back"), MissingRoot::Create).await.unwrap();
+        let entry = sftp.stat(&rel("big.bin")).await.unwrap().unwrap();
+        let done = copy_file(&sftp, &there, &entry, 0, shared, &|_| {}).await.unwrap();
+        // One stream: the whole file's reader, no range readers at all.
+        assert_eq!((done.segments, sftp.opened.load(Ordering::SeqCst)), (1, 0), "download, no spare streams");
     });
-    same_file(&s.src().join("big.bin"), &server.root.join("lib/big.bin"));
-    same_file(&s.src().join("big.bin"), &s.path("lib-back").join("big.bin"));
+    for copied in [server.root.join("lib/big.bin"), s.path("lib-back/big.bin"), server.root.join("lib2/big.bin")] {
+        same_file(&s.src().join("big.bin"), &copied);
+    }
+    same_file(&s.src().join("big.bin"), &s.path("lib2-back").join("big.bin"));
 }
 
 #[test]

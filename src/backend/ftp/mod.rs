@@ -293,6 +293,7 @@ impl FtpBackend {
                     // Where REST restarts uploads; tried out before the
                     // first use (`segmented_write_works`).
                     segmented_write: features.rest_stream,
+                    windowed_writes: false,
                 },
                 features,
                 shown,

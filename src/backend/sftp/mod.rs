@@ -207,6 +207,7 @@ impl SftpBackend {
             // order: a killed upload can have holes in that last stretch.
             resume_margin: file::AHEAD_BYTES as u64,
             segmented_write: true,
+            windowed_writes: true,
         };
         Ok(SftpBackend {
             inner: Arc::new(Inner {
