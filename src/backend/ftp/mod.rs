@@ -868,27 +868,38 @@ impl FtpBackend {
         text: bool,
     ) -> Result<(Pooled, Transfer), OpError> {
         let what = if matches!(op, data::Op::Retrieve) { "read" } else { "write" };
-        let mut pooled = self.inner.pool.get().await?;
         let remote = self.inner.remote_path(path);
-        pooled.in_doubt();
-        let started = async {
-            if text {
-                pooled.conn().round_trip(1);
-                pooled.conn().control.transfer_type(FileType::Ascii(FormatControl::Default)).await?;
-            }
-            data::open(pooled.conn(), op, &remote, offset).await
-        };
-        let started = tokio::time::timeout(self.inner.pool.params().timeout, started).await;
-        pooled.settled();
-        match started {
-            Ok(Ok(stream)) => Ok((pooled, stream)),
-            Ok(Err(err)) => {
-                pooled.mark_broken();
-                Err(classify(err, what, path))
-            }
-            Err(_) => {
-                pooled.mark_broken();
-                Err(OpError::new(ErrorKind::Temporary, what, path, "timed out"))
+        // A server that could not open a passive port (425: all of its
+        // range in use for a moment; proftpd answers EPSV so under load)
+        // is asked once more, on another connection: nothing was sent
+        // or received yet, so it costs no file retry.
+        let mut asked_again = false;
+        loop {
+            let mut pooled = self.inner.pool.get().await?;
+            pooled.in_doubt();
+            let started = async {
+                if text {
+                    pooled.conn().round_trip(1);
+                    pooled.conn().control.transfer_type(FileType::Ascii(FormatControl::Default)).await?;
+                }
+                data::open(pooled.conn(), op, &remote, offset).await
+            };
+            let started = tokio::time::timeout(self.inner.pool.params().timeout, started).await;
+            pooled.settled();
+            match started {
+                Ok(Ok(stream)) => return Ok((pooled, stream)),
+                Ok(Err(err)) => {
+                    pooled.mark_broken();
+                    if !asked_again && conn::reply_code(&err) == Some(425) {
+                        asked_again = true;
+                        continue;
+                    }
+                    return Err(classify(err, what, path));
+                }
+                Err(_) => {
+                    pooled.mark_broken();
+                    return Err(OpError::new(ErrorKind::Temporary, what, path, "timed out"));
+                }
             }
         }
     }
@@ -1690,5 +1701,88 @@ mod tests {
         use super::conn::display_host;
         assert_eq!(display_host("::1"), "[::1]");
         assert_eq!(display_host("example.com"), "example.com");
+    }
+
+    /// A server that logs anyone in, lists nothing, and refuses the first
+    /// EPSV of its life with 425 (no passive port free for a moment, as
+    /// proftpd answers under load); every RETR after a good EPSV sends
+    /// `hello`. Returns its port and how many EPSV it was asked.
+    async fn refuses_its_first_passive_port() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&asked);
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let asked = Arc::clone(&counter);
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    let mut passive: Option<tokio::net::TcpListener> = None;
+                    write.write_all(b"220 fake\r\n").await.unwrap();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+                        let reply = match verb.as_str() {
+                            "USER" => "331 password\r\n".to_string(),
+                            "PASS" => "230 in\r\n".to_string(),
+                            "FEAT" => "211-Features:\r\n EPSV\r\n REST STREAM\r\n211 End\r\n".to_string(),
+                            "PWD" => "257 \"/\" is the directory\r\n".to_string(),
+                            "CWD" => "250 ok\r\n".to_string(),
+                            "EPSV" if asked.fetch_add(1, Ordering::SeqCst) == 0 => {
+                                "425 EPSV: Address already in use\r\n".to_string()
+                            }
+                            "EPSV" => {
+                                let data = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                                let port = data.local_addr().unwrap().port();
+                                passive = Some(data);
+                                format!("229 Entering Extended Passive Mode (|||{port}|)\r\n")
+                            }
+                            "RETR" => match passive.take() {
+                                Some(data) => {
+                                    write.write_all(b"150 here it comes\r\n").await.unwrap();
+                                    let (mut stream, _) = data.accept().await.unwrap();
+                                    stream.write_all(b"hello").await.unwrap();
+                                    drop(stream);
+                                    "226 done\r\n".to_string()
+                                }
+                                None => "425 use EPSV first\r\n".to_string(),
+                            },
+                            _ => "200 ok\r\n".to_string(),
+                        };
+                        if write.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, asked)
+    }
+
+    /// A 425 to EPSV is asked again on another connection, inside the
+    /// same read: the file is read, no retry of the file needed.
+    #[tokio::test]
+    async fn a_passive_port_refused_once_is_asked_for_again() {
+        let (port, asked) = refuses_its_first_passive_port().await;
+        let Ok(crate::location::Location::Remote(remote)) =
+            crate::location::Location::parse(&format!("ftp://u:p@127.0.0.1:{port}/"))
+        else {
+            panic!("a remote location")
+        };
+        let options = RemoteOptions { connections: 2, retries: 0, ..RemoteOptions::default() };
+        let backend = FtpBackend::open(&remote, MissingRoot::Fail, &options).await.unwrap();
+        let mut reader = backend.open_read(&RelPath::parse(b"f").unwrap(), 0).await.expect("asked again");
+        let mut got = Vec::new();
+        loop {
+            let buf = reader.read(Vec::with_capacity(64)).await.unwrap();
+            if buf.is_empty() {
+                break;
+            }
+            got.extend_from_slice(&buf);
+        }
+        assert_eq!(got, b"hello");
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }
