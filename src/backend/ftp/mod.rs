@@ -872,8 +872,10 @@ impl FtpBackend {
         // A server that could not open a passive port (425: all of its
         // range in use for a moment; proftpd answers EPSV so under load)
         // is asked once more, on another connection: nothing was sent
-        // or received yet, so it costs no file retry.
-        let mut asked_again = false;
+        // or received yet, so it costs no file retry. (In active mode a
+        // 425 is the server failing to connect back: not asked again.)
+        let passive = matches!(self.inner.pool.params().data_mode, DataMode::Passive { .. });
+        let mut asked_again = !passive;
         loop {
             let mut pooled = self.inner.pool.get().await?;
             pooled.in_doubt();
