@@ -211,13 +211,14 @@ pub async fn copy_file(
     }
     // A partial to resume is continued as one stream: cheaper than the
     // whole file again in segments.
-    let mut segments = options.segmenting.segments_for(src_backend, dst_backend, src.size);
+    let segments = options.segmenting.segments_for(src_backend, dst_backend, src.size);
     if resume_from == 0 && segments > 1 && dst_backend.segmented_write_works(&src.path).await {
-        let shared = options.spare_streams.filter(|_| !dst_backend.capabilities().windowed_writes);
-        let held = shared.map(|spare| spare.take(segments - 1));
-        if let Some(held) = &held {
-            segments = 1 + held.count();
-        }
+        // Held until the copy returns.
+        let held = options
+            .spare_streams
+            .filter(|_| !dst_backend.capabilities().windowed_writes)
+            .map(|spare| spare.take(segments - 1));
+        let segments = held.as_ref().map_or(segments, |held| 1 + held.count());
         if segments > 1 {
             return copy_segmented(src_backend, dst_backend, src, segments, options, on_bytes).await;
         }

@@ -874,8 +874,7 @@ impl FtpBackend {
         // is asked once more, on another connection: nothing was sent
         // or received yet, so it costs no file retry. (In active mode a
         // 425 is the server failing to connect back: not asked again.)
-        let passive = matches!(self.inner.pool.params().data_mode, DataMode::Passive { .. });
-        let mut asked_again = !passive;
+        let mut may_ask_again = matches!(self.inner.pool.params().data_mode, DataMode::Passive { .. });
         loop {
             let mut pooled = self.inner.pool.get().await?;
             pooled.in_doubt();
@@ -892,8 +891,8 @@ impl FtpBackend {
                 Ok(Ok(stream)) => return Ok((pooled, stream)),
                 Ok(Err(err)) => {
                     pooled.mark_broken();
-                    if !asked_again && conn::reply_code(&err) == Some(425) {
-                        asked_again = true;
+                    if may_ask_again && conn::reply_code(&err) == Some(425) {
+                        may_ask_again = false;
                         continue;
                     }
                     return Err(classify(err, what, path));
