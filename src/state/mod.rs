@@ -196,7 +196,9 @@ impl StateDb {
     pub fn finish_run(&mut self, now_unix: i64, status: &str) -> Result<(), Error> {
         self.conn
             .execute(
-                "UPDATE runs SET finished_at = ?1, status = ?2 WHERE id = ?3",
+                // The first word on how a run ended stands (a safety stop
+                // is not overwritten by the failure it returns as).
+                "UPDATE runs SET finished_at = ?1, status = ?2 WHERE id = ?3 AND status = 'running'",
                 params![now_unix, status, self.run_id],
             )
             .map_err(|e| self.err(e))?;

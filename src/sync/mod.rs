@@ -211,8 +211,14 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         backend::open(&job.src, MissingRoot::Fail, &src_remote),
         backend::open(&job.dst, missing_dst, &dst_remote)
     );
-    let src = src.map_err(unreachable(&job.src))?;
-    let dst = dst.map_err(unreachable(&job.dst))?;
+    let (src, dst) = match (src.map_err(unreachable(&job.src)), dst.map_err(unreachable(&job.dst))) {
+        (Ok(src), Ok(dst)) => (src, dst),
+        (Err(err), _) | (_, Err(err)) => {
+            // Not interrupted: the next run must not say so.
+            finish_run(db.as_ref(), "failed").await;
+            return Err(err);
+        }
+    };
 
     let mut job = job;
     let filter = Arc::new(std::mem::take(&mut job.filter));
@@ -251,9 +257,13 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
             }
         }
     } else {
-        match whole::run(setup, mode, started).await? {
-            whole::Whole::Printed(outcome) => return Ok(outcome),
-            whole::Whole::Ran(ran) => ran,
+        match whole::run(setup, mode, started).await {
+            Ok(whole::Whole::Printed(outcome)) => return Ok(outcome),
+            Ok(whole::Whole::Ran(ran)) => ran,
+            Err(err) => {
+                finish_run(db.as_ref(), "failed").await;
+                return Err(err);
+            }
         }
     };
     let Ran { engine, held_back, src_files, listed } = ran;

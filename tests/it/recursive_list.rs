@@ -166,4 +166,10 @@ fn a_remembered_login_is_one_write_and_still_refuses_a_wrong_password() {
     assert_eq!(run.code, 3, "{}", run.explain());
     assert!(run.stderr.contains(&server.user), "{}", run.explain());
     assert!(!run.stderr.contains("not-the-password") && !run.stdout.contains("not-the-password"));
+    // A run that could not log in failed: the next run must not take it
+    // for one interrupted (and say so).
+    let db = rusqlite::Connection::open(s.state()).unwrap();
+    let status: String = db.query_row("SELECT status FROM runs ORDER BY id DESC LIMIT 1", [], |r| r.get(0)).unwrap();
+    assert_eq!(status, "failed");
 }
+
