@@ -112,10 +112,16 @@ impl Recall {
         self.dirs.get(dir).copied()
     }
 
-    /// The recorded directory that comes last in tree order: where a
-    /// recursive listing (depth first, sorted) ends.
-    pub fn last_dir(&self) -> Option<&RelPath> {
-        self.dirs.keys().filter(|dir| !dir.is_root()).max()
+    /// Every recorded directory (those with a recorded file at or below
+    /// them), with its recorded children.
+    pub fn dirs(&self) -> impl Iterator<Item = (&RelPath, RecalledDir)> {
+        self.dirs.iter().map(|(dir, children)| (dir, *children))
+    }
+
+    /// The recorded directory below `top` that comes last in tree order:
+    /// where a recursive listing of `top` (depth first, sorted) ends.
+    pub fn last_dir_under(&self, top: &RelPath) -> Option<&RelPath> {
+        self.dirs.keys().filter(|dir| dir.starts_with(top) && *dir != top).max()
     }
 
     /// The recorded exact time of `path` when a coarse listing showing
@@ -167,7 +173,9 @@ mod tests {
         assert_eq!(recall.dir(&path("a")), Some(RecalledDir { files: 0, dirs: 2 }));
         assert_eq!(recall.dir(&path("a/b")), Some(RecalledDir { files: 2, dirs: 0 }));
         assert_eq!(recall.dir(&path("a/d")), None);
-        assert_eq!(recall.last_dir(), Some(&path("a/c")));
+        assert_eq!(recall.last_dir_under(&RelPath::root()), Some(&path("a/c")));
+        assert_eq!(recall.last_dir_under(&path("a")), Some(&path("a/c")));
+        assert_eq!(recall.last_dir_under(&path("a/b")), None);
     }
 
     #[test]

@@ -173,3 +173,79 @@ fn a_remembered_login_is_one_write_and_still_refuses_a_wrong_password() {
     assert_eq!(status, "failed");
 }
 
+/// 5 directories of 3 subdirectories of 300 files: 4,520 entries, enough
+/// to be listed in parts (`backend::ftp::recursive::MIN_SPLIT_ENTRIES`),
+/// and a small sixth part.
+fn fill_large(server: &FtpServer) {
+    let small = server.write_file("d5/e0/g.dat", b"g");
+    set_mtime(&small, OLD);
+    for d in 0..5 {
+        for e in 0..3 {
+            for f in 0..300 {
+                let rel = format!("d{d}/e{e}/f{f:03}.dat");
+                let path = server.write_file(&rel, rel.as_bytes());
+                set_mtime(&path, OLD + 60 * f);
+            }
+        }
+    }
+}
+
+/// How many times the server was asked for each command, from proftpd's
+/// command log (`ExtendedLog`, one line per command: name and argument).
+fn commands_asked(log: &Path, command: &str) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines().filter(|line| line.starts_with(command)).count()
+}
+
+#[test]
+fn proftpd_large_tree_is_listed_in_parts_and_changes_are_seen() {
+    // proftpd refuses to log into a directory others may write.
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("commands.log");
+    let extended = format!("ExtendedLog {} ALL commands", log.display());
+    let server =
+        harness::ftp_server_with(FtpServerKind::Proftpd, FtpTls::None, &[r#"LogFormat commands "%m %J""#, &extended]);
+    fill_large(&server);
+    let s = Scratch::new();
+    let first = sync(&s, &server, &[]);
+    assert_eq!(first.count("files_transferred"), 4_501, "{}", first.explain());
+    let before = commands_asked(&log, "LIST -aR");
+    let noop = sync(&s, &server, &[]);
+    assert_noop(&noop, u64::MAX);
+    // One recursive listing per top directory, the root listed on its own.
+    assert_eq!(commands_asked(&log, "LIST -aR") - before, 6, "{}", server.logs());
+    assert_same_files(&server.root, &s.dst());
+    // Changes in the middle of a part, in the last section of the last
+    // part (listed beside it), and in the root (listed on its own).
+    let changed = server.write_file("d1/e1/f150.dat", b"D1/E1/F150.DAT");
+    set_mtime(&changed, OLD + 100 * 3_600);
+    server.write_file("d4/e2/new.dat", b"new");
+    std::fs::remove_file(server.root.join("d0/e0/f000.dat")).unwrap();
+    server.write_file("d2/fresh/x.dat", b"x");
+    server.write_file("top.dat", b"top");
+    let run = sync(&s, &server, &[]);
+    assert_eq!(run.count("files_transferred"), 4, "{}", run.explain());
+    assert_eq!(run.count("files_deleted"), 1, "{}", run.explain());
+    assert_same_files(&server.root, &s.dst());
+    let again = sync(&s, &server, &[]);
+    assert_eq!(again.count("files_transferred"), 0, "{}", again.explain());
+    // A part gone since the last run: it goes (a file and two
+    // directories), and the server is not taken for one that cannot list
+    // recursively.
+    std::fs::remove_dir_all(server.root.join("d5")).unwrap();
+    let gone = sync(&s, &server, &[]);
+    assert_eq!(gone.count("files_deleted"), 3, "{}", gone.explain());
+    assert_same_files(&server.root, &s.dst());
+    assert_eq!(remembered(&s.state(), "ftp.recursive-list ftp"), None);
+    // How long the listings took is remembered; a server that made them
+    // quickly (pure-ftpd) is asked for one: splitting would cost logins.
+    let took = remembered(&s.state(), "ftp.recursive-list-time").expect("remembered");
+    assert!(took.parse::<u64>().is_ok(), "{took}");
+    let db = rusqlite::Connection::open(s.state()).unwrap();
+    db.execute("UPDATE meta SET value = '1' WHERE key LIKE 'ftp.recursive-list-time%'", []).unwrap();
+    drop(db);
+    let before = commands_asked(&log, "LIST -aR");
+    let quick = sync(&s, &server, &[]);
+    assert_noop(&quick, u64::MAX);
+    assert_eq!(commands_asked(&log, "LIST -aR") - before, 1, "{}", server.logs());
+}

@@ -207,6 +207,13 @@ impl Pool {
         }
     }
 
+    /// Opens connections in the background until `total` are alive or
+    /// being opened (within the cap).
+    pub fn warm_to(self: &Arc<Self>, total: usize) {
+        let have = self.live.load(Ordering::SeqCst) + self.warming.load(Ordering::SeqCst);
+        self.warm(total.saturating_sub(have));
+    }
+
     /// A new connection; or, once its login has taken longer than
     /// [`LOGIN_PATIENCE`], one given back to the pool meanwhile, whichever
     /// comes first: a login the server leaves hanging (seen: pure-ftpd

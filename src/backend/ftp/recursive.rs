@@ -14,8 +14,14 @@
 //! vsftpd ignores `-R` unless configured — so a short or ignored listing
 //! costs time, never a file. The last section is never trusted: it may be
 //! where the server stopped.
+//!
+//! A large tree is listed in parts ([`split`]): one server process makes
+//! one listing, and proftpd spends about 36 us of CPU a line (it looks for
+//! `.ftpaccess` files up the tree), a third of a second for 10,000 files;
+//! several subtrees listed at once over the pool use every core it has.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 use super::listing::{self, TimePrecision};
 use crate::backend::recall::Recall;
@@ -85,6 +91,60 @@ pub fn header_dir(header: Option<&[u8]>) -> Option<RelPath> {
     RelPath::parse(text).ok()
 }
 
+/// Below this many recorded entries a subtree is one listing: splitting
+/// it would save less server time than its extra listings cost.
+pub const MIN_SPLIT_ENTRIES: u64 = 4_000;
+
+/// At most this many parts: each is a listing on a connection of its own.
+pub const MAX_PARTS: usize = 16;
+
+/// How a recorded tree is listed: `listed` directories one by one (their
+/// own entries only), `parts` recursively, largest first.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Split {
+    pub listed: Vec<RelPath>,
+    pub parts: Vec<RelPath>,
+}
+
+/// Splits the recorded tree into recursive listings: while the largest
+/// part holds at least `min_entries` recorded entries and its
+/// subdirectories fit in `max_parts`, it becomes a directory listed on its
+/// own and one part per subdirectory. A directory without subdirectories
+/// is never a part (a listing of one section ends in it, and the last
+/// section is never trusted): it is listed.
+pub fn split(recall: &Recall, min_entries: u64, max_parts: usize) -> Split {
+    let mut subtree: HashMap<RelPath, u64> =
+        recall.dirs().map(|(dir, n)| (dir.clone(), u64::from(n.files) + u64::from(n.dirs))).collect();
+    let mut children: HashMap<RelPath, Vec<RelPath>> = HashMap::new();
+    let mut deepest_first: Vec<RelPath> = subtree.keys().filter(|d| !d.is_root()).cloned().collect();
+    deepest_first.sort_by_key(|dir| Reverse(dir.depth()));
+    for dir in deepest_first {
+        let below = subtree[&dir];
+        let parent = dir.parent();
+        *subtree.entry(parent.clone()).or_default() += below;
+        children.entry(parent).or_default().push(dir);
+    }
+    let mut heap = BinaryHeap::from([(subtree.get(&RelPath::root()).copied().unwrap_or(0), RelPath::root())]);
+    let mut split = Split::default();
+    let mut parts = Vec::new();
+    while let Some((size, dir)) = heap.pop() {
+        let subdirs = children.remove(&dir).unwrap_or_default();
+        if subdirs.is_empty() {
+            split.listed.push(dir);
+            continue;
+        }
+        if size < min_entries || heap.len() + parts.len() + subdirs.len() > max_parts {
+            parts.push((size, dir));
+            continue;
+        }
+        split.listed.push(dir);
+        heap.extend(subdirs.into_iter().map(|sub| (subtree[&sub], sub)));
+    }
+    parts.sort_by(|a, b| b.cmp(a));
+    split.parts = parts.into_iter().map(|(_, dir)| dir).collect();
+    split
+}
+
 /// What a recursive listing confirmed: each directory's entries, exact
 /// times restored from the records, as a listing of it would give them.
 #[derive(Debug, Default)]
@@ -102,13 +162,22 @@ pub struct Clock {
     pub offset_secs: i64,
 }
 
-/// The sections (see [`sections`]) that match `recall` (see the module's
-/// comment).
-pub fn confirm(all: Vec<Section<'_>>, recall: &Recall, clock: Clock) -> Confirmed {
+/// The directory a header names in a recursive listing of `top`.
+pub fn header_dir_under(top: &RelPath, header: Option<&[u8]>) -> Option<RelPath> {
+    let dir = header_dir(header)?;
+    if top.is_root() {
+        return Some(dir);
+    }
+    dir.components().try_fold(top.clone(), |path, name| path.join(name).ok())
+}
+
+/// The sections (see [`sections`]) of a recursive listing of `top` that
+/// match `recall` (see the module's comment).
+pub fn confirm(top: &RelPath, all: Vec<Section<'_>>, recall: &Recall, clock: Clock) -> Confirmed {
     let mut confirmed = Confirmed { sections: all.len(), ..Confirmed::default() };
     let trusted = all.len().saturating_sub(1);
     for section in all.into_iter().take(trusted) {
-        let Some(dir) = header_dir(section.header) else { continue };
+        let Some(dir) = header_dir_under(top, section.header) else { continue };
         if let Some(entries) = confirm_section(&dir, section.body, recall, clock) {
             // A directory named twice is not trusted either time.
             if confirmed.dirs.insert(dir.clone(), entries).is_some() {
@@ -199,6 +268,67 @@ mod tests {
         assert_eq!(sections(b"").len(), 1);
     }
 
+    /// A recall of `files` files in each of `leaves`, all recorded long ago.
+    fn recall_of(leaves: &[&str], files: usize) -> Recall {
+        let file = RecalledFile { size: 1, mtime: Mtime::from_unix(0, 0), recorded_at: 0 };
+        Recall::new(leaves.iter().flat_map(|dir| (0..files).map(move |i| (path(&format!("{dir}/f{i}")), file))))
+    }
+
+    #[test]
+    fn a_small_tree_is_one_listing() {
+        let recall = recall_of(&["a/x", "a/y", "b"], 10);
+        assert_eq!(split(&recall, 100, 16), Split { listed: vec![], parts: vec![RelPath::root()] });
+        // A directory without subdirectories is listed, not listed recursively.
+        let flat = recall_of(&[""], 10);
+        assert_eq!(split(&flat, 100, 16), Split { listed: vec![RelPath::root()], parts: vec![] });
+    }
+
+    #[test]
+    fn a_large_tree_is_split_until_its_parts_are_small_largest_first() {
+        // Entries: a and b 2 + 2 x 30 = 62 each, c 30, the root 3 + 154.
+        let recall = recall_of(&["a/x", "a/y", "b/x", "b/y", "c"], 30);
+        let got = split(&recall, 100, 16);
+        assert_eq!(got.listed, vec![RelPath::root(), path("c")]);
+        assert_eq!(got.parts, vec![path("b"), path("a")]);
+        // With four subdirectories b has 124 entries and is split again;
+        // its subdirectories have none and are listed.
+        let recall = recall_of(&["a/x", "a/y", "b/x", "b/y", "b/x2", "b/y2", "c"], 30);
+        let got = split(&recall, 100, 16);
+        assert_eq!(
+            got.listed,
+            vec![RelPath::root(), path("b"), path("c"), path("b/y2"), path("b/y"), path("b/x2"), path("b/x")]
+        );
+        assert_eq!(got.parts, vec![path("a")]);
+    }
+
+    #[test]
+    fn a_split_stops_where_it_would_make_too_many_parts() {
+        let leaves: Vec<String> = (0..20).map(|i| format!("d{i:02}/e")).collect();
+        let leaves: Vec<&str> = leaves.iter().map(String::as_str).collect();
+        let recall = recall_of(&leaves, 10);
+        assert_eq!(split(&recall, 100, 16).parts, vec![RelPath::root()]);
+        let got = split(&recall, 100, 20);
+        assert_eq!(got.listed, vec![RelPath::root()]);
+        assert_eq!(got.parts.len(), 20);
+    }
+
+    #[test]
+    fn headers_of_a_part_are_below_it() {
+        let top = path("d0");
+        assert_eq!(header_dir_under(&top, None), Some(path("d0")));
+        assert_eq!(header_dir_under(&top, Some(b"./e1")), Some(path("d0/e1")));
+        assert_eq!(header_dir_under(&top, Some(b".")), Some(path("d0")));
+        assert_eq!(header_dir_under(&top, Some(b"../x")), None);
+        assert_eq!(header_dir_under(&RelPath::root(), Some(b"e1")), Some(path("e1")));
+        let data = "-rw-r--r-- 1 0 0 7 Nov 13  2024 b\ndrwxr-xr-x 2 0 0 40 Jun  1 10:00 e\n\ne:\n";
+        let old =
+            RecalledFile { size: 7, mtime: Mtime::from_unix(JUN_1_2025 - 200 * 86_400, 5), recorded_at: RECORDED_AT };
+        let recall = Recall::new([(path("d/b"), old), (path("d/e/f"), old)]);
+        let got = confirm(&path("d"), sections(data.as_bytes()), &recall, clock());
+        assert_eq!(got.dirs.keys().collect::<Vec<_>>(), vec![&path("d")]);
+        assert_eq!(got.dirs[&path("d")][0].path, path("d/b"));
+    }
+
     #[test]
     fn headers_outside_the_root_name_nothing() {
         assert_eq!(header_dir(Some(b"/etc")), None);
@@ -229,7 +359,7 @@ mod tests {
     #[test]
     fn sections_matching_the_records_stand_for_listings_with_exact_times() {
         let data = format!("{ROOT}\nd:\n-rw-r--r-- 1 0 0 7 Nov 13  2024 b\n{LAST}");
-        let got = confirm(sections(data.as_bytes()), &recall(), clock());
+        let got = confirm(&RelPath::root(), sections(data.as_bytes()), &recall(), clock());
         assert_eq!(got.sections, 3);
         let root = &got.dirs[&RelPath::root()];
         assert_eq!(root.len(), 2);
@@ -241,7 +371,7 @@ mod tests {
     #[test]
     fn the_last_section_is_never_trusted() {
         let data = format!("{ROOT}\nd:\n-rw-r--r-- 1 0 0 7 Nov 13  2024 b\n");
-        let got = confirm(sections(data.as_bytes()), &recall(), clock());
+        let got = confirm(&RelPath::root(), sections(data.as_bytes()), &recall(), clock());
         assert!(got.dirs.contains_key(&RelPath::root()));
         assert!(!got.dirs.contains_key(&path("d")), "it may be where the server stopped");
     }
@@ -264,13 +394,17 @@ mod tests {
         ];
         for root in cases {
             let data = format!("{root}{LAST}");
-            let got = confirm(sections(data.as_bytes()), &recall(), clock());
+            let got = confirm(&RelPath::root(), sections(data.as_bytes()), &recall(), clock());
             assert!(got.dirs.is_empty(), "confirmed: {root}");
         }
         let data = format!("{ROOT}{LAST}");
         let shifted = Clock { offset_secs: 3_600, ..clock() };
-        assert!(confirm(sections(data.as_bytes()), &recall(), shifted).dirs.is_empty());
+        assert!(confirm(&RelPath::root(), sections(data.as_bytes()), &recall(), shifted).dirs.is_empty());
         let elsewhere = format!("{ROOT}\n/d:\n-rw-r--r-- 1 0 0 7 Nov 13  2024 b\n{LAST}");
-        assert!(!confirm(sections(elsewhere.as_bytes()), &recall(), clock()).dirs.contains_key(&path("d")));
+        assert!(
+            !confirm(&RelPath::root(), sections(elsewhere.as_bytes()), &recall(), clock())
+                .dirs
+                .contains_key(&path("d"))
+        );
     }
 }
