@@ -1,7 +1,8 @@
 //! What the last runs recorded of one side's files, handed to a walk so a
 //! backend can confirm a cheap, coarse listing against it instead of an
-//! exact listing per directory (FTP: one recursive `LIST` of the whole
-//! tree instead of an `MLSD` per directory, see `ftp::recursive`).
+//! exact listing per directory (FTP: recursive `LIST`s of the whole tree,
+//! or of its parts, instead of an `MLSD` per directory, see
+//! `ftp::recursive`).
 //!
 //! A coarse listing (sizes, times to the minute or the day) can only say
 //! "nothing changed" about a file whose recorded exact time is safely in

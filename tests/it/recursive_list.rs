@@ -88,16 +88,24 @@ fn assert_noop(run: &Run, at_most_round_trips: u64) {
 /// Changes the recursive listing must not hide: a rewrite of the same
 /// size (an hour later), a new file, a deleted file, a new directory.
 fn change_and_check(s: &Scratch, server: &FtpServer) {
-    let changed = server.write_file("d1/e1/f1.dat", b"FILE d1/e1/f1.dat");
+    change_these_and_check(s, server, ["d1/e1/f1.dat", "d3/e2/new.dat", "d0/e0/f0.dat"], &["d2/fresh/x.dat"]);
+}
+
+/// Rewrites `rewritten` at the same size an hour later, writes `new` and
+/// each of `more`, deletes `deleted`; then all of it must be seen, and the
+/// next run be a no-op again.
+fn change_these_and_check(s: &Scratch, server: &FtpServer, [rewritten, new, deleted]: [&str; 3], more: &[&str]) {
+    let before = std::fs::read(server.root.join(rewritten)).unwrap();
+    let changed = server.write_file(rewritten, &before.to_ascii_uppercase());
     set_mtime(&changed, OLD + 100 * 3_600);
-    server.write_file("d3/e2/new.dat", b"new");
-    std::fs::remove_file(server.root.join("d0/e0/f0.dat")).unwrap();
-    server.write_file("d2/fresh/x.dat", b"x");
+    for path in std::iter::once(new).chain(more.iter().copied()) {
+        server.write_file(path, b"new");
+    }
+    std::fs::remove_file(server.root.join(deleted)).unwrap();
     let run = sync(s, server, &[]);
-    assert_eq!(run.count("files_transferred"), 3, "{}", run.explain());
+    assert_eq!(run.count("files_transferred"), 2 + more.len() as u64, "{}", run.explain());
     assert_eq!(run.count("files_deleted"), 1, "{}", run.explain());
     assert_same_files(&server.root, &s.dst());
-    // And the next no-op is a no-op again.
     let again = sync(s, server, &[]);
     assert_eq!(again.count("files_transferred"), 0, "{}", again.explain());
 }
@@ -145,10 +153,10 @@ fn vsftpd_ignoring_recursion_is_remembered() {
     fill(&server);
     let s = Scratch::new();
     sync(&s, &server, &[]);
-    assert_eq!(remembered(&s.state(), "ftp.recursive-list"), None);
+    assert_eq!(remembered(&s.state(), "ftp.recursive-list ftp"), None);
     let noop = sync(&s, &server, &[]);
     assert_noop(&noop, u64::MAX);
-    let why = remembered(&s.state(), "ftp.recursive-list").expect("remembered");
+    let why = remembered(&s.state(), "ftp.recursive-list ftp").expect("remembered");
     assert!(why.contains("ignores"), "{why}");
     change_and_check(&s, &server);
 }
@@ -173,9 +181,9 @@ fn a_remembered_login_is_one_write_and_still_refuses_a_wrong_password() {
     assert_eq!(status, "failed");
 }
 
-/// 5 directories of 3 subdirectories of 300 files: 4,520 entries, enough
-/// to be listed in parts (`backend::ftp::recursive::MIN_SPLIT_ENTRIES`),
-/// and a small sixth part.
+/// 5 directories of 3 subdirectories of 300 files (4,520 entries with
+/// the root's), enough to be listed in parts
+/// (`backend::ftp::recursive::MIN_SPLIT_ENTRIES`), and a small sixth part.
 fn fill_large(server: &FtpServer) {
     let small = server.write_file("d5/e0/g.dat", b"g");
     set_mtime(&small, OLD);
@@ -197,6 +205,27 @@ fn commands_asked(log: &Path, command: &str) -> usize {
     text.lines().filter(|line| line.starts_with(command)).count()
 }
 
+/// Changes in the middle of a part, in the last section of the last part
+/// (listed beside it), and in the root (listed on its own): all seen.
+fn change_large_and_check(s: &Scratch, server: &FtpServer) {
+    let more = ["d2/fresh/x.dat", "top.dat"];
+    change_these_and_check(s, server, ["d1/e1/f150.dat", "d4/e2/new.dat", "d0/e0/f000.dat"], &more);
+}
+
+#[test]
+fn pureftpd_large_tree_in_parts_cut_short_costs_listings_not_files() {
+    // Each part's listing (903 entries) is cut at 500 without a word.
+    let server = harness::ftp_server_with(FtpServerKind::PureFtpd, FtpTls::None, &["-L", "500:10"]);
+    fill_large(&server);
+    let s = Scratch::new();
+    let first = sync(&s, &server, &[]);
+    assert_eq!(first.count("files_transferred"), 4_501, "{}", first.explain());
+    let noop = sync(&s, &server, &[]);
+    assert_noop(&noop, u64::MAX);
+    assert_same_files(&server.root, &s.dst());
+    change_large_and_check(&s, &server);
+}
+
 #[test]
 fn proftpd_large_tree_is_listed_in_parts_and_changes_are_seen() {
     // proftpd refuses to log into a directory others may write.
@@ -215,20 +244,7 @@ fn proftpd_large_tree_is_listed_in_parts_and_changes_are_seen() {
     // One recursive listing per top directory, the root listed on its own.
     assert_eq!(commands_asked(&log, "LIST -aR") - before, 6, "{}", server.logs());
     assert_same_files(&server.root, &s.dst());
-    // Changes in the middle of a part, in the last section of the last
-    // part (listed beside it), and in the root (listed on its own).
-    let changed = server.write_file("d1/e1/f150.dat", b"D1/E1/F150.DAT");
-    set_mtime(&changed, OLD + 100 * 3_600);
-    server.write_file("d4/e2/new.dat", b"new");
-    std::fs::remove_file(server.root.join("d0/e0/f000.dat")).unwrap();
-    server.write_file("d2/fresh/x.dat", b"x");
-    server.write_file("top.dat", b"top");
-    let run = sync(&s, &server, &[]);
-    assert_eq!(run.count("files_transferred"), 4, "{}", run.explain());
-    assert_eq!(run.count("files_deleted"), 1, "{}", run.explain());
-    assert_same_files(&server.root, &s.dst());
-    let again = sync(&s, &server, &[]);
-    assert_eq!(again.count("files_transferred"), 0, "{}", again.explain());
+    change_large_and_check(&s, &server);
     // A part gone since the last run: it goes (a file and two
     // directories), and the server is not taken for one that cannot list
     // recursively.

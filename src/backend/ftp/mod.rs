@@ -47,6 +47,14 @@ type Transfer = data::DataChannel;
 /// A directory's entries and the warnings its listing gave.
 type DirListing = (Vec<Entry>, Vec<String>);
 
+/// What a listing task of a recursive walk brings back besides its
+/// directories: for a part, how long its listing took from first byte to
+/// end (`None`: failed, or its directory is gone).
+enum Took {
+    NotAPart,
+    Part(Option<Duration>),
+}
+
 /// Ways a server may let us set a file's modification time, tried in this
 /// order; one that fails is dropped for the rest of the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -497,6 +505,9 @@ impl Inner {
         }
         let time_key = format!("ftp.recursive-list-time {}", self.shown);
         let min_split = match memory {
+            // Without MLSD a directory listed on its own costs an MDTM per
+            // file, where a confirmed section takes its times from the records.
+            _ if !self.features.mlsd => u64::MAX,
             Some(memory) if !split_pays(memory.recall(&time_key).await.as_deref(), self.round_trip) => u64::MAX,
             _ => recursive::MIN_SPLIT_ENTRIES,
         };
@@ -511,34 +522,41 @@ impl Inner {
         }
         let at_once = Arc::new(tokio::sync::Semaphore::new(at_once.max(1)));
         let mut set = tokio::task::JoinSet::new();
-        // The largest parts first: they are the ones the walk waits for.
+        // Spawned largest first, so that they mostly start first: they are
+        // the ones the walk waits for.
         for top in split.parts {
             let (inner, recall, key, at_once) =
                 (Arc::clone(self), Arc::clone(recall), key.clone(), Arc::clone(&at_once));
             set.spawn(async move {
-                let Ok(_turn) = at_once.acquire().await else { return (Vec::new(), None) };
-                inner.list_part(top, &recall, &key).await
+                let Ok(_turn) = at_once.acquire().await else { return (Vec::new(), Took::Part(None)) };
+                let (dirs, took) = inner.list_part(top, &recall, &key).await;
+                (dirs, Took::Part(took))
             });
         }
         for dir in split.listed {
             let (inner, at_once) = (Arc::clone(self), Arc::clone(&at_once));
             set.spawn(async move {
-                let Ok(_turn) = at_once.acquire().await else { return (Vec::new(), Some(Duration::ZERO)) };
+                let Ok(_turn) = at_once.acquire().await else { return (Vec::new(), Took::NotAPart) };
                 let listed = inner.list_dir(&dir).await;
-                (listed.map(|listing| vec![(dir, listing)]).unwrap_or_default(), Some(Duration::ZERO))
+                (listed.map(|listing| vec![(dir, listing)]).unwrap_or_default(), Took::NotAPart)
             });
         }
         let mut prelisted = HashMap::new();
-        let mut producing = Some(Duration::ZERO);
+        let mut parts_took = Vec::new();
         while let Some(joined) = set.join_next().await {
-            let Ok((dirs, part_producing)) = joined else { continue };
-            producing = producing.zip(part_producing).map(|(sum, part)| sum + part);
+            let Ok((dirs, took)) = joined else { continue };
+            if let Took::Part(took) = took {
+                parts_took.push(took);
+            }
             for (dir, listing) in dirs {
                 prelisted.entry(dir).or_insert(listing);
             }
         }
-        if let (Some(memory), Some(producing)) = (memory, producing) {
-            memory.remember(&time_key, &producing.as_millis().to_string()).await;
+        // Only a whole measure: a failed or vanished part would make the
+        // server look quicker than it is.
+        let took: Option<Duration> = parts_took.iter().copied().sum();
+        if let (Some(memory), Some(took), false) = (memory, took, parts_took.is_empty()) {
+            memory.remember(&time_key, &took.as_millis().to_string()).await;
         }
         prelisted
     }
@@ -547,7 +565,7 @@ impl Inner {
     /// directory where it will most likely end (its last section is never
     /// trusted), listed on another connection once this one has its own.
     /// Also how long its listing took from first byte to end (`None`:
-    /// it failed).
+    /// it failed, or the directory is gone).
     async fn list_part(
         self: &Arc<Self>,
         top: RelPath,
@@ -579,7 +597,7 @@ impl Inner {
             .await;
         let (confirmed, producing) = match listed {
             Ok(Some((data, producing))) => (self.confirm_recursive(&top, Ok(data), recall, key).await, Some(producing)),
-            Ok(None) => (HashMap::new(), Some(Duration::ZERO)),
+            Ok(None) => (HashMap::new(), None),
             Err(err) => (self.confirm_recursive(&top, Err(err), recall, key).await, None),
         };
         let mut dirs: Vec<(RelPath, DirListing)> =
@@ -605,9 +623,8 @@ impl Inner {
         let data = match listed {
             Ok(data) => data,
             Err(err) => {
-                // Refused (5xx) or too large: not asked again. A passing
-                // failure may pass; the walk lists as usual either way.
-                if !matches!(err.kind, ErrorKind::Temporary | ErrorKind::Connect)
+                // The walk lists as usual either way.
+                if refuses_recursion(err.kind, top)
                     && let Some(memory) = memory
                 {
                     memory.remember(key, &format!("no: {}", err.message)).await;
@@ -1459,6 +1476,19 @@ async fn open_listing_pipelined(conn: &mut conn::FtpConn, command: &str) -> Resu
 /// endless listing must not exhaust memory); about two million entries.
 const MAX_LISTING_BYTES: usize = 256 << 20;
 
+/// Whether a recursive listing of `top` that failed so shows a server that
+/// cannot list recursively (remembered: not asked again): `LIST -aR`
+/// refused (5xx) or too large. A passing failure, or a login the server
+/// turned away (too many at once), may pass; a subtree that cannot be read
+/// says nothing of the others.
+fn refuses_recursion(kind: ErrorKind, top: &RelPath) -> bool {
+    match kind {
+        ErrorKind::Unsupported | ErrorKind::InvalidData => true,
+        ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::Other => top.is_root(),
+        _ => false,
+    }
+}
+
 /// Whether a recursive listing is worth splitting on a server `round_trip`
 /// away, by `remembered`: how long its recursive listings took to arrive
 /// last time, from first byte to end, added up over the parts (unknown:
@@ -1784,6 +1814,22 @@ mod tests {
         assert!(!split_pays(Some("30"), near));
         assert!(!split_pays(Some("100"), far));
         assert!(!split_pays(Some("400"), Some(Duration::from_millis(100))));
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_listing_itself_stops_recursive_listing() {
+        let (root, part) = (RelPath::root(), RelPath::parse(b"d0").unwrap());
+        for top in [&root, &part] {
+            assert!(refuses_recursion(ErrorKind::Unsupported, top), "500-504 to LIST -aR");
+            assert!(refuses_recursion(ErrorKind::InvalidData, top), "too large");
+            for passing in [ErrorKind::Temporary, ErrorKind::Connect, ErrorKind::Auth] {
+                assert!(!refuses_recursion(passing, top), "{passing:?}");
+            }
+        }
+        // 550 to the root's listing, against one subtree's.
+        assert!(refuses_recursion(ErrorKind::NotFound, &root));
+        assert!(!refuses_recursion(ErrorKind::NotFound, &part));
+        assert!(!refuses_recursion(ErrorKind::PermissionDenied, &part));
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! costs time, never a file. The last section is never trusted: it may be
 //! where the server stopped.
 //!
-//! A large tree is listed in parts ([`split`]): one server process makes
+//! A large tree is listed in parts ([`split`]), each a recursive listing of
+//! a subtree read as above (headers relative to it, its last section never
+//! trusted): one server process makes
 //! one listing, and proftpd spends about 36 us of CPU a line (it looks for
 //! `.ftpaccess` files up the tree), a third of a second for 10,000 files;
 //! several subtrees listed at once over the pool use every core it has.
@@ -111,10 +113,14 @@ pub struct Split {
 /// subdirectories fit in `max_parts`, it becomes a directory listed on its
 /// own and one part per subdirectory. A directory without subdirectories
 /// is never a part (a listing of one section ends in it, and the last
-/// section is never trusted): it is listed.
+/// section is never trusted): it is listed. Nor is a part split where
+/// most of its entries would be listed one directory at a time (its own
+/// and those of its subdirectories without subdirectories): one listing
+/// makes them more cheaply (proftpd: 36 us a line, 85 for MLSD).
 pub fn split(recall: &Recall, min_entries: u64, max_parts: usize) -> Split {
-    let mut subtree: HashMap<RelPath, u64> =
+    let own: HashMap<RelPath, u64> =
         recall.dirs().map(|(dir, n)| (dir.clone(), u64::from(n.files) + u64::from(n.dirs))).collect();
+    let mut subtree = own.clone();
     let mut children: HashMap<RelPath, Vec<RelPath>> = HashMap::new();
     let mut deepest_first: Vec<RelPath> = subtree.keys().filter(|d| !d.is_root()).cloned().collect();
     deepest_first.sort_by_key(|dir| Reverse(dir.depth()));
@@ -133,7 +139,9 @@ pub fn split(recall: &Recall, min_entries: u64, max_parts: usize) -> Split {
             split.listed.push(dir);
             continue;
         }
-        if size < min_entries || heap.len() + parts.len() + subdirs.len() > max_parts {
+        let one_by_one =
+            own[&dir] + subdirs.iter().filter(|sub| !children.contains_key(*sub)).map(|sub| subtree[sub]).sum::<u64>();
+        if size < min_entries || heap.len() + parts.len() + subdirs.len() > max_parts || 2 * one_by_one > size {
             parts.push((size, dir));
             continue;
         }
@@ -290,15 +298,25 @@ mod tests {
         let got = split(&recall, 100, 16);
         assert_eq!(got.listed, vec![RelPath::root(), path("c")]);
         assert_eq!(got.parts, vec![path("b"), path("a")]);
-        // With four subdirectories b has 124 entries and is split again;
-        // its subdirectories have none and are listed.
+        // b has 126 entries, most of them in b/x and b/y, which have
+        // subdirectories: it is split again.
+        let recall = recall_of(&["a/x", "a/y", "b/x/1", "b/x/2", "b/y/1", "b/y/2", "c"], 30);
+        let got = split(&recall, 100, 16);
+        assert_eq!(got.listed, vec![RelPath::root(), path("b"), path("c")]);
+        assert_eq!(got.parts, vec![path("b/y"), path("b/x"), path("a")]);
+    }
+
+    #[test]
+    fn a_directory_of_leaves_is_one_listing() {
+        // b: 124 entries, all in subdirectories without subdirectories:
+        // split, they would be four listings where one does.
         let recall = recall_of(&["a/x", "a/y", "b/x", "b/y", "b/x2", "b/y2", "c"], 30);
         let got = split(&recall, 100, 16);
-        assert_eq!(
-            got.listed,
-            vec![RelPath::root(), path("b"), path("c"), path("b/y2"), path("b/y"), path("b/x2"), path("b/x")]
-        );
-        assert_eq!(got.parts, vec![path("a")]);
+        assert_eq!(got.listed, vec![RelPath::root(), path("c")]);
+        assert_eq!(got.parts, vec![path("b"), path("a")]);
+        // The root: its own files and one leaf outweigh the rest.
+        let recall = recall_of(&["", "leaf", "deep/x"], 60);
+        assert_eq!(split(&recall, 100, 16).parts, vec![RelPath::root()]);
     }
 
     #[test]
