@@ -132,19 +132,26 @@ fn proftpd_noop_is_one_recursive_listing_and_changes_are_seen() {
     change_and_check(&s, &server);
 }
 
-#[test]
-fn pureftpd_listing_cut_short_costs_listings_not_files() {
-    // pure-ftpd stops a recursive listing at 20 entries without a word.
-    let server = harness::ftp_server_with(FtpServerKind::PureFtpd, FtpTls::None, &["-L", "20:10"]);
+/// pure-ftpd stopping each recursive listing at `limit` entries (`-L
+/// limit:10`) without a word, over the tree `fill` makes (`files` files):
+/// the no-op is one still, and `change` still sees every change.
+fn pureftpd_cut_short(limit: &str, fill: fn(&FtpServer), files: u64, change: fn(&Scratch, &FtpServer)) {
+    let limit = format!("{limit}:10");
+    let server = harness::ftp_server_with(FtpServerKind::PureFtpd, FtpTls::None, &["-L", &limit]);
     fill(&server);
     let s = Scratch::new();
     let first = sync(&s, &server, &[]);
-    assert_eq!(first.count("files_transferred"), 37, "{}", first.explain());
+    assert_eq!(first.count("files_transferred"), files, "{}", first.explain());
     let noop = sync(&s, &server, &[]);
     // Round trips: whatever listing what the server left out costs.
     assert_noop(&noop, u64::MAX);
     assert_same_files(&server.root, &s.dst());
-    change_and_check(&s, &server);
+    change(&s, &server);
+}
+
+#[test]
+fn pureftpd_listing_cut_short_costs_listings_not_files() {
+    pureftpd_cut_short("20", fill, 37, change_and_check);
 }
 
 #[test]
@@ -214,16 +221,8 @@ fn change_large_and_check(s: &Scratch, server: &FtpServer) {
 
 #[test]
 fn pureftpd_large_tree_in_parts_cut_short_costs_listings_not_files() {
-    // Each part's listing (903 entries) is cut at 500 without a word.
-    let server = harness::ftp_server_with(FtpServerKind::PureFtpd, FtpTls::None, &["-L", "500:10"]);
-    fill_large(&server);
-    let s = Scratch::new();
-    let first = sync(&s, &server, &[]);
-    assert_eq!(first.count("files_transferred"), 4_501, "{}", first.explain());
-    let noop = sync(&s, &server, &[]);
-    assert_noop(&noop, u64::MAX);
-    assert_same_files(&server.root, &s.dst());
-    change_large_and_check(&s, &server);
+    // Each part's listing (903 entries) is cut at 500.
+    pureftpd_cut_short("500", fill_large, 4_501, change_large_and_check);
 }
 
 #[test]
