@@ -201,69 +201,15 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         }
     }
 
-    let missing_dst = if mode == Mode::Sync { MissingRoot::Create } else { MissingRoot::Empty };
-    let (mut src_remote, mut dst_remote) = (job.src_remote.clone(), job.dst_remote.clone());
-    if let Some(db) = &db {
-        let memory = Memory(Arc::new(DbMemory(Arc::clone(db))));
-        (src_remote.memory, dst_remote.memory) = (Some(memory.clone()), Some(memory));
-    }
-    let (src, dst) = tokio::join!(
-        backend::open(&job.src, MissingRoot::Fail, &src_remote),
-        backend::open(&job.dst, missing_dst, &dst_remote)
-    );
-    let (src, dst) = match (src.map_err(unreachable(&job.src)), dst.map_err(unreachable(&job.dst))) {
-        (Ok(src), Ok(dst)) => (src, dst),
-        (Err(err), _) | (_, Err(err)) => {
-            // Not interrupted: the next run must not say so.
+    let mut job = job;
+    let journal = db.as_ref().map(|db| Arc::new(Journal::new(Arc::clone(db))));
+    let ran = match open_and_run(&mut job, mode, started, db.as_ref(), journal.clone(), &reporter).await {
+        Ok(whole::Whole::Printed(outcome)) => return Ok(outcome),
+        Ok(whole::Whole::Ran(ran)) => ran,
+        Err(err) => {
+            // Failed, not interrupted: the next run must not say so.
             finish_run(db.as_ref(), "failed").await;
             return Err(err);
-        }
-    };
-
-    let mut job = job;
-    let filter = Arc::new(std::mem::take(&mut job.filter));
-    let mut engine_config = job.engine.clone();
-    // A far server starts higher (the last run's level, below, wins).
-    let concurrency = &mut engine_config.concurrency;
-    let sides =
-        [(src.round_trip_time(), adapt::far_start(&job.src)), (dst.round_trip_time(), adapt::far_start(&job.dst))];
-    concurrency.start = adapt::first_level(sides, concurrency.max);
-    if let Some(db) = &db {
-        // Where the last run's tuning settled is where this one starts.
-        let db = Arc::clone(db);
-        let remembered = run_blocking(move || lock_db(&db).meta_get(PARALLEL_LEVEL)).await?;
-        if let Some(level) = remembered.and_then(|v| v.parse::<usize>().ok()) {
-            let concurrency = &mut engine_config.concurrency;
-            concurrency.start = level.clamp(1, concurrency.max.max(1));
-        }
-    }
-    let journal = db.as_ref().map(|db| Arc::new(Journal::new(Arc::clone(db))));
-    let setup = Setup {
-        job: &job,
-        src,
-        dst,
-        db: db.as_ref(),
-        filter,
-        engine_config,
-        reporter: Arc::clone(&reporter),
-        journal: journal.clone(),
-    };
-    let ran = if mode == Mode::Sync && streamed::can_stream(&job) {
-        match streamed::run(setup).await {
-            Ok(ran) => ran,
-            Err(err) => {
-                finish_run(db.as_ref(), "failed").await;
-                return Err(err);
-            }
-        }
-    } else {
-        match whole::run(setup, mode, started).await {
-            Ok(whole::Whole::Printed(outcome)) => return Ok(outcome),
-            Ok(whole::Whole::Ran(ran)) => ran,
-            Err(err) => {
-                finish_run(db.as_ref(), "failed").await;
-                return Err(err);
-            }
         }
     };
     let Ran { engine, held_back, src_files, listed } = ran;
@@ -338,6 +284,54 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     write_reports(&job.reports, &summary, exit_code, run_started_at, db.as_ref(), &state_path, &reporter).await;
     drop(lock);
     Ok(Outcome { summary, exit_code })
+}
+
+/// A run's middle: both sides opened, then the streamed or whole-tree
+/// sync (or the plan or check printed).
+async fn open_and_run(
+    job: &mut Job,
+    mode: Mode,
+    started: Instant,
+    db: Option<&Arc<Mutex<StateDb>>>,
+    journal: Option<Arc<Journal>>,
+    reporter: &Arc<Reporter>,
+) -> Result<whole::Whole, Error> {
+    let missing_dst = if mode == Mode::Sync { MissingRoot::Create } else { MissingRoot::Empty };
+    let (mut src_remote, mut dst_remote) = (job.src_remote.clone(), job.dst_remote.clone());
+    if let Some(db) = db {
+        let memory = Memory(Arc::new(DbMemory(Arc::clone(db))));
+        (src_remote.memory, dst_remote.memory) = (Some(memory.clone()), Some(memory));
+    }
+    let (src, dst) = tokio::join!(
+        backend::open(&job.src, MissingRoot::Fail, &src_remote),
+        backend::open(&job.dst, missing_dst, &dst_remote)
+    );
+    let src = src.map_err(unreachable(&job.src))?;
+    let dst = dst.map_err(unreachable(&job.dst))?;
+
+    let filter = Arc::new(std::mem::take(&mut job.filter));
+    let mut engine_config = job.engine.clone();
+    // A far server starts higher (the last run's level, below, wins).
+    let concurrency = &mut engine_config.concurrency;
+    let sides =
+        [(src.round_trip_time(), adapt::far_start(&job.src)), (dst.round_trip_time(), adapt::far_start(&job.dst))];
+    concurrency.start = adapt::first_level(sides, concurrency.max);
+    if let Some(db) = db {
+        // Where the last run's tuning settled is where this one starts.
+        let db = Arc::clone(db);
+        let remembered = run_blocking(move || lock_db(&db).meta_get(PARALLEL_LEVEL)).await?;
+        if let Some(level) = remembered.and_then(|v| v.parse::<usize>().ok()) {
+            let concurrency = &mut engine_config.concurrency;
+            concurrency.start = level.clamp(1, concurrency.max.max(1));
+        }
+    }
+    let job = &*job;
+    let setup = Setup { job, src, dst, db, filter, engine_config, reporter: Arc::clone(reporter), journal };
+    if mode == Mode::Sync && streamed::can_stream(job) {
+        streamed::run(setup).await.map(whole::Whole::Ran)
+    } else {
+        whole::run(setup, mode, started).await
+    }
 }
 
 /// The source's file count at the last run whose listing was trusted.
