@@ -5,7 +5,7 @@
 //! a local path. Passwords are held in a [`Secret`], which never prints.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use crate::error::Error;
 
@@ -27,9 +27,11 @@ impl Location {
         }
     }
 
-    /// A stable text for this location without secrets: the key the state
-    /// database is derived from.
-    pub fn identity(&self) -> String {
+    /// The text state databases were named after before job identities
+    /// became canonical (December 2026): the path as typed, made absolute
+    /// (trailing slash and `..` kept), or the URL as typed. Only used to
+    /// find such a database again.
+    pub fn legacy_identity(&self) -> String {
         match self {
             Location::Local(path) => {
                 let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
@@ -37,6 +39,65 @@ impl Location {
             }
             Location::Remote(remote) => remote.to_string(),
         }
+    }
+
+    /// This location in the one spelling every way of writing it shares:
+    /// a local path absolute, its symbolic links resolved as far as it
+    /// exists, `.`, `..`, doubled and trailing slashes gone; a URL without
+    /// its password, its host in lower case, its port written, its path
+    /// normalized ([`RemoteLocation::normalized`]). Touches the file system
+    /// (one `realpath` of a local root).
+    pub fn canonical(&self) -> Location {
+        match self {
+            Location::Local(path) => Location::Local(canonical_local(path)),
+            Location::Remote(remote) => Location::Remote(remote.normalized()),
+        }
+    }
+}
+
+/// `path` absolute and free of links as far as it exists; the part that
+/// does not exist yet (a destination to create) is normalized by text.
+pub fn canonical_local(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // The longest existing ancestor is resolved by the kernel; the rest
+    // (below a resolved, link-free directory) by text.
+    let mut missing = Vec::new();
+    let mut probe = absolute.as_path();
+    loop {
+        if let Ok(resolved) = std::fs::canonicalize(probe) {
+            let mut out = resolved;
+            for part in missing.iter().rev() {
+                push_normalized(&mut out, part);
+            }
+            return out;
+        }
+        match (probe.parent(), probe.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(Component::Normal(name));
+                probe = parent;
+            }
+            // `..` or `.` as the last component: keep it for the text pass.
+            (Some(parent), None) if probe.ends_with("..") => {
+                missing.push(Component::ParentDir);
+                probe = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut out = PathBuf::from("/");
+    for part in absolute.components() {
+        push_normalized(&mut out, &part);
+    }
+    out
+}
+
+fn push_normalized(out: &mut PathBuf, part: &Component<'_>) {
+    match part {
+        Component::ParentDir => {
+            out.pop();
+        }
+        Component::Normal(name) => out.push(name),
+        Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
     }
 }
 
@@ -174,8 +235,58 @@ impl RemoteLocation {
                 .ok_or_else(|| bad("port is not a number from 1 to 65535"))?,
             None => scheme.default_port(),
         };
-        Ok(RemoteLocation { scheme, user, password, host, port, port_given, path: percent_decode(path, &bad)? })
+        let path = normalize_path(&percent_decode(path, &bad)?);
+        Ok(RemoteLocation { scheme, user, password, host, port, port_given, path })
     }
+}
+
+impl RemoteLocation {
+    /// The canonical form of this URL: no password, the host in lower
+    /// case, the port written (`port_given`), the path normalized (as
+    /// [`Location::parse`] leaves it).
+    pub fn normalized(&self) -> RemoteLocation {
+        RemoteLocation {
+            scheme: self.scheme,
+            user: self.user.clone(),
+            password: None,
+            host: self.host.to_ascii_lowercase(),
+            port: self.port,
+            port_given: true,
+            path: normalize_path(&self.path),
+        }
+    }
+}
+
+/// A URL path without `.`, `..` (RFC 3986's dot segments: a server may
+/// refuse `/a/../b` in a listing command), doubled or trailing slashes.
+/// `..` never climbs above `/`, nor out of `/~` (the home directory, whose
+/// place only the server knows).
+pub(crate) fn normalize_path(raw: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in raw.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => match parts.last() {
+                // `/~/..` is wherever the home's parent is.
+                Some(&b"~") if parts.len() == 1 => parts.push(part),
+                Some(&b"..") => parts.push(part),
+                Some(_) => {
+                    parts.pop();
+                }
+                None => {}
+            },
+            _ => parts.push(part),
+        }
+    }
+    let mut path = Vec::with_capacity(raw.len());
+    for part in &parts {
+        path.push(b'/');
+        path.extend_from_slice(part);
+    }
+    if path.is_empty() {
+        path.push(b'/');
+    }
+    path
 }
 
 impl fmt::Display for RemoteLocation {
@@ -258,6 +369,53 @@ mod tests {
         let loc = Location::parse("sftp://bob:hunter2@host/dir").unwrap();
         assert!(!loc.to_string().contains("hunter2"));
         assert!(!format!("{loc:?}").contains("hunter2"));
-        assert!(!loc.identity().contains("hunter2"));
+        assert!(!loc.legacy_identity().contains("hunter2"));
+        assert!(!loc.canonical().to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn urls_normalize_to_one_spelling() {
+        let canon = |text: &str| Location::parse(text).unwrap().canonical().to_string();
+        let one = "ftp://bob@ftp.example.com:21/pub/data";
+        for spelling in [
+            "ftp://bob@ftp.example.com/pub/data",
+            "ftp://bob@FTP.Example.COM:21/pub/data/",
+            "ftp://bob:secret@ftp.example.com//pub/./data//",
+            "ftp://bob@ftp.example.com/pub/x/../data",
+            "FTP://bob@ftp.example.com/pub/data",
+        ] {
+            assert_eq!(canon(spelling), one, "{spelling}");
+        }
+        assert_eq!(canon("sftp://h"), "sftp://h:22/");
+        assert_eq!(canon("sftp://h/.."), "sftp://h:22/");
+        assert_eq!(canon("ftps://h/a/"), "ftps://h:990/a");
+        // The home directory's parent is not `/`.
+        assert_eq!(canon("sftp://h/~/../x"), "sftp://h:22/~/../x");
+        assert_eq!(canon("sftp://h/~/a/../x"), "sftp://h:22/~/x");
+    }
+
+    #[test]
+    fn local_paths_normalize_to_one_spelling() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(base.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink(base.join("real"), base.join("link")).unwrap();
+        let canon = |p: PathBuf| canonical_local(&p);
+        let real = base.join("real");
+        for spelling in [
+            base.join("real/"),
+            base.join("real/."),
+            base.join("real/sub/.."),
+            base.join("link"),
+            base.join("link/"),
+            PathBuf::from(format!("{}//real//", base.display())),
+        ] {
+            assert_eq!(canon(spelling.clone()), real, "{}", spelling.display());
+        }
+        // A destination that does not exist yet: resolved as far as it
+        // exists, the rest by text.
+        assert_eq!(canon(base.join("link/new/dir/")), real.join("new/dir"));
+        assert_eq!(canon(base.join("link/new/../other")), real.join("other"));
+        assert_eq!(canon(base.join("gone/../real")), real, "`..` out of a missing directory");
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::{ErrorKind, OpError};
-use crate::location::{Location, Scheme};
+use crate::location::{Location, RemoteLocation, Scheme};
 use crate::path::RelPath;
 
 /// A modification time: nanoseconds since the Unix epoch, UTC.
@@ -669,6 +669,32 @@ impl Default for RemoteOptions {
             memory: None,
         }
     }
+}
+
+/// `remote` as its backend will log in, read from local files only (no
+/// connection): the user `~/.netrc` or the default gives when the URL
+/// names none, and for SFTP the host, port and user `~/.ssh/config` maps
+/// an alias to. A job's identity is taken from it, so `sftp://alias/x` and
+/// `sftp://me@host:22/x` are one job.
+pub fn login_location(remote: &RemoteLocation, options: &RemoteOptions) -> RemoteLocation {
+    let mut resolved = remote.clone();
+    let default_user = match remote.scheme {
+        Scheme::Sftp => {
+            let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+            let local_user = sftp::auth::default_user();
+            // A config that does not parse fails the connection later,
+            // with its own message; the URL stands as it is until then.
+            if let Ok(config) =
+                sftp::config::resolve(remote, options.ssh_config.as_deref(), home.as_deref(), &local_user)
+            {
+                resolved = config.remote;
+            }
+            local_user
+        }
+        Scheme::Ftp | Scheme::Ftpes | Scheme::Ftps => "anonymous".to_string(),
+    };
+    resolved.user = Some(crate::credentials::resolve(&resolved, options, &default_user).user);
+    resolved
 }
 
 /// Opens the backend for a location.

@@ -30,7 +30,8 @@ Exit codes:
   3  cannot connect, authenticate or read a root
   4  this job is already running
   5  safety stop: --max-delete (nothing was changed), or deletions held
-     back because the source listing looked wrong (--force overrides)";
+     back because the source listing looked wrong: an empty source, a
+     shrunken one (--force overrides); plan and --dry-run predict it";
 
 const FILTER_RULES: &str = "\
 Filters (--include, --exclude):
@@ -124,10 +125,10 @@ impl OutputArgs {
 pub struct RunArgs {
     /// The job's name in the config file.
     pub job: String,
-    /// Print what the job would do, change nothing.
+    /// Print what the job would do, change nothing; exit as the sync would (5 for a safety stop).
     #[arg(long)]
     pub dry_run: bool,
-    /// Delete even when the source listing looks wrong (warnings, unreadable directories, max_shrink).
+    /// Delete even when the source listing looks wrong (an empty source, warnings, unreadable directories, max_shrink).
     #[arg(long)]
     pub force: bool,
     /// Only the top-level entries whose name hashes to I of N (see `barge sync --help`).
@@ -152,10 +153,11 @@ pub struct SyncArgs {
     /// Hold back deletions (exit 5) when the source has this many percent fewer files than at the last good run.
     #[arg(long, value_name = "PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub max_shrink: u8,
-    /// Delete even when the source listing looks wrong (warnings, unreadable directories, --max-shrink).
+    /// Delete even when the source listing looks wrong (an empty source, warnings, unreadable directories,
+    /// --max-shrink).
     #[arg(long)]
     pub force: bool,
-    /// Print what the sync would do (as `barge plan`), change nothing.
+    /// Print what the sync would do (as `barge plan`), change nothing; exit as the sync would.
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]

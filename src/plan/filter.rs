@@ -196,6 +196,19 @@ impl Filter {
         self.min_size.is_none_or(|min| entry.size >= min) && self.max_size.is_none_or(|max| entry.size <= max)
     }
 
+    /// Whether the directory `path`, or one above it, is filtered out (so
+    /// nothing at or below it is listed, copied or deleted).
+    pub fn excludes_dir(&self, path: &RelPath) -> bool {
+        let mut dir = path.clone();
+        while !dir.is_root() {
+            if !self.allows(&Entry::dir(dir.clone())) {
+                return true;
+            }
+            dir = dir.parent();
+        }
+        false
+    }
+
     /// Keeps what passes; an excluded directory drops its whole subtree.
     /// `entries` must be in tree order.
     pub fn apply(&self, entries: Vec<Entry>) -> Vec<Entry> {

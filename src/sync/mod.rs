@@ -2,8 +2,12 @@
 //! asked, plan, check the safety limits, then print (`plan`), compare
 //! (`check`) or execute (`sync`).
 
+mod identity;
+mod safety;
 mod streamed;
 mod whole;
+
+pub use safety::{DeleteLimit, Safety};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,7 +19,7 @@ use crate::commit;
 use crate::engine::report::TransferStats;
 use crate::engine::report::{Reporter, Summary};
 use crate::engine::{ConcurrencyOutcome, Engine, EngineConfig, adapt};
-use crate::error::{Error, OpError, exit};
+use crate::error::{Error, ErrorKind, OpError, exit};
 use crate::location::Location;
 use crate::path::RelPath;
 use crate::plan::{Action, CompareMode, LinkMode, Plan, Reason, filter::Filter};
@@ -58,52 +62,6 @@ pub struct Job {
     /// `--verify-state`: list the destination and rebuild the database's
     /// record of it, so later runs may trust it.
     pub verify_state: bool,
-}
-
-/// `--max-delete N` or `--max-delete P%` (of the destination's entries).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum DeleteLimit {
-    Count(u64),
-    Percent(f64),
-}
-
-impl DeleteLimit {
-    pub fn parse(text: &str) -> Result<DeleteLimit, String> {
-        let bad = || format!("`{text}` is not a count or a percentage (examples: 500, 10%)");
-        match text.trim().strip_suffix('%') {
-            Some(p) => match p.trim().parse::<f64>() {
-                Ok(p) if (0.0..=100.0).contains(&p) => Ok(DeleteLimit::Percent(p)),
-                _ => Err(bad()),
-            },
-            None => text.trim().parse().map(DeleteLimit::Count).map_err(|_| bad()),
-        }
-    }
-
-    /// The most entries that may go, out of `total` on the destination.
-    fn resolve(self, total: u64) -> u64 {
-        match self {
-            DeleteLimit::Count(n) => n,
-            DeleteLimit::Percent(p) => (total as f64 * p / 100.0).floor() as u64,
-        }
-    }
-}
-
-/// When a run must not delete.
-#[derive(Debug, Clone, Copy)]
-pub struct Safety {
-    /// Stop before changing anything when more would be deleted.
-    pub max_delete: Option<DeleteLimit>,
-    /// A source with this many percent fewer files than at the last good
-    /// run looks wrong: deletions are held back.
-    pub max_shrink_percent: u8,
-    /// Delete even when the listing looks wrong.
-    pub force: bool,
-}
-
-impl Default for Safety {
-    fn default() -> Self {
-        Safety { max_delete: None, max_shrink_percent: 50, force: false }
-    }
 }
 
 /// Files a run writes about itself.
@@ -173,20 +131,16 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
             ));
         }
     }
-    let state_path = match &job.state_path {
-        Some(path) => path.clone(),
-        // Shards of one job run side by side: each keeps its own database.
-        None => match job.filter.shard() {
-            Some(shard) => {
-                let dst = format!("{}#shard-{}-of-{}", job.dst.identity(), shard.index, shard.count);
-                state::default_path(&job.src.identity(), &dst)?
-            }
-            None => state::default_path(&job.src.identity(), &job.dst.identity())?,
-        },
-    };
+    // Before anything is opened or created: whose job this is, and
+    // whether its roots may be synced at all.
+    let roots = identity::canonical_roots(&job).await?;
+    safety::refuse_overlap(&roots.src, &roots.dst, &job.filter)?;
+    let state = identity::state_path(&job, &roots)?;
     // Only a sync takes the lock and writes the database; plan and check
     // read it when it exists and never create it.
-    let lock = if mode == Mode::Sync { Some(JobLock::acquire(&state_path)?) } else { None };
+    let lock = if mode == Mode::Sync { Some(JobLock::acquire(&state.path)?) } else { None };
+    let state_path = state.adopt_earlier(mode, &reporter).await?;
+    let fresh = mode == Mode::Sync && !state_path.exists();
     let db = if mode == Mode::Sync || state_path.exists() {
         let path = state_path.clone();
         Some(Arc::new(Mutex::new(run_blocking(move || StateDb::open(&path)).await?)))
@@ -202,8 +156,21 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     }
 
     let mut job = job;
+    let (src, dst) = match open_sides(&job, mode, db.as_ref()).await {
+        Ok(sides) => sides,
+        // A job whose first run cannot start never ran: no database of it
+        // stays behind. Otherwise the run is failed, not interrupted.
+        Err(err) if fresh => {
+            discard_state(db, lock, &state_path);
+            return Err(err);
+        }
+        Err(err) => {
+            finish_run(db.as_ref(), "failed").await;
+            return Err(err);
+        }
+    };
     let journal = db.as_ref().map(|db| Arc::new(Journal::new(Arc::clone(db))));
-    let ran = match open_and_run(&mut job, mode, started, db.as_ref(), journal.clone(), &reporter).await {
+    let ran = match run_opened(&mut job, mode, started, (src, dst), db.as_ref(), journal.clone(), &reporter).await {
         Ok(whole::Whole::Printed(outcome)) => return Ok(outcome),
         Ok(whole::Whole::Ran(ran)) => ran,
         Err(err) => {
@@ -286,29 +253,57 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     Ok(Outcome { summary, exit_code })
 }
 
-/// A run's middle: both sides opened, then the streamed or whole-tree
-/// sync (or the plan or check printed).
-async fn open_and_run(
-    job: &mut Job,
+/// Opens both roots at once. A sync's missing destination is created only
+/// once the source has opened, so a run that cannot start leaves no empty
+/// destination behind.
+async fn open_sides(
+    job: &Job,
     mode: Mode,
-    started: Instant,
     db: Option<&Arc<Mutex<StateDb>>>,
-    journal: Option<Arc<Journal>>,
-    reporter: &Arc<Reporter>,
-) -> Result<whole::Whole, Error> {
-    let missing_dst = if mode == Mode::Sync { MissingRoot::Create } else { MissingRoot::Empty };
+) -> Result<(Arc<dyn Backend>, Arc<dyn Backend>), Error> {
     let (mut src_remote, mut dst_remote) = (job.src_remote.clone(), job.dst_remote.clone());
     if let Some(db) = db {
         let memory = Memory(Arc::new(DbMemory(Arc::clone(db))));
         (src_remote.memory, dst_remote.memory) = (Some(memory.clone()), Some(memory));
     }
+    let missing_dst = if mode == Mode::Sync { MissingRoot::Fail } else { MissingRoot::Empty };
     let (src, dst) = tokio::join!(
         backend::open(&job.src, MissingRoot::Fail, &src_remote),
         backend::open(&job.dst, missing_dst, &dst_remote)
     );
     let src = src.map_err(unreachable(&job.src))?;
-    let dst = dst.map_err(unreachable(&job.dst))?;
+    let dst = match dst {
+        Err(err) if mode == Mode::Sync && err.kind == ErrorKind::NotFound => {
+            backend::open(&job.dst, MissingRoot::Create, &dst_remote).await
+        }
+        opened => opened,
+    };
+    Ok((src, dst.map_err(unreachable(&job.dst))?))
+}
 
+/// Removes the database (and lock) a sync created for a job whose first
+/// run could not start. The lock goes last, still held.
+fn discard_state(db: Option<Arc<Mutex<StateDb>>>, lock: Option<JobLock>, path: &std::path::Path) {
+    drop(db);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(identity::with_suffix(path, suffix));
+    }
+    if let Some(lock) = lock {
+        let _ = std::fs::remove_file(lock.path());
+    }
+}
+
+/// A run's middle, both sides open: the streamed or whole-tree sync (or
+/// the plan or check printed).
+async fn run_opened(
+    job: &mut Job,
+    mode: Mode,
+    started: Instant,
+    (src, dst): (Arc<dyn Backend>, Arc<dyn Backend>),
+    db: Option<&Arc<Mutex<StateDb>>>,
+    journal: Option<Arc<Journal>>,
+    reporter: &Arc<Reporter>,
+) -> Result<whole::Whole, Error> {
     let filter = Arc::new(std::mem::take(&mut job.filter));
     let mut engine_config = job.engine.clone();
     // A far server starts higher (the last run's level, below, wins).
@@ -339,61 +334,6 @@ async fn shrink_baseline(db: Option<&Arc<Mutex<StateDb>>>) -> Result<Option<u64>
     let Some(db) = db else { return Ok(None) };
     let db = Arc::clone(db);
     Ok(run_blocking(move || lock_db(&db).meta_get(LAST_SRC_FILES)).await?.and_then(|v| v.parse::<u64>().ok()))
-}
-
-/// Why the source listing may be wrong (each reason a phrase), so that no
-/// deletion is made on its word.
-fn suspicions(
-    src_warnings: usize,
-    src_unreadable: usize,
-    emptied: &[RelPath],
-    baseline: Option<u64>,
-    src_files: u64,
-    safety: &Safety,
-) -> Vec<String> {
-    let mut suspicions = Vec::new();
-    if src_warnings > 0 {
-        suspicions.push(format!("{src_warnings} unreadable entries in the source listing"));
-    }
-    if src_unreadable > 0 {
-        suspicions.push(format!("{src_unreadable} source directories could not be listed"));
-    }
-    if !emptied.is_empty() {
-        let shown: Vec<String> = emptied.iter().take(5).map(|p| p.to_string()).collect();
-        suspicions.push(format!(
-            "{} source directories that held files at the last run are empty now ({}{})",
-            emptied.len(),
-            shown.join(", "),
-            if emptied.len() > shown.len() { ", ..." } else { "" }
-        ));
-    }
-    if let Some(last) = baseline
-        && last > 0
-        && src_files * 100 < last * u64::from(100 - safety.max_shrink_percent.min(100))
-    {
-        suspicions.push(format!(
-            "the source shrank from {last} to {src_files} files, more than --max-shrink {}%",
-            safety.max_shrink_percent
-        ));
-    }
-    suspicions
-}
-
-/// Takes the extraneous deletions out of `actions` when there is any
-/// suspicion (unless --force), saying so; returns how many were held back.
-fn hold_back_deletions(actions: &mut Vec<Action>, suspicions: &[String], safety: &Safety, reporter: &Reporter) -> u64 {
-    let extraneous = |a: &Action| matches!(a, Action::Delete { reason: Reason::Extraneous, .. });
-    if suspicions.is_empty() || safety.force || !actions.iter().any(extraneous) {
-        return 0;
-    }
-    let before = actions.len();
-    actions.retain(|a| !extraneous(a));
-    let held_back = (before - actions.len()) as u64;
-    reporter.error(&format!(
-        "safety stop: {held_back} deletions held back because {}; rerun with --force if this is right",
-        suspicions.join(" and ")
-    ));
-    held_back
 }
 
 /// The transfer concurrency the last run's tuner settled at.

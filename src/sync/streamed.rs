@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Job, Ran, Setup, emptied_among, hold_back_deletions, lock_db, shrink_baseline, suspicions, unreachable};
+use super::safety::{SourceSeen, hold_back_deletions};
+use super::{Job, Ran, Setup, emptied_among, lock_db, shrink_baseline, unreachable};
 use crate::backend::Entry;
 use crate::backend::recall::{MAX_RECALLED_FILES, Recall, RecalledFile, RecalledFiles};
 use crate::backend::stream::{CHANNEL_BATCHES, WalkItem};
@@ -217,9 +218,15 @@ pub(super) async fn run(setup: Setup<'_>) -> Result<Ran, Error> {
         run_blocking(move || lock_db(&db).write_synced(&[], &stale)).await?;
     }
     let baseline = shrink_baseline(db).await?;
-    let suspicions =
-        suspicions(src_seen.warnings, src_seen.unreadable.len(), &emptied, baseline, src_seen.files, &job.safety);
-    let held_back = hold_back_deletions(&mut deferred, &suspicions, &job.safety, &reporter);
+    let seen = SourceSeen {
+        root: &job.src,
+        warnings: src_seen.warnings,
+        unreadable: src_seen.unreadable.len(),
+        emptied: &emptied,
+        baseline,
+        files: src_seen.files,
+    };
+    let held_back = hold_back_deletions(&mut deferred, &seen, &job.safety, &reporter);
     if unlinkable > 0 {
         reporter.warning(&format!(
             "{unlinkable} symbolic links skipped: {} cannot hold symbolic links (--links skip silences this)",

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::safety::{SourceSeen, hold_back_deletions, max_delete_stop};
 use super::{
     Mode, Outcome, Ran, Setup, adopt_dir_mtimes, distrust_duplicates, emptied_dirs, file_pairs, fill_hashes,
-    finish_run, hold_back_deletions, listing_from_records, lock_db, print_check, print_plan, shrink_baseline,
-    sort_temporaries, stale_records, suspicions, take_temporaries, trusted_records, unreachable, warn_unlinkable,
+    finish_run, listing_from_records, lock_db, print_check, print_plan, shrink_baseline, sort_temporaries,
+    stale_records, take_temporaries, trusted_records, unreachable, warn_unlinkable,
 };
 use crate::backend::Entry;
 use crate::engine::{Engine, RESUME_MIN_SIZE, for_each_parallel};
@@ -105,7 +106,7 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
     let listed_pairs = (job.verify_state && mode == Mode::Sync).then(|| file_pairs(&src_entries, &dst_entries));
     // A directory that held files at the last run and is empty now is how
     // a server that lost a mount, or a half-failed listing, looks.
-    let emptied = if mode == Mode::Sync { emptied_dirs(&src_entries, &synced) } else { Vec::new() };
+    let emptied = if mode == Mode::Check { Vec::new() } else { emptied_dirs(&src_entries, &synced) };
     if mode == Mode::Sync
         && let Some(db) = &db
     {
@@ -140,27 +141,43 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
     .map_err(|e| Error::Io { context: "plan".into(), source: std::io::Error::other(e.to_string()) })?;
 
     warn_unlinkable(&plan, dst.as_ref(), &reporter);
-    match mode {
-        Mode::Plan => return Ok(Whole::Printed(print_plan(&plan, &reporter, started))),
-        Mode::Check => return Ok(Whole::Printed(print_check(&plan, &reporter, started))),
-        Mode::Sync => {}
+    if mode == Mode::Check {
+        return Ok(Whole::Printed(print_check(&plan, &reporter, started)));
     }
 
-    let deletions = plan.deletions() as u64;
-    if let Some(limit) = job.safety.max_delete {
-        let max = limit.resolve(dst_total);
-        if deletions > max {
-            finish_run(db, "safety-stop").await;
-            return Err(Error::SafetyStop(format!(
-                "{deletions} entries would be deleted, more than --max-delete allows ({max}); nothing was changed"
-            )));
+    // `plan` (and --dry-run) holds itself to the same limits as the sync
+    // it stands for, and exits as that sync would.
+    if let Some(stop) = max_delete_stop(&job.safety, plan.deletions() as u64, dst_total) {
+        match mode {
+            Mode::Plan => {
+                print_plan(&plan, &reporter, started);
+                return Err(stop);
+            }
+            _ => {
+                finish_run(db, "safety-stop").await;
+                return Err(stop);
+            }
         }
     }
     // A listing that looks wrong must not delete anything on its word.
     let baseline = shrink_baseline(db).await?;
-    let suspicions = suspicions(src_warnings, src_unreadable_count, &emptied, baseline, src_files, &job.safety);
+    let seen = SourceSeen {
+        root: &job.src,
+        warnings: src_warnings,
+        unreadable: src_unreadable_count,
+        emptied: &emptied,
+        baseline,
+        files: src_files,
+    };
     let mut plan = plan;
-    let held_back = hold_back_deletions(&mut plan.actions, &suspicions, &job.safety, &reporter);
+    let held_back = hold_back_deletions(&mut plan.actions, &seen, &job.safety, &reporter);
+    if mode == Mode::Plan {
+        let mut outcome = print_plan(&plan, &reporter, started);
+        if held_back > 0 {
+            outcome.exit_code = crate::error::exit::SAFETY_STOP;
+        }
+        return Ok(Whole::Printed(outcome));
+    }
 
     let partials = match &db {
         Some(db) => {

@@ -5,6 +5,7 @@ mod config;
 mod crash_loop;
 mod doctor;
 mod faults;
+mod front_door;
 mod ftp_sync;
 mod harness;
 mod hostile_ftp;

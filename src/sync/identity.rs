@@ -1,0 +1,121 @@
+//! A job's identity: which state database (history, hold-backs, lock) a
+//! run belongs to. It is read from the canonical form of both roots, so
+//! every spelling of one pair — `S` and `S/`, `./S`, a symbolic link to
+//! it, `ftp://h/x` and `ftp://user@H:21/x/`, `NAME:path` and the URL it
+//! stands for — is one job with one database and one lock. Databases named
+//! under the earlier rule (the path or URL as typed) are adopted once.
+
+use std::path::{Path, PathBuf};
+
+use super::{Job, Mode};
+use crate::backend::{self, RemoteOptions};
+use crate::engine::report::Reporter;
+use crate::error::Error;
+use crate::location::Location;
+use crate::state::{self, JobLock, run_blocking};
+
+/// Both roots in canonical form, remote logins resolved the way the
+/// backends will log in.
+pub(super) struct Roots {
+    pub src: Location,
+    pub dst: Location,
+}
+
+/// Canonical roots of `job`: one `realpath` per local root and reads of
+/// ~/.ssh/config and ~/.netrc, no connection.
+pub(super) async fn canonical_roots(job: &Job) -> Result<Roots, Error> {
+    let (src, dst) = (job.src.clone(), job.dst.clone());
+    let (src_options, dst_options) = (job.src_remote.clone(), job.dst_remote.clone());
+    run_blocking(move || Ok(Roots { src: canonical(&src, &src_options), dst: canonical(&dst, &dst_options) })).await
+}
+
+fn canonical(location: &Location, options: &RemoteOptions) -> Location {
+    match location {
+        Location::Local(_) => location.canonical(),
+        // The login first: ~/.ssh/config's Port applies only where the URL
+        // wrote none, which normalizing would hide.
+        Location::Remote(remote) => Location::Remote(backend::login_location(remote, options).normalized()),
+    }
+}
+
+/// Where a job's state is kept.
+pub(super) struct StatePath {
+    pub path: PathBuf,
+    /// A database of this job under its earlier name, when `path` does
+    /// not exist yet.
+    earlier: Option<PathBuf>,
+}
+
+/// `--state FILE`, else the default database named after both canonical
+/// roots (and the shard: shards of one job run side by side, each with
+/// its own database).
+pub(super) fn state_path(job: &Job, roots: &Roots) -> Result<StatePath, Error> {
+    if let Some(path) = &job.state_path {
+        return Ok(StatePath { path: path.clone(), earlier: None });
+    }
+    let shard = job.filter.shard().map(|s| format!("#shard-{}-of-{}", s.index, s.count)).unwrap_or_default();
+    let named = |src: &str, dst: &str| state::default_path(src, &format!("{dst}{shard}"));
+    let path = named(&identity(&roots.src), &identity(&roots.dst))?;
+    if path.exists() {
+        return Ok(StatePath { path, earlier: None });
+    }
+    // The earlier rule named a database after the spelling: the one typed
+    // now, or the plain one most runs were started with.
+    let typed = named(&job.src.legacy_identity(), &job.dst.legacy_identity())?;
+    let plain = named(&job.src.canonical().legacy_identity(), &job.dst.canonical().legacy_identity())?;
+    let earlier = [typed, plain].into_iter().find(|p| p.exists());
+    Ok(StatePath { path, earlier })
+}
+
+/// The text a job's database is named after: no secret in it.
+fn identity(canonical: &Location) -> String {
+    match canonical {
+        Location::Local(path) => format!("file://{}", path.display()),
+        Location::Remote(remote) => remote.to_string(),
+    }
+}
+
+impl StatePath {
+    /// The database a run reads: a sync (holding `lock` on the new name)
+    /// adopts one under the earlier name by renaming it; `plan` and
+    /// `check` change nothing and read it where it is.
+    pub async fn adopt_earlier(&self, mode: Mode, reporter: &Reporter) -> Result<PathBuf, Error> {
+        let Some(earlier) = &self.earlier else { return Ok(self.path.clone()) };
+        if mode != Mode::Sync {
+            return Ok(earlier.clone());
+        }
+        let (from, to) = (earlier.clone(), self.path.clone());
+        run_blocking(move || adopt(&from, &to)).await?;
+        reporter.info(&format!(
+            "state database {} renamed to {} (job names no longer depend on how a path is written)",
+            earlier.display(),
+            self.path.display()
+        ));
+        Ok(self.path.clone())
+    }
+}
+
+/// Moves a database (and its sqlite companions) from `from` to `to`,
+/// holding the earlier name's lock so a run of an older barge under it is
+/// never pulled from under its feet (that is exit 4, as for any running job).
+fn adopt(from: &Path, to: &Path) -> Result<(), Error> {
+    let earlier_lock = JobLock::acquire(from)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let (old, new) = (with_suffix(from, suffix), with_suffix(to, suffix));
+        match std::fs::rename(&old, &new) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !suffix.is_empty() => {}
+            Err(source) => {
+                return Err(Error::Io { context: format!("rename {} to {}", old.display(), new.display()), source });
+            }
+        }
+    }
+    let _ = std::fs::remove_file(earlier_lock.path());
+    Ok(())
+}
+
+pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
