@@ -348,6 +348,10 @@ impl CommonArgs {
         self.output.options()
     }
 
+    fn reports(&self) -> Reports {
+        Reports { report: self.report.clone(), metrics: self.metrics.clone(), job_name: self.job_name.clone() }
+    }
+
     fn job(&self, config: &Config, src: &str, dst: &str, delete: bool, safety: Safety) -> Result<Job, Error> {
         if self.bwlimit == Some(0) {
             return Err(Error::Usage("--bwlimit must be more than 0".into()));
@@ -415,11 +419,7 @@ impl CommonArgs {
             compare: self.compare,
             delete,
             safety,
-            reports: Reports {
-                report: self.report.clone(),
-                metrics: self.metrics.clone(),
-                job_name: self.job_name.clone(),
-            },
+            reports: self.reports(),
             filter: Filter::new(&self.include, &exclude, self.min_size, self.max_size)?.with_shard(self.shard),
             engine: EngineConfig {
                 concurrency,
@@ -450,26 +450,30 @@ fn parse_segments(text: &str) -> Result<usize, String> {
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32, Error> {
     let config = || Config::load(cli.config.as_deref());
-    let (job, mode, output, log_file) = match cli.command {
+    let (started, started_at) = (std::time::Instant::now(), crate::units::unix_now_secs());
+    // Where the run reports is known from the arguments alone; the job is
+    // validated after, so that a job that fails validation is recorded too.
+    let (job, mode, common) = match cli.command {
         Command::Sync(args) => {
             let mode = if args.dry_run { Mode::Plan } else { Mode::Sync };
-            let job = args.common.job(&config()?, &args.src, &args.dst, args.delete, args.safety())?;
-            (job, mode, args.common.output(), args.common.log_file)
+            let job = config().and_then(|c| args.common.job(&c, &args.src, &args.dst, args.delete, args.safety()));
+            (job, mode, args.common)
         }
         Command::Plan(args) => {
-            let job = args.common.job(&config()?, &args.src, &args.dst, args.delete, args.safety())?;
-            (job, Mode::Plan, args.common.output(), args.common.log_file)
+            let job = config().and_then(|c| args.common.job(&c, &args.src, &args.dst, args.delete, args.safety()));
+            (job, Mode::Plan, args.common)
         }
         Command::Check(args) => {
-            let job = args.common.job(&config()?, &args.src, &args.dst, true, Safety::default())?;
-            (job, Mode::Check, args.common.output(), args.common.log_file)
+            let job = config().and_then(|c| args.common.job(&c, &args.src, &args.dst, true, Safety::default()));
+            (job, Mode::Check, args.common)
         }
         Command::Run(args) => {
+            // Until the config names the job, nothing says where to report.
             let config = config()?;
             let sync = job_args(&config, &args)?;
             let mode = if args.dry_run { Mode::Plan } else { Mode::Sync };
-            let job = sync.common.job(&config, &sync.src, &sync.dst, sync.delete, sync.safety())?;
-            (job, mode, sync.common.output(), sync.common.log_file)
+            let job = sync.common.job(&config, &sync.src, &sync.dst, sync.delete, sync.safety());
+            (job, mode, sync.common)
         }
         Command::Demo(args) => return demo::run(args).await,
         Command::Doctor(args) => return doctor(&config()?, args).await,
@@ -491,18 +495,36 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             return Ok(crate::error::exit::OK);
         }
     };
-    let mut reporter = Reporter::new(output);
-    if let Some(path) = &log_file {
-        reporter = reporter
-            .with_log_file(path)
-            .map_err(|source| Error::Io { context: format!("open --log-file {}", path.display()), source })?;
+    let mut reporter = Reporter::new(common.output());
+    let mut log_failed = None;
+    if let Some(path) = &common.log_file {
+        match Reporter::new(common.output()).with_log_file(path) {
+            Ok(logging) => reporter = logging,
+            Err(source) => {
+                log_failed = Some(Error::Io { context: format!("open --log-file {}", path.display()), source })
+            }
+        }
     }
     let reporter = Arc::new(reporter);
-    if mode == Mode::Sync {
-        crate::stop::listen();
+    let result = match (job, log_failed) {
+        (Err(err), _) | (Ok(_), Some(err)) => Err(err),
+        (Ok(job), None) => {
+            if mode == Mode::Sync {
+                crate::stop::listen();
+            }
+            sync::run(job, mode, Arc::clone(&reporter)).await
+        }
+    };
+    match result {
+        Ok(outcome) => Ok(outcome.exit_code),
+        Err(err) => {
+            // Only a sync reports (plan and check change nothing to monitor).
+            if mode == Mode::Sync {
+                sync::record_fatal(&common.reports(), &reporter, &err, started_at, started.elapsed());
+            }
+            Err(err)
+        }
     }
-    let outcome = sync::run(job, mode, reporter).await?;
-    Ok(outcome.exit_code)
 }
 
 /// `--backup-dir DIR`: a relative path inside the destination, not its root.

@@ -161,6 +161,11 @@ impl Reporter {
         }
     }
 
+    /// A line for the log file alone (what the terminal is told elsewhere).
+    pub fn log_only(&self, line: &str) {
+        self.log(line);
+    }
+
     pub fn options(&self) -> OutputOptions {
         self.opts
     }

@@ -3,10 +3,12 @@
 //! (`check`) or execute (`sync`).
 
 mod identity;
+mod reports;
 mod safety;
 mod streamed;
 mod whole;
 
+pub use reports::{Reports, record_fatal};
 pub use safety::{DeleteLimit, Safety};
 
 use std::collections::HashMap;
@@ -62,17 +64,6 @@ pub struct Job {
     /// `--verify-state`: list the destination and rebuild the database's
     /// record of it, so later runs may trust it.
     pub verify_state: bool,
-}
-
-/// Files a run writes about itself.
-#[derive(Debug, Clone, Default)]
-pub struct Reports {
-    /// `--report FILE`: the final summary as JSON, written atomically.
-    pub report: Option<PathBuf>,
-    /// `--metrics FILE`: a Prometheus textfile (node_exporter's collector).
-    pub metrics: Option<PathBuf>,
-    /// The `job` label of the metrics.
-    pub job_name: Option<String>,
 }
 
 /// How a run ended, when it ran to the end.
@@ -248,7 +239,8 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         let _ = run_blocking(move || lock_db(&db).meta_set(LAST_SRC_FILES, &src_files.to_string())).await;
     }
     reporter.print_summary(&summary);
-    write_reports(&job.reports, &summary, exit_code, run_started_at, db.as_ref(), &state_path, &reporter).await;
+    reports::write_reports(&job.reports, &summary, exit_code, run_started_at, db.as_ref(), &state_path, &reporter)
+        .await;
     drop(lock);
     Ok(Outcome { summary, exit_code })
 }
@@ -542,101 +534,6 @@ fn warn_unlinkable(plan: &Plan, dst: &dyn Backend, reporter: &Reporter) {
 
 /// State db key: source files at the last run whose listing was trusted.
 const LAST_SRC_FILES: &str = "last_src_files";
-/// State db key: when the job last succeeded (unix seconds).
-const LAST_SUCCESS: &str = "last_success";
-
-/// `--report` and `--metrics`, each written to a temporary and renamed, so
-/// a reader never sees half a file.
-async fn write_reports(
-    reports: &Reports,
-    summary: &Summary,
-    exit_code: i32,
-    started_at: i64,
-    db: Option<&Arc<Mutex<StateDb>>>,
-    state_path: &std::path::Path,
-    reporter: &Reporter,
-) {
-    let now = crate::units::unix_now_secs();
-    let mut last_success = None;
-    if let Some(db) = db {
-        let db = Arc::clone(db);
-        let success = exit_code == exit::OK;
-        last_success = run_blocking(move || {
-            let mut db = lock_db(&db);
-            if success {
-                db.meta_set(LAST_SUCCESS, &now.to_string())?;
-            }
-            db.meta_get(LAST_SUCCESS)
-        })
-        .await
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<i64>().ok());
-    }
-    if let Some(path) = &reports.report {
-        let mut value = serde_json::to_value(summary).unwrap_or_default();
-        value["exit_code"] = serde_json::json!(exit_code);
-        value["started_at"] = serde_json::json!(crate::units::format_utc(started_at));
-        value["finished_at"] = serde_json::json!(crate::units::format_utc(now));
-        if let Err(err) = write_atomically(path, format!("{value}\n").as_bytes()) {
-            reporter.error(&format!("cannot write --report {}: {err}", path.display()));
-        }
-    }
-    if let Some(path) = &reports.metrics {
-        let job = reports.job_name.clone().unwrap_or_else(|| {
-            state_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "barge".into())
-        });
-        let text = metrics_text(&job, summary, exit_code, started_at, last_success);
-        if let Err(err) = write_atomically(path, text.as_bytes()) {
-            reporter.error(&format!("cannot write --metrics {}: {err}", path.display()));
-        }
-    }
-}
-
-/// The Prometheus text exposition of one run.
-fn metrics_text(job: &str, s: &Summary, exit_code: i32, started_at: i64, last_success: Option<i64>) -> String {
-    let label = job.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-    let mut out = String::new();
-    let mut metric = |name: &str, help: &str, kind: &str, value: String| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{job=\"{label}\"}} {value}\n"));
-    };
-    metric("barge_last_run_start_timestamp_seconds", "When the last run started.", "gauge", started_at.to_string());
-    if let Some(success) = last_success {
-        metric("barge_last_success_timestamp_seconds", "When the job last succeeded.", "gauge", success.to_string());
-    }
-    metric("barge_last_run_exit_code", "Exit code of the last run.", "gauge", exit_code.to_string());
-    metric(
-        "barge_last_run_files_transferred",
-        "Files copied by the last run.",
-        "gauge",
-        s.files_transferred.to_string(),
-    );
-    metric(
-        "barge_last_run_bytes_transferred",
-        "Bytes copied by the last run.",
-        "gauge",
-        s.bytes_transferred.to_string(),
-    );
-    metric("barge_last_run_files_deleted", "Entries deleted by the last run.", "gauge", s.files_deleted.to_string());
-    metric("barge_last_run_errors", "Errors in the last run.", "gauge", s.errors.to_string());
-    metric("barge_last_run_duration_seconds", "How long the last run took.", "gauge", format!("{}", s.duration_s));
-    out
-}
-
-/// Writes `path` via a temporary beside it (mode 0600) and a rename.
-fn write_atomically(path: &std::path::Path, content: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(format!(".tmp-{}", std::process::id()));
-    let temp = PathBuf::from(temp);
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp)?;
-    file.write_all(content)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&temp);
-    })
-}
 
 /// Server quirks kept in the job's state database.
 struct DbMemory(Arc<Mutex<StateDb>>);
