@@ -364,7 +364,7 @@ async fn verify_content(
 }
 
 /// blake3 of a whole file, read through its backend.
-async fn read_back(backend: &dyn Backend, path: &RelPath) -> Result<Vec<u8>, OpError> {
+pub(crate) async fn read_back(backend: &dyn Backend, path: &RelPath) -> Result<Vec<u8>, OpError> {
     let mut reader = backend.open_read(path, 0).await?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = Vec::with_capacity(CHUNK_SIZE);

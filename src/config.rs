@@ -158,9 +158,9 @@ struct RawJob {
     source: Spanned<String>,
     destination: Spanned<String>,
     #[serde(default)]
-    include: Vec<String>,
+    include: Vec<Spanned<String>>,
     #[serde(default)]
-    exclude: Vec<String>,
+    exclude: Vec<Spanned<String>>,
     min_size: Option<Spanned<SizeValue>>,
     max_size: Option<Spanned<SizeValue>>,
     compare: Option<Spanned<String>>,
@@ -244,6 +244,9 @@ impl Config {
     pub fn location<'a>(&'a self, text: &str) -> Result<(Location, Option<&'a Remote>), Error> {
         let Some((name, rest)) = remote_reference(text) else { return Ok((Location::parse(text)?, None)) };
         let Some(remote) = self.remotes.get(name) else {
+            if let Some(url) = misspelled_url(name, rest) {
+                return Err(Error::Usage(format!("`{text}` is not a URL: did you mean {url}?")));
+            }
             let known: Vec<&str> = self.remotes.keys().map(String::as_str).collect();
             let file = self.path.as_ref().map_or("no config file".to_string(), |p| p.display().to_string());
             return Err(Error::Usage(format!(
@@ -302,6 +305,15 @@ pub fn remote_reference(text: &str) -> Option<(&str, &str)> {
     let (name, rest) = text.split_once(':')?;
     let is_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
     (is_name && !rest.starts_with("//")).then_some((name, rest))
+}
+
+/// `ftp:/host/x` or `sftp:host/x` (a slash short): the URL it was meant
+/// to be, when `name` is one of barge's schemes.
+fn misspelled_url(name: &str, rest: &str) -> Option<String> {
+    let scheme = name.to_ascii_lowercase();
+    ["ftp", "ftps", "ftpes", "sftp"]
+        .contains(&scheme.as_str())
+        .then(|| format!("{scheme}://{}", rest.trim_start_matches('/')))
 }
 
 /// The remote's base path joined with `rest` (`/abs` replaces it).
@@ -523,16 +535,16 @@ impl ConfigFile<'_> {
             None => None,
         };
         for glob in raw.include.iter().chain(&raw.exclude) {
-            if let Err(e) = globset::Glob::new(glob) {
-                return Err(self.error(Some(raw.source.span()), &format!("filter {glob}: {e}")));
+            if let Err(e) = globset::Glob::new(glob.get_ref()) {
+                return Err(self.error(Some(glob.span()), &format!("filter {}: {e}", glob.get_ref())));
             }
         }
         Ok(JobSpec {
             name: name.to_string(),
             source: raw.source.into_inner(),
             destination: raw.destination.into_inner(),
-            include: raw.include,
-            exclude: raw.exclude,
+            include: raw.include.into_iter().map(Spanned::into_inner).collect(),
+            exclude: raw.exclude.into_iter().map(Spanned::into_inner).collect(),
             min_size,
             max_size,
             compare,

@@ -148,10 +148,10 @@ pub struct SyncArgs {
     #[arg(long)]
     pub delete: bool,
     /// Stop before changing anything if more than N entries (or P% of the destination's) would be deleted (exit 5).
-    #[arg(long, value_name = "N|P%", value_parser = DeleteLimit::parse)]
+    #[arg(long, allow_negative_numbers = true, value_name = "N|P%", value_parser = DeleteLimit::parse)]
     pub max_delete: Option<DeleteLimit>,
     /// Hold back deletions (exit 5) when the source has this many percent fewer files than at the last good run.
-    #[arg(long, value_name = "PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+    #[arg(long, allow_negative_numbers = true, value_name = "PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub max_shrink: u8,
     /// Delete even when the source listing looks wrong (an empty source, warnings, unreadable directories,
     /// --max-shrink).
@@ -186,7 +186,7 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub json: bool,
     /// Probe the server's connection limit with at most N logins at once.
-    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, allow_negative_numbers = true, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub max_probe_connections: u16,
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -201,10 +201,10 @@ pub struct CommonArgs {
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
     /// Leave out files smaller than SIZE (e.g. 10K, 1.5M; binary units).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, allow_negative_numbers = true, value_name = "SIZE", value_parser = parse_size)]
     pub min_size: Option<u64>,
     /// Leave out files larger than SIZE.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, allow_negative_numbers = true, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
     /// How files are judged equal: size; size and mtime; size and blake3 hash.
     #[arg(long, value_enum, default_value_t = CompareMode::Mtime)]
@@ -218,19 +218,19 @@ pub struct CommonArgs {
     /// measures: it starts at 16 (32 for a far FTP server, 128 for a far SFTP one, or where
     /// the last run of the job settled) and raises the number while throughput grows, up to
     /// 128 for FTP and 512 for SFTP.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, allow_negative_numbers = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub parallel: Option<u16>,
     /// Like --parallel, for the source's server only.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, allow_negative_numbers = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub src_parallel: Option<u16>,
     /// Like --parallel, for the destination's server only.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, allow_negative_numbers = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub dst_parallel: Option<u16>,
     /// Retries of an operation that failed with a temporary error.
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(long, allow_negative_numbers = true, value_name = "N", default_value_t = 3)]
     pub retries: u32,
     /// Total bandwidth limit in bytes per second (K, M, G suffixes: binary units).
-    #[arg(long, value_name = "RATE", value_parser = parse_size)]
+    #[arg(long, allow_negative_numbers = true, value_name = "RATE", value_parser = parse_size)]
     pub bwlimit: Option<u64>,
     /// Write the final summary as JSON to FILE (atomically) as well.
     #[arg(long, value_name = "FILE")]
@@ -279,11 +279,11 @@ pub struct CommonArgs {
     pub inplace: bool,
     /// Files at least this large are copied in segments (see --segments), each its own
     /// connection (FTP: REST+RETR) or stream of requests (SFTP), into one temporary.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "128M")]
+    #[arg(long, allow_negative_numbers = true, value_name = "SIZE", value_parser = parse_size, default_value = "128M")]
     pub segment_threshold: u64,
     /// Segments per large file (1: never split). Downloads to local disk and SFTP
     /// destinations only; FTP servers cannot be written at offsets safely.
-    #[arg(long, value_name = "N", default_value_t = crate::commit::DEFAULT_SEGMENTS, value_parser = parse_segments)]
+    #[arg(long, allow_negative_numbers = true, value_name = "N", default_value_t = crate::commit::DEFAULT_SEGMENTS, value_parser = parse_segments)]
     pub segments: usize,
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -339,7 +339,7 @@ pub struct RemoteArgs {
     #[arg(long)]
     pub accept_new_host_key: bool,
     /// Seconds before a connection, command or stalled transfer times out [default: 60].
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, allow_negative_numbers = true, value_name = "SECONDS")]
     pub timeout: Option<u64>,
 }
 
@@ -397,6 +397,19 @@ impl CommonArgs {
         };
         let (src_cap, dst_cap) = (side_cap(&src, self.src_parallel), side_cap(&dst, self.dst_parallel));
         let (src_remote, dst_remote) = (side_options(src_cap, src_config), side_options(dst_cap, dst_config));
+        for (location, options) in [(&src, &src_remote), (&dst, &dst_remote)] {
+            // A password variable that is not set would send an empty
+            // password and show the server's 530: say which variable.
+            if let (Location::Remote(_), Some(var)) = (location, &options.password_env)
+                && options.password.is_none()
+                && std::env::var_os(var).is_none_or(|v| v.is_empty())
+            {
+                return Err(Error::Usage(format!(
+                    "the password for {location} is to come from the environment variable {var} \
+                     (--password-env or password_env), which is not set"
+                )));
+            }
+        }
         let remote_caps = [(src_cap, &src_remote), (dst_cap, &dst_remote)];
         let max = remote_caps
             .iter()

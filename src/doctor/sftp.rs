@@ -417,6 +417,21 @@ async fn host_key_and_methods(params: &Arc<ConnectParams>, report: &mut Report) 
              remove those lines (ssh-keygen -R) and run again with --accept-new-host-key",
         )
         .details(details("changed")),
+        Ok(Verdict::Revoked { line }) => Probe::failed(
+            "host key",
+            format!("REVOKED: {algorithm} {fingerprint} is marked @revoked in {file} (line {line})"),
+            "the key is compromised: barge refuses it; ask the server's administrator for its new key",
+        )
+        .details(details("revoked")),
+        Ok(Verdict::CertAuthority { lines }) => Probe::failed(
+            "host key",
+            format!(
+                "{algorithm} {fingerprint}: {file} vouches for {name} only through @cert-authority (line {})",
+                lines.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+            ),
+            "barge checks plain host keys, not certificates: add the host's own key to known_hosts",
+        )
+        .details(details("cert-authority")),
         Err(why) => Probe::failed("host key", why, "fix or replace the known_hosts file (--known-hosts FILE)")
             .details(details("unreadable")),
     };

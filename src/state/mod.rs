@@ -137,7 +137,64 @@ fn from_sql(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+/// A database as [`StateDb::open_checked`] found it.
+pub enum Checked {
+    Sound(StateDb),
+    /// sqlite finds the file damaged (its quick_check fails, or it is not
+    /// a database at all): what it said.
+    Damaged(String),
+}
+
 impl StateDb {
+    /// Opens the database like [`StateDb::open`] and runs sqlite's
+    /// quick_check on it. The database is a cache of what can be learned
+    /// again; a damaged one must not block every later run.
+    pub fn open_checked(path: &Path) -> Result<Checked, Error> {
+        match StateDb::open(path).and_then(|db| db.quick_check().map(|problem| (db, problem))) {
+            Ok((db, None)) => Ok(Checked::Sound(db)),
+            Ok((_, Some(problem))) => Ok(Checked::Damaged(problem)),
+            Err(Error::State { source, .. }) if is_damage(&source) => Ok(Checked::Damaged(source.to_string())),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Renames a damaged database `<name>.corrupt-<unix time>` (with its
+    /// -wal and -shm) and opens a new one in its place; returns it and
+    /// where the old one went.
+    pub fn replace_damaged(path: &Path) -> Result<(StateDb, PathBuf), Error> {
+        let aside = path.with_file_name(format!(
+            "{}.corrupt-{}",
+            path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+            crate::units::unix_now_secs()
+        ));
+        for suffix in ["", "-wal", "-shm"] {
+            let (from, to) = (suffixed(path, suffix), suffixed(&aside, suffix));
+            match std::fs::rename(&from, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !suffix.is_empty() => {}
+                Err(source) => {
+                    return Err(Error::Io {
+                        context: format!("move the damaged state database {} aside", from.display()),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok((StateDb::open(path)?, aside))
+    }
+
+    /// sqlite's quick_check: `None` when the file is sound, else its first
+    /// complaint.
+    fn quick_check(&self) -> Result<Option<String>, Error> {
+        let first: Result<String, rusqlite::Error> = self.conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0));
+        match first {
+            Ok(answer) if answer == "ok" => Ok(None),
+            Ok(answer) => Ok(Some(answer)),
+            Err(e) if is_damage(&e) => Ok(Some(e.to_string())),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     /// Opens (creating with mode 0600) and migrates the database.
     pub fn open(path: &Path) -> Result<StateDb, Error> {
         let err = |source| Error::State { path: path.to_path_buf(), source };
@@ -388,6 +445,17 @@ impl StateDb {
     }
 }
 
+/// Errors that say the file itself is damaged (not locked, not full).
+fn is_damage(err: &rusqlite::Error) -> bool {
+    matches!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase))
+}
+
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// Creates the directory a state file goes in (owner-only when new).
 pub(crate) fn create_parent_dir(path: &Path) -> Result<(), Error> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -480,6 +548,53 @@ mod tests {
         db.store_hashes(Side::Src, &[(p.clone(), h.clone())]).unwrap();
         assert_eq!(db.load_hashes(Side::Src).unwrap().get(&p), Some(&h));
         assert!(db.load_hashes(Side::Dst).unwrap().is_empty());
+    }
+
+    /// A database whose pages were overwritten, whose header was
+    /// clobbered, or that was cut short is moved aside and replaced.
+    #[test]
+    fn a_damaged_database_is_moved_aside_and_replaced() {
+        use std::io::{Seek, SeekFrom, Write};
+        type Damage = fn(&mut std::fs::File, u64);
+        let damages: [(&str, Damage); 3] = [
+            ("pages overwritten", |f, len| {
+                f.seek(SeekFrom::Start(len / 2)).unwrap();
+                f.write_all(&vec![0x5a; (len / 4) as usize]).unwrap();
+            }),
+            ("header clobbered", |f, _| {
+                f.seek(SeekFrom::Start(0)).unwrap();
+                f.write_all(&[0xff; 100]).unwrap();
+            }),
+            ("cut short", |f, len| f.set_len(len / 3).unwrap()),
+        ];
+        for (what, damage) in damages {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("job.db");
+            {
+                let mut db = StateDb::open(&path).unwrap();
+                let records: Vec<(RelPath, SyncedRecord)> = (0..2000)
+                    .map(|i| {
+                        let p = RelPath::parse(format!("dir{}/file-{i:05}.txt", i % 7).as_bytes()).unwrap();
+                        (p, SyncedRecord { src_size: i, src_mtime: None, dst_size: i, dst_mtime: None })
+                    })
+                    .collect();
+                db.write_synced(&records, &[]).unwrap();
+                db.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+            }
+            let len = std::fs::metadata(&path).unwrap().len();
+            let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            damage(&mut file, len);
+            drop(file);
+            let Checked::Damaged(why) = StateDb::open_checked(&path).unwrap_or_else(|e| panic!("{what}: {e}")) else {
+                panic!("{what}: not noticed")
+            };
+            assert!(!why.is_empty());
+            let (db, aside) = StateDb::replace_damaged(&path).unwrap();
+            assert!(aside.exists() && aside.to_string_lossy().contains("job.db.corrupt-"), "{what}");
+            assert!(db.load_synced().unwrap().is_empty(), "{what}: a fresh database");
+            drop(db);
+            assert!(matches!(StateDb::open_checked(&path).unwrap(), Checked::Sound(_)), "{what}: the new one is sound");
+        }
     }
 
     #[test]

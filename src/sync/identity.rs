@@ -44,6 +44,8 @@ pub(super) struct StatePath {
     /// A database of this job under its earlier name, when `path` does
     /// not exist yet.
     earlier: Option<PathBuf>,
+    /// `--state FILE` named it (else XDG_STATE_HOME did).
+    explicit: bool,
 }
 
 /// `--state FILE`, else the default database named after both canonical
@@ -51,20 +53,21 @@ pub(super) struct StatePath {
 /// its own database).
 pub(super) fn state_path(job: &Job, roots: &Roots) -> Result<StatePath, Error> {
     if let Some(path) = &job.state_path {
-        return Ok(StatePath { path: path.clone(), earlier: None });
+        let state = StatePath { path: path.clone(), earlier: None, explicit: true };
+        return state.usable();
     }
     let shard = job.filter.shard().map(|s| format!("#shard-{}-of-{}", s.index, s.count)).unwrap_or_default();
     let named = |src: &str, dst: &str| state::default_path(src, &format!("{dst}{shard}"));
     let path = named(&identity(&roots.src), &identity(&roots.dst))?;
     if path.exists() {
-        return Ok(StatePath { path, earlier: None });
+        return StatePath { path, earlier: None, explicit: false }.usable();
     }
     // The earlier rule named a database after the spelling: the one typed
     // now, or the plain one most runs were started with.
     let typed = named(&job.src.legacy_identity(), &job.dst.legacy_identity())?;
     let plain = named(&job.src.canonical().legacy_identity(), &job.dst.canonical().legacy_identity())?;
     let earlier = [typed, plain].into_iter().find(|p| p.exists());
-    Ok(StatePath { path, earlier })
+    StatePath { path, earlier, explicit: false }.usable()
 }
 
 /// The text a job's database is named after: no secret in it.
@@ -76,6 +79,63 @@ fn identity(canonical: &Location) -> String {
 }
 
 impl StatePath {
+    /// Refuses a path that cannot hold a database before anything touches
+    /// it: a directory, or a device such as /dev/null (which opening and
+    /// chmod 0600 would break for everyone else).
+    fn usable(self) -> Result<StatePath, Error> {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if meta.is_file() => Ok(self),
+            Ok(meta) => {
+                let what = if meta.is_dir() { "a directory" } else { "not a regular file" };
+                Err(self.unusable(&format!("it is {what}")))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(self),
+            Err(e) => Err(self.unusable(&e.to_string())),
+        }
+    }
+
+    /// A usage error naming where the path came from and the way out.
+    pub fn unusable(&self, why: &str) -> Error {
+        let fix = match self.explicit {
+            true => "give --state a file in a directory you can write",
+            false => "set XDG_STATE_HOME to a directory you can write, or give --state FILE",
+        };
+        Error::Usage(format!("cannot keep the job's state database at {}: {why}; {fix}", self.path.display()))
+    }
+
+    /// `err` (from taking the lock or opening the database) as a usage
+    /// error when the place itself is wrong (permission, not a directory,
+    /// read-only); other errors as they are.
+    pub fn explain(&self, err: Error) -> Error {
+        match err {
+            Error::Io { source, .. }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::PermissionDenied
+                        | std::io::ErrorKind::ReadOnlyFilesystem
+                        | std::io::ErrorKind::NotADirectory
+                        | std::io::ErrorKind::IsADirectory
+                        | std::io::ErrorKind::NotFound
+                ) =>
+            {
+                self.unusable(&source.to_string())
+            }
+            Error::State { source, .. }
+                if matches!(
+                    source.sqlite_error_code(),
+                    Some(
+                        rusqlite::ErrorCode::CannotOpen
+                            | rusqlite::ErrorCode::ReadOnly
+                            | rusqlite::ErrorCode::PermissionDenied
+                    )
+                ) =>
+            {
+                self.unusable(&source.to_string())
+            }
+            other => other,
+        }
+    }
+
     /// The database a run reads: a sync (holding `lock` on the new name)
     /// adopts one under the earlier name by renaming it; `plan` and
     /// `check` change nothing and read it where it is.

@@ -2,6 +2,7 @@
 //! asked, plan, check the safety limits, then print (`plan`), compare
 //! (`check`) or execute (`sync`).
 
+mod hashing;
 mod identity;
 mod reports;
 mod safety;
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::backend::{self, Backend, Entry, HashKind, Listing, Memory, MissingRoot, RemoteOptions, ServerMemory};
+use crate::backend::{self, Backend, Entry, Listing, Memory, MissingRoot, RemoteOptions, ServerMemory};
 use crate::commit;
 use crate::engine::report::TransferStats;
 use crate::engine::report::{Reporter, Summary};
@@ -25,7 +26,7 @@ use crate::error::{Error, ErrorKind, OpError, exit};
 use crate::location::Location;
 use crate::path::RelPath;
 use crate::plan::{Action, CompareMode, LinkMode, Plan, Reason, filter::Filter};
-use crate::state::{self, CachedHash, JobLock, Journal, Side, StateDb, SyncedRecord, run_blocking};
+use crate::state::{self, Checked, JobLock, Journal, StateDb, SyncedRecord, run_blocking};
 
 /// What to do with the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,14 +130,15 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     let state = identity::state_path(&job, &roots)?;
     // Only a sync takes the lock and writes the database; plan and check
     // read it when it exists and never create it.
-    let lock = if mode == Mode::Sync { Some(JobLock::acquire(&state.path)?) } else { None };
+    let lock = match mode {
+        Mode::Sync => Some(JobLock::acquire(&state.path).map_err(|e| state.explain(e))?),
+        _ => None,
+    };
     let state_path = state.adopt_earlier(mode, &reporter).await?;
     let fresh = mode == Mode::Sync && !state_path.exists();
-    let db = if mode == Mode::Sync || state_path.exists() {
-        let path = state_path.clone();
-        Some(Arc::new(Mutex::new(run_blocking(move || StateDb::open(&path)).await?)))
-    } else {
-        None
+    let db = match mode == Mode::Sync || state_path.exists() {
+        true => open_state(&state_path, mode, &reporter).await.map_err(|e| state.explain(e))?,
+        false => None,
     };
     if let (Some(db), Mode::Sync) = (&db, mode) {
         let db = Arc::clone(db);
@@ -243,6 +245,44 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         .await;
     drop(lock);
     Ok(Outcome { summary, exit_code })
+}
+
+/// The job's database, checked by sqlite. A damaged one (pages
+/// overwritten, cut short, not a database) is a cache to learn again, not
+/// a reason to fail every run: a sync moves it aside and starts afresh, as
+/// a first run would (the empty-source hold still applies); plan and check
+/// read nothing from it.
+async fn open_state(
+    path: &std::path::Path,
+    mode: Mode,
+    reporter: &Reporter,
+) -> Result<Option<Arc<Mutex<StateDb>>>, Error> {
+    let checked = {
+        let path = path.to_path_buf();
+        run_blocking(move || StateDb::open_checked(&path)).await?
+    };
+    let db = match checked {
+        Checked::Sound(db) => db,
+        Checked::Damaged(why) if mode == Mode::Sync => {
+            let owned = path.to_path_buf();
+            let (db, aside) = run_blocking(move || StateDb::replace_damaged(&owned)).await?;
+            reporter.warning(&format!(
+                "the state database {} is damaged ({why}): moved aside to {}; this run starts afresh and \
+                 compares both sides in full",
+                path.display(),
+                aside.display()
+            ));
+            db
+        }
+        Checked::Damaged(why) => {
+            reporter.warning(&format!(
+                "the state database {} is damaged ({why}): not read (the next sync moves it aside)",
+                path.display()
+            ));
+            return Ok(None);
+        }
+    };
+    Ok(Some(Arc::new(Mutex::new(db))))
 }
 
 /// Opens both roots at once. A sync's missing destination is created only
@@ -627,94 +667,6 @@ fn sort_temporaries(
         // Otherwise the copy starts afresh and truncates it.
     }
     (resumable, by_temp.into_values().collect())
-}
-
-/// Fills `hash` on every pair of same-size files, from the cache where the
-/// file is unchanged (path, size, mtime, inode), else by hashing it.
-async fn fill_hashes(
-    src: &Arc<dyn Backend>,
-    dst: &Arc<dyn Backend>,
-    src_entries: &mut [Entry],
-    dst_entries: &mut [Entry],
-    db: Option<&Arc<Mutex<StateDb>>>,
-    reporter: &Reporter,
-) -> Result<(), Error> {
-    // Pair up same-path, same-size files with one merge of the sorted lists.
-    let (mut src_idx, mut dst_idx) = (Vec::new(), Vec::new());
-    let (mut i, mut j) = (0, 0);
-    while i < src_entries.len() && j < dst_entries.len() {
-        match src_entries[i].path.cmp(&dst_entries[j].path) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                let (s, d) = (&src_entries[i], &dst_entries[j]);
-                if s.is_file() && d.is_file() && s.size == d.size {
-                    src_idx.push(i);
-                    dst_idx.push(j);
-                }
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    let Some(algo) = HashKind::common(&src.capabilities().hashes, &dst.capabilities().hashes) else {
-        reporter.warning(&format!(
-            "--compare hash: {} and {} have no hash algorithm in common; comparing by mtime instead",
-            src.describe(),
-            dst.describe()
-        ));
-        return Ok(());
-    };
-    hash_side(Side::Src, src, src_entries, &src_idx, algo, db, reporter).await?;
-    hash_side(Side::Dst, dst, dst_entries, &dst_idx, algo, db, reporter).await
-}
-
-async fn hash_side(
-    side: Side,
-    backend: &Arc<dyn Backend>,
-    entries: &mut [Entry],
-    wanted: &[usize],
-    algo: HashKind,
-    db: Option<&Arc<Mutex<StateDb>>>,
-    reporter: &Reporter,
-) -> Result<(), Error> {
-    let cache = match db {
-        Some(db) => {
-            let db = Arc::clone(db);
-            run_blocking(move || lock_db(&db).load_hashes(side)).await?
-        }
-        None => HashMap::new(),
-    };
-    let mut missing = Vec::new();
-    for &i in wanted {
-        match cache.get(&entries[i].path) {
-            Some(cached) if cached.is_for(&entries[i], algo) => {
-                entries[i].hash = Some(cached.hash.clone().into_boxed_slice())
-            }
-            _ => missing.push(i),
-        }
-    }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let paths = missing.iter().map(|&i| entries[i].path.clone()).collect();
-    let results = backend.hash_files(paths, algo).await;
-    let mut fresh = Vec::new();
-    for (&i, result) in missing.iter().zip(results) {
-        match result {
-            Ok(hash) => {
-                let e = &mut entries[i];
-                e.hash = Some(hash.clone().into_boxed_slice());
-                fresh.push((e.path.clone(), CachedHash { size: e.size, mtime: e.mtime, inode: e.inode, algo, hash }));
-            }
-            Err(err) => reporter.warning(&format!("cannot hash, comparing by mtime instead: {err}")),
-        }
-    }
-    if let Some(db) = db {
-        let db = Arc::clone(db);
-        run_blocking(move || lock_db(&db).store_hashes(side, &fresh)).await?;
-    }
-    Ok(())
 }
 
 fn print_plan(plan: &Plan, reporter: &Reporter, started: Instant) -> Outcome {

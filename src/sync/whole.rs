@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::hashing::fill_hashes;
 use super::safety::{SourceSeen, hold_back_deletions, max_delete_stop};
 use super::{
-    Mode, Outcome, Ran, Setup, adopt_dir_mtimes, distrust_duplicates, emptied_dirs, file_pairs, fill_hashes,
-    finish_run, listing_from_records, lock_db, print_check, print_plan, shrink_baseline, sort_temporaries,
-    stale_records, take_temporaries, trusted_records, unreachable, warn_unlinkable,
+    Mode, Outcome, Ran, Setup, adopt_dir_mtimes, distrust_duplicates, emptied_dirs, file_pairs, finish_run,
+    listing_from_records, lock_db, print_check, print_plan, shrink_baseline, sort_temporaries, stale_records,
+    take_temporaries, trusted_records, unreachable, warn_unlinkable,
 };
 use crate::backend::Entry;
 use crate::engine::{Engine, RESUME_MIN_SIZE, for_each_parallel};
@@ -91,7 +92,7 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
     let dst_total = dst_entries.len() as u64;
     let src_warnings = src_listing.warnings.len();
     if job.compare == CompareMode::Hash {
-        fill_hashes(&src, &dst, &mut src_entries, &mut dst_entries, db, &reporter).await?;
+        fill_hashes(&src, &dst, &mut src_entries, &mut dst_entries, db, &reporter, mode == Mode::Check).await?;
     }
 
     let synced = match (trusted, synced_loading) {

@@ -70,3 +70,218 @@ fn a_run_that_fails_to_start_is_recorded_in_log_report_and_metrics() {
         assert_eq!(label(&text), label(&good), "{text}");
     }
 }
+
+/// A state database with pages overwritten, its header clobbered or cut
+/// short blocked every later run ("database disk image is malformed"): it
+/// is moved aside with one warning and the run goes on as a first run
+/// would, the empty-source hold included.
+#[test]
+fn a_damaged_state_database_is_moved_aside_and_the_run_goes_on() {
+    use std::io::{Seek, SeekFrom, Write};
+    type Damage = fn(&mut fs::File, u64);
+    let damages: [(&str, Damage); 3] = [
+        ("pages overwritten", |f, len| {
+            f.seek(SeekFrom::Start(len / 2)).unwrap();
+            f.write_all(&vec![0xa5; (len / 4) as usize]).unwrap();
+        }),
+        ("header clobbered", |f, _| {
+            f.seek(SeekFrom::Start(0)).unwrap();
+            f.write_all(b"this is not an sqlite header at all, not at all").unwrap();
+        }),
+        ("cut short", |f, len| f.set_len(len / 3).unwrap()),
+    ];
+    for (what, damage) in damages {
+        let s = Scratch::new();
+        for i in 0..300 {
+            write(&s.src(), format!("d{}/f{i:03}.txt", i % 5), format!("file {i}").as_bytes());
+        }
+        s.sync(&[]).expect_code(0);
+        // Close the write-ahead log into the file, as a finished run leaves it.
+        let db = s.state();
+        let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
+        assert!(!wal.exists() || fs::metadata(&wal).unwrap().len() == 0, "{what}: the run checkpointed");
+        let len = fs::metadata(&db).unwrap().len();
+        let mut file = fs::OpenOptions::new().write(true).open(&db).unwrap();
+        damage(&mut file, len);
+        drop(file);
+
+        write(&s.src(), "new.txt", b"new");
+        let run = s.sync(&[]);
+        run.expect_code(0);
+        assert!(run.stdout.contains("is damaged") && run.stdout.contains("moved aside"), "{what}: {}", run.explain());
+        assert_eq!(fs::read(s.dst().join("new.txt")).unwrap(), b"new", "{what}");
+        let aside: Vec<String> = fs::read_dir(s.dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("state.db.corrupt-"))
+            .collect();
+        assert!(!aside.is_empty(), "{what}: kept for a look");
+        s.sync(&[]).expect_code(0);
+
+        // A fresh database has no history, and the empty source still holds.
+        for entry in fs::read_dir(s.src()).unwrap().flatten() {
+            fs::remove_dir_all(entry.path()).or_else(|_| fs::remove_file(entry.path())).unwrap();
+        }
+        let mut file = fs::OpenOptions::new().write(true).open(&db).unwrap();
+        let len = fs::metadata(&db).unwrap().len();
+        damage(&mut file, len);
+        drop(file);
+        let run = s.sync(&["--delete"]);
+        run.expect_code(5);
+        assert!(run.stderr.contains("holds no files"), "{what}: {}", run.explain());
+        assert_eq!(fs::read_dir(s.dst()).unwrap().count(), 6, "{what}: nothing deleted");
+    }
+}
+
+/// `--state` that cannot hold a database (a directory, /dev/null, a path
+/// under a file) and an XDG_STATE_HOME that is a file are usage errors
+/// naming where the path came from; /dev/null is left as it was.
+#[test]
+fn a_state_path_that_cannot_hold_a_database_is_a_usage_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    write(&s.src(), "a.txt", b"a");
+    write(&s.dir.path().join("plain"), "file", b"not a directory");
+    let null_mode = fs::metadata("/dev/null").unwrap().permissions().mode();
+    let (dir, under_file) = (s.src().display().to_string(), s.path("plain/file/state.db").display().to_string());
+    for state in [dir.as_str(), "/dev/null", under_file.as_str()] {
+        let mut cmd = s.barge();
+        cmd.arg("sync").arg(s.src()).arg(s.dst()).args(["--state", state]);
+        let run = Run::of(cmd.output().unwrap());
+        run.expect_code(2);
+        assert!(run.stderr.contains("--state") && run.stderr.contains(state), "{state}: {}", run.explain());
+    }
+    assert_eq!(fs::metadata("/dev/null").unwrap().permissions().mode(), null_mode, "/dev/null untouched");
+    assert!(!std::path::Path::new("/dev/null.lock").exists());
+    let mut cmd = s.barge();
+    cmd.env("XDG_STATE_HOME", s.path("plain/file")).arg("sync").arg(s.src()).arg(s.dst());
+    let run = Run::of(cmd.output().unwrap());
+    run.expect_code(2);
+    assert!(run.stderr.contains("XDG_STATE_HOME"), "{}", run.explain());
+    assert!(!s.dst().exists(), "nothing copied");
+}
+
+/// `@revoked` lines refuse their key, before or after a line that records
+/// it, and --accept-new-host-key never learns it; a host known only
+/// through `@cert-authority` is refused saying so, not as merely unknown.
+#[test]
+fn revoked_host_keys_are_refused_and_certificate_authorities_are_named() {
+    let server = harness::ssh_server();
+    server.write_file("data/a.txt", b"a");
+    let s = Scratch::new();
+    let key = server.host_key_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let known = s.path("known_hosts");
+    let name = format!("[127.0.0.1]:{}", server.port);
+    let client_key = server.client_key.display().to_string();
+    let sync = |extra: &[&str]| {
+        let mut cmd = s.barge();
+        cmd.args(["sync", &format!("{}/data", server.url())])
+            .arg(s.dst())
+            .args(["--timeout", "10", "--identity", &client_key, "--known-hosts"])
+            .arg(&known)
+            .arg("--state")
+            .arg(s.state())
+            .args(extra);
+        Run::of(cmd.output().expect("run barge"))
+    };
+    for (text, accept) in [
+        (format!("@revoked {name} {key}\n{name} {key}\n"), false),
+        (format!("{name} {key}\n@revoked * {key}\n"), false),
+        (format!("@revoked {name} {key}\n"), true),
+    ] {
+        fs::write(&known, &text).unwrap();
+        let run = sync(if accept { &["--accept-new-host-key"] } else { &[] });
+        run.expect_code(3);
+        assert!(run.stderr.contains("REVOKED"), "{text}: {}", run.explain());
+        assert_eq!(fs::read_to_string(&known).unwrap(), text, "nothing learned");
+        assert!(!s.dst().join("a.txt").exists());
+    }
+    fs::write(&known, format!("@cert-authority [127.0.0.1]:* {key}\n")).unwrap();
+    let run = sync(&[]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("@cert-authority") && run.stderr.contains("line 1"), "{}", run.explain());
+    // The plain line alone: trusted.
+    fs::write(&known, format!("{name} {key}\n")).unwrap();
+    sync(&[]).expect_code(0);
+}
+
+/// `check --compare hash` against a server without a hash command (vsftpd)
+/// read both sides and hashed them: a file changed in content at the same
+/// size and mtime is a difference (it was reported identical, exit 0).
+#[test]
+fn check_by_hash_without_a_server_hash_reads_both_sides() {
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    let s = Scratch::new();
+    for i in 0..4 {
+        write(&s.src(), format!("f{i}.txt"), format!("content {i}").as_bytes());
+    }
+    let url = format!("ftp://{}@127.0.0.1:{}/mirror", server.user, server.port);
+    let barge = |args: &[&str]| {
+        let mut cmd = s.barge();
+        cmd.env("BARGE_PASSWORD", &server.password)
+            .args(args)
+            .args(["--json", "--timeout", "10", "--state"])
+            .arg(s.state());
+        Run::of(cmd.output().expect("run barge"))
+    };
+    let src = s.src().display().to_string();
+    barge(&["sync", &src, &url]).expect_code(0);
+    barge(&["check", &src, &url, "--compare", "hash"]).expect_code(0);
+    // Same size, same mtime, other bytes: only a hash can tell.
+    let changed = server.root.join("mirror/f2.txt");
+    let mtime = fs::metadata(&changed).unwrap().modified().unwrap();
+    fs::write(&changed, b"CONTENT 2").unwrap();
+    fs::File::options().write(true).open(&changed).unwrap().set_modified(mtime).unwrap();
+    barge(&["check", &src, &url]).expect_code(0);
+    let run = barge(&["check", &src, &url, "--compare", "hash"]);
+    run.expect_code(1);
+    assert_eq!(run.json().pop().unwrap()["differences"], 1, "{}", run.explain());
+    assert_eq!(run.events("differs"), ["f2.txt"], "{}", run.explain());
+}
+
+/// Messages that point at the fix: the wrong TLS mode for a port, a
+/// scheme a slash short, an unset password variable, a negative number,
+/// a bad filter in a config file (named at its own line).
+#[test]
+fn mistakes_are_met_with_the_fix() {
+    let explicit = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::Explicit);
+    let implicit = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::Implicit);
+    let s = Scratch::new();
+    write(&s.src(), "a.txt", b"a");
+    let ca = explicit.ca_cert.display().to_string();
+    let barge = |args: &[&str]| {
+        let mut cmd = s.barge();
+        cmd.current_dir(s.dir.path()).env("BARGE_PASSWORD", &explicit.password).args(args);
+        s.run_within(cmd, std::time::Duration::from_secs(60))
+    };
+    let url =
+        |scheme: &str, server: &harness::FtpServer| format!("{scheme}://{}@127.0.0.1:{}/", server.user, server.port);
+    // Implicit TLS spoken to an explicit-TLS (plain greeting) port.
+    let run = barge(&["sync", &url("ftps", &explicit), "dst", "--ca-file", &ca, "--timeout", "5"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("use ftpes://"), "{}", run.explain());
+    // Explicit TLS waiting for a greeting an implicit port never sends.
+    let run = barge(&["sync", &url("ftpes", &implicit), "dst", "--ca-file", &ca, "--timeout", "3"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("use ftps://"), "{}", run.explain());
+
+    let run = barge(&["sync", "src", "ftp:/example.com/x"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("did you mean ftp://example.com/x"), "{}", run.explain());
+    let run = barge(&["sync", "src", &url("ftp", &explicit), "--password-env", "BARGE_TEST_UNSET_VARIABLE"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("BARGE_TEST_UNSET_VARIABLE") && run.stderr.contains("not set"), "{}", run.explain());
+    let run = barge(&["sync", "src", "dst", "--parallel", "-5"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("'-5'") && !run.stderr.contains("-- -5"), "{}", run.explain());
+    fs::write(
+        s.path("barge.toml"),
+        "[jobs.a]\nsource = \"src\"\ndestination = \"dst\"\ninclude = [\"*.txt\", \"[\"]\n",
+    )
+    .unwrap();
+    let run = barge(&["--config", "barge.toml", "run", "a"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("line 4") && run.stderr.contains("include"), "{}", run.explain());
+    assert!(!s.dst().exists());
+}

@@ -540,7 +540,7 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
         TlsMode::None => None,
         TlsMode::Explicit | TlsMode::Implicit => params.tls.as_deref().map(tls::per_connection),
     };
-    let mut control = with_timeout(params.timeout, "connect", &shown, async {
+    let connected = with_timeout(params.timeout, "connect", &shown, async {
         match params.tls_mode {
             TlsMode::Implicit => Control::connect_secure_implicit(addr, connector(&tls_config, host)?, host)
                 .await
@@ -560,7 +560,8 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
             }
         }
     })
-    .await?;
+    .await;
+    let mut control = connected.map_err(|err| with_tls_mode_hint(err, params.tls_mode))?;
     // TCP handshake, greeting; AUTH TLS and its handshake, or the implicit
     // handshake (one TLS 1.3 round trip counted each).
     counted(match params.tls_mode {
@@ -818,6 +819,26 @@ fn tls_or(err: FtpError, op: &'static str, shown: &str) -> OpError {
         }
         other => classify(other, op, shown),
     }
+}
+
+/// The usual cause of a failed first exchange is the wrong TLS mode for
+/// the port: say so, as `doctor` does. An implicit-TLS handshake answered
+/// in plain text ("corrupt message", "InvalidContentType") is a plain or
+/// explicit-TLS port; a plain connection that never hears a greeting is
+/// usually an implicit-TLS port waiting for a handshake.
+fn with_tls_mode_hint(mut err: OpError, mode: TlsMode) -> OpError {
+    let hint = match mode {
+        TlsMode::Implicit if err.message.contains("InvalidContentType") || err.message.contains("corrupt message") => {
+            "; the port answered in plain text, so it is not an implicit-TLS port: use ftpes:// (AUTH TLS on this \
+             port), or ftps:// with the implicit-TLS port (usually 990)"
+        }
+        TlsMode::None | TlsMode::Explicit if err.op == "connect" && err.message.starts_with("timed out") => {
+            "; no FTP greeting came: if this is an implicit-TLS port (usually 990), use ftps://"
+        }
+        _ => return err,
+    };
+    err.message.push_str(hint);
+    err
 }
 
 /// IPv6 literals in brackets, for messages.

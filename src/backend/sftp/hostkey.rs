@@ -4,9 +4,12 @@
 //! `[host]:port` for ports other than 22). A key is trusted when a line for
 //! the host records exactly it, as OpenSSH does (several keys per host are
 //! fine); a host with lines of the same key type but none matching has
-//! CHANGED its key, which is always refused. Not understood here: wildcard
-//! patterns, `@revoked` and `@cert-authority` markers (those lines never
-//! match, so they never vouch for a key).
+//! CHANGED its key, which is always refused. A key on a `@revoked` line is
+//! refused whatever else the file says (and whichever host the line names:
+//! a revoked key is a leaked key). `@cert-authority` lines are not
+//! supported (barge checks plain host keys, not certificates): a host they
+//! would vouch for is refused with a message saying so, never treated as
+//! merely unknown. Wildcard patterns are understood on marker lines only.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -25,6 +28,12 @@ pub enum Verdict {
     /// Only keys of other types are recorded (the server offered a type we
     /// asked for first; refused like OpenSSH, which never learns silently).
     OtherTypes { lines: Vec<usize> },
+    /// A `@revoked` line names this key: refused, always.
+    Revoked { line: usize },
+    /// No plain line for the host, but `@cert-authority` lines name it:
+    /// the file trusts the host through certificates, which barge cannot
+    /// check.
+    CertAuthority { lines: Vec<usize> },
 }
 
 /// The name a host is recorded under: `host`, or `[host]:port`.
@@ -79,7 +88,94 @@ fn append(host: &str, port: u16, key: &PublicKey, path: &Path) -> std::io::Resul
 
 /// Judges `key` against what `path` records for `host:port`.
 pub fn check(host: &str, port: u16, key: &PublicKey, path: &Path) -> Result<Verdict, String> {
-    Ok(judge(key, &recorded(host, port, path)?))
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("cannot read known hosts file {}: {e}", path.display())),
+    };
+    let markers = markers(&text);
+    if let Some(revoked) = markers.iter().find(|m| m.revoked && m.key.as_ref().is_some_and(|k| k == key.key_data())) {
+        return Ok(Verdict::Revoked { line: revoked.line });
+    }
+    let verdict = judge(key, &recorded(host, port, path)?);
+    if verdict == Verdict::Unknown {
+        let name = host_pattern(host, port);
+        let vouching: Vec<usize> =
+            markers.iter().filter(|m| !m.revoked && patterns_match(&m.hosts, &name)).map(|m| m.line).collect();
+        if !vouching.is_empty() {
+            return Ok(Verdict::CertAuthority { lines: vouching });
+        }
+    }
+    Ok(verdict)
+}
+
+/// A `@revoked` or `@cert-authority` line.
+struct Marker {
+    line: usize,
+    revoked: bool,
+    hosts: String,
+    /// The key it names (`None` where it does not parse).
+    key: Option<russh::keys::ssh_key::public::KeyData>,
+}
+
+fn markers(text: &[u8]) -> Vec<Marker> {
+    let mut found = Vec::new();
+    for (index, line) in text.split(|&b| b == b'\n').enumerate() {
+        let line = String::from_utf8_lossy(line);
+        let mut fields = line.split_whitespace();
+        let revoked = match fields.next() {
+            Some(marker) if marker.eq_ignore_ascii_case("@revoked") => true,
+            Some(marker) if marker.eq_ignore_ascii_case("@cert-authority") => false,
+            _ => continue,
+        };
+        let hosts = fields.next().unwrap_or_default().to_string();
+        let key =
+            fields.nth(1).and_then(|b64| russh::keys::parse_public_key_base64(b64).ok()).map(|k| k.key_data().clone());
+        found.push(Marker { line: index + 1, revoked, hosts, key });
+    }
+    found
+}
+
+/// OpenSSH's host pattern lists: comma-separated, `*` and `?` wildcards,
+/// `!` negating (a negated match wins). Hashed names (`|1|`) never match.
+fn patterns_match(list: &str, name: &str) -> bool {
+    let mut matched = false;
+    for pattern in list.split(',') {
+        let (negated, pattern) = match pattern.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, pattern),
+        };
+        if wildcard_match(&pattern.to_ascii_lowercase(), &name.to_ascii_lowercase()) {
+            if negated {
+                return false;
+            }
+            matched = true;
+        }
+    }
+    matched
+}
+
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Iterative glob with one backtrack point, as OpenSSH's match_pattern.
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < t.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == t[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
 }
 
 fn judge(key: &PublicKey, recorded: &[(usize, PublicKey)]) -> Verdict {
@@ -190,6 +286,42 @@ mod tests {
         );
         assert_eq!(check("mixed", 22, &key(KEY_A), &path).unwrap(), Verdict::OtherTypes { lines: vec![4] });
         assert_eq!(check("nobody", 22, &key(KEY_A), &path).unwrap(), Verdict::Unknown);
+    }
+
+    #[test]
+    fn a_revoked_key_is_refused_whatever_else_the_file_says() {
+        let revoked = format!("@revoked [h]:2222 ssh-ed25519 {KEY_A}\n");
+        let normal = format!("[h]:2222 ssh-ed25519 {KEY_A}\n");
+        for text in [format!("{revoked}{normal}"), format!("{normal}{revoked}"), revoked.clone()] {
+            let (_d, path) = file(&text);
+            let line = text.lines().position(|l| l.starts_with("@revoked")).unwrap() + 1;
+            assert_eq!(check("h", 2222, &key(KEY_A), &path).unwrap(), Verdict::Revoked { line }, "{text}");
+            assert_eq!(
+                check_or_learn("h", 2222, &key(KEY_A), &path, true).unwrap(),
+                Decision::Refused(Verdict::Revoked { line }),
+                "never learned"
+            );
+        }
+        // Revoked for another host name: still a leaked key.
+        let (_d, path) = file(&format!("@REVOKED other ssh-ed25519 {KEY_A}\n"));
+        assert_eq!(check("h", 22, &key(KEY_A), &path).unwrap(), Verdict::Revoked { line: 1 });
+        assert_eq!(check("h", 22, &key(KEY_B), &path).unwrap(), Verdict::Unknown);
+    }
+
+    #[test]
+    fn a_host_vouched_for_by_a_certificate_authority_is_not_merely_unknown() {
+        let (_d, path) = file(&format!(
+            "@cert-authority *.example.com,!bad.example.com ssh-ed25519 {KEY_B}\nplain.example.com ssh-ed25519 {KEY_A}\n"
+        ));
+        assert_eq!(
+            check("www.example.com", 22, &key(KEY_A), &path).unwrap(),
+            Verdict::CertAuthority { lines: vec![1] }
+        );
+        assert_eq!(check("plain.example.com", 22, &key(KEY_A), &path).unwrap(), Verdict::Known);
+        assert_eq!(check("bad.example.com", 22, &key(KEY_A), &path).unwrap(), Verdict::Unknown);
+        assert_eq!(check("example.org", 22, &key(KEY_A), &path).unwrap(), Verdict::Unknown);
+        assert!(patterns_match("[127.0.0.1]:*", "[127.0.0.1]:2222"));
+        assert!(patterns_match("h?st", "host") && !patterns_match("h?st", "hoost"));
     }
 
     #[test]

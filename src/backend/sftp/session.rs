@@ -181,6 +181,17 @@ impl Client {
                  refusing",
                 join_lines(&lines)
             )),
+            Decision::Refused(Verdict::Revoked { line }) => refused(format!(
+                "REVOKED HOST KEY: the server presented {algorithm} key {fingerprint} for {name}, which {file} \
+                 marks @revoked at line {line}: refusing (the key is compromised; ask the server's \
+                 administrator for its new key)"
+            )),
+            Decision::Refused(Verdict::CertAuthority { lines }) => refused(format!(
+                "{file} trusts {name} through a @cert-authority line (line {}), and barge checks plain host keys, \
+                 not certificates: add the host's own key (the server's {algorithm} key fingerprint is \
+                 {fingerprint}; ssh-keyscan prints it) or give --known-hosts FILE",
+                join_lines(&lines)
+            )),
             Decision::Refused(Verdict::Known) => Ok(()),
         }
     }
