@@ -149,7 +149,20 @@ impl StateDb {
     /// Opens the database like [`StateDb::open`] and runs sqlite's
     /// quick_check on it. The database is a cache of what can be learned
     /// again; a damaged one must not block every later run.
+    ///
+    /// The check reads every page (about 15 ms for 100,000 files, 4% of a
+    /// no-op resync), so it is skipped for a file that is exactly as barge
+    /// closed it: size, mtime and inode as the mark beside it recorded
+    /// (see `Drop`). Anything else that wrote to it, cut it or replaced it
+    /// changes those; sqlite itself is safe across crashes.
     pub fn open_checked(path: &Path) -> Result<Checked, Error> {
+        let mark = suffixed(path, CLEAN_MARK);
+        let unchanged = std::fs::read_to_string(&mark).ok().is_some_and(|m| Some(m) == file_mark(path));
+        // The mark speaks for one closed state only: this run changes it.
+        let _ = std::fs::remove_file(&mark);
+        if unchanged {
+            return StateDb::open(path).map(Checked::Sound);
+        }
         match StateDb::open(path).and_then(|db| db.quick_check().map(|problem| (db, problem))) {
             Ok((db, None)) => Ok(Checked::Sound(db)),
             Ok((_, Some(problem))) => Ok(Checked::Damaged(problem)),
@@ -445,6 +458,29 @@ impl StateDb {
     }
 }
 
+/// Beside the database: its size, mtime and inode when barge last closed it.
+const CLEAN_MARK: &str = ".clean";
+
+/// What the mark records of `path`.
+fn file_mark(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(format!("{} {} {} {}\n", meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino()))
+}
+
+impl Drop for StateDb {
+    /// Folds the write-ahead log into the file and marks it as barge
+    /// leaves it, so the next open may skip the full check (best effort:
+    /// without a mark the next open checks).
+    fn drop(&mut self) {
+        if self.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)").is_ok()
+            && let Some(mark) = file_mark(&self.path)
+        {
+            let _ = std::fs::write(suffixed(&self.path, CLEAN_MARK), mark);
+        }
+    }
+}
+
 /// Errors that say the file itself is damaged (not locked, not full).
 fn is_damage(err: &rusqlite::Error) -> bool {
     matches!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase))
@@ -579,8 +615,10 @@ mod tests {
                     })
                     .collect();
                 db.write_synced(&records, &[]).unwrap();
-                db.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
             }
+            // Closed by barge: marked, and the next open may skip the check.
+            let mark = std::fs::read_to_string(suffixed(&path, CLEAN_MARK)).unwrap();
+            assert_eq!(Some(mark), file_mark(&path), "{what}: the mark matches the file as closed");
             let len = std::fs::metadata(&path).unwrap().len();
             let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
             damage(&mut file, len);

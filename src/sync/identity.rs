@@ -170,6 +170,8 @@ fn adopt(from: &Path, to: &Path) -> Result<(), Error> {
             }
         }
     }
+    // The mark of a clean close speaks of the old name only.
+    let _ = std::fs::remove_file(with_suffix(from, ".clean"));
     let _ = std::fs::remove_file(earlier_lock.path());
     Ok(())
 }

@@ -317,7 +317,7 @@ async fn open_sides(
 /// run could not start. The lock goes last, still held.
 fn discard_state(db: Option<Arc<Mutex<StateDb>>>, lock: Option<JobLock>, path: &std::path::Path) {
     drop(db);
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", ".clean"] {
         let _ = std::fs::remove_file(identity::with_suffix(path, suffix));
     }
     if let Some(lock) = lock {
