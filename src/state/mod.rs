@@ -476,7 +476,15 @@ impl Drop for StateDb {
         if self.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)").is_ok()
             && let Some(mark) = file_mark(&self.path)
         {
-            let _ = std::fs::write(suffixed(&self.path, CLEAN_MARK), mark);
+            // Owner-only, as everything barge keeps about a job.
+            let written = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(suffixed(&self.path, CLEAN_MARK))
+                .and_then(|mut file| std::io::Write::write_all(&mut file, mark.as_bytes()));
+            drop(written);
         }
     }
 }

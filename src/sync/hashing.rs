@@ -55,7 +55,7 @@ pub(super) async fn fill_hashes(
         None => {
             let reads = |b: &Arc<dyn Backend>| !b.capabilities().hashes.contains(&HashKind::Blake3);
             let read: Vec<String> = [src, dst].into_iter().filter(|b| reads(b)).map(|b| b.describe()).collect();
-            reporter.info(&format!(
+            reporter.warning(&format!(
                 "--compare hash: {} and {} have no hash algorithm in common: files of the same size are read \
                  from {} and hashed here (blake3)",
                 src.describe(),

@@ -407,6 +407,7 @@ fn compare_hash_without_server_hashes_says_so() {
     let run = sync(&s, &server, &src, &remote, &["--compare", "hash"]);
     run.expect_code(0);
     assert!(run.stderr.contains("no hash algorithm in common"), "{}", run.explain());
+    assert!(run.stderr.contains("read from ftp"), "both read and hashed here: {}", run.explain());
 }
 
 #[test]
