@@ -11,7 +11,9 @@
 //! client hears from it, when it would over a real link). Faults:
 //! `cut-after=N`, `stall-after=N`, `reset-after=N` (bytes towards the
 //! client, per connection), `refuse`, `flip-at=N` (invert the byte at
-//! offset N towards the client on every connection: silent corruption);
+//! offset N towards the client on every connection: silent corruption),
+//! `silent-after=S` (after S seconds nothing more reaches the client, on
+//! any connection, open or new: a server gone silent);
 //! `--fault-from K` spares the first K connections (a login, say).
 
 #[path = "../benches/support/wanem.rs"]
@@ -54,6 +56,7 @@ fn parse_fault(text: &str) -> Fault {
         "reset-after" => Fault::ResetAfter(n),
         "refuse" => Fault::Refuse,
         "flip-at" => Fault::FlipByteAt { offset: n, times: usize::MAX },
+        "silent-after" => Fault::SilentFrom(tokio::time::Instant::now() + Duration::from_secs(n)),
         _ => usage("unknown fault"),
     }
 }

@@ -29,6 +29,10 @@ pub enum Fault {
     StallAfter(u64),
     /// Reset (RST) the client side after this many bytes.
     ResetAfter(u64),
+    /// From this moment on, nothing more goes server-to-client on any
+    /// connection, open or new (accepted, never answered): a server that
+    /// went silent mid-run.
+    SilentFrom(Instant),
     /// Accept and immediately close new connections.
     Refuse,
     /// Invert the byte at this offset of a connection's server-to-client
@@ -176,9 +180,15 @@ async fn pipe(
     let started = Instant::now();
     while let Some((due, mut chunk)) = rx.recv().await {
         tokio::time::sleep_until(due).await;
+        if let Fault::SilentFrom(silence) = fault
+            && downstream
+            && Instant::now() >= silence
+        {
+            std::future::pending::<()>().await;
+        }
         let limit = match fault {
             Fault::CutAfter(n) | Fault::StallAfter(n) | Fault::ResetAfter(n) => Some(n),
-            Fault::None | Fault::Refuse | Fault::FlipByteAt { .. } => None,
+            Fault::None | Fault::Refuse | Fault::FlipByteAt { .. } | Fault::SilentFrom(_) => None,
         };
         if let Fault::FlipByteAt { offset, times } = fault
             && (sent..sent + chunk.len() as u64).contains(&offset)

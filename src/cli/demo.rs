@@ -77,6 +77,7 @@ async fn mirror(source: &Path, mirror: &Path, state: &Path, mode: Mode, delete: 
             verify: false,
             fxp: false,
             segmenting: crate::commit::Segmenting::default(),
+            timeout: std::time::Duration::from_secs(60),
         },
         state_path: Some(state.to_path_buf()),
         src_remote: crate::backend::RemoteOptions::default(),

@@ -27,7 +27,8 @@ Exit codes:
   0  success (check: the trees match)
   1  some files failed, the rest was done (check: the trees differ)
   2  usage or configuration error
-  3  cannot connect, authenticate or read a root
+  3  cannot connect, authenticate or read a root, or the servers
+     stopped answering mid-run
   4  this job is already running
   5  safety stop: --max-delete (nothing was changed), or deletions held
      back because the source listing looked wrong: an empty source, a
@@ -397,6 +398,7 @@ impl CommonArgs {
         };
         let (src_cap, dst_cap) = (side_cap(&src, self.src_parallel), side_cap(&dst, self.dst_parallel));
         let (src_remote, dst_remote) = (side_options(src_cap, src_config), side_options(dst_cap, dst_config));
+        let timeout = src_remote.timeout.max(dst_remote.timeout);
         for (location, options) in [(&src, &src_remote), (&dst, &dst_remote)] {
             // A password variable that is not set would send an empty
             // password and show the server's 530: say which variable.
@@ -443,6 +445,7 @@ impl CommonArgs {
                 verify: self.verify,
                 fxp: self.fxp,
                 segmenting: crate::commit::Segmenting::new(self.segment_threshold, self.segments, self.retries),
+                timeout,
             },
             state_path: self.state.clone(),
             links: self.links,

@@ -11,6 +11,7 @@
 //! 5. directory mtimes are set, after everything inside them has changed.
 
 pub mod adapt;
+pub mod liveness;
 pub mod report;
 pub mod retry;
 pub mod throttle;
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::backend::{Backend, EntryKind};
 use crate::commit::{self, CopyOptions};
-use crate::error::OpError;
+use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
 use crate::plan::{Action, Plan, Reason};
 use crate::state::{Journal, PartialRecord, SyncedRecord};
@@ -53,6 +54,9 @@ pub struct EngineConfig {
     pub fxp: bool,
     /// `--segments`, `--segment-threshold`: large files in parallel ranges.
     pub segmenting: commit::Segmenting,
+    /// The longest `--timeout` of the two sides: twice it without an
+    /// answer from the servers ends the run (see [`liveness`]).
+    pub timeout: std::time::Duration,
 }
 
 /// A plan split into the phases the engine runs, each in the order it runs.
@@ -128,6 +132,8 @@ pub struct Engine {
     /// Segments beyond one per file, shared by the run's large files: one
     /// file's worth (`--segments` - 1).
     spare_streams: commit::SpareStreams,
+    /// Whether the servers still answer; the run gives up when not.
+    pub liveness: liveness::Liveness,
 }
 
 /// How the concurrency of a run went, for the summary.
@@ -155,6 +161,7 @@ impl Engine {
         let tuner = Tuner::new(config.concurrency);
         let spare_streams = commit::SpareStreams::new(config.segmenting.segments.saturating_sub(1));
         Engine {
+            liveness: liveness::Liveness::new(config.timeout.saturating_mul(2)),
             spare_streams,
             gate: Arc::new(Gate::new(tuner.level())),
             tuner: Mutex::new(tuner),
@@ -407,13 +414,13 @@ impl Engine {
     /// One action, with retries; the outcome goes to the reporter and the
     /// journal.
     async fn execute(&self, action: Action) {
-        if crate::stop::requested().is_some() {
+        if crate::stop::requested().is_some() || self.liveness.gave_up().is_some() {
             self.not_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return;
         }
         let policy = RetryPolicy::new(self.config.retries);
         let result = policy
-            .run(|attempt| self.attempt(&action, attempt), |n, err| self.reporter.retrying(&action, n, err))
+            .run(|attempt| self.watched_attempt(&action, attempt), |n, err| self.reporter.retrying(&action, n, err))
             .await;
         match result {
             Ok(bytes) => {
@@ -431,15 +438,41 @@ impl Engine {
             Err(err) => {
                 // A small file's partial is not worth resuming: leave no
                 // debris. A large one stays for the next run to continue.
+                // (Not on a server given up on: that would wait it out.)
                 if let Action::Copy { src, .. } = &action
                     && src.size < RESUME_MIN_SIZE
                     && !self.config.inplace
+                    && self.liveness.gave_up().is_none()
                 {
                     let _ = self.dst.remove_file(&commit::temp_path(&src.path)).await;
                 }
                 self.reporter.failed(&action, &err)
             }
         }
+    }
+
+    /// One attempt, watched: its outcome tells [`liveness`] whether the
+    /// servers answer; it is abandoned when the run gives up on them; and
+    /// after a stop (SIGINT/SIGTERM) or a give-up no retry starts, so a
+    /// stop ends within one `--timeout` even against a silent server.
+    async fn watched_attempt(&self, action: &Action, attempt: u32) -> Result<Option<u64>, OpError> {
+        let over = |why: &str| OpError::new(ErrorKind::Other, "abandon", action.path(), why);
+        if let Some(why) = self.liveness.gave_up() {
+            return Err(over(&why));
+        }
+        if attempt > 0 && crate::stop::requested().is_some() {
+            return Err(over("not retried: the run was asked to stop"));
+        }
+        let outcome = tokio::select! {
+            outcome = self.attempt(action, attempt) => outcome,
+            () = self.liveness.given_up() => Err(over("abandoned: the servers stopped answering")),
+        };
+        match &outcome {
+            Ok(_) => self.liveness.answered(),
+            Err(err) if err.op != "abandon" => self.liveness.failed(err),
+            Err(_) => {}
+        }
+        outcome
     }
 
     async fn attempt(&self, action: &Action, attempt: u32) -> Result<Option<u64>, OpError> {
@@ -484,7 +517,8 @@ impl Engine {
                 };
                 let committed =
                     commit::copy_file(self.src.as_ref(), self.dst.as_ref(), src, resume_from, options, &|n| {
-                        reporter.add_bytes(n)
+                        reporter.add_bytes(n);
+                        self.liveness.answered();
                     })
                     .await?;
                 if committed.in_place

@@ -73,9 +73,13 @@ pub struct Summary {
     /// The signal that stopped the run early, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<&'static str>,
-    /// Actions not started because of that signal.
+    /// Actions not started because of that signal (or because the servers
+    /// stopped answering).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_started: Option<u64>,
+    /// Why the run gave up on servers that stopped answering (exit 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gave_up: Option<String>,
     pub duration_s: f64,
     /// How transfers went: concurrency, rate and round trips (sync only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -373,6 +377,7 @@ impl Reporter {
             files_verified: Some(get(&s.files_verified)).filter(|n| *n > 0),
             interrupted: None,
             not_started: None,
+            gave_up: None,
             transfers: None,
             duration_s: (duration.as_secs_f64() * 1000.0).round() / 1000.0,
         }

@@ -85,6 +85,7 @@ async fn copy_one_with(failures: u32, kind: ErrorKind, retries: u32) -> (Arc<Rep
             verify: false,
             fxp: false,
             segmenting: crate::commit::Segmenting::default(),
+            timeout: std::time::Duration::from_secs(60),
         },
         Arc::clone(&reporter),
         None,

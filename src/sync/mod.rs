@@ -216,7 +216,20 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         (summary.interrupted, summary.not_started) = (Some(signal), Some(not_started));
         summary.errors += 1;
     }
-    let exit_code = if interrupted.is_some() {
+    let gave_up = engine.liveness.gave_up();
+    if let Some(why) = &gave_up {
+        let not_started = engine.not_started.load(std::sync::atomic::Ordering::Relaxed);
+        reporter.error(&format!(
+            "{} -> {}: {why}; {not_started} actions not started",
+            engine.src.describe(),
+            engine.dst.describe()
+        ));
+        (summary.gave_up, summary.not_started) = (Some(why.clone()), Some(not_started));
+        summary.errors += 1;
+    }
+    let exit_code = if gave_up.is_some() {
+        exit::UNREACHABLE
+    } else if interrupted.is_some() {
         exit::PARTIAL
     } else if held_back > 0 {
         exit::SAFETY_STOP

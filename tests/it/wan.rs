@@ -346,3 +346,89 @@ fn a_server_that_takes_four_connections_caps_the_tuner_and_nothing_fails() {
     assert_eq!(tuned["parallel_next"], tuned["parallel_end"], "{tuned}");
     assert_mirrors_content(&server.root, &s.dst());
 }
+
+/// A server that goes silent mid-run (connections accepted, nothing ever
+/// answered): the run gives up after twice --timeout without an answer
+/// and a few failed attempts, exit 3 naming what it saw, instead of every
+/// pending file waiting out its retries. The next run, once the server
+/// answers again, finishes the job.
+#[test]
+fn a_server_gone_silent_ends_the_run_with_exit_3() {
+    let silence = tokio::time::Instant::now() + Duration::from_secs(3);
+    // 100 KiB/s per connection: the 120 files of 64 KiB cannot be done
+    // before the silence.
+    let link = Link { rate: 100 << 10, fault: Fault::SilentFrom(silence), ..Link::default() };
+    let (server, _runtime) = server_behind(link);
+    for i in 0..120 {
+        server.write_file(&format!("d{}/f{i:03}.bin", i % 4), &bytes(i, 64 << 10));
+    }
+    let s = Scratch::new();
+    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
+    let mut cmd = s.barge();
+    cmd.env("BARGE_PASSWORD", &server.password)
+        .args(["sync", "--json", "--timeout", "4", "--retries", "3", "--parallel", "8", &remote])
+        .arg(s.dst())
+        .arg("--state")
+        .arg(s.state());
+    let started = Instant::now();
+    // Before: 120 files x 4 attempts x 4 s over 8 connections, minutes.
+    let run = s.run_within(cmd, Duration::from_secs(60));
+    let took = started.elapsed();
+    run.expect_code(3);
+    // Silent at 3 s; two timeouts (8 s) of silence; then what is in flight
+    // is dropped at once: well under three timeouts plus the backoff.
+    assert!(took < Duration::from_secs(3 + 3 * 4 + 5), "took {took:?}\n{}", run.explain());
+    assert!(run.stderr.contains("no answer for") && run.stderr.contains("127.0.0.2"), "{}", run.explain());
+    let summary = run.summary();
+    assert!(summary["gave_up"].as_str().is_some_and(|why| why.contains("attempts in a row")), "{summary}");
+    assert!(summary["not_started"].as_u64().unwrap() > 0, "{summary}");
+    for entry in walkdir::WalkDir::new(s.dst()).into_iter().flatten().filter(|e| e.file_type().is_file()) {
+        let name = entry.path().strip_prefix(s.dst()).unwrap().to_string_lossy().into_owned();
+        if !name.contains(".barge-") {
+            assert_eq!(fs::read(entry.path()).unwrap(), fs::read(server.root.join(&name)).unwrap(), "{name} partial");
+        }
+    }
+    // Straight to the server: the rest arrives.
+    let direct = format!("ftp://{}@127.0.0.1:{}/", server.user, server.port);
+    sync(&s, &server, &direct, &s.dst().to_string_lossy(), &[]).expect_code(0);
+    assert_eq!(files_in_tree(&s.dst()), 120);
+}
+
+fn files_in_tree(dir: &std::path::Path) -> usize {
+    walkdir::WalkDir::new(dir).into_iter().flatten().filter(|e| e.file_type().is_file()).count()
+}
+
+/// SIGTERM while the server is silent: what is in flight gets no retry,
+/// so the run ends within one --timeout (it waited for retries that could
+/// never succeed: 180 s after SIGTERM with --timeout 10).
+#[test]
+fn sigterm_against_a_silent_server_ends_within_the_timeout() {
+    let silence = tokio::time::Instant::now() + Duration::from_secs(2);
+    let link = Link { rate: 100 << 10, fault: Fault::SilentFrom(silence), ..Link::default() };
+    let (server, _runtime) = server_behind(link);
+    for i in 0..60 {
+        server.write_file(&format!("f{i:03}.bin"), &bytes(i, 64 << 10));
+    }
+    let s = Scratch::new();
+    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
+    let child = s
+        .barge()
+        .env("BARGE_PASSWORD", &server.password)
+        .args(["sync", "--json", "--timeout", "10", "--retries", "5", "--parallel", "4", &remote])
+        .arg(s.dst())
+        .arg("--state")
+        .arg(s.state())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let signalled = Instant::now();
+    let run = Run::of(child.wait_with_output().unwrap());
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(10 + 3), "the stop took {took:?}\n{}", run.explain());
+    assert_eq!(run.summary()["interrupted"], "SIGTERM", "{}", run.explain());
+    assert_ne!(run.code, 0, "{}", run.explain());
+}
