@@ -201,6 +201,15 @@ impl RemoteLocation {
                 None => (Some(decode_utf8(info, &bad)?), None),
             },
         };
+        // A CR or LF would end an FTP command and start another: a user
+        // `a%0D%0ADELE x` must never reach a server, nor a terminal raw.
+        let line_breaking = |text: &str| text.contains(['\r', '\n', '\0']);
+        if user.as_deref().is_some_and(line_breaking) {
+            return Err(bad("CR, LF or NUL in the user name"));
+        }
+        if password.as_ref().is_some_and(|p| line_breaking(p.expose())) {
+            return Err(bad("CR, LF or NUL in the password"));
+        }
         let (host, port) = if let Some(bracketed) = hostport.strip_prefix('[') {
             let (host, after) = bracketed.split_once(']').ok_or_else(|| bad("unclosed `[` in host"))?;
             let port = match after.strip_prefix(':') {
@@ -294,7 +303,8 @@ impl fmt::Display for RemoteLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://", self.scheme.as_str())?;
         if let Some(user) = &self.user {
-            write!(f, "{user}@")?;
+            // Control bytes (a `%0D%0A` in the URL) escaped, never raw.
+            write!(f, "{}@", crate::path::DisplayBytes(user.as_bytes()))?;
         }
         if self.host.contains(':') {
             write!(f, "[{}]", self.host)?;
@@ -362,6 +372,17 @@ mod tests {
         }
         let Location::Remote(r) = Location::parse("ftp://[fe80::1]:21/%41%7e").unwrap() else { panic!() };
         assert_eq!((r.host.as_str(), r.port, r.path.as_slice()), ("fe80::1", 21, &b"/A~"[..]));
+    }
+
+    #[test]
+    fn line_breaks_in_credentials_are_refused_and_never_printed() {
+        for url in ["ftp://a%0D%0ADELE%20x@h/", "ftp://u:p%0Aw@h/", "sftp://a%00b@h/"] {
+            let err = Location::parse(url).unwrap_err().to_string();
+            assert!(err.contains("CR, LF or NUL") && !err.contains('\n') && !err.contains('\r'), "{err}");
+        }
+        // Other control bytes are allowed through but shown escaped.
+        let Location::Remote(r) = Location::parse("ftp://a%1Bb@h/x%07").unwrap() else { panic!() };
+        assert_eq!(r.to_string(), "ftp://a\\x1bb@h:21/x\\x07");
     }
 
     #[test]

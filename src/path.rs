@@ -21,7 +21,21 @@ pub enum BadName {
     Slash,
     #[error("name contains a NUL byte")]
     Nul,
+    #[error("name is {0} bytes long; no file system holds a name of more than {MAX_NAME_BYTES}")]
+    TooLong(usize),
 }
+
+/// The longest name (one component) any destination can hold: ext4, XFS,
+/// btrfs and the servers on them stop at 255 bytes. A longer name from a
+/// listing cannot be copied anywhere, and sent back to a server in a
+/// command it would not fit in one line either.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// The longest relative path a walk lists: Linux's PATH_MAX, so no Linux
+/// server could open one by its name nor a local destination hold it. Long
+/// names would otherwise grow the path (and every entry listed below it)
+/// without bound long before the walk's depth cap.
+pub const MAX_PATH_BYTES: usize = 4096;
 
 /// Checks that `name` can stand as one path component on every backend.
 pub fn check_component(name: &[u8]) -> Result<(), BadName> {
@@ -30,6 +44,7 @@ pub fn check_component(name: &[u8]) -> Result<(), BadName> {
         b"." | b".." => Err(BadName::Dot),
         _ if name.contains(&b'/') => Err(BadName::Slash),
         _ if name.contains(&0) => Err(BadName::Nul),
+        _ if name.len() > MAX_NAME_BYTES => Err(BadName::TooLong(name.len())),
         _ => Ok(()),
     }
 }
@@ -153,8 +168,34 @@ impl fmt::Display for RelPath {
 /// See [`RelPath::display`].
 pub struct DisplayBytes<'a>(pub &'a [u8]);
 
+/// Bytes from outside (a name a listing refused, a raw listing line) for a
+/// message: escaped as [`DisplayBytes`] and cut to [`Shortened::KEEP`]
+/// bytes with the full length said, so a 10 MiB name is not 10 MiB of
+/// stderr, log and JSON.
+pub struct Shortened<'a>(pub &'a [u8]);
+
+impl Shortened<'_> {
+    pub const KEEP: usize = 256;
+}
+
+impl fmt::Display for Shortened<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.get(..Self::KEEP) {
+            Some(kept) if kept.len() < self.0.len() => {
+                write!(f, "{}\u{2026}({} bytes)", DisplayBytes(kept), self.0.len())
+            }
+            _ => DisplayBytes(self.0).fmt(f),
+        }
+    }
+}
+
 impl fmt::Display for DisplayBytes<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // No path barge keeps is longer (the walks stop there):
+        // anything longer came from outside and is cut.
+        if self.0.len() > MAX_PATH_BYTES {
+            return Shortened(self.0).fmt(f);
+        }
         for chunk in self.0.utf8_chunks() {
             for c in chunk.valid().chars() {
                 if c.is_control() {
@@ -210,6 +251,16 @@ mod tests {
         assert!(!p.starts_with(&RelPath::parse(b"x/yy").unwrap()));
         assert!(p.starts_with(&RelPath::root()));
         assert_eq!(RelPath::root().depth(), 0);
+    }
+
+    #[test]
+    fn long_names_are_refused_and_shortened_in_messages() {
+        assert!(check_component(&[b'n'; MAX_NAME_BYTES]).is_ok());
+        let long = vec![b'n'; 10 << 20];
+        assert_eq!(check_component(&long), Err(BadName::TooLong(10 << 20)));
+        let shown = Shortened(&long).to_string();
+        assert!(shown.len() < 300 && shown.ends_with("\u{2026}(10485760 bytes)"), "{shown}");
+        assert_eq!(Shortened(b"short\r\n").to_string(), "short\\x0d\\x0a");
     }
 
     #[test]

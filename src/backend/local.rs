@@ -85,6 +85,7 @@ impl LocalBackend {
                 resume_margin: 0,
                 segmented_write: true,
                 windowed_writes: false,
+                live_temporaries: true,
             },
             file_mode: 0o666 & !current_umask(),
         })
@@ -405,7 +406,7 @@ fn walk_following_blocking(root: &Path) -> Result<(Listing, HashMap<RelPath, Rel
         let path = match frame.path.join(name.as_bytes()) {
             Ok(path) => path,
             Err(why) => {
-                listing.warnings.push(format!("skipped {}: {why}", crate::path::DisplayBytes(name.as_bytes())));
+                listing.warnings.push(format!("skipped {}: {why}", crate::path::Shortened(name.as_bytes())));
                 continue;
             }
         };
@@ -538,6 +539,7 @@ impl Backend for LocalBackend {
                     flags |= OFlags::TRUNC;
                 }
                 let mut file = File::from(rustix::fs::openat(&dir.0, name, flags, Mode::from_raw_mode(0o600))?);
+                hold_while_written(&file);
                 if offset > 0 {
                     file.set_len(offset)?;
                     file.seek(SeekFrom::Start(offset))?;
@@ -569,6 +571,7 @@ impl Backend for LocalBackend {
             resolve_at(root, "write", &shown, move |dir, name| {
                 let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 let mut file = File::from(rustix::fs::openat(&dir.0, name, flags, Mode::empty())?);
+                hold_while_written(&file);
                 file.seek(SeekFrom::Start(offset))?;
                 Ok(file)
             })
@@ -589,6 +592,27 @@ impl Backend for LocalBackend {
         match removed.await {
             Err(err) if err.kind != ErrorKind::NotFound => Err(err),
             _ => Ok(()),
+        }
+    }
+
+    /// A writer holds a shared lock on its temporary until it closes it
+    /// (the kernel drops it when the writer dies): a temporary whose
+    /// exclusive lock can be had is abandoned.
+    async fn remove_abandoned_temp(&self, path: &RelPath) -> Result<bool, OpError> {
+        let removed = self.at("delete", path, |dir, name| {
+            let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let file = File::from(rustix::fs::openat(&dir.0, name, flags, Mode::empty())?);
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+                Err(std::fs::TryLockError::Error(err)) => return Err(err),
+            }
+            rustix::fs::unlinkat(&dir.0, name, AtFlags::empty())?;
+            Ok(true)
+        });
+        match removed.await {
+            Err(err) if err.kind == ErrorKind::NotFound => Ok(true),
+            other => other,
         }
     }
 
@@ -831,6 +855,14 @@ impl FileWriter for LocalWriter {
         })
         .await
     }
+}
+
+/// A shared lock on a temporary being written, held as long as the file
+/// is open: another run's cleanup then leaves it alone (see
+/// `remove_abandoned_temp`). Best effort: a file system without locks
+/// only loses that protection.
+fn hold_while_written(file: &File) {
+    let _ = file.try_lock_shared();
 }
 
 #[cfg(test)]

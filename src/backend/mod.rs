@@ -185,6 +185,10 @@ pub struct Capabilities {
     /// 20 ms), so a large file is written faster in more streams however
     /// many other files are moving: its segments are not shared out.
     pub windowed_writes: bool,
+    /// A temporary that a live run is writing can be told from one a
+    /// killed run left (local disk: every writer holds a shared lock on
+    /// it; see [`Backend::remove_abandoned_temp`]). A server cannot say.
+    pub live_temporaries: bool,
 }
 
 /// Reads a file sequentially from some offset, handing buffers back and
@@ -432,6 +436,13 @@ pub trait Backend: Send + Sync {
     /// Removes an empty directory.
     async fn remove_dir(&self, path: &RelPath) -> Result<(), OpError>;
 
+    /// Removes a barge temporary this run did not write, unless a live
+    /// run still writes it (where [`Capabilities::live_temporaries`]):
+    /// whether it was removed. A server cannot tell: removed.
+    async fn remove_abandoned_temp(&self, path: &RelPath) -> Result<bool, OpError> {
+        self.remove_file(path).await.map(|()| true)
+    }
+
     /// Creates a directory whose parent exists; fine if it is already there.
     async fn mkdir(&self, path: &RelPath) -> Result<(), OpError>;
 
@@ -542,11 +553,8 @@ pub fn through_followed(followed: &std::collections::HashMap<RelPath, RelPath>, 
 pub const MAX_DEPTH: usize = 256;
 
 /// Directories whose relative path is longer than this are not listed
-/// either: Linux's PATH_MAX, so no Linux server could open one by its name
-/// nor a local destination hold it. Long names would otherwise grow the
-/// path (and every entry listed below it) without bound long before
-/// [`MAX_DEPTH`].
-pub const MAX_PATH_BYTES: usize = 4096;
+/// either (see [`crate::path::MAX_PATH_BYTES`]).
+pub use crate::path::MAX_PATH_BYTES;
 
 /// Whether a walk may list `dir`; the error marks it unreadable, so the
 /// planner deletes nothing below it and the run reports it.

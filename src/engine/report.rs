@@ -49,6 +49,8 @@ pub struct Stats {
     /// Bytes moved so far, counted as they move (not when a file ends):
     /// what the concurrency tuner measures big files by.
     pub bytes_moving: AtomicU64,
+    /// barge temporaries left to a run that may still be writing them.
+    pub temporaries_left: AtomicU64,
 }
 
 /// The final account of a run, as printed and as `--json` writes it.
@@ -80,6 +82,10 @@ pub struct Summary {
     /// Why the run gave up on servers that stopped answering (exit 3).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gave_up: Option<String>,
+    /// barge temporaries in the destination left to a run that may still
+    /// be writing them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temporaries_left: Option<u64>,
     pub duration_s: f64,
     /// How transfers went: concurrency, rate and round trips (sync only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -378,6 +384,7 @@ impl Reporter {
             interrupted: None,
             not_started: None,
             gave_up: None,
+            temporaries_left: Some(get(&s.temporaries_left)).filter(|n| *n > 0),
             transfers: None,
             duration_s: (duration.as_secs_f64() * 1000.0).round() / 1000.0,
         }

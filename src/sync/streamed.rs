@@ -16,13 +16,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 use super::safety::{SourceSeen, hold_back_deletions};
-use super::{Job, Ran, Setup, emptied_among, lock_db, shrink_baseline, unreachable};
+use super::{
+    Job, Ran, Setup, clean_temporaries, emptied_among, lock_db, report_temporaries_left, shrink_baseline, unreachable,
+};
 use crate::backend::Entry;
 use crate::backend::recall::{MAX_RECALLED_FILES, Recall, RecalledFile, RecalledFiles};
 use crate::backend::stream::{CHANNEL_BATCHES, WalkItem};
 use crate::commit;
 use crate::engine::report::Reporter;
-use crate::engine::{Engine, RESUME_MIN_SIZE, for_each_parallel};
+use crate::engine::{Engine, RESUME_MIN_SIZE};
 use crate::error::Error;
 use crate::path::RelPath;
 use crate::plan::{Action, CompareRule, LinkRule, MarchRules, Plan, Reason, Records, Sink, filter::Filter, march};
@@ -236,23 +238,13 @@ pub(super) async fn run(setup: Setup<'_>) -> Result<Ran, Error> {
     // Temporaries the listing showed that no copy of this run took over
     // (a copy renames its own, or keeps a large one to resume): every
     // early copy is over, and a directory to delete must be empty.
-    let mut stale_temps: Vec<Entry> = match stopped {
+    let stale_temps: Vec<Entry> = match stopped {
         true => Vec::new(),
         false => dst_seen.temporaries.into_iter().filter(|t| !large_copies.contains(&t.path)).collect(),
     };
-    if let Some(shard) = filter.shard() {
-        // Other shards may be writing into the same destination: see whole::run.
-        stale_temps.retain(|temp| temp.path.depth() > 1 && shard.owns(&temp.path));
-    }
-    let parallel = engine.concurrency().end;
-    let cleanup = Arc::clone(&dst);
-    for_each_parallel(stale_temps, parallel, move |temp: Entry| {
-        let dst = Arc::clone(&cleanup);
-        async move {
-            let _ = dst.remove_file(&temp.path).await;
-        }
-    })
-    .await;
+    let timeout = engine.config.timeout;
+    let left = clean_temporaries(&dst, stale_temps, filter.shard(), timeout, engine.concurrency().end).await;
+    report_temporaries_left(left, dst.as_ref(), &reporter);
     reporter.stats.files_unchanged.store(unchanged, Ordering::Relaxed);
     engine.run(Plan { actions: deferred, unchanged }).await;
 
@@ -368,6 +360,15 @@ impl Side {
                 }
                 self.pruned = None;
             }
+            if !entry.is_dir() && commit::is_temp_name(entry.path.file_name()) {
+                // Never content on either side; the destination's are
+                // removed or resumed, whatever the filters say (an
+                // `--exclude '.*'` must not hide a killed run's debris).
+                if self.destination {
+                    self.seen.temporaries.push(entry);
+                }
+                continue;
+            }
             if !filter.allows(&entry) {
                 if entry.is_dir() {
                     self.pruned = Some(entry.path.clone());
@@ -375,14 +376,6 @@ impl Side {
                 continue;
             }
             records.saw(&entry.path);
-            if !entry.is_dir() && commit::is_temp_name(entry.path.file_name()) {
-                // Never content on either side; the destination's are
-                // removed or resumed.
-                if self.destination {
-                    self.seen.temporaries.push(entry);
-                }
-                continue;
-            }
             if let Some(dir) = self.open_dir.take()
                 && !entry.path.starts_with(&dir)
             {

@@ -10,12 +10,11 @@ use std::time::Instant;
 use super::hashing::fill_hashes;
 use super::safety::{SourceSeen, hold_back_deletions, max_delete_stop};
 use super::{
-    Mode, Outcome, Ran, Setup, adopt_dir_mtimes, distrust_duplicates, emptied_dirs, file_pairs, finish_run,
-    listing_from_records, lock_db, print_check, print_plan, shrink_baseline, sort_temporaries, stale_records,
-    take_temporaries, trusted_records, unreachable, warn_unlinkable,
+    Mode, Outcome, Ran, Setup, adopt_dir_mtimes, clean_temporaries, distrust_duplicates, emptied_dirs, file_pairs,
+    finish_run, listing_from_records, lock_db, print_check, print_plan, report_temporaries_left, shrink_baseline,
+    sort_temporaries, stale_records, take_temporaries, trusted_records, unreachable, warn_unlinkable,
 };
-use crate::backend::Entry;
-use crate::engine::{Engine, RESUME_MIN_SIZE, for_each_parallel};
+use crate::engine::{Engine, RESUME_MIN_SIZE};
 use crate::error::Error;
 use crate::path::RelPath;
 use crate::plan::{self, Action, CompareMode, CompareRule, LinkMode, LinkRule, PlanInput};
@@ -205,22 +204,13 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
         }
         None => HashMap::new(),
     };
-    let (resumable, mut stale) = sort_temporaries(&plan, temporaries, &partials);
-    if let Some(shard) = filter.shard() {
-        // Other shards may be writing into the same destination right now:
-        // leave their temporaries alone. One inside a directory belongs to
-        // that directory's shard; a top-level one cannot be told apart (its
-        // name is a hash), so only the ones this run resumes are touched.
-        stale.retain(|temp| temp.path.depth() > 1 && shard.owns(&temp.path));
-    }
-    let dst_for_cleanup = Arc::clone(&dst);
-    for_each_parallel(stale, engine_config.concurrency.start, move |temp: Entry| {
-        let dst = Arc::clone(&dst_for_cleanup);
-        async move {
-            let _ = dst.remove_file(&temp.path).await;
-        }
-    })
-    .await;
+    // Other shards may be writing into the same destination right now: one
+    // inside a directory belongs to that directory's shard; a top-level one
+    // cannot be told apart (its name is a hash) but by its age.
+    let (resumable, stale) = sort_temporaries(&plan, temporaries, &partials);
+    let (timeout, parallel) = (engine_config.timeout, engine_config.concurrency.start);
+    let left = clean_temporaries(&dst, stale, filter.shard(), timeout, parallel).await;
+    report_temporaries_left(left, dst.as_ref(), &reporter);
 
     reporter.stats.files_unchanged.store(plan.unchanged, std::sync::atomic::Ordering::Relaxed);
     let acted_paths: Vec<RelPath> = match listed_pairs {

@@ -285,3 +285,50 @@ fn mistakes_are_met_with_the_fix() {
     assert!(run.stderr.contains("line 4") && run.stderr.contains("include"), "{}", run.explain());
     assert!(!s.dst().exists());
 }
+
+/// Another job into the same destination removed a live run's temporary
+/// (the live run then failed) and left a killed run's debris only to the
+/// same job. Now a temporary a live writer holds is left alone (and said
+/// so in the summary), a killed run's is removed by any run, and an
+/// `--exclude '.*'` does not hide it.
+#[test]
+fn temporaries_are_removed_by_any_run_unless_a_live_run_holds_them() {
+    let s = Scratch::new();
+    write(&s.path("a"), "big.bin", &bytes(7, 24 << 20));
+    write(&s.path("b"), "small.txt", b"b");
+    let dst = s.dst();
+    let job = |src: &str, state: &str, extra: &[&str]| {
+        let mut cmd = s.barge();
+        cmd.arg("sync").arg(s.path(src)).arg(&dst).args(["--json", "--state"]).arg(s.path(state)).args(extra);
+        cmd
+    };
+    let wait_for_temporary = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while temporaries(&dst).iter().all(|t| fs::metadata(t).map_or(0, |m| m.len()) == 0) {
+            assert!(std::time::Instant::now() < deadline, "no temporary appeared");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    // A live run: 24 MiB at 4 MiB/s.
+    let live = job("a", "a.db", &["--bwlimit", "4M"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    wait_for_temporary();
+    let other = Run::of(job("b", "b.db", &["--exclude", ".*"]).output().unwrap());
+    other.expect_code(0);
+    assert_eq!(other.summary()["temporaries_left"], 1, "{}", other.explain());
+    assert_eq!(temporaries(&dst).len(), 1, "the live one stays");
+    let finished = Run::of(live.wait_with_output().unwrap());
+    finished.expect_code(0);
+    assert_eq!(fs::read(dst.join("big.bin")).unwrap(), bytes(7, 24 << 20));
+
+    // A killed run: its lock is gone with it, and the other job removes
+    // its temporary, filters or not.
+    write(&s.path("a"), "big2.bin", &bytes(8, 24 << 20));
+    let killed = job("a", "a.db", &["--bwlimit", "4M"]).spawn().unwrap();
+    wait_for_temporary();
+    kill_once_partial(killed, &dst, 1, std::time::Duration::from_secs(20));
+    assert_eq!(temporaries(&dst).len(), 1);
+    let other = Run::of(job("b", "b.db", &["--exclude", ".*"]).output().unwrap());
+    other.expect_code(0);
+    assert!(other.summary()["temporaries_left"].is_null(), "{}", other.explain());
+    assert!(temporaries(&dst).is_empty(), "{:?}", temporaries(&dst));
+}

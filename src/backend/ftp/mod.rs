@@ -316,6 +316,7 @@ impl FtpBackend {
                     // first use (`segmented_write_works`).
                     segmented_write: features.rest_stream,
                     windowed_writes: false,
+                    live_temporaries: false,
                 },
                 features,
                 shown,
@@ -461,7 +462,7 @@ impl Inner {
         let mut warnings: Vec<String> = parsed
             .warnings
             .iter()
-            .map(|w| format!("{}: unreadable listing line ({}): {}", dir, w.reason, crate::path::DisplayBytes(&w.line)))
+            .map(|w| format!("{}: unreadable listing line ({}): {}", dir, w.reason, crate::path::Shortened(&w.line)))
             .collect();
         let mut entries = Vec::with_capacity(parsed.entries.len());
         let mut needs_time = Vec::new();
@@ -675,13 +676,13 @@ impl Inner {
     /// the second; `Err` is a warning for an entry that must be skipped.
     fn to_entry(&self, dir: &RelPath, item: ListEntry) -> Result<Option<(Entry, bool)>, String> {
         if let Err(why) = check_component(&item.name) {
-            return Err(format!("{dir}: skipped entry {}: {why}", crate::path::DisplayBytes(&item.name)));
+            return Err(format!("{dir}: skipped entry {}: {why}", crate::path::Shortened(&item.name)));
         }
         if item.name.iter().any(|&b| b == b'\r' || b == b'\n') {
             // FTP commands end at CRLF: such a name cannot be asked for.
             return Err(format!(
                 "{dir}: skipped entry {}: CR or LF in a name cannot be sent in an FTP command",
-                crate::path::DisplayBytes(&item.name)
+                crate::path::Shortened(&item.name)
             ));
         }
         let path = dir.join(&item.name).map_err(|why| format!("{dir}: skipped entry: {why}"))?;
