@@ -341,6 +341,27 @@ impl Target {
         Ok(ctl)
     }
 
+    /// A fresh logged-in session set up as the probes expect it (data
+    /// protected under TLS, binary type): for a probe that must not run on
+    /// a control connection an earlier one left out of step.
+    async fn session(&self, config: &ClientConfig) -> Result<Control, String> {
+        let mut ctl = self.establish(self.mode, config).await?;
+        self.login(&mut ctl).await.map_err(|reply| reply.text())?;
+        if self.mode != TlsMode::None {
+            for command in ["PBSZ 0", "PROT P"] {
+                let reply = ctl.command(command).await?;
+                if reply.code / 100 != 2 {
+                    return Err(format!("{command}: {}", reply.text()));
+                }
+            }
+            if let (Ok(name), Some(config)) = (self.server_name(), &ctl.control_tls) {
+                ctl.data_tls = Some(DataTls { config: Arc::clone(config), name });
+            }
+        }
+        ctl.command("TYPE I").await?;
+        Ok(ctl)
+    }
+
     /// USER and PASS; the reply text on refusal (never the password).
     async fn login(&self, ctl: &mut Control) -> Result<Reply, Reply> {
         let fail = |text: String| Reply { code: 0, lines: vec![text] };
@@ -505,7 +526,23 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
     probe_epsv(&mut ctl, &list_command, &mut seen, report).await;
     probe_pasv(&mut ctl, &list_command, options, &mut seen, report).await;
     probe_listing(&seen, report);
-    probe_active(&mut ctl, &list_command, options, &mut seen, report).await;
+    if probe_active(&mut ctl, &list_command, options, &mut seen, report).await == Step::OutOfStep {
+        // A refused connection back leaves the server's LIST pending: its
+        // late reply would answer the next command. The probes after it
+        // get a session of their own.
+        match target.session(&session_config).await {
+            Ok(fresh) => std::mem::replace(&mut ctl, fresh).quit().await,
+            Err(why) => {
+                report.push(Probe::warning(
+                    "round trip",
+                    format!("a new session after the active-mode probe failed: {why}"),
+                    "the round trip could not be measured",
+                ));
+                ctl.quit().await;
+                return;
+            }
+        }
+    }
     let rtt = probe_rtt(&mut ctl, report).await;
     if mode != TlsMode::None {
         probe_session_reuse(&mut ctl, &list_command, &session_config, &seen, report).await;
@@ -1100,7 +1137,13 @@ async fn listen(ip: IpAddr, ports: Option<&std::ops::RangeInclusive<u16>>) -> Re
     }
 }
 
-async fn probe_active(ctl: &mut Control, list: &str, options: &DoctorOptions, seen: &mut Seen, report: &mut Report) {
+async fn probe_active(
+    ctl: &mut Control,
+    list: &str,
+    options: &DoctorOptions,
+    seen: &mut Seen,
+    report: &mut Report,
+) -> Step {
     let asked = options.remote.active || options.remote.active_ports.is_some();
     let failed = |measured: String, advice: String| {
         let probe = Probe::failed("active mode", measured, advice);
@@ -1110,10 +1153,10 @@ async fn probe_active(ctl: &mut Control, list: &str, options: &DoctorOptions, se
         Ok(listener) => listener,
         Err(why) => {
             report.push(failed(why, "free a port in the range, or widen --active-ports".into()));
-            return;
+            return Step::InStep;
         }
     };
-    let Ok(local) = listener.local_addr() else { return };
+    let Ok(local) = listener.local_addr() else { return Step::InStep };
     let command = port_command(local);
     let verb = if local.is_ipv4() { "PORT" } else { "EPRT" };
     match ctl.command(&command).await {
@@ -1123,18 +1166,18 @@ async fn probe_active(ctl: &mut Control, list: &str, options: &DoctorOptions, se
                 format!("{verb}: {}", reply.text()),
                 "the server refuses active mode: use passive mode (the default)".into(),
             ));
-            return;
+            return Step::InStep;
         }
         Err(why) => {
             report.push(failed(why, "the control connection broke".into()));
-            return;
+            return Step::OutOfStep;
         }
     }
     let wait = options.short_wait();
     let started = Instant::now();
     if let Err(why) = ctl.stream().map(|_| ()) {
         report.push(failed(why, "the control connection broke".into()));
-        return;
+        return Step::OutOfStep;
     }
     let mut line = list.as_bytes().to_vec();
     line.extend_from_slice(b"\r\n");
@@ -1142,7 +1185,7 @@ async fn probe_active(ctl: &mut Control, list: &str, options: &DoctorOptions, se
         && let Err(e) = stream.write_all(&line).await
     {
         report.push(failed(e.to_string(), "the control connection broke".into()));
-        return;
+        return Step::OutOfStep;
     }
     let not_reached = |why: String| {
         let ports = options
@@ -1164,6 +1207,8 @@ async fn probe_active(ctl: &mut Control, list: &str, options: &DoctorOptions, se
     // success reply: a small listing can be sent, and 226 answered, before
     // this task gets to accept().
     let mut final_seen = None;
+    // Whether the LIST's final reply was read: if not, it is still to come.
+    let mut answered = false;
     let accepted = loop {
         tokio::select! {
             biased;
@@ -1171,6 +1216,7 @@ async fn probe_active(ctl: &mut Control, list: &str, options: &DoctorOptions, se
             reply = ctl.reply() => match reply {
                 Ok(reply) if reply.code / 100 == 1 => continue,
                 Ok(reply) if reply.code / 100 == 2 => {
+                    answered = true;
                     match tokio::time::timeout(Duration::from_millis(200), listener.accept()).await {
                         Ok(accepted) => {
                             final_seen = Some(reply);
@@ -1179,7 +1225,10 @@ async fn probe_active(ctl: &mut Control, list: &str, options: &DoctorOptions, se
                         Err(_) => break Err(reply.text()),
                     }
                 }
-                Ok(reply) => break Err(reply.text()),
+                Ok(reply) => {
+                    answered = true;
+                    break Err(reply.text());
+                }
                 Err(why) => break Err(why),
             },
             () = tokio::time::sleep_until((started + wait).into()) => {
@@ -1194,13 +1243,13 @@ async fn probe_active(ctl: &mut Control, list: &str, options: &DoctorOptions, se
                     format!("a connection came from {from}, not the server"),
                     "refused: only the server may connect".into(),
                 ));
-                return;
+                return Step::OutOfStep;
             }
             data
         }
         Err(why) => {
             report.push(not_reached(why));
-            return;
+            return if answered { Step::InStep } else { Step::OutOfStep };
         }
     };
     let took = started.elapsed();
@@ -1229,8 +1278,21 @@ async fn probe_active(ctl: &mut Control, list: &str, options: &DoctorOptions, se
                 .took(took),
             );
         }
-        Err(why) => report.push(failed(format!("{verb} to {local}: {why}"), "the data transfer failed".into())),
+        Err(why) => {
+            report.push(failed(format!("{verb} to {local}: {why}"), "the data transfer failed".into()));
+            // Whether its final reply came is not known: start afresh.
+            return Step::OutOfStep;
+        }
     }
+    Step::InStep
+}
+
+/// Whether a probe left the control connection in step: every command it
+/// sent answered in full, so the next one reads its own reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    InStep,
+    OutOfStep,
 }
 
 /// NOOP round trips: the median of five.

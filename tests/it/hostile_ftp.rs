@@ -38,6 +38,9 @@ struct Script {
     flaked: Arc<AtomicBool>,
     /// The MLSD of this directory answers only once the flag is set.
     held_listing: Option<(String, Arc<AtomicBool>)>,
+    /// After PORT/EPRT, a listing never connects back: `150`, then `425`
+    /// this long after (a firewall in front of the client).
+    active_refused_after: Option<Duration>,
 }
 
 /// Starts the server on a free port; it lives until the test process ends.
@@ -62,6 +65,7 @@ fn session(control: TcpStream, script: &Script) -> std::io::Result<()> {
     let mut out = control.try_clone()?;
     let mut reader = BufReader::new(control);
     let mut passive: Option<TcpListener> = None;
+    let mut active = false;
     out.write_all(b"220 hostile test server\r\n")?;
     let mut line = Vec::new();
     loop {
@@ -88,6 +92,16 @@ fn session(control: TcpStream, script: &Script) -> std::io::Result<()> {
                 let port = data.local_addr()?.port();
                 passive = Some(data);
                 format!("229 Entering Extended Passive Mode (|||{port}|)\r\n").into_bytes()
+            }
+            "PORT" | "EPRT" => {
+                active = true;
+                b"200 ok\r\n".to_vec()
+            }
+            "MLSD" if active && script.active_refused_after.is_some() => {
+                active = false;
+                out.write_all(b"150 opening data connection\r\n")?;
+                std::thread::sleep(script.active_refused_after.unwrap_or_default());
+                b"425 Can't open data connection\r\n".to_vec()
             }
             "MLSD" => {
                 let dir = if arg.is_empty() { "/".to_string() } else { arg.to_string() };
@@ -465,4 +479,32 @@ fn transfers_start_before_the_whole_tree_is_listed() {
     );
     run.expect_code(0);
     assert_eq!(fs::read(s.dst().join("z-slow/b.txt")).unwrap(), b"later");
+}
+
+/// `doctor` where the server cannot connect back for active mode: its late
+/// `425` to the LIST used to answer the next probe's NOOP ("round trip:
+/// NOOP failed"). The probes after it get a session of their own.
+#[test]
+fn doctor_after_a_refused_active_connection_still_measures_the_round_trip() {
+    let script = Script { active_refused_after: Some(Duration::from_secs(5)), ..Script::default() };
+    let port = serve(script);
+    let s = Scratch::new();
+    let mut cmd = s.barge();
+    cmd.env("BARGE_PASSWORD", "x").env("HOME", s.dir.path()).args([
+        "doctor",
+        &format!("ftp://u@127.0.0.1:{port}/"),
+        "--json",
+        "--timeout",
+        "2",
+    ]);
+    let run = s.run_within(cmd, Duration::from_secs(60));
+    let probe = |name: &str| {
+        run.json()
+            .into_iter()
+            .find(|v| v["type"] == "probe" && v["name"] == name)
+            .unwrap_or_else(|| panic!("no probe {name}\n{}", run.explain()))
+    };
+    assert_eq!(probe("active mode")["verdict"], "failed", "{}", run.explain());
+    let rtt = probe("round trip");
+    assert_eq!(rtt["verdict"], "ok", "{rtt}\n{}", run.explain());
 }

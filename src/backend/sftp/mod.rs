@@ -944,10 +944,11 @@ mod tests {
         // Empty answers are not free.
         assert_eq!(MAX_LISTING_BYTES / listing_cost(&root, &[]), 4096);
         // Every entry holds its parent's path: in a directory 4 KiB deep
-        // (crate::backend::MAX_PATH_BYTES) far fewer names fit.
-        let deep = RelPath::parse("d".repeat(4000).as_bytes()).unwrap();
+        // (crate::path::MAX_PATH_BYTES, in names of at most 255 bytes) far
+        // fewer names fit.
+        let deep = RelPath::parse(vec!["d".repeat(250); 16].join("/").as_bytes()).unwrap();
         let deep_batches = MAX_LISTING_BYTES / listing_cost(&deep, &batch);
-        assert!(deep_batches * 4000 * 100 <= MAX_LISTING_BYTES, "{deep_batches}");
+        assert!(deep_batches * deep.as_bytes().len() * 100 <= MAX_LISTING_BYTES, "{deep_batches}");
     }
 
     #[test]
