@@ -2,7 +2,9 @@
 # A/B of two barge binaries on the no-op rows, where a change to a run's
 # start (job identity, overlap check, state database checks) would show:
 # a resync of a local tree (20,000 files) and of a proftpd tree (10,000
-# files, the suite's unpacked package on loopback, benches/support/ftpd.sh).
+# files, the suite's unpacked package on loopback, benches/support/ftpd.sh);
+# and a first copy of the local tree into an empty destination (each
+# temporary's write path: locks, fsync, rename).
 # Each binary keeps its own state database; hyperfine alternates nothing,
 # so the two binaries run in turn, ROUNDS times, RUNS runs each.
 #
@@ -61,9 +63,13 @@ done
 for round in $(seq 1 "$rounds"); do
     for tool in old new; do
         bin=${!tool}
-        for row in local ftp; do
-            if [[ $row == local ]]; then src=$w/src dst=$w/dst-$tool; else src=$url dst=$w/ftp-$tool; fi
-            hyperfine -N -w 2 -r "$runs" --export-json "$w/h.json" \
+        for row in local ftp copy; do
+            case $row in
+            local) src=$w/src dst=$w/dst-$tool prepare=true ;;
+            ftp) src=$url dst=$w/ftp-$tool prepare=true ;;
+            copy) src=$w/src dst=$w/copy-$tool prepare="rm -rf $w/copy-$tool $w/$tool-copy.db" ;;
+            esac
+            hyperfine -N -w 1 -r "$runs" --prepare "$prepare" --export-json "$w/h.json" \
                 "$bin sync $src $dst --state $w/$tool-$row.db -q" >/dev/null
             python3 - "$round" "$tool" "$row" "$w/h.json" <<'EOF'
 import json, sys

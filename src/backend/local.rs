@@ -46,10 +46,25 @@ impl LocalBackend {
         let shown = root.display().to_string();
         let checked = root.clone();
         let root_missing = blocking(move || match fs::metadata(&checked) {
-            Ok(meta) if meta.is_dir() => Ok(false),
+            Ok(meta) if meta.is_dir() => {
+                if matches!(missing_root, MissingRoot::Create | MissingRoot::CreateLater) {
+                    // A destination nothing can be written into fails here,
+                    // once, not once per file (the kernel answers for the
+                    // caller's ids and a read-only mount alike).
+                    rustix::fs::access(&checked, rustix::fs::Access::WRITE_OK).map_err(|err| {
+                        OpError::new(
+                            ErrorKind::PermissionDenied,
+                            "open",
+                            checked.display(),
+                            format!("the destination cannot be written ({err}): nothing could be copied into it"),
+                        )
+                    })?;
+                }
+                Ok(false)
+            }
             Ok(_) => Err(OpError::new(ErrorKind::InvalidData, "open", checked.display(), "not a directory")),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => match missing_root {
-                MissingRoot::Fail => Err(OpError::io("open", checked.display(), err)),
+                MissingRoot::Fail | MissingRoot::CreateLater => Err(OpError::io("open", checked.display(), err)),
                 MissingRoot::Empty => Ok(true),
                 MissingRoot::Create => {
                     fs::create_dir_all(&checked).map_err(|e| OpError::io("mkdir", checked.display(), e))?;

@@ -589,6 +589,11 @@ pub enum MissingRoot {
     Fail,
     /// A sync destination: create it.
     Create,
+    /// A sync destination whose creation waits until the source has
+    /// opened: a missing root is a `NotFound` error, for the caller to
+    /// open again with [`MissingRoot::Create`]. As with `Create`, a root
+    /// that exists is checked for writing where that costs no round trip.
+    CreateLater,
     /// A destination we only look at (plan, check): an empty tree.
     Empty,
 }

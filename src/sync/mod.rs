@@ -311,7 +311,7 @@ async fn open_sides(
         let memory = Memory(Arc::new(DbMemory(Arc::clone(db))));
         (src_remote.memory, dst_remote.memory) = (Some(memory.clone()), Some(memory));
     }
-    let missing_dst = if mode == Mode::Sync { MissingRoot::Fail } else { MissingRoot::Empty };
+    let missing_dst = if mode == Mode::Sync { MissingRoot::CreateLater } else { MissingRoot::Empty };
     let (src, dst) = tokio::join!(
         backend::open(&job.src, MissingRoot::Fail, &src_remote),
         backend::open(&job.dst, missing_dst, &dst_remote)

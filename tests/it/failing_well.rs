@@ -332,3 +332,33 @@ fn temporaries_are_removed_by_any_run_unless_a_live_run_holds_them() {
     assert!(other.summary()["temporaries_left"].is_null(), "{}", other.explain());
     assert!(temporaries(&dst).is_empty(), "{:?}", temporaries(&dst));
 }
+
+/// A destination nothing can be written into gave one `create
+/// .barge-....part: Permission denied` per file and exit 1: it is checked
+/// as it is opened, exit 3, one message naming it.
+#[test]
+fn a_destination_that_cannot_be_written_fails_once_at_open() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new();
+    for i in 0..20 {
+        write(&s.src(), format!("f{i}.txt"), b"data");
+    }
+    fs::create_dir_all(s.dst()).unwrap();
+    fs::set_permissions(s.dst(), fs::Permissions::from_mode(0o555)).unwrap();
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir_all(s.path("state")).unwrap();
+    harness::give_to_test_user(&s.path("state"));
+    // Root may write anywhere: the run is the test user's.
+    let (uid, gid) = harness::test_user_ids();
+    let mut cmd = s.barge();
+    cmd.arg("sync").arg(s.src()).arg(s.dst()).arg("--state").arg(s.path("state/job.db")).uid(uid).gid(gid);
+    let run = Run::of(cmd.output().unwrap());
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("cannot be written") && run.stderr.contains(&s.dst().display().to_string()),
+        "{}",
+        run.explain()
+    );
+    assert!(run.stderr.lines().count() <= 2, "one message, not one per file: {}", run.explain());
+}

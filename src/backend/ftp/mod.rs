@@ -268,7 +268,7 @@ impl FtpBackend {
         let root_missing = match (root_exists, missing_root) {
             (true, _) => false,
             (false, MissingRoot::Empty) => true,
-            (false, MissingRoot::Fail) => {
+            (false, MissingRoot::Fail | MissingRoot::CreateLater) => {
                 return Err(OpError::new(ErrorKind::NotFound, "open", &shown, "the directory does not exist"));
             }
             (false, MissingRoot::Create) => {

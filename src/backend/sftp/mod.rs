@@ -176,7 +176,7 @@ impl SftpBackend {
             Ok(_) => return Err(OpError::new(ErrorKind::InvalidData, "open", &shown, "not a directory")),
             Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => match missing_root {
                 MissingRoot::Empty => true,
-                MissingRoot::Fail => {
+                MissingRoot::Fail | MissingRoot::CreateLater => {
                     return Err(OpError::new(ErrorKind::NotFound, "open", &shown, "the directory does not exist"));
                 }
                 MissingRoot::Create => {
