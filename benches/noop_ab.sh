@@ -5,8 +5,8 @@
 # files, the suite's unpacked package on loopback, benches/support/ftpd.sh);
 # and a first copy of the local tree into an empty destination (each
 # temporary's write path: locks, fsync, rename).
-# Each binary keeps its own state database; hyperfine alternates nothing,
-# so the two binaries run in turn, ROUNDS times, RUNS runs each.
+# Each binary keeps its own state database; the two binaries run in turn,
+# ROUNDS times (the first of each round alternating), RUNS runs each.
 #
 #   benches/noop_ab.sh OLD_BINARY NEW_BINARY
 #   env: ROUNDS=3 RUNS=10 FILES=20000 FTP_FILES=10000 PORT=24300
@@ -61,7 +61,11 @@ for tool in old new; do
     "$bin" sync "$url" "$w/ftp-$tool" --state "$w/$tool-ftp.db" -q
 done
 for round in $(seq 1 "$rounds"); do
-    for tool in old new; do
+    # Each round starts with the other binary: the second of a pair runs
+    # on a warmer (or busier) machine.
+    order="old new"
+    ((round % 2 == 0)) && order="new old"
+    for tool in $order; do
         bin=${!tool}
         for row in local ftp copy; do
             case $row in

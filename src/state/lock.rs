@@ -18,9 +18,7 @@ impl JobLock {
     /// Takes the lock or fails at once with [`Error::Locked`] naming the
     /// process that holds it.
     pub fn acquire(db_path: &Path) -> Result<JobLock, Error> {
-        let mut name = db_path.as_os_str().to_owned();
-        name.push(".lock");
-        let path = PathBuf::from(name);
+        let path = super::suffixed(db_path, ".lock");
         let io = |context: &str, source| Error::Io { context: format!("{context} {}", path.display()), source };
         super::create_parent_dir(&path)?;
         let mut file = loop {

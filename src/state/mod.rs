@@ -494,7 +494,9 @@ fn is_damage(err: &rusqlite::Error) -> bool {
     matches!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase))
 }
 
-fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+/// `path` with `suffix` added to its name: a database's companions
+/// (`-wal`, `-shm`, `.lock`, `.clean`).
+pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)

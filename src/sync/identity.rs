@@ -161,7 +161,7 @@ impl StatePath {
 fn adopt(from: &Path, to: &Path) -> Result<(), Error> {
     let earlier_lock = JobLock::acquire(from)?;
     for suffix in ["", "-wal", "-shm"] {
-        let (old, new) = (with_suffix(from, suffix), with_suffix(to, suffix));
+        let (old, new) = (state::suffixed(from, suffix), state::suffixed(to, suffix));
         match std::fs::rename(&old, &new) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !suffix.is_empty() => {}
@@ -171,13 +171,7 @@ fn adopt(from: &Path, to: &Path) -> Result<(), Error> {
         }
     }
     // The mark of a clean close speaks of the old name only.
-    let _ = std::fs::remove_file(with_suffix(from, ".clean"));
+    let _ = std::fs::remove_file(state::suffixed(from, ".clean"));
     let _ = std::fs::remove_file(earlier_lock.path());
     Ok(())
-}
-
-pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }

@@ -331,7 +331,7 @@ async fn open_sides(
 fn discard_state(db: Option<Arc<Mutex<StateDb>>>, lock: Option<JobLock>, path: &std::path::Path) {
     drop(db);
     for suffix in ["", "-wal", "-shm", ".clean"] {
-        let _ = std::fs::remove_file(identity::with_suffix(path, suffix));
+        let _ = std::fs::remove_file(state::suffixed(path, suffix));
     }
     if let Some(lock) = lock {
         let _ = std::fs::remove_file(lock.path());
