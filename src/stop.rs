@@ -11,6 +11,8 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 
 static REQUESTED: AtomicI32 = AtomicI32::new(0);
+/// Wakes those waiting in [`asked`].
+static ASKED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// The signal that asked for a stop, if one did.
 pub fn requested() -> Option<&'static str> {
@@ -19,6 +21,20 @@ pub fn requested() -> Option<&'static str> {
         libc::SIGINT => Some("SIGINT"),
         libc::SIGTERM => Some("SIGTERM"),
         _ => Some("a signal"),
+    }
+}
+
+/// Returns once a stop has been asked for: for waits that must not outlast
+/// it (a listing of a silent server, say).
+pub async fn asked() {
+    loop {
+        let woken = ASKED.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if requested().is_some() {
+            return;
+        }
+        woken.await;
     }
 }
 
@@ -38,6 +54,7 @@ pub fn listen() {
                 eprintln!("barge: second signal: aborting now; the next run resumes or removes what was in flight");
                 std::process::exit(128 + number);
             }
+            ASKED.notify_waiters();
             eprintln!(
                 "barge: {}: finishing the transfers in flight, starting nothing new (a second signal aborts)",
                 requested().unwrap_or("signal")

@@ -101,6 +101,7 @@ impl LocalBackend {
                 segmented_write: true,
                 windowed_writes: false,
                 live_temporaries: true,
+                remote: false,
             },
             file_mode: 0o666 & !current_umask(),
         })

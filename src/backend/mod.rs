@@ -189,6 +189,9 @@ pub struct Capabilities {
     /// killed run left (local disk: every writer holds a shared lock on
     /// it; see [`Backend::remove_abandoned_temp`]). A server cannot say.
     pub live_temporaries: bool,
+    /// Across a network: a success here is a server answering (see
+    /// `engine::liveness`); local disk says nothing about the servers.
+    pub remote: bool,
 }
 
 /// Reads a file sequentially from some offset, handing buffers back and
@@ -571,15 +574,15 @@ pub fn within_limits(dir: &RelPath) -> Result<(), OpError> {
     Err(OpError::new(ErrorKind::InvalidData, "list", dir, why))
 }
 
-/// Lists a whole tree `in_flight` directories at a time with `list_dir`
-/// (one directory's entries and warnings): a [`stream::walk_streamed`]
-/// gathered whole (see there for retries, limits and duplicates).
-pub async fn walk_concurrently<F, Fut>(in_flight: usize, retries: u32, list_dir: F) -> Result<Listing, OpError>
+/// Lists a whole tree at `pace` with `list_dir` (one directory's entries
+/// and warnings): a [`stream::walk_streamed`] gathered whole (see there for
+/// retries, limits and duplicates).
+pub async fn walk_concurrently<F, Fut>(pace: stream::Pace, list_dir: F) -> Result<Listing, OpError>
 where
     F: Fn(RelPath) -> Fut,
     Fut: std::future::Future<Output = Result<(Vec<Entry>, Vec<String>), OpError>> + Send + 'static,
 {
-    stream::collected(|tx| stream::walk_streamed(in_flight, retries, list_dir, tx)).await
+    stream::collected(|tx| stream::walk_streamed(pace, list_dir, tx)).await
 }
 
 /// What to do when a location's root directory does not exist.
@@ -734,7 +737,7 @@ mod tests {
     /// A listing that invents one more subdirectory named `name` in every
     /// directory, as a hostile server (or a link loop) does.
     async fn endless(name: &'static [u8]) -> Listing {
-        let listed = walk_concurrently(4, 0, |dir: RelPath| async move {
+        let listed = walk_concurrently(stream::Pace::new(4, 0, Duration::from_secs(60)), |dir: RelPath| async move {
             Ok((vec![Entry::dir(dir.join(name).unwrap())], Vec::new()))
         });
         tokio::time::timeout(Duration::from_secs(10), listed).await.expect("the walk ends").unwrap()
@@ -767,7 +770,7 @@ mod tests {
     async fn temporary_listing_failures_are_retried_root_included() {
         for (retries, listed) in [(2, true), (1, false)] {
             let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
-            let walk = walk_concurrently(4, retries, |dir: RelPath| {
+            let walk = walk_concurrently(stream::Pace::new(4, retries, Duration::from_secs(60)), |dir: RelPath| {
                 let calls = Arc::clone(&calls);
                 async move {
                     if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {

@@ -173,21 +173,58 @@ where
     listing
 }
 
-/// Lists a tree `in_flight` directories at a time with `list_dir` (one
-/// directory's entries and warnings) and sends it to `tx` in tree order.
-/// Temporary failures are asked again up to `retries` times with the
-/// engine's backoff; a root that cannot be listed is sent as
-/// [`WalkItem::Failed`]; other failures make their directory unreadable.
-pub async fn walk_streamed<F, Fut>(in_flight: usize, retries: u32, list_dir: F, tx: WalkSender)
+/// How a tree is listed: how many directories at once, how often a
+/// directory that failed with a temporary error is asked again, and how
+/// long without any listing answering the server is taken as gone.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub in_flight: usize,
+    pub retries: u32,
+    /// Twice the `--timeout`, as the engine's liveness: when no listing
+    /// has answered for this long and more tries than one directory is
+    /// allowed have failed in a row, the directories left are reported
+    /// unreadable at once instead of costing each its tries of
+    /// `--timeout` (a server gone silent mid-listing kept a run going for
+    /// minutes per hundred directories).
+    pub patience: Duration,
+}
+
+impl Pace {
+    /// `retries` and `patience` (twice `timeout`) for `in_flight` at once.
+    pub fn new(in_flight: usize, retries: u32, timeout: Duration) -> Pace {
+        Pace { in_flight, retries, patience: timeout.saturating_mul(2) }
+    }
+
+    /// Temporary failures in a row, with nothing answering in between,
+    /// before the server may be taken as gone.
+    fn failures_to_give_up(&self) -> u32 {
+        self.retries.saturating_add(1).max(3)
+    }
+}
+
+/// Lists a tree with `list_dir` (one directory's entries and warnings) at
+/// `pace` and sends it to `tx` in tree order. Temporary failures are asked
+/// again up to `pace.retries` times with the engine's backoff; a root that
+/// cannot be listed is sent as [`WalkItem::Failed`]; other failures make
+/// their directory unreadable (and, once the server seems gone, every
+/// directory left and in flight: see [`Pace::patience`]).
+pub async fn walk_streamed<F, Fut>(pace: Pace, list_dir: F, tx: WalkSender)
 where
     F: Fn(RelPath) -> Fut,
     Fut: std::future::Future<Output = Listed> + Send + 'static,
 {
-    let policy = crate::engine::retry::RetryPolicy::new(retries);
+    let policy = crate::engine::retry::RetryPolicy::new(pace.retries);
+    let in_flight = pace.in_flight;
+    // Whether the server still answers: temporary failures since the last
+    // listing that came back, and when that was; once it seems gone, why
+    // the directories left are not asked for.
+    let mut failed_in_a_row = 0u32;
+    let mut last_answer = tokio::time::Instant::now();
+    let mut gone: Option<String> = None;
     let mut out = WalkOut::new(tx);
     let mut set = tokio::task::JoinSet::new();
-    // Directories known and not yet asked for, earliest in tree order
-    // first, with the number of their attempt.
+    // The directory of each listing in flight, by its task.
+    let mut running: HashMap<tokio::task::Id, RelPath> = HashMap::new();
     let mut waiting: BTreeMap<RelPath, u32> = BTreeMap::from([(RelPath::root(), 0)]);
     // Listings that arrived before the stream reached them.
     let mut arrived: HashMap<RelPath, Listed> = HashMap::new();
@@ -206,12 +243,20 @@ where
                 break;
             }
             let Some((dir, attempt)) = waiting.pop_first() else { break };
+            if let Some(why) = &gone {
+                arrived.insert(dir.clone(), Err(OpError::new(ErrorKind::Temporary, "list", &dir, why.clone())));
+                continue;
+            }
             let listed = list_dir(dir.clone());
             let delay = if attempt == 0 { Duration::ZERO } else { policy.delay(attempt) };
-            set.spawn(async move {
-                tokio::time::sleep(delay).await;
-                (dir, attempt, listed.await)
-            });
+            let task = {
+                let dir = dir.clone();
+                set.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    (dir, attempt, listed.await)
+                })
+            };
+            running.insert(task.id(), dir);
         }
         // Send what can be sent.
         loop {
@@ -270,14 +315,34 @@ where
         if !out.flush().await {
             return;
         }
-        let Some(joined) = set.join_next().await else {
+        let joined = tokio::select! {
+            joined = set.join_next_with_id() => joined,
+            // SIGINT/SIGTERM: what is in flight is abandoned, nothing more
+            // is asked for (the planner stops reading anyway).
+            () = crate::stop::asked(), if gone.is_none() => {
+                gone = Some("not listed: the run was asked to stop".to_string());
+                set.abort_all();
+                continue;
+            }
+        };
+        let Some(joined) = joined else {
             // Nothing in flight and nothing to send: only possible if the
             // directory waited for was never asked for, which the loop
             // above rules out; end rather than spin.
             return;
         };
         let (dir, attempt, result) = match joined {
-            Ok(done) => done,
+            Ok((task, done)) => {
+                running.remove(&task);
+                done
+            }
+            // Abandoned when the server was taken as gone.
+            Err(err) if err.is_cancelled() && running.contains_key(&err.id()) => {
+                let dir = running.remove(&err.id()).unwrap_or_default();
+                let why = gone.clone().unwrap_or_default();
+                arrived.insert(dir.clone(), Err(OpError::new(ErrorKind::Temporary, "list", &dir, why)));
+                continue;
+            }
             Err(err) => {
                 if out.send(WalkItem::Failed(OpError::new(ErrorKind::Other, "list", "", err.to_string()))).await {
                     out.flush().await;
@@ -287,6 +352,8 @@ where
         };
         match result {
             Ok((mut children, warnings)) => {
+                failed_in_a_row = 0;
+                last_answer = tokio::time::Instant::now();
                 children.sort_by(|a, b| a.path.cmp(&b.path));
                 let mut unreadable = Vec::new();
                 distrust_duplicates(&mut children, &mut unreadable);
@@ -303,11 +370,27 @@ where
                 buffered += children.len();
                 arrived.insert(dir, Ok((children, warnings)));
             }
-            Err(err) if err.is_temporary() && attempt < policy.retries => {
-                if !out.send(WalkItem::Retried(format!("retry {}: {err}", attempt + 1))).await {
-                    return;
+            Err(err) if err.is_temporary() && gone.is_none() => {
+                failed_in_a_row += 1;
+                if failed_in_a_row >= pace.failures_to_give_up() && last_answer.elapsed() >= pace.patience {
+                    let notice = format!(
+                        "the server stopped answering: no listing for {}s and {failed_in_a_row} tries in a row \
+                         failed (the last: {err}); the directories left are not listed",
+                        last_answer.elapsed().as_secs()
+                    );
+                    if !out.send(WalkItem::Notice(notice)).await {
+                        return;
+                    }
+                    gone = Some("not listed: the server stopped answering".to_string());
+                    set.abort_all();
+                } else if attempt < policy.retries {
+                    if !out.send(WalkItem::Retried(format!("retry {}: {err}", attempt + 1))).await {
+                        return;
+                    }
+                    waiting.insert(dir, attempt + 1);
+                    continue;
                 }
-                waiting.insert(dir, attempt + 1);
+                arrived.insert(dir, Err(err));
             }
             Err(err) => {
                 arrived.insert(dir, Err(err));
@@ -350,11 +433,14 @@ mod tests {
     }
 
     async fn collect(in_flight: usize, list: impl Fn(RelPath) -> Listed + Send + Sync + 'static) -> Vec<WalkItem> {
+        collect_at(Pace::new(in_flight, 2, Duration::from_secs(60)), list).await
+    }
+
+    async fn collect_at(pace: Pace, list: impl Fn(RelPath) -> Listed + Send + Sync + 'static) -> Vec<WalkItem> {
         let list = Arc::new(list);
         let (tx, mut rx) = mpsc::channel(16);
         let walk = walk_streamed(
-            in_flight,
-            2,
+            pace,
             move |dir: RelPath| {
                 let list = Arc::clone(&list);
                 async move {
@@ -421,6 +507,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_server_gone_silent_mid_listing_costs_a_few_tries_not_all() {
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counter = Arc::clone(&calls);
+        let pace = Pace { in_flight: 4, retries: 2, patience: Duration::from_millis(50) };
+        let items = collect_at(pace, move |dir: RelPath| {
+            if dir.is_root() {
+                return Ok(((0..50).map(|i| Entry::dir(path(&format!("d{i:02}")))).collect(), Vec::new()));
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(OpError::new(ErrorKind::Temporary, "list", &dir, "timed out"))
+        })
+        .await;
+        let unreadable = items.iter().filter(|i| matches!(i, WalkItem::Unreadable(..))).count();
+        assert_eq!(unreadable, 50, "{items:?}");
+        assert!(items.iter().any(|i| matches!(i, WalkItem::Notice(n) if n.contains("stopped answering"))));
+        // The first tries, then the retries once the patience is out;
+        // before: 50 x 3.
+        let calls = calls.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(calls <= 3 * 4, "{calls} listings asked for");
+
+        // One directory that fails every try while others answer is just
+        // that directory.
+        let tree = fake_tree(3, 3, 1);
+        let items = collect_at(pace, move |dir: RelPath| {
+            if dir == path("d1") {
+                Err(OpError::new(ErrorKind::Temporary, "list", &dir, "timed out"))
+            } else {
+                tree(dir)
+            }
+        })
+        .await;
+        let unreadable: Vec<_> = items
+            .iter()
+            .filter_map(|i| if let WalkItem::Unreadable(p, _) = i { Some(p.clone()) } else { None })
+            .collect();
+        assert_eq!(unreadable, vec![path("d1")]);
+        assert!(!items.iter().any(|i| matches!(i, WalkItem::Notice(_))), "{items:?}");
+        assert!(entries(&items).contains(&path("d2/d2/f0")));
+    }
+
+    #[tokio::test]
     async fn temporary_failures_are_asked_again_and_duplicates_are_distrusted() {
         let tries = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let counter = Arc::clone(&tries);
@@ -445,7 +572,11 @@ mod tests {
         // must park, not buffer the tree.
         let (tx, mut rx) = mpsc::channel(2);
         let list = fake_tree(10, 2, 50);
-        let walk = tokio::spawn(walk_streamed(4, 0, move |dir| std::future::ready(list(dir)), tx));
+        let walk = tokio::spawn(walk_streamed(
+            Pace::new(4, 0, Duration::from_secs(60)),
+            move |dir| std::future::ready(list(dir)),
+            tx,
+        ));
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!walk.is_finished());
         let mut n = 0;

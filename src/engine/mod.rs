@@ -468,11 +468,21 @@ impl Engine {
             () = self.liveness.given_up() => Err(over("abandoned: the servers stopped answering")),
         };
         match &outcome {
-            Ok(_) => self.liveness.answered(),
+            // A directory made on local disk says nothing of the servers
+            // (a silent server's listing goes on yielding local mkdirs).
+            Ok(_) if self.touches_a_server(action) => self.liveness.answered(),
+            Ok(_) => {}
             Err(err) if err.op != "abandon" => self.liveness.failed(err),
             Err(_) => {}
         }
         outcome
+    }
+
+    /// Whether `action` asks a server something: a copy reads the source
+    /// and writes the destination; the rest touch the destination only.
+    fn touches_a_server(&self, action: &Action) -> bool {
+        let copy = matches!(action, Action::Copy { .. });
+        self.dst.capabilities().remote || (copy && self.src.capabilities().remote)
     }
 
     async fn attempt(&self, action: &Action, attempt: u32) -> Result<Option<u64>, OpError> {

@@ -15,10 +15,11 @@ fn server_behind(link: Link) -> (FtpServer, tokio::runtime::Runtime) {
     server_behind_with(|_| link)
 }
 
-/// [`server_behind`] with a link made knowing the server's control port.
-fn server_behind_with(link: impl FnOnce(u16) -> Link) -> (FtpServer, tokio::runtime::Runtime) {
+/// [`server_behind`] with a link made knowing the server (its control
+/// port; its tree, which may be filled first).
+fn server_behind_with(link: impl FnOnce(&FtpServer) -> Link) -> (FtpServer, tokio::runtime::Runtime) {
     let server = harness::ftp_server_with(FtpServerKind::Vsftpd, FtpTls::None, &["pasv_address=127.0.0.2"]);
-    let link = link(server.port);
+    let link = link(&server);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let ports = std::iter::once(server.port).chain(server.pasv_ports.0..=server.pasv_ports.1);
     let (far, near): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap());
@@ -161,10 +162,10 @@ fn a_link_that_stalls_mid_file_ends_with_the_timeout_and_commits_nothing() {
 /// is free instead of each waiting out the timeout.
 #[test]
 fn logins_that_hang_do_not_hold_files_a_free_connection_can_take() {
-    let (server, _runtime) = server_behind_with(|control| Link {
+    let (server, _runtime) = server_behind_with(|server| Link {
         fault: Fault::StallAfter(0),
         fault_from_connection: 1,
-        fault_port: Some(control),
+        fault_port: Some(server.port),
         ..Link::default()
     });
     for i in 0..12 {
@@ -394,6 +395,107 @@ fn a_server_gone_silent_ends_the_run_with_exit_3() {
     assert_eq!(files_in_tree(&s.dst()), 120);
 }
 
+/// A server that goes silent while its tree is being listed: once two
+/// directories in a row have failed every try, the rest are not asked for
+/// (each would cost its tries of --timeout: minutes for a few hundred
+/// directories), nothing is deleted below them, and the run ends.
+#[test]
+fn a_server_gone_silent_mid_listing_ends_the_run() {
+    // 100 ms round trips: 400 directories cannot be listed before the
+    // silence.
+    let (server, _runtime) = server_behind_with(|server| {
+        for top in 0..20 {
+            for sub in 0..20 {
+                server.write_file(&format!("t{top:02}/s{sub:02}/f.txt"), b"x");
+            }
+        }
+        let silence = tokio::time::Instant::now() + Duration::from_millis(1500);
+        Link { one_way_delay: Duration::from_millis(50), fault: Fault::SilentFrom(silence), ..Link::default() }
+    });
+    let s = Scratch::new();
+    // A destination file the run must not delete: its directory is never
+    // listed on the source.
+    fs::create_dir_all(s.dst().join("t19/s19")).unwrap();
+    fs::write(s.dst().join("t19/s19/keep.txt"), b"keep").unwrap();
+    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
+    let mut cmd = s.barge();
+    cmd.env("BARGE_PASSWORD", &server.password)
+        .args(["sync", "--json", "--delete", "--timeout", "3", "--retries", "2", &remote])
+        .arg(s.dst())
+        .arg("--state")
+        .arg(s.state());
+    let started = Instant::now();
+    // Before: the ~300 directories left, 3 tries of 3 s each, a few at a
+    // time: minutes.
+    let run = s.run_within(cmd, Duration::from_secs(90));
+    let took = started.elapsed();
+    assert!(matches!(run.code, 1 | 3), "{}", run.explain());
+    assert!(took < Duration::from_secs(45), "took {took:?}\n{}", run.explain());
+    assert!(run.stderr.contains("stopped answering"), "{}", run.explain());
+    assert_eq!(fs::read(s.dst().join("t19/s19/keep.txt")).unwrap(), b"keep");
+}
+
+/// SIGTERM while a silent server is being listed: no listing is asked
+/// again, none waits without end (a CWD or a listing's last reply had no
+/// time limit: the run never ended), so the run ends within --timeout.
+#[test]
+fn sigterm_during_a_silent_listing_ends_within_the_timeout() {
+    let (server, _runtime) = server_behind_with(|server| {
+        for top in 0..20 {
+            for sub in 0..20 {
+                server.write_file(&format!("t{top:02}/s{sub:02}/f.txt"), b"x");
+            }
+        }
+        let silence = tokio::time::Instant::now() + Duration::from_millis(1500);
+        Link { one_way_delay: Duration::from_millis(50), fault: Fault::SilentFrom(silence), ..Link::default() }
+    });
+    let s = Scratch::new();
+    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
+    let child = s
+        .barge()
+        .env("BARGE_PASSWORD", &server.password)
+        .args(["sync", "--json", "--delete", "--timeout", "6", "--retries", "5", &remote])
+        .arg(s.dst())
+        .arg("--state")
+        .arg(s.state())
+        .stdout(fs::File::create(s.path("out")).unwrap())
+        .stderr(fs::File::create(s.path("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let (run, took) = sigterm_after(&s, child, Duration::from_secs(4));
+    assert!(took < Duration::from_secs(6 + 3), "the stop took {took:?}\n{}", run.explain());
+    assert_eq!(run.summary()["interrupted"], "SIGTERM", "{}", run.explain());
+    assert_ne!(run.code, 0, "{}", run.explain());
+}
+
+/// SIGTERM to `child` (its output going to `s`'s files `out` and `err`)
+/// after `wait`; the run and how long it took to end after the signal.
+/// Waited for with a limit: runs these tests are about never ended.
+fn sigterm_after(s: &Scratch, mut child: std::process::Child, wait: Duration) -> (Run, Duration) {
+    std::thread::sleep(wait);
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("still running 60 s after SIGTERM:\n{}", String::from_utf8_lossy(&fs::read(s.path("err")).unwrap()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = signalled.elapsed();
+    let output = std::process::Output {
+        status,
+        stdout: fs::read(s.path("out")).unwrap(),
+        stderr: fs::read(s.path("err")).unwrap(),
+    };
+    (Run::of(output), took)
+}
+
 fn files_in_tree(dir: &std::path::Path) -> usize {
     walkdir::WalkDir::new(dir).into_iter().flatten().filter(|e| e.file_type().is_file()).count()
 }
@@ -418,16 +520,11 @@ fn sigterm_against_a_silent_server_ends_within_the_timeout() {
         .arg(s.dst())
         .arg("--state")
         .arg(s.state())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(fs::File::create(s.path("out")).unwrap())
+        .stderr(fs::File::create(s.path("err")).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
-    // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let signalled = Instant::now();
-    let run = Run::of(child.wait_with_output().unwrap());
-    let took = signalled.elapsed();
+    let (run, took) = sigterm_after(&s, child, Duration::from_secs(4));
     assert!(took < Duration::from_secs(10 + 3), "the stop took {took:?}\n{}", run.explain());
     assert_eq!(run.summary()["interrupted"], "SIGTERM", "{}", run.explain());
     assert_ne!(run.code, 0, "{}", run.explain());

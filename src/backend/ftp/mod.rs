@@ -254,7 +254,12 @@ impl FtpBackend {
         let root_text = names::decode(if root.is_empty() { b"/" } else { &root });
         first.round_trip(1);
         let asked = std::time::Instant::now();
-        let root_exists = first.control.cwd(&root_text).await.is_ok();
+        let root_exists = match tokio::time::timeout(params.timeout, first.control.cwd(&root_text)).await {
+            Ok(cwd) => cwd.is_ok(),
+            Err(_) => {
+                return Err(OpError::new(ErrorKind::Temporary, "open", &root_text, "CWD: no answer from the server"));
+            }
+        };
         // The login's pipelining probe times a round trip where it can; the
         // CWD does everywhere (TLS too).
         let round_trip = [pool_params_round_trip(&params), Some(asked.elapsed())].into_iter().flatten().min();
@@ -317,6 +322,7 @@ impl FtpBackend {
                     segmented_write: features.rest_stream,
                     windowed_writes: false,
                     live_temporaries: false,
+                    remote: true,
                 },
                 features,
                 shown,
@@ -587,7 +593,13 @@ impl Inner {
                     })
                 });
                 conn.round_trip(1);
-                match conn.control.cwd(&remote).await {
+                let Ok(cwd) = tokio::time::timeout(timeout, conn.control.cwd(&remote)).await else {
+                    return Err(suppaftp::FtpError::ConnectionError(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "CWD: no answer",
+                    )));
+                };
+                match cwd {
                     Ok(()) => listing_data(conn, "LIST -aR", None, timeout).await.map(Some),
                     Err(err) if conn::ends_session(&err) => Err(err),
                     // Gone since the last run, say: the walk lists what is
@@ -861,8 +873,7 @@ impl FtpBackend {
     ) {
         let prelisted = std::sync::Mutex::new(prelisted);
         super::stream::walk_streamed(
-            self.inner.parallel,
-            self.inner.retries,
+            super::stream::Pace::new(self.inner.parallel, self.inner.retries, self.inner.pool.params().timeout),
             |dir| {
                 let inner = Arc::clone(&self.inner);
                 let known = prelisted.lock().ok().and_then(|mut p| p.remove(&dir));
@@ -1414,9 +1425,18 @@ async fn listing_data(
     cwd: Option<String>,
     timeout: Duration,
 ) -> Result<(Vec<u8>, Duration), suppaftp::FtpError> {
+    // The whole listing has no time limit (a big directory may take long),
+    // so each wait for the server is bounded here: a server gone silent
+    // must not hold a listing, and the run, without end.
+    let silent = |what: &str| {
+        suppaftp::FtpError::ConnectionError(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what}: no answer within {}s", timeout.as_secs_f32()),
+        ))
+    };
     if let Some(dir) = cwd {
         conn.round_trip(1);
-        conn.control.cwd(&dir).await?;
+        tokio::time::timeout(timeout, conn.control.cwd(&dir)).await.map_err(|_| silent("CWD"))??;
     }
     let started = async {
         if conn.pipelining() && conn.features.epsv && conn.active.is_none() {
@@ -1432,7 +1452,9 @@ async fn listing_data(
         ))
     })??;
     let (data, producing) = read_listing(&mut stream, timeout).await.map_err(suppaftp::FtpError::ConnectionError)?;
-    stream.finish(&mut conn.control).await?;
+    tokio::time::timeout(timeout, stream.finish(&mut conn.control))
+        .await
+        .map_err(|_| silent("the listing's end"))??;
     Ok((data, producing))
 }
 
@@ -1571,12 +1593,25 @@ impl Drop for FtpReader {
 
 /// Back to TYPE I after a text transfer; a connection that cannot be
 /// switched back must not serve binary transfers.
-async fn binary_again(pooled: &mut Pooled, path: &RelPath) -> Result<(), OpError> {
+async fn binary_again(pooled: &mut Pooled, path: &RelPath, timeout: Duration) -> Result<(), OpError> {
     pooled.conn().round_trip(1);
-    pooled.conn().control.transfer_type(FileType::Binary).await.map_err(|e| {
-        pooled.mark_broken();
-        classify(e, "TYPE I", path)
-    })
+    let switched = tokio::time::timeout(timeout, pooled.conn().control.transfer_type(FileType::Binary)).await;
+    match switched {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            pooled.mark_broken();
+            Err(classify(e, "TYPE I", path))
+        }
+        Err(_) => {
+            pooled.mark_broken();
+            Err(OpError::new(ErrorKind::Temporary, "TYPE I", path, format!("no answer within {timeout:?}")))
+        }
+    }
+}
+
+/// A transfer whose final reply did not come within `timeout`.
+fn no_final_reply(op: &'static str, path: &RelPath, timeout: Duration) -> OpError {
+    OpError::new(ErrorKind::Temporary, op, path, format!("the server did not confirm the transfer within {timeout:?}"))
 }
 
 #[async_trait]
@@ -1646,14 +1681,24 @@ impl FtpReader {
         if buf.is_empty()
             && let Some(stream) = self.stream.take()
         {
-            // End of data: read the transfer's final reply (226).
+            // End of data: read the transfer's final reply (226), within
+            // the timeout: a server gone silent after the data (seen: a
+            // SIGTERM'd run waiting for it without end).
             self.pooled.in_doubt();
-            stream.finish(&mut self.pooled.conn().control).await.map_err(|e| {
-                self.pooled.mark_broken();
-                classify(e, "read", &self.path)
-            })?;
+            let finished = tokio::time::timeout(self.timeout, stream.finish(&mut self.pooled.conn().control)).await;
+            match finished {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.pooled.mark_broken();
+                    return Err(classify(e, "read", &self.path));
+                }
+                Err(_) => {
+                    self.pooled.mark_broken();
+                    return Err(no_final_reply("read", &self.path, self.timeout));
+                }
+            }
             if self.text.is_some() {
-                binary_again(&mut self.pooled, &self.path).await?;
+                binary_again(&mut self.pooled, &self.path, self.timeout).await?;
             }
             self.pooled.settled();
         }
@@ -1754,32 +1799,42 @@ impl FileWriter for FtpWriter {
     }
 
     async fn finish(mut self: Box<Self>, mtime: Option<Mtime>) -> Result<Option<Mtime>, OpError> {
+        let timeout = self.inner.pool.params().timeout;
         let Some(stream) = self.stream.take() else {
             return Err(OpError::new(ErrorKind::Other, "write", &self.path, "finished twice"));
         };
         let finished = match self.pooled.as_mut() {
             Some(pooled) => {
-                // The upload's end: its final reply (226) is waited for.
+                // The upload's end: its final reply (226) is waited for,
+                // within the timeout (a server gone silent).
                 pooled.in_doubt();
                 pooled.conn().round_trip(1);
-                stream.finish(&mut pooled.conn().control).await
+                match tokio::time::timeout(timeout, stream.finish(&mut pooled.conn().control)).await {
+                    Ok(finished) => finished.map_err(|err| classify(err, "write", &self.path)),
+                    Err(_) => Err(no_final_reply("write", &self.path, timeout)),
+                }
             }
-            None => Err(suppaftp::FtpError::BadResponse),
+            None => Err(classify(suppaftp::FtpError::BadResponse, "write", &self.path)),
         };
         if let Err(err) = finished {
             self.broken();
-            return Err(classify(err, "write", &self.path));
+            return Err(err);
         }
         let Some(pooled) = self.pooled.as_mut() else { return Ok(None) };
         if self.text.is_some() {
-            binary_again(pooled, &self.path).await?;
+            binary_again(pooled, &self.path, timeout).await?;
         }
         let Some(mtime) = mtime else {
             pooled.settled();
             return Ok(None);
         };
         let remote = self.inner.remote_path(&self.path);
-        let set = self.inner.set_time(pooled.conn(), &remote, mtime).await;
+        let set = tokio::time::timeout(timeout, self.inner.set_time(pooled.conn(), &remote, mtime)).await;
+        let Ok(set) = set else {
+            // The content is safe; the connection is out of step.
+            pooled.mark_broken();
+            return Ok(None);
+        };
         pooled.settled();
         match set {
             Ok(()) => Ok(Some(mtime)),

@@ -127,7 +127,14 @@ impl Pool {
                                 conn.round_trip(1);
                                 true
                             }
-                            && conn.control.custom_command("NOOP", &[Status::CommandOk]).await.is_err())
+                            && !matches!(
+                                tokio::time::timeout(
+                                    self.params.timeout,
+                                    conn.control.custom_command("NOOP", &[Status::CommandOk])
+                                )
+                                .await,
+                                Ok(Ok(_))
+                            ))
                     {
                         continue; // `taken` closes it
                     }

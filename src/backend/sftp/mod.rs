@@ -73,9 +73,9 @@ struct Inner {
     followed: std::sync::RwLock<std::collections::HashMap<RelPath, RelPath>>,
     caps: Capabilities,
     shown: String,
-    walk_in_flight: usize,
-    /// `--retries`, for listings (see [`super::walk_concurrently`]).
-    retries: u32,
+    /// How the tree is listed: directories at once, `--retries`, patience
+    /// with a silent server (see [`super::stream::Pace`]).
+    walk_pace: super::stream::Pace,
     /// The root's LSTAT at open, timed: see [`Backend::round_trip_time`].
     round_trip: Duration,
 }
@@ -209,6 +209,7 @@ impl SftpBackend {
             segmented_write: true,
             windowed_writes: true,
             live_temporaries: false,
+            remote: true,
         };
         Ok(SftpBackend {
             inner: Arc::new(Inner {
@@ -220,9 +221,12 @@ impl SftpBackend {
                 followed: Default::default(),
                 caps,
                 shown,
-                walk_in_flight: connections.clamp(WALK_IN_FLIGHT, 2 * WALK_IN_FLIGHT),
+                walk_pace: super::stream::Pace::new(
+                    connections.clamp(WALK_IN_FLIGHT, 2 * WALK_IN_FLIGHT),
+                    options.retries,
+                    options.timeout,
+                ),
                 round_trip,
-                retries: options.retries,
             }),
         })
     }
@@ -677,8 +681,7 @@ impl Backend for SftpBackend {
             return;
         }
         super::stream::walk_streamed(
-            self.inner.walk_in_flight,
-            self.inner.retries,
+            self.inner.walk_pace,
             |dir| {
                 let inner = Arc::clone(&self.inner);
                 async move { inner.list_dir(&dir).await }
@@ -695,7 +698,7 @@ impl Backend for SftpBackend {
             return Ok(Listing::default());
         }
         let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut listing = super::walk_concurrently(self.inner.walk_in_flight, self.inner.retries, |dir| {
+        let mut listing = super::walk_concurrently(self.inner.walk_pace, |dir| {
             let (inner, notices) = (Arc::clone(&self.inner), Arc::clone(&notices));
             async move { inner.list_following(&dir, &notices).await }
         })
