@@ -463,6 +463,25 @@ mod tests {
         items
     }
 
+    /// `tree`, with the listing of `dir` failing with `kind`.
+    fn failing_at(
+        dir: &'static str,
+        tree: impl Fn(RelPath) -> Listed + Send + Sync + 'static,
+        kind: ErrorKind,
+    ) -> impl Fn(RelPath) -> Listed + Send + Sync + 'static {
+        move |listed: RelPath| {
+            if listed == path(dir) {
+                Err(OpError::new(kind, "list", &listed, "refused or timed out"))
+            } else {
+                tree(listed)
+            }
+        }
+    }
+
+    fn unreadable(items: &[WalkItem]) -> Vec<RelPath> {
+        items.iter().filter_map(|i| if let WalkItem::Unreadable(p, _) = i { Some(p.clone()) } else { None }).collect()
+    }
+
     fn entries(items: &[WalkItem]) -> Vec<RelPath> {
         items.iter().filter_map(|i| if let WalkItem::Entry(e) = i { Some(e.path.clone()) } else { None }).collect()
     }
@@ -487,20 +506,8 @@ mod tests {
         let items = collect(4, |_dir: RelPath| Err(OpError::new(ErrorKind::PermissionDenied, "list", "", "no"))).await;
         assert!(matches!(items.as_slice(), [WalkItem::Failed(_)]), "{items:?}");
 
-        let tree = fake_tree(2, 2, 1);
-        let items = collect(4, move |dir: RelPath| {
-            if dir == path("d1") {
-                Err(OpError::new(ErrorKind::PermissionDenied, "list", &dir, "no"))
-            } else {
-                tree(dir)
-            }
-        })
-        .await;
-        let unreadable: Vec<_> = items
-            .iter()
-            .filter_map(|i| if let WalkItem::Unreadable(p, _) = i { Some(p.clone()) } else { None })
-            .collect();
-        assert_eq!(unreadable, vec![path("d1")]);
+        let items = collect(4, failing_at("d1", fake_tree(2, 2, 1), ErrorKind::PermissionDenied)).await;
+        assert_eq!(unreadable(&items), vec![path("d1")]);
         let listed = entries(&items);
         assert!(listed.contains(&path("d1")) && !listed.iter().any(|p| p.starts_with(&path("d1")) && *p != path("d1")));
         assert!(listed.contains(&path("d0/d1/f0")));
@@ -519,8 +526,7 @@ mod tests {
             Err(OpError::new(ErrorKind::Temporary, "list", &dir, "timed out"))
         })
         .await;
-        let unreadable = items.iter().filter(|i| matches!(i, WalkItem::Unreadable(..))).count();
-        assert_eq!(unreadable, 50, "{items:?}");
+        assert_eq!(unreadable(&items).len(), 50, "{items:?}");
         assert!(items.iter().any(|i| matches!(i, WalkItem::Notice(n) if n.contains("stopped answering"))));
         // The first tries, then the retries once the patience is out;
         // before: 50 x 3.
@@ -529,20 +535,8 @@ mod tests {
 
         // One directory that fails every try while others answer is just
         // that directory.
-        let tree = fake_tree(3, 3, 1);
-        let items = collect_at(pace, move |dir: RelPath| {
-            if dir == path("d1") {
-                Err(OpError::new(ErrorKind::Temporary, "list", &dir, "timed out"))
-            } else {
-                tree(dir)
-            }
-        })
-        .await;
-        let unreadable: Vec<_> = items
-            .iter()
-            .filter_map(|i| if let WalkItem::Unreadable(p, _) = i { Some(p.clone()) } else { None })
-            .collect();
-        assert_eq!(unreadable, vec![path("d1")]);
+        let items = collect_at(pace, failing_at("d1", fake_tree(3, 3, 1), ErrorKind::Temporary)).await;
+        assert_eq!(unreadable(&items), vec![path("d1")]);
         assert!(!items.iter().any(|i| matches!(i, WalkItem::Notice(_))), "{items:?}");
         assert!(entries(&items).contains(&path("d2/d2/f0")));
     }

@@ -395,15 +395,10 @@ fn a_server_gone_silent_ends_the_run_with_exit_3() {
     assert_eq!(files_in_tree(&s.dst()), 120);
 }
 
-/// A server that goes silent while its tree is being listed: once two
-/// directories in a row have failed every try, the rest are not asked for
-/// (each would cost its tries of --timeout: minutes for a few hundred
-/// directories), nothing is deleted below them, and the run ends.
-#[test]
-fn a_server_gone_silent_mid_listing_ends_the_run() {
-    // 100 ms round trips: 400 directories cannot be listed before the
-    // silence.
-    let (server, _runtime) = server_behind_with(|server| {
+/// A server of 400 directories behind 100 ms round trips, silent from
+/// 1.5 s on: its tree cannot be listed before the silence.
+fn silent_while_listed() -> (FtpServer, tokio::runtime::Runtime) {
+    server_behind_with(|server| {
         for top in 0..20 {
             for sub in 0..20 {
                 server.write_file(&format!("t{top:02}/s{sub:02}/f.txt"), b"x");
@@ -411,7 +406,17 @@ fn a_server_gone_silent_mid_listing_ends_the_run() {
         }
         let silence = tokio::time::Instant::now() + Duration::from_millis(1500);
         Link { one_way_delay: Duration::from_millis(50), fault: Fault::SilentFrom(silence), ..Link::default() }
-    });
+    })
+}
+
+/// A server that goes silent while its tree is being listed: once nothing
+/// has come back for twice the timeout and several tries in a row failed,
+/// the rest is not asked for (each directory would cost its tries of
+/// --timeout: minutes for a few hundred), nothing is deleted below what
+/// was not listed, and the run ends.
+#[test]
+fn a_server_gone_silent_mid_listing_ends_the_run() {
+    let (server, _runtime) = silent_while_listed();
     let s = Scratch::new();
     // A destination file the run must not delete: its directory is never
     // listed on the source.
@@ -440,15 +445,7 @@ fn a_server_gone_silent_mid_listing_ends_the_run() {
 /// time limit: the run never ended), so the run ends within --timeout.
 #[test]
 fn sigterm_during_a_silent_listing_ends_within_the_timeout() {
-    let (server, _runtime) = server_behind_with(|server| {
-        for top in 0..20 {
-            for sub in 0..20 {
-                server.write_file(&format!("t{top:02}/s{sub:02}/f.txt"), b"x");
-            }
-        }
-        let silence = tokio::time::Instant::now() + Duration::from_millis(1500);
-        Link { one_way_delay: Duration::from_millis(50), fault: Fault::SilentFrom(silence), ..Link::default() }
-    });
+    let (server, _runtime) = silent_while_listed();
     let s = Scratch::new();
     let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
     let child = s
