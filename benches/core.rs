@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use barge::hash::{hash_local_file, hash_local_files};
 use barge::path::RelPath;
+use barge::plan::SyncedRecord;
 use barge::plan::{CompareMode, CompareRule, LinkRule, PlanInput, plan};
-use barge::state::SyncedRecord;
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
 /// True when criterion only checks that each benchmark runs once

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use barge::path::RelPath;
+use barge::plan::SyncedRecord;
 use barge::plan::{Action, CompareMode, CompareRule, LinkRule, PlanInput, plan};
-use barge::state::SyncedRecord;
 
 /// A `VmHWM`/`VmRSS`-style line of /proc/self/status, in MiB.
 fn status_mib(key: &str) -> Option<f64> {

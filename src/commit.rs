@@ -1,75 +1,22 @@
 //! Atomic commit: a file is written under a temporary name beside its final
-//! name, made durable, given its mtime, and only then renamed into place. A
-//! final name never holds a partial file, whatever kills the run.
-//!
-//! Temporary names are deterministic per target (`.barge-<16 hex>.part`, the
-//! hex from blake3 of the target path), so the next run recognises the
-//! temporary of an interrupted transfer and resumes it, or removes it.
+//! name ([`crate::backend::temp`]), made durable, given its mtime, and only
+//! then renamed into place. A final name never holds a partial file,
+//! whatever kills the run.
 
-use crate::backend::{Backend, Entry, Finished, HashKind, Mtime};
-use crate::engine::throttle::Throttle;
+use crate::backend::temp::temp_path;
+use crate::backend::{Backend, Entry, Finished, HashKind, Mtime, ServerCopy};
+use crate::backend::{CHUNK_SIZE, one_chunk};
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
+use crate::throttle::Throttle;
 
 mod segments;
 use segments::copy_segmented;
 pub use segments::{DEFAULT_SEGMENTS, DEFAULT_THRESHOLD, Segmenting, SpareStreams, ranges};
 
-const TEMP_PREFIX: &[u8] = b".barge-";
-const TEMP_SUFFIX: &[u8] = b".part";
-/// A segmented copy's temporary: written at offsets, so it may hold holes
-/// anywhere and is never resumed as a prefix (a later run removes it).
-const SEGMENTED_SUFFIX: &[u8] = b".segs";
-const TEMP_HEX_LEN: usize = 16;
-
-/// Size of the buffers moved between reader and writer (two per stream).
-/// 256 KiB, not 1 MiB: same speed over FTP and SFTP at 0 and 20 ms, and
-/// the four-256-MiB-file rows' peak RSS fell by 13-28 MiB (FTP down 43 ->
-/// 18, SFTP up 75 -> 46; A/B, medians of 3).
-pub const CHUNK_SIZE: usize = 256 * 1024;
-
 /// Resuming checks that this much of the partial file, just before the
 /// resume point, matches the source.
 const RESUME_VERIFY_BYTES: u64 = 64 * 1024;
-
-/// The temporary name for `target`, in the same directory.
-pub fn temp_path(target: &RelPath) -> RelPath {
-    temp_with_suffix(target, TEMP_SUFFIX)
-}
-
-/// The temporary of a segmented copy of `target`: a name of its own, so
-/// it is never taken for a resumable prefix (see [`SEGMENTED_SUFFIX`]).
-pub fn segmented_temp_path(target: &RelPath) -> RelPath {
-    temp_with_suffix(target, SEGMENTED_SUFFIX)
-}
-
-fn temp_with_suffix(target: &RelPath, suffix: &[u8]) -> RelPath {
-    let digest = blake3::hash(target.as_bytes());
-    let mut name = TEMP_PREFIX.to_vec();
-    name.extend_from_slice(&digest.to_hex().as_bytes()[..TEMP_HEX_LEN]);
-    name.extend_from_slice(suffix);
-    // The name is ASCII hex between fixed ASCII parts: always a valid component.
-    target.parent().join(&name).unwrap_or_default()
-}
-
-/// A scratch file beside `target` for trying out how the destination
-/// writes (see [`Backend::segmented_write_works`]): named as a segmented
-/// temporary, so that a run killed while it exists leaves nothing a later
-/// run would not remove.
-pub fn probe_path(target: &RelPath) -> RelPath {
-    let stand_in = target.parent().join(b"barge write probe").unwrap_or_default();
-    temp_with_suffix(&stand_in, SEGMENTED_SUFFIX)
-}
-
-/// True for names barge uses for its temporaries.
-pub fn is_temp_name(name: &[u8]) -> bool {
-    [TEMP_SUFFIX, SEGMENTED_SUFFIX].iter().any(|suffix| {
-        name.len() == TEMP_PREFIX.len() + TEMP_HEX_LEN + suffix.len()
-            && name.starts_with(TEMP_PREFIX)
-            && name.ends_with(suffix)
-            && name[TEMP_PREFIX.len()..TEMP_PREFIX.len() + TEMP_HEX_LEN].iter().all(u8::is_ascii_hexdigit)
-    })
-}
 
 /// What a committed copy left on the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,9 +149,9 @@ pub async fn copy_file(
         return copy_text(src_backend, dst_backend, src, options, on_bytes).await;
     }
     if options.fxp
-        && let (Some(from), Some(to)) = (src_backend.as_ftp(), dst_backend.as_ftp())
+        && let (Some(from), Some(to)) = (src_backend.server_copy(), dst_backend.server_copy())
     {
-        return copy_fxp(from, to, src_backend, dst_backend, src, options, on_bytes).await;
+        return copy_server_to_server(from, to, src_backend, dst_backend, src, options, on_bytes).await;
     }
     if options.inplace || dst_backend.renames_refused() {
         return copy_in_place(src_backend, dst_backend, src, options, on_bytes).await;
@@ -276,9 +223,9 @@ pub async fn copy_file(
 /// `--fxp`: the source server sends the file straight to the destination
 /// server; then the same checks and commit as any copy (length, optional
 /// verification, mtime, rename). Never resumed: FXP starts at 0.
-async fn copy_fxp(
-    from: &crate::backend::ftp::FtpBackend,
-    to: &crate::backend::ftp::FtpBackend,
+async fn copy_server_to_server(
+    from: &dyn ServerCopy,
+    to: &dyn ServerCopy,
     src_backend: &dyn Backend,
     dst_backend: &dyn Backend,
     src: &Entry,
@@ -286,7 +233,7 @@ async fn copy_fxp(
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Committed, OpError> {
     let (target, in_place) = fresh_target(dst_backend, src, options).await?;
-    from.fxp_to(to, &src.path, &target).await?;
+    from.send_to(to, &src.path, &target).await?;
     let landed = dst_backend.stat(&target).await?.map(|e| e.size);
     if landed != Some(src.size) {
         if !in_place {
@@ -516,14 +463,6 @@ fn wanted_mtime(dst_backend: &dyn Backend, src: &Entry) -> Option<Mtime> {
     if dst_backend.capabilities().set_mtime { src.mtime } else { None }
 }
 
-/// The buffer for the bytes of a `size`-byte file from `offset` on, when
-/// they fit one chunk: their length plus the byte that would show the file
-/// grew, in whole pages. `None` for a longer rest (it is read in chunks).
-pub(crate) fn one_chunk(size: u64, offset: u64) -> Option<usize> {
-    let rest = usize::try_from(size.saturating_sub(offset).saturating_add(1)).ok()?;
-    (rest <= CHUNK_SIZE).then(|| rest.next_multiple_of(4096))
-}
-
 /// Where [`stream`] writes, from which offset, and how it ends a copy it
 /// wrote in full.
 struct Writing<'a> {
@@ -649,18 +588,6 @@ async fn read_span(mut reader: Box<dyn crate::backend::FileReader>, want: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn temp_names_are_deterministic_recognisable_and_beside_the_target() {
-        let target = RelPath::parse(b"dir/file.bin").unwrap();
-        let temp = temp_path(&target);
-        assert_eq!(temp, temp_path(&target));
-        assert_eq!(temp.parent(), target.parent());
-        assert!(is_temp_name(temp.file_name()));
-        assert_ne!(temp, temp_path(&RelPath::parse(b"dir/other.bin").unwrap()));
-        assert!(!is_temp_name(b".barge-xyz.part"));
-        assert!(!is_temp_name(b"file.part"));
-    }
 
     /// A commit that cannot rename (a non-empty directory holds the name)
     /// fails the copy and leaves the directory and its files alone, whether

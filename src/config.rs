@@ -420,12 +420,12 @@ impl ConfigFile<'_> {
         };
         let active_ports = match &raw.active_ports {
             Some(ports) => {
-                Some(crate::cli::parse_port_range(ports.get_ref()).map_err(|e| self.error(Some(ports.span()), &e))?)
+                Some(crate::units::parse_port_range(ports.get_ref()).map_err(|e| self.error(Some(ports.span()), &e))?)
             }
             None => None,
         };
         for glob in &raw.ascii {
-            crate::cli::parse_ascii_glob(glob)
+            crate::patterns::parse_glob(glob)
                 .map_err(|e| self.error(Some(url_span.clone()), &format!("ascii {glob}: {e}")))?;
         }
         Ok(Remote {

@@ -17,9 +17,9 @@
 //!   plan the whole tree (`sync/whole.rs`).
 //! - [`plan`]: the pure planner (sorted merge of two listings and the state
 //!   cache, [`plan::march`] over iterators), the equality rule
-//!   ([`plan::compare`]) and filters.
+//!   ([`plan::compare`]) and filters (globs: [`patterns`]).
 //! - [`engine`]: runs a plan in phases with bounded concurrency, retry,
-//!   a shared rate limit, progress and reports.
+//!   a shared rate limit, progress, liveness and reports.
 //! - [`commit`]: temporary name, durable write, rename: no partial file ever
 //!   holds a final name. Large files are copied in byte ranges at once
 //!   (`commit/segments.rs`, [`commit::Segmenting`]).
@@ -27,7 +27,9 @@
 //!   hash cache, partial transfers, runs, and the job lock.
 //! - [`hash`]: blake3 of local files on rayon.
 //! - [`stop`]: SIGINT/SIGTERM: finish what is in flight, start nothing new.
-//! - [`error`]: typed errors and exit codes.
+//! - [`error`]: typed errors and exit codes; beside it what every layer
+//!   uses: [`retry`] (backoff for temporary errors) and [`throttle`] (the
+//!   one `--bwlimit` limiter).
 //! - [`alloc`]: the binary's allocator (large blocks cache-line aligned).
 //! - [`config`]: the TOML config file: named remotes and jobs.
 //! - [`doctor`]: `barge doctor`, probes that diagnose a server before a sync.
@@ -47,8 +49,11 @@ pub mod fuzzing;
 pub mod hash;
 pub mod location;
 pub mod path;
+pub mod patterns;
 pub mod plan;
+pub mod retry;
 pub mod state;
 pub mod stop;
 pub mod sync;
+pub mod throttle;
 pub mod units;

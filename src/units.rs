@@ -69,9 +69,28 @@ pub fn unix_now_secs() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// `40000-40100` (or one port) into an inclusive range of non-zero ports.
+pub fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let (first, last) = text.split_once('-').unwrap_or((text, text));
+    let port = |t: &str| t.trim().parse::<u16>().ok().filter(|p| *p > 0);
+    match (port(first), port(last)) {
+        (Some(first), Some(last)) if first <= last => Ok(first..=last),
+        _ => Err(format!("expected a port range like 40000-40100, got {text:?}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_ranges_parse_and_bad_ones_are_refused() {
+        assert_eq!(parse_port_range("40000-40100"), Ok(40000..=40100));
+        assert_eq!(parse_port_range("2121"), Ok(2121..=2121));
+        for bad in ["", "0-10", "10-5", "a-b", "1-70000", "-"] {
+            assert!(parse_port_range(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_binary_suffixes() {

@@ -539,7 +539,7 @@ impl Backend for LocalBackend {
     async fn open_read_sized(&self, path: &RelPath, offset: u64, size: u64) -> Result<Box<dyn FileReader>, OpError> {
         // The buffer the copy would give the first read (one byte more
         // than the listing says, to see whether it grew).
-        let ahead = crate::commit::one_chunk(size, offset).unwrap_or(0);
+        let ahead = super::one_chunk(size, offset).unwrap_or(0);
         self.open_reader(path, offset, ahead).await
     }
 

@@ -10,6 +10,7 @@ pub mod local;
 pub mod recall;
 pub mod sftp;
 pub mod stream;
+pub mod temp;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -192,6 +193,20 @@ pub struct Capabilities {
     /// Across a network: a success here is a server answering (see
     /// `engine::liveness`); local disk says nothing about the servers.
     pub remote: bool,
+}
+
+/// Size of the buffers moved between reader and writer (two per stream).
+/// 256 KiB, not 1 MiB: same speed over FTP and SFTP at 0 and 20 ms, and
+/// the four-256-MiB-file rows' peak RSS fell by 13-28 MiB (FTP down 43 ->
+/// 18, SFTP up 75 -> 46; A/B, medians of 3).
+pub const CHUNK_SIZE: usize = 256 * 1024;
+
+/// The buffer for the bytes of a `size`-byte file from `offset` on, when
+/// they fit one chunk: their length plus the byte that would show the file
+/// grew, in whole pages. `None` for a longer rest (it is read in chunks).
+pub fn one_chunk(size: u64, offset: u64) -> Option<usize> {
+    let rest = usize::try_from(size.saturating_sub(offset).saturating_add(1)).ok()?;
+    (rest <= CHUNK_SIZE).then(|| rest.next_multiple_of(4096))
 }
 
 /// Reads a file sequentially from some offset, handing buffers back and
@@ -457,8 +472,8 @@ pub trait Backend: Send + Sync {
         false
     }
 
-    /// The FTP backend behind this one, for `--fxp` (server to server).
-    fn as_ftp(&self) -> Option<&ftp::FtpBackend> {
+    /// Server-to-server copies (`--fxp`), where this backend can send them.
+    fn server_copy(&self) -> Option<&dyn ServerCopy> {
         None
     }
 
@@ -583,6 +598,24 @@ where
     Fut: std::future::Future<Output = Result<(Vec<Entry>, Vec<String>), OpError>> + Send + 'static,
 {
     stream::collected(|tx| stream::walk_streamed(pace, list_dir, tx)).await
+}
+
+/// A round trip at least this long makes a server far (loopback and a
+/// LAN are well under it): far servers start with more transfers at once
+/// and list in more pieces (see [`Backend::round_trip_time`]).
+pub const FAR: Duration = Duration::from_millis(5);
+
+/// A backend whose server can send a file straight to another server
+/// (FTP's FXP), the data never passing through barge. Asked for with
+/// [`Backend::server_copy`]; both sides must offer it.
+#[async_trait]
+pub trait ServerCopy: Send + Sync {
+    /// For the other side to recognise a server of its own kind.
+    fn as_any(&self) -> &dyn std::any::Any;
+
+    /// Copies `from` on this server to `to` on `dst`'s server. Unsupported
+    /// (an error) when `dst` is not a server this one can send to.
+    async fn send_to(&self, dst: &dyn ServerCopy, from: &RelPath, to: &RelPath) -> Result<(), OpError>;
 }
 
 /// What to do when a location's root directory does not exist.

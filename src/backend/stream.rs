@@ -213,7 +213,7 @@ where
     F: Fn(RelPath) -> Fut,
     Fut: std::future::Future<Output = Listed> + Send + 'static,
 {
-    let policy = crate::engine::retry::RetryPolicy::new(pace.retries);
+    let policy = crate::retry::RetryPolicy::new(pace.retries);
     let in_flight = pace.in_flight;
     // Whether the server still answers: temporary failures since the last
     // listing that came back, and when that was; once it seems gone, why

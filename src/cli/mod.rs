@@ -307,11 +307,11 @@ pub struct RemoteArgs {
     #[arg(long)]
     pub active: bool,
     /// FTP active mode, listening only on these local ports (e.g. 40000-40100; implies --active).
-    #[arg(long, value_name = "FIRST-LAST", value_parser = parse_port_range)]
+    #[arg(long, value_name = "FIRST-LAST", value_parser = crate::units::parse_port_range)]
     pub active_ports: Option<std::ops::RangeInclusive<u16>>,
     /// FTP: transfer files matching GLOB as text (TYPE A, line ends converted; sizes may then
     /// differ between the sides, and the state database vouches for such pairs). Repeatable.
-    #[arg(long, value_name = "GLOB", value_parser = parse_ascii_glob)]
+    #[arg(long, value_name = "GLOB", value_parser = crate::patterns::parse_glob)]
     pub ascii: Vec<String>,
     /// Connect to the address a PASV reply names even when it looks like a NAT mistake.
     #[arg(long)]
@@ -716,35 +716,6 @@ impl RemoteArgs {
             password: None,
             // A sync sets its --retries (see `side_options`).
             ..RemoteOptions::default()
-        }
-    }
-}
-
-/// An `--ascii` pattern, checked now so a typo is a usage error (exit 2).
-pub fn parse_ascii_glob(text: &str) -> Result<String, String> {
-    crate::plan::filter::FilePatterns::new(&[text.to_string()]).map(|_| text.to_string()).map_err(|e| e.to_string())
-}
-
-/// `40000-40100` (or one port) into an inclusive range of non-zero ports.
-pub fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
-    let (first, last) = text.split_once('-').unwrap_or((text, text));
-    let port = |t: &str| t.trim().parse::<u16>().ok().filter(|p| *p > 0);
-    match (port(first), port(last)) {
-        (Some(first), Some(last)) if first <= last => Ok(first..=last),
-        _ => Err(format!("expected a port range like 40000-40100, got {text:?}")),
-    }
-}
-
-#[cfg(test)]
-mod port_range_tests {
-    use super::parse_port_range;
-
-    #[test]
-    fn port_ranges_parse_and_bad_ones_are_refused() {
-        assert_eq!(parse_port_range("40000-40100"), Ok(40000..=40100));
-        assert_eq!(parse_port_range("2121"), Ok(2121..=2121));
-        for bad in ["", "0-10", "10-5", "a-b", "1-70000", "-"] {
-            assert!(parse_port_range(bad).is_err(), "{bad}");
         }
     }
 }

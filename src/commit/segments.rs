@@ -27,14 +27,13 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
-use super::{
-    CHUNK_SIZE, Committed, CopyOptions, hashes_agree, keep_replaced, observed_mtime, segmented_temp_path,
-    verify_content, wanted_mtime,
-};
+use super::{Committed, CopyOptions, hashes_agree, keep_replaced, observed_mtime, verify_content, wanted_mtime};
+use crate::backend::CHUNK_SIZE;
+use crate::backend::temp::segmented_temp_path;
 use crate::backend::{Backend, Entry};
-use crate::engine::retry::RetryPolicy;
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
+use crate::retry::RetryPolicy;
 
 /// Files at least this large are copied in segments, by default.
 pub const DEFAULT_THRESHOLD: u64 = 128 * 1024 * 1024;

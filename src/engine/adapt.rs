@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::backend::FAR;
+
 /// The level a job with no history starts at. Measured over a 20 ms round
 /// trip (BENCHMARKS.md §4): 16 transfers halve 8's time on 10,000 small
 /// files, FTP and SFTP, with CPU at 0.07-0.2 of wall.
@@ -43,10 +45,6 @@ pub const FAR_START_SFTP: usize = 128;
 /// 1,500 files at 92 files/s from 64 (ports taken, 425s retried) where
 /// it climbed cleanly from 16; 32 keeps clear of that.
 pub const FAR_START_FTP: usize = 32;
-
-/// A round trip at least this long makes a server far (loopback and a
-/// LAN are well under it).
-pub const FAR: Duration = Duration::from_millis(5);
 
 /// Where a job with no remembered level starts. Each side is its measured
 /// round trip and the level worth starting at if it is far; with no far

@@ -13,24 +13,23 @@
 pub mod adapt;
 pub mod liveness;
 pub mod report;
-pub mod retry;
-pub mod throttle;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use crate::backend::temp::temp_path;
 use crate::backend::{Backend, EntryKind};
 use crate::commit::{self, CopyOptions};
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
-use crate::plan::{Action, Plan, Reason};
-use crate::state::{Journal, PartialRecord, SyncedRecord};
+use crate::plan::{Action, Plan, Reason, SyncedRecord};
+use crate::retry::RetryPolicy;
+use crate::state::{Journal, PartialRecord};
+use crate::throttle::Throttle;
 
 use adapt::{Concurrency, Decision, Gate, Phase, Sample, Tuner};
 use report::Reporter;
-use retry::RetryPolicy;
-use throttle::Throttle;
 
 /// Files at least this large are journaled before their transfer starts,
 /// so an interrupted transfer can be resumed instead of restarted.
@@ -444,7 +443,7 @@ impl Engine {
                     && !self.config.inplace
                     && self.liveness.gave_up().is_none()
                 {
-                    let _ = self.dst.remove_file(&commit::temp_path(&src.path)).await;
+                    let _ = self.dst.remove_file(&temp_path(&src.path)).await;
                 }
                 self.reporter.failed(&action, &err)
             }
@@ -496,7 +495,7 @@ impl Engine {
                     }
                 } else if src.size >= RESUME_MIN_SIZE {
                     // A retry continues what the failed attempt wrote.
-                    let temp = commit::temp_path(&src.path);
+                    let temp = temp_path(&src.path);
                     self.dst.stat(&temp).await.ok().flatten().map_or(0, |e| e.size)
                 } else {
                     0
@@ -580,7 +579,7 @@ impl Engine {
         if record.src_size != src.size || record.src_mtime != src.mtime {
             return 0;
         }
-        match self.dst.stat(&commit::temp_path(&src.path)).await {
+        match self.dst.stat(&temp_path(&src.path)).await {
             Ok(Some(temp)) if temp.is_file() && temp.size > 0 && temp.size <= src.size => temp.size,
             _ => 0,
         }
@@ -594,7 +593,7 @@ impl Engine {
         let target = src.link_target.as_deref().ok_or_else(|| {
             OpError::new(crate::error::ErrorKind::InvalidData, "symlink", &src.path, "the link's target is unknown")
         })?;
-        let temp = commit::temp_path(&src.path);
+        let temp = temp_path(&src.path);
         // A temporary left by a killed run would make the link fail.
         match self.dst.remove_file(&temp).await {
             Err(err) if err.kind != crate::error::ErrorKind::NotFound => return Err(err),

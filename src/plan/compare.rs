@@ -21,8 +21,7 @@
 use std::time::Duration;
 
 use super::Reason;
-use crate::backend::Entry;
-use crate::state::SyncedRecord;
+use crate::backend::{Entry, Mtime};
 
 /// How files are compared (`--compare`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
@@ -95,6 +94,31 @@ impl CompareRule {
             }
         }
         synced().is_some_and(|record| record.matches(src, dst))
+    }
+}
+
+/// What barge last made of one path: the planner's memory of a pair, kept
+/// by the state database between runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncedRecord {
+    pub src_size: u64,
+    pub src_mtime: Option<Mtime>,
+    pub dst_size: u64,
+    pub dst_mtime: Option<Mtime>,
+}
+
+impl SyncedRecord {
+    pub fn new(src: &Entry, dst_size: u64, dst_mtime: Option<Mtime>) -> Self {
+        SyncedRecord { src_size: src.size, src_mtime: src.mtime, dst_size, dst_mtime }
+    }
+
+    /// The pair is exactly what barge left behind.
+    pub fn matches(&self, src: &Entry, dst: &Entry) -> bool {
+        self.src_size == src.size
+            && self.src_mtime == src.mtime
+            && self.dst_size == dst.size
+            && self.dst_mtime == dst.mtime
+            && src.mtime.is_some()
     }
 }
 

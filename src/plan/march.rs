@@ -4,10 +4,10 @@
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
+use super::SyncedRecord;
 use super::{Action, CompareRule, LinkMode, Plan, Reason, Verdict};
 use crate::backend::{Entry, EntryKind, Mtime};
 use crate::path::RelPath;
-use crate::state::SyncedRecord;
 
 /// Everything the planner looks at.
 pub struct PlanInput<'a> {

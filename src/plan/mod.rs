@@ -10,7 +10,7 @@ mod tests;
 
 use std::fmt;
 
-pub use compare::{CompareMode, CompareRule, Verdict};
+pub use compare::{CompareMode, CompareRule, SyncedRecord, Verdict};
 pub use march::{LinkRule, MarchRules, PlanInput, Records, Sink, march, plan};
 
 use crate::backend::{Entry, EntryKind, Mtime};

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::SyncedRecord;
 use super::*;
 use crate::backend::{Entry, EntryKind, Mtime};
 use crate::engine::Phases;
 use crate::path::RelPath;
-use crate::state::SyncedRecord;
 
 fn p(path: &str) -> RelPath {
     RelPath::parse(path.as_bytes()).unwrap()

@@ -5,9 +5,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{PartialRecord, StateDb, SyncedRecord};
+use super::{PartialRecord, StateDb};
 use crate::error::Error;
 use crate::path::RelPath;
+use crate::plan::SyncedRecord;
 
 const BATCH: usize = 512;
 const MAX_DELAY: Duration = Duration::from_secs(1);

@@ -29,6 +29,7 @@ pub use lock::JobLock;
 use crate::backend::{Entry, HashKind, Mtime};
 use crate::error::Error;
 use crate::path::RelPath;
+use crate::plan::SyncedRecord;
 
 /// One migration per schema version, applied in order.
 const MIGRATIONS: &[&str] = &[
@@ -67,30 +68,6 @@ const MIGRATIONS: &[&str] = &[
     // 2: hashes of other algorithms than blake3 (what FTP servers compute).
     "ALTER TABLE hash_cache ADD COLUMN algo TEXT NOT NULL DEFAULT 'blake3';",
 ];
-
-/// What barge last made of one path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncedRecord {
-    pub src_size: u64,
-    pub src_mtime: Option<Mtime>,
-    pub dst_size: u64,
-    pub dst_mtime: Option<Mtime>,
-}
-
-impl SyncedRecord {
-    pub fn new(src: &Entry, dst_size: u64, dst_mtime: Option<Mtime>) -> Self {
-        SyncedRecord { src_size: src.size, src_mtime: src.mtime, dst_size, dst_mtime }
-    }
-
-    /// The pair is exactly what barge left behind.
-    pub fn matches(&self, src: &Entry, dst: &Entry) -> bool {
-        self.src_size == src.size
-            && self.src_mtime == src.mtime
-            && self.dst_size == dst.size
-            && self.dst_mtime == dst.mtime
-            && src.mtime.is_some()
-    }
-}
 
 /// Which side of a job a cached hash belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,16 +17,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::backend::temp::{is_temp_name, temp_path};
 use crate::backend::{self, Backend, Entry, Listing, Memory, MissingRoot, RemoteOptions, ServerMemory};
-use crate::commit;
 use crate::engine::report::TransferStats;
 use crate::engine::report::{Reporter, Summary};
 use crate::engine::{ConcurrencyOutcome, Engine, EngineConfig, adapt, for_each_parallel};
 use crate::error::{Error, ErrorKind, OpError, exit};
 use crate::location::Location;
 use crate::path::RelPath;
+use crate::plan::SyncedRecord;
 use crate::plan::{Action, CompareMode, LinkMode, Plan, Reason, filter::Filter};
-use crate::state::{self, Checked, JobLock, Journal, StateDb, SyncedRecord, run_blocking};
+use crate::state::{self, Checked, JobLock, Journal, StateDb, run_blocking};
 
 /// What to do with the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -651,7 +652,7 @@ fn take_temporaries(listing: &mut Listing) -> Vec<Entry> {
     let mut temps = Vec::new();
     listing.entries.retain(|e| {
         // Links too: a link made under a temporary name by a killed run.
-        let temp = !e.is_dir() && commit::is_temp_name(e.path.file_name());
+        let temp = !e.is_dir() && is_temp_name(e.path.file_name());
         if temp {
             temps.push(e.clone());
         }
@@ -732,7 +733,7 @@ fn sort_temporaries(
     let mut resumable = HashMap::new();
     for action in &plan.actions {
         let Action::Copy { src, .. } = action else { continue };
-        let temp = commit::temp_path(&src.path);
+        let temp = temp_path(&src.path);
         let Some(partial) = by_temp.remove(&temp) else { continue };
         let same_source = partials.get(&src.path).is_some_and(|p| p.src_size == src.size && p.src_mtime == src.mtime);
         if same_source && partial.size > 0 && partial.size <= src.size {

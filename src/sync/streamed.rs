@@ -22,13 +22,14 @@ use super::{
 use crate::backend::Entry;
 use crate::backend::recall::{MAX_RECALLED_FILES, Recall, RecalledFile, RecalledFiles};
 use crate::backend::stream::{CHANNEL_BATCHES, WalkItem};
-use crate::commit;
+use crate::backend::temp::{is_temp_name, temp_path};
 use crate::engine::report::Reporter;
 use crate::engine::{Engine, RESUME_MIN_SIZE};
 use crate::error::Error;
 use crate::path::RelPath;
+use crate::plan::SyncedRecord;
 use crate::plan::{Action, CompareRule, LinkRule, MarchRules, Plan, Reason, Records, Sink, filter::Filter, march};
-use crate::state::{Side as StateSide, SyncedRecord, run_blocking};
+use crate::state::{Side as StateSide, run_blocking};
 
 /// Whether a job can run streamed. Runs that must see everything before
 /// they act are planned whole: `--max-delete` promises that a stop changes
@@ -360,7 +361,7 @@ impl Side {
                 }
                 self.pruned = None;
             }
-            if !entry.is_dir() && commit::is_temp_name(entry.path.file_name()) {
+            if !entry.is_dir() && is_temp_name(entry.path.file_name()) {
                 // Never content on either side; the destination's are
                 // removed or resumed, whatever the filters say (an
                 // `--exclude '.*'` must not hide a killed run's debris).
@@ -479,7 +480,7 @@ impl Sink for Router {
         };
         if let Action::Copy { src, .. } = &action {
             if src.size >= RESUME_MIN_SIZE {
-                self.large_copies.insert(commit::temp_path(&src.path));
+                self.large_copies.insert(temp_path(&src.path));
             }
             if now {
                 self.reporter.grow_progress(src.size, 1);

@@ -8,8 +8,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use barge::backend::local::LocalBackend;
+use barge::backend::temp::temp_path;
 use barge::backend::{Backend, Entry, MissingRoot, RemoteOptions};
-use barge::commit::{CopyOptions, copy_file, temp_path};
+use barge::commit::{CopyOptions, copy_file};
 use barge::error::ErrorKind;
 use barge::location::Location;
 use barge::path::RelPath;

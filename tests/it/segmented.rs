@@ -566,7 +566,8 @@ fn a_killed_segmented_download_is_never_resumed_as_a_prefix() {
         if flags[1] == "1" {
             let mut holed = content.clone();
             holed[..MIB].fill(0);
-            fs::write(s.dst().join(barge::commit::segmented_temp_path(&rel("big.bin")).to_string()), &holed).unwrap();
+            fs::write(s.dst().join(barge::backend::temp::segmented_temp_path(&rel("big.bin")).to_string()), &holed)
+                .unwrap();
         }
     }
 }

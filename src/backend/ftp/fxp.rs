@@ -23,6 +23,20 @@ use crate::path::RelPath;
 const STARTING: &[Status] = &[Status::AboutToSend, Status::AlreadyOpen];
 const COMPLETE: &[Status] = &[Status::ClosingDataConnection, Status::RequestedFileActionOk];
 
+#[async_trait::async_trait]
+impl crate::backend::ServerCopy for FtpBackend {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    async fn send_to(&self, dst: &dyn crate::backend::ServerCopy, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
+        let Some(dst) = dst.as_any().downcast_ref::<FtpBackend>() else {
+            return Err(OpError::new(ErrorKind::Unsupported, "fxp", from, "--fxp copies between FTP servers only"));
+        };
+        self.fxp_to(dst, from, to).await
+    }
+}
+
 impl FtpBackend {
     /// Whether this server's data connections are plain (FXP possible).
     pub fn fxp_capable(&self) -> bool {

@@ -40,7 +40,7 @@ use super::{
 use crate::error::{ErrorKind, OpError};
 use crate::location::{RemoteLocation, Scheme};
 use crate::path::{RelPath, check_component};
-use crate::plan::filter::FilePatterns;
+use crate::patterns::FilePatterns;
 
 type Transfer = data::DataChannel;
 
@@ -108,7 +108,7 @@ struct Inner {
 /// would be; a wrong password or an unreachable host fails at once (so
 /// not `RetryPolicy::run`, which retries `Connect` errors too).
 async fn connect_first(params: &ConnectParams, retries: u32) -> Result<conn::FtpConn, OpError> {
-    let policy = crate::engine::retry::RetryPolicy::new(retries);
+    let policy = crate::retry::RetryPolicy::new(retries);
     let mut attempt = 0;
     loop {
         match conn::connect(params).await {
@@ -136,7 +136,7 @@ async fn connect_first(params: &ConnectParams, retries: u32) -> Result<conn::Ftp
 const LISTING_CONNECTIONS: usize = 32;
 
 /// The same where a round trip costs little (under
-/// [`crate::engine::adapt::FAR`], the lesser of the login's pipelining
+/// [`super::FAR`], the lesser of the login's pipelining
 /// probe and the root's CWD as timed at open): listing is then bound by
 /// the server's work, which more logins only add to (on loopback, 32 took
 /// 0.9-2.6 s for that no-op, 16 took 0.7-0.9 s).
@@ -263,7 +263,7 @@ impl FtpBackend {
         // The login's pipelining probe times a round trip where it can; the
         // CWD does everywhere (TLS too).
         let round_trip = [pool_params_round_trip(&params), Some(asked.elapsed())].into_iter().flatten().min();
-        let near = round_trip.is_none_or(|rtt| rtt < crate::engine::adapt::FAR);
+        let near = round_trip.is_none_or(|rtt| rtt < super::FAR);
         let parallel = connections.min(if near { LISTING_CONNECTIONS_NEAR } else { LISTING_CONNECTIONS });
         let pool = Pool::new(params, connections);
         // They log in while this one finishes opening (the root made if
@@ -521,7 +521,7 @@ impl Inner {
         let split = recursive::split(recall, min_split, recursive::MAX_PARTS);
         // Each part also lists the directory where it ends, beside it.
         let listings = 2 * split.parts.len() + split.listed.len();
-        let far = self.round_trip.is_some_and(|rtt| rtt >= crate::engine::adapt::FAR);
+        let far = self.round_trip.is_some_and(|rtt| rtt >= super::FAR);
         let at_once = if far { self.parallel } else { self.parallel.min(NEAR_LISTINGS_AT_ONCE) };
         if far {
             // Far away a login is mostly waiting: all of them at once.
@@ -899,7 +899,7 @@ impl FtpBackend {
     /// `lock_upload_files`: the second upload waits, and the probe gives up
     /// after a few seconds) fails it, and gets whole-file uploads.
     async fn try_segmented_write(&self, near: &RelPath) -> Result<(), String> {
-        let probe = crate::commit::probe_path(near);
+        let probe = super::temp::probe_path(near);
         let patience = self.inner.round_trip.unwrap_or_default().saturating_mul(20).max(Duration::from_secs(5));
         let tried = tokio::time::timeout(patience, async {
             let (first, rest) = PROBE_WRITES.split_first().expect("probe writes");
@@ -1100,7 +1100,7 @@ impl Backend for FtpBackend {
         self.inner.ascii.matches(path)
     }
 
-    fn as_ftp(&self) -> Option<&FtpBackend> {
+    fn server_copy(&self) -> Option<&dyn super::ServerCopy> {
         Some(self)
     }
 
