@@ -144,7 +144,7 @@ pub fn ftp_time(data: &[u8]) {
     let text = data.trim_ascii();
     let (stamp, fraction) = text.split_at(14);
     if &stamp[12..14] != b"60" {
-        assert_eq!(crate::backend::ftp::ftp_timestamp(mtime).as_bytes(), stamp);
+        assert_eq!(crate::backend::ftp::mtime::ftp_timestamp(mtime).as_bytes(), stamp);
     }
     let digits = fraction.get(1..).unwrap_or_default();
     let nanos = (0..9).fold(0u32, |n, i| n * 10 + digits.get(i).map_or(0, |&b| u32::from(b - b'0')));
