@@ -133,6 +133,18 @@ use std::time::Duration;
 
 use crate::backend::Mtime;
 
+mod dos;
+mod eplf;
+mod mlsd;
+mod time;
+mod unix;
+
+use dos::*;
+use eplf::*;
+use mlsd::*;
+use time::*;
+use unix::*;
+
 /// One entry of a listing, as the server described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListEntry {
@@ -460,510 +472,6 @@ fn show(bytes: &[u8]) -> String {
     text
 }
 
-// ---------------------------------------------------------------------------
-// Calendar (proleptic Gregorian, UTC)
-
-fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(year) => 29,
-        2 => 28,
-        _ => 0,
-    }
-}
-
-fn valid_date(year: i64, month: u32, day: u32) -> bool {
-    day >= 1 && day <= days_in_month(year, month)
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(month);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The year of a day number (days since 1970-01-01).
-fn year_of_day(days: i64) -> i64 {
-    crate::units::civil_from_days(days).0
-}
-
-/// A valid date and a time of day into an [`Mtime`]; `None` outside its range.
-fn civil_to_mtime(year: i64, month: u32, day: u32, secs_of_day: i64, nanos: u32) -> Option<Mtime> {
-    let secs = days_from_civil(year, month, day).checked_mul(SECS_PER_DAY)?.checked_add(secs_of_day)?;
-    let ns = secs.checked_mul(1_000_000_000)?.checked_add(i64::from(nanos))?;
-    Some(Mtime(ns))
-}
-
-/// How far after today a `Mon DD HH:MM` date may be and still be in the
-/// current year (see "The six-month rule" above).
-const FUTURE_DAYS: i64 = 180;
-
-/// The year of a `Mon DD HH:MM` date by the six-month rule; `None` when the
-/// date exists in none of the years tried (`Apr 31`).
-fn six_month_year(today: i64, month: u32, day: u32) -> Option<i64> {
-    let current = year_of_day(today);
-    let latest = today.saturating_add(FUTURE_DAYS);
-    // Eight years back always reach a leap year, for `Feb 29`.
-    (0..=8)
-        .map(|back| current - back)
-        .find(|&year| valid_date(year, month, day) && days_from_civil(year, month, day) <= latest)
-}
-
-fn parse_ftp_time_precise(text: &[u8]) -> Option<(Mtime, TimePrecision)> {
-    let text = text.trim_ascii();
-    let (stamp, fraction) = text.split_at_checked(14)?;
-    if !stamp.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let num = |from: usize, to: usize| stamp.get(from..to).and_then(parse_u32);
-    let (year, month, day) = (i64::from(num(0, 4)?), num(4, 6)?, num(6, 8)?);
-    let (hour, minute, second) = (num(8, 10)?, num(10, 12)?, num(12, 14)?);
-    if !valid_date(year, month, day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let (nanos, precision) = match fraction.split_first() {
-        None => (0, TimePrecision::Seconds),
-        Some((b'.', digits)) if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => {
-            let mut nanos = 0u32;
-            for i in 0..9 {
-                nanos = nanos * 10 + digits.get(i).map_or(0, |&b| u32::from(b - b'0'));
-            }
-            (nanos, TimePrecision::Sub)
-        }
-        Some(_) => return None,
-    };
-    let secs_of_day = i64::from(hour * 3600 + minute * 60 + second);
-    Some((civil_to_mtime(year, month, day, secs_of_day, nanos)?, precision))
-}
-
-// ---------------------------------------------------------------------------
-// MLSD / MLST
-
-fn classify_mlsx(line: &[u8]) -> Line {
-    match mlsx_entry(line) {
-        Ok(Some(entry)) if !is_dot(&entry.name) => Line::Entry(entry, ListFormat::Mlsd),
-        Ok(_) => Line::Skip(Skip::SelfOrParent, ListFormat::Mlsd),
-        Err(reason) => Line::Bad(reason),
-    }
-}
-
-/// `Ok(None)` for `cdir` and `pdir`.
-fn mlsx_entry(line: &[u8]) -> Result<Option<ListEntry>, String> {
-    // MLST replies put one space before the facts; MLSD lines do not.
-    let line = match line.strip_prefix(b" ") {
-        Some(rest) if rest.split(|&b| b == b' ').next().is_some_and(|facts| facts.contains(&b'=')) => rest,
-        _ => line,
-    };
-    let Some(space) = line.iter().position(|&b| b == b' ') else {
-        return Err("no space between the facts and the name".into());
-    };
-    let (facts, name) = line.split_at(space);
-    let name = name.get(1..).unwrap_or_default();
-
-    let mut kind_fact = None;
-    let mut size = None;
-    let mut modify = None;
-    let mut unix_mode = None;
-    for fact in facts.split(|&b| b == b';').filter(|fact| !fact.is_empty()) {
-        let Some(eq) = fact.iter().position(|&b| b == b'=') else {
-            return Err(format!("malformed fact `{}`", show(fact)));
-        };
-        let (key, value) = fact.split_at(eq);
-        let value = value.get(1..).unwrap_or_default();
-        if key.eq_ignore_ascii_case(b"type") {
-            kind_fact = Some(value);
-        } else if key.eq_ignore_ascii_case(b"size") {
-            size = parse_u64(value);
-        } else if key.eq_ignore_ascii_case(b"modify") {
-            modify = Some(value);
-        } else if key.eq_ignore_ascii_case(b"unix.mode") {
-            unix_mode = parse_octal_mode(value);
-        }
-    }
-    let Some(kind_fact) = kind_fact else {
-        return Err("no type fact".into());
-    };
-    let kind = if kind_fact.eq_ignore_ascii_case(b"file") {
-        ListKind::File
-    } else if kind_fact.eq_ignore_ascii_case(b"dir") {
-        ListKind::Dir
-    } else if kind_fact.eq_ignore_ascii_case(b"cdir") || kind_fact.eq_ignore_ascii_case(b"pdir") {
-        return Ok(None);
-    } else {
-        os_unix_kind(kind_fact)
-    };
-    if name.is_empty() {
-        return Err("empty name".into());
-    }
-    let (mtime, precision) = match modify.and_then(parse_ftp_time_precise) {
-        Some((mtime, precision)) => (Some(mtime), precision),
-        None => (None, TimePrecision::Unknown),
-    };
-    let size = match kind {
-        ListKind::File | ListKind::Symlink { .. } => size,
-        ListKind::Dir | ListKind::Other => None,
-    };
-    Ok(Some(ListEntry { name: name.to_vec(), kind, size, mtime, precision, unix_mode }))
-}
-
-/// `OS.unix=symlink`, `OS.unix=slink:/target` and the like; anything else
-/// that is neither a file nor a directory is [`ListKind::Other`].
-fn os_unix_kind(value: &[u8]) -> ListKind {
-    let Some((prefix, rest)) = value.split_at_checked(8) else { return ListKind::Other };
-    if !prefix.eq_ignore_ascii_case(b"os.unix=") {
-        return ListKind::Other;
-    }
-    let (word, target) = match rest.iter().position(|&b| b == b':') {
-        Some(colon) => (rest.get(..colon).unwrap_or_default(), rest.get(colon + 1..)),
-        None => (rest, None),
-    };
-    if word.eq_ignore_ascii_case(b"slink") || word.eq_ignore_ascii_case(b"symlink") {
-        ListKind::Symlink { target: target.filter(|t| !t.is_empty()).map(<[u8]>::to_vec) }
-    } else {
-        ListKind::Other
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Unix and NetWare
-
-/// Enough tokens for the mode, up to seven columns before the size, the size
-/// and a three-column date.
-const UNIX_TOKENS: usize = 12;
-
-fn parse_unix_like(line: &[u8], today: i64) -> Result<(ListEntry, ListFormat), String> {
-    let toks = tokens(line, UNIX_TOKENS);
-    let Some(first) = toks.first() else { return Err("empty line".into()) };
-    let netware = matches!(first.text, b"d" | b"-")
-        && toks.get(1).is_some_and(|t| t.text.starts_with(b"[") && t.text.ends_with(b"]"));
-    let (format, type_char, unix_mode, size_from) = if netware {
-        (ListFormat::NetWare, first.text.first().copied().unwrap_or(b'-'), None, 2)
-    } else {
-        let Some((type_char, bits)) = parse_mode(first.text) else {
-            return Err(format!("unknown line format (not a Unix mode: `{}`)", show(first.text)));
-        };
-        (ListFormat::Unix, type_char, Some(bits), 1)
-    };
-    let device = matches!(type_char, b'c' | b'b');
-
-    // The first date whose preceding column is a size.
-    let mut found = None;
-    for i in size_from + 1..toks.len() {
-        let Some(size_tok) = toks.get(i - 1) else { continue };
-        let size = if device {
-            if size_tok.text.iter().all(|b| b.is_ascii_digit() || *b == b',') {
-                None
-            } else {
-                continue;
-            }
-        } else {
-            match parse_u64(size_tok.text) {
-                Some(size) => Some(size),
-                None => continue,
-            }
-        };
-        if let Some(date) = match_date(&toks, i) {
-            found = Some((size, date));
-            break;
-        }
-    }
-    let Some((size, date)) = found else {
-        return Err("no size and date columns".into());
-    };
-
-    let (mtime, precision) = match date.when {
-        When::Time { month, day, minutes } => {
-            let year = six_month_year(today, month, day).ok_or("impossible date")?;
-            (civil_to_mtime(year, month, day, i64::from(minutes) * 60, 0), TimePrecision::Minutes)
-        }
-        When::Year { year, month, day } => {
-            if !valid_date(year, month, day) {
-                return Err("impossible date".into());
-            }
-            (civil_to_mtime(year, month, day, 0, 0), TimePrecision::Days)
-        }
-        When::Full { year, month, day, minutes } => {
-            if !valid_date(year, month, day) {
-                return Err("impossible date".into());
-            }
-            (civil_to_mtime(year, month, day, i64::from(minutes) * 60, 0), TimePrecision::Minutes)
-        }
-    };
-    let precision = if mtime.is_some() { precision } else { TimePrecision::Unknown };
-
-    // Exactly one separator after the date; the rest is the name.
-    if !line.get(date.end).is_some_and(|&b| is_sep(b)) {
-        return Err("no name after the date".into());
-    }
-    let name = line.get(date.end + 1..).unwrap_or_default();
-    if name.is_empty() {
-        return Err("empty name".into());
-    }
-    let (name, kind) = match type_char {
-        b'-' => (name, ListKind::File),
-        b'd' => (name, ListKind::Dir),
-        b'l' => match name.windows(4).position(|w| w == b" -> ") {
-            Some(arrow) => (
-                name.get(..arrow).unwrap_or_default(),
-                ListKind::Symlink { target: name.get(arrow + 4..).filter(|t| !t.is_empty()).map(<[u8]>::to_vec) },
-            ),
-            None => (name, ListKind::Symlink { target: None }),
-        },
-        _ => (name, ListKind::Other),
-    };
-    if name.is_empty() {
-        return Err("empty name".into());
-    }
-    let size = match kind {
-        ListKind::File | ListKind::Symlink { .. } => size,
-        ListKind::Dir | ListKind::Other => None,
-    };
-    Ok((ListEntry { name: name.to_vec(), kind, size, mtime, precision, unix_mode }, format))
-}
-
-/// `-rwxr-xr-x` (and a trailing `+`, `.` or `@`) into the type character and
-/// the permission bits.
-fn parse_mode(text: &[u8]) -> Option<(u8, u32)> {
-    let (mode, acl) = text.split_at_checked(10)?;
-    match acl {
-        [] | [b'+' | b'.' | b'@'] => {}
-        _ => return None,
-    }
-    let (&type_char, perms) = mode.split_first()?;
-    if !matches!(type_char, b'-' | b'd' | b'l' | b'c' | b'b' | b'p' | b's' | b'D' | b'n' | b'P') {
-        return None;
-    }
-    let mut bits = 0;
-    for (who, triple) in perms.chunks_exact(3).enumerate() {
-        let &[r, w, x] = triple else { return None };
-        let shift = 6 - 3 * who;
-        let special = [0o4000, 0o2000, 0o1000].get(who).copied().unwrap_or(0);
-        bits |= match r {
-            b'r' => 4 << shift,
-            b'-' => 0,
-            _ => return None,
-        };
-        bits |= match w {
-            b'w' => 2 << shift,
-            b'-' => 0,
-            _ => return None,
-        };
-        bits |= match (x, who) {
-            (b'x', _) => 1 << shift,
-            (b'-', _) => 0,
-            (b's', 0 | 1) | (b't', 2) => (1 << shift) | special,
-            (b'S', 0 | 1) | (b'T', 2) | (b'l' | b'L', 1) => special,
-            _ => return None,
-        };
-    }
-    Some((type_char, bits))
-}
-
-/// A date found in the columns.
-struct DateCols {
-    when: When,
-    /// Just after the last date column.
-    end: usize,
-}
-
-enum When {
-    /// `Mon DD HH:MM`: the year comes from the six-month rule.
-    Time { month: u32, day: u32, minutes: u32 },
-    /// `Mon DD YYYY`.
-    Year { year: i64, month: u32, day: u32 },
-    /// `YYYY-MM-DD HH:MM`.
-    Full { year: i64, month: u32, day: u32, minutes: u32 },
-}
-
-/// A date starting at token `i`: `Mon DD HH:MM`, `Mon DD YYYY` or
-/// `YYYY-MM-DD HH:MM`. Only the shape is checked here (day 1..=31).
-fn match_date(toks: &[Tok<'_>], i: usize) -> Option<DateCols> {
-    let first = toks.get(i)?;
-    let second = toks.get(i + 1)?;
-    if let Some((year, month, day)) = parse_iso_date(first.text) {
-        let minutes = parse_hh_mm(second.text)?;
-        return Some(DateCols { when: When::Full { year, month, day, minutes }, end: second.end });
-    }
-    let month = parse_month(first.text)?;
-    let day = parse_u32(second.text).filter(|d| (1..=31).contains(d) && second.text.len() <= 2)?;
-    let third = toks.get(i + 2)?;
-    let when = if let Some(minutes) = parse_hh_mm(third.text) {
-        When::Time { month, day, minutes }
-    } else if third.text.len() == 4 {
-        When::Year { year: i64::from(parse_u32(third.text)?), month, day }
-    } else {
-        return None;
-    };
-    Some(DateCols { when, end: third.end })
-}
-
-fn parse_month(text: &[u8]) -> Option<u32> {
-    const MONTHS: [&[u8]; 12] =
-        [b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec"];
-    let index = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(text))?;
-    u32::try_from(index + 1).ok()
-}
-
-/// `H:MM` or `HH:MM` into minutes since midnight.
-fn parse_hh_mm(text: &[u8]) -> Option<u32> {
-    let colon = text.iter().position(|&b| b == b':')?;
-    let (hour, minute) = text.split_at(colon);
-    let minute = minute.get(1..)?;
-    if hour.len() > 2 || minute.len() != 2 {
-        return None;
-    }
-    let (hour, minute) = (parse_u32(hour)?, parse_u32(minute)?);
-    (hour < 24 && minute < 60).then_some(hour * 60 + minute)
-}
-
-/// `YYYY-MM-DD`, shape only.
-fn parse_iso_date(text: &[u8]) -> Option<(i64, u32, u32)> {
-    let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1] = *text else { return None };
-    let year = parse_u32(&[y0, y1, y2, y3])?;
-    let month = parse_u32(&[m0, m1]).filter(|m| (1..=12).contains(m))?;
-    let day = parse_u32(&[d0, d1]).filter(|d| (1..=31).contains(d))?;
-    Some((i64::from(year), month, day))
-}
-
-// ---------------------------------------------------------------------------
-// DOS / IIS
-
-fn parse_dos(line: &[u8]) -> Result<(ListEntry, ListFormat), String> {
-    let toks = tokens(line, 4);
-    let [date, time, rest @ ..] = toks.as_slice() else {
-        return Err("unknown line format (too few columns)".into());
-    };
-    let Some((year, month, day)) = parse_dos_date(date.text) else {
-        return Err(format!("unknown line format (not a date: `{}`)", show(date.text)));
-    };
-    let (clock, mut meridiem) = match time.text.len().checked_sub(2).and_then(|at| time.text.split_at_checked(at)) {
-        Some((clock, suffix)) if suffix.eq_ignore_ascii_case(b"am") => (clock, Some(false)),
-        Some((clock, suffix)) if suffix.eq_ignore_ascii_case(b"pm") => (clock, Some(true)),
-        _ => (time.text, None),
-    };
-    let Some(mut minutes) = parse_hh_mm(clock) else {
-        return Err(format!("not a time: `{}`", show(time.text)));
-    };
-    let mut rest = rest;
-    if meridiem.is_none()
-        && let [word, tail @ ..] = rest
-        && (word.text.eq_ignore_ascii_case(b"am") || word.text.eq_ignore_ascii_case(b"pm"))
-    {
-        meridiem = Some(word.text.eq_ignore_ascii_case(b"pm"));
-        rest = tail;
-    }
-    if let Some(pm) = meridiem {
-        let (hour, minute) = (minutes / 60, minutes % 60);
-        if hour > 12 {
-            return Err(format!("not a 12-hour time: `{}`", show(time.text)));
-        }
-        minutes = ((hour % 12) + if pm { 12 } else { 0 }) * 60 + minute;
-    }
-    let Some(what) = rest.first() else {
-        return Err("no size or <DIR> column".into());
-    };
-    let (kind, size, name_start) = if what.text.eq_ignore_ascii_case(b"<DIR>") {
-        let run = line.get(what.end..).unwrap_or_default().iter().take_while(|&&b| is_sep(b)).count();
-        (ListKind::Dir, None, what.end + run.min(10))
-    } else {
-        let Some(size) = parse_dos_size(what.text) else {
-            return Err(format!("not a size: `{}`", show(what.text)));
-        };
-        if !line.get(what.end).is_some_and(|&b| is_sep(b)) {
-            return Err("no name after the size".into());
-        }
-        (ListKind::File, Some(size), what.end + 1)
-    };
-    let name = line.get(name_start..).unwrap_or_default();
-    if name.is_empty() || name_start == what.end {
-        return Err("no name".into());
-    }
-    let mtime = civil_to_mtime(year, month, day, i64::from(minutes) * 60, 0);
-    let precision = if mtime.is_some() { TimePrecision::Minutes } else { TimePrecision::Unknown };
-    Ok((ListEntry { name: name.to_vec(), kind, size, mtime, precision, unix_mode: None }, ListFormat::Dos))
-}
-
-/// `MM-DD-YY`, `MM-DD-YYYY`, `YYYY-MM-DD` (or with `/`), validated.
-fn parse_dos_date(text: &[u8]) -> Option<(i64, u32, u32)> {
-    let sep = if text.contains(&b'-') { b'-' } else { b'/' };
-    let mut parts = text.split(|&b| b == sep);
-    let (a, b, c) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let (year, month, day) = match (a.len(), b.len(), c.len()) {
-        (4, 1..=2, 1..=2) => (i64::from(parse_u32(a)?), parse_u32(b)?, parse_u32(c)?),
-        (1..=2, 1..=2, 4) => (i64::from(parse_u32(c)?), parse_u32(a)?, parse_u32(b)?),
-        (1..=2, 1..=2, 2) => {
-            let yy = i64::from(parse_u32(c)?);
-            (if yy >= 70 { 1900 + yy } else { 2000 + yy }, parse_u32(a)?, parse_u32(b)?)
-        }
-        _ => return None,
-    };
-    valid_date(year, month, day).then_some((year, month, day))
-}
-
-/// Digits, perhaps grouped with commas (`1,234`).
-fn parse_dos_size(text: &[u8]) -> Option<u64> {
-    if text.first() == Some(&b',') || text.last() == Some(&b',') {
-        return None;
-    }
-    text.iter().filter(|&&b| b != b',').try_fold(0u64, |n, &b| {
-        if b.is_ascii_digit() { n.checked_mul(10)?.checked_add(u64::from(b - b'0')) } else { None }
-    })
-}
-
-// ---------------------------------------------------------------------------
-// EPLF
-
-fn parse_eplf(line: &[u8]) -> Result<(ListEntry, ListFormat), String> {
-    let Some(facts) = line.strip_prefix(b"+") else {
-        return Err("unknown line format (not EPLF)".into());
-    };
-    let Some(tab) = facts.iter().position(|&b| b == b'\t') else {
-        return Err("EPLF line without a tab before the name".into());
-    };
-    let (facts, name) = facts.split_at(tab);
-    let name = name.get(1..).unwrap_or_default();
-    let (mut dir, mut file, mut size, mut mtime, mut unix_mode) = (false, false, None, None, None);
-    for fact in facts.split(|&b| b == b',') {
-        match fact.split_first() {
-            Some((b'/', _)) => dir = true,
-            Some((b'r', _)) => file = true,
-            Some((b's', digits)) => size = parse_u64(digits),
-            Some((b'm', digits)) => {
-                mtime = parse_u64(digits)
-                    .and_then(|secs| i64::try_from(secs).ok())
-                    .and_then(|secs| secs.checked_mul(1_000_000_000))
-                    .map(Mtime);
-            }
-            Some((b'u', rest)) => unix_mode = rest.strip_prefix(b"p").and_then(parse_octal_mode),
-            _ => {}
-        }
-    }
-    if name.is_empty() {
-        return Err("empty name".into());
-    }
-    let (kind, size) = match (dir, file) {
-        (true, _) => (ListKind::Dir, None),
-        (false, true) => (ListKind::File, size),
-        (false, false) => (ListKind::Other, None),
-    };
-    let precision = if mtime.is_some() { TimePrecision::Seconds } else { TimePrecision::Unknown };
-    Ok((ListEntry { name: name.to_vec(), kind, size, mtime, precision, unix_mode }, ListFormat::Eplf))
-}
-
 /// Checks that `result`, what [`parse_mlsd`] (`mlsd`) or [`parse_list`]
 /// (with `today`, `now` in days) made of `data`, accounts for every line
 /// (see "Never an empty directory by mistake"): each non-blank line is, in
@@ -1018,49 +526,55 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    use TimePrecision::{Days, Minutes, Seconds, Sub, Unknown};
+    pub(super) use TimePrecision::{Days, Minutes, Seconds, Sub, Unknown};
 
     // -- helpers ------------------------------------------------------------
 
     /// A UTC wall-clock time; checked against `date -u` in `calendar_matches_date_command`.
-    fn at(y: i64, mo: u32, d: u32, h: i64, mi: i64, s: i64) -> Mtime {
+    pub(super) fn at(y: i64, mo: u32, d: u32, h: i64, mi: i64, s: i64) -> Mtime {
         civil_to_mtime(y, mo, d, h * 3600 + mi * 60 + s, 0).expect("in range")
     }
 
     /// 2026-11-25 12:00:00 UTC.
-    fn now() -> Mtime {
+    pub(super) fn now() -> Mtime {
         at(2026, 11, 25, 12, 0, 0)
     }
 
-    fn entry(name: &[u8], kind: ListKind, size: Option<u64>, mtime: Option<Mtime>, p: TimePrecision) -> ListEntry {
+    pub(super) fn entry(
+        name: &[u8],
+        kind: ListKind,
+        size: Option<u64>,
+        mtime: Option<Mtime>,
+        p: TimePrecision,
+    ) -> ListEntry {
         ListEntry { name: name.to_vec(), kind, size, mtime, precision: p, unix_mode: None }
     }
 
-    fn file(name: &[u8], size: u64, mtime: Mtime, p: TimePrecision) -> ListEntry {
+    pub(super) fn file(name: &[u8], size: u64, mtime: Mtime, p: TimePrecision) -> ListEntry {
         entry(name, ListKind::File, Some(size), Some(mtime), p)
     }
 
-    fn dir(name: &[u8], mtime: Mtime, p: TimePrecision) -> ListEntry {
+    pub(super) fn dir(name: &[u8], mtime: Mtime, p: TimePrecision) -> ListEntry {
         entry(name, ListKind::Dir, None, Some(mtime), p)
     }
 
-    fn link(name: &[u8], target: Option<&[u8]>, size: u64, mtime: Mtime, p: TimePrecision) -> ListEntry {
+    pub(super) fn link(name: &[u8], target: Option<&[u8]>, size: u64, mtime: Mtime, p: TimePrecision) -> ListEntry {
         entry(name, ListKind::Symlink { target: target.map(<[u8]>::to_vec) }, Some(size), Some(mtime), p)
     }
 
-    fn mode(mut e: ListEntry, mode: u32) -> ListEntry {
+    pub(super) fn mode(mut e: ListEntry, mode: u32) -> ListEntry {
         e.unix_mode = Some(mode);
         e
     }
 
-    fn list_one(line: &str) -> ListEntry {
+    pub(super) fn list_one(line: &str) -> ListEntry {
         let listing = parse_list(line.as_bytes(), now()).unwrap_or_else(|e| panic!("{line:?}: {e}"));
         assert!(listing.warnings.is_empty(), "{line:?}: {:?}", listing.warnings);
         assert_eq!(listing.entries.len(), 1, "{line:?}");
         listing.entries.into_iter().next().expect("one entry")
     }
 
-    fn list_warns(line: &str) -> String {
+    pub(super) fn list_warns(line: &str) -> String {
         let listing = parse_list(format!("{line}\n-rw-r--r-- 1 a b 1 Jan  1  2020 ok\n").as_bytes(), now())
             .unwrap_or_else(|e| panic!("{line:?}: {e}"));
         assert_eq!(listing.entries.len(), 1, "{line:?}: {:?}", listing.entries);
@@ -1069,492 +583,8 @@ mod tests {
         listing.warnings[0].reason.clone()
     }
 
-    fn mlsx(line: &str) -> Option<ListEntry> {
+    pub(super) fn mlsx(line: &str) -> Option<ListEntry> {
         parse_mlsx_line(line.as_bytes()).unwrap_or_else(|e| panic!("{line:?}: {e}"))
-    }
-
-    // -- calendar and times --------------------------------------------------
-
-    #[test]
-    fn calendar_matches_date_command() {
-        // Values from `date -u -d ... +%s`.
-        assert_eq!(at(1970, 1, 1, 0, 0, 0), Mtime(0));
-        assert_eq!(at(1969, 12, 31, 23, 59, 59).secs(), -1);
-        assert_eq!(at(2026, 11, 25, 12, 0, 0).secs(), 1_795_608_000);
-        assert_eq!(at(2024, 11, 25, 10, 0, 0).secs(), 1_732_528_800);
-        assert_eq!(at(2024, 2, 29, 8, 0, 0).secs(), 1_709_193_600);
-        assert_eq!(at(1999, 12, 31, 23, 59, 59).secs(), 946_684_799);
-        assert_eq!(at(2100, 3, 1, 0, 0, 0).secs(), 4_107_542_400);
-        for days in [-800_000, -719_469, -1, 0, 59, 60, 365, 10_957, 20_000, 2_932_896] {
-            let year = year_of_day(days);
-            assert!(days_from_civil(year, 1, 1) <= days && days < days_from_civil(year + 1, 1, 1), "{days}");
-        }
-        assert!(!is_leap(2100) && is_leap(2000) && is_leap(2024) && !is_leap(2026));
-    }
-
-    #[test]
-    fn ftp_times() {
-        assert_eq!(parse_ftp_time(b"20240101123456"), Some(at(2024, 1, 1, 12, 34, 56)));
-        assert_eq!(parse_ftp_time(b"20240101123456.123"), Some(Mtime(at(2024, 1, 1, 12, 34, 56).0 + 123_000_000)));
-        assert_eq!(parse_ftp_time(b"20240101123456.5"), Some(Mtime(at(2024, 1, 1, 12, 34, 56).0 + 500_000_000)));
-        assert_eq!(
-            parse_ftp_time(b"20240101123456.1234567891234"),
-            Some(Mtime(at(2024, 1, 1, 12, 34, 56).0 + 123_456_789))
-        );
-        assert_eq!(parse_ftp_time(b" 20240229000000\r\n"), Some(at(2024, 2, 29, 0, 0, 0)));
-        assert_eq!(parse_ftp_time(b"19700101000000"), Some(Mtime(0)));
-        assert_eq!(parse_ftp_time(b"19691231235959"), Some(Mtime::from_unix(-1, 0)));
-        // A leap second rolls into the next minute rather than failing.
-        assert_eq!(parse_ftp_time(b"20161231235960"), Some(at(2017, 1, 1, 0, 0, 0)));
-        for bad in [
-            &b""[..],
-            b"2024",
-            b"2024010112345",
-            b"20240101123456.",
-            b"20240101123456.12a",
-            b"20240101123456x",
-            b"20230229000000",
-            b"20241301000000",
-            b"20240100000000",
-            b"20240101240000",
-            b"20240101126000",
-            b"2024-01-01 12:00",
-            b"+2024010112345",
-            b"99991231235959", // beyond what an Mtime holds
-            b"00010101000000",
-        ] {
-            assert_eq!(parse_ftp_time(bad), None, "{}", show(bad));
-        }
-        assert_eq!(parse_ftp_time_precise(b"20240101123456").map(|t| t.1), Some(Seconds));
-        assert_eq!(parse_ftp_time_precise(b"20240101123456.000").map(|t| t.1), Some(Sub));
-    }
-
-    #[test]
-    fn precision_durations() {
-        assert_eq!(Unknown.as_duration(), None);
-        assert_eq!(Days.as_duration(), Some(Duration::from_secs(86_400)));
-        assert_eq!(Minutes.as_duration(), Some(Duration::from_secs(60)));
-        assert_eq!(Seconds.as_duration(), Some(Duration::from_secs(1)));
-        assert_eq!(Sub.as_duration(), Some(Duration::from_millis(1)));
-    }
-
-    #[test]
-    fn six_month_rule() {
-        let year_of = |line: &str| list_one(line).mtime.expect("time");
-        // now = 2026-11-25 12:00 UTC. Up to 180 days ahead is this year: pure-ftpd and
-        // proftpd print future times as HH:MM (see the captured_* tests).
-        assert_eq!(year_of("-rw-r--r-- 1 u g 1 Dec 20 10:00 f"), at(2026, 12, 20, 10, 0, 0));
-        assert_eq!(year_of("-rw-r--r-- 1 u g 1 Nov 26 10:00 f"), at(2026, 11, 26, 10, 0, 0));
-        assert_eq!(year_of("-rw-r--r-- 1 u g 1 Nov 26 23:59 f"), at(2026, 11, 26, 23, 59, 0));
-        assert_eq!(year_of("-rw-r--r-- 1 u g 1 Nov 27 00:00 f"), at(2026, 11, 27, 0, 0, 0));
-        assert_eq!(year_of("-rw-r--r-- 1 u g 1 Nov 28 12:00 f"), at(2026, 11, 28, 12, 0, 0));
-        assert_eq!(year_of("-rw-r--r-- 1 u g 1 Dec 31 23:59 f"), at(2026, 12, 31, 23, 59, 0));
-        assert_eq!(year_of("-rw-r--r-- 1 u g 1 Nov 25 13:00 f"), at(2026, 11, 25, 13, 0, 0));
-        assert_eq!(year_of("-rw-r--r-- 1 u g 1 Jan  3 10:00 f"), at(2026, 1, 3, 10, 0, 0));
-        assert_eq!(year_of("-rw-r--r-- 1 u g 1 Feb 29 10:00 f"), at(2024, 2, 29, 10, 0, 0));
-        // Early in the year: 180 days ahead is still this year; 181 days ahead is a past
-        // time of the last six months (here 184 days ago), in the previous year.
-        let january = at(2026, 1, 10, 12, 0, 0);
-        let l = parse_list(
-            b"-rw-r--r-- 1 u g 1 Jul  9 10:00 a\n-rw-r--r-- 1 u g 1 Jul 10 10:00 b\n\
-              -rw-r--r-- 1 u g 1 Dec 20 10:00 c\n-rw-r--r-- 1 u g 1 Jan 11 10:00 d\n",
-            january,
-        )
-        .expect("parses");
-        let times: Vec<Option<Mtime>> = l.entries.iter().map(|e| e.mtime).collect();
-        assert_eq!(
-            times,
-            [
-                Some(at(2026, 7, 9, 10, 0, 0)),
-                Some(at(2025, 7, 10, 10, 0, 0)),
-                Some(at(2025, 12, 20, 10, 0, 0)),
-                Some(at(2026, 1, 11, 10, 0, 0)),
-            ]
-        );
-        // The time of day of `now` does not matter: the rule is on dates.
-        let midnight = at(2026, 11, 25, 0, 0, 0);
-        let l = parse_list(b"-rw-r--r-- 1 u g 1 Nov 26 10:00 f", midnight).expect("parses");
-        assert_eq!(l.entries[0].mtime, Some(at(2026, 11, 26, 10, 0, 0)));
-        // New Year: on Jan 1 a `Dec 31` file is from last year, a `Jan 2` one from this.
-        let new_year = at(2027, 1, 1, 0, 30, 0);
-        let l = parse_list(b"-rw-r--r-- 1 u g 1 Dec 31 23:00 a\n-rw-r--r-- 1 u g 1 Jan  2 01:00 b\n", new_year)
-            .expect("parses");
-        assert_eq!(l.entries[0].mtime, Some(at(2026, 12, 31, 23, 0, 0)));
-        assert_eq!(l.entries[1].mtime, Some(at(2027, 1, 2, 1, 0, 0)));
-        // Feb 29 seen on a leap day, and in 2100 (not a leap year) reaching back to 2096.
-        let leap_day = at(2028, 2, 29, 9, 0, 0);
-        let l = parse_list(b"-rw-r--r-- 1 u g 1 Feb 29 08:00 a", leap_day).expect("parses");
-        assert_eq!(l.entries[0].mtime, Some(at(2028, 2, 29, 8, 0, 0)));
-        let l = parse_list(b"-rw-r--r-- 1 u g 1 Feb 29 08:00 a", at(2101, 1, 1, 0, 0, 0)).expect("parses");
-        assert_eq!(l.entries[0].mtime, Some(at(2096, 2, 29, 8, 0, 0)));
-        // Extreme clocks never panic.
-        for now in [Mtime(i64::MIN), Mtime(i64::MAX), Mtime(0), Mtime(-1)] {
-            let l = parse_list(b"-rw-r--r-- 1 u g 1 Feb 29 08:00 a\n-rw-r--r-- 1 u g 1 Dec 31 23:59 b", now);
-            let l = l.expect("parses");
-            assert_eq!(l.entries.len() + l.warnings.len(), 2);
-        }
-    }
-
-    // -- MLSD ----------------------------------------------------------------
-
-    #[test]
-    fn mlsd_lines() {
-        let t = at(2024, 11, 25, 10, 0, 0);
-        let cases: Vec<(&str, Option<ListEntry>)> = vec![
-            // pure-ftpd 1.0.50
-            (
-                "type=file;size=5;modify=20241125100000;UNIX.mode=0644;UNIX.uid=1000;UNIX.gid=1000;unique=803g4a1; a.txt",
-                Some(mode(file(b"a.txt", 5, t, Seconds), 0o644)),
-            ),
-            // proftpd 1.3.8
-            (
-                "modify=20241125100000.123;perm=adfrw;size=5;type=file;unique=FD00U5A1;UNIX.group=1000;\
-                 UNIX.groupname=bob;UNIX.mode=0644;UNIX.owner=1000;UNIX.ownername=bob; a.txt",
-                Some(mode(file(b"a.txt", 5, Mtime(t.0 + 123_000_000), Sub), 0o644)),
-            ),
-            // Fact names in any case.
-            ("Type=file;Size=7;Modify=20241125100000;Perm=r; A", Some(file(b"A", 7, t, Seconds))),
-            ("TYPE=DIR;SIZE=4096;MODIFY=20241125100000;UNIX.MODE=0755; d", Some(mode(dir(b"d", t, Seconds), 0o755))),
-            // Directories never have a size; `sizd` is ignored.
-            ("type=dir;sizd=4096;modify=20241125100000; photos", Some(dir(b"photos", t, Seconds))),
-            // Names with spaces, `;`, `=`, leading and trailing spaces.
-            ("type=file;size=1;modify=20241125100000; a b;c=d.txt", Some(file(b"a b;c=d.txt", 1, t, Seconds))),
-            ("type=file;size=1;modify=20241125100000;  lead", Some(file(b" lead", 1, t, Seconds))),
-            ("type=file;size=1;modify=20241125100000; trail ", Some(file(b"trail ", 1, t, Seconds))),
-            // No trailing `;` after the last fact.
-            ("type=file;size=1;modify=20241125100000 x", Some(file(b"x", 1, t, Seconds))),
-            // Symlinks, proftpd style.
-            (
-                "modify=20241125100000;perm=adfr;size=5;type=OS.unix=symlink;unique=FD00U5A3; l",
-                Some(link(b"l", None, 5, t, Seconds)),
-            ),
-            (
-                "modify=20241125100000;size=11;type=OS.unix=slink:/home/bob/a.txt; l2",
-                Some(link(b"l2", Some(b"/home/bob/a.txt"), 11, t, Seconds)),
-            ),
-            ("type=os.UNIX=SLINK:; l3", Some(entry(b"l3", ListKind::Symlink { target: None }, None, None, Unknown))),
-            // Other types.
-            (
-                "type=OS.unix=chardev;size=0;modify=20241125100000; tty",
-                Some(entry(b"tty", ListKind::Other, None, Some(t), Seconds)),
-            ),
-            ("type=weird;size=3; w", Some(entry(b"w", ListKind::Other, None, None, Unknown))),
-            // Malformed times and sizes leave the entry without them.
-            ("type=file;size=big;modify=2024; f", Some(entry(b"f", ListKind::File, None, None, Unknown))),
-            ("type=file;size=1;modify=20241125100000;UNIX.mode=0999; f", Some(file(b"f", 1, t, Seconds))),
-            (
-                "type=file;size=1;UNIX.mode=104755; f",
-                Some(mode(entry(b"f", ListKind::File, Some(1), None, Unknown), 0o4755)),
-            ),
-            // Skipped.
-            ("type=cdir;sizd=4096;modify=20241125090000;UNIX.mode=0755; .", None),
-            ("type=pdir;modify=20241120080000; ..", None),
-            ("Type=CDir; /home/bob", None),
-            ("type=dir;modify=20241125090000; .", None),
-            ("type=file; ..", None),
-            // MLST reply form: one leading space, a full path.
-            (
-                " type=file;size=5;modify=20241125100000; /home/bob/a.txt\r\n",
-                Some(file(b"/home/bob/a.txt", 5, t, Seconds)),
-            ),
-            // Raw bytes in names.
-            (
-                "type=file;size=1;modify=20241125100000; caf\u{e9}/\0",
-                Some(file("caf\u{e9}/\0".as_bytes(), 1, t, Seconds)),
-            ),
-        ];
-        for (line, want) in cases {
-            assert_eq!(mlsx(line), want, "{line:?}");
-        }
-    }
-
-    #[test]
-    fn mlsd_bad_lines() {
-        for (line, why) in [
-            ("type=file;size=5;modify=20241125100000;", "no space"),
-            ("size=5;modify=20241125100000; a.txt", "no type"),
-            (" a.txt", "no type"),
-            ("type=file;size=5; ", "empty name"),
-            ("drwxr-xr-x 2 u g 4096 Mar  5 14:03 d", "malformed fact"),
-            ("hello world", "malformed fact"),
-            ("", "no space"),
-        ] {
-            let err = parse_mlsx_line(line.as_bytes()).expect_err(line);
-            assert!(err.contains(why), "{line:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn mlsd_listing_rules() {
-        // Empty, blank-only: an empty directory.
-        assert_eq!(parse_mlsd(b""), Ok(Listing::default()));
-        assert_eq!(parse_mlsd(b"\r\n\n  \r\n"), Ok(Listing::default()));
-        // Only cdir/pdir: an empty directory in MLSD format.
-        let l = parse_mlsd(b"type=cdir; .\r\ntype=pdir; ..\r\n").expect("parses");
-        assert_eq!((l.entries.len(), l.warnings.len(), l.format), (0, 0, Some(ListFormat::Mlsd)));
-        // Unreadable: an error, never an empty directory.
-        let err = parse_mlsd(b"\r\n<html>Access denied</html>\r\nsecond line\r\n").expect_err("unparseable");
-        assert_eq!(err, ListingError::Unparseable { first_line: b"<html>Access denied</html>".to_vec() });
-        assert!(err.to_string().contains("<html>Access denied</html>"), "{err}");
-        // One bad line among good ones: a warning.
-        let l = parse_mlsd(b"garbage line\ntype=file;size=1; a\n").expect("parses");
-        assert_eq!(l.entries.len(), 1);
-        assert_eq!(
-            l.warnings,
-            vec![ListWarning { line: b"garbage line".to_vec(), reason: "malformed fact `garbage`".into() }]
-        );
-        // A cdir line proves the format even when nothing else parses.
-        let l = parse_mlsd(b"type=cdir; .\nsomething odd\n").expect("parses");
-        assert_eq!((l.entries.len(), l.warnings.len()), (0, 1));
-    }
-
-    // -- LIST: Unix ----------------------------------------------------------
-
-    #[test]
-    fn unix_lines() {
-        let m = |mo, d, h, mi| at(2026, mo, d, h, mi, 0);
-        let cases: Vec<(&str, ListEntry)> = vec![
-            ("drwxr-xr-x 2 user group 4096 Mar  5 14:03 name", mode(dir(b"name", m(3, 5, 14, 3), Minutes), 0o755)),
-            (
-                "-rw-r--r-- 1 user group 1234 Mar  5  2021 old.txt",
-                mode(file(b"old.txt", 1234, at(2021, 3, 5, 0, 0, 0), Days), 0o644),
-            ),
-            // vsftpd: numeric ids, zero-padded day.
-            (
-                "-rw-r--r--    1 1000     1000            5 Nov 25 10:00 a.txt",
-                mode(file(b"a.txt", 5, m(11, 25, 10, 0), Minutes), 0o644),
-            ),
-            (
-                "-rw-------    1 1000     1000          220 Jan 01  2020 .bash_logout",
-                mode(file(b".bash_logout", 220, at(2020, 1, 1, 0, 0, 0), Days), 0o600),
-            ),
-            // Missing group column; missing link count (NetPresenz-like).
-            ("-rw-r--r--   1 ftp   1234 Mar  5 14:03 f", mode(file(b"f", 1234, m(3, 5, 14, 3), Minutes), 0o644)),
-            (
-                "drwxrwxr-x      folder        2 May 10  1996 network",
-                mode(dir(b"network", at(1996, 5, 10, 0, 0, 0), Days), 0o775),
-            ),
-            ("-rw-r--r-- 99 Mar  5 14:03 minimal", mode(file(b"minimal", 99, m(3, 5, 14, 3), Minutes), 0o644)),
-            // ACL and security-context markers.
-            ("-rw-r--r--+ 1 u g 1 Mar  5 14:03 acl", mode(file(b"acl", 1, m(3, 5, 14, 3), Minutes), 0o644)),
-            ("-rw-r--r--. 1 u g 1 Mar  5 14:03 selinux", mode(file(b"selinux", 1, m(3, 5, 14, 3), Minutes), 0o644)),
-            ("-rw-r--r--@ 1 u g 1 Mar  5 14:03 macos", mode(file(b"macos", 1, m(3, 5, 14, 3), Minutes), 0o644)),
-            // Devices, fifos, sockets: Other, no size.
-            (
-                "crw-rw---- 1 root tty 4, 64 Mar 5 14:03 tty0",
-                mode(entry(b"tty0", ListKind::Other, None, Some(m(3, 5, 14, 3)), Minutes), 0o660),
-            ),
-            (
-                "brw-rw----   1 root disk    8,   0 Mar  5 14:03 sda",
-                mode(entry(b"sda", ListKind::Other, None, Some(m(3, 5, 14, 3)), Minutes), 0o660),
-            ),
-            (
-                "crw-rw-rw- 1 root root 1,3 Mar  5 14:03 null",
-                mode(entry(b"null", ListKind::Other, None, Some(m(3, 5, 14, 3)), Minutes), 0o666),
-            ),
-            (
-                "prw-r--r-- 1 u g 0 Mar  5 14:03 fifo",
-                mode(entry(b"fifo", ListKind::Other, None, Some(m(3, 5, 14, 3)), Minutes), 0o644),
-            ),
-            (
-                "srwxrwxrwx 1 u g 0 Mar  5 14:03 sock",
-                mode(entry(b"sock", ListKind::Other, None, Some(m(3, 5, 14, 3)), Minutes), 0o777),
-            ),
-            // Symlinks: split at the first " -> ".
-            (
-                "lrwxrwxrwx 1 u g 7 Mar  5 14:03 link -> target",
-                mode(link(b"link", Some(b"target"), 7, m(3, 5, 14, 3), Minutes), 0o777),
-            ),
-            (
-                "lrwxrwxrwx 1 u g 7 Mar  5 14:03 a -> b -> c",
-                mode(link(b"a", Some(b"b -> c"), 7, m(3, 5, 14, 3), Minutes), 0o777),
-            ),
-            ("lrwxrwxrwx 1 u g 7 Mar  5 14:03 bare", mode(link(b"bare", None, 7, m(3, 5, 14, 3), Minutes), 0o777)),
-            (
-                "lrwxrwxrwx 1 u g 7 Mar  5 14:03 dangling -> ",
-                mode(link(b"dangling", None, 7, m(3, 5, 14, 3), Minutes), 0o777),
-            ),
-            // " -> " in a file's name is part of the name.
-            ("-rw-r--r-- 1 u g 1 Mar  5 14:03 x -> y", mode(file(b"x -> y", 1, m(3, 5, 14, 3), Minutes), 0o644)),
-            // Spaces in names: exactly one separator after the time or year.
-            ("-rw-r--r-- 1 u g 1 Mar  5 14:03  lead", mode(file(b" lead", 1, m(3, 5, 14, 3), Minutes), 0o644)),
-            ("-rw-r--r-- 1 u g 1 Mar  5 14:03 trail  ", mode(file(b"trail  ", 1, m(3, 5, 14, 3), Minutes), 0o644)),
-            ("-rw-r--r-- 1 u g 1 Mar  5 14:03 a  b   c", mode(file(b"a  b   c", 1, m(3, 5, 14, 3), Minutes), 0o644)),
-            ("-rw-r--r-- 1 u g 1 Mar  5  2021  lead", mode(file(b" lead", 1, at(2021, 3, 5, 0, 0, 0), Days), 0o644)),
-            ("-rw-r--r-- 1 u g 1 Mar  5 14:03\ttab", mode(file(b"tab", 1, m(3, 5, 14, 3), Minutes), 0o644)),
-            // Month names in any case; single-digit hour.
-            ("-rw-r--r-- 1 u g 1 MAR 5 9:03 up", mode(file(b"up", 1, m(3, 5, 9, 3), Minutes), 0o644)),
-            ("-rw-r--r-- 1 u g 1 mar 05 09:03 low", mode(file(b"low", 1, m(3, 5, 9, 3), Minutes), 0o644)),
-            // Special bits.
-            ("-rwsr-sr-t 1 u g 1 Mar  5 14:03 s", mode(file(b"s", 1, m(3, 5, 14, 3), Minutes), 0o7755)),
-            ("-rwSr-Sr-T 1 u g 1 Mar  5 14:03 S", mode(file(b"S", 1, m(3, 5, 14, 3), Minutes), 0o7644)),
-            ("drwxrwsr-x 3 u g 4096 Mar  5 14:03 sgid", mode(dir(b"sgid", m(3, 5, 14, 3), Minutes), 0o2775)),
-            ("---------- 1 u g 1 Mar  5 14:03 none", mode(file(b"none", 1, m(3, 5, 14, 3), Minutes), 0)),
-            // Owner or group with spaces, or looking like a month.
-            ("-rw-r--r-- 1 bob Domain Users 5 Nov 25 10:00 g", mode(file(b"g", 5, m(11, 25, 10, 0), Minutes), 0o644)),
-            ("-rw-r--r-- 1 may jun 5 Nov 25 10:00 g", mode(file(b"g", 5, m(11, 25, 10, 0), Minutes), 0o644)),
-            // GNU long-iso time style.
-            (
-                "-rw-r--r-- 1 u g 123 2024-11-25 10:00 iso",
-                mode(file(b"iso", 123, at(2024, 11, 25, 10, 0, 0), Minutes), 0o644),
-            ),
-            // Big sizes; names the caller must refuse come back as sent.
-            (
-                "-rw-r--r-- 1 u g 18446744073709551615 Mar  5 14:03 max",
-                mode(file(b"max", u64::MAX, m(3, 5, 14, 3), Minutes), 0o644),
-            ),
-            ("-rw-r--r-- 1 u g 1 Mar  5 14:03 a/b", mode(file(b"a/b", 1, m(3, 5, 14, 3), Minutes), 0o644)),
-            (
-                "-rw-r--r-- 1 u g 1 Mar  5 14:03 /etc/passwd",
-                mode(file(b"/etc/passwd", 1, m(3, 5, 14, 3), Minutes), 0o644),
-            ),
-            ("-rw-r--r-- 1 u g 1 Mar  5 14:03 nul\0byte", mode(file(b"nul\0byte", 1, m(3, 5, 14, 3), Minutes), 0o644)),
-            // Years outside what an Mtime holds: kept, without a time.
-            (
-                "-rw-r--r-- 1 u g 1 Mar  5  1601 ancient",
-                mode(entry(b"ancient", ListKind::File, Some(1), None, Unknown), 0o644),
-            ),
-        ];
-        for (line, want) in cases {
-            assert_eq!(list_one(line), want, "{line:?}");
-            assert_eq!(list_one(&format!("{line}\r\n")), want, "{line:?} with CRLF");
-        }
-        let latin1 = b"-rw-r--r-- 1 u g 1 Mar  5 14:03 caf\xe9 \xff\xfe";
-        let l = parse_list(latin1, now()).expect("parses");
-        assert_eq!(l.entries[0].name, b"caf\xe9 \xff\xfe");
-    }
-
-    #[test]
-    fn unix_bad_lines() {
-        for (line, why) in [
-            ("-rw-r--r-- 1 u g 1 Apr 31 14:03 no-such-day", "impossible date"),
-            ("-rw-r--r-- 1 u g 1 Feb 29  2023 not-leap", "impossible date"),
-            ("-rw-r--r-- 1 u g 1 Feb 30 14:03 never", "impossible date"),
-            ("-rw-r--r-- 1 u g 1 Mar  5 14:03", "no name"),
-            ("-rw-r--r-- 1 u g 1 Mar  5 14:03 ", "empty name"),
-            ("lrwxrwxrwx 1 u g 1 Mar  5 14:03  -> target", "empty name"),
-            ("-rw-r--r-- 1 u g 99999999999999999999999 Mar  5 14:03 huge", "no size and date"),
-            ("-rw-r--r-- 1 u g 1 Mär  5 14:03 german", "no size and date"),
-            ("-rw-r--r-- 1 u g 1 5 Mar 14:03 day-first", "no size and date"),
-            ("-rw-r--r-- 1 u g 1 Mar 32 14:03 d32", "no size and date"),
-            ("-rw-r--r-- 1 u g 1 Mar  5 24:00 h24", "no size and date"),
-            ("-rw-r--r-- 1 u g 1 Mar  5 14:03:07 secs", "no size and date"),
-            ("-rw-r--r-- 1 u g x Mar  5 14:03 nosize", "no size and date"),
-            ("-rw-r--r-- u g Mar  5 14:03 nosize2", "no size and date"),
-            ("-rwxrwxrwxrwx 1 u g 1 Mar  5 14:03 long-mode", "not a Unix mode"),
-            ("-rw-r--r--++ 1 u g 1 Mar  5 14:03 two-markers", "not a Unix mode"),
-            ("xrw-r--r-- 1 u g 1 Mar  5 14:03 x-type", "not a Unix mode"),
-            ("-rq-r--r-- 1 u g 1 Mar  5 14:03 q", "not a Unix mode"),
-            ("-rw-r--r-s 1 u g 1 Mar  5 14:03 s-as-other", "not a Unix mode"),
-            ("-rwtr--r-- 1 u g 1 Mar  5 14:03 t-as-user", "not a Unix mode"),
-            ("550 Permission denied.", "unknown line format"),
-            ("Mar  5 14:03 name", "not a Unix mode"),
-            ("d [RWCEAFMS] owner Mar 05 14:03 netware-no-size", "no size and date"),
-        ] {
-            let reason = list_warns(line);
-            assert!(reason.contains(why), "{line:?}: {reason}");
-        }
-    }
-
-    #[test]
-    fn netware_lines() {
-        let l = parse_list(
-            b"d [RWCEAFMS] admin 512 Mar 05 14:03 PUBLIC\r\n- [RWCEAFMS] admin 1234 Mar 05  2021 login.exe\r\n\
-              - [R----F--] jdoe 42 Nov 26 10:00 read me.txt\r\n",
-            now(),
-        )
-        .expect("parses");
-        assert_eq!(
-            l.entries,
-            vec![
-                dir(b"PUBLIC", at(2026, 3, 5, 14, 3, 0), Minutes),
-                file(b"login.exe", 1234, at(2021, 3, 5, 0, 0, 0), Days),
-                file(b"read me.txt", 42, at(2026, 11, 26, 10, 0, 0), Minutes),
-            ]
-        );
-        assert_eq!(l.format, Some(ListFormat::NetWare));
-    }
-
-    // -- LIST: DOS, EPLF -----------------------------------------------------
-
-    #[test]
-    fn dos_lines() {
-        let cases: Vec<(&str, ListEntry)> = vec![
-            ("03-05-21  02:03PM       <DIR>          name", dir(b"name", at(2021, 3, 5, 14, 3, 0), Minutes)),
-            ("03-05-21  02:03PM              1234 name", file(b"name", 1234, at(2021, 3, 5, 14, 3, 0), Minutes)),
-            ("03-05-2021  02:03AM              1234 four", file(b"four", 1234, at(2021, 3, 5, 2, 3, 0), Minutes)),
-            ("03-05-21  14:03              1234 h24", file(b"h24", 1234, at(2021, 3, 5, 14, 3, 0), Minutes)),
-            ("12-31-99  11:59PM   1 y2k", file(b"y2k", 1, at(1999, 12, 31, 23, 59, 0), Minutes)),
-            ("01-01-70  12:00AM   1 epoch", file(b"epoch", 1, Mtime(0), Minutes)),
-            ("01-01-00  12:00AM   1 midnight", file(b"midnight", 1, at(2000, 1, 1, 0, 0, 0), Minutes)),
-            ("01-01-69  12:00PM   1 noon69", file(b"noon69", 1, at(2069, 1, 1, 12, 0, 0), Minutes)),
-            ("02-29-24  01:00pm   1 lower", file(b"lower", 1, at(2024, 2, 29, 13, 0, 0), Minutes)),
-            ("03/05/2021  02:03 PM   7 slash-sep-ampm", file(b"slash-sep-ampm", 7, at(2021, 3, 5, 14, 3, 0), Minutes)),
-            ("2024-11-25  10:00       <DIR>          iso", dir(b"iso", at(2024, 11, 25, 10, 0, 0), Minutes)),
-            ("03-05-21  02:03PM   1,234,567 commas", file(b"commas", 1_234_567, at(2021, 3, 5, 14, 3, 0), Minutes)),
-            // Spaces in names: after a size exactly one separator; after <DIR> the IIS ten.
-            ("03-05-21  02:03PM                 5  lead", file(b" lead", 5, at(2021, 3, 5, 14, 3, 0), Minutes)),
-            ("03-05-21  02:03PM       <DIR>           lead", dir(b" lead", at(2021, 3, 5, 14, 3, 0), Minutes)),
-            ("03-05-21  02:03PM  <dir>  short pad ", dir(b"short pad ", at(2021, 3, 5, 14, 3, 0), Minutes)),
-            (
-                "03-05-21  02:03PM                 5 My Documents",
-                file(b"My Documents", 5, at(2021, 3, 5, 14, 3, 0), Minutes),
-            ),
-        ];
-        for (line, want) in cases {
-            assert_eq!(list_one(line), want, "{line:?}");
-        }
-        for (line, why) in [
-            ("03-05-21  02:03PM       <DIR>", "no name"),
-            ("03-05-21  02:03PM       <DIR>          ", "no name"),
-            ("03-05-21  02:03PM              1234", "no name"),
-            ("03-05-21  02:03PM              1234 ", "no name"),
-            ("03-05-21  02:03PM", "no size or <DIR>"),
-            ("03-05-21", "too few columns"),
-            ("13-05-21  02:03PM   1 month13", "not a date"),
-            ("02-29-23  02:03PM   1 notleap", "not a date"),
-            ("3-5  02:03PM   1 short", "not a date"),
-            ("03-05-21  13:03PM   1 pm13", "not a 12-hour time"),
-            ("03-05-21  2:3PM   1 badtime", "not a time"),
-            ("03-05-21  02:03PM   <JUNCTION> j", "not a size"),
-            ("03-05-21  02:03PM   12a name", "not a size"),
-            ("200 Command okay.", "not a date"),
-        ] {
-            let reason = list_warns(line);
-            assert!(reason.contains(why), "{line:?}: {reason}");
-        }
-    }
-
-    #[test]
-    fn eplf_lines() {
-        let cases: Vec<(&[u8], ListEntry)> = vec![
-            (b"+i8388621.29609,m824255902,/,\tdev", dir(b"dev", Mtime::from_unix(824_255_902, 0), Seconds)),
-            (
-                b"+i8388621.44468,m839956783,r,s10376,\tRFCEPLF",
-                file(b"RFCEPLF", 10_376, Mtime::from_unix(839_956_783, 0), Seconds),
-            ),
-            (
-                b"+r,s5,up644,m1732528800,\ta b.txt",
-                mode(file(b"a b.txt", 5, at(2024, 11, 25, 10, 0, 0), Seconds), 0o644),
-            ),
-            (b"+r,\tno-time", entry(b"no-time", ListKind::File, None, None, Unknown)),
-            (b"+/,r,s9,\tboth", entry(b"both", ListKind::Dir, None, None, Unknown)),
-            (b"+i1,m1,\tneither", entry(b"neither", ListKind::Other, None, Some(Mtime::from_unix(1, 0)), Seconds)),
-            (b"+r,mjunk,s-1,\tjunk", entry(b"junk", ListKind::File, None, None, Unknown)),
-            (b"+r,s1,\t tab\tin name ", entry(b" tab\tin name ", ListKind::File, Some(1), None, Unknown)),
-            (b"+\tbare", entry(b"bare", ListKind::Other, None, None, Unknown)),
-        ];
-        for (line, want) in cases {
-            let l = parse_list(line, now()).unwrap_or_else(|e| panic!("{}: {e}", show(line)));
-            assert_eq!(l.entries, vec![want], "{}", show(line));
-            assert_eq!(l.format, Some(ListFormat::Eplf));
-        }
-        for (line, why) in [("+i1,m1,r no tab", "without a tab"), ("+r,s1,\t", "empty name")] {
-            let reason = list_warns(line);
-            assert!(reason.contains(why), "{line:?}: {reason}");
-        }
-        let l = parse_list(b"+/,\t.\n+/,\t..\n", now()).expect("parses");
-        assert_eq!((l.entries.len(), l.warnings.len()), (0, 0));
     }
 
     // -- LIST: whole listings ------------------------------------------------
@@ -1624,7 +654,8 @@ mod tests {
 
     #[test]
     fn fixture_vsftpd_list() {
-        let l = parse_list(include_bytes!("../../../tests/fixtures/listings/vsftpd-list.txt"), now()).expect("parses");
+        let l =
+            parse_list(include_bytes!("../../../../tests/fixtures/listings/vsftpd-list.txt"), now()).expect("parses");
         assert_eq!(l.warnings, vec![]);
         assert_eq!(l.format, Some(ListFormat::Unix));
         assert_eq!(
@@ -1650,7 +681,7 @@ mod tests {
 
     #[test]
     fn fixture_pureftpd_mlsd() {
-        let l = parse_mlsd(include_bytes!("../../../tests/fixtures/listings/pureftpd-mlsd.txt")).expect("parses");
+        let l = parse_mlsd(include_bytes!("../../../../tests/fixtures/listings/pureftpd-mlsd.txt")).expect("parses");
         assert_eq!(l.warnings, vec![]);
         assert_eq!(l.format, Some(ListFormat::Mlsd));
         assert_eq!(
@@ -1669,7 +700,7 @@ mod tests {
 
     #[test]
     fn fixture_proftpd_mlsd() {
-        let l = parse_mlsd(include_bytes!("../../../tests/fixtures/listings/proftpd-mlsd.txt")).expect("parses");
+        let l = parse_mlsd(include_bytes!("../../../../tests/fixtures/listings/proftpd-mlsd.txt")).expect("parses");
         assert_eq!(l.warnings, vec![]);
         assert_eq!(l.format, Some(ListFormat::Mlsd));
         let t = |s: i64, ms: i64| Mtime(at(2024, 11, 25, 10, 0, s).0 + ms * 1_000_000);
@@ -1689,7 +720,8 @@ mod tests {
 
     #[test]
     fn fixture_proftpd_list() {
-        let l = parse_list(include_bytes!("../../../tests/fixtures/listings/proftpd-list.txt"), now()).expect("parses");
+        let l =
+            parse_list(include_bytes!("../../../../tests/fixtures/listings/proftpd-list.txt"), now()).expect("parses");
         assert_eq!(l.warnings, vec![]);
         assert_eq!(l.format, Some(ListFormat::Unix));
         assert_eq!(
@@ -1708,7 +740,7 @@ mod tests {
 
     #[test]
     fn fixture_iis_dos() {
-        let l = parse_list(include_bytes!("../../../tests/fixtures/listings/iis-dos.txt"), now()).expect("parses");
+        let l = parse_list(include_bytes!("../../../../tests/fixtures/listings/iis-dos.txt"), now()).expect("parses");
         assert_eq!(l.warnings, vec![]);
         assert_eq!(l.format, Some(ListFormat::Dos));
         assert_eq!(
@@ -1729,7 +761,7 @@ mod tests {
 
     #[test]
     fn fixture_eplf() {
-        let l = parse_list(include_bytes!("../../../tests/fixtures/listings/eplf.txt"), now()).expect("parses");
+        let l = parse_list(include_bytes!("../../../../tests/fixtures/listings/eplf.txt"), now()).expect("parses");
         assert_eq!(l.warnings, vec![]);
         assert_eq!(l.format, Some(ListFormat::Eplf));
         assert_eq!(
@@ -1746,8 +778,8 @@ mod tests {
 
     #[test]
     fn fixture_edge_cases_list() {
-        let l =
-            parse_list(include_bytes!("../../../tests/fixtures/listings/edge-cases-list.txt"), now()).expect("parses");
+        let l = parse_list(include_bytes!("../../../../tests/fixtures/listings/edge-cases-list.txt"), now())
+            .expect("parses");
         let m = |mo, d, h, mi| at(2026, mo, d, h, mi, 0);
         let t = m(3, 5, 14, 3);
         assert_eq!(
@@ -1898,28 +930,28 @@ mod tests {
 
     #[test]
     fn captured_vsftpd_list() {
-        let l = captured_list(include_bytes!("../../../tests/fixtures/listings/captured-vsftpd-list.txt"));
+        let l = captured_list(include_bytes!("../../../../tests/fixtures/listings/captured-vsftpd-list.txt"));
         let want = expected_list("vsftpd");
         assert_entries(&l.entries, &want);
     }
 
     #[test]
     fn captured_pureftpd_list() {
-        let l = captured_list(include_bytes!("../../../tests/fixtures/listings/captured-pureftpd-list.txt"));
+        let l = captured_list(include_bytes!("../../../../tests/fixtures/listings/captured-pureftpd-list.txt"));
         let want = expected_list("pure-ftpd");
         assert_entries(&l.entries, &want);
     }
 
     #[test]
     fn captured_proftpd_list() {
-        let l = captured_list(include_bytes!("../../../tests/fixtures/listings/captured-proftpd-list.txt"));
+        let l = captured_list(include_bytes!("../../../../tests/fixtures/listings/captured-proftpd-list.txt"));
         let want = expected_list("proftpd");
         assert_entries(&l.entries, &want);
     }
 
     #[test]
     fn captured_pureftpd_mlsd() {
-        let l = captured_mlsd(include_bytes!("../../../tests/fixtures/listings/captured-pureftpd-mlsd.txt"));
+        let l = captured_mlsd(include_bytes!("../../../../tests/fixtures/listings/captured-pureftpd-mlsd.txt"));
         let f = |name: &[u8], size, i| mode(file(name, size, t(i), Seconds), 0o644);
         // pure-ftpd: symlinks as `OS.unix=slink:` without a target (dangling ones too),
         // the fifo as `type=unknown`; names with control characters left out.
@@ -1951,7 +983,7 @@ mod tests {
 
     #[test]
     fn captured_proftpd_mlsd() {
-        let l = captured_mlsd(include_bytes!("../../../tests/fixtures/listings/captured-proftpd-mlsd.txt"));
+        let l = captured_mlsd(include_bytes!("../../../../tests/fixtures/listings/captured-proftpd-mlsd.txt"));
         let f = |name: &[u8], size, i| mode(file(name, size, t(i), Seconds), 0o644);
         // proftpd: symlinks as `OS.unix=symlink` (size = the link's own), the fifo as a
         // plain `type=file`, and no line at all for the dangling symlink. No fractions.
