@@ -33,6 +33,19 @@
 //! - [`alloc`]: the binary's allocator (large blocks cache-line aligned).
 //! - [`config`]: the TOML config file: named remotes and jobs.
 //! - [`doctor`]: `barge doctor`, probes that diagnose a server before a sync.
+//!
+//! # Which way imports point
+//!
+//! Down, in this order: [`cli`] and [`config`] → [`sync`] → [`engine`] →
+//! [`commit`] → [`backend`] → [`path`], [`error`], [`retry`], [`throttle`],
+//! [`patterns`], [`units`], [`stop`]. The planner ([`plan`]) is pure: it
+//! reads entries and records and imports neither backends' behaviour nor
+//! the state database, which stores the planner's records. A backend never
+//! imports the engine, commit or the planner: what they share (temporary
+//! names, [`backend::temp`]; the chunk size; what makes a server far) lives
+//! in [`backend`] or below. Inside the FTP backend, `ftp/mod.rs` is the
+//! backend and its pool; `walk.rs`, `transfer.rs` and `mtime.rs` the three
+//! things it does; `listing/` the pure parsers, one file per format.
 
 pub mod alloc;
 pub mod backend;
