@@ -149,7 +149,7 @@ struct RawRemote {
     ssh_config: Option<PathBuf>,
     #[serde(default)]
     accept_new_host_key: bool,
-    timeout: Option<u64>,
+    timeout: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -187,7 +187,7 @@ struct RawJob {
     trust_state: bool,
     #[serde(default)]
     verify_state: bool,
-    timeout: Option<u64>,
+    timeout: Option<Spanned<u64>>,
 }
 
 /// Where the config file is: `--config`, else the XDG location.
@@ -347,6 +347,14 @@ struct ConfigFile<'a> {
 
 impl ConfigFile<'_> {
     /// An error naming the file, the line and the key at `span`.
+    /// A `timeout` key: whole seconds, at least one (as `--timeout`).
+    fn timeout(&self, raw: Option<Spanned<u64>>) -> Result<Option<u64>, Error> {
+        let Some(raw) = raw else { return Ok(None) };
+        let secs = *raw.get_ref();
+        crate::units::check_timeout_secs(secs).map_err(|e| self.error(Some(raw.span()), &e))?;
+        Ok(Some(secs))
+    }
+
     fn error(&self, span: Option<Range<usize>>, message: &str) -> Error {
         let Some(span) = span else { return Error::Usage(format!("config {}: {message}", self.path.display())) };
         let start = span.start.min(self.text.len());
@@ -449,7 +457,7 @@ impl ConfigFile<'_> {
             known_hosts: raw.known_hosts,
             ssh_config: raw.ssh_config,
             accept_new_host_key: raw.accept_new_host_key,
-            timeout: raw.timeout,
+            timeout: self.timeout(raw.timeout)?,
         })
     }
 
@@ -565,7 +573,7 @@ impl ConfigFile<'_> {
             fxp: raw.fxp,
             trust_state: raw.trust_state,
             verify_state: raw.verify_state,
-            timeout: raw.timeout,
+            timeout: self.timeout(raw.timeout)?,
         })
     }
 }

@@ -79,9 +79,37 @@ pub fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, Str
     }
 }
 
+/// `--timeout` (and a config's `timeout`): whole seconds, at least one.
+/// There is no "never": a run against a server that stopped answering must
+/// end (lftp's and rclone's `0` for "none" would hang a cron job).
+pub fn parse_timeout_secs(text: &str) -> Result<u64, String> {
+    let secs = text.trim().parse::<u64>().map_err(|_| format!("expected whole seconds (e.g. 60), got {text:?}"))?;
+    check_timeout_secs(secs)?;
+    Ok(secs)
+}
+
+/// See [`parse_timeout_secs`].
+pub fn check_timeout_secs(secs: u64) -> Result<(), String> {
+    if secs == 0 {
+        return Err("a timeout of 0 would fail every operation at once; give at least 1 second (there is no \
+                    \"never\": a run against a silent server must end)"
+            .to_string());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_are_whole_seconds_and_never_zero() {
+        assert_eq!(parse_timeout_secs("60"), Ok(60));
+        for bad in ["0", "-5", "1.5", "", "10s"] {
+            assert!(parse_timeout_secs(bad).is_err(), "{bad}");
+        }
+        assert!(parse_timeout_secs("0").unwrap_err().contains("at least 1 second"));
+    }
 
     #[test]
     fn port_ranges_parse_and_bad_ones_are_refused() {

@@ -340,7 +340,7 @@ pub struct RemoteArgs {
     #[arg(long)]
     pub accept_new_host_key: bool,
     /// Seconds before a connection, command or stalled transfer times out [default: 60].
-    #[arg(long, allow_negative_numbers = true, value_name = "SECONDS")]
+    #[arg(long, allow_negative_numbers = true, value_name = "SECONDS", value_parser = crate::units::parse_timeout_secs)]
     pub timeout: Option<u64>,
 }
 

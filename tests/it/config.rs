@@ -116,6 +116,12 @@ fn config_mistakes_exit_2_naming_file_line_and_key() {
         ("[jobs.j]\nsource = \"/a\"\ndestination = \"/b\"\nbwlimit = \"fast\"\n", "line 4, key `jobs.j.bwlimit`"),
         ("[jobs.j]\nsource = \"gone:/a\"\ndestination = \"/b\"\n", "line 2, key `jobs.j.source`: `gone:` is not"),
         ("[remotes.r]\nurl = \"ftp://h/\"\nparallel = -1\n", "line 3, key `remotes.r.parallel`"),
+        // 0 is not "no timeout" (it would fail everything at once).
+        ("[remotes.r]\nurl = \"ftp://h/\"\ntimeout = 0\n", "line 3, key `remotes.r.timeout`: a timeout of 0"),
+        (
+            "[jobs.j]\nsource = \"/a\"\ndestination = \"/b\"\ntimeout = 0\n",
+            "line 4, key `jobs.j.timeout`: a timeout of 0",
+        ),
     ] {
         let config = write_config(&s, text);
         for args in [&["jobs"][..], &["run", "j"], &["sync", "/a", "/b"]] {
@@ -124,6 +130,9 @@ fn config_mistakes_exit_2_naming_file_line_and_key() {
             assert!(run.stderr.contains(&format!("config {config}, {expected}")), "{args:?}\n{}", run.explain());
         }
     }
+    let run = barge(&s, &write_config(&s, ""), &["sync", "--timeout", "0", "/a", "/b"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("at least 1 second"), "{}", run.explain());
     // --config names a file that must exist; the default location may be absent.
     let run = barge(&s, &s.path("missing.toml").to_string_lossy(), &["jobs"]);
     run.expect_code(2);
