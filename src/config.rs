@@ -274,19 +274,19 @@ impl Remote {
             options.password = self.password.clone();
         }
         fill(&mut options.password_env, &self.password_env);
-        fill(&mut options.tls.ca_file, &self.ca_file);
-        fill(&mut options.active_ports, &self.active_ports);
-        fill(&mut options.identity, &self.identity);
-        fill(&mut options.passphrase_env, &self.passphrase_env);
-        fill(&mut options.known_hosts, &self.known_hosts);
-        fill(&mut options.ssh_config, &self.ssh_config);
-        options.ftp_explicit_tls |= self.tls_explicit;
-        options.tls.insecure |= self.insecure;
-        options.active |= self.active;
-        options.pasv_address_from_reply |= self.pasv_address_from_reply;
-        options.list_times |= self.list_times;
-        options.accept_new_host_key |= self.accept_new_host_key;
-        options.ascii.extend(self.ascii.iter().cloned());
+        fill(&mut options.ftp.tls.ca_file, &self.ca_file);
+        fill(&mut options.ftp.active_ports, &self.active_ports);
+        fill(&mut options.sftp.identity, &self.identity);
+        fill(&mut options.sftp.passphrase_env, &self.passphrase_env);
+        fill(&mut options.sftp.known_hosts, &self.known_hosts);
+        fill(&mut options.sftp.ssh_config, &self.ssh_config);
+        options.ftp.explicit_tls |= self.tls_explicit;
+        options.ftp.tls.insecure |= self.insecure;
+        options.ftp.active |= self.active;
+        options.ftp.pasv_address_from_reply |= self.pasv_address_from_reply;
+        options.ftp.list_times |= self.list_times;
+        options.sftp.accept_new_host_key |= self.accept_new_host_key;
+        options.ftp.ascii.extend(self.ascii.iter().cloned());
         if let Some(cap) = self.parallel {
             options.connections = options.connections.min(cap);
         }

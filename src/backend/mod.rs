@@ -652,70 +652,39 @@ impl std::fmt::Debug for Memory {
     }
 }
 
-/// Settings for remote locations, from the command line.
+/// Settings for remote locations, from the command line or a config:
+/// those of every protocol, and each protocol's own.
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
     /// `--retries`: how often a listing that failed with a temporary
     /// error is asked again (transfers: the engine's own count).
     pub retries: u32,
-    /// `--tls explicit`: upgrade plain `ftp://` with AUTH TLS.
-    pub ftp_explicit_tls: bool,
-    pub tls: ftp::tls::TlsOptions,
-    /// `--active`: the server connects back for data.
-    pub active: bool,
-    /// `--active-ports FIRST-LAST`: the local ports active mode listens on
-    /// (implies active mode).
-    pub active_ports: Option<std::ops::RangeInclusive<u16>>,
-    /// `--ascii GLOB`: FTP files transferred in TYPE A, line ends converted.
-    pub ascii: Vec<String>,
-    /// `--pasv-address-from-reply`: no NAT workaround.
-    pub pasv_address_from_reply: bool,
     /// `--password-env VAR`.
     pub password_env: Option<String>,
-    /// `--list-times`: trust LIST times instead of asking MDTM per file.
-    pub list_times: bool,
-    /// `--identity FILE`: the SSH key to log in with (else ~/.ssh/id_*).
-    pub identity: Option<PathBuf>,
-    /// `--known-hosts FILE`: where SSH host keys are checked (else ~/.ssh/known_hosts).
-    pub known_hosts: Option<PathBuf>,
     /// The password a config file's `password_file` gave (after the URL's,
     /// before `--password-env`, BARGE_PASSWORD and ~/.netrc).
     pub password: Option<crate::location::Secret>,
-    /// `--ssh-config FILE`: OpenSSH client config for sftp:// hosts (else ~/.ssh/config; `none`: no file).
-    pub ssh_config: Option<PathBuf>,
-    /// `--accept-new-host-key`: record an unknown host's key instead of refusing.
-    pub accept_new_host_key: bool,
-    /// `--passphrase-env VAR`: the passphrase of encrypted SSH keys.
-    pub passphrase_env: Option<String>,
     /// Connect, command and stalled-transfer timeout.
     pub timeout: Duration,
     /// Connections per server.
     pub connections: usize,
     /// Where server quirks are remembered (the state database), if anywhere.
     pub memory: Option<Memory>,
+    pub ftp: ftp::FtpOptions,
+    pub sftp: sftp::SftpOptions,
 }
 
 impl Default for RemoteOptions {
     fn default() -> Self {
         RemoteOptions {
             retries: 3,
-            ftp_explicit_tls: false,
-            tls: ftp::tls::TlsOptions::default(),
-            active: false,
-            active_ports: None,
-            ascii: Vec::new(),
-            pasv_address_from_reply: false,
             password_env: None,
-            list_times: false,
-            identity: None,
-            known_hosts: None,
-            ssh_config: None,
             password: None,
-            accept_new_host_key: false,
-            passphrase_env: None,
             timeout: Duration::from_secs(60),
             connections: 8,
             memory: None,
+            ftp: ftp::FtpOptions::default(),
+            sftp: sftp::SftpOptions::default(),
         }
     }
 }
@@ -734,7 +703,7 @@ pub fn login_location(remote: &RemoteLocation, options: &RemoteOptions) -> Remot
             // A config that does not parse fails the connection later,
             // with its own message; the URL stands as it is until then.
             if let Ok(config) =
-                sftp::config::resolve(remote, options.ssh_config.as_deref(), home.as_deref(), &local_user)
+                sftp::config::resolve(remote, options.sftp.ssh_config.as_deref(), home.as_deref(), &local_user)
             {
                 resolved = config.remote;
             }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::RemoteOptions;
+use crate::backend::ftp::FtpOptions;
 use crate::backend::ftp::tls::TlsOptions;
+use crate::backend::sftp::SftpOptions;
 use crate::config::{Config, Remote};
 use crate::engine::EngineConfig;
 use crate::engine::adapt::{self, Concurrency};
@@ -697,19 +699,23 @@ impl RemoteArgs {
     /// The backend options these flags ask for, with `connections` per server.
     pub fn options(&self, connections: usize) -> RemoteOptions {
         RemoteOptions {
-            ftp_explicit_tls: self.tls.is_some(),
-            tls: TlsOptions { ca_file: self.ca_file.clone(), insecure: self.insecure },
-            active: self.active,
-            active_ports: self.active_ports.clone(),
-            ascii: self.ascii.clone(),
-            pasv_address_from_reply: self.pasv_address_from_reply,
+            ftp: FtpOptions {
+                explicit_tls: self.tls.is_some(),
+                tls: TlsOptions { ca_file: self.ca_file.clone(), insecure: self.insecure },
+                active: self.active,
+                active_ports: self.active_ports.clone(),
+                ascii: self.ascii.clone(),
+                pasv_address_from_reply: self.pasv_address_from_reply,
+                list_times: self.list_times,
+            },
+            sftp: SftpOptions {
+                identity: self.identity.clone(),
+                known_hosts: self.known_hosts.clone(),
+                ssh_config: self.ssh_config.clone(),
+                accept_new_host_key: self.accept_new_host_key,
+                passphrase_env: self.passphrase_env.clone(),
+            },
             password_env: self.password_env.clone(),
-            list_times: self.list_times,
-            identity: self.identity.clone(),
-            known_hosts: self.known_hosts.clone(),
-            ssh_config: self.ssh_config.clone(),
-            accept_new_host_key: self.accept_new_host_key,
-            passphrase_env: self.passphrase_env.clone(),
             timeout: std::time::Duration::from_secs(self.timeout.unwrap_or(60).max(1)),
             connections,
             memory: None,

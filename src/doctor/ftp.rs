@@ -409,7 +409,7 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
     let mode = match remote.scheme {
         Scheme::Ftps => TlsMode::Implicit,
         Scheme::Ftpes => TlsMode::Explicit,
-        _ if options.remote.ftp_explicit_tls => TlsMode::Explicit,
+        _ if options.remote.ftp.explicit_tls => TlsMode::Explicit,
         _ => TlsMode::None,
     };
     let shown = format!("{}:{}", conn::display_host(&remote.host), remote.port);
@@ -452,7 +452,7 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
     report.push(Probe::ok("tcp connect", format!("{shown} ({addr}) in {}", show_duration(took))).took(took));
     report.firewall.push(FirewallRule::outbound(&remote.host, remote.port.to_string(), "control connection"));
 
-    let verifying = match ftp_tls::base_config(&options.remote.tls) {
+    let verifying = match ftp_tls::base_config(&options.remote.ftp.tls) {
         Ok(config) => config,
         Err(e) => {
             report.push(Probe::failed("tls setup", e.to_string(), "check --ca-file"));
@@ -1034,7 +1034,7 @@ async fn probe_pasv(ctl: &mut Control, list: &str, options: &DoctorOptions, seen
         return;
     }
     // What a sync would do with this reply.
-    let sync_target = conn::passive_target(announced, peer, options.remote.pasv_address_from_reply);
+    let sync_target = conn::passive_target(announced, peer, options.remote.ftp.pasv_address_from_reply);
     let measured = format!(
         "NAT detected: the server announces {announced} but its control address is {}; {} does not answer, \
          {used} does (workaround applied: connected to the control address in {})",
@@ -1058,7 +1058,7 @@ async fn probe_pasv(ctl: &mut Control, list: &str, options: &DoctorOptions, seen
             format!(
                 "barge would connect to the announced address (it replaces only private addresses behind a public \
                  control address{}); {fix_server}, or use --active",
-                if options.remote.pasv_address_from_reply {
+                if options.remote.ftp.pasv_address_from_reply {
                     ", and --pasv-address-from-reply turns that off"
                 } else {
                     ""
@@ -1144,12 +1144,12 @@ async fn probe_active(
     seen: &mut Seen,
     report: &mut Report,
 ) -> Step {
-    let asked = options.remote.active || options.remote.active_ports.is_some();
+    let asked = options.remote.ftp.active || options.remote.ftp.active_ports.is_some();
     let failed = |measured: String, advice: String| {
         let probe = Probe::failed("active mode", measured, advice);
         if asked { probe } else { probe.not_blocking() }
     };
-    let listener = match listen(ctl.local.ip(), options.remote.active_ports.as_ref()).await {
+    let listener = match listen(ctl.local.ip(), options.remote.ftp.active_ports.as_ref()).await {
         Ok(listener) => listener,
         Err(why) => {
             report.push(failed(why, "free a port in the range, or widen --active-ports".into()));
@@ -1190,6 +1190,7 @@ async fn probe_active(
     let not_reached = |why: String| {
         let ports = options
             .remote
+            .ftp
             .active_ports
             .as_ref()
             .map_or(local.port().to_string(), |r| format!("{}-{}", r.start(), r.end()));
@@ -1415,7 +1416,7 @@ async fn probe_connections(
 }
 
 fn firewall_rules(remote: &RemoteLocation, options: &DoctorOptions, seen: &Seen, report: &mut Report) {
-    let active_asked = options.remote.active || options.remote.active_ports.is_some();
+    let active_asked = options.remote.ftp.active || options.remote.ftp.active_ports.is_some();
     let use_active = seen.active.is_some() && (active_asked || seen.passive_mode.is_none());
     if !use_active && let (Some(mode), Some(host)) = (seen.passive_mode, seen.passive_host) {
         report.mode = Some(mode.to_string());
@@ -1428,6 +1429,7 @@ fn firewall_rules(remote: &RemoteLocation, options: &DoctorOptions, seen: &Seen,
         report.mode = Some(format!("active ({verb})"));
         let ports = options
             .remote
+            .ftp
             .active_ports
             .as_ref()
             .map_or(format!("{} (any: give --active-ports to fix a range)", local.port()), |r| {

@@ -109,7 +109,7 @@ struct Setup<'a> {
 pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcome, Error> {
     let started = Instant::now();
     let run_started_at = crate::units::unix_now_secs();
-    if job.src_remote.tls.insecure || job.dst_remote.tls.insecure {
+    if job.src_remote.ftp.tls.insecure || job.dst_remote.ftp.tls.insecure {
         reporter
             .warning("--insecure: TLS certificates are not verified; anyone on the path can read and change the data");
     }

@@ -315,14 +315,10 @@ mod remote {
         // the library, with a listing taken before the swap.
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            use barge::backend::{Backend, MissingRoot, RemoteOptions, sftp::SftpBackend};
+            use barge::backend::{Backend, MissingRoot, sftp::SftpBackend};
             use barge::location::Location;
             let Location::Remote(remote) = Location::parse(&remote).unwrap() else { panic!("not remote") };
-            let options = RemoteOptions {
-                identity: Some(server.client_key.clone()),
-                known_hosts: Some(server.known_hosts.clone()),
-                ..RemoteOptions::default()
-            };
+            let options = server.client_options();
             let backend = SftpBackend::open(&remote, MissingRoot::Fail, &options).await.unwrap();
             let path = barge::path::RelPath::parse(b"sub/.new").unwrap();
             let err = backend.open_write(&path, 0).await.err().expect("wrote through a link");

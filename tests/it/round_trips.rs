@@ -43,11 +43,7 @@ async fn copy_cost(src: &dyn Backend, dst: &dyn Backend, counted: &dyn Backend, 
 
 /// Options that log in to the test sshd.
 fn sftp_options(server: &harness::SshServer) -> RemoteOptions {
-    RemoteOptions {
-        identity: Some(server.client_key.clone()),
-        known_hosts: Some(server.known_hosts.clone()),
-        ..RemoteOptions::default()
-    }
+    server.client_options()
 }
 
 fn mtime_secs(path: &Path) -> i64 {
@@ -238,7 +234,8 @@ fn ftp_listing_costs(kind: FtpServerKind) {
         server.write_file(&format!("tree/{file}"), b"data");
     });
     let url = format!("ftp://{}:{}@127.0.0.1:{}/tree", server.user, server.password, server.port);
-    let options = RemoteOptions { connections: 1, list_times: true, ..RemoteOptions::default() };
+    let mut options = RemoteOptions { connections: 1, ..RemoteOptions::default() };
+    options.ftp.list_times = true;
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let ftp = remote(&url, options).await;
         settle_at(&*ftp, 6 + 1, &format!("logins ({})", kind.name())).await;

@@ -217,7 +217,7 @@ fn range_leaves_the_connection_usable(kind: FtpServerKind, tls: FtpTls) {
     let url = format!("{scheme}://{}:{}@127.0.0.2:{}/", server.user, server.password, server.port);
     let mut options = RemoteOptions { connections: 1, ..RemoteOptions::default() };
     // The certificate names 127.0.0.1, the emulator listens on 127.0.0.2.
-    options.tls.insecure = true;
+    options.ftp.tls.insecure = true;
     runtime.block_on(async {
         let ftp = barge::backend::open(&Location::parse(&url).unwrap(), MissingRoot::Fail, &options).await.unwrap();
         let opened = stats.connections.load(Ordering::SeqCst);
@@ -480,8 +480,7 @@ fn sftp_uploads_and_downloads_in_segments_side_by_side() {
     assert!(temporaries(&back).is_empty());
 
     // The library, watched: four handles open at once each way.
-    let mut options = RemoteOptions { known_hosts: Some(server.known_hosts.clone()), ..RemoteOptions::default() };
-    options.identity = Some(server.client_key.clone());
+    let options = server.client_options();
     let segmenting = barge::commit::Segmenting::new(4 * MIB as u64, 4, 0);
     let copy = CopyOptions { segmenting, ..CopyOptions::default() };
     tokio::runtime::Runtime::new().unwrap().block_on(async {

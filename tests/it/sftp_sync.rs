@@ -392,11 +392,9 @@ fn a_session_holds_at_most_128_handles() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let options = RemoteOptions {
-            identity: Some(server.client_key.clone()),
-            known_hosts: Some(server.known_hosts.clone()),
             // One operation at a time: a single session.
             connections: 1,
-            ..RemoteOptions::default()
+            ..server.client_options()
         };
         let location = Location::parse(&server.url()).unwrap();
         let backend = backend::open(&location, MissingRoot::Fail, &options).await.unwrap();

@@ -89,6 +89,25 @@ struct Inner {
     segmented_write: tokio::sync::OnceCell<bool>,
 }
 
+/// FTP's own settings (see [`super::RemoteOptions`] for the shared ones).
+#[derive(Debug, Clone, Default)]
+pub struct FtpOptions {
+    /// `--tls explicit`: upgrade plain `ftp://` with AUTH TLS.
+    pub explicit_tls: bool,
+    pub tls: tls::TlsOptions,
+    /// `--active`: the server connects back for data.
+    pub active: bool,
+    /// `--active-ports FIRST-LAST`: the local ports active mode listens on
+    /// (implies active mode).
+    pub active_ports: Option<std::ops::RangeInclusive<u16>>,
+    /// `--ascii GLOB`: files transferred in TYPE A, line ends converted.
+    pub ascii: Vec<String>,
+    /// `--pasv-address-from-reply`: no NAT workaround.
+    pub pasv_address_from_reply: bool,
+    /// `--list-times`: trust LIST times instead of asking MDTM per file.
+    pub list_times: bool,
+}
+
 /// The first connection, which decides whether the run can start at all:
 /// a server at its session limit (421) at the moment the run starts is
 /// asked again with the engine's backoff, `retries` times, as a transfer
@@ -172,12 +191,12 @@ impl FtpBackend {
         let tls_mode = match remote.scheme {
             Scheme::Ftps => TlsMode::Implicit,
             Scheme::Ftpes => TlsMode::Explicit,
-            _ if options.ftp_explicit_tls => TlsMode::Explicit,
+            _ if options.ftp.explicit_tls => TlsMode::Explicit,
             _ => TlsMode::None,
         };
         let tls = match tls_mode {
             TlsMode::None => None,
-            _ => Some(Arc::new(tls::base_config(&options.tls)?)),
+            _ => Some(Arc::new(tls::base_config(&options.ftp.tls)?)),
         };
         let login = crate::credentials::resolve(remote, options, "anonymous");
         let shown = remote.to_string();
@@ -194,10 +213,10 @@ impl FtpBackend {
             login,
             tls_mode,
             tls,
-            data_mode: if options.active || options.active_ports.is_some() {
-                DataMode::Active { ports: options.active_ports.clone() }
+            data_mode: if options.ftp.active || options.ftp.active_ports.is_some() {
+                DataMode::Active { ports: options.ftp.active_ports.clone() }
             } else {
-                DataMode::Passive { trust_reply_address: options.pasv_address_from_reply }
+                DataMode::Passive { trust_reply_address: options.ftp.pasv_address_from_reply }
             },
             timeout: options.timeout,
             round_trips: Arc::default(),
@@ -205,7 +224,7 @@ impl FtpBackend {
             learned: Arc::default(),
             remembered: remembered.clone(),
         };
-        let ascii = FilePatterns::new(&options.ascii)
+        let ascii = FilePatterns::new(&options.ftp.ascii)
             .map_err(|e| OpError::new(ErrorKind::InvalidData, "--ascii", &shown, e.to_string()))?;
         // Its login also probes pipelining (see `conn::connect`).
         let mut first = connect_first(&params, options.retries).await.map_err(|mut e| {
@@ -267,7 +286,7 @@ impl FtpBackend {
         }
         mtime_commands.extend([MtimeCommand::SiteUtime, MtimeCommand::SiteUtime5]);
         let dir_mtimes = features.mfmt;
-        let precision = if features.mlsd || features.mdtm && !options.list_times {
+        let precision = if features.mlsd || features.mdtm && !options.ftp.list_times {
             Duration::from_secs(1)
         } else {
             Duration::from_secs(60)
@@ -303,7 +322,7 @@ impl FtpBackend {
                 mtime_commands: std::sync::Mutex::new(mtime_commands),
                 mtime_confirmed: std::sync::atomic::AtomicBool::new(false),
                 rename_refused: std::sync::atomic::AtomicBool::new(false),
-                list_times: options.list_times,
+                list_times: options.ftp.list_times,
                 tz_offset: tokio::sync::Mutex::new(None),
                 memory: options.memory.clone(),
                 parallel,

@@ -84,6 +84,21 @@ pub struct SftpBackend {
     inner: Arc<Inner>,
 }
 
+/// SFTP's own settings (see [`super::RemoteOptions`] for the shared ones).
+#[derive(Debug, Clone, Default)]
+pub struct SftpOptions {
+    /// `--identity FILE`: the SSH key to log in with (else ~/.ssh/id_*).
+    pub identity: Option<PathBuf>,
+    /// `--known-hosts FILE`: where SSH host keys are checked (else ~/.ssh/known_hosts).
+    pub known_hosts: Option<PathBuf>,
+    /// `--ssh-config FILE`: OpenSSH client config for sftp:// hosts (else ~/.ssh/config; `none`: no file).
+    pub ssh_config: Option<PathBuf>,
+    /// `--accept-new-host-key`: record an unknown host's key instead of refusing.
+    pub accept_new_host_key: bool,
+    /// `--passphrase-env VAR`: the passphrase of encrypted SSH keys.
+    pub passphrase_env: Option<String>,
+}
+
 /// What every session to `remote` needs: the location as `~/.ssh/config`
 /// resolves it, and the login (user, keys, password), known_hosts file and
 /// timeouts shared by the sessions. `barge doctor` connects with the same.
@@ -92,7 +107,7 @@ pub async fn connect_params(
     options: &RemoteOptions,
 ) -> Result<(RemoteLocation, Arc<ConnectParams>), OpError> {
     let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-    let resolved = config::resolve(remote, options.ssh_config.as_deref(), home.as_deref(), &auth::default_user())
+    let resolved = config::resolve(remote, options.sftp.ssh_config.as_deref(), home.as_deref(), &auth::default_user())
         .map_err(|why| OpError::new(ErrorKind::Connect, "ssh config", remote, why))?;
     let remote = &resolved.remote;
     let shown = remote.to_string();
@@ -105,7 +120,7 @@ pub async fn connect_params(
             "no user name: put one in the URL (sftp://user@host/path)",
         ));
     }
-    let known_hosts = match (&options.known_hosts, &home) {
+    let known_hosts = match (&options.sftp.known_hosts, &home) {
         (Some(path), _) => path.clone(),
         (None, Some(home)) => home.join(".ssh").join("known_hosts"),
         (None, None) => {
@@ -117,11 +132,11 @@ pub async fn connect_params(
             ));
         }
     };
-    let passphrase = match &options.passphrase_env {
+    let passphrase = match &options.sftp.passphrase_env {
         Some(var) => Some(Passphrase::from_env(var, &shown)?),
         None => None,
     };
-    let identity = options.identity.clone();
+    let identity = options.sftp.identity.clone();
     let key_home = home.clone();
     let key_shown = shown.clone();
     let (keys, skipped) = tokio::task::spawn_blocking(move || {
@@ -147,7 +162,7 @@ pub async fn connect_params(
         remote.port,
         credentials,
         known_hosts,
-        options.accept_new_host_key,
+        options.sftp.accept_new_host_key,
         options.timeout,
     ));
     Ok((remote.clone(), params))

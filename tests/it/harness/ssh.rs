@@ -37,6 +37,15 @@ pub struct SshServer {
 }
 
 impl SshServer {
+    /// Library options that log in to this server (its client key, its
+    /// known_hosts).
+    pub fn client_options(&self) -> barge::backend::RemoteOptions {
+        let mut options = barge::backend::RemoteOptions::default();
+        options.sftp.identity = Some(self.client_key.clone());
+        options.sftp.known_hosts = Some(self.known_hosts.clone());
+        options
+    }
+
     /// `127.0.0.1:port`.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
