@@ -85,6 +85,11 @@ impl Liveness {
         }
     }
 
+    /// How long since the last answer.
+    pub fn silent_for(&self) -> Duration {
+        Duration::from_millis(self.now_ms().saturating_sub(self.last_answer_ms.load(Ordering::Relaxed)))
+    }
+
     /// Why the run gave up, once it has.
     pub fn gave_up(&self) -> Option<String> {
         self.gave_up.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -465,6 +465,7 @@ impl Engine {
         let outcome = tokio::select! {
             outcome = self.attempt(action, attempt) => outcome,
             () = self.liveness.given_up() => Err(over("abandoned: the servers stopped answering")),
+            () = self.silent_after_stop() => Err(over("abandoned after the stop: the servers stopped answering")),
         };
         match &outcome {
             // A directory made on local disk says nothing of the servers
@@ -475,6 +476,25 @@ impl Engine {
             Err(_) => {}
         }
         outcome
+    }
+
+    /// Resolves once a stop (SIGINT/SIGTERM) has been asked for and the
+    /// servers have then said nothing for `--timeout`: transfers in flight
+    /// finish after a stop, but one that waits on a silent server must not
+    /// hold the run (a stop ends within about one timeout, whatever the
+    /// wait deep down). Never for local-only runs: nothing there answers.
+    async fn silent_after_stop(&self) {
+        if !(self.src.capabilities().remote || self.dst.capabilities().remote) {
+            return std::future::pending().await;
+        }
+        crate::stop::asked().await;
+        loop {
+            let silent = self.liveness.silent_for();
+            if silent >= self.config.timeout {
+                return;
+            }
+            tokio::time::sleep(self.config.timeout - silent).await;
+        }
     }
 
     /// Whether `action` asks a server something: a copy reads the source

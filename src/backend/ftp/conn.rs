@@ -514,8 +514,25 @@ fn connector(config: &Option<Arc<ClientConfig>>, host: &str) -> Result<AsyncRust
     Ok(AsyncRustlsConnector::from(tokio_rustls::TlsConnector::from(Arc::clone(config))))
 }
 
-/// Opens, secures and logs in one control connection.
+/// Opens, secures and logs in one control connection, within four times
+/// the timeout in all: each step has its own limit where it can say what
+/// it waited for, and this bound catches the rest (FEAT, TYPE I, PWD after
+/// a login: a server gone silent there held a transfer, and a SIGTERM'd
+/// run, without end).
 pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
+    let limit = params.timeout.saturating_mul(4);
+    match tokio::time::timeout(limit, connect_steps(params)).await {
+        Ok(connected) => connected,
+        Err(_) => Err(OpError::new(
+            ErrorKind::Temporary,
+            "login",
+            format!("{}:{}", display_host(&params.host), params.port),
+            format!("the server stopped answering during the login (no answer within {limit:?})"),
+        )),
+    }
+}
+
+async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
     let host = params.host.as_str();
     let shown = format!("{}:{}", display_host(host), params.port);
     let counted = |n: u64| params.round_trips.fetch_add(n, Ordering::Relaxed);
@@ -660,7 +677,7 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
                 Err(_) => {
                     // Lost on the way: log in again one command at a time.
                     params.pipelining.store(false, Ordering::Relaxed);
-                    return Box::pin(connect(params)).await;
+                    return Box::pin(connect_steps(params)).await;
                 }
             }
         }
@@ -723,7 +740,7 @@ pub async fn connect(params: &ConnectParams) -> Result<FtpConn, OpError> {
                     Ok(Err(err)) => return Err(classify(err, "login", &shown)),
                     Err(_) => {
                         params.pipelining.store(false, Ordering::Relaxed);
-                        return Box::pin(connect(params)).await;
+                        return Box::pin(connect_steps(params)).await;
                     }
                 }
             } else {
