@@ -177,7 +177,7 @@ pub async fn copy_file(
     }
     // Where the destination sets the time with the rename (FTP: one
     // pipelined batch), `finish` leaves it to `commit_temp`.
-    let at_commit = dst_backend.mtime_at_commit();
+    let at_commit = dst_backend.capabilities().mtime_at_commit;
     // Committed with the finish when nothing has to come in between (and
     // the time is not left to commit_temp).
     let backs_up = options.backup.is_some() && options.replaces;

@@ -102,6 +102,9 @@ impl LocalBackend {
                 windowed_writes: false,
                 live_temporaries: true,
                 remote: false,
+                uses_recall: false,
+                segment_at_zero_truncates: false,
+                mtime_at_commit: false,
             },
             file_mode: 0o666 & !current_umask(),
         })

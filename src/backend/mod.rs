@@ -193,6 +193,17 @@ pub struct Capabilities {
     /// Across a network: a success here is a server answering (see
     /// `engine::liveness`); local disk says nothing about the servers.
     pub remote: bool,
+    /// [`Backend::walk_streamed_recalling`] makes use of a
+    /// [`recall::Recall`] (reading one from the state database costs).
+    pub uses_recall: bool,
+    /// A segment opened at offset 0 truncates the file (FTP's STOR: REST 0
+    /// means no restart). It must be open before any other segment writes,
+    /// and is never opened at 0 again once they may have.
+    pub segment_at_zero_truncates: bool,
+    /// [`Backend::commit_temp`] sets a temporary's mtime more cheaply than
+    /// [`FileWriter::finish`] (sent together with the rename): the commit
+    /// then passes the mtime there instead of to `finish`.
+    pub mtime_at_commit: bool,
 }
 
 /// Size of the buffers moved between reader and writer (two per stream).
@@ -325,12 +336,6 @@ pub trait Backend: Send + Sync {
         }
     }
 
-    /// Whether [`Backend::walk_streamed_recalling`] makes use of a
-    /// [`recall::Recall`] (reading one from the state database costs).
-    fn uses_recall(&self) -> bool {
-        false
-    }
-
     /// [`Backend::walk_streamed`], with what the last runs recorded of this
     /// side arriving on `recall` (see [`recall`]). The default ignores it.
     async fn walk_streamed_recalling(&self, tx: stream::WalkSender, recall: recall::RecallReceiver) {
@@ -382,13 +387,6 @@ pub trait Backend: Send + Sync {
         self.capabilities().segmented_write
     }
 
-    /// A segment opened at offset 0 truncates the file (FTP's STOR: REST 0
-    /// means no restart). It must be open before any other segment writes,
-    /// and is never opened at 0 again once they may have.
-    fn segment_at_zero_truncates(&self) -> bool {
-        false
-    }
-
     /// Opens `path`, made by [`Backend::create_sized`], for writing from
     /// `offset` on: nothing is truncated or cut, so several writers may be
     /// open on one file at different offsets. `finish` makes the segment
@@ -422,13 +420,6 @@ pub trait Backend: Send + Sync {
 
     /// Moves `from` to `to`, replacing a file already at `to`.
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError>;
-
-    /// True when [`Backend::commit_temp`] sets a temporary's mtime more
-    /// cheaply than [`FileWriter::finish`] (sent together with the rename):
-    /// the commit then passes the mtime there instead of to `finish`.
-    fn mtime_at_commit(&self) -> bool {
-        false
-    }
 
     /// Gives the finished temporary `temp` its `mtime` (when given), then
     /// moves it to `target`, replacing a file there: the final name never

@@ -172,7 +172,7 @@ pub(super) async fn copy_segmented(
     let last = parts.len() - 1;
     // Where opening the first range truncates the file (FTP), the others
     // wait until it is open, so that nothing they write is cut.
-    let (zero_open, zero_opened) = tokio::sync::watch::channel(!dst_backend.segment_at_zero_truncates());
+    let (zero_open, zero_opened) = tokio::sync::watch::channel(!dst_backend.capabilities().segment_at_zero_truncates);
     let mut zero_open = Some(zero_open);
     let mut jobs: Vec<SegmentJob<'_>> = Vec::with_capacity(count);
     for (i, (offset, len)) in parts.into_iter().enumerate() {
@@ -289,7 +289,7 @@ impl Segment<'_> {
                 Err(err) if err.is_temporary() && err.kind != ErrorKind::SourceChanged && attempt < policy.retries => {
                     let again = reached.saturating_sub(margin).max(self.offset);
                     let opened = self.opens_first.as_ref().is_some_and(|open| *open.borrow());
-                    if again == 0 && opened && self.dst_backend.segment_at_zero_truncates() {
+                    if again == 0 && opened && self.dst_backend.capabilities().segment_at_zero_truncates {
                         // Opening at 0 again would cut what the other
                         // ranges wrote: the whole copy is retried instead.
                         return Err(err);

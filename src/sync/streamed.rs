@@ -139,7 +139,7 @@ pub(super) async fn run(setup: Setup<'_>) -> Result<Ran, Error> {
     // held whole).
     let recallable = !records.is_empty() && records.len() <= MAX_RECALLED_FILES;
     for (backend, side, sender) in [(&src, StateSide::Src, src_recall), (&dst, StateSide::Dst, dst_recall)] {
-        if recallable && backend.uses_recall() {
+        if recallable && backend.capabilities().uses_recall {
             let records = Arc::clone(&records);
             tokio::task::spawn_blocking(move || {
                 let _ = sender.send(Arc::new(Recall::over(Box::new(RecordedSide { records, side }))));

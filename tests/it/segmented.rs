@@ -415,9 +415,6 @@ impl Backend for Spy {
     async fn segmented_write_works(&self, near: &RelPath) -> bool {
         self.inner.segmented_write_works(near).await
     }
-    fn segment_at_zero_truncates(&self) -> bool {
-        self.inner.segment_at_zero_truncates()
-    }
     async fn create_sized(&self, path: &RelPath, size: u64) -> Result<(), OpError> {
         self.inner.create_sized(path, size).await
     }

@@ -316,6 +316,9 @@ impl FtpBackend {
                     windowed_writes: false,
                     live_temporaries: false,
                     remote: true,
+                    uses_recall: !root_missing,
+                    segment_at_zero_truncates: true,
+                    mtime_at_commit: true,
                 },
                 features,
                 shown,
@@ -548,10 +551,6 @@ impl Backend for FtpBackend {
         super::stream::collected(|tx| self.walk_streamed(tx)).await
     }
 
-    fn uses_recall(&self) -> bool {
-        !self.inner.root_missing
-    }
-
     /// Where the last runs left records of this tree, one recursive LIST
     /// may stand for most directories' listings (see [`recursive`]).
     async fn walk_streamed_recalling(&self, tx: super::stream::WalkSender, recall: RecallReceiver) {
@@ -645,10 +644,6 @@ impl Backend for FtpBackend {
             .await
     }
 
-    fn segment_at_zero_truncates(&self) -> bool {
-        true
-    }
-
     /// Nothing to make: the first segment's STOR creates the file (and
     /// truncates it) before the others open (see `segment_at_zero_truncates`).
     async fn create_sized(&self, _path: &RelPath, _size: u64) -> Result<(), OpError> {
@@ -671,11 +666,6 @@ impl Backend for FtpBackend {
             })
             .await;
         self.inner.note_rename(result)
-    }
-
-    /// The mtime goes with the rename (see `Inner::commit_temp`).
-    fn mtime_at_commit(&self) -> bool {
-        true
     }
 
     async fn commit_temp(

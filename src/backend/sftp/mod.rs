@@ -225,6 +225,9 @@ impl SftpBackend {
             windowed_writes: true,
             live_temporaries: false,
             remote: true,
+            uses_recall: false,
+            segment_at_zero_truncates: false,
+            mtime_at_commit: false,
         };
         Ok(SftpBackend {
             inner: Arc::new(Inner {
