@@ -202,6 +202,11 @@ impl Pace {
     }
 }
 
+/// A directory the walk did not ask for (or abandoned), and `why`.
+fn not_listed(dir: &RelPath, why: &str) -> OpError {
+    OpError::new(ErrorKind::Temporary, "list", dir, why)
+}
+
 /// Lists a tree with `list_dir` (one directory's entries and warnings) at
 /// `pace` and sends it to `tx` in tree order. Temporary failures are asked
 /// again up to `pace.retries` times with the engine's backoff; a root that
@@ -244,7 +249,7 @@ where
             }
             let Some((dir, attempt)) = waiting.pop_first() else { break };
             if let Some(why) = &gone {
-                arrived.insert(dir.clone(), Err(OpError::new(ErrorKind::Temporary, "list", &dir, why.clone())));
+                arrived.insert(dir.clone(), Err(not_listed(&dir, why)));
                 continue;
             }
             let listed = list_dir(dir.clone());
@@ -339,8 +344,7 @@ where
             // Abandoned when the server was taken as gone.
             Err(err) if err.is_cancelled() && running.contains_key(&err.id()) => {
                 let dir = running.remove(&err.id()).unwrap_or_default();
-                let why = gone.clone().unwrap_or_default();
-                arrived.insert(dir.clone(), Err(OpError::new(ErrorKind::Temporary, "list", &dir, why)));
+                arrived.insert(dir.clone(), Err(not_listed(&dir, gone.as_deref().unwrap_or_default())));
                 continue;
             }
             Err(err) => {

@@ -71,7 +71,7 @@ impl Liveness {
             return;
         }
         let in_a_row = self.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
-        let silent = Duration::from_millis(self.now_ms().saturating_sub(self.last_answer_ms.load(Ordering::Relaxed)));
+        let silent = self.silent_for();
         if in_a_row >= FAILURES && silent >= self.window {
             let mut gave_up = self.gave_up.lock().unwrap_or_else(|p| p.into_inner());
             if gave_up.is_none() {

@@ -40,18 +40,50 @@ impl Scratch {
     /// Runs `cmd`, killing it (and failing the test) after `limit`: for
     /// runs that would hang if barge were wrong. Output goes to files in
     /// the scratch area (nothing to drain while waiting), removed after.
-    pub fn run_within(&self, mut cmd: Command, limit: std::time::Duration) -> Run {
-        let (out, err) = (self.path("barge.out"), self.path("barge.err"));
-        cmd.stdout(fs::File::create(&out).unwrap())
-            .stderr(fs::File::create(&err).unwrap())
+    pub fn run_within(&self, cmd: Command, limit: std::time::Duration) -> Run {
+        let child = self.spawn_to_files(cmd);
+        self.wait_within(child, std::time::Instant::now(), limit)
+    }
+
+    /// Runs `cmd`, sends it SIGTERM after `after`, and waits for it as
+    /// [`Scratch::run_within`] does, at most `limit` from the signal: the
+    /// run, and how long it took to end after the signal.
+    pub fn run_stopped(
+        &self,
+        cmd: Command,
+        after: std::time::Duration,
+        limit: std::time::Duration,
+    ) -> (Run, std::time::Duration) {
+        let child = self.spawn_to_files(cmd);
+        std::thread::sleep(after);
+        // SAFETY: kill has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        let signalled = std::time::Instant::now();
+        let run = self.wait_within(child, signalled, limit);
+        (run, signalled.elapsed())
+    }
+
+    fn spawn_to_files(&self, mut cmd: Command) -> std::process::Child {
+        cmd.stdout(fs::File::create(self.path("barge.out")).unwrap())
+            .stderr(fs::File::create(self.path("barge.err")).unwrap())
             .stdin(std::process::Stdio::null());
-        let started = std::time::Instant::now();
-        let mut child = cmd.spawn().expect("run barge");
+        cmd.spawn().expect("run barge")
+    }
+
+    /// Waits for `child` (spawned by [`Scratch::spawn_to_files`]) until
+    /// `limit` after `since`, then kills it and fails the test.
+    fn wait_within(
+        &self,
+        mut child: std::process::Child,
+        since: std::time::Instant,
+        limit: std::time::Duration,
+    ) -> Run {
+        let (out, err) = (self.path("barge.out"), self.path("barge.err"));
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
             }
-            if started.elapsed() > limit {
+            if since.elapsed() > limit {
                 child.kill().unwrap();
                 child.wait().unwrap();
                 panic!(

@@ -446,51 +446,28 @@ fn a_server_gone_silent_mid_listing_ends_the_run() {
 #[test]
 fn sigterm_during_a_silent_listing_ends_within_the_timeout() {
     let (server, _runtime) = silent_while_listed();
-    let s = Scratch::new();
-    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
-    let child = s
-        .barge()
-        .env("BARGE_PASSWORD", &server.password)
-        .args(["sync", "--json", "--delete", "--timeout", "6", "--retries", "5", &remote])
-        .arg(s.dst())
-        .arg("--state")
-        .arg(s.state())
-        .stdout(fs::File::create(s.path("out")).unwrap())
-        .stderr(fs::File::create(s.path("err")).unwrap())
-        .spawn()
-        .unwrap();
-    let (run, took) = sigterm_after(&s, child, Duration::from_secs(4));
-    assert!(took < Duration::from_secs(6 + 3), "the stop took {took:?}\n{}", run.explain());
-    assert_eq!(run.summary()["interrupted"], "SIGTERM", "{}", run.explain());
-    assert_ne!(run.code, 0, "{}", run.explain());
+    stopped_within_the_timeout(&Scratch::new(), &server, 6, &["--delete", "--retries", "5"]);
 }
 
-/// SIGTERM to `child` (its output going to `s`'s files `out` and `err`)
-/// after `wait`; the run and how long it took to end after the signal.
-/// Waited for with a limit: runs these tests are about never ended.
-fn sigterm_after(s: &Scratch, mut child: std::process::Child, wait: Duration) -> (Run, Duration) {
-    std::thread::sleep(wait);
-    // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let signalled = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if signalled.elapsed() > Duration::from_secs(60) {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("still running 60 s after SIGTERM:\n{}", String::from_utf8_lossy(&fs::read(s.path("err")).unwrap()));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let took = signalled.elapsed();
-    let output = std::process::Output {
-        status,
-        stdout: fs::read(s.path("out")).unwrap(),
-        stderr: fs::read(s.path("err")).unwrap(),
-    };
-    (Run::of(output), took)
+/// `barge sync --json --timeout TIMEOUT FLAGS` from `server` (through the
+/// emulator) into the scratch destination, stopped by SIGTERM 4 s in: it
+/// must end within the timeout (plus 3 s of slack) with the signal in its
+/// summary and a failing exit code.
+fn stopped_within_the_timeout(s: &Scratch, server: &FtpServer, timeout: u64, flags: &[&str]) {
+    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
+    let mut cmd = s.barge();
+    cmd.env("BARGE_PASSWORD", &server.password)
+        .args(["sync", "--json", "--timeout", &timeout.to_string()])
+        .args(flags)
+        .arg(&remote)
+        .arg(s.dst())
+        .arg("--state")
+        .arg(s.state());
+    // Waited for with a limit: runs these tests are about never ended.
+    let (run, took) = s.run_stopped(cmd, Duration::from_secs(4), Duration::from_secs(60));
+    assert!(took < Duration::from_secs(timeout + 3), "the stop took {took:?}\n{}", run.explain());
+    assert_eq!(run.summary()["interrupted"], "SIGTERM", "{}", run.explain());
+    assert_ne!(run.code, 0, "{}", run.explain());
 }
 
 fn files_in_tree(dir: &std::path::Path) -> usize {
@@ -508,21 +485,5 @@ fn sigterm_against_a_silent_server_ends_within_the_timeout() {
     for i in 0..60 {
         server.write_file(&format!("f{i:03}.bin"), &bytes(i, 64 << 10));
     }
-    let s = Scratch::new();
-    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
-    let child = s
-        .barge()
-        .env("BARGE_PASSWORD", &server.password)
-        .args(["sync", "--json", "--timeout", "10", "--retries", "5", "--parallel", "4", &remote])
-        .arg(s.dst())
-        .arg("--state")
-        .arg(s.state())
-        .stdout(fs::File::create(s.path("out")).unwrap())
-        .stderr(fs::File::create(s.path("err")).unwrap())
-        .spawn()
-        .unwrap();
-    let (run, took) = sigterm_after(&s, child, Duration::from_secs(4));
-    assert!(took < Duration::from_secs(10 + 3), "the stop took {took:?}\n{}", run.explain());
-    assert_eq!(run.summary()["interrupted"], "SIGTERM", "{}", run.explain());
-    assert_ne!(run.code, 0, "{}", run.explain());
+    stopped_within_the_timeout(&Scratch::new(), &server, 10, &["--retries", "5", "--parallel", "4"]);
 }

@@ -495,6 +495,22 @@ pub fn classify(err: FtpError, op: &'static str, path: impl std::fmt::Display) -
     OpError::new(kind, op, path, reply_text(&err))
 }
 
+/// `work` (a command and its reply) within `timeout`, else a connection
+/// error (the connection is out of step: it ends the session): for waits
+/// inside an operation that has no overall limit of its own.
+pub async fn answered_within<T>(
+    timeout: Duration,
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, FtpError>>,
+) -> Result<T, FtpError> {
+    tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| {
+        Err(FtpError::ConnectionError(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what}: no answer within {timeout:?}"),
+        )))
+    })
+}
+
 async fn with_timeout<T>(
     timeout: Duration,
     what: &'static str,

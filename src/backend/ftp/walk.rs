@@ -177,13 +177,7 @@ impl Inner {
                     })
                 });
                 conn.round_trip(1);
-                let Ok(cwd) = tokio::time::timeout(timeout, conn.control.cwd(&remote)).await else {
-                    return Err(suppaftp::FtpError::ConnectionError(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "CWD: no answer",
-                    )));
-                };
-                match cwd {
+                match conn::answered_within(timeout, "CWD", conn.control.cwd(&remote)).await {
                     Ok(()) => listing_data(conn, "LIST -aR", None, timeout).await.map(Some),
                     Err(err) if conn::ends_session(&err) => Err(err),
                     // Gone since the last run, say: the walk lists what is
@@ -350,15 +344,9 @@ pub(super) async fn listing_data(
     // The whole listing has no time limit (a big directory may take long),
     // so each wait for the server is bounded here: a server gone silent
     // must not hold a listing, and the run, without end.
-    let silent = |what: &str| {
-        suppaftp::FtpError::ConnectionError(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("{what}: no answer within {}s", timeout.as_secs_f32()),
-        ))
-    };
     if let Some(dir) = cwd {
         conn.round_trip(1);
-        tokio::time::timeout(timeout, conn.control.cwd(&dir)).await.map_err(|_| silent("CWD"))??;
+        conn::answered_within(timeout, "CWD", conn.control.cwd(&dir)).await?;
     }
     let started = async {
         if conn.pipelining() && conn.features.epsv && conn.active.is_none() {
@@ -374,9 +362,7 @@ pub(super) async fn listing_data(
         ))
     })??;
     let (data, producing) = read_listing(&mut stream, timeout).await.map_err(suppaftp::FtpError::ConnectionError)?;
-    tokio::time::timeout(timeout, stream.finish(&mut conn.control))
-        .await
-        .map_err(|_| silent("the listing's end"))??;
+    conn::answered_within(timeout, "the listing's end", stream.finish(&mut conn.control)).await?;
     Ok((data, producing))
 }
 
