@@ -9,12 +9,12 @@
 //! - [`backend`]: the one trait every protocol implements, over a
 //!   [`path::RelPath`] space that cannot escape its root; [`backend::local`];
 //!   [`backend::stream`]: walks sent in tree order as directories are listed.
-//! - [`sync`]: one run end to end: lock, list, filter, hash, plan, execute.
-//!   By default streamed (`sync/streamed.rs`): the march runs over both
-//!   walks as they come and the engine starts copying at once; deletions
-//!   wait for the whole tree. Runs that need everything first (hash
-//!   compare, `--max-delete`, `--trust-state`...), `plan` and `check`
-//!   plan the whole tree (`sync/whole.rs`).
+//! - [`sync`]: one run end to end: lock, open, one pipeline (list, march,
+//!   act), finish. The march runs over both sides as streams; a plain sync
+//!   acts early (copies start with the first listings, deletions wait for
+//!   the whole tree); `plan`, `check` and the syncs that need everything
+//!   first (hash compare, `--max-delete`, `--trust-state`...) run the same
+//!   march with early actions off. `sync/safety.rs` says when barge deletes.
 //! - [`plan`]: the pure planner (sorted merge of two listings and the state
 //!   cache, [`plan::march`] over iterators), the equality rule
 //!   ([`plan::compare`]) and filters (globs: [`patterns`]).

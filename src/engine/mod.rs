@@ -109,8 +109,6 @@ pub struct Engine {
     pub config: EngineConfig,
     pub reporter: Arc<Reporter>,
     pub journal: Option<Arc<Journal>>,
-    /// Targets whose partial temporary may be resumed, with its length.
-    pub resumable: HashMap<RelPath, u64>,
     throttle: Option<Throttle>,
     backup: Option<commit::BackupDir>,
     /// Actions skipped because SIGINT/SIGTERM asked for a stop.
@@ -122,9 +120,6 @@ pub struct Engine {
     tuner: Mutex<Tuner>,
     /// How long the transfer phase took, for files per second.
     transfer_time: Mutex<std::time::Duration>,
-    /// A streamed run: partial temporaries are looked up when their copy
-    /// starts (the plan is not known in advance), see [`Engine::run_streamed`].
-    lazy_resume: std::sync::atomic::AtomicBool,
     /// Directories being created by a streamed run, each with a flag that
     /// turns true when its mkdir is over: what is inside waits for it.
     creating: Mutex<HashMap<RelPath, tokio::sync::watch::Receiver<bool>>>,
@@ -153,7 +148,6 @@ impl Engine {
         config: EngineConfig,
         reporter: Arc<Reporter>,
         journal: Option<Arc<Journal>>,
-        resumable: HashMap<RelPath, u64>,
     ) -> Engine {
         let throttle = config.bwlimit.map(Throttle::new);
         let backup = config.backup_dir.clone().map(commit::BackupDir::new);
@@ -170,12 +164,10 @@ impl Engine {
             config,
             reporter,
             journal,
-            resumable,
             throttle,
             backup,
             not_started: Default::default(),
             warned_in_place: Default::default(),
-            lazy_resume: Default::default(),
             creating: Default::default(),
         }
     }
@@ -213,7 +205,6 @@ impl Engine {
     /// plan (replacements, deletions, directory mtimes) then goes to
     /// [`Engine::run`].
     pub async fn run_streamed(self: &Arc<Self>, actions: tokio::sync::mpsc::Receiver<Action>) {
-        self.lazy_resume.store(true, std::sync::atomic::Ordering::Relaxed);
         self.reporter.start_progress(0, 0);
         let started = std::time::Instant::now();
         let receiver = Arc::new(tokio::sync::Mutex::new(actions));
@@ -509,10 +500,7 @@ impl Engine {
             Action::Copy { src, .. } if src.is_symlink() => self.make_link(src).await,
             Action::Copy { src, reason } => {
                 let partial = if attempt == 0 {
-                    match self.resumable.get(&src.path) {
-                        Some(partial) => *partial,
-                        None => self.streamed_partial(src).await,
-                    }
+                    self.partial_to_resume(src).await
                 } else if src.size >= RESUME_MIN_SIZE {
                     // A retry continues what the failed attempt wrote.
                     let temp = temp_path(&src.path);
@@ -587,11 +575,12 @@ impl Engine {
 }
 
 impl Engine {
-    /// In a streamed run, the length of a partial temporary of `src` that
-    /// a run started from this same source (size and mtime) and that can
-    /// be continued; 0 when there is none.
-    async fn streamed_partial(&self, src: &crate::backend::Entry) -> u64 {
-        if !self.lazy_resume.load(std::sync::atomic::Ordering::Relaxed) || src.size < RESUME_MIN_SIZE {
+    /// The length of a partial temporary of `src` that a run started from
+    /// this same source (size and mtime) and that can be continued; 0 when
+    /// there is none. Looked up when the copy starts: a streamed run does
+    /// not know its copies in advance.
+    async fn partial_to_resume(&self, src: &crate::backend::Entry) -> u64 {
+        if src.size < RESUME_MIN_SIZE {
             return 0;
         }
         let Some(journal) = &self.journal else { return 0 };

@@ -89,7 +89,6 @@ async fn copy_one_with(failures: u32, kind: ErrorKind, retries: u32) -> (Arc<Rep
         },
         Arc::clone(&reporter),
         None,
-        HashMap::new(),
     ));
     let plan = Plan { actions: vec![Action::Copy { src: entry, reason: Reason::New }], unchanged: 0 };
     engine.run(plan).await;

@@ -2,10 +2,10 @@
 //! the run goes, in batches (one transaction per batch, off the async
 //! workers), so a killed run loses at most the last second of records.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{PartialRecord, StateDb};
+use super::{Db, PartialRecord};
 use crate::error::Error;
 use crate::path::RelPath;
 use crate::plan::SyncedRecord;
@@ -20,12 +20,12 @@ struct Pending {
 }
 
 pub struct Journal {
-    db: Arc<Mutex<StateDb>>,
+    db: Db,
     pending: Mutex<Pending>,
 }
 
 impl Journal {
-    pub fn new(db: Arc<Mutex<StateDb>>) -> Self {
+    pub fn new(db: Db) -> Self {
         Journal {
             db,
             pending: Mutex::new(Pending { records: Vec::new(), forget: Vec::new(), last_flush: Instant::now() }),
@@ -53,13 +53,11 @@ impl Journal {
     /// Notes a large transfer in flight, so its temporary can be resumed.
     /// The partial transfer of `path` a run noted, if any.
     pub async fn partial(&self, path: RelPath) -> Result<Option<PartialRecord>, Error> {
-        let db = Arc::clone(&self.db);
-        run_blocking(move || lock(&db)?.partial(&path)).await
+        self.db.partial(path).await
     }
 
     pub async fn started(&self, path: RelPath, record: PartialRecord) -> Result<(), Error> {
-        let db = Arc::clone(&self.db);
-        run_blocking(move || lock(&db)?.note_partial(&path, record)).await
+        self.db.note_partial(path, record).await
     }
 
     /// Writes everything pending.
@@ -71,25 +69,11 @@ impl Journal {
         if records.is_empty() && forget.is_empty() {
             return Ok(());
         }
-        let db = Arc::clone(&self.db);
-        run_blocking(move || lock(&db)?.write_synced(&records, &forget)).await
+        self.db.write_synced(records, forget).await
     }
 
     fn with_pending<T>(&self, f: impl FnOnce(&mut Pending) -> T) -> T {
         let mut guard = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
     }
-}
-
-fn lock(db: &Mutex<StateDb>) -> Result<std::sync::MutexGuard<'_, StateDb>, Error> {
-    Ok(db.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
-}
-
-/// Runs database work on the blocking pool.
-pub async fn run_blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
-) -> Result<T, Error> {
-    tokio::task::spawn_blocking(work).await.unwrap_or_else(|join| {
-        Err(Error::Io { context: "state database task".into(), source: std::io::Error::other(join.to_string()) })
-    })
 }

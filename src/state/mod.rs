@@ -11,8 +11,9 @@
 //! - `partials`: temporaries in flight, so a later run can resume them.
 //!
 //! The schema is versioned with `PRAGMA user_version`; [`MIGRATIONS`] brings
-//! any older file up to date. All calls block: use them from blocking tasks.
+//! any older file up to date. All calls block: async code goes through [`Db`].
 
+mod handle;
 mod journal;
 mod lock;
 
@@ -23,7 +24,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub use journal::{Journal, run_blocking};
+pub use handle::{Db, run_blocking};
+pub use journal::Journal;
 pub use lock::JobLock;
 
 use crate::backend::{Entry, HashKind, Mtime};

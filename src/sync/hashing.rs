@@ -7,13 +7,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::lock_db;
 use crate::backend::{Backend, Entry, HashKind};
 use crate::engine::for_each_parallel;
 use crate::engine::report::Reporter;
 use crate::error::{Error, OpError};
 use crate::path::RelPath;
-use crate::state::{CachedHash, Side, StateDb, run_blocking};
+use crate::state::{CachedHash, Db, Side};
 
 /// Files read at once on a side that is read to be hashed.
 const READS_AT_ONCE: usize = 8;
@@ -28,7 +27,7 @@ pub(super) async fn fill_hashes(
     dst: &Arc<dyn Backend>,
     src_entries: &mut [Entry],
     dst_entries: &mut [Entry],
-    db: Option<&Arc<Mutex<StateDb>>>,
+    db: Option<&Db>,
     reporter: &Reporter,
     strict: bool,
 ) -> Result<(), Error> {
@@ -87,15 +86,12 @@ async fn hash_side(
     wanted: &[usize],
     algo: HashKind,
     how: How,
-    db: Option<&Arc<Mutex<StateDb>>>,
+    db: Option<&Db>,
     reporter: &Reporter,
     strict: bool,
 ) -> Result<(), Error> {
     let cache = match db {
-        Some(db) => {
-            let db = Arc::clone(db);
-            run_blocking(move || lock_db(&db).load_hashes(side)).await?
-        }
+        Some(db) => db.load_hashes(side).await?,
         None => HashMap::new(),
     };
     // A remote file has no inode: its cached digest is keyed on size and
@@ -133,8 +129,7 @@ async fn hash_side(
         }
     }
     if let Some(db) = db {
-        let db = Arc::clone(db);
-        run_blocking(move || lock_db(&db).store_hashes(side, &fresh)).await?;
+        db.store_hashes(side, fresh).await?;
     }
     Ok(())
 }

@@ -5,12 +5,10 @@
 //! a cron job's monitoring must see each failure, not the last success.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
-use super::lock_db;
 use crate::engine::report::{Reporter, Summary};
 use crate::error::{Error, exit};
-use crate::state::{StateDb, run_blocking};
+use crate::state::Db;
 
 /// State db key: when the job last succeeded (unix seconds).
 const LAST_SUCCESS: &str = "last_success";
@@ -33,26 +31,25 @@ pub(super) async fn write_reports(
     summary: &Summary,
     exit_code: i32,
     started_at: i64,
-    db: Option<&Arc<Mutex<StateDb>>>,
+    db: Option<&Db>,
     state_path: &Path,
     reporter: &Reporter,
 ) {
     let now = crate::units::unix_now_secs();
     let mut last_success = None;
     if let Some(db) = db {
-        let db = Arc::clone(db);
         let success = exit_code == exit::OK;
-        last_success = run_blocking(move || {
-            let mut db = lock_db(&db);
-            if success {
-                db.meta_set(LAST_SUCCESS, &now.to_string())?;
-            }
-            db.meta_get(LAST_SUCCESS)
-        })
-        .await
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<i64>().ok());
+        last_success = db
+            .call(move |db| {
+                if success {
+                    db.meta_set(LAST_SUCCESS, &now.to_string())?;
+                }
+                db.meta_get(LAST_SUCCESS)
+            })
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse::<i64>().ok());
     }
     if let Some(path) = &reports.report {
         let mut value = serde_json::to_value(summary).unwrap_or_default();

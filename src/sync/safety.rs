@@ -1,7 +1,8 @@
 //! When a run must not go ahead, or must not delete: roots that overlap
 //! (refused before anything is opened), `--max-delete`, and the signs that
 //! a source listing is wrong (unreadable entries, emptied directories, a
-//! shrunken or empty source), which hold every deletion back. `plan` and
+//! shrunken or empty source), which hold every deletion back; deletions
+//! under what a listing did not show are never made. `plan` and
 //! `--dry-run` apply the same rules as `sync` and exit as it would.
 
 use std::os::unix::ffi::OsStrExt;
@@ -141,6 +142,19 @@ fn below(path: &[u8], ancestor: &[u8]) -> Option<Vec<u8>> {
 fn same_server(a: &RemoteLocation, b: &RemoteLocation) -> bool {
     let family = |s: Scheme| matches!(s, Scheme::Sftp);
     family(a.scheme) == family(b.scheme) && a.host.eq_ignore_ascii_case(&b.host) && a.port == b.port && a.user == b.user
+}
+
+/// Drops the deletions the listings cannot vouch for, before anything
+/// else reads the plan: nothing below a source directory that could not be
+/// listed is missing from the source (it was not seen), and a listing cut
+/// short by SIGINT/SIGTERM shows nothing missing at all.
+pub(super) fn drop_unseen_deletions(actions: &mut Vec<Action>, src_unreadable: &[RelPath], stopped: bool) {
+    actions.retain(|a| match a {
+        Action::Delete { path, reason: Reason::Extraneous, .. } => {
+            !stopped && !src_unreadable.iter().any(|u| path.starts_with(u))
+        }
+        _ => true,
+    });
 }
 
 /// What the source listing showed, as the safety checks read it.

@@ -1,0 +1,300 @@
+//! Where a run's entries come from: both sides as streams of
+//! [`WalkItem`]s in tree order, whichever way they were listed.
+//!
+//! A streamed run walks directory by directory and the march reads the
+//! items as they come. A run that must see everything first (see
+//! [`super::pipeline::acts_early`]) lists each side whole (`walk`, or
+//! `walk_following_links` for `--links follow`, or the state database's
+//! records for `--trust-state`) and sends that listing down the same
+//! channel; [`Side`] then reads both kinds alike: side items reported,
+//! barge's temporaries taken out, filters applied, records marked seen.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::records::{RecordedSide, TrackedRecords};
+use crate::backend::recall::{MAX_RECALLED_FILES, Recall};
+use crate::backend::stream::{self, CHANNEL_BATCHES, WalkItem};
+use crate::backend::temp::is_temp_name;
+use crate::backend::{Backend, Entry, EntryKind, Listing};
+use crate::engine::report::Reporter;
+use crate::error::OpError;
+use crate::path::RelPath;
+use crate::plan::SyncedRecord;
+use crate::plan::filter::Filter;
+use crate::state::Side as StateSide;
+
+/// How one side is listed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Listed {
+    /// Directory by directory, as the march reads.
+    Streamed,
+    /// The whole tree, then sent.
+    Whole,
+    /// The whole tree with symbolic links to directories followed.
+    WholeFollowingLinks,
+}
+
+/// A side's walk under way.
+pub(super) struct Walk {
+    pub items: mpsc::Receiver<Vec<WalkItem>>,
+    pub task: JoinHandle<()>,
+    /// Hands a streamed walk what the last runs recorded of its side.
+    recall: Option<oneshot::Sender<Arc<Recall>>>,
+}
+
+impl Walk {
+    /// Starts listing `backend`, at once, in a task of its own.
+    pub fn start(backend: &Arc<dyn Backend>, listed: Listed) -> Walk {
+        let (tx, items) = mpsc::channel(CHANNEL_BATCHES);
+        let backend = Arc::clone(backend);
+        let (recall, task) = match listed {
+            Listed::Streamed => {
+                let (recall, recall_rx) = oneshot::channel();
+                let task = tokio::spawn(async move { backend.walk_streamed_recalling(tx, recall_rx).await });
+                (Some(recall), task)
+            }
+            Listed::Whole | Listed::WholeFollowingLinks => {
+                let task = tokio::spawn(async move {
+                    let listing = match listed {
+                        Listed::WholeFollowingLinks => backend.walk_following_links().await,
+                        _ => backend.walk().await,
+                    };
+                    match listing {
+                        Ok(listing) => stream::send_listing(listing, tx).await,
+                        Err(err) => {
+                            let _ = tx.send(vec![WalkItem::Failed(err)]).await;
+                        }
+                    }
+                });
+                (None, task)
+            }
+        };
+        Walk { items, task, recall }
+    }
+
+    /// `--trust-state`: the destination as the records describe it.
+    pub fn from_records(records: &TrackedRecords) -> Walk {
+        let (tx, items) = mpsc::channel(CHANNEL_BATCHES);
+        let listing = listing_from_records(records.iter());
+        let task = tokio::spawn(stream::send_listing(listing, tx));
+        Walk { items, task, recall: None }
+    }
+
+    /// Gives a streamed walk whose backend uses them the records of its
+    /// side. Without, the walk goes on with none; so does one with too
+    /// many records (the coarse listing a recall confirms is held whole).
+    pub fn recall(&mut self, backend: &dyn Backend, records: &TrackedRecords, side: StateSide) {
+        let Some(sender) = self.recall.take() else { return };
+        let recallable = !records.is_empty() && records.len() <= MAX_RECALLED_FILES;
+        if recallable && backend.capabilities().uses_recall {
+            let recorded = RecordedSide::new(records, side);
+            tokio::task::spawn_blocking(move || {
+                let _ = sender.send(Arc::new(Recall::over(Box::new(recorded))));
+            });
+        }
+    }
+
+    /// The walk's items up to its first entry (or its end): the root was
+    /// listed. Fails with the walk's error when the root could not be.
+    pub async fn first_items(&mut self) -> Result<VecDeque<WalkItem>, OpError> {
+        let mut items = VecDeque::new();
+        while let Some(batch) = self.items.recv().await {
+            let mut listed = false;
+            for item in batch {
+                match item {
+                    WalkItem::Failed(err) => return Err(err),
+                    WalkItem::Entry(_) => listed = true,
+                    _ => {}
+                }
+                items.push_back(item);
+            }
+            if listed {
+                break;
+            }
+        }
+        Ok(items)
+    }
+}
+
+/// The destination as the records describe it: each recorded file with the
+/// size and mtime barge left, and the directories above them, in tree order.
+fn listing_from_records<'a>(records: impl Iterator<Item = (&'a RelPath, &'a SyncedRecord)>) -> Listing {
+    let mut entries = Vec::new();
+    let mut dirs = HashSet::new();
+    for (path, record) in records {
+        let mut dir = path.parent();
+        while !dir.is_root() && dirs.insert(dir.clone()) {
+            dir = dir.parent();
+        }
+        entries.push(Entry {
+            path: path.clone(),
+            kind: EntryKind::File,
+            size: record.dst_size,
+            mtime: record.dst_mtime,
+            inode: 0,
+            coarse_mtime_s: 0,
+            hash: None,
+            link_target: None,
+        });
+    }
+    entries.extend(dirs.into_iter().map(Entry::dir));
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Listing { entries, ..Listing::default() }
+}
+
+/// Trusted directories take their source's mtime (barge set it so).
+pub(super) fn adopt_dir_mtimes(src: &[Entry], dst: &mut [Entry]) {
+    for entry in dst.iter_mut().filter(|e| e.is_dir()) {
+        if let Ok(i) = src.binary_search_by(|s| s.path.cmp(&entry.path)) {
+            entry.mtime = src[i].mtime;
+        }
+    }
+}
+
+/// What one side's stream showed besides its entries.
+#[derive(Default)]
+pub(super) struct Seen {
+    pub unreadable: Vec<RelPath>,
+    pub warnings: usize,
+    /// Entries that passed the filters.
+    pub entries: u64,
+    /// Files among them.
+    pub files: u64,
+    /// Directories with nothing in them (source side).
+    pub empty_dirs: HashSet<RelPath>,
+    /// barge's own temporaries (destination side): never content.
+    pub temporaries: Vec<Entry>,
+}
+
+/// One side's stream as the march reads it: blocking reads of the walk's
+/// channel, side items reported as they come, filters applied, barge's
+/// temporaries taken out, records marked as seen.
+pub(super) struct Side {
+    /// The batch being read.
+    batch: VecDeque<WalkItem>,
+    rx: mpsc::Receiver<Vec<WalkItem>>,
+    reporter: Arc<Reporter>,
+    destination: bool,
+    pub seen: Seen,
+    /// An excluded directory whose subtree is being skipped.
+    pruned: Option<RelPath>,
+    /// The last directory passed, until something inside it shows it is
+    /// not empty.
+    open_dir: Option<RelPath>,
+}
+
+impl Side {
+    pub fn new(
+        first: VecDeque<WalkItem>,
+        rx: mpsc::Receiver<Vec<WalkItem>>,
+        reporter: Arc<Reporter>,
+        destination: bool,
+    ) -> Side {
+        Side { batch: first, rx, reporter, destination, seen: Seen::default(), pruned: None, open_dir: None }
+    }
+
+    fn next_item(&mut self) -> Option<WalkItem> {
+        loop {
+            if let Some(item) = self.batch.pop_front() {
+                return Some(item);
+            }
+            self.batch = self.rx.blocking_recv()?.into();
+        }
+    }
+
+    /// The next entry the march may see; `None` at the end of the walk, or
+    /// at a stop.
+    pub fn next_entry(&mut self, filter: &Filter, records: &TrackedRecords) -> Option<Entry> {
+        loop {
+            if crate::stop::requested().is_some() {
+                // SIGINT/SIGTERM: stop listing too. What the march then
+                // takes for missing is never deleted (the engine starts
+                // nothing more) nor forgotten (see `safety::keep_unseen`).
+                return None;
+            }
+            let entry = match self.next_item() {
+                None => {
+                    if let Some(dir) = self.open_dir.take() {
+                        self.seen.empty_dirs.insert(dir);
+                    }
+                    return None;
+                }
+                Some(WalkItem::Entry(entry)) => entry,
+                Some(other) => {
+                    self.side_item(other);
+                    continue;
+                }
+            };
+            if let Some(dir) = &self.pruned {
+                if entry.path.starts_with(dir) {
+                    continue;
+                }
+                self.pruned = None;
+            }
+            if !entry.is_dir() && is_temp_name(entry.path.file_name()) {
+                // Never content on either side; the destination's are
+                // removed or resumed, whatever the filters say (an
+                // `--exclude '.*'` must not hide a killed run's debris).
+                if self.destination {
+                    self.seen.temporaries.push(entry);
+                }
+                continue;
+            }
+            if !filter.allows(&entry) {
+                if entry.is_dir() {
+                    self.pruned = Some(entry.path.clone());
+                }
+                continue;
+            }
+            records.saw(&entry.path);
+            if let Some(dir) = self.open_dir.take()
+                && !entry.path.starts_with(&dir)
+            {
+                self.seen.empty_dirs.insert(dir);
+            }
+            if entry.is_dir() {
+                self.open_dir = Some(entry.path.clone());
+            } else if entry.is_file() {
+                self.seen.files += 1;
+            }
+            self.seen.entries += 1;
+            return Some(entry);
+        }
+    }
+
+    /// Every entry left, for a run that needs the whole side at once.
+    pub fn collect(&mut self, filter: &Filter, records: &TrackedRecords) -> Vec<Entry> {
+        std::iter::from_fn(|| self.next_entry(filter, records)).collect()
+    }
+
+    fn side_item(&mut self, item: WalkItem) {
+        let side = if self.destination { "destination" } else { "source" };
+        match item {
+            WalkItem::Entry(_) => {}
+            WalkItem::Unreadable(dir, err) => {
+                match self.destination {
+                    false => self
+                        .reporter
+                        .error(&format!("source {dir} could not be read, nothing below it is deleted: {err}")),
+                    true => self.reporter.error(&format!("destination {dir} could not be read: {err}")),
+                }
+                self.seen.unreadable.push(dir);
+            }
+            WalkItem::Warning(warning) => {
+                self.reporter.warning(&warning);
+                self.seen.warnings += 1;
+            }
+            WalkItem::Notice(notice) => self.reporter.warning(&notice),
+            WalkItem::Retried(retried) => self.reporter.info(&retried),
+            // Only ever first, and the first was checked; later would be a bug.
+            WalkItem::Failed(err) => {
+                self.reporter.error(&format!("{side} listing failed: {err}"));
+                self.seen.warnings += 1;
+            }
+        }
+    }
+}
