@@ -2,7 +2,7 @@
 # Listing one SFTP directory of 25,000, 50,000 and 100,000 entries: the time
 # must grow linearly with the size (issue 4). `barge plan` against an empty
 # local destination, so the run is the listing plus planning.
-# See BENCHMARKS.md, section "7. One big SFTP directory".
+# See BENCHMARKS.md, section "One big SFTP directory".
 #
 # usage: benches/big_dir.sh     (env: SIZES="25000 50000 100000" RUNS=3 WORK=/dev/shm/barge-bigdir)
 set -euo pipefail

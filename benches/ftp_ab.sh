@@ -13,8 +13,8 @@
 #        BARGE_TEST_SERVERS=target/test-servers
 #
 # Prints one line per run: round, tool, "wall peak_rss_kib user sys", then
-# the files and bytes that arrived. Used for BENCHMARKS.md sections 12, 14
-# (the FTP 1 GiB upload) and 15 (small files both ways).
+# the files and bytes that arrived. Used for the paired FTP 1 GiB upload
+# in BENCHMARKS.md, section "FTP on loopback, every peer".
 set -u
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 servers="${BARGE_TEST_SERVERS:-$repo/target/test-servers}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peak memory of mirroring a remote tree of 1,000,000 entries over SFTP:
 # the first mirror (everything copied) and a no-op rerun, as bytes of peak
-# RSS per entry. See BENCHMARKS.md, section "6. Memory: a 1,000,000-entry
+# RSS per entry. See BENCHMARKS.md, section "Memory: a 1,000,000-entry
 # remote tree".
 #
 # usage: benches/million.sh     (env: FILES=1000000 WORK=/dev/shm/barge-million

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # barge against lftp and rclone over real FTP and SFTP servers on loopback,
 # optionally behind the WAN emulator (examples/wanem.rs), same run, same trees.
-# See BENCHMARKS.md, section "4. barge vs lftp and rclone over FTP and SFTP".
+# See BENCHMARKS.md, section "barge against lftp and rclone over FTP and SFTP".
 #
 # usage: benches/peers.sh            # everything (issue 5's full matrix; hours at 100 ms)
 #        RTTS=0 PROTOS=ftp benches/peers.sh

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Soak: syncs with random changes on both sides, in every direction, for a
 # long time; every mirror must be exact and barge's memory must stay flat.
-# Issue 7, part 7. Not part of CI; the result is in BENCHMARKS.md
-# ("7. Soak").
+# Issue 7, part 7. Not part of CI; the result is in BENCHMARKS.md,
+# section "Soak".
 #
 # usage: nice -n 10 benches/soak.sh                   # 30 minutes
 #        DURATION=120 benches/soak.sh                 # a 2-minute smoke run

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A no-op backup of an unchanged 100,000-file tree to an SFTP server, with
 # and without --trust-state, at 0 ms and through the WAN emulator at 20 ms.
-# See BENCHMARKS.md, section "5. --trust-state: no-op backups without a
+# See BENCHMARKS.md, section "--trust-state: no-op backups without a
 # remote listing".
 #
 # usage: benches/trust_state.sh          (env: FILES=100000 RUNS=3 RTTS="0 20"

@@ -22,8 +22,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::backend::FAR;
 
 /// The level a job with no history starts at. Measured over a 20 ms round
-/// trip (BENCHMARKS.md §4): 16 transfers halve 8's time on 10,000 small
-/// files, FTP and SFTP, with CPU at 0.07-0.2 of wall.
+/// trip (`benches/peers.sh`, 2026-12-01): 16 transfers halve 8's time on
+/// 10,000 small files, FTP and SFTP, with CPU at 0.07-0.2 of wall.
 pub const DEFAULT_START: usize = 16;
 
 /// The level a job with no history starts at when an SFTP server is far
