@@ -145,7 +145,8 @@ pub async fn copy_file(
     options: CopyOptions<'_>,
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Committed, OpError> {
-    if src_backend.is_text(&src.path) || dst_backend.is_text(&src.path) {
+    let text = |backend: &dyn Backend| backend.text_mode().is_some_and(|text| text.is_text(&src.path));
+    if text(src_backend) || text(dst_backend) {
         return copy_text(src_backend, dst_backend, src, options, on_bytes).await;
     }
     if options.fxp
@@ -159,7 +160,11 @@ pub async fn copy_file(
     // A partial to resume is continued as one stream: cheaper than the
     // whole file again in segments.
     let segments = options.segmenting.segments_for(src_backend, dst_backend, src.size);
-    if resume_from == 0 && segments > 1 && dst_backend.segmented_write_works(&src.path).await {
+    if let Some(writes) = dst_backend.segmented_writes()
+        && resume_from == 0
+        && segments > 1
+        && writes.works(&src.path).await
+    {
         // Held until the copy returns.
         let held = options
             .spare_streams
@@ -167,7 +172,7 @@ pub async fn copy_file(
             .map(|spare| spare.take(segments - 1));
         let segments = held.as_ref().map_or(segments, |held| 1 + held.count());
         if segments > 1 {
-            return copy_segmented(src_backend, dst_backend, src, segments, options, on_bytes).await;
+            return copy_segmented(src_backend, dst_backend, writes, src, segments, options, on_bytes).await;
         }
     }
     let temp = temp_path(&src.path);
@@ -394,8 +399,14 @@ async fn copy_text(
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Committed, OpError> {
     let (target, in_place) = fresh_target(dst_backend, src, options).await?;
-    let mut reader = src_backend.open_read_text(&src.path).await?;
-    let mut writer = dst_backend.open_write_text(&target).await?;
+    let mut reader = match src_backend.text_mode() {
+        Some(text) => text.open_read_text(&src.path).await?,
+        None => src_backend.open_read(&src.path, 0).await?,
+    };
+    let mut writer = match dst_backend.text_mode() {
+        Some(text) => text.open_write_text(&target).await?,
+        None => dst_backend.open_write(&target, 0).await?,
+    };
     let mut buf = Vec::with_capacity(CHUNK_SIZE);
     let mut written = 0;
     loop {

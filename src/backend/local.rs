@@ -22,6 +22,10 @@ use super::{
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
 
+/// Local disk: no server to spare and no distance; the engine's local
+/// ceiling and default start apply.
+pub const PROFILE: super::Profile = super::Profile { auto_ceiling: None, far_start: None, server_copy: false };
+
 pub struct LocalBackend {
     root: Arc<PathBuf>,
     /// The root directory, opened once. Every operation resolves its path
@@ -98,7 +102,6 @@ impl LocalBackend {
                 symlinks: true,
                 max_connections: 64,
                 resume_margin: 0,
-                segmented_write: true,
                 windowed_writes: false,
                 live_temporaries: true,
                 remote: false,
@@ -474,6 +477,10 @@ impl Backend for LocalBackend {
         &self.caps
     }
 
+    fn segmented_writes(&self) -> Option<&dyn super::SegmentedWrite> {
+        Some(self)
+    }
+
     fn describe(&self) -> String {
         self.root.display().to_string()
     }
@@ -503,7 +510,7 @@ impl Backend for LocalBackend {
         blocking(move || walk_blocking(&root)).await
     }
 
-    async fn walk_streamed(&self, tx: WalkSender) {
+    async fn walk_streamed(&self, tx: WalkSender, _recall: Option<crate::backend::recall::RecallReceiver>) {
         if self.root_missing {
             return;
         }
@@ -566,35 +573,6 @@ impl Backend for LocalBackend {
                 Ok(file)
             })
             .map(|(file, dir)| (file, Some(dir)))
-        });
-        Ok(self.writer(path, open))
-    }
-
-    /// Created (truncated), then given its length as a sparse file. Not
-    /// fallocate: on tmpfs it zero-fills every page first (0.2 s per GiB
-    /// measured here), only for the segments to write them all again.
-    async fn create_sized(&self, path: &RelPath, size: u64) -> Result<(), OpError> {
-        self.at("create", path, move |dir, name| {
-            let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let file = File::from(rustix::fs::openat(&dir.0, name, flags, Mode::from_raw_mode(0o600))?);
-            file.set_len(size)
-        })
-        .await
-    }
-
-    /// Positional: opened without truncating, at `offset`; each segment
-    /// has its own descriptor, so their writes never share a file position.
-    async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
-        let (root, shown) = (self.root_dir.clone(), path.clone());
-        let open: Opener = Box::new(move || {
-            resolve_at(root, "write", &shown, move |dir, name| {
-                let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                let mut file = File::from(rustix::fs::openat(&dir.0, name, flags, Mode::empty())?);
-                hold_while_written(&file);
-                file.seek(SeekFrom::Start(offset))?;
-                Ok(file)
-            })
-            .map(|file| (file, None))
         });
         Ok(self.writer(path, open))
     }
@@ -882,6 +860,38 @@ impl FileWriter for LocalWriter {
 /// only loses that protection.
 fn hold_while_written(file: &File) {
     let _ = file.try_lock_shared();
+}
+
+#[async_trait]
+impl super::SegmentedWrite for LocalBackend {
+    /// Created (truncated), then given its length as a sparse file. Not
+    /// fallocate: on tmpfs it zero-fills every page first (0.2 s per GiB
+    /// measured here), only for the segments to write them all again.
+    async fn create_sized(&self, path: &RelPath, size: u64) -> Result<(), OpError> {
+        self.at("create", path, move |dir, name| {
+            let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let file = File::from(rustix::fs::openat(&dir.0, name, flags, Mode::from_raw_mode(0o600))?);
+            file.set_len(size)
+        })
+        .await
+    }
+
+    /// Positional: opened without truncating, at `offset`; each segment
+    /// has its own descriptor, so their writes never share a file position.
+    async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
+        let (root, shown) = (self.root_dir.clone(), path.clone());
+        let open: Opener = Box::new(move || {
+            resolve_at(root, "write", &shown, move |dir, name| {
+                let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let mut file = File::from(rustix::fs::openat(&dir.0, name, flags, Mode::empty())?);
+                hold_while_written(&file);
+                file.seek(SeekFrom::Start(offset))?;
+                Ok(file)
+            })
+            .map(|file| (file, None))
+        });
+        Ok(self.writer(path, open))
+    }
 }
 
 #[cfg(test)]

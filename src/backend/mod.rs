@@ -177,10 +177,6 @@ pub struct Capabilities {
     /// (writes pipelined and applied out of order): a resume starts this
     /// much earlier. 0 for backends that write strictly in order.
     pub resume_margin: u64,
-    /// A file can be written in segments at offsets, several at once, into
-    /// one temporary made by [`Backend::create_sized`] (see
-    /// [`Backend::open_write_segment`]).
-    pub segmented_write: bool,
     /// Each write stream is held back by a flow-control window of the
     /// server's own (SFTP: OpenSSH grants a session 2 MiB, 100 MB/s over
     /// 20 ms), so a large file is written faster in more streams however
@@ -193,7 +189,7 @@ pub struct Capabilities {
     /// Across a network: a success here is a server answering (see
     /// `engine::liveness`); local disk says nothing about the servers.
     pub remote: bool,
-    /// [`Backend::walk_streamed_recalling`] makes use of a
+    /// [`Backend::walk_streamed`] makes use of a
     /// [`recall::Recall`] (reading one from the state database costs).
     pub uses_recall: bool,
     /// A segment opened at offset 0 truncates the file (FTP's STOR: REST 0
@@ -326,21 +322,17 @@ pub trait Backend: Send + Sync {
     }
 
     /// The tree below the root sent to `tx` in tree order as it is listed
-    /// (see [`stream`]). The default lists it whole first.
-    async fn walk_streamed(&self, tx: stream::WalkSender) {
+    /// (see [`stream`]). What the last runs recorded of this side may
+    /// arrive on `recall`, for a backend that [`Capabilities::uses_recall`]
+    /// (see [`recall`]). The default lists the tree whole first.
+    async fn walk_streamed(&self, tx: stream::WalkSender, recall: Option<recall::RecallReceiver>) {
+        drop(recall);
         match self.walk().await {
             Ok(listing) => stream::send_listing(listing, tx).await,
             Err(err) => {
                 let _ = tx.send(vec![stream::WalkItem::Failed(err)]).await;
             }
         }
-    }
-
-    /// [`Backend::walk_streamed`], with what the last runs recorded of this
-    /// side arriving on `recall` (see [`recall`]). The default ignores it.
-    async fn walk_streamed_recalling(&self, tx: stream::WalkSender, recall: recall::RecallReceiver) {
-        drop(recall);
-        self.walk_streamed(tx).await
     }
 
     /// The entry at `path`, or `None` when nothing is there.
@@ -368,54 +360,18 @@ pub trait Backend: Send + Sync {
         Ok(Box::new(RangeReader { inner: Some(inner), remaining: len }))
     }
 
-    /// Creates `path` (replacing what is there) holding `size` bytes, to be
-    /// filled by segments written at offsets, several at once, with
-    /// [`Backend::open_write_segment`]. Only where
-    /// [`Capabilities::segmented_write`] says so.
-    async fn create_sized(&self, path: &RelPath, size: u64) -> Result<(), OpError> {
-        let _ = size;
-        Err(OpError::new(ErrorKind::Unsupported, "create", path, "this backend cannot write a file in segments"))
-    }
-
-    /// Whether segments written at once into one file land as they should
-    /// on this server; asked once before the first segmented write (with
-    /// `near`, the file about to be written, for a backend that must try
-    /// it out beside it). Backends that know it answer
-    /// [`Capabilities::segmented_write`].
-    async fn segmented_write_works(&self, near: &RelPath) -> bool {
-        let _ = near;
-        self.capabilities().segmented_write
-    }
-
-    /// Opens `path`, made by [`Backend::create_sized`], for writing from
-    /// `offset` on: nothing is truncated or cut, so several writers may be
-    /// open on one file at different offsets. `finish` makes the segment
-    /// durable; the mtime is set at the commit.
-    async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
-        let _ = offset;
-        Err(OpError::new(ErrorKind::Unsupported, "write", path, "this backend cannot write a file in segments"))
+    /// Writing one file in segments at once, where this backend can.
+    fn segmented_writes(&self) -> Option<&dyn SegmentedWrite> {
+        None
     }
 
     /// Opens `path` for writing: created (or truncated) when `offset` is 0,
     /// else continued at `offset` (resume), cutting anything past it.
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError>;
 
-    /// Whether `path` is transferred as text (FTP `--ascii GLOB`): line ends
-    /// converted, so sizes may differ between the sides by design.
-    fn is_text(&self, path: &RelPath) -> bool {
-        let _ = path;
-        false
-    }
-
-    /// Opens `path` for reading as text: line ends arrive as `\n`. Only
-    /// backends where [`Backend::is_text`] can be true need more than this.
-    async fn open_read_text(&self, path: &RelPath) -> Result<Box<dyn FileReader>, OpError> {
-        self.open_read(path, 0).await
-    }
-
-    /// Opens `target` for writing text whose line ends are `\n`.
-    async fn open_write_text(&self, target: &RelPath) -> Result<Box<dyn FileWriter>, OpError> {
-        self.open_write(target, 0).await
+    /// Text transfers (FTP `--ascii GLOB`), where this backend has them.
+    fn text_mode(&self) -> Option<&dyn TextMode> {
+        None
     }
 
     /// Moves `from` to `to`, replacing a file already at `to`.
@@ -595,6 +551,70 @@ where
 /// LAN are well under it): far servers start with more transfers at once
 /// and list in more pieces (see [`Backend::round_trip_time`]).
 pub const FAR: Duration = Duration::from_millis(5);
+
+/// What barge knows of a protocol's servers before it connects: the
+/// numbers the engine and the command line choose by, instead of by URL
+/// scheme. Each backend module has its own (`PROFILE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    /// Transfers at once the tuner may reach without `--parallel` (`None`:
+    /// no server to spare, the engine's local ceiling applies).
+    pub auto_ceiling: Option<usize>,
+    /// Where a job with no history starts when the server is far (its
+    /// round trip at least [`FAR`]); `None`: the engine's default start.
+    pub far_start: Option<usize>,
+    /// Whether two servers of this protocol can copy between themselves
+    /// (`--fxp`).
+    pub server_copy: bool,
+}
+
+/// The [`Profile`] of the backend that serves `location`.
+pub fn profile(location: &Location) -> Profile {
+    match location {
+        Location::Remote(remote) if remote.scheme == Scheme::Sftp => sftp::PROFILE,
+        Location::Remote(_) => ftp::PROFILE,
+        Location::Local(_) => local::PROFILE,
+    }
+}
+
+/// A file written in segments at offsets, several at once, into one
+/// temporary: a large file's copy split over several connections.
+#[async_trait]
+pub trait SegmentedWrite: Send + Sync {
+    /// Whether segments written at once into one file land as they should
+    /// on this server; asked once before the first segmented write (with
+    /// `near`, the file about to be written, for a backend that must try
+    /// it out beside it).
+    async fn works(&self, near: &RelPath) -> bool {
+        let _ = near;
+        true
+    }
+
+    /// Creates `path` (replacing what is there) holding `size` bytes, to be
+    /// filled by [`SegmentedWrite::open_write_segment`].
+    async fn create_sized(&self, path: &RelPath, size: u64) -> Result<(), OpError>;
+
+    /// Opens `path`, made by [`SegmentedWrite::create_sized`], for writing
+    /// from `offset` on: nothing is truncated or cut, so several writers may
+    /// be open on one file at different offsets. `finish` makes the segment
+    /// durable; the mtime is set at the commit.
+    async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError>;
+}
+
+/// Files moved as text: line ends converted, so sizes may differ between
+/// the sides by design. A side without it reads and writes the bytes as
+/// they are (its line ends are `\n`).
+#[async_trait]
+pub trait TextMode: Send + Sync {
+    /// Whether `path` is transferred as text.
+    fn is_text(&self, path: &RelPath) -> bool;
+
+    /// Opens `path` for reading as text: line ends arrive as `\n`.
+    async fn open_read_text(&self, path: &RelPath) -> Result<Box<dyn FileReader>, OpError>;
+
+    /// Opens `target` for writing text whose line ends are `\n`.
+    async fn open_write_text(&self, target: &RelPath) -> Result<Box<dyn FileWriter>, OpError>;
+}
 
 /// A backend whose server can send a file straight to another server
 /// (FTP's FXP), the data never passing through barge. Asked for with

@@ -9,7 +9,7 @@
 //! the past: a file rewritten after the listing that recorded it has a
 //! later time, so a different minute, unless both writes fall in the
 //! same minute. [`Recall::settled`] admits only files whose recorded time
-//! was at least [`SETTLED_MARGIN`] (plus the listing's precision) before
+//! was at least [`SETTLED_MARGIN_SECS`] (plus the listing's precision) before
 //! the run that recorded it began; the margin covers a server clock that
 //! runs behind barge's, or a server that gives local time as UTC. What it
 //! cannot see is a file rewritten at the same size whose time was then set

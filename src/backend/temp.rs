@@ -35,7 +35,7 @@ fn temp_with_suffix(target: &RelPath, suffix: &[u8]) -> RelPath {
 }
 
 /// A scratch file beside `target` for trying out how the destination
-/// writes (see [`super::Backend::segmented_write_works`]): named as a segmented
+/// writes (see [`super::SegmentedWrite::works`]): named as a segmented
 /// temporary, so that a run killed while it exists leaves nothing a later
 /// run would not remove.
 pub fn probe_path(target: &RelPath) -> RelPath {

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::backend::RemoteOptions;
 use crate::backend::ftp::FtpOptions;
 use crate::backend::ftp::tls::TlsOptions;
 use crate::backend::sftp::SftpOptions;
+use crate::backend::{self, RemoteOptions};
 use crate::config::{Config, Remote};
 use crate::engine::EngineConfig;
 use crate::engine::adapt::{self, Concurrency};
@@ -374,21 +374,14 @@ impl CommonArgs {
         }
         let (src, src_config) = config.location(src)?;
         let (dst, dst_config) = config.location(dst)?;
-        let is_ftp = |l: &Location| matches!(l, Location::Remote(r) if r.scheme != crate::location::Scheme::Sftp);
-        if self.fxp && !(is_ftp(&src) && is_ftp(&dst)) {
+        if self.fxp && !(backend::profile(&src).server_copy && backend::profile(&dst).server_copy) {
             return Err(Error::Usage("--fxp copies between two FTP servers: both locations must be ftp://".into()));
         }
         // Each remote side gets its own cap; the transfers at once are
         // capped by the tighter of the two (each holds one of each side's).
         let side_cap = |location: &Location, side: Option<u16>| {
             let given = side.or(self.parallel).map(usize::from);
-            match location {
-                Location::Remote(r) if r.scheme == crate::location::Scheme::Sftp => {
-                    Some(given.unwrap_or(adapt::AUTO_MAX_SFTP))
-                }
-                Location::Remote(_) => Some(given.unwrap_or(adapt::AUTO_MAX_FTP)),
-                Location::Local(_) => given,
-            }
+            backend::profile(location).auto_ceiling.map(|auto| given.unwrap_or(auto)).or(given)
         };
         let side_options = |cap: Option<usize>, remote: Option<&Remote>| {
             let mut options = self.remote.options(cap.unwrap_or(adapt::AUTO_MAX_LOCAL));

@@ -30,7 +30,7 @@ use std::task::Poll;
 use super::{Committed, CopyOptions, hashes_agree, keep_replaced, observed_mtime, verify_content, wanted_mtime};
 use crate::backend::CHUNK_SIZE;
 use crate::backend::temp::segmented_temp_path;
-use crate::backend::{Backend, Entry};
+use crate::backend::{Backend, Entry, SegmentedWrite};
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
 use crate::retry::RetryPolicy;
@@ -72,7 +72,7 @@ impl Segmenting {
     /// vsftpd `max_per_ip` makes fewer segments, not failures), nor
     /// segments smaller than a chunk.
     pub fn segments_for(&self, src: &dyn Backend, dst: &dyn Backend, size: u64) -> usize {
-        if self.segments < 2 || size < self.threshold.max(2 * ALIGN) || !dst.capabilities().segmented_write {
+        if self.segments < 2 || size < self.threshold.max(2 * ALIGN) || dst.segmented_writes().is_none() {
             return 1;
         }
         let limits = [
@@ -160,13 +160,14 @@ pub fn ranges(size: u64, count: usize) -> Vec<(u64, u64)> {
 pub(super) async fn copy_segmented(
     src_backend: &dyn Backend,
     dst_backend: &dyn Backend,
+    writes: &dyn SegmentedWrite,
     src: &Entry,
     count: usize,
     options: CopyOptions<'_>,
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Committed, OpError> {
     let temp = segmented_temp_path(&src.path);
-    dst_backend.create_sized(&temp, src.size).await?;
+    writes.create_sized(&temp, src.size).await?;
     let parts = ranges(src.size, count);
     let count = parts.len();
     let last = parts.len() - 1;
@@ -180,6 +181,7 @@ pub(super) async fn copy_segmented(
         let job = Segment {
             src_backend,
             dst_backend,
+            writes,
             path: &src.path,
             temp: &temp,
             offset,
@@ -242,6 +244,7 @@ async fn first_error<'a>(mut jobs: Vec<SegmentJob<'a>>) -> Result<(), OpError> {
 struct Segment<'a> {
     src_backend: &'a dyn Backend,
     dst_backend: &'a dyn Backend,
+    writes: &'a dyn SegmentedWrite,
     path: &'a RelPath,
     temp: &'a RelPath,
     offset: u64,
@@ -317,7 +320,7 @@ impl Segment<'_> {
     ) -> Result<(), OpError> {
         let want = end - from + u64::from(self.last);
         let mut reader = self.src_backend.open_read_range(self.path, from, want).await?;
-        let mut writer = self.dst_backend.open_write_segment(self.temp, from).await?;
+        let mut writer = self.writes.open_write_segment(self.temp, from).await?;
         if let Some(open) = &self.opens_first {
             open.send_replace(true);
         }

@@ -5,8 +5,8 @@
 //! transfers only add contention. Neither number can be known in advance.
 //!
 //! The [`Tuner`] starts at a level (remembered from the last run, else
-//! [`first_level`]: higher for a far server), measures throughput over a window, and doubles the
-//! level while each raise buys at least [`MIN_GAIN`] more; the first raise
+//! [`first_level`]: higher for a far server), measures throughput over a
+//! window, and doubles the level while each raise buys at least [`MIN_GAIN`] more; the first raise
 //! that does not pay is undone and the level settles there. Settled, it
 //! probes a quarter higher now and then, since servers and links change
 //! during a long run. A server that refuses connections (its pool's cap
@@ -26,28 +26,9 @@ use crate::backend::FAR;
 /// 10,000 small files, FTP and SFTP, with CPU at 0.07-0.2 of wall.
 pub const DEFAULT_START: usize = 16;
 
-/// The level a job with no history starts at when an SFTP server is far
-/// (its round trip at least [`FAR`]): there every file is a few round
-/// trips of waiting, so more transfers pay almost linearly, and the
-/// doublings from [`DEFAULT_START`] (a window and a settling time each)
-/// were most of the run. Measured over a 20 ms round trip, 10,000 small
-/// files from OpenSSH: 348 files/s at 16, 680 at 32, 1,338 at 64; from 16
-/// the download took 7.7 s, half of it climbing, from 64 5.3 s. Later,
-/// with [`AUTO_MAX_SFTP`] at 512, an upload from 64 climbed 732 files/s at
-/// 64, 1,342 at 128, 2,285 at 256, 2,712 at 512: from 128 (same run,
-/// medians of 3) uploads took 4.89 s against 8.35 and downloads 3.42 s
-/// against 5.13 with the old start and ceiling (64, 128).
-pub const FAR_START_SFTP: usize = 128;
-
-/// The same for FTP, lower: every FTP transfer is a connection and a
-/// passive port of the server's, and servers' passive ranges are often
-/// small. vsftpd with 100 passive ports behind a 50 ms round trip ran
-/// 1,500 files at 92 files/s from 64 (ports taken, 425s retried) where
-/// it climbed cleanly from 16; 32 keeps clear of that.
-pub const FAR_START_FTP: usize = 32;
-
 /// Where a job with no remembered level starts. Each side is its measured
-/// round trip and the level worth starting at if it is far; with no far
+/// round trip and the level worth starting at if it is far (the backend's
+/// [`crate::backend::Profile::far_start`]); with no far
 /// side, [`DEFAULT_START`]; with two, the lower of their levels (every
 /// transfer holds a slot on both). Never above `max`.
 pub fn first_level(sides: impl IntoIterator<Item = (Option<Duration>, usize)>, max: usize) -> usize {
@@ -55,27 +36,6 @@ pub fn first_level(sides: impl IntoIterator<Item = (Option<Duration>, usize)>, m
     far.unwrap_or(DEFAULT_START).clamp(1, max.max(1))
 }
 
-/// The level worth starting at when `location` is a far server.
-pub fn far_start(location: &crate::location::Location) -> usize {
-    use crate::location::{Location, Scheme};
-    match location {
-        Location::Remote(r) if r.scheme == Scheme::Sftp => FAR_START_SFTP,
-        Location::Remote(_) => FAR_START_FTP,
-        Location::Local(_) => DEFAULT_START,
-    }
-}
-
-/// The highest level the tuner may reach without `--parallel`: FTP pays a
-/// control connection (a server process, often) per transfer, so the tuner
-/// climbs only while each doubling buys [`MIN_GAIN`]. Measured over a 20 ms
-/// round trip against proftpd (10,000 small files, fixed levels): 64 took
-/// 15.2 s down and 21.7 s up, 128 11.0 s and 14.3 s, 256 10.7 s and 13.2 s:
-/// past 128 a doubling no longer pays its logins.
-pub const AUTO_MAX_FTP: usize = 128;
-/// SFTP transfers share sessions (multiplexed requests): cheap to the
-/// server, and over a long round trip worth many (see [`FAR_START_SFTP`]).
-/// 8 sessions of 128 handles each hold 512 with room to spare.
-pub const AUTO_MAX_SFTP: usize = 512;
 /// Local to local: the disks, not round trips, bound it.
 pub const AUTO_MAX_LOCAL: usize = 16;
 

@@ -336,7 +336,8 @@ async fn starting_level(
     if let Some(level) = remembered {
         return Ok(level.clamp(1, max));
     }
-    let sides = [0, 1].map(|i| (backends[i].round_trip_time(), adapt::far_start(locations[i])));
+    let far_start = |location| backend::profile(location).far_start.unwrap_or(adapt::DEFAULT_START);
+    let sides = [0, 1].map(|i| (backends[i].round_trip_time(), far_start(locations[i])));
     Ok(adapt::first_level(sides, config.concurrency.max))
 }
 

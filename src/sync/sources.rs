@@ -54,7 +54,7 @@ impl Walk {
         let (recall, task) = match listed {
             Listed::Streamed => {
                 let (recall, recall_rx) = oneshot::channel();
-                let task = tokio::spawn(async move { backend.walk_streamed_recalling(tx, recall_rx).await });
+                let task = tokio::spawn(async move { backend.walk_streamed(tx, Some(recall_rx)).await });
                 (Some(recall), task)
             }
             Listed::Whole | Listed::WholeFollowingLinks => {

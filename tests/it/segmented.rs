@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use barge::backend::local::LocalBackend;
 use barge::backend::{
-    Backend, Capabilities, Entry, FileReader, FileWriter, HashKind, MissingRoot, Mtime, RemoteOptions,
+    Backend, Capabilities, Entry, FileReader, FileWriter, HashKind, MissingRoot, Mtime, RemoteOptions, SegmentedWrite,
 };
 use barge::commit::{CopyOptions, copy_file};
 use barge::error::OpError;
@@ -391,6 +391,27 @@ impl FileWriter for SpyWriter {
     }
 }
 
+/// Only asked for when the inner backend writes segments.
+#[async_trait]
+impl SegmentedWrite for Spy {
+    async fn works(&self, near: &RelPath) -> bool {
+        self.inner_writes().works(near).await
+    }
+    async fn create_sized(&self, path: &RelPath, size: u64) -> Result<(), OpError> {
+        self.inner_writes().create_sized(path, size).await
+    }
+    async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
+        let writer = self.inner_writes().open_write_segment(path, offset).await?;
+        Ok(Box::new(SpyWriter(writer, self.open_one().await)))
+    }
+}
+
+impl Spy {
+    fn inner_writes(&self) -> &dyn SegmentedWrite {
+        self.inner.segmented_writes().expect("asked only where the inner backend writes segments")
+    }
+}
+
 #[async_trait]
 impl Backend for Spy {
     fn capabilities(&self) -> &Capabilities {
@@ -412,15 +433,8 @@ impl Backend for Spy {
         let reader = self.inner.open_read_range(path, offset, len).await?;
         Ok(Box::new(SpyReader(reader, self.open_one().await)))
     }
-    async fn segmented_write_works(&self, near: &RelPath) -> bool {
-        self.inner.segmented_write_works(near).await
-    }
-    async fn create_sized(&self, path: &RelPath, size: u64) -> Result<(), OpError> {
-        self.inner.create_sized(path, size).await
-    }
-    async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
-        let writer = self.inner.open_write_segment(path, offset).await?;
-        Ok(Box::new(SpyWriter(writer, self.open_one().await)))
+    fn segmented_writes(&self) -> Option<&dyn SegmentedWrite> {
+        self.inner.segmented_writes().map(|_| self as &dyn SegmentedWrite)
     }
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
         self.inner.open_write(path, offset).await

@@ -300,7 +300,7 @@ fn over_a_long_round_trip_the_tuner_raises_transfers_at_once_and_the_next_run_st
     assert_eq!(first.count("files_transferred"), 1500);
     let tuned = transfers(&first);
     // A 50 ms server is far: the first run starts above the near default.
-    let far_start = barge::engine::adapt::FAR_START_FTP as u64;
+    let far_start = barge::backend::ftp::FAR_START as u64;
     assert_eq!(tuned["parallel_start"], far_start, "{tuned}");
     assert!(tuned["parallel_end"].as_u64().unwrap() > far_start, "never raised: {tuned}\n{}", first.explain());
     let next = tuned["parallel_next"].as_u64().unwrap_or_else(|| panic!("nothing remembered: {tuned}"));

@@ -387,3 +387,19 @@ impl FileWriter for FtpWriter {
         }
     }
 }
+
+/// `--ascii GLOB`: matching files go as TYPE A, line ends converted.
+#[async_trait]
+impl crate::backend::TextMode for FtpBackend {
+    fn is_text(&self, path: &RelPath) -> bool {
+        self.inner.ascii.matches(path)
+    }
+
+    async fn open_read_text(&self, path: &RelPath) -> Result<Box<dyn FileReader>, OpError> {
+        self.open_reader(path, 0, true, None).await
+    }
+
+    async fn open_write_text(&self, target: &RelPath) -> Result<Box<dyn FileWriter>, OpError> {
+        self.open_writer(target, 0, true).await
+    }
+}
