@@ -270,7 +270,7 @@ impl RemoteLocation {
 /// refuse `/a/../b` in a listing command), doubled or trailing slashes.
 /// `..` never climbs above `/`, nor out of `/~` (the home directory, whose
 /// place only the server knows).
-pub(crate) fn normalize_path(raw: &[u8]) -> Vec<u8> {
+pub fn normalize_path(raw: &[u8]) -> Vec<u8> {
     let mut parts: Vec<&[u8]> = Vec::new();
     for part in raw.split(|&b| b == b'/') {
         match part {
