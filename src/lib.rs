@@ -58,9 +58,6 @@ pub mod credentials;
 pub mod doctor;
 pub mod engine;
 pub mod error;
-#[cfg(any(test, feature = "fuzzing"))]
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod hash;
 pub mod location;
 pub mod path;

@@ -362,7 +362,7 @@ mod tests {
         assert!(Location::parse("ftp://h:99999/").is_err());
     }
 
-    /// Found by fuzzing (src/fuzzing.rs): port 0 and `+21` were taken, `%+1`
+    /// Found by fuzzing: port 0 and `+21` were taken, `%+1`
     /// decoded to byte 1, and an unbracketed host could hold `:` (so a
     /// forgotten `@` put the password in the host name) or control bytes.
     #[test]

@@ -477,9 +477,9 @@ fn show(bytes: &[u8]) -> String {
 /// (see "Never an empty directory by mistake"): each non-blank line is, in
 /// order, exactly the entry, warning or skip its own classification says,
 /// and an error only when no line was understood. Panics otherwise. For the
-/// proptests below and the fuzz targets ([`crate::fuzzing`]).
-#[cfg(any(test, feature = "fuzzing"))]
-pub(crate) fn check_accounting(data: &[u8], result: &Result<Listing, ListingError>, mlsd: bool, today: i64) {
+/// proptests below.
+#[cfg(test)]
+fn check_accounting(data: &[u8], result: &Result<Listing, ListingError>, mlsd: bool, today: i64) {
     let nonblank: Vec<&[u8]> = lines(data).filter(|l| !is_blank(l)).collect();
     let classes: Vec<Line> =
         nonblank.iter().map(|l| if mlsd { classify_mlsx(l) } else { classify_list(l, today) }).collect();
