@@ -1,4 +1,7 @@
-//! The process allocator: the system's, with large blocks cache-line aligned.
+//! The binary's allocator: the system's, with large blocks cache-line
+//! aligned. A module of the binary, not of the library: a library that
+//! exported it would invite every program linking barge to take on a
+//! process-wide choice that is the binary's to make.
 //!
 //! glibc returns blocks 16 bytes past a page (or cache line) boundary, and
 //! the kernel's copy into user memory (`read` from a file or a socket into

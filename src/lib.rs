@@ -30,9 +30,12 @@
 //! - [`error`]: typed errors and exit codes; beside it what every layer
 //!   uses: [`retry`] (backoff for temporary errors) and [`throttle`] (the
 //!   one `--bwlimit` limiter).
-//! - [`alloc`]: the binary's allocator (large blocks cache-line aligned).
 //! - [`config`]: the TOML config file: named remotes and jobs.
 //! - [`doctor`]: `barge doctor`, probes that diagnose a server before a sync.
+//!
+//! The binary (`src/main.rs`) runs [`cli`] and installs its own allocator
+//! (`src/alloc.rs`, large blocks cache-line aligned): a process-wide
+//! choice, so the binary's, not something the library exports.
 //!
 //! # Which way imports point
 //!
@@ -47,7 +50,6 @@
 //! backend and its pool; `walk.rs`, `transfer.rs` and `mtime.rs` the three
 //! things it does; `listing/` the pure parsers, one file per format.
 
-pub mod alloc;
 pub mod backend;
 pub mod cli;
 pub mod commit;
@@ -56,9 +58,6 @@ pub mod credentials;
 pub mod doctor;
 pub mod engine;
 pub mod error;
-#[cfg(any(test, feature = "fuzzing"))]
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod hash;
 pub mod location;
 pub mod path;

@@ -270,7 +270,7 @@ impl RemoteLocation {
 /// refuse `/a/../b` in a listing command), doubled or trailing slashes.
 /// `..` never climbs above `/`, nor out of `/~` (the home directory, whose
 /// place only the server knows).
-pub(crate) fn normalize_path(raw: &[u8]) -> Vec<u8> {
+pub fn normalize_path(raw: &[u8]) -> Vec<u8> {
     let mut parts: Vec<&[u8]> = Vec::new();
     for part in raw.split(|&b| b == b'/') {
         match part {
@@ -362,7 +362,7 @@ mod tests {
         assert!(Location::parse("ftp://h:99999/").is_err());
     }
 
-    /// Found by fuzzing (src/fuzzing.rs): port 0 and `+21` were taken, `%+1`
+    /// Found by fuzzing: port 0 and `+21` were taken, `%+1`
     /// decoded to byte 1, and an unbracketed host could hold `:` (so a
     /// forgotten `@` put the password in the host name) or control bytes.
     #[test]

@@ -5,10 +5,12 @@ use clap::Parser;
 use barge::cli::{self, Cli};
 use barge::error::exit;
 
+mod alloc;
+
 /// Copy buffers cache-line aligned: the kernel fills them three times as
-/// fast (see `barge::alloc`).
+/// fast (see `alloc`).
 #[global_allocator]
-static ALLOCATOR: barge::alloc::CacheAlignedLarge = barge::alloc::CacheAlignedLarge;
+static ALLOCATOR: alloc::CacheAlignedLarge = alloc::CacheAlignedLarge;
 
 fn main() {
     let cli = Cli::parse();

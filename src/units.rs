@@ -1,6 +1,9 @@
 //! Sizes and rates on the command line: `512`, `64K`, `1.5M`, `2G`, binary
 //! units (1K = 1024), as rclone reads them. A trailing `B`, `iB` or `/s` is
-//! accepted and ignored.
+//! accepted and ignored. And the UTC times barge writes (reports, the
+//! doctor, FTP commands), by the `time` crate's calendar.
+
+use time::UtcDateTime;
 
 /// Parses a byte count with an optional K/M/G/T/P suffix.
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -40,26 +43,32 @@ pub fn human_bytes(bytes: u64) -> String {
     if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's algorithm).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    // Both are small positive numbers (day 1..=31, month 1..=12).
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// `secs` since the epoch as a UTC calendar time. Outside the years
+/// -9999..=9999, which no clock or file time barge meets, it is held at the
+/// nearer end rather than failing a report.
+fn utc(secs: i64) -> UtcDateTime {
+    UtcDateTime::from_unix_timestamp(secs).unwrap_or(if secs < 0 { UtcDateTime::MIN } else { UtcDateTime::MAX })
 }
 
 /// Seconds since the epoch as `2026-11-25T10:00:00Z`.
 pub fn format_utc(secs: i64) -> String {
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    let t = utc(secs);
+    let (month, day) = (u8::from(t.month()), t.day());
+    format!("{:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", t.year(), t.hour(), t.minute(), t.second())
+}
+
+/// Seconds since the epoch as the UTC date `2026-11-25`.
+pub fn format_utc_date(secs: i64) -> String {
+    let t = utc(secs);
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
+
+/// Seconds since the epoch as `20261125100000` (UTC): the form of FTP's
+/// MDTM replies and of the times MFMT and MDTM set.
+pub fn format_utc_digits(secs: i64) -> String {
+    let t = utc(secs);
+    let (month, day) = (u8::from(t.month()), t.day());
+    format!("{:04}{month:02}{day:02}{:02}{:02}{:02}", t.year(), t.hour(), t.minute(), t.second())
 }
 
 /// Now, in seconds since the epoch.
@@ -140,6 +149,13 @@ mod tests {
     fn formats_utc_times() {
         assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_utc(951_782_400 + 3661), "2000-02-29T01:01:01Z");
+        assert_eq!(format_utc(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(format_utc_date(1_795_603_809), "2026-11-25");
+        assert_eq!(format_utc_digits(1_795_603_809), "20261125105009");
+        assert_eq!(format_utc_digits(-9_223_372_037), "16770921001243");
+        // Beyond the calendar's years: the nearer end, never a panic.
+        assert_eq!(format_utc(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(format_utc(i64::MIN), "-9999-01-01T00:00:00Z");
     }
 
     #[test]

@@ -80,8 +80,7 @@ impl CertInfo {
 
 /// `2026-11-25` (UTC).
 pub fn date(unix: i64) -> String {
-    let (y, m, d) = crate::units::civil_from_days(unix.div_euclid(86_400));
-    format!("{y:04}-{m:02}-{d:02}")
+    crate::units::format_utc_date(unix)
 }
 
 /// Why a certificate was refused, and what to do, from the rustls error.

@@ -773,7 +773,7 @@ fn scheme_name(mode: TlsMode) -> &'static str {
 }
 
 /// The first word of every FEAT line (`REST STREAM` keeps both words).
-pub(crate) fn feature_names(reply: &Reply) -> Vec<String> {
+pub fn feature_names(reply: &Reply) -> Vec<String> {
     let mut names = Vec::new();
     for line in reply.lines.iter().skip(1) {
         let line = line.trim();

@@ -8,6 +8,7 @@ mod failing_well;
 mod faults;
 mod front_door;
 mod ftp_sync;
+mod fuzz_invariants;
 mod harness;
 mod hostile_ftp;
 mod hostile_sftp;

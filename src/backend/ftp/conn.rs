@@ -87,7 +87,8 @@ pub struct Features {
 }
 
 impl Features {
-    pub(crate) fn from_feat(feat: &HashMap<String, Option<String>>) -> Features {
+    /// What a FEAT reply's lines (keyword to its parameters) offer.
+    pub fn from_feat(feat: &HashMap<String, Option<String>>) -> Features {
         let has = |name: &str| feat.keys().any(|k| k.eq_ignore_ascii_case(name));
         let rest_stream = feat.iter().any(|(k, v)| {
             k.eq_ignore_ascii_case("REST") && v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("STREAM"))

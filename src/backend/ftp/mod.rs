@@ -814,7 +814,7 @@ impl Inner {
 /// The digest in a HASH reply (`213 SHA-256 0-49 <hex> name`) or an
 /// X-command reply (`250 <hex>`): the first token of the right length that
 /// is all hex.
-pub(crate) fn parse_hash_reply(text: &str, kind: HashKind) -> Option<Vec<u8>> {
+pub fn parse_hash_reply(text: &str, kind: HashKind) -> Option<Vec<u8>> {
     let want = match kind {
         HashKind::Sha256 | HashKind::Blake3 => 64,
         HashKind::Sha1 => 40,

@@ -32,11 +32,7 @@ const MDTM_BATCH: usize = 64;
 
 /// `YYYYMMDDHHMMSS` in UTC, for MFMT and MDTM.
 pub(crate) fn ftp_timestamp(mtime: Mtime) -> String {
-    let secs = mtime.secs();
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = crate::units::civil_from_days(days);
-    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", rem / 3600, (rem % 3600) / 60, rem % 60)
+    crate::units::format_utc_digits(mtime.secs())
 }
 
 impl Inner {

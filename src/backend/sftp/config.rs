@@ -53,9 +53,8 @@ pub fn lookup(path: &Path, alias: &str, dirs: &Dirs<'_>) -> Result<HostSettings,
 }
 
 /// The settings for `alias` from config text alone: `Include` lines are
-/// not followed (no file is read). For the fuzz targets and proptests.
-#[cfg(any(test, feature = "fuzzing"))]
-pub(crate) fn lookup_text(text: &[u8], alias: &str) -> Result<HostSettings, String> {
+/// not followed (no file is read).
+pub fn lookup_text(text: &[u8], alias: &str) -> Result<HostSettings, String> {
     let mut settings = HostSettings::default();
     apply(text, Path::new("config"), alias, None, &mut settings, &mut true, 0)?;
     Ok(settings)
@@ -177,7 +176,7 @@ fn host_matches(patterns: &[String], alias: &str) -> bool {
 
 /// `*` (any run) and `?` (any one byte) matching, iterative with backtracking
 /// to the last `*` (linear in practice, never exponential).
-pub(crate) fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
+pub fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {

@@ -1,4 +1,4 @@
 #![no_main]
 
-// Invariants: see `barge::fuzzing::cert` (src/fuzzing.rs).
-libfuzzer_sys::fuzz_target!(|data: &[u8]| barge::fuzzing::cert(data));
+// Invariants: see `barge_fuzz::cert` (src/lib.rs).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| barge_fuzz::cert(data));

@@ -1,4 +1,4 @@
 #![no_main]
 
-// Invariants: see `barge::fuzzing::ftp_names` (src/fuzzing.rs).
-libfuzzer_sys::fuzz_target!(|data: &[u8]| barge::fuzzing::ftp_names(data));
+// Invariants: see `barge_fuzz::ftp_names` (src/lib.rs).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| barge_fuzz::ftp_names(data));

@@ -1,4 +1,4 @@
 #![no_main]
 
-// Invariants: see `barge::fuzzing::listing_list` (src/fuzzing.rs).
-libfuzzer_sys::fuzz_target!(|data: &[u8]| barge::fuzzing::listing_list(data));
+// Invariants: see `barge_fuzz::listing_list` (src/lib.rs).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| barge_fuzz::listing_list(data));

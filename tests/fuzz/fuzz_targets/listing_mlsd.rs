@@ -1,4 +1,4 @@
 #![no_main]
 
-// Invariants: see `barge::fuzzing::listing_mlsd` (src/fuzzing.rs).
-libfuzzer_sys::fuzz_target!(|data: &[u8]| barge::fuzzing::listing_mlsd(data));
+// Invariants: see `barge_fuzz::listing_mlsd` (src/lib.rs).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| barge_fuzz::listing_mlsd(data));

@@ -1,4 +1,4 @@
 #![no_main]
 
-// Invariants: see `barge::fuzzing::netrc` (src/fuzzing.rs).
-libfuzzer_sys::fuzz_target!(|data: &[u8]| barge::fuzzing::netrc(data));
+// Invariants: see `barge_fuzz::netrc` (src/lib.rs).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| barge_fuzz::netrc(data));

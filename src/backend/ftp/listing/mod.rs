@@ -477,9 +477,9 @@ fn show(bytes: &[u8]) -> String {
 /// (see "Never an empty directory by mistake"): each non-blank line is, in
 /// order, exactly the entry, warning or skip its own classification says,
 /// and an error only when no line was understood. Panics otherwise. For the
-/// proptests below and the fuzz targets ([`crate::fuzzing`]).
-#[cfg(any(test, feature = "fuzzing"))]
-pub(crate) fn check_accounting(data: &[u8], result: &Result<Listing, ListingError>, mlsd: bool, today: i64) {
+/// proptests below.
+#[cfg(test)]
+fn check_accounting(data: &[u8], result: &Result<Listing, ListingError>, mlsd: bool, today: i64) {
     let nonblank: Vec<&[u8]> = lines(data).filter(|l| !is_blank(l)).collect();
     let classes: Vec<Line> =
         nonblank.iter().map(|l| if mlsd { classify_mlsx(l) } else { classify_list(l, today) }).collect();
@@ -1243,22 +1243,7 @@ mod tests {
 
         #[test]
         fn ftp_time_round_trips(secs in -9_000_000_000i64..9_000_000_000, millis in 0u32..1000) {
-            let days = secs.div_euclid(SECS_PER_DAY);
-            let year = year_of_day(days);
-            let mut day_of_year = days - days_from_civil(year, 1, 1);
-            let mut month = 1;
-            while day_of_year >= i64::from(days_in_month(year, month)) {
-                day_of_year -= i64::from(days_in_month(year, month));
-                month += 1;
-            }
-            let sod = secs.rem_euclid(SECS_PER_DAY);
-            let text = format!(
-                "{year:04}{month:02}{:02}{:02}{:02}{:02}.{millis:03}",
-                day_of_year + 1,
-                sod / 3600,
-                sod / 60 % 60,
-                sod % 60
-            );
+            let text = format!("{}.{millis:03}", crate::units::format_utc_digits(secs));
             let want = Mtime::from_unix(secs, millis * 1_000_000);
             prop_assert_eq!(parse_ftp_time(text.as_bytes()), Some(want));
         }

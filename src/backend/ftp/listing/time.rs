@@ -1,47 +1,40 @@
-//! Calendar arithmetic (proleptic Gregorian, UTC) and the time forms of
-//! listings: MDTM/MLSD `YYYYMMDDHHMMSS[.sss]`, and the year a `Mon DD HH:MM`
-//! date belongs to (the six-month rule).
+//! Calendar dates (the `time` crate's proleptic Gregorian calendar, UTC)
+//! and the time forms of listings: MDTM/MLSD `YYYYMMDDHHMMSS[.sss]`, and
+//! the year a `Mon DD HH:MM` date belongs to (the six-month rule).
+
+use ::time::{Date, Month, UtcDateTime};
 
 use super::*;
 
-pub(super) fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
+/// Day 0 of the day numbers here (`today`): 1970-01-01.
+const EPOCH: Date = UtcDateTime::UNIX_EPOCH.date();
 
-pub(super) fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(year) => 29,
-        2 => 28,
-        _ => 0,
-    }
+/// The day `year-month-day`; `None` when there is no such day (`Feb 30`,
+/// month 13) or it lies outside the calendar's years -9999..=9999.
+fn calendar_date(year: i64, month: u32, day: u32) -> Option<Date> {
+    let month = Month::try_from(u8::try_from(month).ok()?).ok()?;
+    Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?).ok()
 }
 
 pub(super) fn valid_date(year: i64, month: u32, day: u32) -> bool {
-    day >= 1 && day <= days_in_month(year, month)
+    calendar_date(year, month, day).is_some()
 }
 
-/// Days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
-pub(super) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(month);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Days since 1970-01-01.
+fn day_number(date: Date) -> i64 {
+    i64::from(date.to_julian_day()) - i64::from(EPOCH.to_julian_day())
 }
 
-/// The year of a day number (days since 1970-01-01).
-pub(super) fn year_of_day(days: i64) -> i64 {
-    crate::units::civil_from_days(days).0
+/// The year of a day number; `None` outside the calendar.
+fn year_of_day(days: i64) -> Option<i64> {
+    let julian = i32::try_from(days.checked_add(i64::from(EPOCH.to_julian_day()))?).ok()?;
+    Date::from_julian_day(julian).ok().map(|date| i64::from(date.year()))
 }
 
 /// A valid date and a time of day into an [`Mtime`]; `None` outside its range.
 pub(super) fn civil_to_mtime(year: i64, month: u32, day: u32, secs_of_day: i64, nanos: u32) -> Option<Mtime> {
-    let secs = days_from_civil(year, month, day).checked_mul(SECS_PER_DAY)?.checked_add(secs_of_day)?;
+    let days = day_number(calendar_date(year, month, day)?);
+    let secs = days.checked_mul(SECS_PER_DAY)?.checked_add(secs_of_day)?;
     let ns = secs.checked_mul(1_000_000_000)?.checked_add(i64::from(nanos))?;
     Some(Mtime(ns))
 }
@@ -53,12 +46,12 @@ pub(super) const FUTURE_DAYS: i64 = 180;
 /// The year of a `Mon DD HH:MM` date by the six-month rule; `None` when the
 /// date exists in none of the years tried (`Apr 31`).
 pub(super) fn six_month_year(today: i64, month: u32, day: u32) -> Option<i64> {
-    let current = year_of_day(today);
+    let current = year_of_day(today)?;
     let latest = today.saturating_add(FUTURE_DAYS);
     // Eight years back always reach a leap year, for `Feb 29`.
     (0..=8)
         .map(|back| current - back)
-        .find(|&year| valid_date(year, month, day) && days_from_civil(year, month, day) <= latest)
+        .find(|&year| calendar_date(year, month, day).is_some_and(|date| day_number(date) <= latest))
 }
 
 pub(super) fn parse_ftp_time_precise(text: &[u8]) -> Option<(Mtime, TimePrecision)> {
@@ -103,11 +96,14 @@ mod tests {
         assert_eq!(at(2024, 2, 29, 8, 0, 0).secs(), 1_709_193_600);
         assert_eq!(at(1999, 12, 31, 23, 59, 59).secs(), 946_684_799);
         assert_eq!(at(2100, 3, 1, 0, 0, 0).secs(), 4_107_542_400);
-        for days in [-800_000, -719_469, -1, 0, 59, 60, 365, 10_957, 20_000, 2_932_896] {
-            let year = year_of_day(days);
-            assert!(days_from_civil(year, 1, 1) <= days && days < days_from_civil(year + 1, 1, 1), "{days}");
+        // Day numbers at year ends, as `date -u -d @$((days * 86400)) +%Y` gives.
+        for (days, year) in [(-1, 1969), (0, 1970), (364, 1970), (365, 1971), (10_957, 2000), (20_000, 2024)] {
+            assert_eq!(year_of_day(days), Some(year), "{days}");
         }
-        assert!(!is_leap(2100) && is_leap(2000) && is_leap(2024) && !is_leap(2026));
+        assert_eq!(year_of_day(2_932_896), Some(9999));
+        assert_eq!(year_of_day(2_932_897), None, "past the calendar");
+        assert!(!valid_date(2100, 2, 29) && valid_date(2000, 2, 29) && valid_date(2024, 2, 29));
+        assert!(!valid_date(2026, 2, 29) && !valid_date(2026, 4, 31) && !valid_date(2026, 13, 1));
     }
 
     #[test]

@@ -1,19 +1,21 @@
-//! One entry point per parser of untrusted bytes, for the cargo-fuzz targets
-//! in `tests/fuzz` (feature `fuzzing`) and the proptests (`cargo test`).
+//! The invariants the fuzz targets check: one function per parser of
+//! untrusted bytes, each a fuzz target (`fuzz_targets/`) and, in the main
+//! test suite, a proptest (`tests/it/fuzz_invariants.rs`, which includes
+//! this file).
 //!
 //! Each function takes arbitrary bytes, runs the parser and checks what the
 //! parser promises, not only that it does not panic; a broken promise is a
 //! panic, which libFuzzer and proptest both report with the input. The
-//! promises checked are listed on each function. Nothing here talks to a
-//! network but [`ftp_client`], over loopback; [`known_hosts`] writes one
-//! temporary file.
+//! promises checked are listed on each function. Only barge's public API is
+//! used. Nothing here talks to a network but [`ftp_client`], over loopback;
+//! [`known_hosts`] writes one temporary file.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::backend::ftp::{conn, listing, names, text};
-use crate::backend::{HashKind, Mtime};
-use crate::path::{RelPath, check_component};
+use barge::backend::ftp::{conn, listing, names, text};
+use barge::backend::{HashKind, Mtime};
+use barge::path::{RelPath, check_component};
 
 /// `now` for LIST dates without a year, unless the input says otherwise:
 /// the time the listing fixtures were captured (2026-11-25 10:50:09 UTC).
@@ -25,7 +27,7 @@ const QUADRATIC_LIMIT: usize = 4096;
 
 /// `parse_list` (LIST, every format), at the capture time and at a `now`
 /// read from the input's first eight bytes:
-/// - every line accounted for, in order ([`listing::check_accounting`]);
+/// - every line accounted for ([`check_accounting`]);
 /// - entries are never empty, `.` or `..`, never hold an LF; directories
 ///   and others have no size; mode bits only; a time exactly when its
 ///   precision is known;
@@ -40,7 +42,7 @@ pub fn listing_list(data: &[u8]) {
     }
     for now in nows {
         let parsed = listing::parse_list(data, now);
-        listing::check_accounting(data, &parsed, false, now.secs().div_euclid(86_400));
+        check_accounting(data, &parsed, false, |line| listing::parse_list(line, now));
         check_listing(data, &parsed, |line| listing::parse_list(line, now));
     }
 }
@@ -50,7 +52,7 @@ pub fn listing_list(data: &[u8]) {
 /// warning) as in the whole listing.
 pub fn listing_mlsd(data: &[u8]) {
     let parsed = listing::parse_mlsd(data);
-    listing::check_accounting(data, &parsed, true, 0);
+    check_accounting(data, &parsed, true, listing::parse_mlsd);
     check_listing(data, &parsed, listing::parse_mlsd);
     let Ok(parsed) = parsed else { return };
     let mut entries = parsed.entries.iter();
@@ -61,6 +63,59 @@ pub fn listing_mlsd(data: &[u8]) {
     }
     assert_eq!(entries.next(), None, "an MLSD entry that its line alone does not give");
     let _ = listing::parse_mlsx_line(data);
+}
+
+/// Every non-blank line accounted for, as each line read alone shows:
+/// alone it is one entry, a deliberate skip (an empty listing: a `total`
+/// line, `.` or `..`, an MLSD `cdir` or `pdir`) or unreadable (an error);
+/// the whole listing is an error exactly when no line is an entry or a
+/// `.`/`..` skip while some line is unreadable, and that error names the
+/// first non-blank line; no line at all is the empty listing.
+fn check_accounting(
+    data: &[u8],
+    parsed: &Result<listing::Listing, listing::ListingError>,
+    mlsd: bool,
+    parse_alone: impl Fn(&[u8]) -> Result<listing::Listing, listing::ListingError>,
+) {
+    let nonblank: Vec<&[u8]> = data
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')))
+        .collect();
+    // An entry, or a skip that can only be `.`/`..`: proof the format was
+    // understood. A `total` line proves nothing, but one that also ends in
+    // ` .` may have been either skip.
+    let (mut understood, mut maybe_understood, mut unreadable) = (false, false, false);
+    for line in &nonblank {
+        let Ok(alone) = parse_alone(line) else {
+            unreadable = true;
+            continue;
+        };
+        assert!(alone.warnings.is_empty() && alone.entries.len() <= 1, "one line, one result: {alone:?}");
+        if !alone.entries.is_empty() {
+            understood = true;
+            continue;
+        }
+        let total = !mlsd && line.get(..5).is_some_and(|w| w.eq_ignore_ascii_case(b"total"));
+        let dot_name = [&b" ."[..], b" ..", b"\t.", b"\t.."].iter().any(|end| line.ends_with(end));
+        let lower = line.to_ascii_lowercase();
+        let cdir = mlsd && lower.windows(9).any(|w| w == b"type=cdir" || w == b"type=pdir");
+        assert!(total || dot_name || cdir, "skipped, yet not a total, . or .. line: {line:?}");
+        understood |= !total;
+        maybe_understood |= total && dot_name;
+    }
+    match parsed {
+        Ok(listing) => {
+            assert!(understood || maybe_understood || !unreadable, "unreadable lines, yet no error: {listing:?}");
+            if nonblank.is_empty() {
+                assert_eq!(listing, &listing::Listing::default());
+            }
+        }
+        Err(listing::ListingError::Unparseable { first_line }) => {
+            assert!(!understood && unreadable, "an error, yet a line was understood");
+            assert_eq!(Some(&first_line[..]), nonblank.first().copied());
+        }
+    }
 }
 
 /// What every listing, whatever its format, must satisfy.
@@ -136,15 +191,15 @@ fn check_safe_path(path: &RelPath) {
 }
 
 /// `parse_ftp_time` (MDTM replies, MLSD `modify`): a time it accepts is
-/// the one written: formatted back it gives the same fourteen digits (a
-/// leap second aside), and the fraction's first nine digits are its
-/// nanoseconds.
+/// the one written: formatted back as MFMT writes it
+/// (`units::format_utc_digits`), it gives the same fourteen digits (a leap
+/// second aside), and the fraction's first nine digits are its nanoseconds.
 pub fn ftp_time(data: &[u8]) {
     let Some(mtime) = listing::parse_ftp_time(data) else { return };
     let text = data.trim_ascii();
     let (stamp, fraction) = text.split_at(14);
     if &stamp[12..14] != b"60" {
-        assert_eq!(crate::backend::ftp::mtime::ftp_timestamp(mtime).as_bytes(), stamp);
+        assert_eq!(barge::units::format_utc_digits(mtime.secs()).as_bytes(), stamp);
     }
     let digits = fraction.get(1..).unwrap_or_default();
     let nanos = (0..9).fold(0u32, |n, i| n * 10 + digits.get(i).map_or(0, |&b| u32::from(b - b'0')));
@@ -162,8 +217,8 @@ pub fn ftp_time(data: &[u8]) {
 ///   argument parses to itself;
 /// - HASH digests are the hex the reply holds.
 pub fn ftp_reply(data: &[u8]) {
-    use crate::backend::ftp::conn::{parse_epsv, parse_pasv, port_command};
-    use crate::doctor::ftp::{feature_names, parse_reply};
+    use barge::backend::ftp::conn::{parse_epsv, parse_pasv, port_command};
+    use barge::doctor::ftp::{feature_names, parse_reply};
     let data = &data[..data.len().min(QUADRATIC_LIMIT)];
     match parse_reply(data) {
         Some((reply, used)) => {
@@ -218,7 +273,7 @@ pub fn ftp_reply(data: &[u8]) {
         assert_eq!(parse_pasv(&format!("227 Entering Passive Mode ({args})")), Some(addr));
     }
     for kind in HashKind::PREFERENCE {
-        if let Some(digest) = crate::backend::ftp::parse_hash_reply(&text, kind) {
+        if let Some(digest) = barge::backend::ftp::parse_hash_reply(&text, kind) {
             let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
             assert!(text.to_ascii_lowercase().split_whitespace().skip(1).any(|t| t == hex), "{hex} in {text:?}");
         }
@@ -240,7 +295,7 @@ pub fn ftp_client(data: &[u8]) {
 
 /// [`ftp_client`]'s session; what each call returned, in order (a greeting
 /// refused is the only entry when it is).
-fn ftp_client_session(data: &[u8]) -> Vec<String> {
+pub fn ftp_client_session(data: &[u8]) -> Vec<String> {
     use suppaftp::tokio::AsyncRustlsFtpStream;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let data = data[..data.len().min(QUADRATIC_LIMIT)].to_vec();
@@ -362,7 +417,7 @@ pub fn ftp_text(data: &[u8]) {
 /// - `*`/`?` matching agrees with a plain dynamic-programming matcher;
 /// - `%` expansion leaves text without `%` or `~/` alone.
 pub fn ssh_config(data: &[u8]) {
-    use crate::backend::sftp::config::{Tokens, expand, lookup_text, wildcard};
+    use barge::backend::sftp::config::{Tokens, expand, lookup_text, wildcard};
     let split = data.iter().skip(data.len() / 2).position(|&b| b == b'\n').map(|at| data.len() / 2 + at + 1);
     for alias in ["web", "host.example.com", "", "*"] {
         let whole = lookup_text(data, alias);
@@ -419,13 +474,13 @@ fn reference_wildcard(pattern: &[u8], text: &[u8]) -> bool {
 /// known_hosts lookups: each key found is on the line (as an editor
 /// numbers it) whose host field names the host, never on a comment.
 pub fn known_hosts(data: &[u8]) {
-    use crate::backend::sftp::hostkey::recorded;
+    use barge::backend::sftp::hostkey::recorded;
     let path = std::env::temp_dir().join(format!("barge-fuzz-known-hosts-{}", std::process::id()));
     std::fs::write(&path, data).expect("temporary file");
     let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
     for (host, port) in [("example.com", 22), ("example.com", 2222), ("127.0.0.1", 22)] {
         let Ok(found) = recorded(host, port, &path) else { continue };
-        let pattern = crate::backend::sftp::hostkey::host_pattern(host, port);
+        let pattern = barge::backend::sftp::hostkey::host_pattern(host, port);
         for (number, _key) in found {
             let line = lines.get(number.wrapping_sub(1)).expect("a line number past the end");
             assert_ne!(line.first(), Some(&b'#'), "line {number} is a comment");
@@ -443,7 +498,7 @@ pub fn known_hosts(data: &[u8]) {
 /// comma, the lists written back into a packet parse to themselves, and a
 /// negotiated algorithm is on both lists.
 pub fn kexinit(data: &[u8]) {
-    use crate::doctor::sftp::{KexInit, negotiate, parse_kexinit};
+    use barge::doctor::sftp::{KexInit, negotiate, parse_kexinit};
     let Ok(kex) = parse_kexinit(data) else { return };
     let lists = |k: &KexInit| {
         [
@@ -485,7 +540,7 @@ pub fn kexinit(data: &[u8]) {
 /// - a location of plain words reads back from its display to itself
 ///   (without the password).
 pub fn location(data: &[u8]) {
-    use crate::location::Location;
+    use barge::location::Location;
     let text = String::from_utf8_lossy(data);
     let Ok(Location::Remote(remote)) = Location::parse(&text) else { return };
     assert!(!remote.host.is_empty() && !remote.host.contains(['/', '@']), "{remote:?}");
@@ -497,12 +552,12 @@ pub fn location(data: &[u8]) {
         let written = text.split_once("://").map(|(_, rest)| rest).unwrap_or_default();
         let path = written.find('/').map_or("/", |at| &written[at..]);
         // Dot segments and doubled slashes are gone, as in a URL.
-        assert_eq!(remote.path, crate::location::normalize_path(path.as_bytes()));
+        assert_eq!(remote.path, barge::location::normalize_path(path.as_bytes()));
     }
     let shown = remote.to_string();
     if remote.password.is_some() {
         let mut other = remote.clone();
-        other.password = Some(crate::location::Secret::new("other".into()));
+        other.password = Some(barge::location::Secret::new("other".into()));
         assert_eq!((other.to_string(), format!("{other:?}")), (shown.clone(), format!("{remote:?}")), "password shown");
     }
     let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
@@ -522,7 +577,7 @@ pub fn location(data: &[u8]) {
 /// entry without a machine; and lines do not matter (outside `macdef`):
 /// the same tokens on one line give the same entries.
 pub fn netrc(data: &[u8]) {
-    use crate::credentials::parse_netrc;
+    use barge::credentials::parse_netrc;
     let text = String::from_utf8_lossy(data);
     let entries = parse_netrc(data);
     let defaults = text.split_whitespace().filter(|&w| w == "default").count();
@@ -542,7 +597,7 @@ pub fn netrc(data: &[u8]) {
 /// a `K` suffix on them 1024 times that, a size reads back from its
 /// digits, and the formatting helpers take any value.
 pub fn units(data: &[u8]) {
-    use crate::units::{format_utc, human_bytes, parse_size};
+    use barge::units::{format_utc, human_bytes, parse_size};
     let text = String::from_utf8_lossy(data);
     let parsed = parse_size(&text);
     let body = text.trim();
@@ -602,7 +657,7 @@ pub fn relpath(data: &[u8]) {
 /// Server certificates (doctor): whatever DER comes in, the summary can be
 /// written, and a certificate matches each plain name it lists.
 pub fn cert(data: &[u8]) {
-    use crate::doctor::cert::{CertInfo, date};
+    use barge::doctor::cert::{CertInfo, date};
     let Some(info) = CertInfo::parse(data) else { return };
     let _ = (info.summary(), date(info.not_before), date(info.not_after));
     for name in &info.names {
@@ -611,189 +666,4 @@ pub fn cert(data: &[u8]) {
         }
     }
     let _ = info.matches("localhost");
-}
-
-#[cfg(test)]
-mod tests {
-    //! Every entry point above under proptest, in `cargo test` (so in CI):
-    //! random bytes, and the fuzz seeds (tests/fuzz/corpus) with random
-    //! edits, which reach much further into each format than noise.
-    use proptest::prelude::*;
-
-    /// The seed files of one fuzz target.
-    macro_rules! seeds {
-        ($($file:literal),+ $(,)?) => {
-            &[$(include_bytes!(concat!("../tests/fuzz/corpus/", $file))),+]
-        };
-    }
-
-    /// Random bytes; or a seed with a few bytes replaced, inserted or
-    /// removed, or cut short.
-    fn input(seeds: &'static [&'static [u8]]) -> impl Strategy<Value = Vec<u8>> {
-        let noise = prop::collection::vec(any::<u8>(), 0..300);
-        let edit = (0u8..3, any::<prop::sample::Index>(), any::<u8>());
-        let edited = (prop::sample::select(seeds), prop::collection::vec(edit, 1..6)).prop_map(|(seed, edits)| {
-            let mut data = seed.to_vec();
-            for (op, at, byte) in edits {
-                let at = at.index(data.len() + 1);
-                match op {
-                    0 if at < data.len() => data[at] = byte,
-                    1 => data.insert(at, byte),
-                    _ if at < data.len() => {
-                        data.remove(at);
-                    }
-                    _ => {}
-                }
-            }
-            data
-        });
-        let cut = (prop::sample::select(seeds), any::<prop::sample::Index>())
-            .prop_map(|(seed, at)| seed[..at.index(seed.len() + 1)].to_vec());
-        prop_oneof![2 => noise, 3 => edited, 1 => cut]
-    }
-
-    // Case counts keep each test well under 2 s in a debug build.
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
-
-        #[test]
-        fn listing_list(data in input(seeds![
-            "listing_list/captured-vsftpd-list.txt",
-            "listing_list/captured-pureftpd-list.txt",
-            "listing_list/captured-proftpd-list.txt",
-            "listing_list/edge-cases-list.txt",
-            "listing_list/eplf.txt",
-            "listing_list/iis-dos.txt",
-            "listing_list/netware.txt",
-            "listing_list/long-iso.txt",
-        ])) {
-            super::listing_list(&data);
-        }
-
-        #[test]
-        fn listing_mlsd(data in input(seeds![
-            "listing_mlsd/captured-pureftpd-mlsd.txt",
-            "listing_mlsd/captured-proftpd-mlsd.txt",
-            "listing_mlsd/mlst-reply-line.txt",
-        ])) {
-            super::listing_mlsd(&data);
-        }
-
-        #[test]
-        fn known_hosts(data in input(seeds!["known_hosts/known_hosts"])) {
-            super::known_hosts(&data);
-        }
-    }
-
-    /// The harness is not vacuous: a real server's replies go through.
-    #[test]
-    fn ftp_client_reads_a_whole_vsftpd_session() {
-        let session = super::ftp_client_session(include_bytes!("../tests/fuzz/corpus/ftp_client/vsftpd-session"));
-        assert_eq!(
-            session,
-            ["logged in", "8 features", "/home/u", "2024-01-01 12:00:00", "1234", "noop"],
-            "{session:?}"
-        );
-        let cut = super::ftp_client_session(b"220 hi\r\n331 pass\r\n");
-        assert_eq!(cut.len(), 1, "{cut:?}");
-        assert!(cut[0].starts_with("error"), "{cut:?}");
-    }
-
-    // A runtime and a loopback connection per case.
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(500))]
-
-        #[test]
-        fn ftp_client(data in input(seeds![
-            "ftp_client/vsftpd-session",
-            "ftp_client/pureftpd-session",
-            "ftp_client/multiline-and-oddities",
-            "ftp_client/crash-welcome-not-utf8",
-        ])) {
-            super::ftp_client(&data);
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(10_000))]
-
-        #[test]
-        fn ftp_time(data in input(seeds!["ftp_time/seed0", "ftp_time/seed1", "ftp_time/seed3", "ftp_time/seed5"])) {
-            super::ftp_time(&data);
-        }
-
-        #[test]
-        fn ftp_reply(data in input(seeds![
-            "ftp_reply/feat",
-            "ftp_reply/pasv",
-            "ftp_reply/epsv",
-            "ftp_reply/hash",
-            "ftp_reply/multi-inner",
-            "ftp_reply/crash-epsv-paren-order",
-            "ftp_reply/crash-unfinished-multiline",
-        ])) {
-            super::ftp_reply(&data);
-        }
-
-        #[test]
-        fn ftp_names(data in input(seeds![
-            "ftp_names/utf8",
-            "ftp_names/latin1",
-            "ftp_names/escape-range",
-            "ftp_names/mixed",
-            "ftp_names/crash-escape-char-utf8",
-        ])) {
-            super::ftp_names(&data);
-        }
-
-        #[test]
-        fn ftp_text(data in input(seeds!["ftp_text/crlf", "ftp_text/lf", "ftp_text/cr-end"])) {
-            super::ftp_text(&data);
-        }
-
-        #[test]
-        fn ssh_config(data in input(seeds!["ssh_config/config", "ssh_config/wildcard", "ssh_config/empty-values"])) {
-            super::ssh_config(&data);
-        }
-
-        #[test]
-        fn kexinit(data in input(seeds!["kexinit/openssh"])) {
-            super::kexinit(&data);
-        }
-
-        #[test]
-        fn location(data in input(seeds![
-            "location/seed0",
-            "location/seed1",
-            "location/seed3",
-            "location/crash-colon-host",
-            "location/crash-port-zero",
-        ])) {
-            super::location(&data);
-        }
-
-        #[test]
-        fn netrc(data in input(seeds![
-            "netrc/netrc",
-            "netrc/crash-machine-at-end",
-            "netrc/crash-value-next-line",
-        ])) {
-            super::netrc(&data);
-        }
-
-        #[test]
-        fn units(data in input(seeds!["units/seed0", "units/seed1", "units/seed2", "units/seed3", "units/seed4"])) {
-            super::units(&data);
-        }
-
-        #[test]
-        fn relpath(data in input(seeds!["relpath/seed0", "relpath/seed2", "relpath/seed4", "relpath/seed6"])) {
-            super::relpath(&data);
-        }
-
-        #[test]
-        fn cert(data in input(seeds!["cert/ftp.example.org.der"])) {
-            super::cert(&data);
-        }
-    }
 }
