@@ -427,13 +427,7 @@ impl Inner {
         lease.round_trip(1);
         match work(lease.sftp(), remote).await {
             Ok(value) => Ok(value),
-            Err(err) => {
-                let (err, broken) = classify_session(err, op, path);
-                if broken {
-                    lease.mark_broken();
-                }
-                Err(err)
-            }
+            Err(err) => Err(lease.failed(err, op, path)),
         }
     }
 
@@ -463,13 +457,7 @@ impl Inner {
                 let chunk = self.pool.info().read_len;
                 Ok(Box::new(make(lease, handle.handle, chunk)))
             }
-            Err(err) => {
-                let (err, broken) = classify_session(err, "read", path);
-                if broken {
-                    lease.lease.mark_broken();
-                }
-                Err(err)
-            }
+            Err(err) => Err(lease.lease.failed(err, "read", path)),
         }
     }
 
@@ -482,11 +470,7 @@ impl Inner {
         let handle = match sftp.opendir(remote).await {
             Ok(h) => h.handle,
             Err(err) => {
-                let (err, broken) = classify_session(err, "list", dir);
-                if broken {
-                    lease.lease.mark_broken();
-                }
-                return Err(err);
+                return Err(lease.lease.failed(err, "list", dir));
             }
         };
         let mut files = Vec::new();
@@ -795,11 +779,7 @@ impl Backend for SftpBackend {
         let handle = match sftp.open(remote, flags, FileAttributes::empty()).await {
             Ok(handle) => handle.handle,
             Err(err) => {
-                let (err, broken) = classify_session(err, "write", path);
-                if broken {
-                    lease.lease.mark_broken();
-                }
-                return Err(err);
+                return Err(lease.lease.failed(err, "write", path));
             }
         };
         if offset > 0 {
@@ -937,11 +917,7 @@ impl super::SegmentedWrite for SftpBackend {
         let handle = match sftp.open(remote, OpenFlags::WRITE, FileAttributes::empty()).await {
             Ok(handle) => handle.handle,
             Err(err) => {
-                let (err, broken) = classify_session(err, "write", path);
-                if broken {
-                    lease.lease.mark_broken();
-                }
-                return Err(err);
+                return Err(lease.lease.failed(err, "write", path));
             }
         };
         let info = self.inner.pool.info();

@@ -18,7 +18,7 @@ use std::time::Duration;
 use russh_sftp::client::RawSftpSession;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::session::{ConnectParams, ServerInfo, SftpConn, connect};
+use super::session::{ConnectParams, ServerInfo, SftpConn, classify_session, connect};
 use crate::error::{ErrorKind, OpError};
 
 /// Open handles allowed per session (see the module doc).
@@ -343,6 +343,21 @@ impl Lease {
     /// The session failed at the transport level: open no new work on it.
     pub fn mark_broken(&self) {
         self.session.broken.store(true, Ordering::Relaxed);
+    }
+
+    /// `err` of `op` on `path` as barge's error; a session it broke is
+    /// marked so.
+    pub fn failed(
+        &self,
+        err: russh_sftp::client::error::Error,
+        op: &'static str,
+        path: impl std::fmt::Display,
+    ) -> OpError {
+        let (err, broken) = classify_session(err, op, path);
+        if broken {
+            self.mark_broken();
+        }
+        err
     }
 
     /// Counts `n` round trips: requests whose reply was awaited before
