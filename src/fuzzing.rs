@@ -162,7 +162,7 @@ pub fn ftp_time(data: &[u8]) {
 ///   argument parses to itself;
 /// - HASH digests are the hex the reply holds.
 pub fn ftp_reply(data: &[u8]) {
-    use crate::backend::ftp::conn::{parse_epsv, parse_pasv, port_command};
+    use crate::backend::ftp::protocol::{parse_epsv, parse_pasv, port_command};
     use crate::doctor::ftp::{feature_names, parse_reply};
     let data = &data[..data.len().min(QUADRATIC_LIMIT)];
     match parse_reply(data) {

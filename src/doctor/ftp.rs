@@ -22,7 +22,7 @@ use tokio_rustls::client::TlsStream;
 use super::cert::{self, CertInfo};
 use super::firewall::{FirewallRule, port_list};
 use super::{DoctorOptions, Probe, Report, show_duration, suggest_parallel};
-use crate::backend::ftp::conn::{parse_epsv, parse_pasv, port_command};
+use crate::backend::ftp::protocol::{parse_epsv, parse_pasv, port_command};
 use crate::backend::ftp::{conn, listing, tls as ftp_tls};
 use crate::credentials::{self, Login};
 use crate::location::{RemoteLocation, Scheme};
@@ -1472,21 +1472,6 @@ mod tests {
         assert_eq!(parse_reply(b"230-Hi\r\n123 x\r\n230-still\r\n230 Done\r"), None);
         let (reply, used) = parse_reply(b"230-Hi\r\n230-still\r\n230 Done\r\n220 next\r\n").unwrap();
         assert_eq!((reply.lines.len(), used), (3, 29));
-    }
-
-    #[test]
-    fn passive_replies() {
-        assert_eq!(parse_epsv("229 Entering Extended Passive Mode (|||40012|)"), Some(40012));
-        assert_eq!(parse_epsv("229 Extended Passive mode OK (!!!5000!)"), Some(5000));
-        assert_eq!(parse_epsv("229 nonsense"), None);
-        // Found by fuzzing: `)` before `(` panicked (a reversed slice).
-        assert_eq!(parse_epsv("229 )(|||5000|"), None);
-        assert_eq!(parse_epsv("229 ) (|||5000|)"), Some(5000));
-        assert_eq!(parse_pasv("227 Entering Passive Mode (10,9,9,9,156,76)."), Some("10.9.9.9:40012".parse().unwrap()));
-        assert_eq!(parse_pasv("227 Entering Passive Mode 127,0,0,1,4,1"), Some("127.0.0.1:1025".parse().unwrap()));
-        assert_eq!(parse_pasv("227 Entering Passive Mode (1,2,3)"), None);
-        assert_eq!(port_command("127.0.0.1:40012".parse().unwrap()), "PORT 127,0,0,1,156,76");
-        assert_eq!(port_command("[::1]:2121".parse().unwrap()), "EPRT |2|::1|2121|");
     }
 
     #[test]
