@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 
 use super::data::ActiveSetup;
 use super::names::RawBytes;
-use super::protocol::{TlsMode, feat_map, parse_pwd};
+use super::protocol::{Reply, TlsMode, feat_map, feature_lines, parse_pwd};
 use super::tls;
 use crate::backend::HashKind;
 use crate::credentials::Login;
@@ -278,7 +278,7 @@ fn feat_lines(feat: &HashMap<String, Option<String>>) -> Vec<String> {
 /// A FEAT reply's body (`211-...`, one feature a line, `211 End`) as the
 /// map suppaftp's `feat()` makes: name, then the rest of the line.
 fn parse_feat_body(body: &[u8]) -> HashMap<String, Option<String>> {
-    feat_map(String::from_utf8_lossy(body).lines().skip(1).filter(|line| line.starts_with(' ')))
+    feat_map(feature_lines(&Reply::from_body(body)))
 }
 
 /// A pipelined batch waiting for its answers. lftp keeps pipelining off by

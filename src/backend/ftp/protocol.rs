@@ -1,11 +1,13 @@
-//! The FTP wire protocol, apart from any one client: the TLS mode, what
-//! replies say (PASV and EPSV addresses, FEAT lines, the PWD directory),
-//! PORT/EPRT, the active-mode listener and the TCP-or-TLS stream barge
-//! reads and writes itself.
+//! The FTP wire protocol, apart from any one client: replies (RFC 959
+//! multi-line ones included) and reading them off a stream, the TLS mode,
+//! what replies say (PASV and EPSV addresses, FEAT lines, the PWD
+//! directory), PORT/EPRT, the active-mode listener and the TCP-or-TLS
+//! stream barge reads and writes itself.
 //!
-//! The backend drives suppaftp's control connection and `barge doctor` a
-//! raw one of its own; both parse and format with what is here, so the two
-//! read a server the same way.
+//! The backend drives suppaftp's control connection, which reads replies
+//! itself: what the backend takes out of them is parsed here. `barge
+//! doctor` drives a raw control connection and reads every reply with
+//! [`ReplyReader`]. So the two read a server the same way.
 
 use std::collections::HashMap;
 use std::io;
@@ -14,11 +16,129 @@ use std::ops::RangeInclusive;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
 
 use crate::location::Scheme;
+
+/// One FTP reply: its code and lines (without line ends).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// 0 when the first line does not start with a code (not FTP).
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// A reply already read whole by another reader (suppaftp's
+    /// `Response::body`): every line of it, whatever its last line says.
+    pub fn from_body(body: &[u8]) -> Reply {
+        let lines: Vec<String> = body.split_inclusive(|&b| b == b'\n').map(line_text).collect();
+        let code = lines.first().and_then(|line| line_code(line)).map_or(0, |(code, _)| code);
+        Reply { code, lines }
+    }
+
+    /// The reply as one line, for messages.
+    pub fn text(&self) -> String {
+        self.lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" / ")
+    }
+
+    /// The first line, trimmed.
+    pub fn first(&self) -> &str {
+        self.lines.first().map_or("", |l| l.trim())
+    }
+}
+
+/// A line without its line end, as text.
+fn line_text(raw: &[u8]) -> String {
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    String::from_utf8_lossy(raw.strip_suffix(b"\r").unwrap_or(raw)).into_owned()
+}
+
+/// The code a line starts with, and whether a `-` follows it (the first
+/// line of a multi-line reply, or one inside it).
+fn line_code(line: &str) -> Option<(u16, bool)> {
+    let head = line.as_bytes();
+    let numbered = head.len() >= 3 && head[..3].iter().all(u8::is_ascii_digit);
+    numbered.then(|| (line[..3].parse().unwrap_or(0), head.get(3) == Some(&b'-')))
+}
+
+/// Cuts one complete reply off the front of `buf`: `(reply, bytes used)`,
+/// `None` while it is incomplete. Multi-line replies (`123-` ... `123 `)
+/// are gathered whole. A first line without a code is a reply of its own
+/// (code 0): what a server that does not speak FTP says.
+pub fn parse_reply(buf: &[u8]) -> Option<(Reply, usize)> {
+    let mut lines = Vec::new();
+    let mut used = 0;
+    let mut code: Option<u16> = None;
+    while let Some(end) = buf[used..].iter().position(|&b| b == b'\n') {
+        let line = line_text(&buf[used..=used + end]);
+        used += end + 1;
+        // The last line: the first one unless it says `123-`, else the
+        // first with the same code and no `-`.
+        let last = match (code, line_code(&line)) {
+            (None, None) => true,
+            (None, Some((first, more))) => {
+                code = Some(first);
+                !more
+            }
+            (Some(first), numbered) => numbered == Some((first, false)),
+        };
+        lines.push(line);
+        if last {
+            return Some((Reply { code: code.unwrap_or(0), lines }, used));
+        }
+    }
+    // The reply's last line has not come yet.
+    None
+}
+
+/// The most one reply may hold: more is not an FTP server talking.
+const MAX_REPLY: usize = 1 << 20;
+
+/// Why no reply could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    #[error("connection failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("a reply of more than 1 MiB: not an FTP server")]
+    TooLarge,
+}
+
+/// Reads replies off a control connection one at a time: what came after
+/// a reply (a server may send several at once) waits for the next read.
+#[derive(Debug, Default)]
+pub struct ReplyReader {
+    pending: Vec<u8>,
+}
+
+impl ReplyReader {
+    /// The next reply on `stream`. Cancel safe (under a timeout or in a
+    /// `select!`): what a cancelled read had received stays for the next.
+    pub async fn read<R: AsyncRead + Unpin>(&mut self, stream: &mut R) -> Result<Reply, ReplyError> {
+        // Whether a line ended since the last look: a reply ends with one.
+        let mut line_ended = true;
+        loop {
+            if line_ended && let Some((reply, used)) = parse_reply(&self.pending) {
+                self.pending.drain(..used);
+                return Ok(reply);
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(ReplyError::Closed);
+            }
+            self.pending.extend_from_slice(&chunk[..n]);
+            if self.pending.len() > MAX_REPLY {
+                return Err(ReplyError::TooLarge);
+            }
+            line_ended = chunk[..n].contains(&b'\n');
+        }
+    }
+}
 
 /// How the TLS layer is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +212,27 @@ pub fn port_command(addr: SocketAddr) -> String {
             None => format!("EPRT |2|{v6}|{}|", addr.port()),
         },
     }
+}
+
+/// A FEAT reply's feature lines, trimmed: those after the first that start
+/// with a space (RFC 2389), as suppaftp's `feat()` takes them.
+pub fn feature_lines(reply: &Reply) -> impl Iterator<Item = &str> {
+    reply.lines.iter().skip(1).filter(|line| line.starts_with(' ')).map(|line| line.trim())
+}
+
+/// The first word of every feature, upper case, and the first two
+/// (`REST STREAM`, `AUTH TLS`).
+pub fn feature_names(reply: &Reply) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in feature_lines(reply) {
+        let mut words = line.split_whitespace();
+        let Some(first) = words.next() else { continue };
+        names.push(first.to_ascii_uppercase());
+        if let Some(second) = words.next() {
+            names.push(format!("{} {}", first.to_ascii_uppercase(), second.to_ascii_uppercase()));
+        }
+    }
+    names
 }
 
 /// `NAME` / `NAME VALUE` lines (FEAT's feature lines, or the ones barge
@@ -198,6 +339,123 @@ impl AsyncWrite for PlainOrTls {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replies_single_multi_and_incomplete() {
+        let (reply, used) = parse_reply(b"220 Welcome\r\nextra").unwrap();
+        assert_eq!((reply.code, reply.lines.clone(), used), (220, vec!["220 Welcome".to_string()], 13));
+        let feat = b"211-Features:\r\n MLSD\r\n EPSV\r\n211 End\r\n";
+        let (reply, used) = parse_reply(feat).unwrap();
+        assert_eq!((reply.code, reply.lines.len(), used), (211, 4, feat.len()));
+        assert!(parse_reply(b"211-Features:\r\n MLSD\r\n").is_none());
+        assert!(parse_reply(b"220 no newline yet").is_none());
+        let (reply, _) = parse_reply(b"SSH-2.0-OpenSSH_9.2\r\n").unwrap();
+        assert_eq!(reply.code, 0);
+        // A line inside a multi-line reply that starts with other digits does not end it.
+        let (reply, _) = parse_reply(b"230-Hi\r\n123 not the end\r\n230 Done\r\n").unwrap();
+        assert_eq!(reply.lines.len(), 3);
+    }
+
+    /// Found by fuzzing: a multi-line reply whose last line had not come yet
+    /// was taken as complete when its latest line was `230-...`, so the real
+    /// last line was later read as the reply to the next command.
+    #[test]
+    fn a_continuation_line_with_the_code_does_not_end_a_reply() {
+        assert_eq!(parse_reply(b"230-Hi\r\n230-still\r\n"), None);
+        assert_eq!(parse_reply(b"230-Hi\r\n123 x\r\n230-still\r\n230 Done\r"), None);
+        let (reply, used) = parse_reply(b"230-Hi\r\n230-still\r\n230 Done\r\n220 next\r\n").unwrap();
+        assert_eq!((reply.lines.len(), used), (3, 29));
+    }
+
+    #[test]
+    fn garbage_lines_inside_a_reply_are_kept_and_do_not_end_it() {
+        let buf = b"220-Hello\r\n\r\n\xff\xfe binary\r\nno code at all\n22 short\r\n230 other code\r\n220 Ready\r\n";
+        let (reply, used) = parse_reply(buf).unwrap();
+        assert_eq!((reply.code, reply.lines.len(), used), (220, 7, buf.len()));
+        assert_eq!(reply.lines[2], "\u{fffd}\u{fffd} binary");
+        assert_eq!(
+            reply.text(),
+            "220-Hello / \u{fffd}\u{fffd} binary / no code at all / 22 short / 230 other code / 220 Ready"
+        );
+        assert_eq!(reply.first(), "220-Hello");
+        // Bare LF line ends, as some servers send.
+        assert_eq!(parse_reply(b"200 OK\n").map(|(r, used)| (r.lines, used)), Some((vec!["200 OK".to_string()], 7)));
+    }
+
+    /// A stream that hands out its bytes `step` at a time, then ends.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+    }
+
+    impl Trickle {
+        fn new(data: &[u8], step: usize) -> Trickle {
+            Trickle { data: data.to_vec(), at: 0, step }
+        }
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            let n = self.step.min(buf.remaining()).min(self.data.len() - self.at);
+            buf.put_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn replies_split_across_reads_and_several_in_one_read() {
+        let wire = b"211-Features:\r\n MLSD\r\n211 End\r\n200 OK\r\n331 Password\r\n";
+        for step in [1, 2, 5, 7, wire.len()] {
+            let mut stream = Trickle::new(wire, step);
+            let mut replies = ReplyReader::default();
+            let feat = replies.read(&mut stream).await.unwrap();
+            assert_eq!((feat.code, feat.lines.len()), (211, 3), "step {step}");
+            assert_eq!(feature_names(&feat), ["MLSD"]);
+            let ok = replies.read(&mut stream).await.unwrap();
+            assert_eq!((ok.code, ok.text()), (200, "200 OK".to_string()));
+            assert_eq!(replies.read(&mut stream).await.unwrap().code, 331);
+            assert!(matches!(replies.read(&mut stream).await, Err(ReplyError::Closed)));
+        }
+        // A reply cut off by the end of the connection is no reply.
+        let err = ReplyReader::default().read(&mut Trickle::new(b"220-Hi\r\n220", 64)).await.expect_err("closed");
+        assert_eq!(err.to_string(), "the server closed the connection");
+    }
+
+    #[tokio::test]
+    async fn an_endless_reply_is_cut_off() {
+        let mut endless = b"220 ".to_vec();
+        endless.resize(MAX_REPLY + 2, b'x');
+        let err = ReplyReader::default().read(&mut Trickle::new(&endless, 4096)).await.expect_err("too large");
+        assert!(matches!(err, ReplyError::TooLarge), "{err}");
+        assert_eq!(err.to_string(), "a reply of more than 1 MiB: not an FTP server");
+    }
+
+    #[test]
+    fn a_body_read_by_another_reader_is_every_line_of_it() {
+        // suppaftp ends a reply at any `NNN ` line, whatever its code.
+        let reply = Reply::from_body(b"211-Features:\r\n MLSD\r\n UTF8\r\n200 End\r\n");
+        assert_eq!((reply.code, reply.lines.len()), (211, 4));
+        assert_eq!(feature_lines(&reply).collect::<Vec<_>>(), ["MLSD", "UTF8"]);
+        assert_eq!(Reply::from_body(b"257 \"/\"").lines, ["257 \"/\""]);
+        assert_eq!(Reply::from_body(b"").code, 0);
+    }
+
+    #[test]
+    fn feat_names_and_lines() {
+        let (reply, _) =
+            parse_reply(b"211-Features:\r\n MLSD\r\n REST STREAM\r\n AUTH TLS\r\nNOSPACE\r\n211 End\r\n").unwrap();
+        let names = feature_names(&reply);
+        assert!(names.contains(&"MLSD".into()) && names.contains(&"REST STREAM".into()), "{names:?}");
+        assert!(names.contains(&"AUTH TLS".into()) && names.contains(&"AUTH".into()), "{names:?}");
+        // Feature lines start with a space (RFC 2389): suppaftp's feat() reads no other.
+        assert!(!names.contains(&"NOSPACE".into()), "{names:?}");
+        let map = feat_map(feature_lines(&reply));
+        assert_eq!(map.get("REST"), Some(&Some("STREAM".to_string())));
+        assert_eq!(map.get("MLSD"), Some(&None));
+        assert_eq!(map.len(), 3);
+    }
 
     #[test]
     fn passive_replies() {
