@@ -151,7 +151,7 @@ pub enum TlsMode {
 }
 
 impl TlsMode {
-    /// The mode a URL's scheme asks for; `explicit_tls` (`--explicit-tls`)
+    /// The mode a URL's scheme asks for; `explicit_tls` (`--tls explicit`)
     /// upgrades a plain `ftp://`.
     pub fn of(scheme: Scheme, explicit_tls: bool) -> TlsMode {
         match scheme {
