@@ -5,7 +5,8 @@
 //!
 //! - [`ftp`]: FTP/FTPS probes on a raw control connection (the exact
 //!   greeting, FEAT lines, PASV/EPSV replies and certificates, which the
-//!   backend's FTP client hides).
+//!   backend's FTP client hides), read with the backend's FTP protocol
+//!   layer.
 //! - [`cert`]: what a server certificate says (subject, issuer, expiry, names).
 //! - [`sftp`]: SSH/SFTP probes, reusing the SFTP backend's host key and login code.
 //! - [`firewall`]: the summary of ports and directions.

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 
 use super::data::ActiveSetup;
 use super::names::RawBytes;
+use super::protocol::{Reply, TlsMode, feat_map, feature_lines, parse_pwd};
 use super::tls;
 use crate::backend::HashKind;
 use crate::credentials::Login;
@@ -25,16 +26,6 @@ use crate::error::{ErrorKind, OpError};
 /// The control stream type for plain and TLS connections alike (TLS is
 /// only engaged when asked for).
 pub type Control = AsyncRustlsFtpStream;
-
-/// How the TLS layer is used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    None,
-    /// `AUTH TLS` on the plain control port.
-    Explicit,
-    /// TLS from the first byte (usually port 990).
-    Implicit,
-}
 
 /// How data connections are opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,22 +279,7 @@ fn feat_lines(feat: &HashMap<String, Option<String>>) -> Vec<String> {
 /// A FEAT reply's body (`211-...`, one feature a line, `211 End`) as the
 /// map suppaftp's `feat()` makes: name, then the rest of the line.
 fn parse_feat_body(body: &[u8]) -> HashMap<String, Option<String>> {
-    feat_map(String::from_utf8_lossy(body).lines().skip(1).filter(|line| line.starts_with(' ')))
-}
-
-/// `NAME` / `NAME VALUE` lines (FEAT's, or [`feat_lines`]'s) as a map.
-fn feat_map<'a>(lines: impl IntoIterator<Item = &'a str>) -> HashMap<String, Option<String>> {
-    lines
-        .into_iter()
-        .filter_map(|line| {
-            let line = line.trim();
-            let (name, value) = match line.split_once(' ') {
-                Some((name, value)) => (name, Some(value.trim().to_string())),
-                None => (line, None),
-            };
-            (!name.is_empty()).then(|| (name.to_string(), value))
-        })
-        .collect()
+    feat_map(feature_lines(&Reply::from_body(body)))
 }
 
 /// A pipelined batch waiting for its answers. lftp keeps pipelining off by
@@ -350,34 +326,6 @@ impl std::fmt::Debug for FtpConn {
     }
 }
 
-/// `227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)` -> the address.
-/// Some servers leave out the parentheses: the first six numbers count.
-pub fn parse_pasv(reply: &str) -> Option<SocketAddr> {
-    let text = reply.get(4..).unwrap_or(reply);
-    let start = text.find(|c: char| c.is_ascii_digit())?;
-    let numbers: Vec<u8> = text[start..]
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .take(6)
-        .map(|s| s.parse::<u8>().ok())
-        .collect::<Option<_>>()?;
-    if numbers.len() != 6 {
-        return None;
-    }
-    let ip = IpAddr::from([numbers[0], numbers[1], numbers[2], numbers[3]]);
-    Some(SocketAddr::new(ip, u16::from(numbers[4]) << 8 | u16::from(numbers[5])))
-}
-
-/// `229 Entering Extended Passive Mode (|||40012|)` -> 40012 (RFC 2428:
-/// the delimiter is whatever character follows the parenthesis).
-pub fn parse_epsv(reply: &str) -> Option<u16> {
-    let after = reply.get(reply.find('(')? + 1..)?;
-    let inner = after.get(..after.rfind(')')?)?;
-    let delimiter = inner.chars().next()?;
-    let fields: Vec<&str> = inner.split(delimiter).collect();
-    fields.get(3)?.trim().parse().ok().filter(|p| *p != 0)
-}
-
 /// Opens a passive data connection to `target` within `timeout`.
 pub async fn connect_data(target: SocketAddr, timeout: Duration) -> Result<TcpStream, FtpError> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(target))
@@ -391,20 +339,6 @@ pub async fn connect_data(target: SocketAddr, timeout: Duration) -> Result<TcpSt
         .map_err(FtpError::ConnectionError)?;
     stream.set_nodelay(true).ok();
     Ok(stream)
-}
-
-/// `PORT h1,h2,h3,h4,p1,p2` for IPv4 (and IPv4-mapped IPv6), `EPRT |2|addr|port|` for IPv6.
-pub fn port_command(addr: SocketAddr) -> String {
-    match addr.ip() {
-        IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            format!("PORT {a},{b},{c},{d},{},{}", addr.port() >> 8, addr.port() & 0xff)
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => port_command(SocketAddr::new(IpAddr::V4(v4), addr.port())),
-            None => format!("EPRT |2|{v6}|{}|", addr.port()),
-        },
-    }
 }
 
 /// True for addresses a NAT'ed server typically announces by mistake.
@@ -821,24 +755,6 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
         round_trips: Arc::clone(&params.round_trips),
         data_timeout: params.timeout,
     })
-}
-
-/// The directory in a PWD reply (`257 "/home/u" is the current
-/// directory`), read as suppaftp's `pwd` reads it (bytes as
-/// [`RawBytes`] names, Telnet IAC undoubled, between the first and the
-/// last quote).
-fn parse_pwd(body: &[u8]) -> Option<String> {
-    let mut bytes = Vec::with_capacity(body.len());
-    let mut iter = body.iter().copied().peekable();
-    while let Some(b) = iter.next() {
-        if b == 0xFF && iter.peek() == Some(&0xFF) {
-            iter.next();
-        }
-        bytes.push(b);
-    }
-    let text = super::names::decode(&bytes);
-    let (begin, end) = (text.find('"')?, text.rfind('"')?);
-    (begin < end).then(|| text[begin + 1..end].to_string())
 }
 
 fn reply_code_is_auth(err: &OpError) -> bool {

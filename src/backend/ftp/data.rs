@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::conn::{Control, FtpConn};
+use super::protocol::{PlainOrTls, listen, parse_epsv, port_command};
 
 type LibTransfer = suppaftp::tokio::TransferStream<AsyncRustlsStream>;
 
@@ -75,12 +76,7 @@ pub struct ActiveSetup {
 /// An open data connection.
 pub enum DataChannel {
     Passive(LibTransfer),
-    Active { stream: ActiveStream, upload: bool },
-}
-
-pub enum ActiveStream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Active { stream: PlainOrTls, upload: bool },
 }
 
 /// Opens a data connection for `op` on `target` (a path, or a whole listing
@@ -119,13 +115,11 @@ pub async fn open(conn: &mut FtpConn, op: Op, target: &str, offset: u64) -> Resu
             socket.peer_addr().map_err(FtpError::ConnectionError)?,
         )
     };
-    let listener = listen(local.ip(), active.ports.as_ref())?;
+    let listener = listen(local.ip(), active.ports.as_ref()).map_err(FtpError::ConnectionError)?;
     // PORT, REST when resuming, the transfer command, the server's connect.
     conn.round_trip(if offset > 0 && op != Op::Append { 4 } else { 3 });
     let port = listener.local_addr().map_err(FtpError::ConnectionError)?.port();
-    conn.control
-        .custom_command(super::conn::port_command(SocketAddr::new(local.ip(), port)), &[Status::CommandOk])
-        .await?;
+    conn.control.custom_command(port_command(SocketAddr::new(local.ip(), port)), &[Status::CommandOk]).await?;
     if offset > 0 && op != Op::Append {
         conn.control.custom_command(format!("REST {offset}"), &[Status::RequestFilePending]).await?;
     }
@@ -133,13 +127,13 @@ pub async fn open(conn: &mut FtpConn, op: Op, target: &str, offset: u64) -> Resu
     let tcp = accept_from(&listener, peer.ip(), active.timeout).await.map_err(FtpError::ConnectionError)?;
     tcp.set_nodelay(true).ok();
     let stream = match active.tls {
-        None => ActiveStream::Plain(tcp),
+        None => PlainOrTls::Plain(tcp),
         Some((config, name)) => {
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
                 .map_err(|e| FtpError::SecureError(e.to_string()))?;
-            ActiveStream::Tls(Box::new(tls))
+            PlainOrTls::Tls(Box::new(tls))
         }
     };
     Ok(DataChannel::Active { stream, upload: op.is_upload() })
@@ -167,7 +161,7 @@ async fn open_pipelined(conn: &mut FtpConn, op: Op, command: String, offset: u64
     let sent = conn.send_pipelined(&lines).await?;
     let started = async {
         let reply = conn.control.read_response_in(&[Status::ExtendedPassiveMode]).await?;
-        let port = super::conn::parse_epsv(&String::from_utf8_lossy(&reply.body)).ok_or(FtpError::BadResponse)?;
+        let port = parse_epsv(&String::from_utf8_lossy(&reply.body)).ok_or(FtpError::BadResponse)?;
         let peer = conn.control.get_ref().await.peer_addr().map_err(FtpError::ConnectionError)?;
         conn.round_trip(1);
         let tcp = super::conn::connect_data(SocketAddr::new(peer.ip(), port), conn.data_timeout).await?;
@@ -180,7 +174,7 @@ async fn open_pipelined(conn: &mut FtpConn, op: Op, command: String, offset: u64
     // Answered once the transfer command's reply (or a refusal on the
     // way) is in: a server that lost the command never sends its 150.
     let tcp = sent.answered_if(started.await)?;
-    Ok(DataChannel::Active { stream: ActiveStream::Plain(tcp), upload: op.is_upload() })
+    Ok(DataChannel::Active { stream: PlainOrTls::Plain(tcp), upload: op.is_upload() })
 }
 
 impl DataChannel {
@@ -190,7 +184,7 @@ impl DataChannel {
             DataChannel::Passive(stream) => stream.finish().await,
             DataChannel::Active { mut stream, upload } => {
                 let shutdown = stream.shutdown().await;
-                if shutdown.is_ok() && upload && matches!(stream, ActiveStream::Tls(_)) {
+                if shutdown.is_ok() && upload && matches!(stream, PlainOrTls::Tls(_)) {
                     // Wait for the server's close_notify: some servers count
                     // an upload incomplete otherwise.
                     let mut scratch = [0u8; 1024];
@@ -216,30 +210,6 @@ impl DataChannel {
     }
 }
 
-/// A listener on `ip`, on a free port of `ports` (tried from a random start,
-/// so parallel connections spread over the range) or any port.
-fn listen(ip: IpAddr, ports: Option<&RangeInclusive<u16>>) -> Result<TcpListener, FtpError> {
-    let bind = |port: u16| -> io::Result<TcpListener> {
-        let listener = std::net::TcpListener::bind(SocketAddr::new(ip, port))?;
-        listener.set_nonblocking(true)?;
-        TcpListener::from_std(listener)
-    };
-    let Some(ports) = ports else { return bind(0).map_err(FtpError::ConnectionError) };
-    let count = u32::from(*ports.end()) - u32::from(*ports.start()) + 1;
-    let start = fastrand::u32(0..count);
-    for i in 0..count {
-        let port = u32::from(*ports.start()) + (start + i) % count;
-        if let Ok(listener) = bind(u16::try_from(port).unwrap_or(u16::MAX)) {
-            return Ok(listener);
-        }
-    }
-    // All busy (other transfers hold them): a temporary condition.
-    Err(FtpError::ConnectionError(io::Error::new(
-        io::ErrorKind::AddrInUse,
-        format!("no free local port in --active-ports {}-{}", ports.start(), ports.end()),
-    )))
-}
-
 /// Accepts the server's data connection; connections from any other
 /// address are dropped (anyone could race to connect to the listener).
 async fn accept_from(listener: &TcpListener, server: IpAddr, timeout: Duration) -> io::Result<TcpStream> {
@@ -257,38 +227,6 @@ async fn accept_from(listener: &TcpListener, server: IpAddr, timeout: Duration) 
             format!("the server did not connect back within {timeout:?} (active mode: is the port reachable?)"),
         )
     })?
-}
-
-impl AsyncRead for ActiveStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ActiveStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ActiveStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ActiveStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ActiveStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ActiveStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ActiveStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ActiveStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ActiveStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ActiveStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
 }
 
 impl AsyncRead for DataChannel {
@@ -320,29 +258,5 @@ impl AsyncWrite for DataChannel {
             DataChannel::Passive(s) => Pin::new(s).poll_shutdown(cx),
             DataChannel::Active { stream, .. } => Pin::new(stream).poll_shutdown(cx),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn port_commands_for_both_families() {
-        use super::super::conn::port_command;
-        assert_eq!(port_command("192.168.1.2:40001".parse().unwrap()), "PORT 192,168,1,2,156,65");
-        assert_eq!(port_command("[::1]:40001".parse().unwrap()), "EPRT |2|::1|40001|");
-        assert_eq!(port_command("[::ffff:10.0.0.1]:258".parse().unwrap()), "PORT 10,0,0,1,1,2");
-    }
-
-    #[tokio::test]
-    async fn listeners_stay_inside_the_range_and_say_when_it_is_full() {
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let range = free..=free;
-        let only = listen(ip, Some(&range)).unwrap();
-        assert_eq!(only.local_addr().unwrap().port(), free);
-        let err = listen(ip, Some(&range)).expect_err("the range is full");
-        assert!(err.to_string().contains(&format!("no free local port in --active-ports {free}-{free}")), "{err}");
     }
 }

@@ -15,8 +15,9 @@ use std::time::Duration;
 use suppaftp::Status;
 
 use super::FtpBackend;
-use super::conn::{self, TlsMode, classify, parse_pasv, port_command};
+use super::conn::{self, classify};
 use super::pool::Pooled;
+use super::protocol::{TlsMode, parse_pasv, port_command};
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
 

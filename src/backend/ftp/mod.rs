@@ -5,6 +5,9 @@
 //!   classification); [`pool`]: connections reused across files.
 //! - [`listing`]: pure parsers for MLSD and the LIST formats.
 //! - [`names`]: byte-exact names through suppaftp's `String` commands.
+//! - [`protocol`]: the wire protocol apart from any client (what replies
+//!   say, PORT/EPRT, FEAT, the TLS mode, the active-mode listener), shared
+//!   with `barge doctor`.
 //! - [`tls`]: certificate trust and per-connection session caches.
 //!
 //! Paths: the URL path is absolute on the server (`ftp://host/pub/x` is
@@ -17,6 +20,7 @@ pub mod listing;
 pub(crate) mod mtime;
 pub mod names;
 pub mod pool;
+pub mod protocol;
 pub mod recursive;
 pub mod text;
 pub mod tls;
@@ -32,14 +36,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use suppaftp::Status;
 
-use self::conn::{ConnectParams, DataMode, Features, TlsMode, classify};
+use self::conn::{ConnectParams, DataMode, Features, classify};
 use self::pool::Pool;
+use self::protocol::TlsMode;
 use super::recall::RecallReceiver;
 use super::{
     Backend, Capabilities, Entry, FileReader, FileWriter, HashKind, Listing, MissingRoot, Mtime, RemoteOptions,
 };
 use crate::error::{ErrorKind, OpError};
-use crate::location::{RemoteLocation, Scheme};
+use crate::location::RemoteLocation;
 use crate::path::RelPath;
 use crate::patterns::FilePatterns;
 
@@ -208,12 +213,7 @@ impl FtpBackend {
         missing_root: MissingRoot,
         options: &RemoteOptions,
     ) -> Result<FtpBackend, OpError> {
-        let tls_mode = match remote.scheme {
-            Scheme::Ftps => TlsMode::Implicit,
-            Scheme::Ftpes => TlsMode::Explicit,
-            _ if options.ftp.explicit_tls => TlsMode::Explicit,
-            _ => TlsMode::None,
-        };
+        let tls_mode = TlsMode::of(remote.scheme, options.ftp.explicit_tls);
         let tls = match tls_mode {
             TlsMode::None => None,
             _ => Some(Arc::new(tls::base_config(&options.ftp.tls)?)),

@@ -347,7 +347,8 @@ mod tests {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
     use super::*;
-    use crate::backend::ftp::conn::{DataMode, TlsMode};
+    use crate::backend::ftp::conn::DataMode;
+    use crate::backend::ftp::protocol::TlsMode;
     use crate::credentials::Login;
     use crate::location::Secret;
 

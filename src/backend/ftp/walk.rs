@@ -13,10 +13,10 @@ use std::time::Duration;
 use suppaftp::Status;
 use tokio::io::AsyncReadExt;
 
-use super::conn;
 use super::listing::{self, ListEntry, ListKind, TimePrecision};
 use super::{
-    DirListing, FtpBackend, Inner, LOGIN_WORK, NEAR_LISTINGS_AT_ONCE, Took, Transfer, data, recursive, unix_now,
+    DirListing, FtpBackend, Inner, LOGIN_WORK, NEAR_LISTINGS_AT_ONCE, Took, Transfer, conn, data, protocol, recursive,
+    unix_now,
 };
 use crate::backend::recall::Recall;
 use crate::backend::stream::{self, Pace};
@@ -382,7 +382,8 @@ async fn open_listing_pipelined(conn: &mut conn::FtpConn, command: &str) -> Resu
     let sent = conn.send_pipelined(&["EPSV".to_string(), command.to_string()]).await?;
     let started = async {
         let reply = conn.control.read_response_in(&[Status::ExtendedPassiveMode]).await?;
-        let port = conn::parse_epsv(&String::from_utf8_lossy(&reply.body)).ok_or(suppaftp::FtpError::BadResponse)?;
+        let port =
+            protocol::parse_epsv(&String::from_utf8_lossy(&reply.body)).ok_or(suppaftp::FtpError::BadResponse)?;
         let peer = conn.control.get_ref().await.peer_addr().map_err(suppaftp::FtpError::ConnectionError)?;
         conn.round_trip(1);
         let connected = conn::connect_data(std::net::SocketAddr::new(peer.ip(), port), conn.data_timeout).await;
@@ -400,7 +401,7 @@ async fn open_listing_pipelined(conn: &mut conn::FtpConn, command: &str) -> Resu
         Ok(tcp)
     };
     let tcp = sent.answered_if(started.await)?;
-    Ok(data::DataChannel::Active { stream: data::ActiveStream::Plain(tcp), upload: false })
+    Ok(data::DataChannel::Active { stream: protocol::PlainOrTls::Plain(tcp), upload: false })
 }
 
 /// A directory listing larger than this is refused (a server sending an

@@ -206,9 +206,9 @@ pub fn ftp_time(data: &[u8]) {
     assert_eq!(mtime.subsec_nanos(), nanos);
 }
 
-/// The doctor's reply reader (`parse_reply`), the PASV and EPSV reply
-/// parsers, FEAT lines (the doctor's and the backend's reading of them)
-/// and HASH replies:
+/// The reply reader (`parse_reply`, which the doctor reads with), the PASV
+/// and EPSV reply parsers, FEAT lines (the doctor's and the backend's
+/// reading of them) and HASH replies:
 /// - a reply is exactly its lines: it ends at a line end, the bytes it
 ///   used parse alone to the same reply, one byte fewer is incomplete, and
 ///   no shorter prefix was already a complete reply;
@@ -217,8 +217,7 @@ pub fn ftp_time(data: &[u8]) {
 ///   argument parses to itself;
 /// - HASH digests are the hex the reply holds.
 pub fn ftp_reply(data: &[u8]) {
-    use barge::backend::ftp::conn::{parse_epsv, parse_pasv, port_command};
-    use barge::doctor::ftp::{feature_names, parse_reply};
+    use barge::backend::ftp::protocol::{feature_names, parse_epsv, parse_pasv, parse_reply, port_command};
     let data = &data[..data.len().min(QUADRATIC_LIMIT)];
     match parse_reply(data) {
         Some((reply, used)) => {
