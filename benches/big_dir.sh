@@ -18,7 +18,7 @@ user=bargetest
 cd "$repo"
 cargo build --release --locked --bin barge >&2
 barge="$target/release/barge"
-bash tests/servers/install.sh >&2
+bash tests/support/install.sh >&2
 mkdir -p "$work"
 for n in $sizes; do
     [ -d "$work/dir$n" ] && continue
@@ -30,8 +30,8 @@ for i in range(n):
     open(os.path.join(d, f"entry-{i:07d}"), "wb").close()
 EOF
 done
-# shellcheck source=benches/support/sshd.sh
-source "$repo/benches/support/sshd.sh"
+# shellcheck source=tests/support/sshd.sh
+source "$repo/tests/support/sshd.sh"
 start_sshd
 mkdir -p "$work/empty"
 echo "| entries | wall s, median (min-max) | microseconds per entry |"

@@ -7,7 +7,7 @@
 //! in test mode (`--test`) criterion runs each routine once, and the inputs
 //! are made small (see [`scale`]).
 
-#[path = "support/listings.rs"]
+#[path = "../tests/support/listings.rs"]
 mod listings;
 
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # An A/B of one FTP transfer on loopback, tools alternating round by round
 # on an otherwise idle machine: proftpd (the suite's unpacked package,
-# benches/support/ftpd.sh) on 127.0.0.1, everything in /dev/shm.
+# tests/support/ftpd.sh) on 127.0.0.1, everything in /dev/shm.
 #
 #   benches/ftp_ab.sh ROUNDS TOOL...
 #   TOOL: lftp | rclone[:BINARY] | barge:BINARY[:EXTRA ARGUMENTS]
@@ -19,7 +19,7 @@ set -u
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 servers="${BARGE_TEST_SERVERS:-$repo/target/test-servers}"
 user=bargetest
-password="barge-test-password" # the test user's (tests/servers/install.sh)
+password="barge-test-password" # the test user's (tests/support/install.sh)
 ftp_server=proftpd
 ftp_port=${PORT:-24100}
 direction=${DIRECTION:-up}
@@ -28,8 +28,8 @@ die() {
     echo "$*" >&2
     exit 1
 }
-# shellcheck source=support/ftpd.sh
-source "$repo/benches/support/ftpd.sh"
+# shellcheck source=tests/support/ftpd.sh
+source "$repo/tests/support/ftpd.sh"
 w=/dev/shm/barge-ftp-ab
 rm -rf "$w" && mkdir -p "$w/root" "$w/state"
 chmod 777 "$w/root"

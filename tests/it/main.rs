@@ -9,6 +9,7 @@ mod faults;
 mod front_door;
 mod ftp_sync;
 mod fuzz_invariants;
+#[path = "../support/harness/mod.rs"]
 mod harness;
 mod hostile_ftp;
 mod hostile_sftp;
@@ -26,5 +27,5 @@ mod sftp_sync;
 mod shard;
 mod trust_state;
 mod wan;
-#[path = "../../benches/support/wanem.rs"]
+#[path = "../support/wanem.rs"]
 mod wanem;

@@ -1,4 +1,4 @@
-//! barge through the WAN emulator (benches/support/wanem.rs): real round
+//! barge through the WAN emulator (tests/support/wanem.rs): real round
 //! trips and injected faults in front of a real FTP server.
 
 use std::fs;

@@ -10,7 +10,7 @@
 //!
 //! # How it works
 //!
-//! * **Installation.** `tests/servers/install.sh` (also run by `.ci/install-deps`) is run
+//! * **Installation.** `tests/support/install.sh` (also run by `.ci/install-deps`) is run
 //!   once per test process by [`ensure_installed`] (every constructor calls it; it returns
 //!   in ~20 ms once its stamp file exists). vsftpd, pure-ftpd and proftpd all
 //!   `Conflicts: ftp-server` as Debian packages, so they -- and openssh-server, to leave
@@ -103,7 +103,7 @@ pub fn free_port_range() -> std::ops::RangeInclusive<u16> {
 
 /// Login name used by every test server.
 pub const TEST_USER: &str = "bargetest";
-/// Password of [`TEST_USER`] (must match `TEST_PASSWORD` in tests/servers/install.sh).
+/// Password of [`TEST_USER`] (must match `TEST_PASSWORD` in tests/support/install.sh).
 pub const TEST_PASSWORD: &str = "barge-test-password";
 /// Passphrase of [`SshServer::encrypted_client_key`].
 pub const KEY_PASSPHRASE: &str = "test-passphrase";
@@ -139,7 +139,7 @@ pub fn ca_cert() -> PathBuf {
     cache_dir().join("tls").join("ca.pem")
 }
 
-/// Runs `tests/servers/install.sh` once per test process (serialised across processes
+/// Runs `tests/support/install.sh` once per test process (serialised across processes
 /// by a file lock); panics with its output if it fails.
 pub fn ensure_installed() {
     static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
@@ -153,7 +153,7 @@ fn run_install() -> Result<(), String> {
     // install.sh flocks `.lock` itself; this is a separate lock so the two never deadlock.
     let lock = File::create(cache.join(".harness-lock")).map_err(|e| format!("lock file: {e}"))?;
     lock.lock().map_err(|e| format!("locking {}: {e}", cache.display()))?;
-    let script = repo_dir().join("tests/servers/install.sh");
+    let script = repo_dir().join("tests/support/install.sh");
     let out = Command::new("bash")
         .arg(&script)
         .env("BARGE_TEST_SERVERS", &cache)

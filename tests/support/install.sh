@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs everything the integration-test server harness (tests/it/harness) and the
+# Installs everything the integration-test server harness (tests/support/harness) and the
 # benchmarks need, on Debian 12, as root, non-interactively. Idempotent: after the
 # first successful run it writes a stamp file and later runs return in well under 1 s.
 #
@@ -176,7 +176,7 @@ fi
 # vsftpd only authenticates through PAM; a dedicated service file keeps the machine's
 # own PAM setup (and /etc/ftpusers) out of the way.
 cat >/etc/pam.d/$PAM_SERVICE <<'EOF'
-# Used by barge's integration-test FTP servers (tests/servers/install.sh).
+# Used by barge's integration-test FTP servers (tests/support/install.sh).
 auth     required pam_unix.so nodelay
 account  required pam_unix.so
 session  required pam_permit.so
