@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Listing one SFTP directory of 25,000, 50,000 and 100,000 entries: the time
-# must grow linearly with the size (issue 4). `barge plan` against an empty
+# must grow linearly with the size. `barge plan` against an empty
 # local destination, so the run is the listing plus planning.
 # See BENCHMARKS.md, section "One big SFTP directory".
 #

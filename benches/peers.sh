@@ -3,7 +3,7 @@
 # optionally behind the WAN emulator (examples/wanem.rs), same run, same trees.
 # See BENCHMARKS.md, section "barge against lftp and rclone over FTP and SFTP".
 #
-# usage: benches/peers.sh            # everything (issue 5's full matrix; hours at 100 ms)
+# usage: benches/peers.sh            # everything (the full matrix; hours at 100 ms)
 #        RTTS=0 PROTOS=ftp benches/peers.sh
 #
 # What it does, in order:

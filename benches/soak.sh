@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Soak: syncs with random changes on both sides, in every direction, for a
 # long time; every mirror must be exact and barge's memory must stay flat.
-# Issue 7, part 7. Not part of CI; the result is in BENCHMARKS.md,
+# Not part of CI; the result is in BENCHMARKS.md,
 # section "Soak".
 #
 # usage: nice -n 10 benches/soak.sh                   # 30 minutes

@@ -6,8 +6,13 @@
 //!
 //! - [`cli`]: clap definitions, then validation into a [`sync::Job`].
 //! - [`location`]: a path or URL into a [`location::Location`] (secrets never print).
-//! - [`backend`]: the one trait every protocol implements, over a
-//!   [`path::RelPath`] space that cannot escape its root; [`backend::local`];
+//! - [`backend`]: the one trait every protocol implements (list, stat,
+//!   read, write, rename, remove, mkdir, times, links, hashes), over a
+//!   [`path::RelPath`] space that cannot escape its root. What only some
+//!   backends do is data ([`backend::Capabilities`]; [`backend::Profile`],
+//!   known before connecting) or an optional interface asked for by name
+//!   ([`backend::ServerCopy`], [`backend::TextMode`],
+//!   [`backend::SegmentedWrite`]). [`backend::local`], `ftp`, `sftp`;
 //!   [`backend::stream`]: walks sent in tree order as directories are listed.
 //! - [`sync`]: one run end to end: lock, open, one pipeline (list, march,
 //!   act), finish. The march runs over both sides as streams; a plain sync
@@ -31,7 +36,10 @@
 //!   uses: [`retry`] (backoff for temporary errors) and [`throttle`] (the
 //!   one `--bwlimit` limiter).
 //! - [`config`]: the TOML config file: named remotes and jobs.
-//! - [`doctor`]: `barge doctor`, probes that diagnose a server before a sync.
+//! - [`doctor`]: `barge doctor`, probes that diagnose a server before a
+//!   sync, over its own raw control connection but the backend's FTP
+//!   protocol layer (`backend/ftp/protocol.rs`: replies, PASV/EPSV, FEAT,
+//!   TLS mode, the active-mode listener).
 //!
 //! The binary (`src/main.rs`) runs [`cli`] and installs its own allocator
 //! (`src/alloc.rs`, large blocks cache-line aligned): a process-wide
@@ -48,7 +56,9 @@
 //! names, [`backend::temp`]; the chunk size; what makes a server far) lives
 //! in [`backend`] or below. Inside the FTP backend, `ftp/mod.rs` is the
 //! backend and its pool; `walk.rs`, `transfer.rs` and `mtime.rs` the three
-//! things it does; `listing/` the pure parsers, one file per format.
+//! things it does; `conn.rs` a logged-in control connection;
+//! `protocol.rs` the protocol itself, shared with [`doctor`]; `listing/`
+//! the pure parsers, one file per format.
 
 pub mod backend;
 pub mod cli;

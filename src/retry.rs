@@ -6,6 +6,18 @@ use std::time::Duration;
 
 use crate::error::OpError;
 
+/// How long the servers may stay silent (no answer of any kind) before a
+/// run stops asking them: twice the `--timeout`, one timed-out attempt and
+/// the one after it. The engine's liveness and the walk's pace both give
+/// up on it (with [`SILENT_FAILURES`]).
+pub fn silence_to_give_up(timeout: Duration) -> Duration {
+    timeout.saturating_mul(2)
+}
+
+/// Temporary failures in a row, with no answer in between, before silent
+/// servers may be given up on.
+pub const SILENT_FAILURES: u32 = 3;
+
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     /// Attempts after the first.

@@ -192,19 +192,29 @@ pub struct Pace {
 impl Pace {
     /// `retries` and `patience` (twice `timeout`) for `in_flight` at once.
     pub fn new(in_flight: usize, retries: u32, timeout: Duration) -> Pace {
-        Pace { in_flight, retries, patience: timeout.saturating_mul(2) }
+        Pace { in_flight, retries, patience: crate::retry::silence_to_give_up(timeout) }
     }
 
     /// Temporary failures in a row, with nothing answering in between,
     /// before the server may be taken as gone.
     fn failures_to_give_up(&self) -> u32 {
-        self.retries.saturating_add(1).max(3)
+        self.retries.saturating_add(1).max(crate::retry::SILENT_FAILURES)
     }
 }
 
 /// A directory the walk did not ask for (or abandoned), and `why`.
 fn not_listed(dir: &RelPath, why: &str) -> OpError {
-    OpError::new(ErrorKind::Temporary, "list", dir, why)
+    OpError::new(ErrorKind::Temporary, "list", dir, format!("{NOT_LISTED}{why}"))
+}
+
+/// What begins the message of a directory the walk did not ask for.
+const NOT_LISTED: &str = "not listed: ";
+
+/// Whether `err` is a directory the walk gave up on without asking (the
+/// server stopped answering, or the run was asked to stop): one reason
+/// for all the directories left, which a reader wants once, with a count.
+pub fn is_not_listed(err: &OpError) -> bool {
+    err.op == "list" && err.message.starts_with(NOT_LISTED)
 }
 
 /// Lists a tree with `list_dir` (one directory's entries and warnings) at
@@ -325,7 +335,7 @@ where
             // SIGINT/SIGTERM: what is in flight is abandoned, nothing more
             // is asked for (the planner stops reading anyway).
             () = crate::stop::asked(), if gone.is_none() => {
-                gone = Some("not listed: the run was asked to stop".to_string());
+                gone = Some("the run was asked to stop".to_string());
                 set.abort_all();
                 continue;
             }
@@ -385,7 +395,7 @@ where
                     if !out.send(WalkItem::Notice(notice)).await {
                         return;
                     }
-                    gone = Some("not listed: the server stopped answering".to_string());
+                    gone = Some("the server stopped answering".to_string());
                     set.abort_all();
                 } else if attempt < policy.retries {
                     if !out.send(WalkItem::Retried(format!("retry {}: {err}", attempt + 1))).await {

@@ -6,7 +6,7 @@
 //! Every action that succeeds and every byte moved counts as an answer; an
 //! attempt that fails with a temporary error (a timeout, a refused or
 //! dropped connection) counts against. When nothing has answered for
-//! `window` (twice the longest `--timeout`) and at least [`FAILURES`]
+//! `window` ([`crate::retry::silence_to_give_up`] of the `--timeout`) and at least [`FAILURES`]
 //! attempts in a row failed that way, the run gives up: nothing new starts,
 //! the attempts in flight are abandoned (large temporaries stay to be
 //! resumed), and the run exits 3 naming what was seen.
@@ -22,7 +22,7 @@ use crate::error::OpError;
 
 /// Temporary failures in a row, with no answer in between, before the
 /// servers may be given up on.
-pub const FAILURES: u32 = 3;
+pub const FAILURES: u32 = crate::retry::SILENT_FAILURES;
 
 pub struct Liveness {
     started: Instant,

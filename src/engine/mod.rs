@@ -154,7 +154,7 @@ impl Engine {
         let tuner = Tuner::new(config.concurrency);
         let spare_streams = commit::SpareStreams::new(config.segmenting.segments.saturating_sub(1));
         Engine {
-            liveness: liveness::Liveness::new(config.timeout.saturating_mul(2)),
+            liveness: liveness::Liveness::new(crate::retry::silence_to_give_up(config.timeout)),
             spare_streams,
             gate: Arc::new(Gate::new(tuner.level())),
             tuner: Mutex::new(tuner),

@@ -185,6 +185,10 @@ pub(super) struct Side {
     /// The last directory passed, until something inside it shows it is
     /// not empty.
     open_dir: Option<RelPath>,
+    /// Directories the walk gave up on without asking (see
+    /// [`stream::is_not_listed`]): the first is shown, the rest counted and
+    /// said once at the end.
+    not_listed: Option<u64>,
 }
 
 impl Side {
@@ -194,7 +198,16 @@ impl Side {
         reporter: Arc<Reporter>,
         destination: bool,
     ) -> Side {
-        Side { batch: first, rx, reporter, destination, seen: Seen::default(), pruned: None, open_dir: None }
+        Side {
+            batch: first,
+            rx,
+            reporter,
+            destination,
+            seen: Seen::default(),
+            pruned: None,
+            open_dir: None,
+            not_listed: None,
+        }
     }
 
     fn next_item(&mut self) -> Option<WalkItem> {
@@ -202,7 +215,23 @@ impl Side {
             if let Some(item) = self.batch.pop_front() {
                 return Some(item);
             }
-            self.batch = self.rx.blocking_recv()?.into();
+            match self.rx.blocking_recv() {
+                Some(batch) => self.batch = batch.into(),
+                None => {
+                    self.report_not_listed();
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn report_not_listed(&mut self) {
+        let count = self.not_listed.take().unwrap_or(0);
+        if count > 0 {
+            self.reporter.error(&match self.destination {
+                false => format!("{count} more source directories were not listed, nothing below them is deleted"),
+                true => format!("{count} more destination directories were not listed"),
+            });
         }
     }
 
@@ -276,7 +305,13 @@ impl Side {
         match item {
             WalkItem::Entry(_) => {}
             WalkItem::Unreadable(dir, err) => {
+                let unasked = stream::is_not_listed(&err);
+                let shown = unasked && self.not_listed.is_some();
+                if unasked {
+                    *self.not_listed.get_or_insert(0) += u64::from(shown);
+                }
                 match self.destination {
+                    _ if shown => {}
                     false => self
                         .reporter
                         .error(&format!("source {dir} could not be read, nothing below it is deleted: {err}")),

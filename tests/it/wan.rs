@@ -437,6 +437,10 @@ fn a_server_gone_silent_mid_listing_ends_the_run() {
     assert!(matches!(run.code, 1 | 3), "{}", run.explain());
     assert!(took < Duration::from_secs(45), "took {took:?}\n{}", run.explain());
     assert!(run.stderr.contains("stopped answering"), "{}", run.explain());
+    // The directories left are one reason: said once, then counted.
+    let unasked = run.stderr.matches("not listed: the server stopped answering").count();
+    assert_eq!(unasked, 1, "{}", run.explain());
+    assert_eq!(run.stderr.matches("more source directories were not listed").count(), 1, "{}", run.explain());
     assert_eq!(fs::read(s.dst().join("t19/s19/keep.txt")).unwrap(), b"keep");
 }
 
