@@ -19,7 +19,7 @@ use std::time::Duration;
 use barge::hash::{hash_local_file, hash_local_files};
 use barge::path::RelPath;
 use barge::plan::SyncedRecord;
-use barge::plan::{CompareMode, CompareRule, LinkRule, PlanInput, plan};
+use barge::plan::{CompareMode, CompareRule, LinkRule, PermRule, PlanInput, plan};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
 /// True when criterion only checks that each benchmark runs once
@@ -67,6 +67,7 @@ fn bench_plan(c: &mut Criterion) {
                     rule,
                     delete: true,
                     links: LinkRule::default(),
+                    perms: PermRule::default(),
                 })
             },
             BatchSize::LargeInput,

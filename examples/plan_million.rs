@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use barge::path::RelPath;
 use barge::plan::SyncedRecord;
-use barge::plan::{Action, CompareMode, CompareRule, LinkRule, PlanInput, plan};
+use barge::plan::{Action, CompareMode, CompareRule, LinkRule, PermRule, PlanInput, plan};
 
 /// A `VmHWM`/`VmRSS`-style line of /proc/self/status, in MiB.
 fn status_mib(key: &str) -> Option<f64> {
@@ -67,6 +67,7 @@ fn main() {
         rule,
         delete: true,
         links: LinkRule::default(),
+        perms: PermRule::default(),
     });
     let planned = started.elapsed();
 

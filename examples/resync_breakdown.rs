@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use barge::backend::local::LocalBackend;
 use barge::backend::{Backend, Entry, EntryKind, MissingRoot, Mtime};
 use barge::path::RelPath;
-use barge::plan::{CompareMode, CompareRule, LinkRule, PlanInput, plan};
+use barge::plan::{CompareMode, CompareRule, LinkRule, PermRule, PlanInput, plan};
 use barge::state::StateDb;
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -81,6 +81,7 @@ fn entry(path: RelPath, meta: &std::fs::Metadata) -> Entry {
         coarse_mtime_s: 0,
         hash: None,
         link_target: None,
+        mode: None,
     }
 }
 
@@ -152,6 +153,7 @@ fn main() {
                 rule,
                 delete: false,
                 links: LinkRule::default(),
+                perms: PermRule::default(),
             })
         });
         checks = (p.unchanged, p.actions.len());

@@ -129,6 +129,9 @@ pub struct CopyOptions<'a> {
     pub spare_streams: Option<&'a SpareStreams>,
     /// Hears of each retry of one segment (its number, the error).
     pub on_segment_retry: Option<&'a OnRetry<'a>>,
+    /// The permission bits a copy keeps from its source (see
+    /// `EngineConfig::perms`); `None`: the destination's defaults.
+    pub perms: Option<u32>,
 }
 
 /// Copies `src` to the same path on `dst`, atomically. `resume_from` is the
@@ -192,6 +195,7 @@ pub async fn copy_file(
         offset,
         mtime: if at_commit { None } else { wanted_mtime(dst_backend, src) },
         commit_to: nothing_between.then_some(&src.path),
+        mode: wanted_mode(dst_backend, src, &options),
     };
     let finished = stream(src_backend, dst_backend, src, writing, options, on_bytes).await?;
     let (mut dst_mtime, mut verified) = (finished.mtime, None);
@@ -378,7 +382,13 @@ async fn copy_in_place(
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Committed, OpError> {
     keep_replaced(dst_backend, src, options).await?;
-    let writing = Writing { target: &src.path, offset: 0, mtime: wanted_mtime(dst_backend, src), commit_to: None };
+    let writing = Writing {
+        target: &src.path,
+        offset: 0,
+        mtime: wanted_mtime(dst_backend, src),
+        commit_to: None,
+        mode: wanted_mode(dst_backend, src, &options),
+    };
     let dst_mtime = stream(src_backend, dst_backend, src, writing, options, on_bytes).await?.mtime;
     let verified =
         if options.verify { Some(verify_content(src_backend, dst_backend, src, &src.path).await?) } else { None };
@@ -407,6 +417,7 @@ async fn copy_text(
         Some(text) => text.open_write_text(&target).await?,
         None => dst_backend.open_write(&target, 0).await?,
     };
+    let separate_mode = keep_mode(&mut writer, wanted_mode(dst_backend, src, &options));
     let mut buf = Vec::with_capacity(CHUNK_SIZE);
     let mut written = 0;
     loop {
@@ -423,6 +434,9 @@ async fn copy_text(
         on_bytes(len);
     }
     let set = writer.finish(wanted_mtime(dst_backend, src)).await?;
+    if let Some(mode) = separate_mode {
+        dst_backend.set_mode(&target, mode).await?;
+    }
     if !in_place {
         keep_replaced(dst_backend, src, options).await?;
         dst_backend.rename(&target, &src.path).await?;
@@ -474,6 +488,19 @@ fn wanted_mtime(dst_backend: &dyn Backend, src: &Entry) -> Option<Mtime> {
     if dst_backend.capabilities().set_mtime { src.mtime } else { None }
 }
 
+/// The permission bits a copy of `src` gets, when they are kept and the
+/// destination can set them.
+fn wanted_mode(dst_backend: &dyn Backend, src: &Entry, options: &CopyOptions<'_>) -> Option<u32> {
+    let mask = options.perms.filter(|_| dst_backend.capabilities().set_mode)?;
+    src.mode.map(|mode| mode & mask)
+}
+
+/// Gives `writer`'s file `mode` at its finish where it can; else returns
+/// the mode, for the caller to set on the file before it is committed.
+fn keep_mode(writer: &mut Box<dyn crate::backend::FileWriter>, mode: Option<u32>) -> Option<u32> {
+    mode.filter(|&mode| !writer.keep_mode(mode))
+}
+
 /// Where [`stream`] writes, from which offset, and how it ends a copy it
 /// wrote in full.
 struct Writing<'a> {
@@ -485,6 +512,8 @@ struct Writing<'a> {
     /// to happen between its end and its commit (not resumed, no
     /// verification, no backup of what it replaces, the time set here).
     commit_to: Option<&'a RelPath>,
+    /// Permission bits to give the file before it is committed.
+    mode: Option<u32>,
 }
 
 /// Streams the source from `offset` into `target`, checks the length and
@@ -498,9 +527,12 @@ async fn stream(
     options: CopyOptions<'_>,
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Finished, OpError> {
-    let Writing { target, offset, mtime, commit_to } = writing;
+    let Writing { target, offset, mtime, commit_to, mode } = writing;
     let mut reader = src_backend.open_read_sized(&src.path, offset, src.size).await?;
     let mut writer = dst_backend.open_write(target, offset).await?;
+    // A writer that cannot set the mode itself leaves the commit to after it.
+    let separate_mode = keep_mode(&mut writer, mode);
+    let commit_to = commit_to.filter(|_| separate_mode.is_none());
     // A small file gets buffers its size (plus the byte that shows it
     // grew), not two 256 KiB chunks: with a hundred transfers in flight
     // the chunks are what peak RSS is made of.
@@ -546,6 +578,9 @@ async fn stream(
             let finished = writer.write_last(buf, mtime, commit_to).await?;
             if len > 0 {
                 on_bytes(len);
+            }
+            if let Some(mode) = separate_mode {
+                dst_backend.set_mode(target, mode).await?;
             }
             return Ok(finished);
         }

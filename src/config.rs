@@ -93,6 +93,10 @@ pub struct JobSpec {
     pub fxp: bool,
     pub trust_state: bool,
     pub verify_state: bool,
+    /// Keep permission bits (`perms = false`: `--no-perms`).
+    pub perms: bool,
+    /// `--perms-all`.
+    pub perms_all: bool,
     pub timeout: Option<u64>,
 }
 
@@ -187,6 +191,10 @@ struct RawJob {
     trust_state: bool,
     #[serde(default)]
     verify_state: bool,
+    #[serde(default = "yes")]
+    perms: bool,
+    #[serde(default)]
+    perms_all: bool,
     timeout: Option<Spanned<u64>>,
 }
 
@@ -573,6 +581,8 @@ impl ConfigFile<'_> {
             fxp: raw.fxp,
             trust_state: raw.trust_state,
             verify_state: raw.verify_state,
+            perms: raw.perms,
+            perms_all: raw.perms_all,
             timeout: self.timeout(raw.timeout)?,
         })
     }
@@ -588,6 +598,11 @@ fn parse_enum<T: clap::ValueEnum>(text: &str) -> Result<T, String> {
             .collect();
         format!("`{text}` is not one of {}", names.join(", "))
     })
+}
+
+/// serde's default for keys that are on unless turned off.
+fn yes() -> bool {
+    true
 }
 
 #[cfg(test)]

@@ -108,6 +108,7 @@ impl LocalBackend {
                 uses_recall: false,
                 segment_at_zero_truncates: false,
                 mtime_at_commit: false,
+                set_mode: true,
             },
             file_mode: 0o666 & !current_umask(),
         })
@@ -272,6 +273,8 @@ fn entry_from_metadata(path: RelPath, meta: &fs::Metadata) -> Entry {
         coarse_mtime_s: 0,
         hash: None,
         link_target: None,
+        // A link's own bits mean nothing on Linux (always 0777).
+        mode: (kind != EntryKind::Symlink).then_some(meta.mode() & 0o7777),
     }
 }
 
@@ -643,6 +646,22 @@ impl Backend for LocalBackend {
         .await
     }
 
+    /// Through an `O_PATH` descriptor of the entry itself, never a link:
+    /// Linux cannot change a link's own bits, and `chmod` by name would
+    /// follow one put there since the listing.
+    async fn set_mode(&self, path: &RelPath, mode: u32) -> Result<(), OpError> {
+        self.at("chmod", path, move |dir, name| {
+            let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let fd = rustix::fs::openat(&dir.0, name, flags, Mode::empty())?;
+            if rustix::fs::fstat(&fd)?.st_mode & 0o170_000 == 0o120_000 {
+                return Err(std::io::Error::other("a symbolic link is there now"));
+            }
+            let by_fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            Ok(rustix::fs::chmodat(rustix::fs::CWD, by_fd.as_str(), Mode::from_raw_mode(mode), AtFlags::empty())?)
+        })
+        .await
+    }
+
     async fn read_link(&self, path: &RelPath) -> Result<Vec<u8>, OpError> {
         self.at("read link", path, |dir, name| Ok(rustix::fs::readlinkat(&dir.0, name, Vec::new())?.into_bytes())).await
     }
@@ -811,6 +830,11 @@ fn lost_handle(op: &'static str, path: &RelPath) -> OpError {
 
 #[async_trait]
 impl FileWriter for LocalWriter {
+    fn keep_mode(&mut self, mode: u32) -> bool {
+        self.mode = mode;
+        true
+    }
+
     async fn write(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
         let handle = self.file.take().ok_or_else(|| lost_handle("write", &self.path))?;
         let path = self.path.clone();

@@ -78,6 +78,9 @@ pub struct Entry {
     /// (`None` for files, directories, and links whose target is unknown).
     /// Data to copy, never a path barge resolves (except `--links follow`).
     pub link_target: Option<Box<[u8]>>,
+    /// Permission bits (`0o7777`: rwx for owner, group and others, and
+    /// setuid, setgid, sticky), when the listing gave them.
+    pub mode: Option<u32>,
 }
 
 impl Entry {
@@ -92,6 +95,7 @@ impl Entry {
             coarse_mtime_s: 0,
             hash: None,
             link_target: None,
+            mode: None,
         }
     }
 
@@ -200,6 +204,10 @@ pub struct Capabilities {
     /// [`FileWriter::finish`] (sent together with the rename): the commit
     /// then passes the mtime there instead of to `finish`.
     pub mtime_at_commit: bool,
+    /// Permission bits can be set ([`Backend::set_mode`]); a copy's
+    /// writer gives its file the source's with the content (see
+    /// [`FileWriter::keep_mode`]) or the commit sets them on the temporary.
+    pub set_mode: bool,
 }
 
 /// Size of the buffers moved between reader and writer (two per stream).
@@ -236,6 +244,14 @@ pub trait FileWriter: Send {
     /// sets its modification time when given. Returns the mtime the file
     /// now has when it is known (`None` when it could not be set).
     async fn finish(self: Box<Self>, mtime: Option<Mtime>) -> Result<Option<Mtime>, OpError>;
+
+    /// Asks the writer to give the file the permission bits `mode` when it
+    /// finishes, before anything can commit it; false when it cannot (the
+    /// commit then sets them on the temporary itself).
+    fn keep_mode(&mut self, mode: u32) -> bool {
+        let _ = mode;
+        false
+    }
 
     /// Writes `buf`, the file's last bytes (possibly none), and finishes
     /// as [`FileWriter::finish`] does; given `commit_to`, also moves the
@@ -412,6 +428,14 @@ pub trait Backend: Send + Sync {
     async fn mkdir(&self, path: &RelPath) -> Result<(), OpError>;
 
     async fn set_mtime(&self, path: &RelPath, mtime: Mtime) -> Result<(), OpError>;
+
+    /// Gives `path` (a file or directory, never followed if a link) the
+    /// permission bits `mode` (at most `0o7777`). Where
+    /// [`Capabilities::set_mode`] says so.
+    async fn set_mode(&self, path: &RelPath, mode: u32) -> Result<(), OpError> {
+        let _ = mode;
+        Err(OpError::new(ErrorKind::Unsupported, "chmod", path, "this backend cannot set permissions"))
+    }
 
     /// True once the destination has refused a rename: files are then
     /// written in place.

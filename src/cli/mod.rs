@@ -259,6 +259,14 @@ pub struct CommonArgs {
     /// runs use --trust-state).
     #[arg(long)]
     pub verify_state: bool,
+    /// Leave permission bits alone: new files and directories get the destination's
+    /// defaults, existing ones keep theirs (default: the source's rwx bits are kept
+    /// wherever both sides carry them).
+    #[arg(long)]
+    pub no_perms: bool,
+    /// Keep setuid, setgid and sticky bits too (only when running as root).
+    #[arg(long, conflicts_with = "no_perms")]
+    pub perms_all: bool,
     /// Only the top-level entries whose name hashes to I of N (0 <= I < N): N machines
     /// (a Kubernetes indexed Job, a Slurm array) share one huge job, each with its own state.
     #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
@@ -351,6 +359,24 @@ impl CommonArgs {
         self.output.options()
     }
 
+    /// The permission bits a run keeps (see [`crate::sync::Job::perms`]).
+    fn perm_mask(&self) -> Result<Option<u32>, Error> {
+        if self.no_perms {
+            return Ok(None);
+        }
+        if !self.perms_all {
+            return Ok(Some(0o777));
+        }
+        if !rustix::process::geteuid().is_root() {
+            return Err(Error::Usage(
+                "--perms-all keeps setuid, setgid and sticky bits, which only root may give: run as root, \
+                 or leave it out to keep the rwx bits"
+                    .into(),
+            ));
+        }
+        Ok(Some(0o7777))
+    }
+
     fn reports(&self) -> Reports {
         Reports { report: self.report.clone(), metrics: self.metrics.clone(), job_name: self.job_name.clone() }
     }
@@ -441,6 +467,7 @@ impl CommonArgs {
                 fxp: self.fxp,
                 segmenting: crate::commit::Segmenting::new(self.segment_threshold, self.segments, self.retries),
                 timeout,
+                perms: self.perm_mask()?,
             },
             state_path: self.state.clone(),
             links: self.links,
@@ -598,6 +625,8 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             shard: args.shard,
             trust_state: spec.trust_state,
             verify_state: spec.verify_state,
+            no_perms: !spec.perms,
+            perms_all: spec.perms_all,
             remote: RemoteArgs { timeout: spec.timeout, ..RemoteArgs::default() },
         },
     })

@@ -27,7 +27,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
-use super::{Committed, CopyOptions, hashes_agree, keep_replaced, observed_mtime, verify_content, wanted_mtime};
+use super::{
+    Committed, CopyOptions, hashes_agree, keep_replaced, observed_mtime, verify_content, wanted_mode, wanted_mtime,
+};
 use crate::backend::CHUNK_SIZE;
 use crate::backend::temp::segmented_temp_path;
 use crate::backend::{Backend, Entry, SegmentedWrite};
@@ -212,6 +214,9 @@ pub(super) async fn copy_segmented(
         None
     };
     keep_replaced(dst_backend, src, options).await?;
+    if let Some(mode) = wanted_mode(dst_backend, src, &options) {
+        dst_backend.set_mode(&temp, mode).await?;
+    }
     let set = dst_backend.commit_temp(&temp, &src.path, wanted_mtime(dst_backend, src)).await?;
     let dst_mtime = observed_mtime(dst_backend, &src.path, set).await;
     Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place: false, verified, segments: count })

@@ -56,6 +56,9 @@ pub struct EngineConfig {
     /// The longest `--timeout` of the two sides: twice it without an
     /// answer from the servers ends the run (see [`liveness`]).
     pub timeout: std::time::Duration,
+    /// The permission bits copies keep (`0o777`, or `0o7777` with
+    /// `--perms-all`); `None` with `--no-perms`.
+    pub perms: Option<u32>,
 }
 
 /// A plan split into the phases the engine runs, each in the order it runs.
@@ -74,6 +77,8 @@ pub struct Phases {
     /// After every other phase (anything written into a directory changes
     /// its mtime).
     pub dir_mtimes: Vec<Action>,
+    /// Last: a directory made read-only must hold everything first.
+    pub dir_modes: Vec<Action>,
     /// Skips and conflicts: only reported.
     pub reported: Vec<Action>,
 }
@@ -87,10 +92,11 @@ impl From<Plan> for Phases {
                 Action::Delete { kind: EntryKind::Dir, .. } => &mut phases.delete_dirs,
                 Action::Delete { .. } => &mut phases.delete_files,
                 Action::Mkdir { .. } => &mut phases.mkdirs,
-                Action::Copy { .. } | Action::SetMtime { kind: EntryKind::File | EntryKind::Symlink, .. } => {
-                    &mut phases.transfers
-                }
+                Action::Copy { .. }
+                | Action::SetMtime { kind: EntryKind::File | EntryKind::Symlink, .. }
+                | Action::SetMode { kind: EntryKind::File | EntryKind::Symlink, .. } => &mut phases.transfers,
                 Action::SetMtime { .. } => &mut phases.dir_mtimes,
+                Action::SetMode { .. } => &mut phases.dir_modes,
                 Action::Skip { .. } | Action::Conflict { .. } => &mut phases.reported,
             };
             slot.push(action);
@@ -195,6 +201,7 @@ impl Engine {
         self.parallel(phases.delete_files).await;
         self.sequential(phases.delete_dirs).await;
         self.parallel(phases.dir_mtimes).await;
+        self.parallel(phases.dir_modes).await;
         self.reporter.finish_progress();
     }
 
@@ -531,6 +538,7 @@ impl Engine {
                     segmenting: self.config.segmenting,
                     spare_streams: Some(&self.spare_streams),
                     on_segment_retry: Some(&segment_retry),
+                    perms: self.config.perms,
                 };
                 let committed =
                     commit::copy_file(self.src.as_ref(), self.dst.as_ref(), src, resume_from, options, &|n| {
@@ -569,6 +577,7 @@ impl Engine {
                 None => self.dst.remove_file(path).await.map(|()| None),
             },
             Action::SetMtime { path, mtime, .. } => self.dst.set_mtime(path, *mtime).await.map(|()| None),
+            Action::SetMode { path, mode, .. } => self.dst.set_mode(path, *mode).await.map(|()| None),
             Action::Skip { .. } | Action::Conflict { .. } => Ok(None),
         }
     }

@@ -41,6 +41,7 @@ pub struct Stats {
     pub files_unchanged: AtomicU64,
     pub dirs_created: AtomicU64,
     pub mtimes_set: AtomicU64,
+    pub modes_set: AtomicU64,
     pub errors: AtomicU64,
     pub warnings: AtomicU64,
     pub retries: AtomicU64,
@@ -289,6 +290,9 @@ impl Reporter {
             }
             Action::SetMtime { .. } => {
                 s.mtimes_set.fetch_add(1, Ordering::Relaxed);
+            }
+            Action::SetMode { .. } => {
+                s.modes_set.fetch_add(1, Ordering::Relaxed);
             }
             Action::Skip { .. } | Action::Conflict { .. } => {}
         }

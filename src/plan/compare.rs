@@ -138,6 +138,7 @@ mod tests {
             coarse_mtime_s: 0,
             hash: None,
             link_target: None,
+            mode: None,
         }
     }
 

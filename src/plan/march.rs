@@ -24,6 +24,27 @@ pub struct PlanInput<'a> {
     /// Remove destination entries the source lacks (`--delete`).
     pub delete: bool,
     pub links: LinkRule,
+    pub perms: PermRule,
+}
+
+/// Which permission bits are kept (`--perms`, the default, where the
+/// destination can set them): `mask` of them, `None` when none are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PermRule {
+    pub mask: Option<u32>,
+}
+
+impl PermRule {
+    /// The bits `dst` should get to match `src`, when they are known on both
+    /// sides and differ; for a new entry (`dst` is `None`), the source's.
+    pub fn update(&self, src: &Entry, dst: Option<&Entry>) -> Option<u32> {
+        let mask = self.mask?;
+        let wanted = src.mode? & mask;
+        match dst {
+            None => Some(wanted),
+            Some(dst) => dst.mode.filter(|have| have & mask != wanted).map(|_| wanted),
+        }
+    }
 }
 
 /// How symbolic links are planned.
@@ -80,9 +101,9 @@ impl Sink for Vec<Action> {
 
 /// Builds the plan. Pure: no I/O, no clock.
 pub fn plan(input: PlanInput<'_>) -> Plan {
-    let PlanInput { src, dst, src_unreadable, synced, rule, delete, links } = input;
+    let PlanInput { src, dst, src_unreadable, synced, rule, delete, links, perms } = input;
     let mut actions = Vec::new();
-    let rules = MarchRules { src_unreadable, rule, delete, links };
+    let rules = MarchRules { src_unreadable, rule, delete, links, perms };
     let unchanged = march(src.into_iter(), dst.into_iter(), synced, rules, &mut actions);
     Plan { actions, unchanged }
 }
@@ -95,6 +116,7 @@ pub struct MarchRules<'a> {
     pub rule: CompareRule,
     pub delete: bool,
     pub links: LinkRule,
+    pub perms: PermRule,
 }
 
 /// The merge of two listings in tree order, each action handed to `sink`
@@ -108,11 +130,14 @@ pub fn march(
     rules: MarchRules<'_>,
     out: &mut impl Sink,
 ) -> u64 {
-    let MarchRules { src_unreadable, rule, delete, links } = rules;
+    let MarchRules { src_unreadable, rule, delete, links, perms } = rules;
     let mut unchanged = 0u64;
     // Directory mtimes are settled last: anything written into a directory
     // changes its mtime, so first note which directories were touched.
     let mut src_dir_mtimes: Vec<(RelPath, Mtime, bool)> = Vec::new();
+    // Directory modes after that: a directory made read-only must hold
+    // everything first.
+    let mut dir_modes: Vec<(RelPath, u32)> = Vec::new();
     let mut dst_dir_mtimes: HashMap<RelPath, Option<Mtime>> = HashMap::new();
     let mut touched: HashSet<RelPath> = HashSet::new();
 
@@ -129,6 +154,11 @@ pub fn march(
             Ordering::Less => {
                 let Some(s) = src.next() else { break };
                 touched.insert(s.path.parent());
+                if s.is_dir()
+                    && let Some(mode) = perms.update(&s, None)
+                {
+                    dir_modes.push((s.path.clone(), mode));
+                }
                 source_only(s, out, &mut src_dir_mtimes, links);
             }
             Ordering::Greater => {
@@ -142,22 +172,38 @@ pub fn march(
                 let (Some(s), Some(d)) = (src.next(), dst.next()) else { break };
                 match (s.kind, d.kind) {
                     (EntryKind::File, EntryKind::File) => match rule.compare(&s, &d, || synced.record(&s.path)) {
-                        Verdict::Same => unchanged += 1,
-                        Verdict::SameContentOtherMtime => match s.mtime {
-                            Some(mtime) => out.push(Action::SetMtime {
-                                path: s.path,
-                                kind: EntryKind::File,
-                                mtime,
-                                reason: Reason::MtimeOnly,
-                            }),
-                            None => unchanged += 1,
-                        },
                         Verdict::Differs(reason) => {
                             touched.insert(s.path.parent());
                             out.push(Action::Copy { src: s, reason });
                         }
+                        verdict => {
+                            let mode = perms.update(&s, Some(&d));
+                            let mtime = s.mtime.filter(|_| verdict == Verdict::SameContentOtherMtime);
+                            if let Some(mode) = mode {
+                                let path = s.path.clone();
+                                out.push(Action::SetMode {
+                                    path,
+                                    kind: EntryKind::File,
+                                    mode,
+                                    reason: Reason::ModeDiffers,
+                                });
+                            }
+                            match mtime {
+                                Some(mtime) => out.push(Action::SetMtime {
+                                    path: s.path,
+                                    kind: EntryKind::File,
+                                    mtime,
+                                    reason: Reason::MtimeOnly,
+                                }),
+                                None if mode.is_none() => unchanged += 1,
+                                None => {}
+                            }
+                        }
                     },
                     (EntryKind::Dir, EntryKind::Dir) => {
+                        if let Some(mode) = perms.update(&s, Some(&d)) {
+                            dir_modes.push((s.path.clone(), mode));
+                        }
                         if let Some(mtime) = s.mtime {
                             src_dir_mtimes.push((s.path.clone(), mtime, false));
                         }
@@ -209,6 +255,9 @@ pub fn march(
                     }
                     (EntryKind::Dir, EntryKind::File | EntryKind::Symlink) => {
                         touched.insert(s.path.parent());
+                        if let Some(mode) = perms.update(&s, None) {
+                            dir_modes.push((s.path.clone(), mode));
+                        }
                         out.push(Action::Delete { path: d.path, kind: d.kind, reason: Reason::Replaced });
                         if let Some(mtime) = s.mtime {
                             src_dir_mtimes.push((s.path.clone(), mtime, true));
@@ -228,6 +277,10 @@ pub fn march(
         if differs || touched.contains(&path) {
             out.push(Action::SetMtime { path, kind: EntryKind::Dir, mtime, reason: Reason::DirMtime });
         }
+    }
+    dir_modes.sort_by(|a, b| b.0.depth().cmp(&a.0.depth()).then_with(|| a.0.cmp(&b.0)));
+    for (path, mode) in dir_modes {
+        out.push(Action::SetMode { path, kind: EntryKind::Dir, mode, reason: Reason::ModeDiffers });
     }
     unchanged
 }

@@ -11,7 +11,7 @@ mod tests;
 use std::fmt;
 
 pub use compare::{CompareMode, CompareRule, SyncedRecord, Verdict};
-pub use march::{LinkRule, MarchRules, PlanInput, Records, Sink, march, plan};
+pub use march::{LinkRule, MarchRules, PermRule, PlanInput, Records, Sink, march, plan};
 
 use crate::backend::{Entry, EntryKind, Mtime};
 use crate::path::RelPath;
@@ -62,6 +62,8 @@ pub enum Reason {
     /// The destination has a non-empty directory where the source has a
     /// file, and `--delete` was not given.
     NeedsDelete,
+    /// Same content, other permission bits.
+    ModeDiffers,
 }
 
 impl Reason {
@@ -78,6 +80,7 @@ impl Reason {
             Reason::Unchanged => "unchanged",
             Reason::DirMtime => "directory mtime",
             Reason::Symlink => "symbolic link skipped",
+            Reason::ModeDiffers => "permissions differ",
             Reason::TargetChanged => "link target differs",
             Reason::LinkUnsupported => "symbolic link skipped: the destination cannot hold one",
             Reason::LinkTargetUnknown => "symbolic link skipped: its target is unknown",
@@ -116,6 +119,14 @@ pub enum Action {
         mtime: Mtime,
         reason: Reason,
     },
+    /// Give the destination entry the permission bits `mode`: a metadata
+    /// update, never a copy (a copy carries its source's mode itself).
+    SetMode {
+        path: RelPath,
+        kind: EntryKind,
+        mode: u32,
+        reason: Reason,
+    },
     Skip {
         path: RelPath,
         reason: Reason,
@@ -134,6 +145,7 @@ impl Action {
             Action::Mkdir { path, .. }
             | Action::Delete { path, .. }
             | Action::SetMtime { path, .. }
+            | Action::SetMode { path, .. }
             | Action::Skip { path, .. }
             | Action::Conflict { path, .. } => path,
         }
@@ -145,6 +157,7 @@ impl Action {
             | Action::Copy { reason, .. }
             | Action::Delete { reason, .. }
             | Action::SetMtime { reason, .. }
+            | Action::SetMode { reason, .. }
             | Action::Skip { reason, .. }
             | Action::Conflict { reason, .. } => *reason,
         }
@@ -157,6 +170,7 @@ impl Action {
             Action::Copy { .. } => "copy",
             Action::Delete { .. } => "delete",
             Action::SetMtime { .. } => "set-mtime",
+            Action::SetMode { .. } => "set-mode",
             Action::Skip { .. } => "skip",
             Action::Conflict { .. } => "conflict",
         }

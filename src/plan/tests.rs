@@ -23,6 +23,7 @@ fn file(path: &str, size: u64, mtime: i64) -> Entry {
         coarse_mtime_s: 0,
         hash: None,
         link_target: None,
+        mode: None,
     }
 }
 
@@ -36,6 +37,7 @@ fn dir(path: &str) -> Entry {
         coarse_mtime_s: 0,
         hash: None,
         link_target: None,
+        mode: None,
     }
 }
 
@@ -83,6 +85,7 @@ fn run_links(
         rule: CompareRule::new(CompareMode::Mtime, ns, ns, true),
         delete,
         links,
+        perms: PermRule::default(),
     })
 }
 
@@ -314,9 +317,86 @@ fn state_records_vouch_only_for_exactly_what_was_synced() {
             rule,
             delete: false,
             links: LinkRule::default(),
+            perms: PermRule::default(),
         })
     };
     assert_eq!(lines(&plan_with(&synced)), ["copy f (mtime differs)"]);
     synced.insert(p("f"), SyncedRecord::new(&src[0], 3, Some(Mtime::from_unix(99, 0))));
     assert!(plan_with(&synced).actions.is_empty());
+}
+
+fn with_mode(entry: Entry, mode: u32) -> Entry {
+    Entry { mode: Some(mode), ..entry }
+}
+
+fn run_perms(src: Vec<Entry>, dst: Vec<Entry>, mask: Option<u32>) -> Plan {
+    let ns = Duration::from_nanos(1);
+    plan(PlanInput {
+        src: sorted(src),
+        dst: sorted(dst),
+        src_unreadable: &[],
+        synced: &HashMap::new(),
+        rule: CompareRule::new(CompareMode::Mtime, ns, ns, true),
+        delete: false,
+        links: LinkRule::default(),
+        perms: PermRule { mask },
+    })
+}
+
+#[test]
+fn a_mode_only_change_is_a_set_mode_never_a_copy() {
+    let src = vec![with_mode(file("run.sh", 3, 10), 0o755), with_mode(file("same", 3, 10), 0o644)];
+    let dst = vec![with_mode(file("run.sh", 3, 10), 0o644), with_mode(file("same", 3, 10), 0o644)];
+    let plan = run_perms(src.clone(), dst.clone(), Some(0o777));
+    assert_eq!(lines(&plan), ["set-mode run.sh (permissions differ)"]);
+    assert!(plan.actions.contains(&Action::SetMode {
+        path: p("run.sh"),
+        kind: EntryKind::File,
+        mode: 0o755,
+        reason: Reason::ModeDiffers
+    }));
+    assert_eq!(plan.unchanged, 1);
+    // --no-perms: nothing to do.
+    let plan = run_perms(src, dst, None);
+    assert!(plan.actions.is_empty(), "{:?}", lines(&plan));
+    assert_eq!(plan.unchanged, 2);
+}
+
+#[test]
+fn modes_unknown_on_either_side_or_outside_the_mask_change_nothing() {
+    // The destination did not list modes: no chmod on every run.
+    let plan = run_perms(vec![with_mode(file("f", 3, 10), 0o755)], vec![file("f", 3, 10)], Some(0o777));
+    assert!(plan.actions.is_empty(), "{:?}", lines(&plan));
+    // setuid differs, but only rwx bits are kept.
+    let plan =
+        run_perms(vec![with_mode(file("f", 3, 10), 0o4755)], vec![with_mode(file("f", 3, 10), 0o755)], Some(0o777));
+    assert!(plan.actions.is_empty(), "{:?}", lines(&plan));
+    let plan =
+        run_perms(vec![with_mode(file("f", 3, 10), 0o4755)], vec![with_mode(file("f", 3, 10), 0o755)], Some(0o7777));
+    assert_eq!(lines(&plan), ["set-mode f (permissions differ)"]);
+}
+
+#[test]
+fn directory_modes_come_last_deepest_first() {
+    let src = vec![
+        with_mode(dir("a"), 0o555),
+        with_mode(dir("a/b"), 0o700),
+        with_mode(file("a/b/f", 3, 10), 0o600),
+        with_mode(dir("kept"), 0o750),
+        // The same file with other permission bits.
+        with_mode(file("kept/g", 3, 10), 0o640),
+    ];
+    let dst = vec![with_mode(dir("kept"), 0o755), with_mode(file("kept/g", 3, 10), 0o644)];
+    let plan = run_perms(src, dst, Some(0o777));
+    let all: Vec<String> = plan.actions.iter().map(|a| format!("{} {}", a.verb(), a.path())).collect();
+    let modes: Vec<&String> = all.iter().filter(|l| l.starts_with("set-mode")).collect();
+    assert_eq!(modes, ["set-mode kept/g", "set-mode a/b", "set-mode a", "set-mode kept"], "{all:?}");
+    // Directory modes after every directory mtime: a read-only one holds
+    // its contents first.
+    let last_mtime = all.iter().rposition(|l| l.starts_with("set-mtime")).unwrap();
+    let first_dir_mode = all.iter().position(|l| l == "set-mode a/b").unwrap();
+    assert!(last_mtime < first_dir_mode, "{all:?}");
+    let phases = Phases::from(plan);
+    assert!(phases.transfers.iter().any(|a| matches!(a, Action::SetMode { kind: EntryKind::File, .. })));
+    assert_eq!(phases.dir_modes.len(), 3);
 }

@@ -59,9 +59,10 @@ pub(super) fn print_plan(plan: &Plan, reporter: &Reporter, started: Instant) -> 
 fn difference(action: &Action) -> Option<&'static str> {
     match action {
         Action::Copy { reason: Reason::New, .. } | Action::Mkdir { .. } => Some("missing"),
-        Action::Copy { .. } | Action::SetMtime { kind: EntryKind::File, .. } | Action::Conflict { .. } => {
-            Some("differs")
-        }
+        Action::Copy { .. }
+        | Action::SetMtime { kind: EntryKind::File, .. }
+        | Action::SetMode { .. }
+        | Action::Conflict { .. } => Some("differs"),
         Action::Delete { reason: Reason::Extraneous, .. } => Some("extra"),
         // Replacements come with the copy or mkdir that reports them;
         // directory mtimes and skipped links are not content.

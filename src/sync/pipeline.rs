@@ -35,7 +35,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::error::Error;
 use crate::path::RelPath;
 use crate::plan::filter::Filter;
-use crate::plan::{CompareMode, CompareRule, LinkMode, LinkRule, MarchRules, Plan, march};
+use crate::plan::{CompareMode, CompareRule, LinkMode, LinkRule, MarchRules, PermRule, Plan, march};
 use crate::state::{Db, Journal, Side as StateSide};
 
 /// Everything the pipeline needs from [`super::run`].
@@ -136,6 +136,7 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
         dst.capabilities().set_mtime,
     );
     let links = LinkRule { mode: job.links, dst_can_link: dst.capabilities().symlinks };
+    let perms = PermRule { mask: engine_config.perms.filter(|_| dst.capabilities().set_mode) };
     // Check lists extraneous entries whatever --delete says.
     let delete = job.delete || mode == Mode::Check;
     // Deletions below what a source could not list are dropped after the
@@ -143,7 +144,7 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
     let rules = Rules {
         filter: Arc::clone(&filter),
         records: records.clone(),
-        rules: MarchRules { src_unreadable: &[], rule, delete, links },
+        rules: MarchRules { src_unreadable: &[], rule, delete, links, perms },
         reporter: Arc::clone(&reporter),
     };
     let engine = Arc::new(Engine::new(src, dst, engine_config, Arc::clone(&reporter), journal));

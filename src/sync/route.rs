@@ -62,7 +62,9 @@ impl Sink for Router {
                 self.replaced.insert(path.clone());
                 false
             }
-            Action::Delete { .. } | Action::SetMtime { kind: crate::backend::EntryKind::Dir, .. } => false,
+            Action::Delete { .. }
+            | Action::SetMtime { kind: crate::backend::EntryKind::Dir, .. }
+            | Action::SetMode { kind: crate::backend::EntryKind::Dir, .. } => false,
             Action::Skip { reason: Reason::LinkUnsupported, .. } => {
                 self.unlinkable += 1;
                 false
@@ -72,7 +74,9 @@ impl Sink for Router {
                 self.replaced.insert(path.clone());
                 false
             }
-            Action::Mkdir { .. } | Action::Copy { .. } | Action::SetMtime { .. } => !self.waits(action.path()),
+            Action::Mkdir { .. } | Action::Copy { .. } | Action::SetMtime { .. } | Action::SetMode { .. } => {
+                !self.waits(action.path())
+            }
         };
         if let Action::Copy { src, .. } = &action
             && src.size >= RESUME_MIN_SIZE

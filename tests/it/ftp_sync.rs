@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::common::*;
 use crate::harness::{self, FtpServer, FtpServerKind, FtpTls};
 
-fn url(server: &FtpServer, path: &str) -> String {
+pub(crate) fn url(server: &FtpServer, path: &str) -> String {
     let scheme = match server.tls {
         FtpTls::Implicit => "ftps",
         FtpTls::Explicit => "ftpes",
@@ -18,7 +18,7 @@ fn url(server: &FtpServer, path: &str) -> String {
 
 /// `barge sync SRC DST` with the server's password in BARGE_PASSWORD and
 /// its CA trusted.
-fn sync(s: &Scratch, server: &FtpServer, src: &str, dst: &str, extra: &[&str]) -> Run {
+pub(crate) fn sync(s: &Scratch, server: &FtpServer, src: &str, dst: &str, extra: &[&str]) -> Run {
     let mut cmd = s.barge();
     cmd.env("BARGE_PASSWORD", &server.password)
         .args(["sync", src, dst, "--json", "--timeout", "20", "--ca-file"])

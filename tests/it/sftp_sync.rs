@@ -20,7 +20,7 @@ fn barge(s: &Scratch) -> Command {
 
 /// `barge sync SRC DST` logging in with the server's plain client key and
 /// checking its host key against the harness's known_hosts.
-fn sync(s: &Scratch, server: &SshServer, src: &str, dst: &str, extra: &[&str]) -> Run {
+pub(crate) fn sync(s: &Scratch, server: &SshServer, src: &str, dst: &str, extra: &[&str]) -> Run {
     let mut cmd = barge(s);
     cmd.args(["sync", src, dst, "--json", "--timeout", "20", "--known-hosts"])
         .arg(&server.known_hosts)
@@ -37,7 +37,7 @@ fn state_for(s: &Scratch, src: &str, dst: &str) -> PathBuf {
     s.path(&format!("state-{}.db", blake3::hash(format!("{src}\0{dst}").as_bytes()).to_hex()))
 }
 
-fn url(server: &SshServer, sub: &str) -> String {
+pub(crate) fn url(server: &SshServer, sub: &str) -> String {
     format!("{}{sub}", server.url())
 }
 

@@ -50,6 +50,7 @@ fn file(path: RelPath, size: u64, mtime: Mtime, inode: u64) -> Entry {
         coarse_mtime_s: 0,
         hash: None,
         link_target: None,
+        mode: None,
     }
 }
 
@@ -72,6 +73,7 @@ pub fn listings(dirs: usize, files_per_dir: usize) -> (Vec<Entry>, Vec<Entry>) {
             coarse_mtime_s: 0,
             hash: None,
             link_target: None,
+            mode: None,
         };
         inode += 1;
         src.push(dir.clone());

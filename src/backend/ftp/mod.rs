@@ -338,6 +338,7 @@ impl FtpBackend {
                     uses_recall: !root_missing,
                     segment_at_zero_truncates: true,
                     mtime_at_commit: true,
+                    set_mode: false,
                 },
                 features,
                 shown,

@@ -231,6 +231,7 @@ fn confirm_section(dir: &RelPath, body: &[u8], recall: &Recall, clock: Clock) ->
                     coarse_mtime_s: 0,
                     hash: None,
                     link_target: None,
+                    mode: item.unix_mode,
                 });
             }
             listing::ListKind::Dir => {

@@ -296,7 +296,17 @@ impl Inner {
             _ => None,
         };
         Ok(Some((
-            Entry { path, kind, size, mtime: item.mtime, inode: 0, coarse_mtime_s, hash: None, link_target },
+            Entry {
+                path,
+                kind,
+                size,
+                mtime: item.mtime,
+                inode: 0,
+                coarse_mtime_s,
+                hash: None,
+                link_target,
+                mode: item.unix_mode.filter(|_| kind != EntryKind::Symlink),
+            },
             exact,
         )))
     }

@@ -356,6 +356,8 @@ pub struct SftpWriter {
     chunk: usize,
     fsync: bool,
     flights: Flights,
+    /// Permission bits to give the file at its finish ([`FileWriter::keep_mode`]).
+    mode: Option<u32>,
 }
 
 impl SftpWriter {
@@ -371,6 +373,7 @@ impl SftpWriter {
             chunk,
             fsync,
             flights: Flights::default(),
+            mode: None,
         }
     }
 
@@ -413,6 +416,11 @@ impl SftpWriter {
 
 #[async_trait]
 impl FileWriter for SftpWriter {
+    fn keep_mode(&mut self, mode: u32) -> bool {
+        self.mode = Some(mode);
+        true
+    }
+
     async fn write(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
         let Some((sftp, budget)) =
             self.lease.as_ref().map(|l| (Arc::clone(l.lease.sftp()), l.lease.write_budget().clone()))
@@ -457,6 +465,13 @@ impl FileWriter for SftpWriter {
                 }
             })
         });
+        // Its own request, so a server that refuses permissions still
+        // takes the mtime; sent together, both come back within the close.
+        let chmod = self.mode.map(|mode| {
+            let (sftp, handle) = (Arc::clone(&sftp), handle.clone());
+            let attrs = FileAttributes { permissions: Some(mode), ..FileAttributes::empty() };
+            send_now(async move { sftp.fsetstat(handle, attrs).await.map(|_| ()) })
+        });
         let wanted = mtime.and_then(|m| u32::try_from(m.secs()).ok());
         let setstat = wanted.map(|secs| {
             let (sftp, handle) = (Arc::clone(&sftp), handle.clone());
@@ -481,6 +496,15 @@ impl FileWriter for SftpWriter {
             && let Err(err) = fsync.await
         {
             failed.get_or_insert(err);
+        }
+        if let Some(chmod) = chmod {
+            match chmod.await {
+                // Permissions are kept where the server takes them.
+                Ok(()) | Err(SftpError::Status(_)) => {}
+                Err(err) => {
+                    failed.get_or_insert(err);
+                }
+            }
         }
         let mut set = None;
         if let (Some(secs), Some(setstat)) = (wanted, setstat) {

@@ -250,6 +250,7 @@ impl SftpBackend {
             uses_recall: false,
             segment_at_zero_truncates: false,
             mtime_at_commit: false,
+            set_mode: true,
         };
         Ok(SftpBackend {
             inner: Arc::new(Inner {
@@ -336,6 +337,7 @@ fn entry(path: RelPath, attrs: &FileAttributes) -> Result<Entry, String> {
         coarse_mtime_s: 0,
         hash: None,
         link_target: None,
+        mode: attrs.permissions.filter(|_| kind != EntryKind::Symlink).map(|p| p & 0o7777),
     })
 }
 
@@ -865,6 +867,12 @@ impl Backend for SftpBackend {
         self.inner
             .with_sftp("set mtime", path, async |sftp, remote| sftp.setstat(remote, attrs).await.map(|_| ()))
             .await
+    }
+
+    async fn set_mode(&self, path: &RelPath, mode: u32) -> Result<(), OpError> {
+        let attrs = FileAttributes { permissions: Some(mode), ..FileAttributes::empty() };
+        self.inner.check_parent("chmod", path).await?;
+        self.inner.with_sftp("chmod", path, async |sftp, remote| sftp.setstat(remote, attrs).await.map(|_| ())).await
     }
 
     async fn read_link(&self, path: &RelPath) -> Result<Vec<u8>, OpError> {
