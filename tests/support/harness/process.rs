@@ -136,7 +136,15 @@ impl Daemon {
         let log = File::create(dir.path().join("server.log")).expect("create server.log");
         let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
         let child = launch(name, dir.path(), program, &args, stdin_is_log, env, log);
-        Daemon { name: name.to_string(), child, graceful: true, dir, program: program.to_path_buf(), args, stdin_is_log }
+        Daemon {
+            name: name.to_string(),
+            child,
+            graceful: true,
+            dir,
+            program: program.to_path_buf(),
+            args,
+            stdin_is_log,
+        }
     }
 
     /// Stops the server and starts the same program again in the same instance
