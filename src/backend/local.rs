@@ -301,6 +301,7 @@ fn walk_blocking(root: &Path) -> Result<Listing, OpError> {
             WalkItem::Warning(warning) => listing.warnings.push(warning),
             WalkItem::Notice(notice) => listing.notices.push(notice),
             WalkItem::Retried(retried) => listing.retried.push(retried),
+            WalkItem::Info(info) => listing.info.push(info),
             WalkItem::Failed(_) => {}
         }
         true

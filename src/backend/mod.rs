@@ -125,6 +125,8 @@ pub struct Listing {
     /// Listings that failed with a temporary error and were asked again,
     /// for the log.
     pub retried: Vec<String>,
+    /// What the listing taught of the server (see [`stream::WalkItem::Info`]).
+    pub info: Vec<String>,
 }
 
 /// Content hashes a backend can compute without transferring the file to

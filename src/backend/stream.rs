@@ -31,6 +31,9 @@ pub enum WalkItem {
     Notice(String),
     /// A listing that failed with a temporary error and was asked again.
     Retried(String),
+    /// What a listing taught of the server, for people and the log (its
+    /// LIST times moved to another zone); no doubt on the listing.
+    Info(String),
     /// The root could not be listed: the walk ends here. Always the first
     /// item when it comes, so a consumer that waits for the first item
     /// knows the root was readable before it acts on anything.
@@ -99,13 +102,14 @@ pub const BUFFERED_ENTRIES: usize = 100_000;
 /// piece). Duplicate paths are distrusted first, as the planner needs.
 pub async fn send_listing(mut listing: Listing, tx: WalkSender) {
     distrust_duplicates(&mut listing.entries, &mut listing.unreadable);
-    let Listing { entries, unreadable, warnings, notices, retried } = listing;
+    let Listing { entries, unreadable, warnings, notices, retried, info } = listing;
     let side = unreadable
         .into_iter()
         .map(|(p, e)| WalkItem::Unreadable(p, e))
         .chain(warnings.into_iter().map(WalkItem::Warning))
         .chain(notices.into_iter().map(WalkItem::Notice))
-        .chain(retried.into_iter().map(WalkItem::Retried));
+        .chain(retried.into_iter().map(WalkItem::Retried))
+        .chain(info.into_iter().map(WalkItem::Info));
     let mut out = WalkOut::new(tx);
     for item in side.chain(entries.into_iter().map(WalkItem::Entry)) {
         if !out.send(item).await {
@@ -162,6 +166,7 @@ where
                     WalkItem::Warning(warning) => listing.warnings.push(warning),
                     WalkItem::Notice(notice) => listing.notices.push(notice),
                     WalkItem::Retried(retry) => listing.retried.push(retry),
+                    WalkItem::Info(info) => listing.info.push(info),
                     // Dropping the receiver ends the walk too.
                     WalkItem::Failed(err) => return Err(err),
                 }

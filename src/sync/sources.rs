@@ -326,6 +326,7 @@ impl Side {
             }
             WalkItem::Notice(notice) => self.reporter.warning(&notice),
             WalkItem::Retried(retried) => self.reporter.info(&retried),
+            WalkItem::Info(info) => self.reporter.info(&info),
             // Only ever first, and the first was checked; later would be a bug.
             WalkItem::Failed(err) => {
                 self.reporter.error(&format!("{side} listing failed: {err}"));

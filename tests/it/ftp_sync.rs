@@ -450,6 +450,51 @@ fn list_times_mode_never_flaps_and_remembers_the_zone_offset() {
     assert_eq!(sync(&s, &server, &remote, &back, &["--list-times"]).count("files_transferred"), 0);
 }
 
+/// A server that lists local times (proftpd with `TimesGMT off`, MLSD kept out of
+/// FEAT so that barge reads LIST) restarted in another zone between two runs, as a
+/// daylight-saving change shows its listings: the remembered offset is checked with
+/// one MDTM, measured again, and neither direction copies anything.
+#[test]
+fn a_list_zone_that_moved_between_runs_is_measured_again_and_nothing_is_copied() {
+    let lists_local_times = ["TimesGMT off", "FactsAdvertise off"];
+    let mut server =
+        harness::ftp_server_in_env(FtpServerKind::Proftpd, FtpTls::None, &lists_local_times, &[("TZ", "UTC0")]);
+    let s = Scratch::new();
+    // Days old, so that LIST shows their time of day (older files only a date).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for (i, name) in ["a.txt", "dir/b.txt", "dir/c.txt", "dir/sub/d.txt"].into_iter().enumerate() {
+        write(&s.src(), name, name.as_bytes());
+        set_mtime(&s.src().join(name), now - 3 * 86_400 + 61 * i as u64);
+    }
+    let (src, remote) = (s.src().to_string_lossy().into_owned(), url(&server, "/zone"));
+    let back = s.path("back").to_string_lossy().into_owned();
+    // Each job measures the zone on its first listing of the server's files: the
+    // upload's second run, the download's first.
+    for (from, to) in [(&src, &remote), (&remote, &back)] {
+        sync(&s, &server, from, to, &["--list-times"]).expect_code(0);
+        let again = sync(&s, &server, from, to, &["--list-times"]);
+        again.expect_code(0);
+        assert_eq!(again.count("files_transferred"), 0, "{from} -> {to}: {}", again.explain());
+    }
+    let remembered = |from: &str, to: &str| -> String {
+        let db = rusqlite::Connection::open(state_for(&s, from, to)).unwrap();
+        db.query_row("SELECT value FROM meta WHERE key LIKE 'ftp.list-tz-offset %'", [], |row| row.get(0))
+            .expect("the offset is remembered")
+    };
+    assert_eq!((remembered(&src, &remote), remembered(&remote, &back)), ("0".into(), "0".into()));
+
+    server.restart_with_env(&[("TZ", "<+01>-1")]);
+    for (from, to) in [(&src, &remote), (&remote, &back)] {
+        let log = s.path(&format!("zone-{}.log", blake3::hash(format!("{from}{to}").as_bytes()).to_hex()));
+        let run = sync(&s, &server, from, to, &["--list-times", "--log-file", &log.to_string_lossy()]);
+        run.expect_code(0);
+        assert_eq!(run.count("files_transferred"), 0, "{from} -> {to}: {}", run.explain());
+        let logged = fs::read_to_string(&log).unwrap();
+        assert!(logged.contains("clock offset changed"), "{from} -> {to}: {logged}");
+        assert_eq!(remembered(from, to), "-3600", "LIST times are an hour ahead of UTC now");
+    }
+}
+
 /// `--ascii GLOB`: matching files travel as text (TYPE A, CRLF on the wire),
 /// everything else byte for byte. vsftpd stores and sends what is on the
 /// wire (its ASCII conversion is off by default), so its copy shows barge's

@@ -261,6 +261,57 @@ fn vsftpd_logs_in_with_one_write_and_lists_a_directory_in_3_round_trips() {
     ftp_listing_costs(FtpServerKind::Vsftpd);
 }
 
+/// A state database's memory of one server, for a backend opened here.
+#[derive(Default)]
+struct Remembered(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+#[async_trait::async_trait]
+impl barge::backend::ServerMemory for Remembered {
+    async fn recall(&self, key: &str) -> Option<String> {
+        self.0.lock().unwrap().get(key).cloned()
+    }
+
+    async fn remember(&self, key: &str, value: &str) {
+        self.0.lock().unwrap().insert(key.to_string(), value.to_string());
+    }
+}
+
+/// With `--list-times`, the LIST time zone costs a listing of three
+/// recent files one MDTM round trip a run: measured on all three in one
+/// write when nothing is remembered, checked with one file's MDTM when it
+/// is. A remembered offset the check finds wrong (an hour off, as after a
+/// daylight-saving change) costs one more write, the other files' MDTMs,
+/// and is replaced by what they show; the walk says so.
+#[test]
+fn vsftpd_a_remembered_list_zone_is_checked_with_one_round_trip() {
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    for file in ["f1.txt", "f2.txt", "f3.txt"] {
+        server.write_file(&format!("zone/{file}"), b"data");
+    }
+    let url = format!("ftp://{}:{}@127.0.0.1:{}/zone", server.user, server.password, server.port);
+    let key = format!("ftp.list-tz-offset ftp://{}@127.0.0.1:{}/zone", server.user, server.port);
+    // CWD, EPSV + LIST, the data connection.
+    let listing = 3;
+    for (remembered, zone_cost, told) in [(None, 1, false), (Some("0"), 1, false), (Some("3600"), 2, true)] {
+        let memory = std::sync::Arc::new(Remembered::default());
+        if let Some(offset) = remembered {
+            memory.0.lock().unwrap().insert(key.clone(), offset.to_string());
+        }
+        let mut options = RemoteOptions { connections: 1, ..RemoteOptions::default() };
+        options.ftp.list_times = true;
+        options.memory = Some(barge::backend::Memory(memory.clone()));
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let ftp = remote(&url, options).await;
+            let before = ftp.round_trips();
+            let walked = ftp.walk().await.unwrap();
+            assert_eq!(walked.entries.len(), 3, "{walked:?}");
+            assert_eq!(ftp.round_trips() - before, listing + zone_cost, "remembered {remembered:?}");
+            assert_eq!(memory.0.lock().unwrap().get(&key).map(String::as_str), Some("0"), "vsftpd lists in UTC");
+            assert_eq!(walked.info.iter().any(|line| line.contains("clock offset changed")), told, "{walked:?}");
+        });
+    }
+}
+
 /// A LIST-only server (vsftpd) gives recent files' times to the minute,
 /// so barge asks MDTM for each file: a directory's MDTMs go in one write.
 /// 40 files cost one round trip more than the listing (they cost 40), and

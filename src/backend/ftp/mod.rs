@@ -79,9 +79,10 @@ struct Inner {
     /// The server refused a rename: write files in place from now on.
     rename_refused: std::sync::atomic::AtomicBool,
     list_times: bool,
-    /// Seconds to add to LIST times (the server's clock zone), measured
-    /// once per server and remembered in the state database.
-    tz_offset: tokio::sync::Mutex<Option<i64>>,
+    /// Seconds to add to LIST times (the server's clock zone), remembered
+    /// in the state database and checked once a run (see
+    /// [`Inner::tz_offset`]).
+    tz_offset: tokio::sync::Mutex<mtime::ListZone>,
     memory: Option<super::Memory>,
     parallel: usize,
     /// See [`Backend::round_trip_time`].
@@ -346,7 +347,7 @@ impl FtpBackend {
                 mtime_confirmed: std::sync::atomic::AtomicBool::new(false),
                 rename_refused: std::sync::atomic::AtomicBool::new(false),
                 list_times: options.ftp.list_times,
-                tz_offset: tokio::sync::Mutex::new(None),
+                tz_offset: tokio::sync::Mutex::default(),
                 memory: options.memory.clone(),
                 parallel,
                 round_trip,
@@ -585,7 +586,11 @@ impl Backend for FtpBackend {
             Some(recall) => self.inner.list_recursive(&recall).await,
             None => HashMap::new(),
         };
-        self.walk_prelisted(tx, prelisted).await
+        let news = tx.clone();
+        self.walk_prelisted(tx, prelisted).await;
+        if let Some(moved) = self.inner.take_zone_news().await {
+            let _ = news.send(vec![super::stream::WalkItem::Info(moved)]).await;
+        }
     }
 
     async fn stat(&self, path: &RelPath) -> Result<Option<Entry>, OpError> {

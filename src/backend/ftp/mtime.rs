@@ -30,39 +30,158 @@ pub(super) enum MtimeCommand {
 /// commands, well inside any server's receive buffer).
 const MDTM_BATCH: usize = 64;
 
+/// Files whose LIST and MDTM times measure a server's LIST zone: enough
+/// that one written between the two commands is outvoted.
+pub(super) const ZONE_SAMPLES: usize = 5;
+
+/// Time zones are whole quarter hours from UTC.
+const QUARTER_HOUR: i64 = 900;
+
+/// The furthest zones from UTC (Kiribati's +14, Baker Island's -12).
+const MAX_ZONE_OFFSET: i64 = 14 * 3600;
+
+/// The offset (seconds to add to LIST times) that a file listed at
+/// `listed` and exactly `exact` shows: to the nearest quarter hour.
+pub(super) fn shown_offset(listed: Mtime, exact: Mtime) -> i64 {
+    let apart = exact.secs().saturating_sub(listed.secs());
+    let quarter_hours = (apart as f64 / QUARTER_HOUR as f64).round() as i64;
+    quarter_hours.saturating_mul(QUARTER_HOUR).clamp(-MAX_ZONE_OFFSET, MAX_ZONE_OFFSET)
+}
+
+/// Whether `offset` still fits a file listed at `listed` whose exact time
+/// is `exact`: shifted, the exact time falls in the listed minute (LIST
+/// cuts the seconds off), give or take a minute for a server that rounds
+/// or a file touched between the LIST and the MDTM.
+pub(super) fn offset_holds(offset: i64, listed: Mtime, exact: Mtime) -> bool {
+    let into_minute = exact.secs().saturating_sub(listed.secs()).saturating_sub(offset);
+    (-60..120).contains(&into_minute)
+}
+
+/// The LIST offset after measuring `times` (LIST time and exact time of
+/// each file, the probe first): the remembered one while the probe fits it,
+/// else the offset most files show. A tie keeps the remembered offset if
+/// it is among the tied, else goes to the probe's: moving the offset takes
+/// more files than keeping it. `None`: nothing remembered or measured.
+pub(super) fn settle_offset(remembered: Option<i64>, times: &[(Mtime, Mtime)]) -> Option<i64> {
+    let Some(&(listed, exact)) = times.first() else { return remembered };
+    if let Some(offset) = remembered
+        && offset_holds(offset, listed, exact)
+    {
+        return Some(offset);
+    }
+    let shown: Vec<i64> = times.iter().map(|&(listed, exact)| shown_offset(listed, exact)).collect();
+    let votes = |offset: i64| shown.iter().filter(|&&o| o == offset).count();
+    let most = shown.iter().map(|&o| votes(o)).max().unwrap_or(0);
+    match remembered {
+        Some(offset) if votes(offset) == most => Some(offset),
+        _ => shown.iter().copied().find(|&o| votes(o) == most),
+    }
+}
+
+/// The zone LIST times are in, from the offset that takes them to UTC:
+/// `UTC+01:00` for -3600.
+pub(super) fn zone_name(offset: i64) -> String {
+    let ahead = -offset;
+    let sign = if ahead < 0 { '-' } else { '+' };
+    let minutes = ahead.unsigned_abs() / 60;
+    format!("UTC{sign}{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// What a run knows of a server's LIST time zone.
+#[derive(Debug, Default)]
+pub(super) struct ListZone {
+    /// The offset the state database held, once read (`Some(None)`: none).
+    remembered: Option<Option<i64>>,
+    /// The offset the run uses from now on.
+    pub(super) settled: Option<i64>,
+    /// The remembered offset and the one measured in its place, when this
+    /// run found it moved: told once, after the walk.
+    moved: Option<(i64, i64)>,
+}
+
 /// `YYYYMMDDHHMMSS` in UTC, for MFMT and MDTM.
 pub(crate) fn ftp_timestamp(mtime: Mtime) -> String {
     crate::units::format_utc_digits(mtime.secs())
 }
 
 impl Inner {
-    /// The LIST time-zone offset: remembered, or measured once by comparing
-    /// one file's LIST time with its MDTM (UTC), rounded to 15 minutes.
-    /// Until a listing offers a file to measure, 0 is assumed (not kept).
+    /// The LIST time-zone offset, settled once a run on the first listing
+    /// that offers files listed to the minute (until then the remembered
+    /// offset, else 0, is assumed). A remembered offset is checked with one
+    /// MDTM of such a file (a server's zone moves at a daylight-saving
+    /// change) and measured again when that file's exact time falls outside
+    /// its listed minute; without a remembered offset, or after such a miss,
+    /// up to [`ZONE_SAMPLES`] files measure it (one pipelined batch).
+    /// Without MDTM nothing can be measured: the remembered offset (else 0)
+    /// stands.
     pub(super) async fn tz_offset(&self, entries: &[Entry], candidates: &[usize]) -> i64 {
-        let mut known = self.tz_offset.lock().await;
-        if let Some(offset) = *known {
+        let mut zone = self.tz_offset.lock().await;
+        if let Some(offset) = zone.settled {
             return offset;
         }
         let key = format!("ftp.list-tz-offset {}", self.shown);
-        if let Some(memory) = &self.memory
-            && let Some(recalled) = memory.0.recall(&key).await.and_then(|v| v.parse::<i64>().ok())
+        let remembered = match (zone.remembered, &self.memory) {
+            (Some(remembered), _) => remembered,
+            (None, Some(memory)) => memory.0.recall(&key).await.and_then(|v| v.parse::<i64>().ok()),
+            (None, None) => None,
+        };
+        zone.remembered = Some(remembered);
+        if !self.features.mdtm {
+            zone.settled = Some(remembered.unwrap_or(0));
+            return remembered.unwrap_or(0);
+        }
+        let samples: Vec<&Entry> = candidates
+            .iter()
+            .map(|&i| &entries[i])
+            .filter(|e| e.coarse_mtime_s == 0 && e.mtime.is_some())
+            .take(ZONE_SAMPLES)
+            .collect();
+        if samples.is_empty() {
+            return remembered.unwrap_or(0);
+        }
+        // With an offset remembered, one file is the probe: the others are
+        // asked only when it disagrees.
+        let first = if remembered.is_some() { 1 } else { samples.len() };
+        let mut times = self.listed_and_exact(&samples[..first]).await;
+        if let (Some(offset), Some(&(listed, exact))) = (remembered, times.first())
+            && !offset_holds(offset, listed, exact)
         {
-            *known = Some(recalled);
-            return recalled;
+            times.extend(self.listed_and_exact(&samples[first..]).await);
         }
-        let sample = candidates.iter().map(|&i| &entries[i]).find(|e| e.coarse_mtime_s == 0);
-        let (Some(sample), true) = (sample, self.features.mdtm) else { return 0 };
-        let exact =
-            self.mdtm_batch(std::slice::from_ref(&sample.path)).await.ok().and_then(|times| times.into_iter().next());
-        let (Some(listed), Some(Some(exact))) = (sample.mtime, exact) else { return 0 };
-        let quarter_hours = ((exact.secs() - listed.secs()) as f64 / 900.0).round() as i64;
-        let offset = quarter_hours.clamp(-14 * 4, 14 * 4) * 900;
-        if let Some(memory) = &self.memory {
-            memory.0.remember(&key, &offset.to_string()).await;
+        // Settled even when the server gave no time: one try a run.
+        let offset = settle_offset(remembered, &times).unwrap_or(0);
+        zone.settled = Some(offset);
+        if !times.is_empty() && remembered != Some(offset) {
+            if let Some(memory) = &self.memory {
+                memory.0.remember(&key, &offset.to_string()).await;
+            }
+            zone.moved = remembered.map(|before| (before, offset));
         }
-        *known = Some(offset);
         offset
+    }
+
+    /// Each of `files`' LIST time with its exact time (MDTM, one batch);
+    /// files the server gave no time for are left out.
+    async fn listed_and_exact(&self, files: &[&Entry]) -> Vec<(Mtime, Mtime)> {
+        if files.is_empty() {
+            return Vec::new();
+        }
+        let paths: Vec<RelPath> = files.iter().map(|e| e.path.clone()).collect();
+        let exact = self.mdtm_batch(&paths).await.unwrap_or_default();
+        files.iter().zip(exact).filter_map(|(file, exact)| Some((file.mtime?, exact?))).collect()
+    }
+
+    /// The line that tells of an offset [`Inner::tz_offset`] found moved
+    /// since the last run, once.
+    pub(super) async fn take_zone_news(&self) -> Option<String> {
+        let (before, now) = self.tz_offset.lock().await.moved.take()?;
+        Some(format!(
+            "{}: the server's clock offset changed (a daylight-saving change?): its LIST times are now {}, were {}; \
+             measured again",
+            self.shown,
+            zone_name(now),
+            zone_name(before)
+        ))
     }
 
     /// MDTM for files whose listing gave only minutes: in batches (one
@@ -199,4 +318,81 @@ async fn set_time(
 fn mdtm_time(reply: &suppaftp::types::Response) -> Option<Mtime> {
     let text = String::from_utf8_lossy(&reply.body);
     text.get(4..).and_then(|t| listing::parse_ftp_time(t.trim().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOON: i64 = 1_796_558_400; // 2026-12-05 12:00:00 UTC
+
+    /// A file's LIST time (naive, the minute only) in a zone `ahead` seconds
+    /// ahead of UTC, and its exact time.
+    fn listed_in_zone(ahead: i64, exact_secs: i64) -> (Mtime, Mtime) {
+        let local = exact_secs + ahead;
+        (Mtime::from_unix(local - local.rem_euclid(60), 0), Mtime::from_unix(exact_secs, 0))
+    }
+
+    #[test]
+    fn a_file_shows_its_zone_to_the_quarter_hour() {
+        for ahead in [0, 3600, -3600, 5400, 19_800, 20_700, -9 * 3600 - 1800, 13 * 3600] {
+            for second in [0, 1, 29, 59] {
+                let (listed, exact) = listed_in_zone(ahead, NOON + 7 * 60 + second);
+                assert_eq!(shown_offset(listed, exact), -ahead, "{ahead} {second}");
+                assert!(offset_holds(-ahead, listed, exact), "{ahead} {second}");
+            }
+        }
+        // A file touched a day after it was listed shows no zone that exists.
+        let (listed, _) = listed_in_zone(0, NOON);
+        assert_eq!(shown_offset(listed, Mtime::from_unix(NOON + 86_400, 0)), MAX_ZONE_OFFSET);
+        assert_eq!(shown_offset(listed, Mtime::from_unix(NOON - 86_400, 0)), -MAX_ZONE_OFFSET);
+    }
+
+    #[test]
+    fn an_offset_holds_within_the_listed_minute_give_or_take_one() {
+        let listed = Mtime::from_unix(NOON, 0);
+        let at = |secs: i64| Mtime::from_unix(NOON + secs, 0);
+        for inside in [0, 30, 59, 60, 119, -1, -60] {
+            assert!(offset_holds(0, listed, at(inside)), "{inside}");
+        }
+        for outside in [120, -61, 900, -900, 3600, -3600] {
+            assert!(!offset_holds(0, listed, at(outside)), "{outside}");
+        }
+        // An hour's move of the zone (a daylight-saving change) never holds.
+        assert!(offset_holds(-3600, listed, at(-3600 + 42)));
+        assert!(!offset_holds(0, listed, at(-3600 + 42)));
+        assert!(!offset_holds(-7200, listed, at(-3600 + 42)));
+    }
+
+    #[test]
+    fn a_remembered_offset_moves_only_on_what_most_files_show() {
+        let summer = |secs: i64| listed_in_zone(7200, NOON + secs);
+        let winter = |secs: i64| listed_in_zone(3600, NOON + secs);
+        // Nothing measured: the remembered offset, or nothing at all.
+        assert_eq!(settle_offset(Some(-3600), &[]), Some(-3600));
+        assert_eq!(settle_offset(None, &[]), None);
+        // The probe fits: kept (the other files were never asked).
+        assert_eq!(settle_offset(Some(-7200), &[summer(5)]), Some(-7200));
+        // The zone moved an hour back: every file shows it.
+        assert_eq!(settle_offset(Some(-7200), &[winter(5), winter(70), winter(200)]), Some(-3600));
+        // Only the probe to go by: it decides, as a first measurement does.
+        assert_eq!(settle_offset(Some(-7200), &[winter(5)]), Some(-3600));
+        assert_eq!(settle_offset(None, &[winter(5)]), Some(-3600));
+        // A probe touched between LIST and MDTM is outvoted.
+        let touched = (summer(0).0, Mtime::from_unix(NOON + 5 * 3600, 0));
+        assert_eq!(settle_offset(Some(-7200), &[touched, summer(70), summer(200)]), Some(-7200));
+        // A tie keeps the remembered offset; without one among the tied, the probe's.
+        assert_eq!(settle_offset(Some(-7200), &[winter(5), summer(70)]), Some(-7200));
+        assert_eq!(settle_offset(Some(0), &[winter(5), summer(70)]), Some(-3600));
+        assert_eq!(settle_offset(None, &[summer(5), winter(70), winter(200)]), Some(-3600));
+    }
+
+    #[test]
+    fn zones_are_named_as_people_know_them() {
+        assert_eq!(zone_name(0), "UTC+00:00");
+        assert_eq!(zone_name(-3600), "UTC+01:00");
+        assert_eq!(zone_name(7200), "UTC-02:00");
+        assert_eq!(zone_name(-19_800), "UTC+05:30");
+        assert_eq!(zone_name(34_200), "UTC-09:30");
+    }
 }

@@ -15,8 +15,8 @@ use tokio::io::AsyncReadExt;
 
 use super::listing::{self, ListEntry, ListKind, TimePrecision};
 use super::{
-    DirListing, FtpBackend, Inner, LOGIN_WORK, NEAR_LISTINGS_AT_ONCE, Took, Transfer, conn, data, protocol, recursive,
-    unix_now,
+    DirListing, FtpBackend, Inner, LOGIN_WORK, NEAR_LISTINGS_AT_ONCE, Took, Transfer, conn, data, mtime, protocol,
+    recursive, unix_now,
 };
 use crate::backend::recall::Recall;
 use crate::backend::stream::{self, Pace};
@@ -241,25 +241,26 @@ impl Inner {
         confirmed.dirs
     }
 
-    /// The LIST time-zone offset, measured (once) on the first file whose
-    /// time is given to the minute, if it must be.
+    /// The LIST time-zone offset, settled (once a run) on the first files
+    /// whose times are given to the minute, if it must be.
     async fn recursive_offset(&self, top: &RelPath, sections: &[recursive::Section<'_>], now: Mtime) -> i64 {
-        if let Some(offset) = *self.tz_offset.lock().await {
+        if let Some(offset) = self.tz_offset.lock().await.settled {
             return offset;
         }
+        let mut samples = Vec::new();
         for section in sections {
             let Some(dir) = recursive::header_dir_under(top, section.header) else { continue };
             let Ok(parsed) = listing::parse_list(section.body, now) else { continue };
-            let sample = parsed.entries.into_iter().find(|e| {
+            let minute_files = parsed.entries.into_iter().filter(|e| {
                 e.kind == ListKind::File && e.precision == TimePrecision::Minutes && check_component(&e.name).is_ok()
             });
-            if let Some(sample) = sample
-                && let Ok(Some((entry, _))) = self.to_entry(&dir, sample)
-            {
-                return self.tz_offset(std::slice::from_ref(&entry), &[0]).await;
+            samples.extend(minute_files.filter_map(|e| self.to_entry(&dir, e).ok().flatten().map(|(entry, _)| entry)));
+            if samples.len() >= mtime::ZONE_SAMPLES {
+                break;
             }
         }
-        0
+        let all: Vec<usize> = (0..samples.len()).collect();
+        self.tz_offset(&samples, &all).await
     }
 
     /// A listing entry as an [`Entry`], with whether its time is exact to

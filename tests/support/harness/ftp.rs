@@ -102,6 +102,18 @@ impl FtpServer {
         super::write_owned(&self.root, rel, data)
     }
 
+    /// Stops the server and starts it again on the same port, root and configuration,
+    /// with `env` added to its environment, as its administrator would restart it
+    /// (`TZ`: the zone a server that lists local times shows them in).
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        let (port, probe) = (self.port, ready_probe(self.tls));
+        let daemon = &mut self.daemon;
+        start_with_retries(self.kind.name(), || {
+            daemon.respawn(env);
+            daemon.wait_ready(port, probe)
+        });
+    }
+
     /// Creates directory `rel` under `root` (parents included), owned by the login user.
     pub fn create_dir(&self, rel: &str) -> PathBuf {
         let dir = self.root.join(rel.trim_start_matches('/'));
@@ -119,15 +131,27 @@ pub fn ftp_server(kind: FtpServerKind, tls: FtpTls) -> FtpServer {
 
 /// Like [`ftp_server`], with extra configuration: lines appended to vsftpd.conf or
 /// proftpd.conf (later settings win), or extra command-line arguments for pure-ftpd.
-/// An extra `MasqueradeAddress` (proftpd) or `-P` (pure-ftpd) replaces the default
-/// passive address 127.0.0.1 (for both servers the first setting wins).
+/// An extra `MasqueradeAddress` or `TimesGMT` (proftpd) or `-P` (pure-ftpd) replaces
+/// the default (passive address 127.0.0.1, times in UTC: for both servers the first
+/// setting wins).
 pub fn ftp_server_with(kind: FtpServerKind, tls: FtpTls, extra: &[&str]) -> FtpServer {
-    assert!(tls != FtpTls::Implicit || kind.supports_implicit_tls(), "{} does not support implicit TLS", kind.name());
-    ensure_installed();
-    start_with_retries(kind.name(), || start_once(kind, tls, extra))
+    ftp_server_in_env(kind, tls, extra, &[])
 }
 
-fn start_once(kind: FtpServerKind, tls: FtpTls, extra: &[&str]) -> Result<FtpServer, StartError> {
+/// Like [`ftp_server_with`], with `env` added to the server's environment (`TZ`: the
+/// zone a server that lists local times shows them in).
+pub fn ftp_server_in_env(kind: FtpServerKind, tls: FtpTls, extra: &[&str], env: &[(&str, &str)]) -> FtpServer {
+    assert!(tls != FtpTls::Implicit || kind.supports_implicit_tls(), "{} does not support implicit TLS", kind.name());
+    ensure_installed();
+    start_with_retries(kind.name(), || start_once(kind, tls, extra, env))
+}
+
+/// How to tell that a server with `tls` accepts connections.
+fn ready_probe(tls: FtpTls) -> Probe {
+    if tls == FtpTls::Implicit { Probe::Connect } else { Probe::FtpGreeting }
+}
+
+fn start_once(kind: FtpServerKind, tls: FtpTls, extra: &[&str], env: &[(&str, &str)]) -> Result<FtpServer, StartError> {
     let (tmp, root) = instance_dir(&format!("barge-{}-", kind.name()));
     let dir = tmp.path().to_path_buf();
     let port = port_block();
@@ -138,12 +162,11 @@ fn start_once(kind: FtpServerKind, tls: FtpTls, extra: &[&str]) -> Result<FtpSer
         FtpServerKind::PureFtpd => pure_ftpd(&inst),
         FtpServerKind::Proftpd => proftpd(&inst),
     };
-    let mut daemon = Daemon::spawn(kind.name(), tmp, &program, &args, kind == FtpServerKind::Vsftpd);
+    let mut daemon = Daemon::spawn_in_env(kind.name(), tmp, &program, &args, kind == FtpServerKind::Vsftpd, env);
     if kind == FtpServerKind::Proftpd {
         daemon.kill_on_drop();
     }
-    let probe = if tls == FtpTls::Implicit { Probe::Connect } else { Probe::FtpGreeting };
-    daemon.wait_ready(port, probe)?;
+    daemon.wait_ready(port, ready_probe(tls))?;
     Ok(FtpServer {
         kind,
         tls,
@@ -347,7 +370,7 @@ AllowRetrieveRestart on
 PassivePorts {p0} {p1}
 {masquerade}
 MaxInstances 200
-TimesGMT on
+{times_gmt}
 "#,
         port = i.port,
         modules = bin("usr/lib/proftpd").display(),
@@ -358,6 +381,8 @@ TimesGMT on
         // The first MasqueradeAddress wins: an extra one replaces ours.
         masquerade =
             if i.extra.iter().any(|l| l.starts_with("MasqueradeAddress")) { "" } else { "MasqueradeAddress 127.0.0.1" },
+        // The first TimesGMT wins too: an extra `TimesGMT off` lists local times.
+        times_gmt = if i.extra.iter().any(|l| l.starts_with("TimesGMT")) { "" } else { "TimesGMT on" },
     );
     if i.tls != FtpTls::None {
         let _ = write!(

@@ -91,7 +91,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-pub use ftp::{FtpServer, FtpServerKind, FtpTls, ftp_server, ftp_server_with};
+pub use ftp::{FtpServer, FtpServerKind, FtpTls, ftp_server, ftp_server_in_env, ftp_server_with};
 pub use ssh::{SshAgent, SshServer, client_key, fingerprint, public_key, ssh_server, ssh_server_with};
 
 /// A block of local ports that were free a moment ago and that no server of

@@ -1,6 +1,6 @@
 //! Server processes, instance directories, port allocation and readiness probes.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -103,6 +103,10 @@ pub(crate) struct Daemon {
     graceful: bool,
     // Dropped (deleted) after `Drop::drop` has stopped the process.
     dir: TempDir,
+    /// What started it, for [`Daemon::respawn`].
+    program: PathBuf,
+    args: Vec<OsString>,
+    stdin_is_log: bool,
 }
 
 impl Daemon {
@@ -113,18 +117,44 @@ impl Daemon {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        Daemon::spawn_in_env(name, dir, program, args, stdin_is_log, &[])
+    }
+
+    /// [`Daemon::spawn`] with `env` added to the server's environment.
+    pub(crate) fn spawn_in_env<I, S>(
+        name: &str,
+        dir: TempDir,
+        program: &Path,
+        args: I,
+        stdin_is_log: bool,
+        env: &[(&str, &str)],
+    ) -> Daemon
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let log = File::create(dir.path().join("server.log")).expect("create server.log");
-        let stdin = if stdin_is_log { Stdio::from(log.try_clone().expect("dup log")) } else { Stdio::null() };
-        let child = Command::new(program)
-            .args(args)
-            .current_dir(dir.path())
-            .stdin(stdin)
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name} ({}): {e}", program.display()));
-        Daemon { name: name.to_string(), child, graceful: true, dir }
+        let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        let child = launch(name, dir.path(), program, &args, stdin_is_log, env, log);
+        Daemon {
+            name: name.to_string(),
+            child,
+            graceful: true,
+            dir,
+            program: program.to_path_buf(),
+            args,
+            stdin_is_log,
+        }
+    }
+
+    /// Stops the server and starts the same program again in the same instance
+    /// directory (its logs kept) with `env` added to its environment: a restart by
+    /// its administrator. Wait for it with [`Daemon::wait_ready`].
+    pub(crate) fn respawn(&mut self, env: &[(&str, &str)]) {
+        self.stop();
+        let log = File::options().append(true).create(true).open(self.dir.path().join("server.log"));
+        let log = log.expect("open server.log");
+        self.child = launch(&self.name, self.dir.path(), &self.program, &self.args, self.stdin_is_log, env, log);
     }
 
     /// Stop with SIGKILL right away (proftpd takes ~0.4 s to act on SIGTERM).
@@ -222,8 +252,39 @@ fn probe_stream(stream: TcpStream, probe: Probe) -> Probed {
     }
 }
 
+/// Starts `program args` in `dir`, in a process group of its own, its output
+/// (and stdin, if `stdin_is_log`) on `log`.
+fn launch(
+    name: &str,
+    dir: &Path,
+    program: &Path,
+    args: &[OsString],
+    stdin_is_log: bool,
+    env: &[(&str, &str)],
+    log: File,
+) -> Child {
+    let stdin = if stdin_is_log { Stdio::from(log.try_clone().expect("dup log")) } else { Stdio::null() };
+    Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .stdin(stdin)
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name} ({}): {e}", program.display()))
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Daemon {
+    /// Stops the process and what is left of its group.
+    fn stop(&mut self) {
         let pgid = self.child.id();
         if let Ok(None) = self.child.try_wait() {
             signal_group(if self.graceful { "TERM" } else { "KILL" }, pgid);
