@@ -5,6 +5,10 @@
 //! name whose real text holds one of those characters (valid UTF-8, three
 //! bytes each) has each of its bytes escaped the same way, so it too comes
 //! back as it was: every byte string survives [`decode`] then [`encode`].
+//!
+//! The vendored russh-sftp (src/vendor/russh-sftp/src/raw_str.rs) does the
+//! same inside its string codec, so SFTP strings arrive already in this
+//! form and go out through its inverse.
 
 const ESCAPE_BASE: u32 = 0xF700;
 

@@ -376,9 +376,9 @@ fn resume_after_a_kill_in_both_directions() {
     assert_same_files(&s.src(), &back);
 }
 
-/// russh-sftp 3.0.1 decodes handles as lossy UTF-8, and OpenSSH's 129th
-/// concurrent handle contains byte 0x80: one session never holds more
-/// than 128. A 129th open waits for a slot instead of failing.
+/// One session never holds more than 128 handles (OpenSSH's 129th holds
+/// byte 0x80, which russh-sftp as published mangled; see
+/// `pool::HANDLE_LIMIT`). A 129th open waits for a slot instead of failing.
 #[test]
 fn a_session_holds_at_most_128_handles() {
     use barge::backend::{self, MissingRoot, RemoteOptions};
@@ -418,34 +418,4 @@ fn a_session_holds_at_most_128_handles() {
             assert_eq!(data, format!("content {i}").as_bytes());
         }
     });
-}
-
-/// russh-sftp 3.0.1 carries names as lossy UTF-8 strings: a name that is
-/// not UTF-8 cannot be reached through it. Such names are skipped with a
-/// warning when listed, and fail (alone) when they would have to be sent.
-#[test]
-fn names_that_are_not_utf8_are_reported_not_mangled() {
-    use std::os::unix::ffi::OsStrExt;
-    let server = harness::ssh_server();
-    let s = Scratch::new();
-    server.write_file("ok.txt", b"fine");
-    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
-    server.write_file(&String::from_utf8_lossy(b"placeholder"), b"x");
-    fs::rename(server.root.join("placeholder"), server.root.join(latin1)).unwrap();
-
-    let back = s.path("back");
-    let run = sync(&s, &server, &server.url(), &back.to_string_lossy(), &[]);
-    run.expect_code(0);
-    assert!(run.stderr.contains("not UTF-8"), "a warning names the problem\n{}", run.explain());
-    assert_eq!(fs::read(back.join("ok.txt")).unwrap(), b"fine");
-    assert_eq!(fs::read_dir(&back).unwrap().count(), 1, "nothing written under a mangled name");
-
-    let up = s.path("up");
-    write(&up, "good.txt", b"good");
-    write(&up, latin1, b"latin-1");
-    let run = sync(&s, &server, &up.to_string_lossy(), &url(&server, "/up"), &[]);
-    run.expect_code(1);
-    assert!(run.stderr.contains("not UTF-8"), "{}", run.explain());
-    assert_eq!(fs::read(server.root.join("up/good.txt")).unwrap(), b"good");
-    assert_eq!(fs::read_dir(server.root.join("up")).unwrap().count(), 1, "{}", run.explain());
 }

@@ -1,6 +1,6 @@
 use bytes::Buf;
 
-use crate::error::Error;
+use crate::{error::Error, raw_str};
 
 pub trait TryBuf: Buf {
     fn try_get_bytes(&mut self) -> Result<Vec<u8>, Error>;
@@ -18,8 +18,6 @@ impl<T: Buf> TryBuf for T {
     }
 
     fn try_get_string(&mut self) -> Result<String, Error> {
-        let bytes = self.try_get_bytes()?;
-        Ok(String::from_utf8(bytes)
-            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()))
+        Ok(raw_str::decode(self.try_get_bytes()?))
     }
 }

@@ -29,6 +29,7 @@ mod error;
 pub mod extensions;
 /// Protocol implementation
 pub mod protocol;
+pub mod raw_str;
 pub mod ser;
 /// Server side
 #[cfg(not(target_arch = "wasm32"))]

@@ -4,7 +4,7 @@ use serde::ser::{
     SerializeTupleStruct, SerializeTupleVariant,
 };
 
-use crate::error::Error;
+use crate::{error::Error, raw_str};
 
 pub struct Serializer {
     output: BytesMut,
@@ -117,7 +117,7 @@ impl<'a> serde::Serializer for &'a mut Serializer {
     }
 
     fn serialize_str(self, v: &str) -> Result<Self::Ok, Self::Error> {
-        self.serialize_bytes(v.as_bytes())
+        self.serialize_bytes(&raw_str::encode(v))
     }
 
     fn serialize_bytes(self, v: &[u8]) -> Result<Self::Ok, Self::Error> {
