@@ -7,6 +7,7 @@
 
 pub mod ftp;
 pub mod local;
+pub mod raw_names;
 pub mod recall;
 pub mod sftp;
 pub mod stream;

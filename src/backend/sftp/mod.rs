@@ -11,10 +11,12 @@
 //! Paths: the URL path is absolute on the server (`sftp://host/srv/x` is
 //! `/srv/x`); `sftp://host/~/x` is relative to the login's home directory.
 //!
-//! Names: russh-sftp 3.0.1 carries names as `String`, decoding what the
-//! server sends as lossy UTF-8. Names that are not UTF-8 therefore cannot be
-//! reached: listing entries whose name came back with U+FFFD are skipped
-//! with a warning, and a non-UTF-8 name can never be sent.
+//! Names: SFTP names and link targets are bytes, and russh-sftp carries
+//! them as `String`s. The copy vendored in src/vendor/russh-sftp decodes and
+//! encodes every SFTP string with [`super::raw_names`]'s escapes, so a name
+//! that is not UTF-8 arrives as a `String` that [`raw_names::encode`] turns
+//! back into its exact bytes, and any bytes go out through
+//! [`raw_names::decode`]: names travel byte-exact both ways, as over FTP.
 
 pub mod auth;
 pub mod config;
@@ -39,6 +41,7 @@ use self::pool::Pool;
 use self::session::{ConnectParams, classify, classify_session};
 use super::{
     Backend, Capabilities, Entry, EntryKind, FileReader, FileWriter, Listing, MissingRoot, Mtime, RemoteOptions,
+    raw_names,
 };
 use crate::error::{ErrorKind, OpError};
 use crate::location::RemoteLocation;
@@ -81,14 +84,15 @@ const MAX_SESSIONS: usize = 8;
 
 struct Inner {
     pool: Arc<Pool>,
-    /// Absolute root path on the server, UTF-8, without a trailing `/`
-    /// (empty for `/`).
+    /// Absolute root path on the server, without a trailing `/` (empty
+    /// for `/`), as russh-sftp takes it (bytes escaped by [`raw_names`]).
     root: String,
     root_missing: bool,
-    /// The root as the server resolves it (realpath), `None` when missing:
-    /// a directory written into must resolve to exactly this plus its
-    /// relative path, or a link stands on the way.
-    real_root: Option<String>,
+    /// The root as the server resolves it (realpath), its bytes without a
+    /// trailing `/`, `None` when missing: a directory written into must
+    /// resolve to exactly this plus its relative path, or a link stands on
+    /// the way.
+    real_root: Option<Vec<u8>>,
     /// Directories whose realpath was checked (one round trip each per run).
     checked_dirs: std::sync::Mutex<std::collections::HashSet<RelPath>>,
     /// `--links follow`: each followed link mapped to the link-free path
@@ -228,7 +232,7 @@ impl SftpBackend {
             None
         } else {
             let resolved = first.sftp.realpath(root_text(&root)).await.map_err(|e| classify(e, "open", &shown))?;
-            resolved.files.into_iter().next().map(|f| f.filename)
+            resolved.files.into_iter().next().map(|f| without_trailing_slashes(raw_names::encode(&f.filename)))
         };
         let connections = options.connections.max(1);
         let max_sessions = connections.div_ceil(OPERATIONS_PER_SESSION).clamp(1, MAX_SESSIONS);
@@ -278,10 +282,21 @@ fn root_text(root: &str) -> &str {
     if root.is_empty() { "/" } else { root }
 }
 
+fn without_trailing_slashes(mut path: Vec<u8>) -> Vec<u8> {
+    while path.last() == Some(&b'/') {
+        path.pop();
+    }
+    path
+}
+
 /// The absolute root: the URL path, or below the home directory for `/~`.
+/// Any bytes but NUL: the server reads paths as C strings and would cut the
+/// path at the first one, a different directory than the one named.
 async fn resolve_root(url_path: &[u8], sftp: &RawSftpSession, shown: &str) -> Result<String, OpError> {
-    let path = String::from_utf8(url_path.to_vec())
-        .map_err(|_| OpError::new(ErrorKind::InvalidData, "open", shown, "the path is not UTF-8"))?;
+    if url_path.contains(&0) {
+        return Err(OpError::new(ErrorKind::InvalidData, "open", shown, "the path holds a NUL byte"));
+    }
+    let path = raw_names::decode(url_path);
     let mut root = match path.strip_prefix("/~") {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => {
             let home = sftp.realpath(".").await.map_err(|e| classify(e, "open", shown))?;
@@ -306,7 +321,9 @@ async fn make_dirs(sftp: &RawSftpSession, path: &str) -> Result<(), OpError> {
         current.push('/');
         current.push_str(part);
         if sftp.stat(current.as_str()).await.is_err() {
-            sftp.mkdir(current.as_str(), FileAttributes::empty()).await.map_err(|e| classify(e, "mkdir", &current))?;
+            sftp.mkdir(current.as_str(), FileAttributes::empty())
+                .await
+                .map_err(|e| classify(e, "mkdir", crate::path::Shortened(&raw_names::encode(&current))))?;
         }
     }
     Ok(())
@@ -364,21 +381,16 @@ fn listing_cost(dir: &RelPath, files: &[russh_sftp::protocol::File]) -> usize {
     files.iter().map(|f| path + f.filename.len() + f.longname.len() + ENTRY_COST).sum()
 }
 
-/// The path of a name listed in `dir`: `None` for `.` and `..`; a warning
-/// for a name that cannot be used. Names are shown escaped in warnings, so
-/// a hostile one cannot forge a log line or drive the terminal.
+/// The path of a name listed in `dir` (as russh-sftp decoded it): `None`
+/// for `.` and `..`; a warning for a name that cannot be used. Names are
+/// shown escaped in warnings, so a hostile one cannot forge a log line or
+/// drive the terminal.
 fn listed_path(dir: &RelPath, name: &str) -> Result<Option<RelPath>, String> {
-    if name == "." || name == ".." {
+    let name = raw_names::encode(name);
+    if name == b"." || name == b".." {
         return Ok(None);
     }
-    let shown = crate::path::Shortened(name.as_bytes());
-    if name.contains('\u{FFFD}') {
-        return Err(format!(
-            "{dir}: skipped entry {shown}: the name is not UTF-8 (or holds U+FFFD), which this SFTP client cannot \
-             handle"
-        ));
-    }
-    dir.join(name.as_bytes()).map(Some).map_err(|why| format!("{dir}: skipped entry {shown}: {why}"))
+    dir.join(&name).map(Some).map_err(|why| format!("{dir}: skipped entry {}: {why}", crate::path::Shortened(&name)))
 }
 
 /// One directory's entries and warnings, as [`super::walk_concurrently`] takes them.
@@ -389,28 +401,22 @@ fn unix_now_u32() -> u32 {
     u32::try_from(now.as_secs()).unwrap_or(u32::MAX)
 }
 
-/// SFTP strings: `u32` length, then the bytes.
+/// SFTP strings: `u32` length, then the bytes `s` stands for (see
+/// [`raw_names`]), as russh-sftp writes its own.
 fn put_string(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
+    let bytes = raw_names::encode(s);
+    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(&bytes);
 }
 
 impl Inner {
-    /// The server path of `rel`. Names that are not UTF-8 cannot be sent
-    /// through russh-sftp (see the module doc).
-    fn remote_path(&self, rel: &RelPath) -> Result<String, OpError> {
+    /// The server path of `rel`, as russh-sftp sends it byte-exact (see
+    /// the module doc).
+    fn remote_path(&self, rel: &RelPath) -> String {
         if rel.is_root() {
-            return Ok(root_text(&self.root).to_string());
+            return root_text(&self.root).to_string();
         }
-        let rel_text = std::str::from_utf8(rel.as_bytes()).map_err(|_| {
-            OpError::new(
-                ErrorKind::InvalidData,
-                "path",
-                rel,
-                "the name is not UTF-8, which this SFTP client cannot send",
-            )
-        })?;
-        Ok(format!("{}/{rel_text}", self.root))
+        format!("{}/{}", self.root, raw_names::decode(rel.as_bytes()))
     }
 
     /// Runs requests on a shared session; a transport failure takes the
@@ -421,7 +427,7 @@ impl Inner {
         path: &RelPath,
         work: impl AsyncFnOnce(&RawSftpSession, String) -> Result<T, SftpError>,
     ) -> Result<T, OpError> {
-        let remote = self.remote_path(path)?;
+        let remote = self.remote_path(path);
         let lease = self.pool.get().await?;
         // One request awaited (the rare fallbacks that send a second one,
         // rename without posix-rename, mkdir of an existing name, are
@@ -450,7 +456,7 @@ impl Inner {
         alone: bool,
         make: impl FnOnce(pool::HandleLease, String, u32) -> SftpReader,
     ) -> Result<Box<dyn FileReader>, OpError> {
-        let remote = self.remote_path(&self.through_followed(path))?;
+        let remote = self.remote_path(&self.through_followed(path));
         let lease = if alone { self.pool.get_handle_alone().await? } else { self.pool.get_handle().await? };
         lease.lease.round_trip(1);
         let opened = lease.lease.sftp().open(remote, OpenFlags::READ, FileAttributes::empty()).await;
@@ -465,7 +471,7 @@ impl Inner {
 
     /// One directory's entries (sorted) and warnings about skipped names.
     async fn list_dir(&self, dir: &RelPath) -> Result<(Vec<Entry>, Vec<String>), OpError> {
-        let remote = self.remote_path(dir)?;
+        let remote = self.remote_path(dir);
         let lease = self.pool.get_handle().await?;
         let sftp = Arc::clone(lease.lease.sftp());
         lease.lease.round_trip(1);
@@ -546,7 +552,7 @@ impl Inner {
             }
         }
         for link in entries.iter_mut().filter(|e| e.is_symlink()) {
-            // Unknown when unreadable or not UTF-8: the planner then skips it.
+            // Unknown when unreadable: the planner then skips it.
             link.link_target = self.read_link(&link.path).await.ok().map(Vec::into_boxed_slice);
         }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -563,7 +569,7 @@ impl Inner {
     async fn list_following(&self, dir: &RelPath, notices: &std::sync::Mutex<Vec<String>>) -> Listed {
         let real_dir = self.through_followed(dir);
         let (listed, warnings) = self.list_dir(&real_dir).await?;
-        let real_root = self.real_root.as_deref().unwrap_or_default().trim_end_matches('/').to_string();
+        let real_root = self.real_root.clone().unwrap_or_default();
         let mut entries = Vec::with_capacity(listed.len());
         for mut entry in listed {
             let name = entry.path.file_name().to_vec();
@@ -594,17 +600,17 @@ impl Inner {
     async fn resolve_link(
         &self,
         real: &RelPath,
-        real_root: &str,
+        real_root: &[u8],
         listed_dir: &RelPath,
     ) -> Result<(RelPath, Entry), String> {
         let resolved = self
             .with_sftp("realpath", real, async |sftp, remote| sftp.realpath(remote).await)
             .await
             .map_err(|e| format!("its target cannot be resolved (dangling or a loop): {}", e.message))?;
-        let resolved = resolved.files.into_iter().next().map(|f| f.filename).unwrap_or_default();
+        let resolved = resolved.files.into_iter().next().map(|f| raw_names::encode(&f.filename)).unwrap_or_default();
         let inside = match resolved.strip_prefix(real_root) {
-            Some("") => Some(RelPath::root()),
-            Some(rest) if rest.starts_with('/') => RelPath::parse(rest.as_bytes()).ok(),
+            Some(b"") => Some(RelPath::root()),
+            Some(rest) if rest.starts_with(b"/") => RelPath::parse(rest).ok(),
             _ => None,
         }
         .ok_or("it points outside the source root")?;
@@ -637,16 +643,11 @@ impl Inner {
 
     async fn read_link(&self, path: &RelPath) -> Result<Vec<u8>, OpError> {
         let name = self.with_sftp("read link", path, async |sftp, remote| sftp.readlink(remote).await).await?;
-        let target = name.files.into_iter().next().map(|f| f.filename).unwrap_or_default();
-        if target.is_empty() || target.contains('\u{FFFD}') {
-            return Err(OpError::new(
-                ErrorKind::InvalidData,
-                "read link",
-                path,
-                "the target is not UTF-8 (or holds U+FFFD), which this SFTP client cannot carry",
-            ));
+        let target = name.files.into_iter().next().map(|f| raw_names::encode(&f.filename)).unwrap_or_default();
+        if target.is_empty() {
+            return Err(OpError::new(ErrorKind::InvalidData, "read link", path, "the server sent an empty target"));
         }
-        Ok(target.into_bytes())
+        Ok(target)
     }
 
     /// Best effort against writing through a link on the server: the
@@ -660,8 +661,8 @@ impl Inner {
             return Ok(());
         }
         let resolved = self.with_sftp(op, &parent, async |sftp, remote| sftp.realpath(remote).await).await?;
-        let resolved = resolved.files.into_iter().next().map(|f| f.filename).unwrap_or_default();
-        let expected = format!("{}/{}", real_root.trim_end_matches('/'), String::from_utf8_lossy(parent.as_bytes()));
+        let resolved = resolved.files.into_iter().next().map(|f| raw_names::encode(&f.filename)).unwrap_or_default();
+        let expected = [real_root, &b"/"[..], parent.as_bytes()].concat();
         if resolved != expected {
             return Err(OpError::new(
                 ErrorKind::InvalidData,
@@ -769,7 +770,7 @@ impl Backend for SftpBackend {
 
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
         self.inner.check_parent("write", path).await?;
-        let remote = self.inner.remote_path(path)?;
+        let remote = self.inner.remote_path(path);
         let lease = self.inner.pool.get_handle().await?;
         let sftp = Arc::clone(lease.lease.sftp());
         let flags = if offset == 0 {
@@ -803,7 +804,7 @@ impl Backend for SftpBackend {
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
         self.inner.check_parent("rename", from).await?;
         self.inner.check_parent("rename", to).await?;
-        let target = self.inner.remote_path(to)?;
+        let target = self.inner.remote_path(to);
         let posix = self.inner.pool.info().posix_rename;
         self.inner
             .with_sftp("rename", from, async |sftp, source| {
@@ -884,14 +885,7 @@ impl Backend for SftpBackend {
     /// section 4.1), and russh-sftp sends them in the draft's order: so the
     /// target goes in russh-sftp's `path` argument and the link in `target`.
     async fn make_symlink(&self, path: &RelPath, target: &[u8]) -> Result<(), OpError> {
-        let target = std::str::from_utf8(target).map_err(|_| {
-            OpError::new(
-                ErrorKind::InvalidData,
-                "symlink",
-                path,
-                "the target is not UTF-8, which this SFTP client cannot send",
-            )
-        })?;
+        let target = raw_names::decode(target);
         self.inner.check_parent("symlink", path).await?;
         self.inner.with_sftp("symlink", path, async |sftp, link| sftp.symlink(target, link).await.map(|_| ())).await
     }
@@ -918,7 +912,7 @@ impl super::SegmentedWrite for SftpBackend {
     /// pool has room (a window of its own), opened without truncating: the
     /// writes carry their offsets, so segments never disturb each other.
     async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
-        let remote = self.inner.remote_path(path)?;
+        let remote = self.inner.remote_path(path);
         let lease = self.inner.pool.get_handle_alone().await?;
         let sftp = Arc::clone(lease.lease.sftp());
         lease.lease.round_trip(1);
@@ -963,8 +957,22 @@ mod tests {
         ] {
             assert_eq!(listed_path(&dir, name).unwrap_err(), shown);
         }
-        let lossy = listed_path(&dir, "caf\u{FFFD}\r").unwrap_err();
-        assert!(lossy.starts_with("d: skipped entry caf\u{FFFD}\\x0d: the name is not UTF-8"), "{lossy}");
+    }
+
+    /// Names come from russh-sftp escaped as raw_names has it; listed, they
+    /// are the server's bytes again, whatever they hold.
+    #[test]
+    fn listed_names_are_the_server_bytes() {
+        let dir = RelPath::parse(b"d").unwrap();
+        for bytes in [&b"caf\xe9.txt"[..], b"\xff\xfe", "caf\u{e9}".as_bytes(), "\u{f7a9}\u{fffd}".as_bytes()] {
+            let listed = listed_path(&dir, &raw_names::decode(bytes)).unwrap().unwrap();
+            assert_eq!(listed.file_name(), bytes);
+        }
+        // Escapes stand for bytes 0x80..=0xFF only: none can forge a `/`.
+        let below_the_escapes = listed_path(&dir, "\u{f72f}").unwrap().unwrap();
+        assert_eq!(below_the_escapes.file_name(), "\u{f72f}".as_bytes());
+        let with_slash = raw_names::decode(b"\xe9/..");
+        assert_eq!(listed_path(&dir, &with_slash).unwrap_err(), "d: skipped entry \\xe9/..: name contains `/`");
     }
 
     #[test]
@@ -990,5 +998,8 @@ mod tests {
         let mut out = Vec::new();
         put_string(&mut out, "a/é");
         assert_eq!(out, [0, 0, 0, 4, b'a', b'/', 0xc3, 0xa9]);
+        out.clear();
+        put_string(&mut out, &raw_names::decode(b"\xe9"));
+        assert_eq!(out, [0, 0, 0, 1, 0xe9], "the byte an escape stands for");
     }
 }

@@ -5,11 +5,13 @@
 //! A new session is opened in the background (up to `max_sessions`, one
 //! connect at a time) when every live one already carries [`SHARE`]
 //! operations; meanwhile, and otherwise, the least loaded session is used. Each session allows at most
-//! [`HANDLE_LIMIT`] open file and directory handles: russh-sftp 3.0.1
-//! decodes handles as lossy UTF-8 and OpenSSH numbers them from 0 (lowest
-//! free slot first) in 4 big-endian bytes, so the 129th concurrent handle
-//! (byte 0x80) would be mangled and its requests fail. Bytes on the way
-//! are bounded for the pool as a whole ([`Budgets`]), not per session.
+//! [`HANDLE_LIMIT`] open file and directory handles. The limit was forced
+//! by russh-sftp 3.0.1 as published, which decodes handles as lossy UTF-8:
+//! OpenSSH numbers them from 0 in 4 big-endian bytes, so the 129th, which
+//! holds byte 0x80, was mangled. The vendored copy carries handles
+//! byte-exact; the limit stays, as the per-session load
+//! [`super::AUTO_CEILING`] was tuned with. Bytes on the way are bounded for
+//! the pool as a whole ([`Budgets`]), not per session.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
