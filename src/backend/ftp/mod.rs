@@ -579,6 +579,10 @@ impl Backend for FtpBackend {
         (pool.cap() < pool.max()).then(|| pool.cap())
     }
 
+    fn cannot_name(&self, name: &[u8]) -> Option<String> {
+        self.inner.names.to_server(name).err().map(|why| format!("{} cannot hold this name: {why}", self.inner.shown))
+    }
+
     async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError> {
         Ok(self.inner.list_dir(dir).await?.0)
     }
@@ -1091,6 +1095,7 @@ mod tests {
             assert_eq!(on_server, expected, "{encoding}");
             let refused = backend.inner.remote_path(&name("\u{65e5}\u{672c}"));
             assert_eq!(refused.is_err(), !utf8_asked, "{encoding}");
+            assert_eq!(backend.cannot_name("\u{65e5}".as_bytes()).is_some(), !utf8_asked, "{encoding}");
         }
     }
 }
