@@ -18,6 +18,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::backend::RemoteOptions;
+use crate::backend::ftp::names::NameEncoding;
 use crate::error::Error;
 use crate::location::{Location, RemoteLocation, Secret};
 use crate::plan::{CompareMode, LinkMode};
@@ -62,6 +63,8 @@ pub struct Remote {
     pub ssh_config: Option<PathBuf>,
     pub accept_new_host_key: bool,
     pub timeout: Option<u64>,
+    /// FTP names' character set (`encoding`); `Bytes` when not given.
+    pub encoding: NameEncoding,
 }
 
 /// A named sync: everything `barge sync` takes, as data.
@@ -98,6 +101,8 @@ pub struct JobSpec {
     /// `--perms-all`.
     pub perms_all: bool,
     pub timeout: Option<u64>,
+    /// As `--encoding`, for both sides (a remote's own applies where this is not given).
+    pub encoding: Option<NameEncoding>,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +159,7 @@ struct RawRemote {
     #[serde(default)]
     accept_new_host_key: bool,
     timeout: Option<Spanned<u64>>,
+    encoding: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -196,6 +202,7 @@ struct RawJob {
     #[serde(default)]
     perms_all: bool,
     timeout: Option<Spanned<u64>>,
+    encoding: Option<Spanned<String>>,
 }
 
 /// Where the config file is: `--config`, else the XDG location.
@@ -295,6 +302,9 @@ impl Remote {
         options.ftp.list_times |= self.list_times;
         options.sftp.accept_new_host_key |= self.accept_new_host_key;
         options.ftp.ascii.extend(self.ascii.iter().cloned());
+        if options.ftp.encoding.is_bytes() {
+            options.ftp.encoding = self.encoding;
+        }
         if let Some(cap) = self.parallel {
             options.connections = options.connections.min(cap);
         }
@@ -361,6 +371,12 @@ impl ConfigFile<'_> {
         let secs = *raw.get_ref();
         crate::units::check_timeout_secs(secs).map_err(|e| self.error(Some(raw.span()), &e))?;
         Ok(Some(secs))
+    }
+
+    /// An `encoding` key: a character set `--encoding` takes.
+    fn encoding(&self, raw: Option<Spanned<String>>) -> Result<Option<NameEncoding>, Error> {
+        let Some(raw) = raw else { return Ok(None) };
+        NameEncoding::parse(raw.get_ref()).map(Some).map_err(|e| self.error(Some(raw.span()), &e.to_string()))
     }
 
     fn error(&self, span: Option<Range<usize>>, message: &str) -> Error {
@@ -466,6 +482,7 @@ impl ConfigFile<'_> {
             ssh_config: raw.ssh_config,
             accept_new_host_key: raw.accept_new_host_key,
             timeout: self.timeout(raw.timeout)?,
+            encoding: self.encoding(raw.encoding)?.unwrap_or_default(),
         })
     }
 
@@ -584,6 +601,7 @@ impl ConfigFile<'_> {
             perms: raw.perms,
             perms_all: raw.perms_all,
             timeout: self.timeout(raw.timeout)?,
+            encoding: self.encoding(raw.encoding)?,
         })
     }
 }
@@ -683,6 +701,8 @@ parallel = 16
             ("[remotes.r]\nurl = \"ftp://x/\"\npassword_file = \"/nonexistent/pw\"\n", "line 3", "password_file"),
             ("[remote.r]\nurl = \"ftp://x/\"\n", "line 1", "unknown field `remote`"),
             ("[jobs.j]\nsource = \"/a\"\ndestination = \"/b\"\nmax_shrink = 101\n", "line 4", "0 to 100"),
+            ("[remotes.r]\nurl = \"ftp://x/\"\nencoding = \"klingon\"\n", "line 3", "remotes.r.encoding"),
+            ("[jobs.j]\nsource = \"/a\"\ndestination = \"/b\"\nencoding = \"utf-8\"\n", "line 4", "UTF-8"),
             ("x = [", "line 1", ""),
         ];
         for (text, line, needle) in cases {
@@ -720,5 +740,23 @@ parallel = 16
         assert_eq!(remote_reference("plain"), None);
         assert_eq!(join_remote_path(b"/srv", b"a/b"), b"/srv/a/b");
         assert_eq!(join_remote_path(b"/", b"a"), b"/a");
+    }
+
+    #[test]
+    fn encodings_are_read_for_remotes_and_jobs_and_the_command_line_wins() {
+        let text = "[remotes.old]\nurl = \"ftp://x/\"\nencoding = \"latin1\"\n\n\
+                    [jobs.j]\nsource = \"old:\"\ndestination = \"/b\"\nencoding = \"cp437\"\n";
+        let config = parse(text).unwrap();
+        let latin1 = NameEncoding::parse("latin1").unwrap();
+        assert_eq!(config.remotes["old"].encoding, latin1);
+        assert_eq!(config.jobs["j"].encoding, Some(NameEncoding::DosCodePage(437)));
+        let mut options = RemoteOptions::default();
+        config.remotes["old"].apply(&mut options, false);
+        assert_eq!(options.ftp.encoding, latin1, "the remote's fills in");
+        let mut options = RemoteOptions::default();
+        options.ftp.encoding = NameEncoding::DosCodePage(437);
+        config.remotes["old"].apply(&mut options, false);
+        assert_eq!(options.ftp.encoding, NameEncoding::DosCodePage(437), "the command line's stays");
+        assert!(parse("[remotes.r]\nurl = \"ftp://x/\"\n").unwrap().remotes["r"].encoding.is_bytes());
     }
 }

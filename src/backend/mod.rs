@@ -314,6 +314,14 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// Why this backend cannot hold an entry named `name` (one component)
+    /// under that name, e.g. an FTP server whose `--encoding` lacks one
+    /// of its characters; `None` when it can. A source's entries the
+    /// destination cannot name are skipped with a warning.
+    fn cannot_name(&self, _name: &[u8]) -> Option<String> {
+        None
+    }
+
     /// Direct children of a directory, with `path` relative to the root.
     async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError>;
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::ftp::FtpOptions;
+use crate::backend::ftp::names::NameEncoding;
 use crate::backend::ftp::tls::TlsOptions;
 use crate::backend::sftp::SftpOptions;
 use crate::backend::{self, RemoteOptions};
@@ -332,6 +333,11 @@ pub struct RemoteArgs {
     /// Trust LIST times (minute precision) instead of asking MDTM for each file.
     #[arg(long)]
     pub list_times: bool,
+    /// FTP: the character set of the server's names (latin1, iso-8859-2, cp437, shift_jis, euc-kr,
+    /// gbk, ...): read as UTF-8 here, written back in it; a name that does not convert is skipped
+    /// with a warning. Without it names are kept byte for byte.
+    #[arg(long, value_name = "NAME", value_parser = NameEncoding::parse)]
+    pub encoding: Option<NameEncoding>,
     /// SFTP: log in with this private key (default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa).
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
@@ -627,7 +633,7 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             verify_state: spec.verify_state,
             no_perms: !spec.perms,
             perms_all: spec.perms_all,
-            remote: RemoteArgs { timeout: spec.timeout, ..RemoteArgs::default() },
+            remote: RemoteArgs { timeout: spec.timeout, encoding: spec.encoding, ..RemoteArgs::default() },
         },
     })
 }
@@ -666,6 +672,9 @@ fn list_remotes(config: &Config) -> Result<i32, Error> {
         }
         if let Some(rate) = remote.bwlimit {
             line.push_str(&format!("; bwlimit {rate} B/s"));
+        }
+        if !remote.encoding.is_bytes() {
+            line.push_str(&format!("; encoding {}", remote.encoding));
         }
         out.push_str(&line);
         out.push('\n');
@@ -729,6 +738,7 @@ impl RemoteArgs {
                 ascii: self.ascii.clone(),
                 pasv_address_from_reply: self.pasv_address_from_reply,
                 list_times: self.list_times,
+                encoding: self.encoding.unwrap_or_default(),
             },
             sftp: SftpOptions {
                 identity: self.identity.clone(),

@@ -148,7 +148,7 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
         reporter: Arc::clone(&reporter),
     };
     let engine = Arc::new(Engine::new(src, dst, engine_config, Arc::clone(&reporter), journal));
-    let src_side = Side::new(src_first, src_walk.items, Arc::clone(&reporter), false);
+    let src_side = Side::new(src_first, src_walk.items, Arc::clone(&reporter), false).named_by(&engine.dst);
     let dst_side = Side::new(dst_first, dst_walk.items, Arc::clone(&reporter), true);
     let marched = match early {
         true => march_acting_early(&engine, src_side, dst_side, rules).await?,

@@ -190,6 +190,9 @@ pub(super) struct Side {
     /// [`stream::is_not_listed`]): the first is shown, the rest counted and
     /// said once at the end.
     not_listed: Option<u64>,
+    /// The source's side: the destination, which may not be able to name
+    /// every entry (see [`Backend::cannot_name`]).
+    destination_names: Option<Arc<dyn Backend>>,
 }
 
 impl Side {
@@ -208,7 +211,16 @@ impl Side {
             pruned: None,
             open_dir: None,
             not_listed: None,
+            destination_names: None,
         }
+    }
+
+    /// A source side whose entries `destination` cannot name are skipped,
+    /// each with a warning (a directory with its whole subtree). They hold
+    /// back no deletion: the destination cannot have them either.
+    pub fn named_by(mut self, destination: &Arc<dyn Backend>) -> Side {
+        self.destination_names = Some(Arc::clone(destination));
+        self
     }
 
     fn next_item(&mut self) -> Option<WalkItem> {
@@ -275,6 +287,13 @@ impl Side {
                 continue;
             }
             if !filter.allows(&entry) {
+                if entry.is_dir() {
+                    self.pruned = Some(entry.path.clone());
+                }
+                continue;
+            }
+            if let Some(why) = self.destination_names.as_ref().and_then(|dst| dst.cannot_name(entry.path.file_name())) {
+                self.reporter.warning(&format!("skipped {}: {why}", entry.path));
                 if entry.is_dir() {
                     self.pruned = Some(entry.path.clone());
                 }

@@ -7,6 +7,7 @@ mod doctor;
 mod failing_well;
 mod faults;
 mod front_door;
+mod ftp_encoding;
 mod ftp_sync;
 mod fuzz_invariants;
 #[path = "../support/harness/mod.rs"]

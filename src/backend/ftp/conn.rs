@@ -59,6 +59,8 @@ pub struct ConnectParams {
     pub learned: Arc<std::sync::OnceLock<Learned>>,
     /// What an earlier run's first login learned (see [`Remembered`]).
     pub remembered: Option<Remembered>,
+    /// Send `OPTS UTF8 ON` where FEAT offers UTF8: not with `--encoding`.
+    pub opts_utf8: bool,
 }
 
 /// What FEAT said, reduced to what barge uses.
@@ -550,6 +552,7 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
     };
     let plain = params.tls_mode == TlsMode::None;
     let pipelining = plain && params.pipelining.load(Ordering::Relaxed);
+    let ask_utf8 = |features: &Features| features.utf8 && params.opts_utf8;
     let (features, home) = match params.learned.get().cloned() {
         // The first connection learned the server and that it answers
         // commands written together: the whole login in one write.
@@ -557,7 +560,7 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
             counted(1);
             let login = async {
                 let mut lines = vec![format!("USER {user}").into_bytes(), format!("PASS {password}").into_bytes()];
-                if learned.features.utf8 {
+                if ask_utf8(&learned.features) {
                     lines.push(b"OPTS UTF8 ON".to_vec());
                 }
                 lines.push(b"TYPE I".to_vec());
@@ -569,7 +572,7 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
                     Err(FtpError::UnexpectedResponse(_)) if user_reply.status == Status::LoggedIn => {}
                     Err(err) => return Err(err),
                 }
-                if learned.features.utf8 {
+                if ask_utf8(&learned.features) {
                     let _ = control.read_response_in(&[Status::CommandOk, Status::Unknown]).await;
                 }
                 control.read_response_in(&[Status::CommandOk]).await.map(|_| ())
@@ -580,7 +583,7 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
         None if pipelining && params.remembered.is_some() => {
             let remembered = params.remembered.clone().unwrap_or_else(|| unreachable!());
             counted(1);
-            let utf8 = Features::from_feat(&feat_map(remembered.feat.iter().map(String::as_str))).utf8;
+            let utf8 = ask_utf8(&Features::from_feat(&feat_map(remembered.feat.iter().map(String::as_str))));
             let sent = Instant::now();
             let login = async {
                 let mut lines = vec![
@@ -671,12 +674,12 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
                 let sent = Instant::now();
                 let probe = async {
                     let mut lines = Vec::new();
-                    if features.utf8 {
+                    if ask_utf8(&features) {
                         lines.push(b"OPTS UTF8 ON".to_vec());
                     }
                     lines.extend([b"TYPE I".to_vec(), b"PWD".to_vec()]);
                     write_batch(&control, &lines).await?;
-                    if features.utf8 {
+                    if ask_utf8(&features) {
                         let _ = control.read_response_in(&[Status::CommandOk, Status::Unknown]).await;
                     }
                     control.read_response_in(&[Status::CommandOk]).await?;
@@ -695,7 +698,7 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
                     }
                 }
             } else {
-                if features.utf8 {
+                if ask_utf8(&features) {
                     counted(1);
                     let _ = control.custom_command("OPTS UTF8 ON", &[Status::CommandOk, Status::Unknown]).await;
                 }

@@ -55,8 +55,8 @@ impl FtpBackend {
             ));
         }
         let timeout = self.inner.pool.params().timeout.max(dst.inner.pool.params().timeout);
+        let (remote_src, remote_dst) = (self.inner.remote_path(src_path)?, dst.inner.remote_path(dst_path)?);
         let (mut from, mut to) = tokio::try_join!(self.inner.pool.get(), dst.inner.pool.get())?;
-        let (remote_src, remote_dst) = (self.inner.remote_path(src_path), dst.inner.remote_path(dst_path));
         let result = tokio::time::timeout(
             timeout * 4,
             transfer(&mut from, &mut to, &remote_src, &remote_dst, src_path, dst_path, timeout),

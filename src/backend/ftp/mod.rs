@@ -4,7 +4,8 @@
 //! - [`conn`]: one control connection (TLS, login, FEAT, data mode, reply
 //!   classification); [`pool`]: connections reused across files.
 //! - [`listing`]: pure parsers for MLSD and the LIST formats.
-//! - [`names`]: byte-exact names through suppaftp's `String` commands.
+//! - [`names`]: byte-exact names through suppaftp's `String` commands, and
+//!   `--encoding` (the server's names in a legacy character set).
 //! - [`protocol`]: the wire protocol apart from any client (what replies
 //!   say, PORT/EPRT, FEAT, the TLS mode, the active-mode listener), shared
 //!   with `barge doctor`.
@@ -93,6 +94,8 @@ struct Inner {
     ascii: FilePatterns,
     /// Whether uploads in segments land as they should, once tried.
     segmented_write: tokio::sync::OnceCell<bool>,
+    /// How the server's names are barge's (`--encoding`).
+    names: names::NameEncoding,
 }
 
 /// FTP's own settings (see [`super::RemoteOptions`] for the shared ones).
@@ -112,6 +115,8 @@ pub struct FtpOptions {
     pub pasv_address_from_reply: bool,
     /// `--list-times`: trust LIST times instead of asking MDTM per file.
     pub list_times: bool,
+    /// `--encoding`: the character set of the server's names.
+    pub encoding: names::NameEncoding,
 }
 
 /// The first connection, which decides whether the run can start at all:
@@ -244,6 +249,9 @@ impl FtpBackend {
             pipelining: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             learned: Arc::default(),
             remembered: remembered.clone(),
+            // The server would turn its names into UTF-8 itself, under
+            // the decoding barge does.
+            opts_utf8: options.ftp.encoding.is_bytes(),
         };
         let ascii = FilePatterns::new(&options.ftp.ascii)
             .map_err(|e| OpError::new(ErrorKind::InvalidData, "--ascii", &shown, e.to_string()))?;
@@ -264,7 +272,11 @@ impl FtpBackend {
         }
         let connections = options.connections.max(1);
         let features = first.features.clone();
-        let root = resolve_root(&remote.path, &first.home);
+        let url_path =
+            options.ftp.encoding.to_server(&remote.path).map_err(|why| {
+                OpError::new(ErrorKind::InvalidData, "open", &shown, format!("the URL's path: {why}"))
+            })?;
+        let root = resolve_root(&url_path, &first.home);
         let root_text = names::decode(if root.is_empty() { b"/" } else { &root });
         first.round_trip(1);
         let asked = std::time::Instant::now();
@@ -354,6 +366,7 @@ impl FtpBackend {
                 retries: options.retries,
                 ascii,
                 segmented_write: tokio::sync::OnceCell::new(),
+                names: options.ftp.encoding,
             }),
         })
     }
@@ -400,17 +413,22 @@ async fn make_dirs(conn: &mut conn::FtpConn, path: &[u8]) -> Result<(), OpError>
 }
 
 impl Inner {
-    /// The server path of `rel`, as suppaftp wants it.
-    fn remote_path(&self, rel: &RelPath) -> String {
+    /// The server path of `rel`, as suppaftp wants it. Fails for a name
+    /// the server's `--encoding` cannot write.
+    fn remote_path(&self, rel: &RelPath) -> Result<String, OpError> {
         let mut full = self.root.clone();
         if !rel.is_root() {
             full.push(b'/');
-            full.extend_from_slice(rel.as_bytes());
+            let on_server = self
+                .names
+                .to_server(rel.as_bytes())
+                .map_err(|why| OpError::new(ErrorKind::InvalidData, "path", rel, why.to_string()))?;
+            full.extend_from_slice(&on_server);
         }
         if full.is_empty() {
             full.push(b'/');
         }
-        names::decode(&full)
+        Ok(names::decode(&full))
     }
 
     /// Runs one command-style operation on a pooled connection; a
@@ -432,8 +450,8 @@ impl Inner {
         path: &RelPath,
         work: impl AsyncFnOnce(&mut conn::FtpConn, String) -> Result<T, suppaftp::FtpError>,
     ) -> Result<T, OpError> {
+        let remote = self.remote_path(path)?;
         let mut pooled = self.pool.get().await?;
-        let remote = self.remote_path(path);
         pooled.in_doubt();
         let result = tokio::time::timeout(limit, work(pooled.conn(), remote)).await;
         pooled.settled();
@@ -563,6 +581,10 @@ impl Backend for FtpBackend {
         (pool.cap() < pool.max()).then(|| pool.cap())
     }
 
+    fn cannot_name(&self, name: &[u8]) -> Option<String> {
+        self.inner.names.to_server(name).err().map(|why| format!("{} cannot hold this name: {why}", self.inner.shown))
+    }
+
     async fn list_dir(&self, dir: &RelPath) -> Result<Vec<Entry>, OpError> {
         Ok(self.inner.list_dir(dir).await?.0)
     }
@@ -630,7 +652,7 @@ impl Backend for FtpBackend {
     }
 
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
-        let target = self.inner.remote_path(to);
+        let target = self.inner.remote_path(to)?;
         let result = self
             .inner
             .with_conn("rename", from, async |conn, source| {
@@ -647,7 +669,7 @@ impl Backend for FtpBackend {
         target: &RelPath,
         mtime: Option<Mtime>,
     ) -> Result<Option<Mtime>, OpError> {
-        let to = self.inner.remote_path(target);
+        let to = self.inner.remote_path(target)?;
         let inner = Arc::clone(&self.inner);
         let result = self
             .inner
@@ -922,55 +944,76 @@ mod tests {
     async fn refuses_its_first_passive_port() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use tokio::io::{AsyncBufReadExt, BufReader};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let asked = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&asked);
+        let port = fake_server(move |socket| {
+            let asked = Arc::clone(&counter);
+            async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let mut passive: Option<tokio::net::TcpListener> = None;
+                write.write_all(b"220 fake\r\n").await.unwrap();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+                    let reply = match verb.as_str() {
+                        "USER" => "331 password\r\n".to_string(),
+                        "PASS" => "230 in\r\n".to_string(),
+                        "FEAT" => "211-Features:\r\n EPSV\r\n REST STREAM\r\n211 End\r\n".to_string(),
+                        "PWD" => "257 \"/\" is the directory\r\n".to_string(),
+                        "CWD" => "250 ok\r\n".to_string(),
+                        "EPSV" if asked.fetch_add(1, Ordering::SeqCst) == 0 => {
+                            "425 EPSV: Address already in use\r\n".to_string()
+                        }
+                        "EPSV" => {
+                            let data = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                            let port = data.local_addr().unwrap().port();
+                            passive = Some(data);
+                            format!("229 Entering Extended Passive Mode (|||{port}|)\r\n")
+                        }
+                        "RETR" => match passive.take() {
+                            Some(data) => {
+                                write.write_all(b"150 here it comes\r\n").await.unwrap();
+                                let (mut stream, _) = data.accept().await.unwrap();
+                                stream.write_all(b"hello").await.unwrap();
+                                drop(stream);
+                                "226 done\r\n".to_string()
+                            }
+                            None => "425 use EPSV first\r\n".to_string(),
+                        },
+                        _ => "200 ok\r\n".to_string(),
+                    };
+                    if write.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+        (port, asked)
+    }
+
+    /// A server on a loopback port, `serve` run for each connection.
+    async fn fake_server<Serve, Served>(serve: Serve) -> u16
+    where
+        Serve: Fn(tokio::net::TcpStream) -> Served + Send + 'static,
+        Served: Future<Output = ()> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                let asked = Arc::clone(&counter);
-                tokio::spawn(async move {
-                    let (read, mut write) = socket.into_split();
-                    let mut lines = BufReader::new(read).lines();
-                    let mut passive: Option<tokio::net::TcpListener> = None;
-                    write.write_all(b"220 fake\r\n").await.unwrap();
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
-                        let reply = match verb.as_str() {
-                            "USER" => "331 password\r\n".to_string(),
-                            "PASS" => "230 in\r\n".to_string(),
-                            "FEAT" => "211-Features:\r\n EPSV\r\n REST STREAM\r\n211 End\r\n".to_string(),
-                            "PWD" => "257 \"/\" is the directory\r\n".to_string(),
-                            "CWD" => "250 ok\r\n".to_string(),
-                            "EPSV" if asked.fetch_add(1, Ordering::SeqCst) == 0 => {
-                                "425 EPSV: Address already in use\r\n".to_string()
-                            }
-                            "EPSV" => {
-                                let data = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                                let port = data.local_addr().unwrap().port();
-                                passive = Some(data);
-                                format!("229 Entering Extended Passive Mode (|||{port}|)\r\n")
-                            }
-                            "RETR" => match passive.take() {
-                                Some(data) => {
-                                    write.write_all(b"150 here it comes\r\n").await.unwrap();
-                                    let (mut stream, _) = data.accept().await.unwrap();
-                                    stream.write_all(b"hello").await.unwrap();
-                                    drop(stream);
-                                    "226 done\r\n".to_string()
-                                }
-                                None => "425 use EPSV first\r\n".to_string(),
-                            },
-                            _ => "200 ok\r\n".to_string(),
-                        };
-                        if write.write_all(reply.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+                tokio::spawn(serve(socket));
             }
         });
-        (port, asked)
+        port
+    }
+
+    /// `ftp://u:p@127.0.0.1:PORT` + `path`.
+    fn fake_location(port: u16, path: &str) -> crate::location::RemoteLocation {
+        match crate::location::Location::parse(&format!("ftp://u:p@127.0.0.1:{port}{path}")) {
+            Ok(crate::location::Location::Remote(remote)) => remote,
+            _ => panic!("a remote location"),
+        }
     }
 
     /// A 425 to EPSV is asked again on another connection, inside the
@@ -978,11 +1021,7 @@ mod tests {
     #[tokio::test]
     async fn a_passive_port_refused_once_is_asked_for_again() {
         let (port, asked) = refuses_its_first_passive_port().await;
-        let Ok(crate::location::Location::Remote(remote)) =
-            crate::location::Location::parse(&format!("ftp://u:p@127.0.0.1:{port}/"))
-        else {
-            panic!("a remote location")
-        };
+        let remote = fake_location(port, "/");
         let options = RemoteOptions { connections: 2, retries: 0, ..RemoteOptions::default() };
         let backend = FtpBackend::open(&remote, MissingRoot::Fail, &options).await.unwrap();
         let mut reader = backend.open_read(&RelPath::parse(b"f").unwrap(), 0).await.expect("asked again");
@@ -996,5 +1035,73 @@ mod tests {
         }
         assert_eq!(got, b"hello");
         assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// A server that offers UTF8 in FEAT, logs anyone in, says yes to
+    /// everything else, and keeps every command line it is sent.
+    async fn recording_server() -> (u16, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = Arc::clone(&lines);
+        let port = fake_server(move |socket| {
+            let kept = Arc::clone(&kept);
+            async move {
+                let (read, mut write) = socket.into_split();
+                let mut read = BufReader::new(read);
+                write.write_all(b"220 fake\r\n").await.unwrap();
+                let mut line = Vec::new();
+                while read.read_until(b'\n', &mut line).await.is_ok_and(|n| n > 0) {
+                    let command = line.trim_ascii_end().to_vec();
+                    line.clear();
+                    let verb = String::from_utf8_lossy(command.split(|&b| b == b' ').next().unwrap_or_default())
+                        .to_ascii_uppercase();
+                    kept.lock().unwrap().push(command);
+                    let reply: &[u8] = match verb.as_str() {
+                        "USER" => b"331 password\r\n",
+                        "PASS" => b"230 in\r\n",
+                        "FEAT" => b"211-Features:\r\n UTF8\r\n MLSD\r\n211 End\r\n",
+                        "PWD" => b"257 \"/\" is the directory\r\n",
+                        "CWD" => b"250 ok\r\n",
+                        _ => b"200 ok\r\n",
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+        (port, lines)
+    }
+
+    /// With `--encoding` the server is not asked for UTF-8 names (it would
+    /// convert them itself, under barge's decoding); the URL's path and
+    /// every name are written in the encoding; a name it lacks is refused.
+    #[tokio::test]
+    async fn an_encoding_sends_no_opts_utf8_and_writes_names_in_it() {
+        let latin1 = names::NameEncoding::parse("latin1").unwrap();
+        for (encoding, utf8_asked) in [(names::NameEncoding::Bytes, true), (latin1, false)] {
+            let (port, lines) = recording_server().await;
+            let remote = fake_location(port, "/r%C3%A9sum%C3%A9");
+            let options = RemoteOptions {
+                connections: 1,
+                retries: 0,
+                ftp: FtpOptions { encoding, ..FtpOptions::default() },
+                ..RemoteOptions::default()
+            };
+            let backend = FtpBackend::open(&remote, MissingRoot::Fail, &options).await.unwrap();
+            let sent = lines.lock().unwrap().clone();
+            assert_eq!(sent.iter().any(|l| l.eq_ignore_ascii_case(b"OPTS UTF8 ON")), utf8_asked, "{encoding}");
+            let root: &[u8] = if utf8_asked { "/r\u{e9}sum\u{e9}".as_bytes() } else { b"/r\xe9sum\xe9" };
+            assert!(sent.iter().any(|l| l.strip_prefix(b"CWD ") == Some(root)), "{encoding}: {sent:?}");
+            let name = |text: &str| RelPath::parse(text.as_bytes()).unwrap();
+            let on_server = names::encode(&backend.inner.remote_path(&name("caf\u{e9}")).unwrap());
+            let expected: &[u8] =
+                if utf8_asked { "/r\u{e9}sum\u{e9}/caf\u{e9}".as_bytes() } else { b"/r\xe9sum\xe9/caf\xe9" };
+            assert_eq!(on_server, expected, "{encoding}");
+            let refused = backend.inner.remote_path(&name("\u{65e5}\u{672c}"));
+            assert_eq!(refused.is_err(), !utf8_asked, "{encoding}");
+            assert_eq!(backend.cannot_name("\u{65e5}".as_bytes()).is_some(), !utf8_asked, "{encoding}");
+        }
     }
 }

@@ -223,7 +223,7 @@ impl Inner {
     /// every file of every listing.
     pub(super) async fn mdtm_batch(&self, paths: &[RelPath]) -> Result<Vec<Option<Mtime>>, OpError> {
         let Some(first) = paths.first() else { return Ok(Vec::new()) };
-        let remotes: Vec<String> = paths.iter().map(|path| self.remote_path(path)).collect();
+        let remotes: Vec<String> = paths.iter().map(|path| self.remote_path(path)).collect::<Result<_, _>>()?;
         self.with_conn("mdtm", first, async |conn, _| {
             let mut times = Vec::with_capacity(remotes.len());
             let answer = |reply: Result<suppaftp::types::Response, suppaftp::FtpError>| match reply {

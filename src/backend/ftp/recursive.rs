@@ -26,6 +26,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use super::listing::{self, TimePrecision};
+use super::names::NameEncoding;
 use crate::backend::recall::Recall;
 use crate::backend::{Entry, EntryKind, Mtime};
 use crate::path::RelPath;
@@ -170,9 +171,11 @@ pub struct Clock {
     pub offset_secs: i64,
 }
 
-/// The directory a header names in a recursive listing of `top`.
-pub fn header_dir_under(top: &RelPath, header: Option<&[u8]>) -> Option<RelPath> {
-    let dir = header_dir(header)?;
+/// The directory a header names in a recursive listing of `top`, its
+/// names read in the server's encoding.
+pub fn header_dir_under(top: &RelPath, header: Option<&[u8]>, names: NameEncoding) -> Option<RelPath> {
+    let header = header.map(|h| names.to_barge(h)).transpose().ok()?;
+    let dir = header_dir(header.as_deref())?;
     if top.is_root() {
         return Some(dir);
     }
@@ -181,12 +184,12 @@ pub fn header_dir_under(top: &RelPath, header: Option<&[u8]>) -> Option<RelPath>
 
 /// The sections (see [`sections`]) of a recursive listing of `top` that
 /// match `recall` (see the module's comment).
-pub fn confirm(top: &RelPath, all: Vec<Section<'_>>, recall: &Recall, clock: Clock) -> Confirmed {
+pub fn confirm(top: &RelPath, all: Vec<Section<'_>>, recall: &Recall, clock: Clock, names: NameEncoding) -> Confirmed {
     let mut confirmed = Confirmed { sections: all.len(), ..Confirmed::default() };
     let trusted = all.len().saturating_sub(1);
     for section in all.into_iter().take(trusted) {
-        let Some(dir) = header_dir_under(top, section.header) else { continue };
-        if let Some(entries) = confirm_section(&dir, section.body, recall, clock) {
+        let Some(dir) = header_dir_under(top, section.header, names) else { continue };
+        if let Some(entries) = confirm_section(&dir, section.body, recall, clock, names) {
             // A directory named twice is not trusted either time.
             if confirmed.dirs.insert(dir.clone(), entries).is_some() {
                 confirmed.dirs.remove(&dir);
@@ -196,7 +199,13 @@ pub fn confirm(top: &RelPath, all: Vec<Section<'_>>, recall: &Recall, clock: Clo
     confirmed
 }
 
-fn confirm_section(dir: &RelPath, body: &[u8], recall: &Recall, clock: Clock) -> Option<Vec<Entry>> {
+fn confirm_section(
+    dir: &RelPath,
+    body: &[u8],
+    recall: &Recall,
+    clock: Clock,
+    names: NameEncoding,
+) -> Option<Vec<Entry>> {
     let expected = recall.dir(dir)?;
     let parsed = listing::parse_list(body, clock.now).ok()?;
     if !parsed.warnings.is_empty() {
@@ -210,7 +219,8 @@ fn confirm_section(dir: &RelPath, body: &[u8], recall: &Recall, clock: Clock) ->
         if item.name.iter().any(|&b| b == b'\r' || b == b'\n') {
             return None;
         }
-        let path = dir.join(&item.name).ok()?;
+        // A name the encoding cannot read: listed on its own, with its warning.
+        let path = dir.join(&names.to_barge(&item.name).ok()?).ok()?;
         match item.kind {
             listing::ListKind::File => {
                 let precision_secs = match item.precision {
@@ -334,16 +344,16 @@ mod tests {
     #[test]
     fn headers_of_a_part_are_below_it() {
         let top = path("d0");
-        assert_eq!(header_dir_under(&top, None), Some(path("d0")));
-        assert_eq!(header_dir_under(&top, Some(b"./e1")), Some(path("d0/e1")));
-        assert_eq!(header_dir_under(&top, Some(b".")), Some(path("d0")));
-        assert_eq!(header_dir_under(&top, Some(b"../x")), None);
-        assert_eq!(header_dir_under(&RelPath::root(), Some(b"e1")), Some(path("e1")));
+        assert_eq!(header_dir_under(&top, None, NameEncoding::Bytes), Some(path("d0")));
+        assert_eq!(header_dir_under(&top, Some(b"./e1"), NameEncoding::Bytes), Some(path("d0/e1")));
+        assert_eq!(header_dir_under(&top, Some(b"."), NameEncoding::Bytes), Some(path("d0")));
+        assert_eq!(header_dir_under(&top, Some(b"../x"), NameEncoding::Bytes), None);
+        assert_eq!(header_dir_under(&RelPath::root(), Some(b"e1"), NameEncoding::Bytes), Some(path("e1")));
         let data = "-rw-r--r-- 1 0 0 7 Nov 13  2024 b\ndrwxr-xr-x 2 0 0 40 Jun  1 10:00 e\n\ne:\n";
         let old =
             RecalledFile { size: 7, mtime: Mtime::from_unix(JUN_1_2025 - 200 * 86_400, 5), recorded_at: RECORDED_AT };
         let recall = Recall::new([(path("d/b"), old), (path("d/e/f"), old)]);
-        let got = confirm(&path("d"), sections(data.as_bytes()), &recall, clock());
+        let got = confirm(&path("d"), sections(data.as_bytes()), &recall, clock(), NameEncoding::Bytes);
         assert_eq!(got.dirs.keys().collect::<Vec<_>>(), vec![&path("d")]);
         assert_eq!(got.dirs[&path("d")][0].path, path("d/b"));
     }
@@ -378,7 +388,7 @@ mod tests {
     #[test]
     fn sections_matching_the_records_stand_for_listings_with_exact_times() {
         let data = format!("{ROOT}\nd:\n-rw-r--r-- 1 0 0 7 Nov 13  2024 b\n{LAST}");
-        let got = confirm(&RelPath::root(), sections(data.as_bytes()), &recall(), clock());
+        let got = confirm(&RelPath::root(), sections(data.as_bytes()), &recall(), clock(), NameEncoding::Bytes);
         assert_eq!(got.sections, 3);
         let root = &got.dirs[&RelPath::root()];
         assert_eq!(root.len(), 2);
@@ -387,10 +397,34 @@ mod tests {
         assert_eq!(got.dirs[&path("d")][0].mtime, Some(Mtime::from_unix(JUN_1_2025 - 200 * 86_400, 5)));
     }
 
+    /// Headers and names are the server's bytes, read in its encoding to
+    /// meet the records (barge's UTF-8 names); one it cannot read leaves
+    /// its directory to be listed on its own.
+    #[test]
+    fn sections_are_read_in_the_servers_encoding() {
+        let latin1 = NameEncoding::parse("latin1").unwrap();
+        let old = |size, secs| RecalledFile { size, mtime: Mtime::from_unix(secs, 5), recorded_at: RECORDED_AT };
+        let recall = Recall::new([
+            (path("caf\u{e9}"), old(5, JUN_1_2025 + 10 * 3_600 + 7)),
+            (path("r\u{e9}sum\u{e9}/b"), old(7, JUN_1_2025 - 200 * 86_400)),
+        ]);
+        let data = b"-rw-r--r-- 1 0 0 5 Jun  1 10:00 caf\xe9\ndrwxr-xr-x 2 0 0 40 Jun  1 10:00 r\xe9sum\xe9\n\n\
+                     r\xe9sum\xe9:\n-rw-r--r-- 1 0 0 7 Nov 13  2024 b\n\nz:\n";
+        let got = confirm(&RelPath::root(), sections(data), &recall, clock(), latin1);
+        assert_eq!(got.dirs.len(), 2, "{:?}", got.dirs.keys().collect::<Vec<_>>());
+        assert_eq!(got.dirs[&RelPath::root()][0].path, path("caf\u{e9}"));
+        assert_eq!(got.dirs[&path("r\u{e9}sum\u{e9}")][0].path, path("r\u{e9}sum\u{e9}/b"));
+        // Read byte for byte, the same listing meets none of those records.
+        assert!(confirm(&RelPath::root(), sections(data), &recall, clock(), NameEncoding::Bytes).dirs.is_empty());
+        // A name that is not Shift_JIS: that directory is not confirmed.
+        let sjis = NameEncoding::parse("shift_jis").unwrap();
+        assert!(!confirm(&RelPath::root(), sections(data), &recall, clock(), sjis).dirs.contains_key(&RelPath::root()));
+    }
+
     #[test]
     fn the_last_section_is_never_trusted() {
         let data = format!("{ROOT}\nd:\n-rw-r--r-- 1 0 0 7 Nov 13  2024 b\n");
-        let got = confirm(&RelPath::root(), sections(data.as_bytes()), &recall(), clock());
+        let got = confirm(&RelPath::root(), sections(data.as_bytes()), &recall(), clock(), NameEncoding::Bytes);
         assert!(got.dirs.contains_key(&RelPath::root()));
         assert!(!got.dirs.contains_key(&path("d")), "it may be where the server stopped");
     }
@@ -413,15 +447,19 @@ mod tests {
         ];
         for root in cases {
             let data = format!("{root}{LAST}");
-            let got = confirm(&RelPath::root(), sections(data.as_bytes()), &recall(), clock());
+            let got = confirm(&RelPath::root(), sections(data.as_bytes()), &recall(), clock(), NameEncoding::Bytes);
             assert!(got.dirs.is_empty(), "confirmed: {root}");
         }
         let data = format!("{ROOT}{LAST}");
         let shifted = Clock { offset_secs: 3_600, ..clock() };
-        assert!(confirm(&RelPath::root(), sections(data.as_bytes()), &recall(), shifted).dirs.is_empty());
+        assert!(
+            confirm(&RelPath::root(), sections(data.as_bytes()), &recall(), shifted, NameEncoding::Bytes)
+                .dirs
+                .is_empty()
+        );
         let elsewhere = format!("{ROOT}\n/d:\n-rw-r--r-- 1 0 0 7 Nov 13  2024 b\n{LAST}");
         assert!(
-            !confirm(&RelPath::root(), sections(elsewhere.as_bytes()), &recall(), clock())
+            !confirm(&RelPath::root(), sections(elsewhere.as_bytes()), &recall(), clock(), NameEncoding::Bytes)
                 .dirs
                 .contains_key(&path("d"))
         );

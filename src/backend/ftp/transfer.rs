@@ -74,7 +74,7 @@ impl FtpBackend {
         text: bool,
     ) -> Result<(Pooled, Transfer), OpError> {
         let what = if matches!(op, data::Op::Retrieve) { "read" } else { "write" };
-        let remote = self.inner.remote_path(path);
+        let remote = self.inner.remote_path(path)?;
         // A server that could not open a passive port (425: all of its
         // range in use for a moment; proftpd answers EPSV so under load)
         // is asked once more, on another connection: nothing was sent
@@ -371,7 +371,8 @@ impl FileWriter for FtpWriter {
             pooled.settled();
             return Ok(None);
         };
-        let remote = self.inner.remote_path(&self.path);
+        // The name the writer was opened with: it was written.
+        let remote = self.inner.remote_path(&self.path)?;
         let set = tokio::time::timeout(timeout, self.inner.set_time(pooled.conn(), &remote, mtime)).await;
         let Ok(set) = set else {
             // The content is safe; the connection is out of step.

@@ -237,7 +237,7 @@ impl Inner {
         }
         let offset = self.recursive_offset(top, &sections, now).await;
         let recall_clock = recursive::Clock { now, offset_secs: offset };
-        let confirmed = recursive::confirm(top, sections, recall, recall_clock);
+        let confirmed = recursive::confirm(top, sections, recall, recall_clock, self.names);
         confirmed.dirs
     }
 
@@ -249,7 +249,7 @@ impl Inner {
         }
         let mut samples = Vec::new();
         for section in sections {
-            let Some(dir) = recursive::header_dir_under(top, section.header) else { continue };
+            let Some(dir) = recursive::header_dir_under(top, section.header, self.names) else { continue };
             let Ok(parsed) = listing::parse_list(section.body, now) else { continue };
             let minute_files = parsed.entries.into_iter().filter(|e| {
                 e.kind == ListKind::File && e.precision == TimePrecision::Minutes && check_component(&e.name).is_ok()
@@ -276,7 +276,11 @@ impl Inner {
                 crate::path::Shortened(&item.name)
             ));
         }
-        let path = dir.join(&item.name).map_err(|why| format!("{dir}: skipped entry: {why}"))?;
+        let name = self
+            .names
+            .to_barge(&item.name)
+            .map_err(|why| format!("{dir}: skipped entry {}: {why}", crate::path::Shortened(&item.name)))?;
+        let path = dir.join(&name).map_err(|why| format!("{dir}: skipped entry: {why}"))?;
         let kind = match item.kind {
             ListKind::File => EntryKind::File,
             ListKind::Dir => EntryKind::Dir,
@@ -293,7 +297,10 @@ impl Inner {
             (_, size) => size.unwrap_or(0),
         };
         let link_target = match item.kind {
-            ListKind::Symlink { target } => target.map(Vec::into_boxed_slice),
+            // A target the encoding cannot read is unknown, not guessed.
+            ListKind::Symlink { target } => {
+                target.and_then(|target| self.names.to_barge(&target).ok().map(|t| t.into_owned().into_boxed_slice()))
+            }
             _ => None,
         };
         Ok(Some((

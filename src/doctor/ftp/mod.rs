@@ -5,8 +5,8 @@
 //! ([`crate::backend::ftp::protocol`]); only the connection is the doctor's.
 //!
 //! Order: TCP connect, greeting (and which TLS mode the port speaks), FEAT,
-//! TLS (certificate), login, PWD, EPSV, PASV (NAT), the root listing,
-//! active mode, round trip, data-channel session reuse, then how many
+//! TLS (certificate), login, PWD, EPSV, PASV (NAT), the root listing
+//! and its names' character set, active mode, round trip, data-channel session reuse, then how many
 //! logins the server accepts at once.
 //!
 //! - `control.rs`: the raw control connection, and connecting and logging
@@ -174,7 +174,7 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
     let list_command = list_command(remote, seen.has("MLSD"));
     probe_epsv(&mut ctl, &list_command, &mut seen, report).await;
     probe_pasv(&mut ctl, &list_command, options, &mut seen, report).await;
-    probe_listing(&seen, report);
+    probe_listing(&seen, options.remote.ftp.encoding, report);
     if probe_active(&mut ctl, &list_command, options, &mut seen, report).await == Step::OutOfStep {
         // A refused connection back leaves the server's LIST pending: its
         // late reply would answer the next command. The probes after it

@@ -1,6 +1,7 @@
 //! The probes after login: data connections (EPSV, PASV and NAT, the
-//! listing, active mode), the round trip, TLS session reuse on data
-//! connections and how many logins the server accepts at once.
+//! listing and its names' character set, active mode), the round trip,
+//! TLS session reuse on data connections and how many logins the server
+//! accepts at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tokio::io::AsyncReadExt;
 
 use super::Seen;
 use super::control::{Control, DataTls, Target, read_data, tcp_connect, transfer};
+use crate::backend::ftp::names::NameEncoding;
 use crate::backend::ftp::protocol::{listen, parse_epsv, parse_pasv, port_command};
 use crate::backend::ftp::{conn, listing};
 use crate::doctor::{DoctorOptions, Probe, Report, show_duration};
@@ -183,7 +185,7 @@ pub(super) async fn probe_pasv(
     report.push(probe.took(took).details(details));
 }
 
-pub(super) fn probe_listing(seen: &Seen, report: &mut Report) {
+pub(super) fn probe_listing(seen: &Seen, encoding: NameEncoding, report: &mut Report) {
     let Some((data, mlsd)) = &seen.listing_data else {
         report.push(Probe::failed(
             "root listing",
@@ -226,6 +228,7 @@ pub(super) fn probe_listing(seen: &Seen, report: &mut Report) {
                 ),
             };
             report.push(probe.details(details));
+            probe_names(&parsed.entries, encoding, report);
         }
         Err(e) => report.push(Probe::failed(
             "root listing",
@@ -233,6 +236,48 @@ pub(super) fn probe_listing(seen: &Seen, report: &mut Report) {
             "barge cannot read this server's listing format: please report it with the line shown",
         )),
     }
+}
+
+/// Whether the root listing's names read as UTF-8, or in `--encoding`'s
+/// character set when one is given: a server that keeps names in a legacy
+/// one is told apart here, before a sync copies them byte for byte.
+fn probe_names(entries: &[listing::ListEntry], encoding: NameEncoding, report: &mut Report) {
+    if entries.is_empty() {
+        return;
+    }
+    let unreadable: Vec<String> = entries
+        .iter()
+        .filter(|entry| match encoding {
+            NameEncoding::Bytes => std::str::from_utf8(&entry.name).is_err(),
+            _ => encoding.to_barge(&entry.name).is_err(),
+        })
+        .map(|entry| crate::path::Shortened(&entry.name).to_string())
+        .collect();
+    let details = serde_json::json!({
+        "names": entries.len(),
+        "encoding": (!encoding.is_bytes()).then(|| encoding.to_string()),
+        "unreadable": unreadable.iter().take(10).collect::<Vec<_>>(),
+    });
+    let probe = match (unreadable.first(), encoding) {
+        (None, NameEncoding::Bytes) => Probe::ok("names", format!("{} in the root listing, all UTF-8", entries.len())),
+        (None, _) => Probe::ok("names", format!("{} in the root listing, all valid {encoding}", entries.len())),
+        (Some(first), NameEncoding::Bytes) => Probe::warning(
+            "names",
+            format!("{} of {} in the root listing are not UTF-8 (first: {first})", unreadable.len(), entries.len()),
+            "the server keeps names in a legacy character set: sync with --encoding NAME (latin1, cp437, \
+             shift_jis, euc-kr, gbk, ...) to have them as UTF-8 here; without it they are copied byte for byte",
+        ),
+        (Some(first), _) => Probe::warning(
+            "names",
+            format!(
+                "{} of {} in the root listing are not valid {encoding} (first: {first})",
+                unreadable.len(),
+                entries.len()
+            ),
+            format!("a sync skips them with a warning: is {encoding} the server's character set?"),
+        ),
+    };
+    report.push(probe.details(details));
 }
 
 pub(super) async fn probe_active(
