@@ -20,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod file;
 pub mod hostkey;
+pub mod jump;
 pub mod pool;
 pub mod session;
 mod short_ecdsa;
@@ -143,7 +144,8 @@ pub async fn connect_params(
             "no user name: put one in the URL (sftp://user@host/path)",
         ));
     }
-    let known_hosts = match (&options.sftp.known_hosts, &home) {
+    // --known-hosts, else the config's UserKnownHostsFile, else ~/.ssh/known_hosts.
+    let known_hosts = match (options.sftp.known_hosts.as_ref().or(resolved.known_hosts.as_ref()), &home) {
         (Some(path), _) => path.clone(),
         (None, Some(home)) => home.join(".ssh").join("known_hosts"),
         (None, None) => {
@@ -185,7 +187,7 @@ pub async fn connect_params(
         remote.port,
         credentials,
         known_hosts,
-        options.sftp.accept_new_host_key,
+        options.sftp.accept_new_host_key || resolved.accept_new_host_key,
         options.timeout,
     ));
     Ok((remote.clone(), params))
