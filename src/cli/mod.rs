@@ -341,6 +341,10 @@ pub struct RemoteArgs {
     /// (a changed key is always refused).
     #[arg(long)]
     pub accept_new_host_key: bool,
+    /// SFTP: reach the server through these SSH jump hosts, as `ssh -J` (user@host[:port],
+    /// comma-separated or repeated, first connected first; `none`: no jump). Overrides ProxyJump.
+    #[arg(long, value_name = "HOST", value_parser = crate::backend::sftp::jump::parse_jump_arg)]
+    pub jump: Vec<crate::backend::sftp::jump::JumpChain>,
     /// Seconds before a connection, command or stalled transfer times out [default: 60].
     #[arg(long, allow_negative_numbers = true, value_name = "SECONDS", value_parser = crate::units::parse_timeout_secs)]
     pub timeout: Option<u64>,
@@ -707,6 +711,7 @@ impl RemoteArgs {
                 ssh_config: self.ssh_config.clone(),
                 accept_new_host_key: self.accept_new_host_key,
                 passphrase_env: self.passphrase_env.clone(),
+                jump: (!self.jump.is_empty()).then(|| self.jump.iter().flat_map(|chain| chain.0.clone()).collect()),
             },
             password_env: self.password_env.clone(),
             timeout: std::time::Duration::from_secs(self.timeout.unwrap_or(60).max(1)),

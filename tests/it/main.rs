@@ -16,6 +16,7 @@ mod hostile_sftp;
 mod links;
 mod listing_capture;
 mod local_sync;
+mod proxy;
 mod recursive_list;
 mod round_trips;
 mod safety;

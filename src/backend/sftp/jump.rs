@@ -27,6 +27,15 @@ impl std::fmt::Display for JumpHost {
     }
 }
 
+/// One `--jump` argument: a chain (clap keeps each occurrence as one value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JumpChain(pub Vec<JumpHost>);
+
+/// Parses a `--jump` argument.
+pub fn parse_jump_arg(text: &str) -> Result<JumpChain, String> {
+    parse_chain(text).map(JumpChain)
+}
+
 /// A comma-separated chain; `none` is the empty chain.
 pub fn parse_chain(text: &str) -> Result<Vec<JumpHost>, String> {
     if text.eq_ignore_ascii_case("none") {
