@@ -9,6 +9,7 @@ pub mod ftp;
 pub mod local;
 pub mod recall;
 pub mod sftp;
+pub mod socks;
 pub mod stream;
 pub mod temp;
 
@@ -683,6 +684,8 @@ pub struct RemoteOptions {
     pub memory: Option<Memory>,
     pub ftp: ftp::FtpOptions,
     pub sftp: sftp::SftpOptions,
+    /// `--proxy`, else `ALL_PROXY`: a SOCKS5 proxy for every connection.
+    pub proxy: socks::ProxySetting,
 }
 
 impl Default for RemoteOptions {
@@ -696,6 +699,7 @@ impl Default for RemoteOptions {
             memory: None,
             ftp: ftp::FtpOptions::default(),
             sftp: sftp::SftpOptions::default(),
+            proxy: socks::ProxySetting::default(),
         }
     }
 }

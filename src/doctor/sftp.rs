@@ -184,7 +184,8 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
     report.push(route_probe(&params));
 
     // TCP connect (through the route, when there is one).
-    let (mut tcp, _hops) = if params.jumps.is_empty() {
+    let direct = params.jumps.is_empty() && params.proxy.is_none();
+    let (mut tcp, _hops) = if direct {
         let Some(tcp) = direct_connect(&remote, &shown, timeout, report).await else { return };
         (Box::new(tcp) as Box<dyn Transport>, Vec::new())
     } else {
@@ -200,16 +201,20 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
                 report.push(Probe::failed(
                     "route",
                     e.to_string(),
-                    "check the jump host named above: its host key (known_hosts), the login (user, keys, \
-                     ssh-agent), and that it may forward connections to the server (sshd AllowTcpForwarding)",
+                    "check the proxy or jump host named above: a proxy's address and login (ALL_PROXY), a jump \
+                     host's key (known_hosts), login (user, keys, ssh-agent) and that it may forward connections \
+                     to the server (sshd AllowTcpForwarding)",
                 ));
                 return;
             }
         }
     };
     let (first_host, first_port) = params.first_connection();
-    let purpose =
-        if params.jumps.is_empty() { "SSH connection (SFTP)" } else { "SSH connection to the first jump host" };
+    let purpose = match (&params.proxy, params.jumps.is_empty()) {
+        (Some(_), _) => "SOCKS5 proxy",
+        (None, true) => "SSH connection (SFTP)",
+        (None, false) => "SSH connection to the first jump host",
+    };
     report.firewall.push(FirewallRule::outbound(first_host, first_port.to_string(), purpose));
 
     // Banner and algorithms.
@@ -314,7 +319,8 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
 /// How the server is reached: directly, or which jump hosts.
 fn route_probe(params: &ConnectParams) -> Probe {
     let jumps: Vec<String> = params.jumps.iter().map(|hop| format!("{}@{}", hop.credentials.user, hop.shown)).collect();
-    Probe::ok("route", params.route()).details(serde_json::json!({ "jumps": jumps }))
+    let proxy = params.proxy.as_ref().map(ToString::to_string);
+    Probe::ok("route", params.route()).details(serde_json::json!({ "jumps": jumps, "proxy": proxy }))
 }
 
 /// The TCP connect probe without a route; `None` when the doctor must

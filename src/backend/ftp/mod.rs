@@ -243,6 +243,11 @@ impl FtpBackend {
             pipelining: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             learned: Arc::default(),
             remembered: remembered.clone(),
+            proxy: options
+                .proxy
+                .proxy()
+                .map_err(|why| OpError::new(ErrorKind::Connect, "proxy", &shown, why))?
+                .filter(|proxy| proxy.applies_to(&remote.host)),
         };
         let ascii = FilePatterns::new(&options.ftp.ascii)
             .map_err(|e| OpError::new(ErrorKind::InvalidData, "--ascii", &shown, e.to_string()))?;

@@ -398,6 +398,7 @@ mod tests {
             pipelining: Arc::new(AtomicBool::new(true)),
             learned: Arc::default(),
             remembered: None,
+            proxy: None,
         }
     }
 

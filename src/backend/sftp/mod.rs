@@ -158,8 +158,14 @@ pub async fn connect_params(
         let user = hop.remote.user.clone().unwrap_or_else(auth::default_user);
         hops.push(Arc::new(host_params(hop, user, None, options, home.clone()).await?));
     }
+    let first_host = hops.first().map_or(remote.host.as_str(), |hop| hop.host.as_str());
+    let proxy = options
+        .proxy
+        .proxy()
+        .map_err(|why| OpError::new(ErrorKind::Connect, "proxy", &shown, why))?
+        .filter(|proxy| proxy.applies_to(first_host));
     let remote = remote.clone();
-    let params = host_params(resolved, login.user, login.password, options, home).await?.through(hops);
+    let params = host_params(resolved, login.user, login.password, options, home).await?.through(hops, proxy);
     Ok((remote, Arc::new(params)))
 }
 

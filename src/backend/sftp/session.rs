@@ -15,6 +15,7 @@ use russh_sftp::protocol::StatusCode;
 
 use super::auth::Credentials;
 use super::hostkey::{self, Decision, Verdict};
+use crate::backend::socks::Socks5Proxy;
 use crate::error::{ErrorKind, OpError};
 
 /// Flow-control window of the SFTP channel: what the server may send
@@ -45,6 +46,8 @@ pub struct ConnectParams {
     /// parameters (user, keys, host key check under its own name and
     /// port), and the next connection goes through it (direct-tcpip).
     pub jumps: Vec<Arc<ConnectParams>>,
+    /// The SOCKS5 proxy the first TCP connection goes through.
+    pub proxy: Option<Arc<Socks5Proxy>>,
 }
 
 impl ConnectParams {
@@ -83,18 +86,24 @@ impl ConnectParams {
             working: Mutex::new(None),
             round_trips: Arc::default(),
             jumps: Vec::new(),
+            proxy: None,
         }
     }
 
-    /// These parameters, reached through `jumps` (first connected first).
-    pub fn through(mut self, jumps: Vec<Arc<ConnectParams>>) -> ConnectParams {
+    /// These parameters, reached through `jumps` (first connected first),
+    /// the first TCP connection through `proxy`.
+    pub fn through(mut self, jumps: Vec<Arc<ConnectParams>>, proxy: Option<Arc<Socks5Proxy>>) -> ConnectParams {
         self.jumps = jumps;
+        self.proxy = proxy;
         self
     }
 
-    /// Where the first TCP connection goes: the first jump host, else the
-    /// server.
+    /// Where the first TCP connection goes: the proxy, else the first jump
+    /// host, else the server.
     pub fn first_connection(&self) -> (&str, u16) {
+        if let Some(proxy) = &self.proxy {
+            return (&proxy.host, proxy.port);
+        }
         let first = self.jumps.first().map_or(self, |hop| &**hop);
         (&first.host, first.port)
     }
@@ -102,12 +111,16 @@ impl ConnectParams {
     /// How connections reach the server, in words: `direct`, or `through
     /// jump hosts user@a:22 -> user@b:22`. Never a secret.
     pub fn route(&self) -> String {
-        if self.jumps.is_empty() {
-            return "direct".to_string();
+        let mut route = Vec::new();
+        if let Some(proxy) = &self.proxy {
+            route.push(format!("through SOCKS5 proxy {proxy} (from {})", proxy.source));
         }
-        let hops: Vec<String> =
-            self.jumps.iter().map(|hop| format!("{}@{}", hop.credentials.user, hop.shown)).collect();
-        format!("through jump host{} {}", if hops.len() > 1 { "s" } else { "" }, hops.join(" -> "))
+        if !self.jumps.is_empty() {
+            let hops: Vec<String> =
+                self.jumps.iter().map(|hop| format!("{}@{}", hop.credentials.user, hop.shown)).collect();
+            route.push(format!("through jump host{} {}", if hops.len() > 1 { "s" } else { "" }, hops.join(" -> ")));
+        }
+        if route.is_empty() { "direct".to_string() } else { route.join(", then ") }
     }
 }
 
@@ -268,8 +281,8 @@ pub async fn open_transport(
     params: &ConnectParams,
 ) -> Result<(Box<dyn Transport>, Vec<client::Handle<Client>>), OpError> {
     let first = params.jumps.first().map_or(params, |hop| &**hop);
-    let mut stream: Box<dyn Transport> =
-        Box::new(tcp_connect(&first.host, first.port, &first.shown, params.timeout).await?);
+    let tcp = tcp_connect(params.proxy.as_deref(), &first.host, first.port, &first.shown, params.timeout).await?;
+    let mut stream: Box<dyn Transport> = Box::new(tcp);
     let mut hops = Vec::with_capacity(params.jumps.len());
     for (index, hop) in params.jumps.iter().enumerate() {
         let timed_out = || {
@@ -297,9 +310,21 @@ pub async fn open_transport(
 }
 
 /// A TCP connection to `host:port` (every address it resolves to, in
-/// turn), within `timeout`.
-async fn tcp_connect(host: &str, port: u16, shown: &str, timeout: Duration) -> Result<tokio::net::TcpStream, OpError> {
-    let connected = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port)))
+/// turn), or through `proxy`, within `timeout`.
+async fn tcp_connect(
+    proxy: Option<&Socks5Proxy>,
+    host: &str,
+    port: u16,
+    shown: &str,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, OpError> {
+    let connecting = async {
+        match proxy {
+            Some(proxy) => crate::backend::socks::connect(proxy, host, port, timeout).await,
+            None => tokio::net::TcpStream::connect((host, port)).await,
+        }
+    };
+    let connected = tokio::time::timeout(timeout, connecting)
         .await
         .map_err(|_| OpError::new(ErrorKind::Temporary, "connect", shown, format!("timed out after {timeout:?}")))?;
     let tcp = connected.map_err(|e| ssh_error(russh::Error::IO(e), "connect", shown))?;
