@@ -65,6 +65,8 @@ pub struct Remote {
     pub timeout: Option<u64>,
     /// FTP names' character set (`encoding`); `Bytes` when not given.
     pub encoding: NameEncoding,
+    /// `jump`: SSH jump hosts, as `--jump`.
+    pub jump: Option<Vec<crate::backend::sftp::jump::JumpHost>>,
 }
 
 /// A named sync: everything `barge sync` takes, as data.
@@ -160,6 +162,7 @@ struct RawRemote {
     accept_new_host_key: bool,
     timeout: Option<Spanned<u64>>,
     encoding: Option<Spanned<String>>,
+    jump: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -295,6 +298,7 @@ impl Remote {
         fill(&mut options.sftp.passphrase_env, &self.passphrase_env);
         fill(&mut options.sftp.known_hosts, &self.known_hosts);
         fill(&mut options.sftp.ssh_config, &self.ssh_config);
+        fill(&mut options.sftp.jump, &self.jump);
         options.ftp.explicit_tls |= self.tls_explicit;
         options.ftp.tls.insecure |= self.insecure;
         options.ftp.active |= self.active;
@@ -483,6 +487,13 @@ impl ConfigFile<'_> {
             accept_new_host_key: raw.accept_new_host_key,
             timeout: self.timeout(raw.timeout)?,
             encoding: self.encoding(raw.encoding)?.unwrap_or_default(),
+            jump: match &raw.jump {
+                Some(chain) => Some(
+                    crate::backend::sftp::jump::parse_chain(chain.get_ref())
+                        .map_err(|e| self.error(Some(chain.span()), &format!("jump: {e}")))?,
+                ),
+                None => None,
+            },
         })
     }
 
@@ -637,6 +648,7 @@ url = "sftp://alice@backup.example.org/srv/mirror"
 parallel = 4
 bwlimit = "10M"
 known_hosts = "/etc/barge/known_hosts"
+jump = "me@bastion.example.org:2222,gw"
 
 [remotes.pub]
 url = "ftpes://ftp.example.org:2121/"
@@ -663,6 +675,8 @@ parallel = 16
         let config = parse(GOOD).unwrap();
         let backup = &config.remotes["backup"];
         assert_eq!((backup.parallel, backup.bwlimit), (Some(4), Some(10 << 20)));
+        let jumps: Vec<String> = backup.jump.iter().flatten().map(ToString::to_string).collect();
+        assert_eq!(jumps, ["me@bastion.example.org:2222", "gw"]);
         assert_eq!(config.remotes["pub"].location.user.as_deref(), Some("anonymous"));
         assert!(config.remotes["pub"].active, "active_ports implies active");
         let nightly = &config.jobs["nightly"];

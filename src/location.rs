@@ -334,7 +334,7 @@ fn percent_decode(text: &str, bad: &dyn Fn(&str) -> Error) -> Result<Vec<u8>, Er
     Ok(out)
 }
 
-fn decode_utf8(text: &str, bad: &dyn Fn(&str) -> Error) -> Result<String, Error> {
+pub(crate) fn decode_utf8(text: &str, bad: &dyn Fn(&str) -> Error) -> Result<String, Error> {
     String::from_utf8(percent_decode(text, bad)?).map_err(|_| bad("credentials are not UTF-8"))
 }
 

@@ -10,6 +10,7 @@ pub mod local;
 pub mod raw_names;
 pub mod recall;
 pub mod sftp;
+pub mod socks;
 pub mod stream;
 pub mod temp;
 
@@ -718,6 +719,8 @@ pub struct RemoteOptions {
     pub memory: Option<Memory>,
     pub ftp: ftp::FtpOptions,
     pub sftp: sftp::SftpOptions,
+    /// `--proxy`, else `ALL_PROXY`: a SOCKS5 proxy for every connection.
+    pub proxy: socks::ProxySetting,
 }
 
 impl Default for RemoteOptions {
@@ -731,6 +734,7 @@ impl Default for RemoteOptions {
             memory: None,
             ftp: ftp::FtpOptions::default(),
             sftp: sftp::SftpOptions::default(),
+            proxy: socks::ProxySetting::default(),
         }
     }
 }

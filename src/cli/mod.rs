@@ -355,6 +355,14 @@ pub struct RemoteArgs {
     /// (a changed key is always refused).
     #[arg(long)]
     pub accept_new_host_key: bool,
+    /// SFTP: reach the server through these SSH jump hosts, as `ssh -J` (user@host[:port],
+    /// comma-separated or repeated, first connected first; `none`: no jump). Overrides ProxyJump.
+    #[arg(long, value_name = "HOST", value_parser = crate::backend::sftp::jump::parse_jump_arg)]
+    pub jump: Vec<crate::backend::sftp::jump::JumpChain>,
+    /// Connect through this SOCKS5 proxy: socks5://[user@]host:port (FTP control and passive
+    /// data connections, SFTP). Default: ALL_PROXY, which may hold a password; `none`: direct.
+    #[arg(long, value_name = "URL", value_parser = ProxyArg)]
+    pub proxy: Option<crate::backend::socks::ProxySetting>,
     /// Seconds before a connection, command or stalled transfer times out [default: 60].
     #[arg(long, allow_negative_numbers = true, value_name = "SECONDS", value_parser = crate::units::parse_timeout_secs)]
     pub timeout: Option<u64>,
@@ -726,6 +734,27 @@ async fn doctor(config: &Config, args: DoctorArgs) -> Result<i32, Error> {
     Ok(report.exit_code())
 }
 
+/// `--proxy`'s parser: its errors never repeat the value (clap's own
+/// message would, and it may hold a password).
+#[derive(Debug, Clone, Copy)]
+struct ProxyArg;
+
+impl clap::builder::TypedValueParser for ProxyArg {
+    type Value = crate::backend::socks::ProxySetting;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let refused =
+            |why: String| clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("--proxy: {why}\n"));
+        let text = value.to_str().ok_or_else(|| refused("not UTF-8".to_string()))?;
+        crate::backend::socks::parse_proxy_arg(text).map_err(refused)
+    }
+}
+
 impl RemoteArgs {
     /// The backend options these flags ask for, with `connections` per server.
     pub fn options(&self, connections: usize) -> RemoteOptions {
@@ -746,8 +775,10 @@ impl RemoteArgs {
                 ssh_config: self.ssh_config.clone(),
                 accept_new_host_key: self.accept_new_host_key,
                 passphrase_env: self.passphrase_env.clone(),
+                jump: (!self.jump.is_empty()).then(|| self.jump.iter().flat_map(|chain| chain.0.clone()).collect()),
             },
             password_env: self.password_env.clone(),
+            proxy: self.proxy.clone().unwrap_or_default(),
             timeout: std::time::Duration::from_secs(self.timeout.unwrap_or(60).max(1)),
             connections,
             memory: None,

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use super::firewall::FirewallRule;
 use super::{DoctorOptions, Probe, Report, show_duration, suggest_parallel};
 use crate::backend::sftp::hostkey::{self, Verdict};
-use crate::backend::sftp::session::{self, ConnectParams, SftpConn};
+use crate::backend::sftp::session::{self, ConnectParams, SftpConn, Transport};
 use crate::backend::sftp::{self as sftp_backend};
 use crate::error::ErrorKind;
 use crate::location::RemoteLocation;
@@ -82,7 +82,10 @@ pub fn negotiate<'a>(client: &'a [String], server: &[String]) -> Option<&'a str>
 }
 
 /// Reads the server's identification line and its KEXINIT off a fresh connection.
-async fn banner_and_kexinit(tcp: &mut TcpStream, wait: Duration) -> Result<(String, Result<KexInit, String>), String> {
+async fn banner_and_kexinit(
+    tcp: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin),
+    wait: Duration,
+) -> Result<(String, Result<KexInit, String>), String> {
     let mut buf = Vec::new();
     let banner = tokio::time::timeout(wait, async {
         // RFC 4253 §4.2: lines before the one starting with "SSH-" may come first.
@@ -178,34 +181,41 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
     };
     let shown = params.shown.clone();
     let timeout = options.remote.timeout;
+    report.push(route_probe(&params));
 
-    // TCP connect.
-    let started = Instant::now();
-    let connected = tokio::time::timeout(timeout, TcpStream::connect((remote.host.as_str(), remote.port))).await;
-    let mut tcp = match connected {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => {
-            let advice = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                "nothing listens on that port, or a firewall rejects it: check the host and port (SSH is 22)"
-            } else {
-                "check the host name; a firewall may drop the connection: outbound TCP to this port must be open"
-            };
-            report.push(Probe::failed("tcp connect", format!("{shown}: {e}"), advice));
-            return;
-        }
-        Err(_) => {
-            report.push(Probe::failed(
-                "tcp connect",
-                format!("{shown}: no answer within {}", show_duration(timeout)),
-                "a firewall drops the connection, or the host is down: outbound TCP to this port must be open",
-            ));
-            return;
+    // TCP connect (through the route, when there is one).
+    let direct = params.jumps.is_empty() && params.proxy.is_none();
+    let (mut tcp, _hops) = if direct {
+        let Some(tcp) = direct_connect(&remote, &shown, timeout, report).await else { return };
+        (Box::new(tcp) as Box<dyn Transport>, Vec::new())
+    } else {
+        let started = Instant::now();
+        match session::open_transport(&params).await {
+            Ok(opened) => {
+                let took = started.elapsed();
+                let route = params.route();
+                report.push(Probe::ok("tcp connect", format!("{shown} {route} in {}", show_duration(took))).took(took));
+                opened
+            }
+            Err(e) => {
+                report.push(Probe::failed(
+                    "route",
+                    e.to_string(),
+                    "check the proxy or jump host named above: a proxy's address and login (ALL_PROXY), a jump \
+                     host's key (known_hosts), login (user, keys, ssh-agent) and that it may forward connections \
+                     to the server (sshd AllowTcpForwarding)",
+                ));
+                return;
+            }
         }
     };
-    let took = started.elapsed();
-    let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    report.push(Probe::ok("tcp connect", format!("{shown} ({peer}) in {}", show_duration(took))).took(took));
-    report.firewall.push(FirewallRule::outbound(&remote.host, remote.port.to_string(), "SSH connection (SFTP)"));
+    let (first_host, first_port) = params.first_connection();
+    let purpose = match (&params.proxy, params.jumps.is_empty()) {
+        (Some(_), _) => "SOCKS5 proxy",
+        (None, true) => "SSH connection (SFTP)",
+        (None, false) => "SSH connection to the first jump host",
+    };
+    report.firewall.push(FirewallRule::outbound(first_host, first_port.to_string(), purpose));
 
     // Banner and algorithms.
     match banner_and_kexinit(&mut tcp, options.short_wait()).await {
@@ -306,6 +316,49 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
     report.suggested_parallel = Some(suggest_parallel(rtt.unwrap_or_default(), accepted, capped));
 }
 
+/// How the server is reached: directly, or which jump hosts.
+fn route_probe(params: &ConnectParams) -> Probe {
+    let jumps: Vec<String> = params.jumps.iter().map(|hop| format!("{}@{}", hop.credentials.user, hop.shown)).collect();
+    let proxy = params.proxy.as_ref().map(ToString::to_string);
+    Probe::ok("route", params.route()).details(serde_json::json!({ "jumps": jumps, "proxy": proxy }))
+}
+
+/// The TCP connect probe without a route; `None` when the doctor must
+/// stop here.
+async fn direct_connect(
+    remote: &RemoteLocation,
+    shown: &str,
+    timeout: Duration,
+    report: &mut Report,
+) -> Option<TcpStream> {
+    let started = Instant::now();
+    let connected = tokio::time::timeout(timeout, TcpStream::connect((remote.host.as_str(), remote.port))).await;
+    let tcp = match connected {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            let advice = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                "nothing listens on that port, or a firewall rejects it: check the host and port (SSH is 22)"
+            } else {
+                "check the host name; a firewall may drop the connection: outbound TCP to this port must be open"
+            };
+            report.push(Probe::failed("tcp connect", format!("{shown}: {e}"), advice));
+            return None;
+        }
+        Err(_) => {
+            report.push(Probe::failed(
+                "tcp connect",
+                format!("{shown}: no answer within {}", show_duration(timeout)),
+                "a firewall drops the connection, or the host is down: outbound TCP to this port must be open",
+            ));
+            return None;
+        }
+    };
+    let took = started.elapsed();
+    let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    report.push(Probe::ok("tcp connect", format!("{shown} ({peer}) in {}", show_duration(took))).took(took));
+    Some(tcp)
+}
+
 fn algorithms_probe(params: &ConnectParams, kexinit: Result<KexInit, String>) -> Probe {
     let server = match kexinit {
         Ok(server) => server,
@@ -369,8 +422,14 @@ async fn host_key_and_methods(params: &Arc<ConnectParams>, report: &mut Report) 
     let seen = Arc::new(Mutex::new(None));
     let handler = KeyCatcher { params: Arc::clone(params), seen: Arc::clone(&seen) };
     let config = Arc::new(session::ssh_config(params));
-    let target = (params.host.as_str(), params.port);
-    let connected = tokio::time::timeout(params.timeout, client::connect(config, target, handler)).await;
+    let (stream, _hops) = match session::open_transport(params).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            report.push(Probe::failed("host key", e.to_string(), "the server could not be reached again"));
+            return None;
+        }
+    };
+    let connected = tokio::time::timeout(params.timeout, client::connect_stream(config, stream, handler)).await;
     let caught = seen.lock().ok().and_then(|mut s| s.take());
     let file = params.known_hosts.display().to_string();
     let name = hostkey::host_pattern(&params.host, params.port);

@@ -18,6 +18,7 @@ mod links;
 mod listing_capture;
 mod local_sync;
 mod perms;
+mod proxy;
 mod recursive_list;
 mod round_trips;
 mod safety;

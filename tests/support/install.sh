@@ -11,7 +11,9 @@
 #     (each "Provides/Conflicts: ftp-server"), so they are fetched with
 #     `apt-get download` and unpacked with `dpkg -x` into the cache dir, next to
 #     openssh-server (unpacked too, so /etc/ssh and the machine's own setup stay
-#     untouched). Binaries are run from there with absolute paths.
+#     untouched) and microsocks (a SOCKS5 server for the proxy tests; unpacked so
+#     its system service is never installed). Binaries are run from there with
+#     absolute paths.
 #   * creates the login user `bargetest` (password below) used by every server,
 #     the privilege-separation user `sshd` that sshd insists on, and the PAM
 #     service /etc/pam.d/barge-test (pam_unix only) that vsftpd authenticates with.
@@ -48,7 +50,7 @@ script_hash="$(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)"
 
 # The binaries the harness runs, relative to $cache/root.
 server_bins=(usr/sbin/vsftpd usr/sbin/pure-ftpd usr/bin/pure-pw usr/sbin/proftpd usr/sbin/sshd
-    usr/lib/proftpd/mod_tls.so)
+    usr/lib/proftpd/mod_tls.so usr/bin/microsocks)
 # Commands that must be on PATH afterwards.
 tools=(ssh sftp ssh-keygen openssl lftp rclone rsync hyperfine kill flock useradd chpasswd)
 
@@ -123,7 +125,7 @@ if [[ ! -e "$policy" ]]; then
 fi
 
 # --- 1. Download and unpack the conflicting servers ---------------------------------
-unpacked_pkgs=(vsftpd pure-ftpd proftpd-core proftpd-mod-crypto openssh-server)
+unpacked_pkgs=(vsftpd pure-ftpd proftpd-core proftpd-mod-crypto openssh-server microsocks)
 debs="$cache/debs"
 mkdir -p "$debs"
 (cd "$debs" && rm -f ./*.deb && apt_retry apt-get -q download "${unpacked_pkgs[@]}")

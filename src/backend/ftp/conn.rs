@@ -20,6 +20,7 @@ use super::names::RawBytes;
 use super::protocol::{Reply, TlsMode, feat_map, feature_lines, parse_pwd};
 use super::tls;
 use crate::backend::HashKind;
+use crate::backend::socks::{self, Socks5Proxy};
 use crate::credentials::Login;
 use crate::error::{ErrorKind, OpError};
 
@@ -61,6 +62,16 @@ pub struct ConnectParams {
     pub remembered: Option<Remembered>,
     /// Send `OPTS UTF8 ON` where FEAT offers UTF8: not with `--encoding`.
     pub opts_utf8: bool,
+    /// The SOCKS5 proxy the control and data connections go through.
+    pub proxy: Option<Arc<Socks5Proxy>>,
+}
+
+/// A connection's route through a SOCKS5 proxy: the proxy, and the
+/// server's name as the URL gives it (the proxy resolves it).
+#[derive(Clone)]
+pub struct Proxied {
+    pub proxy: Arc<Socks5Proxy>,
+    pub host: String,
 }
 
 /// What FEAT said, reduced to what barge uses.
@@ -137,6 +148,8 @@ pub struct FtpConn {
     pub round_trips: Arc<AtomicU64>,
     /// How long a data connection may take to open.
     pub data_timeout: Duration,
+    /// Set when data connections go through a SOCKS5 proxy.
+    pub proxied: Option<Proxied>,
 }
 
 impl FtpConn {
@@ -343,6 +356,44 @@ pub async fn connect_data(target: SocketAddr, timeout: Duration) -> Result<TcpSt
     Ok(stream)
 }
 
+/// Opens a passive data connection to `host:port` through the proxy.
+async fn connect_data_proxied(
+    proxied: &Proxied,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<TcpStream, FtpError> {
+    let stream = socks::connect(&proxied.proxy, host, port, timeout).await.map_err(FtpError::ConnectionError)?;
+    stream.set_nodelay(true).ok();
+    Ok(stream)
+}
+
+/// Where a passive data connection goes through the proxy: the server's
+/// name when the reply names the control connection's peer (suppaftp puts
+/// it in for EPSV: the proxy's address) or no address at all, else the
+/// address the PASV reply names.
+fn proxied_data_host(proxied: &Proxied, announced: SocketAddr, control_peer: SocketAddr) -> String {
+    if announced.ip() == control_peer.ip() || announced.ip().is_unspecified() {
+        proxied.host.clone()
+    } else {
+        announced.ip().to_string()
+    }
+}
+
+impl FtpConn {
+    /// Opens the data connection to the port an EPSV reply named: at the
+    /// control connection's peer, or through the proxy to the server.
+    pub async fn connect_epsv_data(&self, port: u16) -> Result<TcpStream, FtpError> {
+        match &self.proxied {
+            Some(proxied) => connect_data_proxied(proxied, &proxied.host, port, self.data_timeout).await,
+            None => {
+                let peer = self.control.get_ref().await.peer_addr().map_err(FtpError::ConnectionError)?;
+                connect_data(SocketAddr::new(peer.ip(), port), self.data_timeout).await
+            }
+        }
+    }
+}
+
 /// True for addresses a NAT'ed server typically announces by mistake.
 fn is_internal(ip: IpAddr) -> bool {
     match ip {
@@ -489,14 +540,39 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
     let host = params.host.as_str();
     let shown = format!("{}:{}", display_host(host), params.port);
     let counted = |n: u64| params.round_trips.fetch_add(n, Ordering::Relaxed);
-    let addr = with_timeout(params.timeout, "resolve", &shown, async {
-        tokio::net::lookup_host((host, params.port))
-            .await
-            .map_err(|e| OpError::new(ErrorKind::Connect, "resolve", &shown, e.to_string()))?
-            .next()
-            .ok_or_else(|| OpError::new(ErrorKind::Connect, "resolve", &shown, "no address"))
-    })
-    .await?;
+    let proxied = params.proxy.as_ref().map(|proxy| Proxied { proxy: Arc::clone(proxy), host: host.to_string() });
+    if let Some(proxied) = &proxied {
+        // The server would connect back to us, which a SOCKS5 CONNECT
+        // cannot carry; suppaftp's implicit TLS opens its own socket.
+        let refused = match (&params.data_mode, params.tls_mode) {
+            (DataMode::Active { .. }, _) => Some(
+                "active mode (--active) cannot go through a SOCKS5 proxy: the server would connect back to barge, \
+                 which the proxy does not carry; use passive mode",
+            ),
+            (_, TlsMode::Implicit) => Some(
+                "implicit TLS (ftps://) cannot go through a SOCKS5 proxy yet: use ftpes:// (AUTH TLS) if the \
+                 server offers it",
+            ),
+            _ => None,
+        };
+        if let Some(why) = refused {
+            return Err(OpError::new(ErrorKind::Unsupported, "proxy", &shown, format!("{why} ({})", proxied.proxy)));
+        }
+    }
+    // Through a proxy, the proxy resolves the name.
+    let addr = match proxied {
+        Some(_) => None,
+        None => Some(
+            with_timeout(params.timeout, "resolve", &shown, async {
+                tokio::net::lookup_host((host, params.port))
+                    .await
+                    .map_err(|e| OpError::new(ErrorKind::Connect, "resolve", &shown, e.to_string()))?
+                    .next()
+                    .ok_or_else(|| OpError::new(ErrorKind::Connect, "resolve", &shown, "no address"))
+            })
+            .await?,
+        ),
+    };
     let connect_err = |e: std::io::Error| {
         let kind = match ErrorKind::from_io(e.kind()) {
             ErrorKind::Temporary => ErrorKind::Temporary,
@@ -512,11 +588,19 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
     };
     let connected = with_timeout(params.timeout, "connect", &shown, async {
         match params.tls_mode {
-            TlsMode::Implicit => Control::connect_secure_implicit(addr, connector(&tls_config, host)?, host)
-                .await
-                .map_err(|e| tls_or(e, "connect", &shown)),
+            TlsMode::Implicit => {
+                let addr = addr.ok_or_else(|| OpError::new(ErrorKind::Unsupported, "proxy", &shown, "implicit TLS"))?;
+                Control::connect_secure_implicit(addr, connector(&tls_config, host)?, host)
+                    .await
+                    .map_err(|e| tls_or(e, "connect", &shown))
+            }
             TlsMode::None | TlsMode::Explicit => {
-                let tcp = TcpStream::connect(addr).await.map_err(connect_err)?;
+                let tcp = match (&proxied, addr) {
+                    (Some(proxied), _) => socks::connect(&proxied.proxy, host, params.port, params.timeout).await,
+                    (None, Some(addr)) => TcpStream::connect(addr).await,
+                    (None, None) => Err(std::io::Error::other("no address")),
+                }
+                .map_err(connect_err)?;
                 tcp.set_nodelay(true).ok();
                 let control = Control::connect_with_stream(tcp).await.map_err(|e| classify(e, "greeting", &shown))?;
                 if params.tls_mode == TlsMode::Explicit {
@@ -736,13 +820,27 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
         }
         &DataMode::Passive { trust_reply_address } => {
             control.set_mode(if features.epsv { Mode::ExtendedPassive } else { Mode::Passive });
-            let peer = addr;
+            let peer = match addr {
+                Some(addr) => addr,
+                None => control
+                    .get_ref()
+                    .await
+                    .peer_addr()
+                    .map_err(|e| OpError::new(ErrorKind::Temporary, "connect", &shown, e.to_string()))?,
+            };
             let timeout = params.timeout;
             let round_trips = Arc::clone(&params.round_trips);
+            let through = proxied.clone();
             control = control.passive_stream_builder(move |announced| {
                 // The data connection's TCP handshake: one round trip.
                 round_trips.fetch_add(1, Ordering::Relaxed);
-                Box::pin(connect_data(passive_target(announced, peer, trust_reply_address), timeout))
+                match through.clone() {
+                    Some(proxied) => Box::pin(async move {
+                        let host = proxied_data_host(&proxied, announced, peer);
+                        connect_data_proxied(&proxied, &host, announced.port(), timeout).await
+                    }),
+                    None => Box::pin(connect_data(passive_target(announced, peer, trust_reply_address), timeout)),
+                }
             });
         }
     }
@@ -757,6 +855,7 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
         pipelining: Arc::clone(&params.pipelining),
         round_trips: Arc::clone(&params.round_trips),
         data_timeout: params.timeout,
+        proxied,
     })
 }
 

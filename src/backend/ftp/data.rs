@@ -162,9 +162,8 @@ async fn open_pipelined(conn: &mut FtpConn, op: Op, command: String, offset: u64
     let started = async {
         let reply = conn.control.read_response_in(&[Status::ExtendedPassiveMode]).await?;
         let port = parse_epsv(&String::from_utf8_lossy(&reply.body)).ok_or(FtpError::BadResponse)?;
-        let peer = conn.control.get_ref().await.peer_addr().map_err(FtpError::ConnectionError)?;
         conn.round_trip(1);
-        let tcp = super::conn::connect_data(SocketAddr::new(peer.ip(), port), conn.data_timeout).await?;
+        let tcp = conn.connect_epsv_data(port).await?;
         if rest {
             conn.control.read_response_in(&[Status::RequestFilePending]).await?;
         }

@@ -252,6 +252,11 @@ impl FtpBackend {
             // The server would turn its names into UTF-8 itself, under
             // the decoding barge does.
             opts_utf8: options.ftp.encoding.is_bytes(),
+            proxy: options
+                .proxy
+                .proxy()
+                .map_err(|why| OpError::new(ErrorKind::Connect, "proxy", &shown, why))?
+                .filter(|proxy| proxy.applies_to(&remote.host)),
         };
         let ascii = FilePatterns::new(&options.ftp.ascii)
             .map_err(|e| OpError::new(ErrorKind::InvalidData, "--ascii", &shown, e.to_string()))?;

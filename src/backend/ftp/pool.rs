@@ -399,6 +399,7 @@ mod tests {
             learned: Arc::default(),
             remembered: None,
             opts_utf8: true,
+            proxy: None,
         }
     }
 

@@ -402,9 +402,8 @@ async fn open_listing_pipelined(conn: &mut conn::FtpConn, command: &str) -> Resu
         let reply = conn.control.read_response_in(&[Status::ExtendedPassiveMode]).await?;
         let port =
             protocol::parse_epsv(&String::from_utf8_lossy(&reply.body)).ok_or(suppaftp::FtpError::BadResponse)?;
-        let peer = conn.control.get_ref().await.peer_addr().map_err(suppaftp::FtpError::ConnectionError)?;
         conn.round_trip(1);
-        let connected = conn::connect_data(std::net::SocketAddr::new(peer.ip(), port), conn.data_timeout).await;
+        let connected = conn.connect_epsv_data(port).await;
         let tcp = match connected {
             Ok(tcp) => tcp,
             Err(refused) => {

@@ -1,22 +1,32 @@
 //! `~/.ssh/config`: the options that decide where an `sftp://` location
-//! connects and as whom: `Host`, `HostName`, `Port`, `User`, `IdentityFile`,
-//! and `Include`. Everything else is ignored.
+//! connects, through what, and as whom. No directive that changes where or
+//! how ssh connects is ignored: each one is either applied or refused with
+//! an error naming it (see [`Directive`] for the three lists).
+//!
+//! Applied: `Host`, `Match all`, `Include`, `HostName`, `Port`, `User`,
+//! `IdentityFile`, `ProxyJump` (and `ProxyCommand none`),
+//! `UserKnownHostsFile` (its first file), `StrictHostKeyChecking`
+//! (`accept-new` as `--accept-new-host-key`; `yes` and `ask` refuse an
+//! unknown key, as barge always does).
 //!
 //! Rules as OpenSSH's ssh_config(5): the first value obtained for an option
 //! wins; `IdentityFile` accumulates; `Host` takes several patterns (`*`,
 //! `?`, `!negated`), matched case-insensitively against the host as written
-//! in the URL; lines before the first `Host` apply to every host; `Match`
-//! blocks are not evaluated (only `Match all` applies). `Include` reads
-//! files relative to `~/.ssh`, with `*`/`?` in the file name, and an Include
-//! inside a non-matching block never applies.
+//! in the URL; lines before the first `Host` apply to every host; a keyword
+//! ssh does not know is an error unless `IgnoreUnknown` names it. `Match`
+//! blocks are not evaluated (only `Match all` applies): one that sets an
+//! applied or refused directive is an error, since ssh might apply it.
+//! `Include` reads files relative to `~/.ssh`, with `*`/`?` in the file
+//! name, and an Include inside a non-matching block never applies.
 //!
-//! A small parser rather than a crate: five options and Include are a few
+//! A small parser rather than a crate: these options and Include are a few
 //! hundred lines with tests, with OpenSSH's exact first-match rule, and no
 //! new dependencies (ssh2-config, the maintained crate, is not vendored
 //! here and brings its own glob and dirs crates).
 
 use std::path::{Path, PathBuf};
 
+use super::jump::{self, JumpHost};
 use crate::location::RemoteLocation;
 
 /// Includes nested deeper than this are refused (as OpenSSH: 16).
@@ -30,6 +40,190 @@ pub struct HostSettings {
     pub user: Option<String>,
     /// As written (tokens and `~` not yet expanded), in order.
     pub identity_files: Vec<String>,
+    /// `ProxyJump` as written; `none` also for `ProxyCommand none` (the
+    /// first of the two wins, as in ssh).
+    pub proxy_jump: Option<String>,
+    /// `UserKnownHostsFile`'s first file, as written.
+    pub known_hosts: Option<String>,
+    /// `StrictHostKeyChecking accept-new`.
+    pub accept_new_host_key: Option<bool>,
+    /// `IgnoreUnknown`: keywords that are no error when unknown.
+    ignore_unknown: Option<String>,
+}
+
+/// What barge does with an ssh_config keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Directive {
+    /// Read and used (this module's `apply`).
+    Applied,
+    /// Known to ssh, but changes neither where nor how barge connects:
+    /// session features (forwarding, commands, environment, terminals),
+    /// timing and keepalives (barge has `--timeout` and its own), login
+    /// preferences (barge's order is agent, key files, password), algorithm
+    /// lists (barge's own; `doctor` shows what was agreed), extra trust
+    /// sources barge never uses (it is stricter without them).
+    Ignored,
+    /// Changes where or how ssh connects, and barge does not do it: an
+    /// error naming it, with the reason.
+    Refused(&'static str),
+}
+
+impl Directive {
+    fn refusal(self) -> Option<&'static str> {
+        match self {
+            Directive::Refused(why) => Some(why),
+            Directive::Applied | Directive::Ignored => None,
+        }
+    }
+}
+
+/// Keywords of OpenSSH's ssh_config (and Debian's patches) that change
+/// nothing barge does (see [`Directive::Ignored`]), lowercase.
+const IGNORED: &[&str] = &[
+    "addkeystoagent",
+    "batchmode",
+    "canonicaldomains",
+    "canonicalizefallbacklocal",
+    "canonicalizemaxdots",
+    "canonicalizepermittedcnames",
+    "casignaturealgorithms",
+    "certificatefile",
+    "challengeresponseauthentication",
+    "channeltimeout",
+    "checkhostip",
+    "cipher",
+    "ciphers",
+    "clearallforwardings",
+    "compression",
+    "compressionlevel",
+    "connectionattempts",
+    "connecttimeout",
+    "controlmaster",
+    "controlpath",
+    "controlpersist",
+    "dynamicforward",
+    "enableescapecommandline",
+    "enablesshkeysign",
+    "escapechar",
+    "exitonforwardfailure",
+    "fingerprinthash",
+    "forkafterauthentication",
+    "forwardagent",
+    "forwardx11",
+    "forwardx11timeout",
+    "forwardx11trusted",
+    "gatewayports",
+    "globalknownhostsfile",
+    "gssapiauthentication",
+    "gssapiclientidentity",
+    "gssapidelegatecredentials",
+    "gssapikexalgorithms",
+    "gssapikeyexchange",
+    "gssapirenewalforcesrekey",
+    "gssapiserveridentity",
+    "gssapitrustdns",
+    "hashknownhosts",
+    "hostbasedacceptedalgorithms",
+    "hostbasedauthentication",
+    "hostbasedkeytypes",
+    "hostkeyalgorithms",
+    "identitiesonly",
+    "identityagent",
+    "ipqos",
+    "kbdinteractiveauthentication",
+    "kbdinteractivedevices",
+    "kexalgorithms",
+    "localcommand",
+    "localforward",
+    "loglevel",
+    "logverbose",
+    "macs",
+    "nohostauthenticationforlocalhost",
+    "numberofpasswordprompts",
+    "obscurekeystroketiming",
+    "passwordauthentication",
+    "permitlocalcommand",
+    "permitremoteopen",
+    "pkcs11provider",
+    "preferredauthentications",
+    "protocol",
+    "proxyusefdpass",
+    "pubkeyacceptedalgorithms",
+    "pubkeyacceptedkeytypes",
+    "pubkeyauthentication",
+    "rekeylimit",
+    "remotecommand",
+    "remoteforward",
+    "requesttty",
+    "requiredrsasize",
+    "rhostsrsaauthentication",
+    "rsaauthentication",
+    "securitykeyprovider",
+    "sendenv",
+    "serveralivecountmax",
+    "serveraliveinterval",
+    "sessiontype",
+    "setenv",
+    "smartcarddevice",
+    "stdinnull",
+    "streamlocalbindmask",
+    "streamlocalbindunlink",
+    "syslogfacility",
+    "tag",
+    "tcpkeepalive",
+    "tunnel",
+    "tunneldevice",
+    "updatehostkeys",
+    "useprivilegedport",
+    "useroaming",
+    "verifyhostkeydns",
+    "visualhostkey",
+    "xauthlocation",
+];
+
+/// What barge does with `keyword` (lowercase) set to `value`; `None` for
+/// a keyword ssh does not know either.
+fn directive(keyword: &str, value: &str) -> Option<Directive> {
+    let value = value.to_ascii_lowercase();
+    let off = matches!(value.as_str(), "no" | "false" | "off");
+    Some(match keyword {
+        "host" | "match" | "include" | "hostname" | "port" | "user" | "identityfile" | "proxyjump"
+        | "ignoreunknown" => Directive::Applied,
+        "proxycommand" if value == "none" => Directive::Applied,
+        "proxycommand" => Directive::Refused(
+            "barge runs no command to reach a host: use ProxyJump (or --jump) for jump hosts, or --proxy for a \
+             SOCKS5 proxy",
+        ),
+        "userknownhostsfile" if value == "none" => {
+            Directive::Refused("barge checks every host key against a known_hosts file")
+        }
+        "userknownhostsfile" => Directive::Applied,
+        "stricthostkeychecking" if off => {
+            Directive::Refused("barge always checks host keys (an unknown key is refused unless --accept-new-host-key)")
+        }
+        "stricthostkeychecking" => Directive::Applied,
+        "hostkeyalias" => Directive::Refused(
+            "barge checks a host key under the host's own name and port: record the key under that name in \
+             known_hosts",
+        ),
+        "knownhostscommand" => Directive::Refused("barge reads host keys from a known_hosts file only"),
+        "revokedhostkeys" => {
+            Directive::Refused("barge reads no revoked-key file: put the revoked keys on @revoked lines of known_hosts")
+        }
+        "bindaddress" | "bindinterface" => {
+            Directive::Refused("barge does not choose the local address or interface of its connections")
+        }
+        "addressfamily" if value == "any" => Directive::Ignored,
+        "addressfamily" => Directive::Refused(
+            "barge connects to whichever address the name resolves to: put an address of that family in HostName",
+        ),
+        "canonicalizehostname" if off => Directive::Ignored,
+        "canonicalizehostname" => {
+            Directive::Refused("barge does not canonicalize host names: write the full name in HostName")
+        }
+        other if IGNORED.contains(&other) => Directive::Ignored,
+        _ => return None,
+    })
 }
 
 /// Where relative Include paths and `~` lead.
@@ -47,8 +241,8 @@ pub fn lookup(path: &Path, alias: &str, dirs: &Dirs<'_>) -> Result<HostSettings,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(settings),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let mut active = true;
-    apply(&text, path, alias, Some(dirs), &mut settings, &mut active, 0)?;
+    let mut block = Block::Applies;
+    apply(&text, path, alias, Some(dirs), &mut settings, &mut block, 0)?;
     Ok(settings)
 }
 
@@ -56,8 +250,17 @@ pub fn lookup(path: &Path, alias: &str, dirs: &Dirs<'_>) -> Result<HostSettings,
 /// not followed (no file is read).
 pub fn lookup_text(text: &[u8], alias: &str) -> Result<HostSettings, String> {
     let mut settings = HostSettings::default();
-    apply(text, Path::new("config"), alias, None, &mut settings, &mut true, 0)?;
+    apply(text, Path::new("config"), alias, None, &mut settings, &mut Block::Applies, 0)?;
     Ok(settings)
+}
+
+/// Whether the lines being read apply to the alias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Applies,
+    DoesNotApply,
+    /// A `Match` barge does not evaluate: ssh might apply it.
+    Unevaluated,
 }
 
 /// Applies one file's lines. An Include in a block that does not apply is
@@ -69,7 +272,7 @@ fn apply(
     alias: &str,
     dirs: Option<&Dirs<'_>>,
     settings: &mut HostSettings,
-    active: &mut bool,
+    block: &mut Block,
     depth: usize,
 ) -> Result<(), String> {
     let text = String::from_utf8_lossy(text);
@@ -83,16 +286,35 @@ fn apply(
         // error wherever it stands, in a block that applies or not; ssh
         // refuses the whole file, and so does barge rather than connect
         // to "" or log in as "".
-        if matches!(option.as_str(), "hostname" | "user" | "port" | "identityfile") && first.is_none_or(str::is_empty) {
+        if matches!(
+            option.as_str(),
+            "hostname" | "user" | "port" | "identityfile" | "proxyjump" | "proxycommand" | "userknownhostsfile"
+        ) && first.is_none_or(str::is_empty)
+        {
             return Err(format!("{}: {keyword} has no value", at()));
         }
+        let Some(directive) = directive(&option, first.unwrap_or_default()) else {
+            let ignored = settings.ignore_unknown.as_deref().is_some_and(|list| {
+                list.split(',').any(|p| wildcard(p.to_ascii_lowercase().as_bytes(), option.as_bytes()))
+            });
+            if ignored {
+                continue;
+            }
+            return Err(format!(
+                "{}: unknown option {keyword}: barge reads ssh_config as ssh does and refuses what it does not \
+                 know (name it in IgnoreUnknown to skip it)",
+                at()
+            ));
+        };
+        let active = *block == Block::Applies;
         match option.as_str() {
             "host" if args.iter().any(String::is_empty) => {
                 return Err(format!("{}: {keyword} has an empty pattern", at()));
             }
-            "host" => *active = host_matches(args, alias),
-            "match" => *active = first.is_some_and(|a| a.eq_ignore_ascii_case("all")),
-            "include" if *active => {
+            "host" => *block = if host_matches(args, alias) { Block::Applies } else { Block::DoesNotApply },
+            "match" if first.is_some_and(|a| a.eq_ignore_ascii_case("all")) => *block = Block::Applies,
+            "match" => *block = Block::Unevaluated,
+            "include" if active => {
                 let Some(dirs) = dirs else { continue };
                 if depth >= MAX_INCLUDE_DEPTH {
                     return Err(format!("{}: Include nested too deeply", at()));
@@ -100,9 +322,9 @@ fn apply(
                 for arg in args {
                     for file in include_files(arg, dirs).map_err(|why| format!("{}: {why}", at()))? {
                         let Ok(included) = std::fs::read(&file) else { continue };
-                        let before = *active;
-                        apply(&included, &file, alias, Some(dirs), settings, active, depth + 1)?;
-                        *active = before;
+                        let before = *block;
+                        apply(&included, &file, alias, Some(dirs), settings, block, depth + 1)?;
+                        *block = before;
                     }
                 }
             }
@@ -110,14 +332,42 @@ fn apply(
             "port" => {
                 let port = first.and_then(|p| p.parse::<u16>().ok()).filter(|p| *p > 0);
                 let port = port.ok_or_else(|| format!("{}: Port is not a number from 1 to 65535", at()))?;
-                if *active && settings.port.is_none() {
+                if active && settings.port.is_none() {
                     settings.port = Some(port);
                 }
             }
-            _ if !*active => {}
+            _ if directive == Directive::Ignored || *block == Block::DoesNotApply => {}
+            "ignoreunknown" if *block == Block::Unevaluated => {}
+            _ if *block == Block::Unevaluated => {
+                return Err(format!(
+                    "{}: {keyword} inside a Match block: barge does not evaluate Match conditions (only `Match all`), \
+                     so it cannot tell whether ssh would apply this; move it into a Host block",
+                    at()
+                ));
+            }
+            // The first of ProxyJump and ProxyCommand wins, as in ssh.
+            "proxycommand" if settings.proxy_jump.is_some() => {}
+            _ if directive.refusal().is_some() => {
+                let why = directive.refusal().unwrap_or_default();
+                return Err(format!("{}: {keyword} is not supported: {why}", at()));
+            }
             "hostname" if settings.hostname.is_none() => settings.hostname = first.map(str::to_string),
             "user" if settings.user.is_none() => settings.user = first.map(str::to_string),
             "identityfile" => settings.identity_files.extend(first.map(str::to_string)),
+            "proxyjump" | "proxycommand" if settings.proxy_jump.is_none() => {
+                let value = first.unwrap_or_default();
+                jump::parse_chain(value).map_err(|why| format!("{}: {keyword}: {why}", at()))?;
+                settings.proxy_jump = Some(value.to_string());
+            }
+            "userknownhostsfile" if settings.known_hosts.is_none() => {
+                settings.known_hosts = first.map(str::to_string);
+            }
+            "stricthostkeychecking" if settings.accept_new_host_key.is_none() => {
+                settings.accept_new_host_key = first.map(|v| v.eq_ignore_ascii_case("accept-new"));
+            }
+            "ignoreunknown" if settings.ignore_unknown.is_none() => {
+                settings.ignore_unknown = first.map(str::to_string);
+            }
             _ => {}
         }
     }
@@ -236,6 +486,13 @@ fn include_files(arg: &str, dirs: &Dirs<'_>) -> Result<Vec<PathBuf>, String> {
 pub struct Resolved {
     pub remote: RemoteLocation,
     pub identity_files: Vec<PathBuf>,
+    /// `ProxyJump`: `None` when the config names none (or no config is
+    /// read); `Some` of an empty chain for `none`.
+    pub jumps: Option<Vec<JumpHost>>,
+    /// `UserKnownHostsFile` (expanded).
+    pub known_hosts: Option<PathBuf>,
+    /// `StrictHostKeyChecking accept-new`.
+    pub accept_new_host_key: bool,
 }
 
 /// Applies the config at `config` (`--ssh-config`; else `~/.ssh/config`;
@@ -253,7 +510,13 @@ pub fn resolve(
         None => home.map(|h| h.join(".ssh").join("config")),
     };
     let Some(path) = path else {
-        return Ok(Resolved { remote: remote.clone(), identity_files: Vec::new() });
+        return Ok(Resolved {
+            remote: remote.clone(),
+            identity_files: Vec::new(),
+            jumps: None,
+            known_hosts: None,
+            accept_new_host_key: false,
+        });
     };
     let ssh_dir = match home {
         Some(home) => home.join(".ssh"),
@@ -281,7 +544,25 @@ pub fn resolve(
         .map(|file| expand(file, &tokens(&home_text, remote, &resolved, local_user)).map(PathBuf::from))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|why| format!("{}: IdentityFile: {why}", path.display()))?;
-    Ok(Resolved { remote: resolved, identity_files })
+    let jumps = match &settings.proxy_jump {
+        Some(chain) => Some(jump::parse_chain(chain).map_err(|why| format!("{}: ProxyJump: {why}", path.display()))?),
+        None => None,
+    };
+    let known_hosts = match &settings.known_hosts {
+        Some(file) => Some(
+            expand(file, &tokens(&home_text, remote, &resolved, local_user))
+                .map(PathBuf::from)
+                .map_err(|why| format!("{}: UserKnownHostsFile: {why}", path.display()))?,
+        ),
+        None => None,
+    };
+    Ok(Resolved {
+        remote: resolved,
+        identity_files,
+        jumps,
+        known_hosts,
+        accept_new_host_key: settings.accept_new_host_key.unwrap_or(false),
+    })
 }
 
 /// The tokens for connecting to `target`, written `alias` in the URL.
@@ -399,10 +680,65 @@ Host=web-*
     }
 
     #[test]
-    fn options_before_any_host_apply_to_all_and_match_blocks_are_skipped() {
-        let text = "Port 2200\nMatch host x exec \"true\"\n  User no\nMatch all\n  User yes\n";
+    fn options_before_any_host_apply_to_all_and_match_blocks_are_not_evaluated() {
+        let text = "Port 2200\nMatch host x exec \"true\"\n  ServerAliveInterval 5\nMatch all\n  User yes\n";
         let got = settings_for(text, "anything");
         assert_eq!((got.port, got.user.as_deref()), (Some(2200), Some("yes")));
+        // A Match that might set where ssh connects is an error, not skipped.
+        let err = lookup_text(b"Match host x\n  User no\n", "x").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("User inside a Match block"), "{err}");
+    }
+
+    fn error_for(text: &str, alias: &str) -> String {
+        lookup_text(text.as_bytes(), alias).unwrap_err()
+    }
+
+    #[test]
+    fn proxy_jump_first_value_wins_with_proxy_command_none() {
+        let text = "Host db\n  ProxyJump me@gw:2222,gw2\nHost *\n  ProxyJump other\n";
+        assert_eq!(lookup_text(text.as_bytes(), "db").unwrap().proxy_jump.as_deref(), Some("me@gw:2222,gw2"));
+        assert_eq!(lookup_text(text.as_bytes(), "x").unwrap().proxy_jump.as_deref(), Some("other"));
+        let text = "Host gw\n  ProxyCommand none\nHost *\n  ProxyJump gw\n";
+        assert_eq!(lookup_text(text.as_bytes(), "gw").unwrap().proxy_jump.as_deref(), Some("none"));
+        // ssh too ignores a ProxyCommand after a ProxyJump took effect.
+        let text = "Host *\n  ProxyJump gw\n  ProxyCommand nc %h %p\n";
+        assert_eq!(lookup_text(text.as_bytes(), "db").unwrap().proxy_jump.as_deref(), Some("gw"));
+        assert!(error_for("Host *\n  ProxyJump gw:x\n", "db").contains("ProxyJump: jump host `gw:x`"));
+    }
+
+    /// Every directive that changes where or how ssh connects is applied
+    /// or an error naming it; the others are listed as ignored.
+    #[test]
+    fn directives_barge_does_not_implement_are_errors_naming_them() {
+        for (line, named) in [
+            ("ProxyCommand ssh -W %h:%p gw", "ProxyCommand is not supported: barge runs no command"),
+            ("HostKeyAlias other", "HostKeyAlias is not supported"),
+            ("StrictHostKeyChecking no", "StrictHostKeyChecking is not supported: barge always checks host keys"),
+            ("UserKnownHostsFile none", "UserKnownHostsFile is not supported"),
+            ("BindAddress 10.0.0.1", "BindAddress is not supported"),
+            ("AddressFamily inet6", "AddressFamily is not supported"),
+            ("CanonicalizeHostname yes", "CanonicalizeHostname is not supported"),
+            ("KnownHostsCommand /bin/keys", "KnownHostsCommand is not supported"),
+            ("RevokedHostKeys /etc/revoked", "RevokedHostKeys is not supported"),
+            ("FrobnicateHost yes", "unknown option FrobnicateHost"),
+        ] {
+            let text = format!("Host web\n  {line}\n");
+            let err = error_for(&text, "web");
+            assert!(err.starts_with("config line 2: ") && err.contains(named), "{line}: {err}");
+        }
+        // Only where they apply (an unknown keyword is an error anywhere, as in ssh).
+        assert!(lookup_text(b"Host web\n  ProxyCommand nc %h %p\n", "db").is_ok());
+        assert!(error_for("Host web\n  FrobnicateHost yes\n", "db").contains("FrobnicateHost"));
+        let text = "IgnoreUnknown Frob*,UseKeychain\nHost *\n  FrobnicateHost yes\n  UseKeychain yes\n";
+        assert!(lookup_text(text.as_bytes(), "db").is_ok());
+        let text = "Host *\n  AddressFamily any\n  CanonicalizeHostname no\n  ServerAliveInterval 30\n  \
+                    ForwardAgent yes\n  Ciphers aes256-gcm@openssh.com\n  ControlMaster auto\n";
+        assert!(lookup_text(text.as_bytes(), "db").is_ok(), "ignored: they do not change where barge connects");
+        let text = "Host *\n  StrictHostKeyChecking accept-new\n  UserKnownHostsFile ~/.ssh/kh_%h a b\n";
+        let got = lookup_text(text.as_bytes(), "db").unwrap();
+        assert_eq!((got.accept_new_host_key, got.known_hosts.as_deref()), (Some(true), Some("~/.ssh/kh_%h")));
+        let got = lookup_text(b"StrictHostKeyChecking ask\n", "db").unwrap();
+        assert_eq!(got.accept_new_host_key, Some(false));
     }
 
     #[test]
@@ -501,6 +837,15 @@ Host=web-*
         assert_eq!((got.remote.host.as_str(), got.remote.port), ("box", 22), "--ssh-config none");
         let got = resolve(&parse("sftp://box/data"), None, None, "me").unwrap();
         assert_eq!(got.remote.host, "box", "no HOME, no config");
+
+        std::fs::write(ssh.join("config"), "Host box\n  ProxyJump gw,me@gw2:2200\n  UserKnownHostsFile ~/kh_%h\n")
+            .unwrap();
+        let got = resolve(&parse("sftp://box/data"), None, Some(home.path()), "me").unwrap();
+        let jumps: Vec<String> = got.jumps.unwrap().iter().map(ToString::to_string).collect();
+        assert_eq!(jumps, ["gw", "me@gw2:2200"]);
+        assert_eq!(got.known_hosts, Some(home.path().join("kh_box")));
+        let got = resolve(&parse("sftp://other/data"), None, Some(home.path()), "me").unwrap();
+        assert_eq!((got.jumps, got.known_hosts), (None, None));
     }
 
     #[test]

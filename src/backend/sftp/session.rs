@@ -15,6 +15,7 @@ use russh_sftp::protocol::StatusCode;
 
 use super::auth::Credentials;
 use super::hostkey::{self, Decision, Verdict};
+use crate::backend::socks::Socks5Proxy;
 use crate::error::{ErrorKind, OpError};
 
 /// Flow-control window of the SFTP channel: what the server may send
@@ -41,6 +42,12 @@ pub struct ConnectParams {
     /// Round trips of every session opened with these parameters (see
     /// [`crate::backend::Backend::round_trips`]).
     pub round_trips: Arc<AtomicU64>,
+    /// Jump hosts, first connected first: each hop logs in with its own
+    /// parameters (user, keys, host key check under its own name and
+    /// port), and the next connection goes through it (direct-tcpip).
+    pub jumps: Vec<Arc<ConnectParams>>,
+    /// The SOCKS5 proxy the first TCP connection goes through.
+    pub proxy: Option<Arc<Socks5Proxy>>,
 }
 
 impl ConnectParams {
@@ -78,7 +85,42 @@ impl ConnectParams {
             pinned: Mutex::new(None),
             working: Mutex::new(None),
             round_trips: Arc::default(),
+            jumps: Vec::new(),
+            proxy: None,
         }
+    }
+
+    /// These parameters, reached through `jumps` (first connected first),
+    /// the first TCP connection through `proxy`.
+    pub fn through(mut self, jumps: Vec<Arc<ConnectParams>>, proxy: Option<Arc<Socks5Proxy>>) -> ConnectParams {
+        self.jumps = jumps;
+        self.proxy = proxy;
+        self
+    }
+
+    /// Where the first TCP connection goes: the proxy, else the first jump
+    /// host, else the server.
+    pub fn first_connection(&self) -> (&str, u16) {
+        if let Some(proxy) = &self.proxy {
+            return (&proxy.host, proxy.port);
+        }
+        let first = self.jumps.first().map_or(self, |hop| &**hop);
+        (&first.host, first.port)
+    }
+
+    /// How connections reach the server, in words: `direct`, or `through
+    /// jump hosts user@a:22 -> user@b:22`. Never a secret.
+    pub fn route(&self) -> String {
+        let mut route = Vec::new();
+        if let Some(proxy) = &self.proxy {
+            route.push(format!("through SOCKS5 proxy {proxy} (from {})", proxy.source));
+        }
+        if !self.jumps.is_empty() {
+            let hops: Vec<String> =
+                self.jumps.iter().map(|hop| format!("{}@{}", hop.credentials.user, hop.shown)).collect();
+            route.push(format!("through jump host{} {}", if hops.len() > 1 { "s" } else { "" }, hops.join(" -> ")));
+        }
+        if route.is_empty() { "direct".to_string() } else { route.join(", then ") }
     }
 }
 
@@ -222,6 +264,97 @@ pub struct SftpConn {
     pub ssh: client::Handle<Client>,
     pub sftp: Arc<RawSftpSession>,
     pub info: ServerInfo,
+    /// The jump hosts' connections the session runs through, held open
+    /// as long as it is.
+    _jumps: Vec<client::Handle<Client>>,
+}
+
+/// A byte stream to an SSH server: a TCP connection, or a channel of the
+/// jump host before it.
+pub trait Transport: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Transport for T {}
+
+/// A stream to the server of `params` as its route goes (direct, or
+/// through each jump host, logged in), not yet speaking SSH; with the
+/// jump hosts' connections, which must outlive it.
+pub async fn open_transport(
+    params: &ConnectParams,
+) -> Result<(Box<dyn Transport>, Vec<client::Handle<Client>>), OpError> {
+    let first = params.jumps.first().map_or(params, |hop| &**hop);
+    let tcp = tcp_connect(params.proxy.as_deref(), &first.host, first.port, &first.shown, params.timeout).await?;
+    let mut stream: Box<dyn Transport> = Box::new(tcp);
+    let mut hops = Vec::with_capacity(params.jumps.len());
+    for (index, hop) in params.jumps.iter().enumerate() {
+        let timed_out = || {
+            OpError::new(ErrorKind::Temporary, "jump host", &hop.shown, format!("timed out after {:?}", hop.timeout))
+        };
+        let mut ssh = handshake(hop, stream).await?;
+        tokio::time::timeout(hop.timeout * 2, authenticate(&mut ssh, hop)).await.map_err(|_| timed_out())??;
+        let next = params.jumps.get(index + 1).map_or(params, |next| &**next);
+        let channel = tokio::time::timeout(
+            hop.timeout,
+            ssh.channel_open_direct_tcpip(next.host.as_str(), u32::from(next.port), "127.0.0.1", 0),
+        )
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| {
+            let mut err = ssh_error(e, "jump host", &hop.shown);
+            err.message = format!("could not open a connection to {} through it: {}", next.shown, err.message);
+            err
+        })?;
+        hop.round_trips.fetch_add(1, Ordering::Relaxed);
+        stream = Box::new(channel.into_stream());
+        hops.push(ssh);
+    }
+    Ok((stream, hops))
+}
+
+/// A TCP connection to `host:port` (every address it resolves to, in
+/// turn), or through `proxy`, within `timeout`.
+async fn tcp_connect(
+    proxy: Option<&Socks5Proxy>,
+    host: &str,
+    port: u16,
+    shown: &str,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, OpError> {
+    let connecting = async {
+        match proxy {
+            Some(proxy) => crate::backend::socks::connect(proxy, host, port, timeout).await,
+            None => tokio::net::TcpStream::connect((host, port)).await,
+        }
+    };
+    let connected = tokio::time::timeout(timeout, connecting)
+        .await
+        .map_err(|_| OpError::new(ErrorKind::Temporary, "connect", shown, format!("timed out after {timeout:?}")))?;
+    let tcp = connected.map_err(|e| ssh_error(russh::Error::IO(e), "connect", shown))?;
+    tcp.set_nodelay(true).ok();
+    Ok(tcp)
+}
+
+/// The SSH handshake over `stream`: key exchange and the host key check,
+/// no login yet.
+async fn handshake(params: &Arc<ConnectParams>, stream: Box<dyn Transport>) -> Result<client::Handle<Client>, OpError> {
+    let shown = &params.shown;
+    let config = Arc::new(ssh_config(params));
+    let refusal = Arc::new(Mutex::new(None));
+    let handler = Client { params: Arc::clone(params), refusal: Arc::clone(&refusal) };
+    let connected =
+        tokio::time::timeout(params.timeout, client::connect_stream(config, stream, handler)).await.map_err(|_| {
+            OpError::new(ErrorKind::Temporary, "connect", shown, format!("timed out after {:?}", params.timeout))
+        })?;
+    let ssh = match connected {
+        Ok(ssh) => ssh,
+        Err(err) => {
+            if let Some(refused) = refusal.lock().ok().and_then(|mut r| r.take()) {
+                return Err(refused);
+            }
+            return Err(ssh_error(err, "connect", shown));
+        }
+    };
+    // TCP handshake, key exchange (version and KEXINIT, ECDH, NEWKEYS).
+    params.round_trips.fetch_add(3, Ordering::Relaxed);
+    Ok(ssh)
 }
 
 /// russh settings: our window, AES-GCM first (measured faster than
@@ -253,27 +386,11 @@ pub async fn connect(params: &Arc<ConnectParams>) -> Result<SftpConn, OpError> {
     let shown = params.shown.clone();
     let timed_out =
         || OpError::new(ErrorKind::Temporary, "connect", &shown, format!("timed out after {:?}", params.timeout));
-    let config = Arc::new(ssh_config(params));
-    let refusal = Arc::new(Mutex::new(None));
-    let handler = Client { params: Arc::clone(params), refusal: Arc::clone(&refusal) };
-    let connected =
-        tokio::time::timeout(params.timeout, client::connect(config, (params.host.as_str(), params.port), handler))
-            .await
-            .map_err(|_| timed_out())?;
-    let mut ssh = match connected {
-        Ok(ssh) => ssh,
-        Err(err) => {
-            if let Some(refused) = refusal.lock().ok().and_then(|mut r| r.take()) {
-                return Err(refused);
-            }
-            return Err(ssh_error(err, "connect", &shown));
-        }
-    };
-    // TCP handshake, key exchange (version and KEXINIT, ECDH, NEWKEYS).
-    params.round_trips.fetch_add(3, Ordering::Relaxed);
+    let (stream, jumps) = open_transport(params).await?;
+    let mut ssh = handshake(params, stream).await?;
     tokio::time::timeout(params.timeout * 2, authenticate(&mut ssh, params)).await.map_err(|_| timed_out())??;
     let sftp = tokio::time::timeout(params.timeout, start_sftp(&ssh, params)).await.map_err(|_| timed_out())??;
-    Ok(SftpConn { ssh, sftp: Arc::new(sftp.0), info: sftp.1 })
+    Ok(SftpConn { ssh, sftp: Arc::new(sftp.0), info: sftp.1, _jumps: jumps })
 }
 
 async fn start_sftp(

@@ -57,12 +57,30 @@ impl Seen {
     }
 }
 
+/// How a sync reaches the server: directly, or through the SOCKS5 proxy.
+/// The probes here open their own connections, directly: said, so that a
+/// server reachable only through the proxy is not misjudged.
+fn route_probe(remote: &RemoteLocation, options: &DoctorOptions) -> Probe {
+    match options.remote.proxy.proxy() {
+        Err(why) => Probe::failed("route", why, "fix --proxy or ALL_PROXY (socks5://[user:password@]host:port)"),
+        Ok(Some(proxy)) if proxy.applies_to(&remote.host) => Probe::warning(
+            "route",
+            format!("a sync goes through SOCKS5 proxy {proxy} (from {})", proxy.source),
+            "the FTP probes below connect directly, not through the proxy: where the server is reachable only \
+             through it, run a sync with -v to test that path",
+        )
+        .details(serde_json::json!({ "proxy": proxy.to_string() })),
+        Ok(_) => Probe::ok("route", "direct").details(serde_json::json!({ "proxy": null })),
+    }
+}
+
 /// Runs the FTP probes, adding their lines to `report`.
 pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: &mut Report) {
     let login = credentials::resolve(remote, &options.remote, "anonymous");
     let mode = TlsMode::of(remote.scheme, options.remote.ftp.explicit_tls);
     let shown = format!("{}:{}", conn::display_host(&remote.host), remote.port);
     let timeout = options.remote.timeout;
+    report.push(route_probe(remote, options));
 
     // TCP connect.
     let addr = match tokio::time::timeout(timeout, tokio::net::lookup_host((remote.host.as_str(), remote.port))).await {

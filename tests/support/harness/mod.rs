@@ -83,6 +83,7 @@
 
 mod ftp;
 mod process;
+mod socks;
 mod ssh;
 
 use std::fs::{self, File};
@@ -92,6 +93,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 pub use ftp::{FtpServer, FtpServerKind, FtpTls, ftp_server, ftp_server_in_env, ftp_server_with};
+pub use socks::socks_proxy;
 pub use ssh::{SshAgent, SshServer, client_key, fingerprint, public_key, ssh_server, ssh_server_with};
 
 /// A block of local ports that were free a moment ago and that no server of
