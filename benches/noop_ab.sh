@@ -3,13 +3,15 @@
 # start (job identity, overlap check, state database checks) would show:
 # a resync of a local tree (20,000 files) and of a proftpd tree (10,000
 # files, the suite's unpacked package on loopback, tests/support/ftpd.sh);
-# and a first copy of the local tree into an empty destination (each
-# temporary's write path: locks, fsync, rename).
+# a first copy of the local tree into an empty destination (each
+# temporary's write path: locks, fsync, rename); and with SFTP=1 the same
+# 10,000 files from OpenSSH (tests/support/sshd.sh): a no-op resync and a
+# first download.
 # Each binary keeps its own state database; the two binaries run in turn,
 # ROUNDS times (the first of each round alternating), RUNS runs each.
 #
 #   benches/noop_ab.sh OLD_BINARY NEW_BINARY
-#   env: ROUNDS=3 RUNS=10 FILES=20000 FTP_FILES=10000 PORT=24300
+#   env: ROUNDS=3 RUNS=10 FILES=20000 FTP_FILES=10000 PORT=24300 SFTP=0
 #        BARGE_TEST_SERVERS=target/test-servers
 #
 # Prints hyperfine's mean and median per round and binary.
@@ -30,6 +32,8 @@ die() {
 }
 # shellcheck source=tests/support/ftpd.sh
 source "$repo/tests/support/ftpd.sh"
+# shellcheck source=tests/support/sshd.sh
+source "$repo/tests/support/sshd.sh"
 w=/dev/shm/barge-noop-ab
 rm -rf "$w" && mkdir -p "$w"
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$w"' EXIT
@@ -54,11 +58,25 @@ start_ftpd "$w/ftpd" "$w/root" 127.0.0.1
 wait_port 127.0.0.1 "$ftp_port"
 url="ftp://$user@127.0.0.1:$ftp_port/tree"
 export BARGE_PASSWORD=$password XDG_STATE_HOME=$w/xdg
+rows="local ftp copy"
+if [[ ${SFTP:-0} == 1 ]]; then
+    ftp_pids=("${pids[@]}")
+    work=$w servers=$servers start_sshd
+    pids+=("${ftp_pids[@]}")
+    trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$w"' EXIT
+    sftp_url="sftp://$user@127.0.0.1:$port$w/root/tree"
+    sftp_args="--identity $servers/ssh/client_ed25519 --known-hosts $inst/known_hosts"
+    rows="$rows sftp sftpcopy"
+fi
 
 for tool in old new; do
     bin=${!tool}
     "$bin" sync "$w/src" "$w/dst-$tool" --state "$w/$tool-local.db" -q
     "$bin" sync "$url" "$w/ftp-$tool" --state "$w/$tool-ftp.db" -q
+    if [[ ${SFTP:-0} == 1 ]]; then
+        # shellcheck disable=SC2086 # two flags and their values
+        "$bin" sync "$sftp_url" "$w/sftp-$tool" --state "$w/$tool-sftp.db" -q $sftp_args
+    fi
 done
 for round in $(seq 1 "$rounds"); do
     # Each round starts with the other binary: the second of a pair runs
@@ -67,14 +85,17 @@ for round in $(seq 1 "$rounds"); do
     ((round % 2 == 0)) && order="new old"
     for tool in $order; do
         bin=${!tool}
-        for row in local ftp copy; do
+        for row in $rows; do
+            extra=""
             case $row in
             local) src=$w/src dst=$w/dst-$tool prepare=true ;;
             ftp) src=$url dst=$w/ftp-$tool prepare=true ;;
             copy) src=$w/src dst=$w/copy-$tool prepare="rm -rf $w/copy-$tool $w/$tool-copy.db" ;;
+            sftp) src=$sftp_url dst=$w/sftp-$tool prepare=true extra=$sftp_args ;;
+            sftpcopy) src=$sftp_url dst=$w/sftpcopy-$tool prepare="rm -rf $w/sftpcopy-$tool $w/$tool-sftpcopy.db" extra=$sftp_args ;;
             esac
             hyperfine -N -w 1 -r "$runs" --prepare "$prepare" --export-json "$w/h.json" \
-                "$bin sync $src $dst --state $w/$tool-$row.db -q" >/dev/null
+                "$bin sync $src $dst --state $w/$tool-$row.db -q $extra" >/dev/null
             python3 - "$round" "$tool" "$row" "$w/h.json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[4]))["results"][0]
