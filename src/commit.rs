@@ -131,7 +131,7 @@ pub struct CopyOptions<'a> {
     pub on_segment_retry: Option<&'a OnRetry<'a>>,
     /// The permission bits a copy keeps from its source (see
     /// `EngineConfig::perms`); `None`: the destination's defaults.
-    pub perms: Option<u32>,
+    pub perms: Option<&'a crate::perms::Perms>,
 }
 
 /// Copies `src` to the same path on `dst`, atomically. `resume_from` is the
@@ -491,8 +491,7 @@ fn wanted_mtime(dst_backend: &dyn Backend, src: &Entry) -> Option<Mtime> {
 /// The permission bits a copy of `src` gets, when they are kept and the
 /// destination can set them.
 fn wanted_mode(dst_backend: &dyn Backend, src: &Entry, options: &CopyOptions<'_>) -> Option<u32> {
-    let mask = options.perms.filter(|_| dst_backend.capabilities().set_mode)?;
-    src.mode.map(|mode| mode & mask)
+    options.perms.filter(|_| dst_backend.capabilities().set_mode)?.wanted(src.mode, false)
 }
 
 /// Gives `writer`'s file `mode` at its finish where it can; else returns

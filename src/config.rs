@@ -102,6 +102,8 @@ pub struct JobSpec {
     pub perms: bool,
     /// `--perms-all`.
     pub perms_all: bool,
+    /// `--chmod`.
+    pub chmod: Option<std::sync::Arc<crate::perms::Chmod>>,
     pub timeout: Option<u64>,
     /// As `--encoding`, for both sides (a remote's own applies where this is not given).
     pub encoding: Option<NameEncoding>,
@@ -204,6 +206,7 @@ struct RawJob {
     perms: bool,
     #[serde(default)]
     perms_all: bool,
+    chmod: Option<Spanned<String>>,
     timeout: Option<Spanned<u64>>,
     encoding: Option<Spanned<String>>,
 }
@@ -611,6 +614,12 @@ impl ConfigFile<'_> {
             verify_state: raw.verify_state,
             perms: raw.perms,
             perms_all: raw.perms_all,
+            chmod: match &raw.chmod {
+                Some(text) => Some(std::sync::Arc::new(
+                    crate::perms::Chmod::parse(text.get_ref()).map_err(|e| self.error(Some(text.span()), &e))?,
+                )),
+                None => None,
+            },
             timeout: self.timeout(raw.timeout)?,
             encoding: self.encoding(raw.encoding)?,
         })

@@ -22,7 +22,8 @@
 //!   march with early actions off. `sync/safety.rs` says when barge deletes.
 //! - [`plan`]: the pure planner (sorted merge of two listings and the state
 //!   cache, [`plan::march`] over iterators), the equality rule
-//!   ([`plan::compare`]) and filters (globs: [`patterns`]).
+//!   ([`plan::compare`]) and filters (globs: [`patterns`]); which
+//!   permission bits are kept, and `--chmod` ([`perms`]).
 //! - [`engine`]: runs a plan in phases with bounded concurrency, retry,
 //!   a shared rate limit, progress, liveness and reports.
 //! - [`commit`]: temporary name, durable write, rename: no partial file ever
@@ -72,6 +73,7 @@ pub mod hash;
 pub mod location;
 pub mod path;
 pub mod patterns;
+pub mod perms;
 pub mod plan;
 pub mod retry;
 pub mod state;

@@ -78,7 +78,7 @@ async fn mirror(source: &Path, mirror: &Path, state: &Path, mode: Mode, delete: 
             fxp: false,
             segmenting: crate::commit::Segmenting::default(),
             timeout: std::time::Duration::from_secs(60),
-            perms: Some(0o777),
+            perms: Some(crate::perms::Perms::new(0o777)),
         },
         state_path: Some(state.to_path_buf()),
         src_remote: crate::backend::RemoteOptions::default(),

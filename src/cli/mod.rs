@@ -268,6 +268,10 @@ pub struct CommonArgs {
     /// Keep setuid, setgid and sticky bits too (only when running as root).
     #[arg(long, conflicts_with = "no_perms")]
     pub perms_all: bool,
+    /// Change the bits on their way, as rsync's --chmod: D755,F644 or Fgo-w or a+X
+    /// (D: directories only, F: files only).
+    #[arg(long, value_name = "CHANGES", conflicts_with = "no_perms", value_parser = parse_chmod)]
+    pub chmod: Option<Arc<crate::perms::Chmod>>,
     /// Only the top-level entries whose name hashes to I of N (0 <= I < N): N machines
     /// (a Kubernetes indexed Job, a Slurm array) share one huge job, each with its own state.
     #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
@@ -373,13 +377,14 @@ impl CommonArgs {
         self.output.options()
     }
 
-    /// The permission bits a run keeps (see [`crate::sync::Job::perms`]).
-    fn perm_mask(&self) -> Result<Option<u32>, Error> {
+    /// The permission bits a run keeps (see `EngineConfig::perms`).
+    fn perm_mask(&self) -> Result<Option<crate::perms::Perms>, Error> {
         if self.no_perms {
             return Ok(None);
         }
+        let chmod = self.chmod.clone();
         if !self.perms_all {
-            return Ok(Some(0o777));
+            return Ok(Some(crate::perms::Perms { mask: 0o777, chmod }));
         }
         if !rustix::process::geteuid().is_root() {
             return Err(Error::Usage(
@@ -388,7 +393,7 @@ impl CommonArgs {
                     .into(),
             ));
         }
-        Ok(Some(0o7777))
+        Ok(Some(crate::perms::Perms { mask: 0o7777, chmod }))
     }
 
     fn reports(&self) -> Reports {
@@ -641,6 +646,7 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             verify_state: spec.verify_state,
             no_perms: !spec.perms,
             perms_all: spec.perms_all,
+            chmod: spec.chmod.clone(),
             remote: RemoteArgs { timeout: spec.timeout, encoding: spec.encoding, ..RemoteArgs::default() },
         },
     })
@@ -787,4 +793,9 @@ impl RemoteArgs {
             ..RemoteOptions::default()
         }
     }
+}
+
+/// `--chmod`, parsed once.
+fn parse_chmod(text: &str) -> Result<Arc<crate::perms::Chmod>, String> {
+    crate::perms::Chmod::parse(text).map(Arc::new)
 }

@@ -56,9 +56,9 @@ pub struct EngineConfig {
     /// The longest `--timeout` of the two sides: twice it without an
     /// answer from the servers ends the run (see [`liveness`]).
     pub timeout: std::time::Duration,
-    /// The permission bits copies keep (`0o777`, or `0o7777` with
-    /// `--perms-all`); `None` with `--no-perms`.
-    pub perms: Option<u32>,
+    /// The permission bits copies keep, with `--chmod`'s changes; `None`
+    /// with `--no-perms`.
+    pub perms: Option<crate::perms::Perms>,
 }
 
 /// A plan split into the phases the engine runs, each in the order it runs.
@@ -538,7 +538,7 @@ impl Engine {
                     segmenting: self.config.segmenting,
                     spare_streams: Some(&self.spare_streams),
                     on_segment_retry: Some(&segment_retry),
-                    perms: self.config.perms,
+                    perms: self.config.perms.as_ref(),
                 };
                 let committed =
                     commit::copy_file(self.src.as_ref(), self.dst.as_ref(), src, resume_from, options, &|n| {

@@ -86,7 +86,7 @@ async fn copy_one_with(failures: u32, kind: ErrorKind, retries: u32) -> (Arc<Rep
             fxp: false,
             segmenting: crate::commit::Segmenting::default(),
             timeout: std::time::Duration::from_secs(60),
-            perms: Some(0o777),
+            perms: Some(crate::perms::Perms::new(0o777)),
         },
         Arc::clone(&reporter),
         None,

@@ -8,6 +8,7 @@ use super::SyncedRecord;
 use super::{Action, CompareRule, LinkMode, Plan, Reason, Verdict};
 use crate::backend::{Entry, EntryKind, Mtime};
 use crate::path::RelPath;
+use crate::perms::Perms;
 
 /// Everything the planner looks at.
 pub struct PlanInput<'a> {
@@ -27,22 +28,22 @@ pub struct PlanInput<'a> {
     pub perms: PermRule,
 }
 
-/// Which permission bits are kept (`--perms`, the default, where the
-/// destination can set them): `mask` of them, `None` when none are.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Which permission bits are kept (the default, where the destination can
+/// set them, with `--chmod`'s changes); `None` when none are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PermRule {
-    pub mask: Option<u32>,
+    pub perms: Option<Perms>,
 }
 
 impl PermRule {
     /// The bits `dst` should get to match `src`, when they are known on both
     /// sides and differ; for a new entry (`dst` is `None`), the source's.
     pub fn update(&self, src: &Entry, dst: Option<&Entry>) -> Option<u32> {
-        let mask = self.mask?;
-        let wanted = src.mode? & mask;
+        let perms = self.perms.as_ref()?;
+        let wanted = perms.wanted(src.mode, src.is_dir())?;
         match dst {
             None => Some(wanted),
-            Some(dst) => dst.mode.filter(|have| have & mask != wanted).map(|_| wanted),
+            Some(dst) => dst.mode.filter(|have| have & perms.mask != wanted).map(|_| wanted),
         }
     }
 }
@@ -109,7 +110,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
 }
 
 /// The rules of a march, apart from its inputs.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct MarchRules<'a> {
     /// Source directories that could not be listed (see [`PlanInput`]).
     pub src_unreadable: &'a [RelPath],

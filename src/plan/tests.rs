@@ -339,7 +339,7 @@ fn run_perms(src: Vec<Entry>, dst: Vec<Entry>, mask: Option<u32>) -> Plan {
         rule: CompareRule::new(CompareMode::Mtime, ns, ns, true),
         delete: false,
         links: LinkRule::default(),
-        perms: PermRule { mask },
+        perms: PermRule { perms: mask.map(crate::perms::Perms::new) },
     })
 }
 

@@ -136,7 +136,7 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
         dst.capabilities().set_mtime,
     );
     let links = LinkRule { mode: job.links, dst_can_link: dst.capabilities().symlinks };
-    let perms = PermRule { mask: engine_config.perms.filter(|_| dst.capabilities().set_mode) };
+    let perms = PermRule { perms: engine_config.perms.clone().filter(|_| dst.capabilities().set_mode) };
     // Check lists extraneous entries whatever --delete says.
     let delete = job.delete || mode == Mode::Check;
     // Deletions below what a source could not list are dropped after the

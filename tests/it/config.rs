@@ -122,6 +122,7 @@ fn config_mistakes_exit_2_naming_file_line_and_key() {
             "[jobs.j]\nsource = \"/a\"\ndestination = \"/b\"\ntimeout = 0\n",
             "line 4, key `jobs.j.timeout`: a timeout of 0",
         ),
+        ("[jobs.j]\nsource = \"/a\"\ndestination = \"/b\"\nchmod = \"F6x4\"\n", "line 4, key `jobs.j.chmod`: --chmod"),
     ] {
         let config = write_config(&s, text);
         for args in [&["jobs"][..], &["run", "j"], &["sync", "/a", "/b"]] {
@@ -200,4 +201,25 @@ fn completions_and_man_page_cover_the_commands() {
     assert!(run.stdout.contains("barge\\-sync") || run.stdout.contains("sync"), "subcommands listed");
     let run = Run::of(s.barge().args(["completions", "tcsh"]).output().unwrap());
     run.expect_code(2);
+}
+
+/// A job's `perms = false` is `--no-perms`; its `chmod` is `--chmod`.
+#[test]
+fn a_jobs_permission_keys_are_its_flags() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    write(&s.src(), "run.sh", b"#!/bin/sh\n");
+    fs::set_permissions(s.src().join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    let (src, dst) = (s.src().to_string_lossy().into_owned(), s.dst().to_string_lossy().into_owned());
+    let mode = |path: &std::path::Path| fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let text = format!(
+        "[jobs.plain]\nsource = \"{src}\"\ndestination = \"{dst}/plain\"\nperms = false\n\n\
+         [jobs.changed]\nsource = \"{src}\"\ndestination = \"{dst}/changed\"\nchmod = \"Fgo-rx\"\n"
+    );
+    let config = write_config(&s, &text);
+    for job in ["plain", "changed"] {
+        barge(&s, &config, &["run", job]).expect_code(0);
+    }
+    assert_ne!(mode(&s.dst().join("plain/run.sh")), 0o755, "perms = false keeps the source's bits off");
+    assert_eq!(mode(&s.dst().join("changed/run.sh")), 0o700);
 }

@@ -174,3 +174,21 @@ fn ftp_listings_give_modes_to_a_local_destination() {
         assert!(again.events("set-mode").is_empty(), "{}: {}", kind.name(), again.explain());
     }
 }
+
+#[test]
+fn chmod_changes_the_bits_on_their_way() {
+    let s = Scratch::new();
+    tree(&s.src());
+    s.sync(&["--chmod", "D750,Fo-r,Fa+X"]).expect_code(0);
+    // 0755, less o+r, then x for all where some x is already set.
+    assert_eq!(mode(&s.dst().join("bin/run.sh")), 0o751);
+    assert_eq!(mode(&s.dst().join("www/index.html")), 0o640);
+    assert_eq!(mode(&s.dst().join("etc")), 0o750);
+    // The same changes again: nothing to do.
+    let again = s.sync(&["--chmod", "D750,Fo-r,Fa+X"]);
+    again.expect_code(0);
+    assert!(again.events("set-mode").is_empty(), "{}", again.explain());
+    let typo = s.sync(&["--chmod", "F6x4"]);
+    typo.expect_code(2);
+    assert!(typo.stderr.contains("--chmod: `F6x4`"), "{}", typo.explain());
+}
