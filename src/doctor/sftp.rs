@@ -580,7 +580,15 @@ async fn round_trip(conn: &SftpConn, remote: &RemoteLocation) -> Option<Duration
 async fn root_probe(conn: &SftpConn, remote: &RemoteLocation, report: &mut Report) {
     let path = String::from_utf8_lossy(&remote.path).into_owned();
     match conn.sftp.stat(path.clone()).await {
-        Ok(attrs) if attrs.attrs.is_dir() => report.push(Probe::ok("root", format!("{path} is a directory"))),
+        Ok(attrs) if attrs.attrs.is_dir() => {
+            report.push(Probe::ok("root", format!("{path} is a directory")));
+            // SFTP carries permission bits in every listing and takes them
+            // with setstat: a sync keeps them both ways.
+            if let Some(mode) = attrs.attrs.permissions {
+                let measured = format!("shown (the root is {:o}): a sync keeps them both ways", mode & 0o7777);
+                report.push(Probe::ok("permissions", measured));
+            }
+        }
         Ok(_) => report.push(Probe::ok("root", format!("{path} is a file (a sync copies that one file)"))),
         Err(e) => {
             let error = session::classify(e, "stat", &path);

@@ -60,6 +60,9 @@ fn healthy_ftp_servers_are_usable_with_features_listing_and_firewall() {
         let listing = probe(&run, "root listing");
         assert_eq!(listing["details"]["entries"], 2, "hello.txt and sub: {context}");
         assert_eq!(listing["details"]["format"], if kind == FtpServerKind::Vsftpd { "Unix" } else { "Mlsd" });
+        // Permission bits, which a sync keeps: MLSD's UNIX.mode, LIST's column.
+        assert_eq!(verdict(&run, "permissions"), "ok", "{context}");
+        assert_eq!(probe(&run, "permissions")["details"]["with_modes"], 2, "{context}");
         assert_eq!(verdict(&run, "active mode"), "ok", "loopback accepts the server's connection: {context}");
         let logins = probe(&run, "parallel logins");
         assert_eq!(logins["details"]["accepted"], 32, "no cap configured: {context}");
@@ -276,7 +279,17 @@ fn healthy_sftp_server_reports_banner_algorithms_key_login_extensions_and_sessio
     );
     let context = run.explain();
     assert_eq!(run.code, 0, "{context}");
-    for name in ["tcp connect", "ssh banner", "algorithms", "host key", "auth methods", "login", "sftp", "round trip"] {
+    for name in [
+        "tcp connect",
+        "ssh banner",
+        "algorithms",
+        "host key",
+        "auth methods",
+        "login",
+        "sftp",
+        "round trip",
+        "permissions",
+    ] {
         assert_eq!(verdict(&run, name), "ok", "{name}: {context}");
     }
     assert!(probe(&run, "ssh banner")["measured"].as_str().unwrap().starts_with("SSH-2.0-OpenSSH"), "{context}");

@@ -229,6 +229,7 @@ pub(super) fn probe_listing(seen: &Seen, encoding: NameEncoding, report: &mut Re
             };
             report.push(probe.details(details));
             probe_names(&parsed.entries, encoding, report);
+            probe_modes(&parsed.entries, verb, report);
         }
         Err(e) => report.push(Probe::failed(
             "root listing",
@@ -236,6 +237,26 @@ pub(super) fn probe_listing(seen: &Seen, encoding: NameEncoding, report: &mut Re
             "barge cannot read this server's listing format: please report it with the line shown",
         )),
     }
+}
+
+/// Whether the listing shows permission bits, which a sync from this
+/// server keeps (MLSD `UNIX.mode`, the LIST permission column).
+fn probe_modes(entries: &[listing::ListEntry], verb: &str, report: &mut Report) {
+    if entries.is_empty() {
+        return;
+    }
+    let shown = entries.iter().filter(|entry| entry.unix_mode.is_some()).count();
+    let details = serde_json::json!({ "entries": entries.len(), "with_modes": shown });
+    let probe = if shown == 0 {
+        Probe::warning(
+            "permissions",
+            format!("the {verb} listing shows no permission bits"),
+            "files from this server get the destination's default modes (--chmod sets them)",
+        )
+    } else {
+        Probe::ok("permissions", format!("shown for {shown} of {} entries: a sync keeps them", entries.len()))
+    };
+    report.push(probe.details(details));
 }
 
 /// Whether the root listing's names read as UTF-8, or in `--encoding`'s
