@@ -184,7 +184,7 @@ pub async fn copy_file(
         offset = 0;
     }
     // Where the destination sets the time with the rename (FTP: one
-    // pipelined batch), `finish` leaves it to `commit_temp`.
+    // pipelined batch), `finish` leaves it, and the bits, to `commit_temp`.
     let at_commit = dst_backend.capabilities().mtime_at_commit;
     // Committed with the finish when nothing has to come in between (and
     // the time is not left to commit_temp).
@@ -195,7 +195,7 @@ pub async fn copy_file(
         offset,
         mtime: if at_commit { None } else { wanted_mtime(dst_backend, src) },
         commit_to: nothing_between.then_some(&src.path),
-        mode: wanted_mode(dst_backend, src, &options),
+        mode: if at_commit { None } else { wanted_mode(dst_backend, src, &options) },
     };
     let finished = stream(src_backend, dst_backend, src, writing, options, on_bytes).await?;
     let (mut dst_mtime, mut verified) = (finished.mtime, None);
@@ -206,8 +206,11 @@ pub async fn copy_file(
             verify_resumed(src_backend, dst_backend, src, &temp).await?;
         }
         keep_replaced(dst_backend, src, options).await?;
-        let wanted = if at_commit { wanted_mtime(dst_backend, src) } else { None };
-        dst_mtime = match dst_backend.commit_temp(&temp, &src.path, wanted).await {
+        let (wanted, mode) = match at_commit {
+            true => (wanted_mtime(dst_backend, src), wanted_mode(dst_backend, src, &options)),
+            false => (None, None),
+        };
+        dst_mtime = match dst_backend.commit_temp(&temp, &src.path, wanted, mode).await {
             Ok(set) => set.or(dst_mtime),
             Err(err) if matches!(err.kind, ErrorKind::Unsupported | ErrorKind::PermissionDenied) => {
                 // The server will not rename: remove the temporary and write

@@ -405,17 +405,22 @@ pub trait Backend: Send + Sync {
     /// Moves `from` to `to`, replacing a file already at `to`.
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError>;
 
-    /// Gives the finished temporary `temp` its `mtime` (when given), then
-    /// moves it to `target`, replacing a file there: the final name never
-    /// shows the wrong time. Returns the mtime set, `None` when it could not
-    /// be (the file is committed all the same). A refused rename fails with
-    /// the rename's error, as [`Backend::rename`] does.
+    /// Gives the finished temporary `temp` its permission bits `mode` and
+    /// its `mtime` (each when given), then moves it to `target`, replacing
+    /// a file there: the final name never shows the wrong bits or time.
+    /// Returns the mtime set, `None` when it could not be (the file is
+    /// committed all the same, as it is when the bits cannot be set). A
+    /// refused rename fails with the rename's error, as [`Backend::rename`].
     async fn commit_temp(
         &self,
         temp: &RelPath,
         target: &RelPath,
         mtime: Option<Mtime>,
+        mode: Option<u32>,
     ) -> Result<Option<Mtime>, OpError> {
+        if let Some(mode) = mode {
+            let _ = self.set_mode(temp, mode).await;
+        }
         let set = match mtime {
             Some(mtime) => self.set_mtime(temp, mtime).await.ok().map(|()| mtime),
             None => None,

@@ -214,10 +214,8 @@ pub(super) async fn copy_segmented(
         None
     };
     keep_replaced(dst_backend, src, options).await?;
-    if let Some(mode) = wanted_mode(dst_backend, src, &options) {
-        dst_backend.set_mode(&temp, mode).await?;
-    }
-    let set = dst_backend.commit_temp(&temp, &src.path, wanted_mtime(dst_backend, src)).await?;
+    let mode = wanted_mode(dst_backend, src, &options);
+    let set = dst_backend.commit_temp(&temp, &src.path, wanted_mtime(dst_backend, src), mode).await?;
     let dst_mtime = observed_mtime(dst_backend, &src.path, set).await;
     Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place: false, verified, segments: count })
 }

@@ -121,6 +121,8 @@ pub struct Engine {
     pub not_started: std::sync::atomic::AtomicU64,
     /// The rename-refused warning was given.
     warned_in_place: std::sync::atomic::AtomicBool,
+    /// The destination-does-not-take-modes warning was given.
+    warned_modes: std::sync::atomic::AtomicBool,
     /// How many actions run at once, and what sets that number.
     gate: Arc<Gate>,
     tuner: Mutex<Tuner>,
@@ -174,6 +176,7 @@ impl Engine {
             backup,
             not_started: Default::default(),
             warned_in_place: Default::default(),
+            warned_modes: Default::default(),
             creating: Default::default(),
         }
     }
@@ -577,7 +580,17 @@ impl Engine {
                 None => self.dst.remove_file(path).await.map(|()| None),
             },
             Action::SetMtime { path, mtime, .. } => self.dst.set_mtime(path, *mtime).await.map(|()| None),
-            Action::SetMode { path, mode, .. } => self.dst.set_mode(path, *mode).await.map(|()| None),
+            Action::SetMode { path, mode, .. } => match self.dst.set_mode(path, *mode).await {
+                // A server that does not take modes at all: said once, not
+                // an error per file (the content is right).
+                Err(err) if err.kind == ErrorKind::Unsupported => {
+                    if !self.warned_modes.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        self.reporter.warning(&format!("{}: {}", self.dst.describe(), err.message));
+                    }
+                    Ok(None)
+                }
+                other => other.map(|()| None),
+            },
             Action::Skip { .. } | Action::Conflict { .. } => Ok(None),
         }
     }

@@ -137,6 +137,12 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
     );
     let links = LinkRule { mode: job.links, dst_can_link: dst.capabilities().symlinks };
     let perms = PermRule { perms: engine_config.perms.clone().filter(|_| dst.capabilities().set_mode) };
+    if mode == Mode::Sync && engine_config.perms.is_some() && !dst.capabilities().set_mode {
+        reporter.warning(&format!(
+            "{} does not take permission bits: they are not kept there (--no-perms silences this)",
+            dst.describe()
+        ));
+    }
     // Check lists extraneous entries whatever --delete says.
     let delete = job.delete || mode == Mode::Check;
     // Deletions below what a source could not list are dropped after the

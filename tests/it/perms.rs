@@ -192,3 +192,41 @@ fn chmod_changes_the_bits_on_their_way() {
     typo.expect_code(2);
     assert!(typo.stderr.contains("--chmod: `F6x4`"), "{}", typo.explain());
 }
+
+#[test]
+fn ftp_uploads_keep_modes_with_site_chmod() {
+    for kind in FtpServerKind::ALL {
+        let server = harness::ftp_server(kind, FtpTls::None);
+        let s = Scratch::new();
+        let paths = readable_tree(&s.src());
+        let remote = crate::ftp_sync::url(&server, "/up");
+        let src = s.src().to_string_lossy().into_owned();
+        crate::ftp_sync::sync(&s, &server, &src, &remote, &[]).expect_code(0);
+        for rel in &paths {
+            assert_eq!(mode(&server.root.join("up").join(rel)), mode(&s.src().join(rel)), "{}: {rel}", kind.name());
+        }
+        // A mode-only change is one SITE CHMOD, not an upload.
+        chmod(&s.src().join("www/index.html"), 0o600);
+        let changed = crate::ftp_sync::sync(&s, &server, &src, &remote, &[]);
+        changed.expect_code(0);
+        assert_eq!(changed.count("files_transferred"), 0, "{}: {}", kind.name(), changed.explain());
+        assert_eq!(mode(&server.root.join("up/www/index.html")), 0o600, "{}", kind.name());
+    }
+}
+
+#[test]
+fn an_ftp_server_without_site_chmod_is_said_once_and_not_asked_again() {
+    let server = harness::ftp_server_with(FtpServerKind::Vsftpd, FtpTls::None, &["chmod_enable=NO"]);
+    let s = Scratch::new();
+    readable_tree(&s.src());
+    let remote = crate::ftp_sync::url(&server, "/up");
+    let src = s.src().to_string_lossy().into_owned();
+    let first = crate::ftp_sync::sync(&s, &server, &src, &remote, &[]);
+    first.expect_code(0);
+    assert_eq!(first.count("errors"), 0, "{}", first.explain());
+    chmod(&s.src().join("www/index.html"), 0o600);
+    let second = crate::ftp_sync::sync(&s, &server, &src, &remote, &[]);
+    second.expect_code(0);
+    assert_eq!(second.stderr.matches("does not take permission bits").count(), 1, "{}", second.explain());
+    assert!(second.events("set-mode").is_empty(), "not asked again\n{}", second.explain());
+}

@@ -74,7 +74,7 @@ fn ftp_costs(kind: FtpServerKind) {
         assert_eq!(copy_cost(&local, &*ftp, &*ftp, "b.bin").await, 4, "pipelined upload ({})", kind.name());
 
         let missing = temp_path(&rel("never-written"));
-        let err = ftp.commit_temp(&missing, &rel("never-written"), None).await.expect_err("RNFR of nothing");
+        let err = ftp.commit_temp(&missing, &rel("never-written"), None, None).await.expect_err("RNFR of nothing");
         assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
         assert_eq!(copy_cost(&local, &*ftp, &*ftp, "c.txt").await, 4, "after a refused RNFR ({})", kind.name());
 

@@ -447,8 +447,9 @@ impl Backend for Spy {
         temp: &RelPath,
         target: &RelPath,
         mtime: Option<Mtime>,
+        mode: Option<u32>,
     ) -> Result<Option<Mtime>, OpError> {
-        self.inner.commit_temp(temp, target, mtime).await
+        self.inner.commit_temp(temp, target, mtime, mode).await
     }
     async fn remove_file(&self, path: &RelPath) -> Result<(), OpError> {
         self.inner.remove_file(path).await

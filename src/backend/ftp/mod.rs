@@ -79,6 +79,10 @@ struct Inner {
     mtime_confirmed: std::sync::atomic::AtomicBool,
     /// The server refused a rename: write files in place from now on.
     rename_refused: std::sync::atomic::AtomicBool,
+    /// The server answered SITE CHMOD as a command it does not take:
+    /// permission bits are not kept there (remembered, see [`chmod_key`]).
+    chmod_refused: std::sync::atomic::AtomicBool,
+    chmod_remembered: std::sync::atomic::AtomicBool,
     list_times: bool,
     /// Seconds to add to LIST times (the server's clock zone), remembered
     /// in the state database and checked once a run (see
@@ -315,6 +319,11 @@ impl FtpBackend {
                 false
             }
         };
+        // A server that refused SITE CHMOD before is not asked again.
+        let chmod_refused = match &options.memory {
+            Some(memory) => memory.0.recall(&chmod_key(&shown)).await.is_some_and(|known| known.starts_with("no")),
+            None => false,
+        };
         let mut mtime_commands = Vec::new();
         if features.mfmt {
             mtime_commands.push(MtimeCommand::Mfmt);
@@ -356,13 +365,15 @@ impl FtpBackend {
                     uses_recall: !root_missing,
                     segment_at_zero_truncates: true,
                     mtime_at_commit: true,
-                    set_mode: false,
+                    set_mode: !chmod_refused,
                 },
                 features,
                 shown,
                 mtime_commands: std::sync::Mutex::new(mtime_commands),
                 mtime_confirmed: std::sync::atomic::AtomicBool::new(false),
                 rename_refused: std::sync::atomic::AtomicBool::new(false),
+                chmod_refused: std::sync::atomic::AtomicBool::new(chmod_refused),
+                chmod_remembered: std::sync::atomic::AtomicBool::new(chmod_refused),
                 list_times: options.ftp.list_times,
                 tz_offset: tokio::sync::Mutex::default(),
                 memory: options.memory.clone(),
@@ -673,14 +684,51 @@ impl Backend for FtpBackend {
         temp: &RelPath,
         target: &RelPath,
         mtime: Option<Mtime>,
+        mode: Option<u32>,
     ) -> Result<Option<Mtime>, OpError> {
         let to = self.inner.remote_path(target)?;
         let inner = Arc::clone(&self.inner);
         let result = self
             .inner
-            .with_conn("rename", temp, async |conn, from| inner.commit_temp(conn, &from, &to, mtime).await)
+            .with_conn("rename", temp, async |conn, from| inner.commit_temp(conn, &from, &to, mtime, mode).await)
             .await;
+        self.inner.note_chmod().await;
         self.inner.note_rename(result)
+    }
+
+    /// SITE CHMOD, where the server takes it. A server that answers it as
+    /// a command it does not know or allow is not asked again, this run or
+    /// the next ones.
+    async fn set_mode(&self, path: &RelPath, mode: u32) -> Result<(), OpError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let refused = || {
+            OpError::new(
+                ErrorKind::Unsupported,
+                "chmod",
+                path,
+                "the server does not take SITE CHMOD: permission bits are not kept there",
+            )
+        };
+        if self.inner.chmod_refused.load(Relaxed) {
+            return Err(refused());
+        }
+        let inner = Arc::clone(&self.inner);
+        let result = self
+            .inner
+            .with_conn("chmod", path, async |conn, remote| {
+                conn.round_trip(1);
+                let reply = conn.control.custom_command(chmod_command(mode, &remote), &[Status::CommandOk]).await;
+                if let Err(err) = &reply {
+                    inner.saw_chmod_reply(err);
+                }
+                reply.map(|_| ())
+            })
+            .await;
+        self.inner.note_chmod().await;
+        match result {
+            Err(_) if self.inner.chmod_refused.load(Relaxed) => Err(refused()),
+            other => other,
+        }
     }
 
     /// HASH (or XSHA256/XSHA1/XMD5) on the server, several files at once.
@@ -760,6 +808,26 @@ impl Backend for FtpBackend {
 impl Inner {
     /// A rename the server refused outright: files are written in place
     /// from now on.
+    /// Notes a refusal of SITE CHMOD as a command (not known, not allowed,
+    /// or its arguments not understood): every server answers one of those
+    /// when it does not take it; a 550 is about one file.
+    fn saw_chmod_reply(&self, err: &suppaftp::FtpError) {
+        if conn::reply_code(err).is_some_and(|code| matches!(code, 500 | 501 | 502 | 504)) {
+            self.chmod_refused.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Remembers a refused SITE CHMOD for the next runs (once per run).
+    async fn note_chmod(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.chmod_refused.load(Relaxed)
+            && !self.chmod_remembered.swap(true, Relaxed)
+            && let Some(memory) = &self.memory
+        {
+            memory.0.remember(&chmod_key(&self.shown), "no: SITE CHMOD refused").await;
+        }
+    }
+
     fn note_rename<T>(&self, result: Result<T, OpError>) -> Result<T, OpError> {
         if let Err(err) = &result
             && matches!(err.kind, ErrorKind::Unsupported | ErrorKind::PermissionDenied)
@@ -789,13 +857,27 @@ impl Inner {
         from: &str,
         to: &str,
         mtime: Option<Mtime>,
+        mode: Option<u32>,
     ) -> Result<Option<Mtime>, suppaftp::FtpError> {
         use std::sync::atomic::Ordering::Relaxed;
         let confirmed = self.mtime_confirmed.load(Relaxed);
         let method = self.mtime_commands.lock().ok().and_then(|m| m.first().copied());
         let mut set = None;
-        let mut batch = Vec::with_capacity(3);
+        let mut batch = Vec::with_capacity(4);
         let mut batched_time = None;
+        let chmod = mode.filter(|_| !self.chmod_refused.load(Relaxed)).map(|mode| chmod_command(mode, from));
+        if let Some(chmod) = &chmod {
+            match conn.pipelining() {
+                true => batch.push(chmod.clone()),
+                false => {
+                    conn.round_trip(1);
+                    if let Err(err) = conn.control.custom_command(chmod, &[Status::CommandOk]).await {
+                        self.saw_chmod_reply(&err);
+                    }
+                }
+            }
+        }
+        let batched_chmod = chmod.is_some() && conn.pipelining();
         if let Some(mtime) = mtime {
             match method {
                 Some(method) if confirmed && conn.pipelining() => {
@@ -814,6 +896,13 @@ impl Inner {
         batch.push(format!("RNTO {to}"));
         let sent = conn.send_pipelined(&batch).await?;
         let renamed = async {
+            if batched_chmod && let Err(err) = conn.control.read_response_in(&[Status::CommandOk]).await {
+                // Bits that could not be set do not stop the commit.
+                match err {
+                    suppaftp::FtpError::UnexpectedResponse(_) => self.saw_chmod_reply(&err),
+                    other => return Err(other),
+                }
+            }
             if let Some(mtime) = batched_time {
                 match conn.control.read_response_in(&[Status::File, Status::CommandOk]).await {
                     Ok(_) => set = Some(mtime),
@@ -842,6 +931,16 @@ impl Inner {
         sent.answered_if(renamed.await)?;
         Ok(set)
     }
+}
+
+/// `SITE CHMOD` of `path` (as the server names it) to `mode`.
+fn chmod_command(mode: u32, path: &str) -> String {
+    format!("SITE CHMOD {mode:o} {path}")
+}
+
+/// State db key: whether the server at `shown` takes SITE CHMOD.
+fn chmod_key(shown: &str) -> String {
+    format!("ftp.site-chmod {shown}")
 }
 
 /// The digest in a HASH reply (`213 SHA-256 0-49 <hex> name`) or an
