@@ -4,7 +4,8 @@
 # a resync of a local tree (20,000 files) and of a proftpd tree (10,000
 # files, the suite's unpacked package on loopback, tests/support/ftpd.sh);
 # a first copy of the local tree into an empty destination (each
-# temporary's write path: locks, fsync, rename); and with SFTP=1 the same
+# temporary's write path: locks, fsync, rename); a first download of the
+# proftpd tree; and with SFTP=1 the same
 # 10,000 files from OpenSSH (tests/support/sshd.sh): a no-op resync and a
 # first download.
 # Each binary keeps its own state database; the two binaries run in turn,
@@ -12,6 +13,7 @@
 #
 #   benches/noop_ab.sh OLD_BINARY NEW_BINARY
 #   env: ROUNDS=3 RUNS=10 FILES=20000 FTP_FILES=10000 PORT=24300 SFTP=0
+#        ROWS="local ftp copy ftpcopy sftp sftpcopy" (a subset to measure again)
 #        BARGE_TEST_SERVERS=target/test-servers
 #
 # Prints hyperfine's mean and median per round and binary.
@@ -58,7 +60,7 @@ start_ftpd "$w/ftpd" "$w/root" 127.0.0.1
 wait_port 127.0.0.1 "$ftp_port"
 url="ftp://$user@127.0.0.1:$ftp_port/tree"
 export BARGE_PASSWORD=$password XDG_STATE_HOME=$w/xdg
-rows="local ftp copy"
+rows="local ftp copy ftpcopy"
 if [[ ${SFTP:-0} == 1 ]]; then
     ftp_pids=("${pids[@]}")
     work=$w servers=$servers start_sshd
@@ -68,6 +70,7 @@ if [[ ${SFTP:-0} == 1 ]]; then
     sftp_args="--identity $servers/ssh/client_ed25519 --known-hosts $inst/known_hosts"
     rows="$rows sftp sftpcopy"
 fi
+rows=${ROWS:-$rows}
 
 for tool in old new; do
     bin=${!tool}
@@ -91,6 +94,7 @@ for round in $(seq 1 "$rounds"); do
             local) src=$w/src dst=$w/dst-$tool prepare=true ;;
             ftp) src=$url dst=$w/ftp-$tool prepare=true ;;
             copy) src=$w/src dst=$w/copy-$tool prepare="rm -rf $w/copy-$tool $w/$tool-copy.db" ;;
+            ftpcopy) src=$url dst=$w/ftpcopy-$tool prepare="rm -rf $w/ftpcopy-$tool $w/$tool-ftpcopy.db" ;;
             sftp) src=$sftp_url dst=$w/sftp-$tool prepare=true extra=$sftp_args ;;
             sftpcopy) src=$sftp_url dst=$w/sftpcopy-$tool prepare="rm -rf $w/sftpcopy-$tool $w/$tool-sftpcopy.db" extra=$sftp_args ;;
             esac
