@@ -56,10 +56,10 @@
 //! imports the engine, commit or the planner: what they share (temporary
 //! names, [`backend::temp`]; the chunk size; what makes a server far) lives
 //! in [`backend`] or below. Inside the FTP backend, `ftp/mod.rs` is the
-//! backend and its pool; `walk.rs`, `transfer.rs` and `mtime.rs` the three
-//! things it does; `conn.rs` a logged-in control connection;
-//! `protocol.rs` the protocol itself, shared with [`doctor`]; `listing/`
-//! the pure parsers, one file per format.
+//! backend and its pool; `walk.rs`, `transfer.rs`, `mtime.rs`, `modes.rs`
+//! and `segments.rs` the things it does; `conn.rs` a logged-in control
+//! connection; `protocol.rs` the protocol itself, shared with [`doctor`];
+//! `listing/` the pure parsers, one file per format.
 
 pub mod backend;
 pub mod cli;

@@ -18,11 +18,13 @@ pub mod conn;
 pub mod data;
 pub mod fxp;
 pub mod listing;
+mod modes;
 pub(crate) mod mtime;
 pub mod names;
 pub mod pool;
 pub mod protocol;
 pub mod recursive;
+mod segments;
 pub mod text;
 pub mod tls;
 mod transfer;
@@ -321,7 +323,9 @@ impl FtpBackend {
         };
         // A server that refused SITE CHMOD before is not asked again.
         let chmod_refused = match &options.memory {
-            Some(memory) => memory.0.recall(&chmod_key(&shown)).await.is_some_and(|known| known.starts_with("no")),
+            Some(memory) => {
+                memory.0.recall(&modes::chmod_key(&shown)).await.is_some_and(|known| known.starts_with("no"))
+            }
             None => false,
         };
         let mut mtime_commands = Vec::new();
@@ -523,57 +527,6 @@ impl Inner {
     }
 }
 
-/// What [`FtpBackend::try_segmented_write`] writes, as (offset, byte), in
-/// this order: the first held open while the others are written whole.
-const PROBE_WRITES: [(u64, u8); 3] = [(0, b'A'), (8, b'B'), (4, b'C')];
-/// What the probe file must then hold.
-const PROBE_EXPECTED: &[u8] = b"A\0\0\0C\0\0\0B";
-
-impl FtpBackend {
-    /// Tries out segments on this server with a scratch file beside `near`,
-    /// as a segmented upload writes them: a STOR at 0 held open while a
-    /// REST+STOR past the end and then one below it are written and
-    /// finished; then the STOR ends. The file must read `A...C...B`. A
-    /// server that cuts the file at a REST or at an upload's end, writes
-    /// each upload to a file of its own and renames it over the name
-    /// (pure-ftpd), or locks the file for a whole upload (vsftpd's
-    /// `lock_upload_files`: the second upload waits, and the probe gives up
-    /// after a few seconds) fails it, and gets whole-file uploads.
-    async fn try_segmented_write(&self, near: &RelPath) -> Result<(), String> {
-        let probe = super::temp::probe_path(near);
-        let patience = self.inner.round_trip.unwrap_or_default().saturating_mul(20).max(Duration::from_secs(5));
-        let tried = tokio::time::timeout(patience, async {
-            let (first, rest) = PROBE_WRITES.split_first().expect("probe writes");
-            let mut held = self.open_writer(&probe, first.0, false).await?;
-            held.write(vec![first.1]).await?;
-            for &(offset, byte) in rest {
-                let mut writer = self.open_writer(&probe, offset, false).await?;
-                writer.write(vec![byte]).await?;
-                writer.finish(None).await?;
-            }
-            held.finish(None).await?;
-            let mut reader = self.open_reader(&probe, 0, false, None).await?;
-            let mut landed = Vec::new();
-            loop {
-                let chunk = reader.read(Vec::with_capacity(64)).await?;
-                if chunk.is_empty() || landed.len() > 64 {
-                    break;
-                }
-                landed.extend_from_slice(&chunk);
-            }
-            Ok::<_, OpError>(landed)
-        })
-        .await;
-        let _ = self.remove_file(&probe).await;
-        match tried {
-            Err(_) => Err(format!("a second upload into one file waited more than {patience:?}")),
-            Ok(Err(err)) => Err(err.to_string()),
-            Ok(Ok(landed)) if landed == PROBE_EXPECTED => Ok(()),
-            Ok(Ok(landed)) => Err(format!("writes at offsets left {landed:?} where {PROBE_EXPECTED:?} was written")),
-        }
-    }
-}
-
 #[async_trait]
 impl Backend for FtpBackend {
     fn capabilities(&self) -> &Capabilities {
@@ -713,17 +666,8 @@ impl Backend for FtpBackend {
             return Err(refused());
         }
         let inner = Arc::clone(&self.inner);
-        let result = self
-            .inner
-            .with_conn("chmod", path, async |conn, remote| {
-                conn.round_trip(1);
-                let reply = conn.control.custom_command(chmod_command(mode, &remote), &[Status::CommandOk]).await;
-                if let Err(err) = &reply {
-                    inner.saw_chmod_reply(err);
-                }
-                reply.map(|_| ())
-            })
-            .await;
+        let result =
+            self.inner.with_conn("chmod", path, async |conn, remote| inner.site_chmod(conn, mode, &remote).await).await;
         self.inner.note_chmod().await;
         match result {
             Err(_) if self.inner.chmod_refused.load(Relaxed) => Err(refused()),
@@ -808,26 +752,6 @@ impl Backend for FtpBackend {
 impl Inner {
     /// A rename the server refused outright: files are written in place
     /// from now on.
-    /// Notes a refusal of SITE CHMOD as a command (not known, not allowed,
-    /// or its arguments not understood): every server answers one of those
-    /// when it does not take it; a 550 is about one file.
-    fn saw_chmod_reply(&self, err: &suppaftp::FtpError) {
-        if conn::reply_code(err).is_some_and(|code| matches!(code, 500 | 501 | 502 | 504)) {
-            self.chmod_refused.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// Remembers a refused SITE CHMOD for the next runs (once per run).
-    async fn note_chmod(&self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        if self.chmod_refused.load(Relaxed)
-            && !self.chmod_remembered.swap(true, Relaxed)
-            && let Some(memory) = &self.memory
-        {
-            memory.0.remember(&chmod_key(&self.shown), "no: SITE CHMOD refused").await;
-        }
-    }
-
     fn note_rename<T>(&self, result: Result<T, OpError>) -> Result<T, OpError> {
         if let Err(err) = &result
             && matches!(err.kind, ErrorKind::Unsupported | ErrorKind::PermissionDenied)
@@ -865,19 +789,17 @@ impl Inner {
         let mut set = None;
         let mut batch = Vec::with_capacity(4);
         let mut batched_time = None;
-        let chmod = mode.filter(|_| !self.chmod_refused.load(Relaxed)).map(|mode| chmod_command(mode, from));
-        if let Some(chmod) = &chmod {
-            match conn.pipelining() {
-                true => batch.push(chmod.clone()),
+        let chmod = mode.filter(|_| !self.chmod_refused.load(Relaxed));
+        let batched_chmod = chmod.is_some() && conn.pipelining();
+        if let Some(mode) = chmod {
+            match batched_chmod {
+                true => batch.push(modes::chmod_command(mode, from)),
+                // Bits that could not be set do not stop the commit.
                 false => {
-                    conn.round_trip(1);
-                    if let Err(err) = conn.control.custom_command(chmod, &[Status::CommandOk]).await {
-                        self.saw_chmod_reply(&err);
-                    }
+                    let _ = self.site_chmod(conn, mode, from).await;
                 }
             }
         }
-        let batched_chmod = chmod.is_some() && conn.pipelining();
         if let Some(mtime) = mtime {
             match method {
                 Some(method) if confirmed && conn.pipelining() => {
@@ -933,16 +855,6 @@ impl Inner {
     }
 }
 
-/// `SITE CHMOD` of `path` (as the server names it) to `mode`.
-fn chmod_command(mode: u32, path: &str) -> String {
-    format!("SITE CHMOD {mode:o} {path}")
-}
-
-/// State db key: whether the server at `shown` takes SITE CHMOD.
-fn chmod_key(shown: &str) -> String {
-    format!("ftp.site-chmod {shown}")
-}
-
 /// The digest in a HASH reply (`213 SHA-256 0-49 <hex> name`) or an
 /// X-command reply (`250 <hex>`): the first token of the right length that
 /// is all hex.
@@ -955,52 +867,6 @@ pub fn parse_hash_reply(text: &str, kind: HashKind) -> Option<Vec<u8>> {
     let token =
         text.split_whitespace().skip(1).find(|t| t.len() == want && t.bytes().all(|b| b.is_ascii_hexdigit()))?;
     (0..want).step_by(2).map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok()).collect()
-}
-
-/// Segments by REST+STOR, on the servers that pass a try
-/// ([`FtpBackend::try_segmented_write`]).
-#[async_trait]
-impl super::SegmentedWrite for FtpBackend {
-    /// Tried beside the first file to be written in segments (see
-    /// [`FtpBackend::try_segmented_write`]), and remembered in the state
-    /// database: a server that locks uploads makes the try wait seconds.
-    async fn works(&self, near: &RelPath) -> bool {
-        *self
-            .inner
-            .segmented_write
-            .get_or_init(async || {
-                let key = format!("ftp.segmented-write {}", self.inner.shown);
-                let memory = self.inner.memory.as_ref();
-                if let Some(memory) = memory
-                    && let Some(known) = memory.0.recall(&key).await
-                {
-                    return known == "yes";
-                }
-                // Kept with its reason, for whoever wonders why not.
-                let tried = self.try_segmented_write(near).await;
-                if let Some(memory) = memory {
-                    let known = match &tried {
-                        Ok(()) => "yes".to_string(),
-                        Err(why) => format!("no: {why}"),
-                    };
-                    memory.0.remember(&key, &known).await;
-                }
-                tried.is_ok()
-            })
-            .await
-    }
-
-    /// Nothing to make: the first segment's STOR creates the file (and
-    /// truncates it) before the others open (see `segment_at_zero_truncates`).
-    async fn create_sized(&self, _path: &RelPath, _size: u64) -> Result<(), OpError> {
-        Ok(())
-    }
-
-    /// A STOR at 0, else REST+STOR: nothing is cut at either end on the
-    /// servers that passed [`FtpBackend::try_segmented_write`].
-    async fn open_write_segment(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
-        self.open_writer(path, offset, false).await
-    }
 }
 
 #[cfg(test)]
