@@ -52,10 +52,6 @@ impl Db {
         self.call(move |db| db.finish_run(now_unix, status)).await
     }
 
-    pub async fn load_synced(&self) -> Result<HashMap<RelPath, SyncedRecord>, Error> {
-        self.call(|db| db.load_synced()).await
-    }
-
     /// See [`StateDb::load_synced_as`].
     pub async fn load_synced_as<T: Send + 'static>(
         &self,
