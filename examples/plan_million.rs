@@ -49,7 +49,10 @@ fn main() {
 
     let started = Instant::now();
     let synced: HashMap<RelPath, SyncedRecord> = if with_synced {
-        src.iter().filter(|e| e.is_file()).map(|e| (e.path.clone(), SyncedRecord::new(e, e.size, e.mtime))).collect()
+        src.iter()
+            .filter(|e| e.is_file())
+            .map(|e| (e.path.clone(), SyncedRecord::new(e, e.size, e.mtime, e.mode)))
+            .collect()
     } else {
         HashMap::new()
     };

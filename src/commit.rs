@@ -32,6 +32,8 @@ pub struct Committed {
     pub verified: Option<HashKind>,
     /// Byte ranges copied at once (1: one stream).
     pub segments: usize,
+    /// The permission bits the copy was given, when it was given any.
+    pub dst_mode: Option<u32>,
 }
 
 /// `--backup-dir`: a directory inside the destination where replaced and
@@ -148,6 +150,21 @@ pub async fn copy_file(
     options: CopyOptions<'_>,
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Committed, OpError> {
+    let committed = copy_by_the_way_it_allows(src_backend, dst_backend, src, resume_from, options, on_bytes).await?;
+    // Asked after the commit: a server that refused its first SITE CHMOD
+    // no longer claims it can set modes.
+    Ok(Committed { dst_mode: wanted_mode(dst_backend, src, &options), ..committed })
+}
+
+/// [`copy_file`] by the first way `dst_backend` and the options allow.
+async fn copy_by_the_way_it_allows(
+    src_backend: &dyn Backend,
+    dst_backend: &dyn Backend,
+    src: &Entry,
+    resume_from: u64,
+    options: CopyOptions<'_>,
+    on_bytes: &(dyn Fn(u64) + Send + Sync),
+) -> Result<Committed, OpError> {
     let text = |backend: &dyn Backend| backend.text_mode().is_some_and(|text| text.is_text(&src.path));
     if text(src_backend) || text(dst_backend) {
         return copy_text(src_backend, dst_backend, src, options, on_bytes).await;
@@ -229,6 +246,7 @@ pub async fn copy_file(
         in_place: false,
         verified,
         segments: 1,
+        dst_mode: None,
     })
 }
 
@@ -273,7 +291,15 @@ async fn copy_server_to_server(
     }
     on_bytes(src.size);
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
-    Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place, verified, segments: 1 })
+    Ok(Committed {
+        bytes_moved: src.size,
+        dst_size: src.size,
+        dst_mtime,
+        in_place,
+        verified,
+        segments: 1,
+        dst_mode: None,
+    })
 }
 
 /// `--verify`: the copy at `written` against the source. A mismatch
@@ -396,7 +422,15 @@ async fn copy_in_place(
     let verified =
         if options.verify { Some(verify_content(src_backend, dst_backend, src, &src.path).await?) } else { None };
     let dst_mtime = observed_mtime(dst_backend, &src.path, dst_mtime).await;
-    Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place: true, verified, segments: 1 })
+    Ok(Committed {
+        bytes_moved: src.size,
+        dst_size: src.size,
+        dst_mtime,
+        in_place: true,
+        verified,
+        segments: 1,
+        dst_mode: None,
+    })
 }
 
 /// A text transfer (`--ascii`): line ends are converted, so the size may
@@ -450,7 +484,7 @@ async fn copy_text(
         None => (written, set),
     };
     // Text transfers change the bytes on purpose: --verify cannot compare them.
-    Ok(Committed { bytes_moved: written, dst_size, dst_mtime, in_place, verified: None, segments: 1 })
+    Ok(Committed { bytes_moved: written, dst_size, dst_mtime, in_place, verified: None, segments: 1, dst_mode: None })
 }
 
 /// Where a copy that starts from byte 0 is written: the final name when

@@ -217,7 +217,15 @@ pub(super) async fn copy_segmented(
     let mode = wanted_mode(dst_backend, src, &options);
     let set = dst_backend.commit_temp(&temp, &src.path, wanted_mtime(dst_backend, src), mode).await?;
     let dst_mtime = observed_mtime(dst_backend, &src.path, set).await;
-    Ok(Committed { bytes_moved: src.size, dst_size: src.size, dst_mtime, in_place: false, verified, segments: count })
+    Ok(Committed {
+        bytes_moved: src.size,
+        dst_size: src.size,
+        dst_mtime,
+        in_place: false,
+        verified,
+        segments: count,
+        dst_mode: None,
+    })
 }
 
 /// One segment's work, borrowed from the copy.

@@ -566,7 +566,7 @@ impl Engine {
                     self.reporter.stats.files_verified.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 if let Some(journal) = &self.journal {
-                    let record = SyncedRecord::new(src, committed.dst_size, committed.dst_mtime);
+                    let record = SyncedRecord::new(src, committed.dst_size, committed.dst_mtime, committed.dst_mode);
                     if let Err(err) = journal.committed(src.path.clone(), record).await {
                         self.reporter.warning(&format!("state database: {err}"));
                     }
@@ -580,7 +580,7 @@ impl Engine {
                 None => self.dst.remove_file(path).await.map(|()| None),
             },
             Action::SetMtime { path, mtime, .. } => self.dst.set_mtime(path, *mtime).await.map(|()| None),
-            Action::SetMode { path, mode, .. } => match self.dst.set_mode(path, *mode).await {
+            Action::SetMode { path, mode, kind, .. } => match self.dst.set_mode(path, *mode).await {
                 // A server that does not take modes at all: said once, not
                 // an error per file (the content is right).
                 Err(err) if err.kind == ErrorKind::Unsupported => {
@@ -589,7 +589,17 @@ impl Engine {
                     }
                     Ok(None)
                 }
-                other => other.map(|()| None),
+                Ok(()) => {
+                    // A --trust-state run lists the destination from the
+                    // records: they must know the new bits.
+                    if let Some(journal) = self.journal.as_ref().filter(|_| *kind != EntryKind::Dir)
+                        && let Err(err) = journal.mode_set(path.clone(), *mode).await
+                    {
+                        self.reporter.warning(&format!("state database: {err}"));
+                    }
+                    Ok(None)
+                }
+                Err(err) => Err(err),
             },
             Action::Skip { .. } | Action::Conflict { .. } => Ok(None),
         }

@@ -105,11 +105,15 @@ pub struct SyncedRecord {
     pub src_mtime: Option<Mtime>,
     pub dst_size: u64,
     pub dst_mtime: Option<Mtime>,
+    /// The permission bits the destination file was given or showed, when
+    /// known: a `--trust-state` run's destination listing comes from the
+    /// records, and without them it could not see a mode change.
+    pub dst_mode: Option<u32>,
 }
 
 impl SyncedRecord {
-    pub fn new(src: &Entry, dst_size: u64, dst_mtime: Option<Mtime>) -> Self {
-        SyncedRecord { src_size: src.size, src_mtime: src.mtime, dst_size, dst_mtime }
+    pub fn new(src: &Entry, dst_size: u64, dst_mtime: Option<Mtime>, dst_mode: Option<u32>) -> Self {
+        SyncedRecord { src_size: src.size, src_mtime: src.mtime, dst_size, dst_mtime, dst_mode }
     }
 
     /// The pair is exactly what barge left behind.
@@ -168,7 +172,8 @@ mod tests {
     fn a_size_difference_barge_produced_itself_is_not_a_difference() {
         let rule = CompareRule::new(CompareMode::Mtime, NS, Duration::from_secs(1), true);
         let (src, dst) = (file(10, 100, 0), file(12, 100, 0));
-        let record = SyncedRecord { src_size: 10, src_mtime: src.mtime, dst_size: 12, dst_mtime: dst.mtime };
+        let record =
+            SyncedRecord { src_size: 10, src_mtime: src.mtime, dst_size: 12, dst_mtime: dst.mtime, dst_mode: None };
         assert_eq!(rule.compare(&src, &dst, || Some(&record)), Verdict::Same);
         // Either side changed since: a real difference.
         let grown = file(13, 100, 0);
@@ -205,7 +210,8 @@ mod tests {
         let rule = CompareRule::new(CompareMode::Mtime, NS, SEC, false);
         let (src, dst) = (file(5, 100, 0), file(5, 5000, 0));
         assert_eq!(rule.compare(&src, &dst, || None), Verdict::Differs(Reason::MtimeDiffers));
-        let record = SyncedRecord { src_size: 5, src_mtime: src.mtime, dst_size: 5, dst_mtime: dst.mtime };
+        let record =
+            SyncedRecord { src_size: 5, src_mtime: src.mtime, dst_size: 5, dst_mtime: dst.mtime, dst_mode: None };
         assert_eq!(rule.compare(&src, &dst, || Some(&record)), Verdict::Same);
         let stale = SyncedRecord { src_mtime: Some(Mtime::from_unix(99, 0)), ..record };
         assert_eq!(rule.compare(&src, &dst, || Some(&stale)), Verdict::Differs(Reason::MtimeDiffers));

@@ -321,7 +321,7 @@ fn state_records_vouch_only_for_exactly_what_was_synced() {
         })
     };
     assert_eq!(lines(&plan_with(&synced)), ["copy f (mtime differs)"]);
-    synced.insert(p("f"), SyncedRecord::new(&src[0], 3, Some(Mtime::from_unix(99, 0))));
+    synced.insert(p("f"), SyncedRecord::new(&src[0], 3, Some(Mtime::from_unix(99, 0)), None));
     assert!(plan_with(&synced).actions.is_empty());
 }
 

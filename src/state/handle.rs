@@ -60,8 +60,13 @@ impl Db {
         self.call(move |db| db.load_synced_as(wrap)).await
     }
 
-    pub async fn write_synced(&self, records: Vec<(RelPath, SyncedRecord)>, forget: Vec<RelPath>) -> Result<(), Error> {
-        self.call(move |db| db.write_synced(&records, &forget)).await
+    pub async fn write_synced(
+        &self,
+        records: Vec<(RelPath, SyncedRecord)>,
+        forget: Vec<RelPath>,
+        modes: Vec<(RelPath, u32)>,
+    ) -> Result<(), Error> {
+        self.call(move |db| db.write_synced(&records, &forget, &modes)).await
     }
 
     pub async fn load_hashes(&self, side: Side) -> Result<HashMap<RelPath, CachedHash>, Error> {

@@ -16,6 +16,7 @@ const MAX_DELAY: Duration = Duration::from_secs(1);
 struct Pending {
     records: Vec<(RelPath, SyncedRecord)>,
     forget: Vec<RelPath>,
+    modes: Vec<(RelPath, u32)>,
     last_flush: Instant,
 }
 
@@ -28,7 +29,12 @@ impl Journal {
     pub fn new(db: Db) -> Self {
         Journal {
             db,
-            pending: Mutex::new(Pending { records: Vec::new(), forget: Vec::new(), last_flush: Instant::now() }),
+            pending: Mutex::new(Pending {
+                records: Vec::new(),
+                forget: Vec::new(),
+                modes: Vec::new(),
+                last_flush: Instant::now(),
+            }),
         }
     }
 
@@ -50,6 +56,15 @@ impl Journal {
         if due { self.flush().await } else { Ok(()) }
     }
 
+    /// Records that the recorded destination file `path` was given `mode`.
+    pub async fn mode_set(&self, path: RelPath, mode: u32) -> Result<(), Error> {
+        let due = self.with_pending(|p| {
+            p.modes.push((path, mode));
+            p.modes.len() >= BATCH || p.last_flush.elapsed() >= MAX_DELAY
+        });
+        if due { self.flush().await } else { Ok(()) }
+    }
+
     /// Notes a large transfer in flight, so its temporary can be resumed.
     /// The partial transfer of `path` a run noted, if any.
     pub async fn partial(&self, path: RelPath) -> Result<Option<PartialRecord>, Error> {
@@ -62,14 +77,14 @@ impl Journal {
 
     /// Writes everything pending.
     pub async fn flush(&self) -> Result<(), Error> {
-        let (records, forget) = self.with_pending(|p| {
+        let (records, forget, modes) = self.with_pending(|p| {
             p.last_flush = Instant::now();
-            (std::mem::take(&mut p.records), std::mem::take(&mut p.forget))
+            (std::mem::take(&mut p.records), std::mem::take(&mut p.forget), std::mem::take(&mut p.modes))
         });
-        if records.is_empty() && forget.is_empty() {
+        if records.is_empty() && forget.is_empty() && modes.is_empty() {
             return Ok(());
         }
-        self.db.write_synced(records, forget).await
+        self.db.write_synced(records, forget, modes).await
     }
 
     fn with_pending<T>(&self, f: impl FnOnce(&mut Pending) -> T) -> T {

@@ -69,6 +69,8 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;",
     // 2: hashes of other algorithms than blake3 (what FTP servers compute).
     "ALTER TABLE hash_cache ADD COLUMN algo TEXT NOT NULL DEFAULT 'blake3';",
+    // 3: the destination's permission bits, for --trust-state listings.
+    "ALTER TABLE synced ADD COLUMN dst_mode INTEGER;",
 ];
 
 /// Which side of a job a cached hash belongs to.
@@ -269,7 +271,7 @@ impl StateDb {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT s.path, s.src_size, s.src_mtime, s.dst_size, s.dst_mtime, r.started_at
+                "SELECT s.path, s.src_size, s.src_mtime, s.dst_size, s.dst_mtime, r.started_at, s.dst_mode
                  FROM synced s LEFT JOIN runs r ON r.id = s.run_id",
             )
             .map_err(|e| self.err(e))?;
@@ -281,6 +283,7 @@ impl StateDb {
                     src_mtime: row.get::<_, Option<i64>>(2)?.map(Mtime),
                     dst_size: from_sql(row.get(3)?),
                     dst_mtime: row.get::<_, Option<i64>>(4)?.map(Mtime),
+                    dst_mode: row.get::<_, Option<i64>>(6)?.and_then(|m| u32::try_from(m).ok()),
                 };
                 Ok((path, record, row.get::<_, Option<i64>>(5)?))
             })
@@ -305,15 +308,21 @@ impl StateDb {
     }
 
     /// Writes a batch of journal entries in one transaction: records for
-    /// paths made right, and paths to forget (deleted on the destination).
-    pub fn write_synced(&mut self, records: &[(RelPath, SyncedRecord)], forget: &[RelPath]) -> Result<(), Error> {
+    /// paths made right, paths to forget (deleted on the destination), and
+    /// new permission bits of recorded destination files.
+    pub fn write_synced(
+        &mut self,
+        records: &[(RelPath, SyncedRecord)],
+        forget: &[RelPath],
+        modes: &[(RelPath, u32)],
+    ) -> Result<(), Error> {
         let run_id = self.run_id;
         let tx = self.conn.transaction().map_err(|e| Error::State { path: self.path.clone(), source: e })?;
         {
             let mut upsert = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO synced (path, src_size, src_mtime, dst_size, dst_mtime, run_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT OR REPLACE INTO synced (path, src_size, src_mtime, dst_size, dst_mtime, run_id, dst_mode)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(|e| Error::State { path: self.path.clone(), source: e })?;
             for (path, r) in records {
@@ -324,7 +333,8 @@ impl StateDb {
                         r.src_mtime.map(|m| m.0),
                         to_sql(r.dst_size),
                         r.dst_mtime.map(|m| m.0),
-                        run_id
+                        run_id,
+                        r.dst_mode
                     ])
                     .map_err(|e| Error::State { path: self.path.clone(), source: e })?;
             }
@@ -337,6 +347,14 @@ impl StateDb {
             for path in forget {
                 delete
                     .execute(params![path.as_bytes()])
+                    .map_err(|e| Error::State { path: self.path.clone(), source: e })?;
+            }
+            let mut set_mode = tx
+                .prepare_cached("UPDATE synced SET dst_mode = ?2 WHERE path = ?1")
+                .map_err(|e| Error::State { path: self.path.clone(), source: e })?;
+            for (path, mode) in modes {
+                set_mode
+                    .execute(params![path.as_bytes(), mode])
                     .map_err(|e| Error::State { path: self.path.clone(), source: e })?;
             }
             for (path, _) in records {
@@ -552,13 +570,16 @@ mod tests {
         let mut db = StateDb::open(&path).unwrap();
         assert_eq!(db.begin_run(1).unwrap(), None);
         let p = RelPath::parse(b"a/\xffb").unwrap();
-        let rec = SyncedRecord { src_size: 3, src_mtime: Some(Mtime(5)), dst_size: 3, dst_mtime: None };
-        db.write_synced(&[(p.clone(), rec)], &[]).unwrap();
+        let rec = SyncedRecord { src_size: 3, src_mtime: Some(Mtime(5)), dst_size: 3, dst_mtime: None, dst_mode: None };
+        db.write_synced(&[(p.clone(), rec)], &[], &[]).unwrap();
         drop(db); // killed: the run never finished
         let mut db = StateDb::open(&path).unwrap();
         assert_eq!(db.begin_run(2).unwrap(), Some(1));
         assert_eq!(db.load_synced().unwrap().get(&p), Some(&rec));
-        db.write_synced(&[], std::slice::from_ref(&p)).unwrap();
+        // A mode set on a recorded file updates its record only.
+        db.write_synced(&[], &[], &[(p.clone(), 0o750)]).unwrap();
+        assert_eq!(db.load_synced().unwrap().get(&p), Some(&SyncedRecord { dst_mode: Some(0o750), ..rec }));
+        db.write_synced(&[], std::slice::from_ref(&p), &[]).unwrap();
         assert!(db.load_synced().unwrap().is_empty());
         db.finish_run(3, "ok").unwrap();
         assert_eq!(db.begin_run(4).unwrap(), None);
@@ -600,10 +621,10 @@ mod tests {
                 let records: Vec<(RelPath, SyncedRecord)> = (0..2000)
                     .map(|i| {
                         let p = RelPath::parse(format!("dir{}/file-{i:05}.txt", i % 7).as_bytes()).unwrap();
-                        (p, SyncedRecord { src_size: i, src_mtime: None, dst_size: i, dst_mtime: None })
+                        (p, SyncedRecord { src_size: i, src_mtime: None, dst_size: i, dst_mtime: None, dst_mode: None })
                     })
                     .collect();
-                db.write_synced(&records, &[]).unwrap();
+                db.write_synced(&records, &[], &[]).unwrap();
             }
             // Closed by barge: marked, and the next open may skip the check.
             let mark = std::fs::read_to_string(suffixed(&path, CLEAN_MARK)).unwrap();

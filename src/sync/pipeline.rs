@@ -174,7 +174,7 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
         let unreadable: Vec<RelPath> = src_seen.unreadable.iter().chain(&dst_seen.unreadable).cloned().collect();
         let stale = records.unseen(&unreadable);
         if !stale.is_empty() {
-            db.write_synced(Vec::new(), stale).await?;
+            db.write_synced(Vec::new(), stale, Vec::new()).await?;
         }
     }
     warn_unlinkable(unlinkable, engine.dst.as_ref(), &reporter);

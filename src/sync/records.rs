@@ -182,7 +182,7 @@ pub(super) async fn rebuild(db: &Db, listed: FilePairs, acted: Vec<RelPath>, rep
             let recorded = db.load_synced()?;
             let (records, forget) = repaired_records(listed, &acted, &recorded);
             let counts = (records.len(), forget.len());
-            db.write_synced(&records, &forget)?;
+            db.write_synced(&records, &forget, &[])?;
             db.meta_set(STATE_VERIFIED, "1")?;
             Ok(counts)
         })
@@ -207,7 +207,7 @@ fn repaired_records(
         .pairs
         .into_iter()
         .filter(|(s, _)| !acted.contains(&s.path))
-        .map(|(s, d)| (s.path.clone(), SyncedRecord::new(&s, d.size, d.mtime)))
+        .map(|(s, d)| (s.path.clone(), SyncedRecord::new(&s, d.size, d.mtime, d.mode)))
         .filter(|(path, record)| recorded.get(path) != Some(record))
         .collect();
     let forget = recorded.keys().filter(|p| !listed.dst_files.contains(*p) && !acted.contains(*p)).cloned().collect();

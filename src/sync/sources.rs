@@ -139,7 +139,7 @@ fn listing_from_records<'a>(records: impl Iterator<Item = (&'a RelPath, &'a Sync
             coarse_mtime_s: 0,
             hash: None,
             link_target: None,
-            mode: None,
+            mode: record.dst_mode,
         });
     }
     entries.extend(dirs.into_iter().map(Entry::dir));

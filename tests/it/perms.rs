@@ -230,3 +230,31 @@ fn an_ftp_server_without_site_chmod_is_said_once_and_not_asked_again() {
     assert_eq!(second.stderr.matches("does not take permission bits").count(), 1, "{}", second.explain());
     assert!(second.events("set-mode").is_empty(), "not asked again\n{}", second.explain());
 }
+
+/// A `--trust-state` run lists the destination from the state database:
+/// the records keep the bits each file was given, so a mode change on the
+/// source still reaches a trusted backup, once.
+#[test]
+fn a_trusted_backup_sees_mode_changes_through_its_records() {
+    let server = harness::ftp_server(FtpServerKind::Proftpd, FtpTls::None);
+    let s = Scratch::new();
+    readable_tree(&s.src());
+    let remote = crate::ftp_sync::url(&server, "/up");
+    let src = s.src().to_string_lossy().into_owned();
+    crate::ftp_sync::sync(&s, &server, &src, &remote, &[]).expect_code(0);
+    crate::ftp_sync::sync(&s, &server, &src, &remote, &["--verify-state"]).expect_code(0);
+    let unchanged = crate::ftp_sync::sync(&s, &server, &src, &remote, &["--trust-state"]);
+    unchanged.expect_code(0);
+    assert!(unchanged.events("set-mode").is_empty(), "{}", unchanged.explain());
+
+    chmod(&s.src().join("bin/run.sh"), 0o700);
+    let changed = crate::ftp_sync::sync(&s, &server, &src, &remote, &["--trust-state"]);
+    changed.expect_code(0);
+    assert_eq!(changed.events("set-mode"), ["bin/run.sh"], "{}", changed.explain());
+    assert_eq!(changed.count("files_transferred"), 0, "{}", changed.explain());
+    assert_eq!(mode(&server.root.join("up/bin/run.sh")), 0o700);
+    // The record learned the new bits: the next trusted run has nothing to do.
+    let again = crate::ftp_sync::sync(&s, &server, &src, &remote, &["--trust-state"]);
+    again.expect_code(0);
+    assert!(again.events("set-mode").is_empty(), "{}", again.explain());
+}
