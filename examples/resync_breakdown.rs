@@ -82,6 +82,7 @@ fn entry(path: RelPath, meta: &std::fs::Metadata) -> Entry {
         hash: None,
         link_target: None,
         mode: None,
+        owner: None,
     }
 }
 

@@ -134,6 +134,9 @@ pub struct CopyOptions<'a> {
     /// The permission bits a copy keeps from its source (see
     /// `EngineConfig::perms`); `None`: the destination's defaults.
     pub perms: Option<&'a crate::perms::Perms>,
+    /// The ids a copy keeps (`--owner`, `--group`), already the
+    /// destination's.
+    pub owners: crate::perms::Owners,
 }
 
 /// Copies `src` to the same path on `dst`, atomically. `resume_from` is the
@@ -212,7 +215,11 @@ async fn copy_by_the_way_it_allows(
         offset,
         mtime: if at_commit { None } else { wanted_mtime(dst_backend, src) },
         commit_to: nothing_between.then_some(&src.path),
-        mode: if at_commit { None } else { wanted_mode(dst_backend, src, &options) },
+        keep: if at_commit {
+            Keep { mode: None, owner: wanted_owner(dst_backend, src, &options) }
+        } else {
+            Keep::wanted(dst_backend, src, &options)
+        },
     };
     let finished = stream(src_backend, dst_backend, src, writing, options, on_bytes).await?;
     let (mut dst_mtime, mut verified) = (finished.mtime, None);
@@ -416,7 +423,7 @@ async fn copy_in_place(
         offset: 0,
         mtime: wanted_mtime(dst_backend, src),
         commit_to: None,
-        mode: wanted_mode(dst_backend, src, &options),
+        keep: Keep::wanted(dst_backend, src, &options),
     };
     let dst_mtime = stream(src_backend, dst_backend, src, writing, options, on_bytes).await?.mtime;
     let verified =
@@ -454,7 +461,7 @@ async fn copy_text(
         Some(text) => text.open_write_text(&target).await?,
         None => dst_backend.open_write(&target, 0).await?,
     };
-    let separate_mode = keep_mode(&mut writer, wanted_mode(dst_backend, src, &options));
+    let separately = Keep::wanted(dst_backend, src, &options).give_to(&mut writer);
     let mut buf = Vec::with_capacity(CHUNK_SIZE);
     let mut written = 0;
     loop {
@@ -471,9 +478,7 @@ async fn copy_text(
         on_bytes(len);
     }
     let set = writer.finish(wanted_mtime(dst_backend, src)).await?;
-    if let Some(mode) = separate_mode {
-        dst_backend.set_mode(&target, mode).await?;
-    }
+    separately.set_on(dst_backend, &target).await?;
     if !in_place {
         keep_replaced(dst_backend, src, options).await?;
         dst_backend.rename(&target, &src.path).await?;
@@ -531,10 +536,56 @@ fn wanted_mode(dst_backend: &dyn Backend, src: &Entry, options: &CopyOptions<'_>
     options.perms.filter(|_| dst_backend.capabilities().set_mode)?.wanted(src.mode, false)
 }
 
-/// Gives `writer`'s file `mode` at its finish where it can; else returns
-/// the mode, for the caller to set on the file before it is committed.
-fn keep_mode(writer: &mut Box<dyn crate::backend::FileWriter>, mode: Option<u32>) -> Option<u32> {
-    mode.filter(|&mode| !writer.keep_mode(mode))
+/// The ids a copy of `src` gets, when kept and the destination can set them.
+fn wanted_owner(
+    dst_backend: &dyn Backend,
+    src: &Entry,
+    options: &CopyOptions<'_>,
+) -> Option<crate::backend::owners::GivenIds> {
+    dst_backend.ownership()?;
+    options.owners.wanted(src.owner)
+}
+
+/// What a copy gives its file besides content and time, before the file is
+/// committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Keep {
+    mode: Option<u32>,
+    owner: Option<crate::backend::owners::GivenIds>,
+}
+
+impl Keep {
+    fn wanted(dst_backend: &dyn Backend, src: &Entry, options: &CopyOptions<'_>) -> Keep {
+        Keep { mode: wanted_mode(dst_backend, src, options), owner: wanted_owner(dst_backend, src, options) }
+    }
+
+    /// Gives `writer` what it can keep at its finish; returns the rest, for
+    /// [`Keep::set_on`] before the file is committed.
+    fn give_to(self, writer: &mut Box<dyn crate::backend::FileWriter>) -> Keep {
+        let owner = self.owner.filter(|&(uid, gid)| !writer.keep_owner(uid, gid));
+        let mode = self.mode.filter(|&mode| !writer.keep_mode(mode));
+        // An owner set afterwards clears setuid and setgid: the bits again.
+        Keep { mode: if owner.is_some() { self.mode } else { mode }, owner }
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == Keep::default()
+    }
+
+    /// Sets the owner, then the bits, on `path`.
+    async fn set_on(self, dst_backend: &dyn Backend, path: &RelPath) -> Result<(), OpError> {
+        if let (Some((uid, gid)), Some(ownership)) = (self.owner, dst_backend.ownership()) {
+            match ownership.set_owner(path, uid, gid).await {
+                // Said by the set-owner of the next run's plan, not here.
+                Err(err) if err.kind == ErrorKind::PermissionDenied => {}
+                other => other?,
+            }
+        }
+        if let Some(mode) = self.mode {
+            dst_backend.set_mode(path, mode).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Where [`stream`] writes, from which offset, and how it ends a copy it
@@ -548,8 +599,8 @@ struct Writing<'a> {
     /// to happen between its end and its commit (not resumed, no
     /// verification, no backup of what it replaces, the time set here).
     commit_to: Option<&'a RelPath>,
-    /// Permission bits to give the file before it is committed.
-    mode: Option<u32>,
+    /// Owner and bits to give the file before it is committed.
+    keep: Keep,
 }
 
 /// Streams the source from `offset` into `target`, checks the length and
@@ -563,12 +614,12 @@ async fn stream(
     options: CopyOptions<'_>,
     on_bytes: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Finished, OpError> {
-    let Writing { target, offset, mtime, commit_to, mode } = writing;
+    let Writing { target, offset, mtime, commit_to, keep } = writing;
     let mut reader = src_backend.open_read_sized(&src.path, offset, src.size).await?;
     let mut writer = dst_backend.open_write(target, offset).await?;
-    // A writer that cannot set the mode itself leaves the commit to after it.
-    let separate_mode = keep_mode(&mut writer, mode);
-    let commit_to = commit_to.filter(|_| separate_mode.is_none());
+    // A writer that cannot keep them itself leaves the commit to after it.
+    let separately = keep.give_to(&mut writer);
+    let commit_to = commit_to.filter(|_| separately.is_empty());
     // A small file gets buffers its size (plus the byte that shows it
     // grew), not two 256 KiB chunks: with a hundred transfers in flight
     // the chunks are what peak RSS is made of.
@@ -615,9 +666,7 @@ async fn stream(
             if len > 0 {
                 on_bytes(len);
             }
-            if let Some(mode) = separate_mode {
-                dst_backend.set_mode(target, mode).await?;
-            }
+            separately.set_on(dst_backend, target).await?;
             return Ok(finished);
         }
     }

@@ -104,6 +104,10 @@ pub struct JobSpec {
     pub perms_all: bool,
     /// `--chmod`.
     pub chmod: Option<std::sync::Arc<crate::perms::Chmod>>,
+    /// `--owner`, `--group`, `--numeric-ids`.
+    pub owner: bool,
+    pub group: bool,
+    pub numeric_ids: bool,
     pub timeout: Option<u64>,
     /// As `--encoding`, for both sides (a remote's own applies where this is not given).
     pub encoding: Option<NameEncoding>,
@@ -207,6 +211,12 @@ struct RawJob {
     #[serde(default)]
     perms_all: bool,
     chmod: Option<Spanned<String>>,
+    #[serde(default)]
+    owner: bool,
+    #[serde(default)]
+    group: bool,
+    #[serde(default)]
+    numeric_ids: bool,
     timeout: Option<Spanned<u64>>,
     encoding: Option<Spanned<String>>,
 }
@@ -620,6 +630,9 @@ impl ConfigFile<'_> {
                 )),
                 None => None,
             },
+            owner: raw.owner,
+            group: raw.group,
+            numeric_ids: raw.numeric_ids,
             timeout: self.timeout(raw.timeout)?,
             encoding: self.encoding(raw.encoding)?,
         })

@@ -29,6 +29,29 @@ impl Perms {
     }
 }
 
+/// `--owner`, `--group` and `--numeric-ids`: which ids a run keeps, and
+/// whether by name (the default, where both sides have names) or number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Owners {
+    pub user: bool,
+    pub group: bool,
+    pub numeric: bool,
+}
+
+impl Owners {
+    /// Any id is kept.
+    pub fn any(&self) -> bool {
+        self.user || self.group
+    }
+
+    /// The ids an entry owned by `src` gets: `(uid, gid)`, each `None`
+    /// when not kept; `None` when none is.
+    pub fn wanted(&self, src: Option<crate::backend::Owner>) -> Option<crate::backend::owners::GivenIds> {
+        let src = src.filter(|_| self.any())?;
+        Some((self.user.then_some(src.uid), self.group.then_some(src.gid)))
+    }
+}
+
 /// A parsed `--chmod` list, applied clause by clause.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Chmod(Vec<Clause>);

@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
+use super::owners::{GivenIds, IdKind, Ownership};
 use super::stream::{WalkItem, WalkOut, WalkSender};
 use super::{
     Backend, Capabilities, Entry, EntryKind, FileReader, FileWriter, Finished, HashKind, Listing, MissingRoot, Mtime,
@@ -275,6 +276,7 @@ fn entry_from_metadata(path: RelPath, meta: &fs::Metadata) -> Entry {
         link_target: None,
         // A link's own bits mean nothing on Linux (always 0777).
         mode: (kind != EntryKind::Symlink).then_some(meta.mode() & 0o7777),
+        owner: Some(super::Owner { uid: meta.uid(), gid: meta.gid() }),
     }
 }
 
@@ -479,6 +481,10 @@ fn walk_following_blocking(root: &Path) -> Result<(Listing, HashMap<RelPath, Rel
 impl Backend for LocalBackend {
     fn capabilities(&self) -> &Capabilities {
         &self.caps
+    }
+
+    fn ownership(&self) -> Option<&dyn Ownership> {
+        Some(self)
     }
 
     fn segmented_writes(&self) -> Option<&dyn super::SegmentedWrite> {
@@ -730,6 +736,7 @@ impl LocalBackend {
             file: Some(Handle::Pending(open)),
             path: path.clone(),
             mode: self.file_mode,
+            owner: None,
             root: self.root_dir.clone(),
         })
     }
@@ -810,12 +817,24 @@ struct LocalWriter {
     file: Option<Handle>,
     path: RelPath,
     mode: u32,
+    /// `--owner`, `--group`: the ids to give the file.
+    owner: Option<GivenIds>,
     /// For [`FileWriter::write_last`]'s rename.
     root: Option<Arc<OwnedFd>>,
 }
 
-/// [`FileWriter::finish`]'s work: mode, mtime, then durable.
-fn finish_file(file: &File, path: &RelPath, mode: u32, mtime: Option<Mtime>) -> Result<Option<Mtime>, OpError> {
+/// [`FileWriter::finish`]'s work: owner, mode (after: a change of owner
+/// clears setuid), mtime, then durable.
+fn finish_file(
+    file: &File,
+    path: &RelPath,
+    (mode, owner): (u32, Option<GivenIds>),
+    mtime: Option<Mtime>,
+) -> Result<Option<Mtime>, OpError> {
+    if let Some((uid, gid)) = owner {
+        rustix::fs::fchown(file, uid.map(ids::uid), gid.map(ids::gid))
+            .map_err(|e| OpError::io("chown", path, e.into()))?;
+    }
     file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| OpError::io("chmod", path, e))?;
     if let Some(mtime) = mtime {
         file.set_times(FileTimes::new().set_modified(mtime.to_system_time()))
@@ -836,6 +855,11 @@ impl FileWriter for LocalWriter {
         true
     }
 
+    fn keep_owner(&mut self, uid: Option<u32>, gid: Option<u32>) -> bool {
+        self.owner = Some((uid, gid));
+        true
+    }
+
     async fn write(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
         let handle = self.file.take().ok_or_else(|| lost_handle("write", &self.path))?;
         let path = self.path.clone();
@@ -853,8 +877,8 @@ impl FileWriter for LocalWriter {
     async fn finish(mut self: Box<Self>, mtime: Option<Mtime>) -> Result<Option<Mtime>, OpError> {
         let handle = self.file.take().ok_or_else(|| lost_handle("finish", &self.path))?;
         let path = self.path.clone();
-        let mode = self.mode;
-        blocking(move || finish_file(&handle.open()?.0, &path, mode, mtime)).await
+        let kept = (self.mode, self.owner);
+        blocking(move || finish_file(&handle.open()?.0, &path, kept, mtime)).await
     }
 
     async fn write_last(
@@ -864,11 +888,12 @@ impl FileWriter for LocalWriter {
         commit_to: Option<&RelPath>,
     ) -> Result<Finished, OpError> {
         let handle = self.file.take().ok_or_else(|| lost_handle("write", &self.path))?;
-        let (path, mode, root, commit_to) = (self.path.clone(), self.mode, self.root.clone(), commit_to.cloned());
+        let (path, root, commit_to) = (self.path.clone(), self.root.clone(), commit_to.cloned());
+        let kept = (self.mode, self.owner);
         blocking(move || {
             let (mut file, dir) = handle.open()?;
             file.write_all(&buf).map_err(|e| OpError::io("write", &path, e))?;
-            let mtime = finish_file(&file, &path, mode, mtime)?;
+            let mtime = finish_file(&file, &path, kept, mtime)?;
             drop(file);
             // A failed rename is left to the caller's commit, which owns
             // what a refused rename means.
@@ -885,6 +910,36 @@ impl FileWriter for LocalWriter {
 /// only loses that protection.
 fn hold_while_written(file: &File) {
     let _ = file.try_lock_shared();
+}
+
+/// Numeric ids as rustix takes them.
+mod ids {
+    pub fn uid(id: u32) -> rustix::fs::Uid {
+        rustix::fs::Uid::from_raw(id)
+    }
+    pub fn gid(id: u32) -> rustix::fs::Gid {
+        rustix::fs::Gid::from_raw(id)
+    }
+}
+
+#[async_trait]
+impl Ownership for LocalBackend {
+    /// By name in its directory, never following a link (a link gets its
+    /// own owner, as `lchown`).
+    async fn set_owner(&self, path: &RelPath, uid: Option<u32>, gid: Option<u32>) -> Result<(), OpError> {
+        self.at("chown", path, move |dir, name| {
+            Ok(rustix::fs::chownat(&dir.0, name, uid.map(ids::uid), gid.map(ids::gid), AtFlags::SYMLINK_NOFOLLOW)?)
+        })
+        .await
+    }
+
+    fn name_of(&self, kind: IdKind, id: u32) -> Option<Vec<u8>> {
+        super::owners::system_name_of(kind, id)
+    }
+
+    fn id_of(&self, kind: IdKind, name: &[u8]) -> Option<u32> {
+        super::owners::system_id_of(kind, name)
+    }
 }
 
 #[async_trait]

@@ -7,6 +7,7 @@
 
 pub mod ftp;
 pub mod local;
+pub mod owners;
 pub mod raw_names;
 pub mod recall;
 pub mod sftp;
@@ -83,6 +84,17 @@ pub struct Entry {
     /// Permission bits (`0o7777`: rwx for owner, group and others, and
     /// setuid, setgid, sticky), when the listing gave them.
     pub mode: Option<u32>,
+    /// Numeric owner and group as this side knows them, when the listing
+    /// gave them (local disk, SFTP); a source's are mapped to the
+    /// destination's ids before the planner sees them (`--owner`).
+    pub owner: Option<Owner>,
+}
+
+/// Numeric user and group ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl Entry {
@@ -98,6 +110,7 @@ impl Entry {
             hash: None,
             link_target: None,
             mode: None,
+            owner: None,
         }
     }
 
@@ -254,6 +267,14 @@ pub trait FileWriter: Send {
     /// commit then sets them on the temporary itself).
     fn keep_mode(&mut self, mode: u32) -> bool {
         let _ = mode;
+        false
+    }
+
+    /// Asks the writer to give the file the user `uid` and/or group `gid`
+    /// when it finishes (before its bits: a change of owner clears setuid);
+    /// false when it cannot (the commit then sets them on the temporary).
+    fn keep_owner(&mut self, uid: Option<u32>, gid: Option<u32>) -> bool {
+        let _ = (uid, gid);
         false
     }
 
@@ -462,6 +483,11 @@ pub trait Backend: Send + Sync {
 
     /// Server-to-server copies (`--fxp`), where this backend can send them.
     fn server_copy(&self) -> Option<&dyn ServerCopy> {
+        None
+    }
+
+    /// Owners (`--owner`, `--group`), where this backend can set them.
+    fn ownership(&self) -> Option<&dyn owners::Ownership> {
         None
     }
 

@@ -79,6 +79,7 @@ async fn mirror(source: &Path, mirror: &Path, state: &Path, mode: Mode, delete: 
             segmenting: crate::commit::Segmenting::default(),
             timeout: std::time::Duration::from_secs(60),
             perms: Some(crate::perms::Perms::new(0o777)),
+            owners: crate::perms::Owners::default(),
         },
         state_path: Some(state.to_path_buf()),
         src_remote: crate::backend::RemoteOptions::default(),

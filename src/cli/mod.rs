@@ -272,6 +272,17 @@ pub struct CommonArgs {
     /// (D: directories only, F: files only).
     #[arg(long, value_name = "CHANGES", conflicts_with = "no_perms", value_parser = parse_chmod)]
     pub chmod: Option<Arc<crate::perms::Chmod>>,
+    /// Keep each entry's owner (as root; local disk and SFTP destinations). Users are
+    /// matched by name where both sides have names (an SFTP source's come from its
+    /// listings), else by number.
+    #[arg(long)]
+    pub owner: bool,
+    /// Keep each entry's group, as --owner does the user.
+    #[arg(long)]
+    pub group: bool,
+    /// With --owner/--group: keep the numbers, never match names.
+    #[arg(long)]
+    pub numeric_ids: bool,
     /// Only the top-level entries whose name hashes to I of N (0 <= I < N): N machines
     /// (a Kubernetes indexed Job, a Slurm array) share one huge job, each with its own state.
     #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
@@ -487,6 +498,7 @@ impl CommonArgs {
                 segmenting: crate::commit::Segmenting::new(self.segment_threshold, self.segments, self.retries),
                 timeout,
                 perms: self.perm_mask()?,
+                owners: crate::perms::Owners { user: self.owner, group: self.group, numeric: self.numeric_ids },
             },
             state_path: self.state.clone(),
             links: self.links,
@@ -647,6 +659,9 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             no_perms: !spec.perms,
             perms_all: spec.perms_all,
             chmod: spec.chmod.clone(),
+            owner: spec.owner,
+            group: spec.group,
+            numeric_ids: spec.numeric_ids,
             remote: RemoteArgs { timeout: spec.timeout, encoding: spec.encoding, ..RemoteArgs::default() },
         },
     })

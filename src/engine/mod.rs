@@ -59,6 +59,9 @@ pub struct EngineConfig {
     /// The permission bits copies keep, with `--chmod`'s changes; `None`
     /// with `--no-perms`.
     pub perms: Option<crate::perms::Perms>,
+    /// `--owner`, `--group`: the ids copies keep (already the
+    /// destination's, see `sync::sources`).
+    pub owners: crate::perms::Owners,
 }
 
 /// A plan split into the phases the engine runs, each in the order it runs.
@@ -94,9 +97,10 @@ impl From<Plan> for Phases {
                 Action::Mkdir { .. } => &mut phases.mkdirs,
                 Action::Copy { .. }
                 | Action::SetMtime { kind: EntryKind::File | EntryKind::Symlink, .. }
-                | Action::SetMode { kind: EntryKind::File | EntryKind::Symlink, .. } => &mut phases.transfers,
+                | Action::SetMode { kind: EntryKind::File | EntryKind::Symlink, .. }
+                | Action::SetOwner { kind: EntryKind::File | EntryKind::Symlink, .. } => &mut phases.transfers,
                 Action::SetMtime { .. } => &mut phases.dir_mtimes,
-                Action::SetMode { .. } => &mut phases.dir_modes,
+                Action::SetMode { .. } | Action::SetOwner { .. } => &mut phases.dir_modes,
                 Action::Skip { .. } | Action::Conflict { .. } => &mut phases.reported,
             };
             slot.push(action);
@@ -123,6 +127,8 @@ pub struct Engine {
     warned_in_place: std::sync::atomic::AtomicBool,
     /// The destination-does-not-take-modes warning was given.
     warned_modes: std::sync::atomic::AtomicBool,
+    /// The destination refused a change of owner (said once).
+    warned_owners: std::sync::atomic::AtomicBool,
     /// How many actions run at once, and what sets that number.
     gate: Arc<Gate>,
     tuner: Mutex<Tuner>,
@@ -177,6 +183,7 @@ impl Engine {
             not_started: Default::default(),
             warned_in_place: Default::default(),
             warned_modes: Default::default(),
+            warned_owners: Default::default(),
             creating: Default::default(),
         }
     }
@@ -542,6 +549,7 @@ impl Engine {
                     spare_streams: Some(&self.spare_streams),
                     on_segment_retry: Some(&segment_retry),
                     perms: self.config.perms.as_ref(),
+                    owners: self.config.owners,
                 };
                 let committed =
                     commit::copy_file(self.src.as_ref(), self.dst.as_ref(), src, resume_from, options, &|n| {
@@ -580,33 +588,64 @@ impl Engine {
                 None => self.dst.remove_file(path).await.map(|()| None),
             },
             Action::SetMtime { path, mtime, .. } => self.dst.set_mtime(path, *mtime).await.map(|()| None),
-            Action::SetMode { path, mode, kind, .. } => match self.dst.set_mode(path, *mode).await {
-                // A server that does not take modes at all: said once, not
-                // an error per file (the content is right).
-                Err(err) if err.kind == ErrorKind::Unsupported => {
-                    if !self.warned_modes.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                        self.reporter.warning(&format!("{}: {}", self.dst.describe(), err.message));
+            Action::SetMode { path, mode, kind, .. } => self.set_mode(path, *kind, *mode).await.map(|()| None),
+            Action::SetOwner { path, kind, uid, gid, mode, .. } => {
+                let Some(ownership) = self.dst.ownership() else {
+                    let message = "this backend cannot set owners";
+                    return Err(OpError::new(ErrorKind::Unsupported, "chown", path, message));
+                };
+                match ownership.set_owner(path, *uid, *gid).await {
+                    // A login that may not give files away: said once, not
+                    // an error per file (the content is right).
+                    Err(err) if err.kind == ErrorKind::PermissionDenied => {
+                        if !self.warned_owners.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            self.reporter.warning(&format!(
+                                "{} refuses to change owners ({}): --owner/--group need a root login there",
+                                self.dst.describe(),
+                                err.message
+                            ));
+                        }
+                        return Ok(None);
                     }
-                    Ok(None)
+                    other => other?,
                 }
-                Ok(()) => {
-                    // A --trust-state run lists the destination from the
-                    // records: they must know the new bits.
-                    if let Some(journal) = self.journal.as_ref().filter(|_| *kind != EntryKind::Dir)
-                        && let Err(err) = journal.mode_set(path.clone(), *mode).await
-                    {
-                        self.reporter.warning(&format!("state database: {err}"));
-                    }
-                    Ok(None)
+                // Given again: a change of owner clears setuid and setgid.
+                match mode {
+                    Some(mode) => self.set_mode(path, *kind, *mode).await.map(|()| None),
+                    None => Ok(None),
                 }
-                Err(err) => Err(err),
-            },
+            }
             Action::Skip { .. } | Action::Conflict { .. } => Ok(None),
         }
     }
 }
 
 impl Engine {
+    /// Gives `path` the bits `mode`, and tells the records.
+    async fn set_mode(&self, path: &RelPath, kind: EntryKind, mode: u32) -> Result<(), OpError> {
+        match self.dst.set_mode(path, mode).await {
+            // A server that does not take modes at all: said once, not
+            // an error per file (the content is right).
+            Err(err) if err.kind == ErrorKind::Unsupported => {
+                if !self.warned_modes.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    self.reporter.warning(&format!("{}: {}", self.dst.describe(), err.message));
+                }
+                Ok(())
+            }
+            Ok(()) => {
+                // A --trust-state run lists the destination from the
+                // records: they must know the new bits.
+                if let Some(journal) = self.journal.as_ref().filter(|_| kind != EntryKind::Dir)
+                    && let Err(err) = journal.mode_set(path.clone(), mode).await
+                {
+                    self.reporter.warning(&format!("state database: {err}"));
+                }
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     /// The length of a partial temporary of `src` that a run started from
     /// this same source (size and mtime) and that can be continued; 0 when
     /// there is none. Looked up when the copy starts: a streamed run does

@@ -42,6 +42,7 @@ pub struct Stats {
     pub dirs_created: AtomicU64,
     pub mtimes_set: AtomicU64,
     pub modes_set: AtomicU64,
+    pub owners_set: AtomicU64,
     pub errors: AtomicU64,
     pub warnings: AtomicU64,
     pub retries: AtomicU64,
@@ -293,6 +294,9 @@ impl Reporter {
             }
             Action::SetMode { .. } => {
                 s.modes_set.fetch_add(1, Ordering::Relaxed);
+            }
+            Action::SetOwner { .. } => {
+                s.owners_set.fetch_add(1, Ordering::Relaxed);
             }
             Action::Skip { .. } | Action::Conflict { .. } => {}
         }

@@ -143,6 +143,7 @@ mod tests {
             hash: None,
             link_target: None,
             mode: None,
+            owner: None,
         }
     }
 

@@ -176,6 +176,7 @@ mod tests {
             hash: None,
             link_target: None,
             mode: None,
+            owner: None,
         }
     }
 

@@ -8,7 +8,7 @@ use super::SyncedRecord;
 use super::{Action, CompareRule, LinkMode, Plan, Reason, Verdict};
 use crate::backend::{Entry, EntryKind, Mtime};
 use crate::path::RelPath;
-use crate::perms::Perms;
+use crate::perms::{Owners, Perms};
 
 /// Everything the planner looks at.
 pub struct PlanInput<'a> {
@@ -33,6 +33,8 @@ pub struct PlanInput<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PermRule {
     pub perms: Option<Perms>,
+    /// Kept ids, already the destination's (see `sync::sources`).
+    pub owners: Owners,
 }
 
 impl PermRule {
@@ -45,6 +47,18 @@ impl PermRule {
             None => Some(wanted),
             Some(dst) => dst.mode.filter(|have| have & perms.mask != wanted).map(|_| wanted),
         }
+    }
+
+    /// The ids `dst` should get to match `src` (see [`Owners::wanted`]),
+    /// when both sides show owners and a kept one differs; for a new entry,
+    /// the source's. An id not kept is filled in from `dst` where it is
+    /// known, since some servers (SFTP) set both or none.
+    pub fn owner_update(&self, src: &Entry, dst: Option<&Entry>) -> Option<crate::backend::owners::GivenIds> {
+        let (uid, gid) = self.owners.wanted(src.owner)?;
+        let Some(dst) = dst else { return Some((uid, gid)) };
+        let have = dst.owner?;
+        let differs = uid.is_some_and(|u| u != have.uid) || gid.is_some_and(|g| g != have.gid);
+        differs.then(|| (Some(uid.unwrap_or(have.uid)), Some(gid.unwrap_or(have.gid))))
     }
 }
 
@@ -138,7 +152,7 @@ pub fn march(
     let mut src_dir_mtimes: Vec<(RelPath, Mtime, bool)> = Vec::new();
     // Directory modes after that: a directory made read-only must hold
     // everything first.
-    let mut dir_modes: Vec<(RelPath, u32)> = Vec::new();
+    let mut dir_updates: Vec<Action> = Vec::new();
     let mut dst_dir_mtimes: HashMap<RelPath, Option<Mtime>> = HashMap::new();
     let mut touched: HashSet<RelPath> = HashSet::new();
 
@@ -155,10 +169,8 @@ pub fn march(
             Ordering::Less => {
                 let Some(s) = src.next() else { break };
                 touched.insert(s.path.parent());
-                if s.is_dir()
-                    && let Some(mode) = perms.update(&s, None)
-                {
-                    dir_modes.push((s.path.clone(), mode));
+                if s.is_dir() {
+                    metadata_update(&perms, &s, None, &mut dir_updates);
                 }
                 source_only(s, out, &mut src_dir_mtimes, links);
             }
@@ -178,17 +190,8 @@ pub fn march(
                             out.push(Action::Copy { src: s, reason });
                         }
                         verdict => {
-                            let mode = perms.update(&s, Some(&d));
+                            let updated = metadata_update(&perms, &s, Some(&d), out);
                             let mtime = s.mtime.filter(|_| verdict == Verdict::SameContentOtherMtime);
-                            if let Some(mode) = mode {
-                                let path = s.path.clone();
-                                out.push(Action::SetMode {
-                                    path,
-                                    kind: EntryKind::File,
-                                    mode,
-                                    reason: Reason::ModeDiffers,
-                                });
-                            }
                             match mtime {
                                 Some(mtime) => out.push(Action::SetMtime {
                                     path: s.path,
@@ -196,15 +199,13 @@ pub fn march(
                                     mtime,
                                     reason: Reason::MtimeOnly,
                                 }),
-                                None if mode.is_none() => unchanged += 1,
+                                None if !updated => unchanged += 1,
                                 None => {}
                             }
                         }
                     },
                     (EntryKind::Dir, EntryKind::Dir) => {
-                        if let Some(mode) = perms.update(&s, Some(&d)) {
-                            dir_modes.push((s.path.clone(), mode));
-                        }
+                        metadata_update(&perms, &s, Some(&d), &mut dir_updates);
                         if let Some(mtime) = s.mtime {
                             src_dir_mtimes.push((s.path.clone(), mtime, false));
                         }
@@ -256,9 +257,7 @@ pub fn march(
                     }
                     (EntryKind::Dir, EntryKind::File | EntryKind::Symlink) => {
                         touched.insert(s.path.parent());
-                        if let Some(mode) = perms.update(&s, None) {
-                            dir_modes.push((s.path.clone(), mode));
-                        }
+                        metadata_update(&perms, &s, None, &mut dir_updates);
                         out.push(Action::Delete { path: d.path, kind: d.kind, reason: Reason::Replaced });
                         if let Some(mtime) = s.mtime {
                             src_dir_mtimes.push((s.path.clone(), mtime, true));
@@ -279,11 +278,34 @@ pub fn march(
             out.push(Action::SetMtime { path, kind: EntryKind::Dir, mtime, reason: Reason::DirMtime });
         }
     }
-    dir_modes.sort_by(|a, b| b.0.depth().cmp(&a.0.depth()).then_with(|| a.0.cmp(&b.0)));
-    for (path, mode) in dir_modes {
-        out.push(Action::SetMode { path, kind: EntryKind::Dir, mode, reason: Reason::ModeDiffers });
+    dir_updates.sort_by(|a, b| b.path().depth().cmp(&a.path().depth()).then_with(|| a.path().cmp(b.path())));
+    for update in dir_updates {
+        out.push(update);
     }
     unchanged
+}
+
+/// The owner or bits `dst` (`None`: an entry being made) should get to
+/// match `src`, pushed to `out`: a [`Action::SetOwner`] carrying the bits
+/// to give again after it (a change of owner clears setuid and setgid), or
+/// else a [`Action::SetMode`]. Whether anything was pushed.
+fn metadata_update(perms: &PermRule, src: &Entry, dst: Option<&Entry>, out: &mut impl Sink) -> bool {
+    let (path, kind) = (src.path.clone(), src.kind);
+    let mode = perms.update(src, dst);
+    match perms.owner_update(src, dst) {
+        Some((uid, gid)) => {
+            let mode = perms.update(src, None);
+            out.push(Action::SetOwner { path, kind, uid, gid, mode, reason: Reason::OwnerDiffers });
+            true
+        }
+        None => match mode {
+            Some(mode) => {
+                out.push(Action::SetMode { path, kind, mode, reason: Reason::ModeDiffers });
+                true
+            }
+            None => false,
+        },
+    }
 }
 
 fn source_only(s: Entry, out: &mut impl Sink, dir_mtimes: &mut Vec<(RelPath, Mtime, bool)>, links: LinkRule) {

@@ -64,6 +64,8 @@ pub enum Reason {
     NeedsDelete,
     /// Same content, other permission bits.
     ModeDiffers,
+    /// Same content, another owner or group (`--owner`, `--group`).
+    OwnerDiffers,
 }
 
 impl Reason {
@@ -81,6 +83,7 @@ impl Reason {
             Reason::DirMtime => "directory mtime",
             Reason::Symlink => "symbolic link skipped",
             Reason::ModeDiffers => "permissions differ",
+            Reason::OwnerDiffers => "owner differs",
             Reason::TargetChanged => "link target differs",
             Reason::LinkUnsupported => "symbolic link skipped: the destination cannot hold one",
             Reason::LinkTargetUnknown => "symbolic link skipped: its target is unknown",
@@ -127,6 +130,17 @@ pub enum Action {
         mode: u32,
         reason: Reason,
     },
+    /// Give the destination entry the user `uid` and/or group `gid`
+    /// (`None`: left as is), then the bits `mode` when kept: a metadata
+    /// update, like [`Action::SetMode`].
+    SetOwner {
+        path: RelPath,
+        kind: EntryKind,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mode: Option<u32>,
+        reason: Reason,
+    },
     Skip {
         path: RelPath,
         reason: Reason,
@@ -146,6 +160,7 @@ impl Action {
             | Action::Delete { path, .. }
             | Action::SetMtime { path, .. }
             | Action::SetMode { path, .. }
+            | Action::SetOwner { path, .. }
             | Action::Skip { path, .. }
             | Action::Conflict { path, .. } => path,
         }
@@ -158,6 +173,7 @@ impl Action {
             | Action::Delete { reason, .. }
             | Action::SetMtime { reason, .. }
             | Action::SetMode { reason, .. }
+            | Action::SetOwner { reason, .. }
             | Action::Skip { reason, .. }
             | Action::Conflict { reason, .. } => *reason,
         }
@@ -171,6 +187,7 @@ impl Action {
             Action::Delete { .. } => "delete",
             Action::SetMtime { .. } => "set-mtime",
             Action::SetMode { .. } => "set-mode",
+            Action::SetOwner { .. } => "set-owner",
             Action::Skip { .. } => "skip",
             Action::Conflict { .. } => "conflict",
         }

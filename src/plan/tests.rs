@@ -24,6 +24,7 @@ fn file(path: &str, size: u64, mtime: i64) -> Entry {
         hash: None,
         link_target: None,
         mode: None,
+        owner: None,
     }
 }
 
@@ -38,6 +39,7 @@ fn dir(path: &str) -> Entry {
         hash: None,
         link_target: None,
         mode: None,
+        owner: None,
     }
 }
 
@@ -330,6 +332,11 @@ fn with_mode(entry: Entry, mode: u32) -> Entry {
 }
 
 fn run_perms(src: Vec<Entry>, dst: Vec<Entry>, mask: Option<u32>) -> Plan {
+    run_kept(src, dst, PermRule { perms: mask.map(crate::perms::Perms::new), owners: Default::default() })
+}
+
+/// Plans with `kept` for permission bits and owners.
+fn run_kept(src: Vec<Entry>, dst: Vec<Entry>, kept: PermRule) -> Plan {
     let ns = Duration::from_nanos(1);
     plan(PlanInput {
         src: sorted(src),
@@ -339,7 +346,7 @@ fn run_perms(src: Vec<Entry>, dst: Vec<Entry>, mask: Option<u32>) -> Plan {
         rule: CompareRule::new(CompareMode::Mtime, ns, ns, true),
         delete: false,
         links: LinkRule::default(),
-        perms: PermRule { perms: mask.map(crate::perms::Perms::new) },
+        perms: kept,
     })
 }
 
@@ -399,4 +406,40 @@ fn directory_modes_come_last_deepest_first() {
     let phases = Phases::from(plan);
     assert!(phases.transfers.iter().any(|a| matches!(a, Action::SetMode { kind: EntryKind::File, .. })));
     assert_eq!(phases.dir_modes.len(), 3);
+}
+
+fn owned(entry: Entry, uid: u32, gid: u32) -> Entry {
+    Entry { owner: Some(crate::backend::Owner { uid, gid }), ..entry }
+}
+
+fn run_owners(src: Vec<Entry>, dst: Vec<Entry>, owners: crate::perms::Owners) -> Plan {
+    run_kept(src, dst, PermRule { perms: Some(crate::perms::Perms::new(0o7777)), owners })
+}
+
+#[test]
+fn an_owner_change_is_a_set_owner_that_gives_the_bits_again() {
+    let both = crate::perms::Owners { user: true, group: true, numeric: false };
+    let src = vec![owned(with_mode(file("f", 3, 10), 0o4755), 7, 8), owned(dir("d"), 7, 8)];
+    let dst = vec![owned(with_mode(file("f", 3, 10), 0o4755), 0, 0), owned(dir("d"), 7, 8)];
+    let plan = run_owners(src.clone(), dst.clone(), both);
+    assert_eq!(
+        plan.actions,
+        [Action::SetOwner {
+            path: p("f"),
+            kind: EntryKind::File,
+            uid: Some(7),
+            gid: Some(8),
+            mode: Some(0o4755),
+            reason: Reason::OwnerDiffers
+        }]
+    );
+    // --group alone: the user is left as the destination has it (and
+    // filled in, for servers that set both or none).
+    let group = crate::perms::Owners { user: false, group: true, numeric: false };
+    let plan = run_owners(src.clone(), dst.clone(), group);
+    assert!(matches!(plan.actions[..], [Action::SetOwner { uid: Some(0), gid: Some(8), .. }]), "{:?}", plan.actions);
+    // Not asked, or not listed on the destination: nothing.
+    assert!(run_owners(src.clone(), dst, crate::perms::Owners::default()).actions.is_empty());
+    let unlisted = vec![with_mode(file("f", 3, 10), 0o4755), dir("d")];
+    assert!(run_owners(src, unlisted, both).actions.is_empty());
 }

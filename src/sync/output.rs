@@ -62,6 +62,7 @@ fn difference(action: &Action) -> Option<&'static str> {
         Action::Copy { .. }
         | Action::SetMtime { kind: EntryKind::File, .. }
         | Action::SetMode { .. }
+        | Action::SetOwner { .. }
         | Action::Conflict { .. } => Some("differs"),
         Action::Delete { reason: Reason::Extraneous, .. } => Some("extra"),
         // Replacements come with the copy or mkdir that reports them;

@@ -83,6 +83,23 @@ pub(super) fn acts_early(job: &Job, mode: Mode) -> bool {
         && job.links != LinkMode::Follow
 }
 
+/// `--owner`, `--group`: refused where they cannot be done, before
+/// anything is listed.
+fn owners_can_be_kept(dst: &dyn Backend) -> Result<(), Error> {
+    if dst.ownership().is_none() {
+        return Err(Error::Usage(format!(
+            "--owner/--group: {} cannot set owners (local disk and SFTP can)",
+            dst.describe()
+        )));
+    }
+    if !dst.capabilities().remote && !rustix::process::geteuid().is_root() {
+        return Err(Error::Usage(
+            "--owner/--group give files to other users, which only root may do: run as root, or leave them out".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Actions queued for the engine ahead of the ones it is running: enough
 /// for it to choose from, few enough to bound memory.
 const EARLY_ACTIONS: usize = 4096;
@@ -114,6 +131,9 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
         }
         records::check_trusted(db).await?;
     }
+    if engine_config.owners.any() {
+        owners_can_be_kept(dst.as_ref())?;
+    }
     // Both walks start at once; the records load beside them.
     let listed = if early { Listed::Streamed } else { Listed::Whole };
     let src_listed = if !early && job.links == LinkMode::Follow { Listed::WholeFollowingLinks } else { listed };
@@ -136,7 +156,10 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
         dst.capabilities().set_mtime,
     );
     let links = LinkRule { mode: job.links, dst_can_link: dst.capabilities().symlinks };
-    let perms = PermRule { perms: engine_config.perms.clone().filter(|_| dst.capabilities().set_mode) };
+    let perms = PermRule {
+        perms: engine_config.perms.clone().filter(|_| dst.capabilities().set_mode),
+        owners: engine_config.owners,
+    };
     if mode == Mode::Sync && engine_config.perms.is_some() && !dst.capabilities().set_mode {
         reporter.warning(&format!(
             "{} does not take permission bits: they are not kept there (--no-perms silences this)",
@@ -153,8 +176,11 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
         rules: MarchRules { src_unreadable: &[], rule, delete, links, perms },
         reporter: Arc::clone(&reporter),
     };
+    let owners = engine_config.owners;
     let engine = Arc::new(Engine::new(src, dst, engine_config, Arc::clone(&reporter), journal));
-    let src_side = Side::new(src_first, src_walk.items, Arc::clone(&reporter), false).named_by(&engine.dst);
+    let src_side = Side::new(src_first, src_walk.items, Arc::clone(&reporter), false)
+        .named_by(&engine.dst)
+        .owned_as_on(&engine.src, &engine.dst, owners);
     let dst_side = Side::new(dst_first, dst_walk.items, Arc::clone(&reporter), true);
     let marched = match early {
         true => march_acting_early(&engine, src_side, dst_side, rules).await?,

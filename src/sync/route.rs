@@ -64,7 +64,8 @@ impl Sink for Router {
             }
             Action::Delete { .. }
             | Action::SetMtime { kind: crate::backend::EntryKind::Dir, .. }
-            | Action::SetMode { kind: crate::backend::EntryKind::Dir, .. } => false,
+            | Action::SetMode { kind: crate::backend::EntryKind::Dir, .. }
+            | Action::SetOwner { kind: crate::backend::EntryKind::Dir, .. } => false,
             Action::Skip { reason: Reason::LinkUnsupported, .. } => {
                 self.unlinkable += 1;
                 false
@@ -74,9 +75,11 @@ impl Sink for Router {
                 self.replaced.insert(path.clone());
                 false
             }
-            Action::Mkdir { .. } | Action::Copy { .. } | Action::SetMtime { .. } | Action::SetMode { .. } => {
-                !self.waits(action.path())
-            }
+            Action::Mkdir { .. }
+            | Action::Copy { .. }
+            | Action::SetMtime { .. }
+            | Action::SetMode { .. }
+            | Action::SetOwner { .. } => !self.waits(action.path()),
         };
         if let Action::Copy { src, .. } = &action
             && src.size >= RESUME_MIN_SIZE

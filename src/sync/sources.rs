@@ -16,13 +16,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::records::{RecordedSide, TrackedRecords};
+use crate::backend::owners::{IdKind, OwnerMap};
 use crate::backend::recall::{MAX_RECALLED_FILES, Recall};
 use crate::backend::stream::{self, CHANNEL_BATCHES, WalkItem};
 use crate::backend::temp::is_temp_name;
-use crate::backend::{Backend, Entry, EntryKind, Listing};
+use crate::backend::{Backend, Entry, EntryKind, Listing, Owner};
 use crate::engine::report::Reporter;
 use crate::error::OpError;
 use crate::path::RelPath;
+use crate::perms::Owners;
 use crate::plan::SyncedRecord;
 use crate::plan::filter::Filter;
 use crate::state::Side as StateSide;
@@ -140,6 +142,7 @@ fn listing_from_records<'a>(records: impl Iterator<Item = (&'a RelPath, &'a Sync
             hash: None,
             link_target: None,
             mode: record.dst_mode,
+            owner: None,
         });
     }
     entries.extend(dirs.into_iter().map(Entry::dir));
@@ -193,6 +196,25 @@ pub(super) struct Side {
     /// The source's side: the destination, which may not be able to name
     /// every entry (see [`Backend::cannot_name`]).
     destination_names: Option<Arc<dyn Backend>>,
+    /// `--owner`, `--group`: source ids become the destination's.
+    owners: Option<SourceOwners>,
+}
+
+/// The two sides whose ids a source side maps, and the run's map.
+struct SourceOwners {
+    src: Arc<dyn Backend>,
+    dst: Arc<dyn Backend>,
+    map: OwnerMap,
+}
+
+impl SourceOwners {
+    fn map(&mut self, owner: Owner) -> Owner {
+        let (src, dst) = (self.src.ownership(), self.dst.ownership());
+        Owner {
+            uid: self.map.map(IdKind::User, owner.uid, src, dst),
+            gid: self.map.map(IdKind::Group, owner.gid, src, dst),
+        }
+    }
 }
 
 impl Side {
@@ -212,7 +234,20 @@ impl Side {
             open_dir: None,
             not_listed: None,
             destination_names: None,
+            owners: None,
         }
+    }
+
+    /// A source side whose owners are kept (`--owner`, `--group`): each
+    /// entry's ids become what `dst` calls the same user and group (by
+    /// name where both sides name them, unless `--numeric-ids`), so the
+    /// planner compares like with like.
+    pub fn owned_as_on(mut self, src: &Arc<dyn Backend>, dst: &Arc<dyn Backend>, owners: Owners) -> Side {
+        if owners.any() {
+            let map = OwnerMap::new(!owners.numeric);
+            self.owners = Some(SourceOwners { src: Arc::clone(src), dst: Arc::clone(dst), map });
+        }
+        self
     }
 
     /// A source side whose entries `destination` cannot name are skipped,
@@ -311,6 +346,10 @@ impl Side {
                 self.seen.files += 1;
             }
             self.seen.entries += 1;
+            let mut entry = entry;
+            if let (Some(owners), Some(owner)) = (self.owners.as_mut(), entry.owner) {
+                entry.owner = Some(owners.map(owner));
+            }
             return Some(entry);
         }
     }

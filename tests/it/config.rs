@@ -223,3 +223,30 @@ fn a_jobs_permission_keys_are_its_flags() {
     assert_ne!(mode(&s.dst().join("plain/run.sh")), 0o755, "perms = false keeps the source's bits off");
     assert_eq!(mode(&s.dst().join("changed/run.sh")), 0o700);
 }
+
+/// A job's `owner`, `group` and `numeric_ids` are `--owner`, `--group`, `--numeric-ids`.
+#[test]
+fn a_jobs_owner_keys_are_its_flags() {
+    use std::os::unix::fs::MetadataExt;
+    if !is_root() {
+        return;
+    }
+    let s = Scratch::new();
+    write(&s.src(), "a.txt", b"a");
+    std::os::unix::fs::lchown(s.src().join("a.txt"), Some(42_101), Some(42_102)).unwrap();
+    let (src, dst) = (s.src().to_string_lossy().into_owned(), s.dst().to_string_lossy().into_owned());
+    let text = format!(
+        "[jobs.kept]\nsource = \"{src}\"\ndestination = \"{dst}/kept\"\nowner = true\ngroup = true\nnumeric_ids = true\n\n\
+         [jobs.group]\nsource = \"{src}\"\ndestination = \"{dst}/group\"\ngroup = true\n"
+    );
+    let config = write_config(&s, &text);
+    for job in ["kept", "group"] {
+        barge(&s, &config, &["run", job]).expect_code(0);
+    }
+    let ids = |path: &str| {
+        let meta = fs::metadata(s.dst().join(path)).unwrap();
+        (meta.uid(), meta.gid())
+    };
+    assert_eq!(ids("kept/a.txt"), (42_101, 42_102));
+    assert_eq!(ids("group/a.txt"), (0, 42_102));
+}

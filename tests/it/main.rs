@@ -17,6 +17,7 @@ mod hostile_sftp;
 mod links;
 mod listing_capture;
 mod local_sync;
+mod owners;
 mod perms;
 mod proxy;
 mod recursive_list;

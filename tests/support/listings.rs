@@ -51,6 +51,7 @@ fn file(path: RelPath, size: u64, mtime: Mtime, inode: u64) -> Entry {
         hash: None,
         link_target: None,
         mode: None,
+        owner: None,
     }
 }
 
@@ -74,6 +75,7 @@ pub fn listings(dirs: usize, files_per_dir: usize) -> (Vec<Entry>, Vec<Entry>) {
             hash: None,
             link_target: None,
             mode: None,
+            owner: None,
         };
         inode += 1;
         src.push(dir.clone());

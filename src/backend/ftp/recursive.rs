@@ -242,6 +242,7 @@ fn confirm_section(
                     hash: None,
                     link_target: None,
                     mode: item.unix_mode,
+                    owner: None,
                 });
             }
             listing::ListKind::Dir => {

@@ -314,6 +314,7 @@ impl Inner {
                 hash: None,
                 link_target,
                 mode: item.unix_mode.filter(|_| kind != EntryKind::Symlink),
+                owner: None,
             },
             exact,
         )))

@@ -358,6 +358,8 @@ pub struct SftpWriter {
     flights: Flights,
     /// Permission bits to give the file at its finish ([`FileWriter::keep_mode`]).
     mode: Option<u32>,
+    /// Ids to give it then, before the bits ([`FileWriter::keep_owner`]).
+    owner: Option<(u32, u32)>,
 }
 
 impl SftpWriter {
@@ -374,6 +376,7 @@ impl SftpWriter {
             fsync,
             flights: Flights::default(),
             mode: None,
+            owner: None,
         }
     }
 
@@ -421,6 +424,13 @@ impl FileWriter for SftpWriter {
         true
     }
 
+    /// SETSTAT takes both ids or neither: with one, the commit sets them
+    /// (it looks the other up first).
+    fn keep_owner(&mut self, uid: Option<u32>, gid: Option<u32>) -> bool {
+        self.owner = uid.zip(gid);
+        self.owner.is_some()
+    }
+
     async fn write(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
         let Some((sftp, budget)) =
             self.lease.as_ref().map(|l| (Arc::clone(l.lease.sftp()), l.lease.write_budget().clone()))
@@ -465,8 +475,14 @@ impl FileWriter for SftpWriter {
                 }
             })
         });
-        // Its own request, so a server that refuses permissions still
-        // takes the mtime; sent together, both come back within the close.
+        // Before the bits (a change of owner clears setuid), each its own
+        // request, so a server that refuses one still takes the others;
+        // sent together, all come back within the close.
+        let chown = self.owner.map(|(uid, gid)| {
+            let (sftp, handle) = (Arc::clone(&sftp), handle.clone());
+            let attrs = FileAttributes { uid: Some(uid), gid: Some(gid), ..FileAttributes::empty() };
+            send_now(async move { sftp.fsetstat(handle, attrs).await.map(|_| ()) })
+        });
         let chmod = self.mode.map(|mode| {
             let (sftp, handle) = (Arc::clone(&sftp), handle.clone());
             let attrs = FileAttributes { permissions: Some(mode), ..FileAttributes::empty() };
@@ -496,6 +512,16 @@ impl FileWriter for SftpWriter {
             && let Err(err) = fsync.await
         {
             failed.get_or_insert(err);
+        }
+        if let Some(chown) = chown {
+            match chown.await {
+                // Owners are kept where the login may give files away; the
+                // next run's plan says where it may not.
+                Ok(()) | Err(SftpError::Status(_)) => {}
+                Err(err) => {
+                    failed.get_or_insert(err);
+                }
+            }
         }
         if let Some(chmod) = chmod {
             match chmod.await {

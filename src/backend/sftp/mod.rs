@@ -43,6 +43,7 @@ use self::file::{SftpReader, SftpWriter, close_handle, close_later, send_now};
 use self::pool::Pool;
 pub use self::route::connect_params;
 use self::session::{classify, classify_session};
+use super::owners::{IdKind, LearnedNames, Ownership};
 use super::{
     Backend, Capabilities, Entry, EntryKind, FileReader, FileWriter, Listing, MissingRoot, Mtime, RemoteOptions,
     raw_names,
@@ -109,6 +110,8 @@ struct Inner {
     walk_pace: super::stream::Pace,
     /// The root's LSTAT at open, timed: see [`Backend::round_trip_time`].
     round_trip: Duration,
+    /// User and group names its listings showed (`--owner`).
+    names: LearnedNames,
 }
 
 pub struct SftpBackend {
@@ -210,6 +213,7 @@ impl SftpBackend {
                     options.timeout,
                 ),
                 round_trip,
+                names: LearnedNames::default(),
             }),
         })
     }
@@ -293,6 +297,7 @@ fn entry(path: RelPath, attrs: &FileAttributes) -> Result<Entry, String> {
         hash: None,
         link_target: None,
         mode: attrs.permissions.filter(|_| kind != EntryKind::Symlink).map(|p| p & 0o7777),
+        owner: attrs.uid.zip(attrs.gid).map(|(uid, gid)| super::Owner { uid, gid }),
     })
 }
 
@@ -476,6 +481,9 @@ impl Inner {
         let mut entries = Vec::with_capacity(files.len());
         let mut warnings = Vec::new();
         for file in files {
+            if let (Some(uid), Some(gid)) = (file.attrs.uid, file.attrs.gid) {
+                self.names.learn(file.longname.as_bytes(), uid, gid);
+            }
             let path = match listed_path(dir, &file.filename) {
                 Ok(Some(path)) => path,
                 Ok(None) => continue,
@@ -618,6 +626,10 @@ impl Inner {
 impl Backend for SftpBackend {
     fn capabilities(&self) -> &Capabilities {
         &self.inner.caps
+    }
+
+    fn ownership(&self) -> Option<&dyn Ownership> {
+        Some(self)
     }
 
     fn segmented_writes(&self) -> Option<&dyn super::SegmentedWrite> {
@@ -826,6 +838,39 @@ impl Backend for SftpBackend {
         let target = raw_names::decode(target);
         self.inner.check_parent("symlink", path).await?;
         self.inner.with_sftp("symlink", path, async |sftp, link| sftp.symlink(target, link).await.map(|_| ())).await
+    }
+}
+
+#[async_trait]
+impl Ownership for SftpBackend {
+    /// SETSTAT takes both ids or none, and follows a link: the entry is
+    /// looked at first, its own ids fill in one not given, and a link there
+    /// is refused.
+    async fn set_owner(&self, path: &RelPath, uid: Option<u32>, gid: Option<u32>) -> Result<(), OpError> {
+        self.inner.check_parent("chown", path).await?;
+        self.inner
+            .with_sftp("chown", path, async move |sftp, remote| {
+                let have = sftp.lstat(remote.clone()).await?.attrs;
+                if kind_of(&have) == Some(EntryKind::Symlink) {
+                    return Ok(Err("a symbolic link is there now"));
+                }
+                let (Some(uid), Some(gid)) = (uid.or(have.uid), gid.or(have.gid)) else {
+                    return Ok(Err("the server does not show its owners"));
+                };
+                let attrs = FileAttributes { uid: Some(uid), gid: Some(gid), ..FileAttributes::empty() };
+                sftp.setstat(remote, attrs).await.map(|_| Ok(()))
+            })
+            .await?
+            .map_err(|why| OpError::new(ErrorKind::Other, "chown", path, why))
+    }
+
+    fn name_of(&self, kind: IdKind, id: u32) -> Option<Vec<u8>> {
+        self.inner.names.name_of(kind, id)
+    }
+
+    /// Version 3 of the protocol has no names to look up.
+    fn id_of(&self, _: IdKind, _: &[u8]) -> Option<u32> {
+        None
     }
 }
 
