@@ -67,6 +67,8 @@ pub struct Remote {
     pub encoding: NameEncoding,
     /// `jump`: SSH jump hosts, as `--jump`.
     pub jump: Option<Vec<crate::backend::sftp::jump::JumpHost>>,
+    /// `proxy`: as `--proxy` (a SOCKS5 URL or `none`), over `ALL_PROXY`.
+    pub proxy: Option<crate::backend::socks::ProxySetting>,
 }
 
 /// A named sync: everything `barge sync` takes, as data.
@@ -169,6 +171,7 @@ struct RawRemote {
     timeout: Option<Spanned<u64>>,
     encoding: Option<Spanned<String>>,
     jump: Option<Spanned<String>>,
+    proxy: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -312,6 +315,11 @@ impl Remote {
         fill(&mut options.sftp.known_hosts, &self.known_hosts);
         fill(&mut options.sftp.ssh_config, &self.ssh_config);
         fill(&mut options.sftp.jump, &self.jump);
+        // Given on the command line or not at all: the remote's own is
+        // more particular than ALL_PROXY.
+        if let (crate::backend::socks::ProxySetting::Environment, Some(proxy)) = (&options.proxy, &self.proxy) {
+            options.proxy = proxy.clone();
+        }
         options.ftp.explicit_tls |= self.tls_explicit;
         options.ftp.tls.insecure |= self.insecure;
         options.ftp.active |= self.active;
@@ -504,6 +512,13 @@ impl ConfigFile<'_> {
                 Some(chain) => Some(
                     crate::backend::sftp::jump::parse_chain(chain.get_ref())
                         .map_err(|e| self.error(Some(chain.span()), &format!("jump: {e}")))?,
+                ),
+                None => None,
+            },
+            proxy: match &raw.proxy {
+                Some(url) => Some(
+                    crate::backend::socks::parse_proxy_arg(url.get_ref(), "the remote's proxy key")
+                        .map_err(|e| self.error(Some(url.span()), &e))?,
                 ),
                 None => None,
             },

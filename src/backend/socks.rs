@@ -206,17 +206,20 @@ impl ProxySetting {
     }
 }
 
-/// Parses `--proxy`: a SOCKS5 URL without a password (the command line is
-/// visible to every local user), or `none`.
-pub fn parse_proxy_arg(text: &str) -> Result<ProxySetting, String> {
+/// Parses `--proxy` (`source`), or a remote's `proxy` key: a SOCKS5 URL
+/// without a password (the command line is visible to every local user,
+/// a config file to whoever may read it), or `none`.
+pub fn parse_proxy_arg(text: &str, source: &'static str) -> Result<ProxySetting, String> {
     if text.eq_ignore_ascii_case("none") {
         return Ok(ProxySetting::Direct);
     }
-    let proxy = Socks5Proxy::parse(text, "--proxy")?;
+    let proxy = Socks5Proxy::parse(text, source)?;
     if proxy.login.as_ref().is_some_and(|(_, password)| !password.expose().is_empty()) {
-        return Err("a password on the command line is visible to other local users in the process list: put \
-                    the proxy URL in ALL_PROXY instead"
-            .to_string());
+        let seen_by = match source {
+            "--proxy" => "a password on the command line is visible to other local users in the process list",
+            _ => "a password in the config file is readable by whoever may read the file",
+        };
+        return Err(format!("{seen_by}: put the proxy URL in ALL_PROXY instead"));
     }
     Ok(ProxySetting::Given(Arc::new(proxy)))
 }
@@ -324,10 +327,10 @@ mod tests {
         for bad in ["http://proxy:3128", "proxy:1080", "socks5://", "socks5://h:0", "socks4://h:1"] {
             assert!(Socks5Proxy::parse(bad, "--proxy").is_err(), "{bad}");
         }
-        let err = parse_proxy_arg("socks5://me:pw@h:1").unwrap_err();
+        let err = parse_proxy_arg("socks5://me:pw@h:1", "--proxy").unwrap_err();
         assert!(err.contains("process list") && !err.contains("pw@"), "{err}");
-        assert_eq!(parse_proxy_arg("none"), Ok(ProxySetting::Direct));
-        assert!(matches!(parse_proxy_arg("socks5://me@h:1"), Ok(ProxySetting::Given(_))));
+        assert_eq!(parse_proxy_arg("none", "--proxy"), Ok(ProxySetting::Direct));
+        assert!(matches!(parse_proxy_arg("socks5://me@h:1", "--proxy"), Ok(ProxySetting::Given(_))));
     }
 
     #[test]

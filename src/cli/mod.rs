@@ -772,7 +772,7 @@ impl clap::builder::TypedValueParser for ProxyArg {
         let refused =
             |why: String| clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("--proxy: {why}\n"));
         let text = value.to_str().ok_or_else(|| refused("not UTF-8".to_string()))?;
-        crate::backend::socks::parse_proxy_arg(text).map_err(refused)
+        crate::backend::socks::parse_proxy_arg(text, "--proxy").map_err(refused)
     }
 }
 

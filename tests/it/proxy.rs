@@ -217,3 +217,50 @@ fn sftp_goes_through_a_socks5_proxy_and_doctor_names_it() {
     assert!(proxy.carried().len() > before, "doctor connected around the proxy");
     assert_eq!(run.summary()["firewall"][0]["ports"], proxy.port.to_string(), "the one outbound connection");
 }
+
+/// A remote's `proxy` key: its connections go through that proxy (over
+/// ALL_PROXY); `none` goes direct; a password there is refused.
+#[test]
+fn a_remotes_proxy_key_routes_its_connections() {
+    let server = harness::ftp_server(harness::FtpServerKind::Proftpd, harness::FtpTls::None);
+    let proxy = harness::socks_proxy(None);
+    let s = Scratch::new();
+    write(&s.src(), "a.txt", b"by the config's proxy");
+    let config = |proxy_key: &str| {
+        let path = s.path("barge.toml");
+        let text = format!(
+            "[remotes.far]\nurl = \"ftp://{}@localhost:{}/\"\npassword_env = \"FAR_PASSWORD\"\nproxy = \"{proxy_key}\"\n",
+            server.user, server.port
+        );
+        fs::write(&path, text).unwrap();
+        path
+    };
+    let sync = |config: std::path::PathBuf, env: &[(&str, &str)]| {
+        let mut cmd = s.barge();
+        cmd.env("HOME", s.path("home")).env_remove("ALL_PROXY").env_remove("all_proxy");
+        cmd.env("FAR_PASSWORD", &server.password).envs(env.iter().copied());
+        cmd.arg("--config").arg(config).args(["sync", "--json", "--timeout", "20", "--state"]);
+        cmd.arg(s.state()).arg(s.src()).arg("far:up");
+        Run::of(cmd.output().expect("run barge"))
+    };
+    // ALL_PROXY points nowhere: the remote's own proxy wins.
+    let nowhere = [("ALL_PROXY", "socks5://127.0.0.1:1")];
+    let run = sync(config(&proxy.url()), &nowhere);
+    run.expect_code(0);
+    assert_eq!(fs::read(server.root.join("up/a.txt")).unwrap(), b"by the config's proxy");
+    let control = format!("localhost:{}", server.port);
+    assert!(proxy.carried().contains(&control), "{:?}\n{}", proxy.carried(), proxy.logs());
+
+    // `none`: direct, ALL_PROXY or not.
+    write(&s.src(), "b.txt", b"direct");
+    let before = proxy.carried().len();
+    sync(config("none"), &nowhere).expect_code(0);
+    assert!(server.root.join("up/b.txt").is_file());
+    assert_eq!(proxy.carried().len(), before, "went through the proxy: {:?}", proxy.carried());
+
+    // A password in the file: refused, where, and not repeated.
+    let run = sync(config(&format!("socks5://u:hunter22@127.0.0.1:{}", proxy.port)), &[]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("proxy") && run.stderr.contains("ALL_PROXY"), "{}", run.explain());
+    assert!(!run.stderr.contains("hunter22"), "{}", run.explain());
+}
