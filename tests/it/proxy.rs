@@ -264,3 +264,65 @@ fn a_remotes_proxy_key_routes_its_connections() {
     assert!(run.stderr.contains("proxy") && run.stderr.contains("ALL_PROXY"), "{}", run.explain());
     assert!(!run.stderr.contains("hunter22"), "{}", run.explain());
 }
+
+/// Implicit TLS (ftps://) through the proxy: the control connection and
+/// every protected data connection go through it, and none around it.
+#[test]
+fn implicit_tls_goes_through_a_socks5_proxy() {
+    let server = harness::ftp_server(harness::FtpServerKind::Vsftpd, harness::FtpTls::Implicit);
+    let proxy = harness::socks_proxy(None);
+    let s = Scratch::new();
+    for name in ["a.txt", "sub/b.txt"] {
+        write(&s.src(), name, name.as_bytes());
+    }
+    let url = format!("ftps://{}@localhost:{}/", server.user, server.port);
+    let ca = server.ca_cert.to_string_lossy().into_owned();
+    let env = [("BARGE_PASSWORD", server.password.as_str())];
+    let run = upload_with_env(&s, &url, &env, &["--proxy", &proxy.url(), "--ca-file", &ca, "--parallel", "2"]);
+    run.expect_code(0);
+    assert_eq!(fs::read(server.root.join("sub/b.txt")).unwrap(), b"sub/b.txt");
+    let carried = proxy.carried();
+    assert!(carried.contains(&format!("localhost:{}", server.port)), "{carried:?}\n{}", proxy.logs());
+    let (lo, hi) = server.pasv_ports;
+    let data = carried
+        .iter()
+        .filter(|t| {
+            t.strip_prefix("localhost:").and_then(|p| p.parse::<u16>().ok()).is_some_and(|p| p >= lo && p <= hi)
+        })
+        .count();
+    assert!(data >= 2, "two uploads need protected data connections through the proxy: {carried:?}");
+}
+
+/// `barge doctor` probes an FTP server the way a sync reaches it: through
+/// the proxy, control and data connections both, with the proxy as the one
+/// firewall rule; active mode is said to be impossible there.
+#[test]
+fn ftp_doctor_probes_through_the_proxy() {
+    for tls in [harness::FtpTls::None, harness::FtpTls::Implicit] {
+        let server = harness::ftp_server(harness::FtpServerKind::Vsftpd, tls);
+        let proxy = harness::socks_proxy(None);
+        let s = Scratch::new();
+        let scheme = if tls == harness::FtpTls::Implicit { "ftps" } else { "ftp" };
+        let url = format!("{scheme}://{}@localhost:{}/", server.user, server.port);
+        let mut cmd = s.barge();
+        cmd.env("HOME", s.path("home")).env_remove("ALL_PROXY").env_remove("all_proxy");
+        cmd.env("BARGE_PASSWORD", &server.password).args(["doctor", "--json", "--timeout", "10"]).arg(&url);
+        cmd.args(["--proxy", &proxy.url(), "--ca-file"]).arg(&server.ca_cert).args(["--max-probe-connections", "2"]);
+        let run = Run::of(cmd.output().expect("run barge doctor"));
+        assert_eq!(run.code, 0, "{scheme}: {}", run.explain());
+        let probe =
+            |name: &str| run.json().into_iter().find(|v| v["type"] == "probe" && v["name"] == name).unwrap_or_default();
+        let said = format!("through SOCKS5 proxy socks5://127.0.0.1:{} (from --proxy)", proxy.port);
+        assert_eq!(probe("route")["measured"], said, "{}", run.explain());
+        assert_eq!(probe("passive EPSV")["verdict"], "ok", "{}", run.explain());
+        assert!(probe("active mode")["measured"].as_str().unwrap_or("").contains("cannot connect back"));
+        let carried = proxy.carried();
+        let (lo, hi) = server.pasv_ports;
+        assert!(carried.contains(&format!("localhost:{}", server.port)), "{carried:?}");
+        let data =
+            |t: &String| t.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).is_some_and(|p| p >= lo && p <= hi);
+        assert!(carried.iter().any(data), "no data connection went through the proxy: {carried:?}");
+        assert_eq!(run.summary()["firewall"][0]["ports"], proxy.port.to_string(), "{}", run.explain());
+        assert_eq!(run.summary()["firewall"].as_array().map(Vec::len), Some(1), "{}", run.explain());
+    }
+}

@@ -541,23 +541,12 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
     let shown = format!("{}:{}", display_host(host), params.port);
     let counted = |n: u64| params.round_trips.fetch_add(n, Ordering::Relaxed);
     let proxied = params.proxy.as_ref().map(|proxy| Proxied { proxy: Arc::clone(proxy), host: host.to_string() });
-    if let Some(proxied) = &proxied {
+    if let (Some(proxied), DataMode::Active { .. }) = (&proxied, &params.data_mode) {
         // The server would connect back to us, which a SOCKS5 CONNECT
-        // cannot carry; suppaftp's implicit TLS opens its own socket.
-        let refused = match (&params.data_mode, params.tls_mode) {
-            (DataMode::Active { .. }, _) => Some(
-                "active mode (--active) cannot go through a SOCKS5 proxy: the server would connect back to barge, \
-                 which the proxy does not carry; use passive mode",
-            ),
-            (_, TlsMode::Implicit) => Some(
-                "implicit TLS (ftps://) cannot go through a SOCKS5 proxy yet: use ftpes:// (AUTH TLS) if the \
-                 server offers it",
-            ),
-            _ => None,
-        };
-        if let Some(why) = refused {
-            return Err(OpError::new(ErrorKind::Unsupported, "proxy", &shown, format!("{why} ({})", proxied.proxy)));
-        }
+        // cannot carry.
+        let why = "active mode (--active) cannot go through a SOCKS5 proxy: the server would connect back to barge, \
+                   which the proxy does not carry; use passive mode";
+        return Err(OpError::new(ErrorKind::Unsupported, "proxy", &shown, format!("{why} ({})", proxied.proxy)));
     }
     // Through a proxy, the proxy resolves the name.
     let addr = match proxied {
@@ -588,12 +577,27 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
     };
     let connected = with_timeout(params.timeout, "connect", &shown, async {
         match params.tls_mode {
-            TlsMode::Implicit => {
-                let addr = addr.ok_or_else(|| OpError::new(ErrorKind::Unsupported, "proxy", &shown, "implicit TLS"))?;
-                Control::connect_secure_implicit(addr, connector(&tls_config, host)?, host)
+            TlsMode::Implicit => match (&proxied, addr) {
+                (Some(proxied), _) => {
+                    let tcp =
+                        socks::connect(&proxied.proxy, host, params.port, params.timeout).await.map_err(connect_err)?;
+                    tcp.set_nodelay(true).ok();
+                    // See ImplicitThroughProxy: suppaftp's own socket goes
+                    // to this placeholder and is dropped unused.
+                    let placeholder = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                        .await
+                        .and_then(|l| l.local_addr().map(|a| (l, a)))
+                        .map_err(connect_err)?;
+                    let through = tls::ImplicitThroughProxy::new(connector(&tls_config, host)?, tcp);
+                    let control = Control::connect_secure_implicit(placeholder.1, through, host).await;
+                    drop(placeholder);
+                    control.map_err(|e| tls_or(e, "connect", &shown))
+                }
+                (None, Some(addr)) => Control::connect_secure_implicit(addr, connector(&tls_config, host)?, host)
                     .await
-                    .map_err(|e| tls_or(e, "connect", &shown))
-            }
+                    .map_err(|e| tls_or(e, "connect", &shown)),
+                (None, None) => Err(connect_err(std::io::Error::other("no address"))),
+            },
             TlsMode::None | TlsMode::Explicit => {
                 let tcp = match (&proxied, addr) {
                     (Some(proxied), _) => socks::connect(&proxied.proxy, host, params.port, params.timeout).await,

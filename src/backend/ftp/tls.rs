@@ -118,3 +118,38 @@ impl ServerCertVerifier for NoVerification {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// Implicit TLS through a SOCKS5 proxy. suppaftp opens the control
+/// connection of an implicit-TLS session itself (`connect_secure_implicit`
+/// takes an address, not a stream) and then hands that socket to the TLS
+/// connector. This connector takes the first socket it is handed for a
+/// placeholder and secures the proxied one instead; every later call (the
+/// data connections, which barge opens through the proxy itself) is
+/// secured as given. The placeholder is a loopback listener nobody reads.
+#[derive(Debug)]
+pub struct ImplicitThroughProxy {
+    inner: suppaftp::tokio::AsyncRustlsConnector,
+    proxied: std::sync::Mutex<Option<tokio::net::TcpStream>>,
+}
+
+impl ImplicitThroughProxy {
+    pub fn new(inner: suppaftp::tokio::AsyncRustlsConnector, proxied: tokio::net::TcpStream) -> Self {
+        ImplicitThroughProxy { inner, proxied: std::sync::Mutex::new(Some(proxied)) }
+    }
+}
+
+#[async_trait::async_trait]
+impl suppaftp::tokio::AsyncTlsConnector for ImplicitThroughProxy {
+    type Stream = suppaftp::tokio::AsyncRustlsStream;
+
+    async fn connect(&self, domain: &str, stream: tokio::net::TcpStream) -> suppaftp::FtpResult<Self::Stream> {
+        let proxied = self.proxied.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match proxied {
+            Some(proxied) => {
+                drop(stream);
+                self.inner.connect(domain, proxied).await
+            }
+            None => self.inner.connect(domain, stream).await,
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! backend's [`ReplyReader`]; connecting, TLS and login for a [`Target`];
 //! listings over a data connection.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::backend::ftp::protocol::{PlainOrTls, Reply, ReplyReader, TlsMode};
 use crate::backend::ftp::tls as ftp_tls;
+use crate::backend::socks::{self, Socks5Proxy};
 use crate::credentials::Login;
 use crate::doctor::show_duration;
 
@@ -27,12 +28,53 @@ pub(super) struct DataTls {
     pub(super) name: ServerName<'static>,
 }
 
+/// How the probes reach the server: directly, or through the SOCKS5 proxy
+/// a sync would use (then the proxy resolves the server's name, and the
+/// control connection's peer is [`Route::SERVER`]).
+#[derive(Clone)]
+pub(super) struct Route {
+    pub(super) proxy: Option<Arc<Socks5Proxy>>,
+    /// The server's name, as the URL gave it.
+    pub(super) host: String,
+}
+
+impl Route {
+    /// Through a proxy, the address that stands for the server itself:
+    /// connections to it go to the server by name, as the sync's do.
+    pub(super) const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+    /// A TCP connection to `addr`, within `wait`, and how long it took.
+    pub(super) async fn connect(&self, addr: SocketAddr, wait: Duration) -> Result<(TcpStream, Duration), String> {
+        let started = Instant::now();
+        let Some(proxy) = &self.proxy else {
+            return match tokio::time::timeout(wait, TcpStream::connect(addr)).await {
+                Err(_) => Err(format!("no answer from {addr} within {}", show_duration(wait))),
+                Ok(Err(e)) => Err(format!("{addr}: {e}")),
+                Ok(Ok(tcp)) => Ok((tcp, started.elapsed())),
+            };
+        };
+        let host = if addr.ip() == Route::SERVER { self.host.clone() } else { addr.ip().to_string() };
+        match socks::connect(proxy, &host, addr.port(), wait).await {
+            Ok(tcp) => Ok((tcp, started.elapsed())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The peer a control connection `tcp` stands for.
+    fn peer_of(&self, tcp: &TcpStream) -> Result<SocketAddr, String> {
+        let peer = tcp.peer_addr().map_err(|e| e.to_string())?;
+        Ok(if self.proxy.is_some() { SocketAddr::new(Route::SERVER, peer.port()) } else { peer })
+    }
+}
+
 /// A raw control connection.
 pub(super) struct Control {
     stream: Option<PlainOrTls>,
     replies: ReplyReader,
     pub(super) timeout: Duration,
+    /// The server ([`Route::SERVER`] through a proxy).
     pub(super) peer: SocketAddr,
+    pub(super) route: Route,
     pub(super) local: SocketAddr,
     /// The configuration of the control connection's TLS session (its cache
     /// holds the session data connections must resume).
@@ -42,15 +84,16 @@ pub(super) struct Control {
 }
 
 impl Control {
-    pub(super) fn new(tcp: TcpStream, timeout: Duration) -> Result<Control, String> {
+    pub(super) fn new(tcp: TcpStream, route: &Route, timeout: Duration) -> Result<Control, String> {
         tcp.set_nodelay(true).ok();
-        let peer = tcp.peer_addr().map_err(|e| e.to_string())?;
+        let peer = route.peer_of(&tcp)?;
         let local = tcp.local_addr().map_err(|e| e.to_string())?;
         Ok(Control {
             stream: Some(PlainOrTls::Plain(tcp)),
             replies: ReplyReader::default(),
             timeout,
             peer,
+            route: route.clone(),
             local,
             control_tls: None,
             data_tls: None,
@@ -61,15 +104,17 @@ impl Control {
     pub(super) fn implicit(
         tls: TlsStream<TcpStream>,
         config: Arc<ClientConfig>,
+        route: &Route,
         timeout: Duration,
     ) -> Result<Control, String> {
-        let peer = tls.get_ref().0.peer_addr().map_err(|e| e.to_string())?;
+        let peer = route.peer_of(tls.get_ref().0)?;
         let local = tls.get_ref().0.local_addr().map_err(|e| e.to_string())?;
         Ok(Control {
             stream: Some(PlainOrTls::Tls(Box::new(tls))),
             replies: ReplyReader::default(),
             timeout,
             peer,
+            route: route.clone(),
             local,
             control_tls: Some(config),
             data_tls: None,
@@ -181,19 +226,12 @@ pub(super) async fn handshake(
     }
 }
 
-pub(super) async fn tcp_connect(addr: SocketAddr, wait: Duration) -> Result<(TcpStream, Duration), String> {
-    let started = Instant::now();
-    match tokio::time::timeout(wait, TcpStream::connect(addr)).await {
-        Err(_) => Err(format!("no answer from {addr} within {}", show_duration(wait))),
-        Ok(Err(e)) => Err(format!("{addr}: {e}")),
-        Ok(Ok(tcp)) => Ok((tcp, started.elapsed())),
-    }
-}
-
 /// What every connection of one diagnosis needs.
 #[derive(Clone)]
 pub(super) struct Target {
+    /// The server's address ([`Route::SERVER`] through a proxy).
     pub(super) addr: SocketAddr,
+    pub(super) route: Route,
     pub(super) host: String,
     pub(super) shown: String,
     pub(super) mode: TlsMode,
@@ -210,16 +248,16 @@ impl Target {
     /// TCP, greeting and TLS without reporting: for the connection-limit
     /// probe and the TLS-mode checks. `config` is the base configuration.
     pub(super) async fn establish(&self, mode: TlsMode, config: &ClientConfig) -> Result<Control, String> {
-        let (tcp, _) = tcp_connect(self.addr, self.timeout).await?;
+        let (tcp, _) = self.route.connect(self.addr, self.timeout).await?;
         let name = self.server_name()?;
         if mode == TlsMode::Implicit {
             let config = ftp_tls::per_connection(config);
             let tls = handshake(tcp, Arc::clone(&config), name, self.timeout).await.map_err(|e| e.to_string())?;
-            let mut ctl = Control::implicit(tls, config, self.timeout)?;
+            let mut ctl = Control::implicit(tls, config, &self.route, self.timeout)?;
             expect_greeting(&mut ctl, self.short).await?;
             return Ok(ctl);
         }
-        let mut ctl = Control::new(tcp, self.timeout)?;
+        let mut ctl = Control::new(tcp, &self.route, self.timeout)?;
         expect_greeting(&mut ctl, self.short).await?;
         if mode == TlsMode::Explicit {
             let reply = ctl.command("AUTH TLS").await?;

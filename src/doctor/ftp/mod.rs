@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use rustls::ClientConfig;
 
-use self::control::{DataTls, Target, tcp_connect};
+use self::control::{DataTls, Route, Target};
 use self::opening::open_main;
 use self::probes::{
     Step, probe_active, probe_connections, probe_epsv, probe_listing, probe_pasv, probe_rtt, probe_session_reuse,
@@ -57,20 +57,25 @@ impl Seen {
     }
 }
 
-/// How a sync reaches the server: directly, or through the SOCKS5 proxy.
-/// The probes here open their own connections, directly: said, so that a
-/// server reachable only through the proxy is not misjudged.
-fn route_probe(remote: &RemoteLocation, options: &DoctorOptions) -> Probe {
+/// How a sync reaches the server, directly or through the SOCKS5 proxy:
+/// the probes go the same way. `None` when the proxy setting is broken
+/// (reported).
+fn route(remote: &RemoteLocation, options: &DoctorOptions, report: &mut Report) -> Option<Route> {
+    let host = remote.host.clone();
     match options.remote.proxy.proxy() {
-        Err(why) => Probe::failed("route", why, "fix --proxy or ALL_PROXY (socks5://[user:password@]host:port)"),
-        Ok(Some(proxy)) if proxy.applies_to(&remote.host) => Probe::warning(
-            "route",
-            format!("a sync goes through SOCKS5 proxy {proxy} (from {})", proxy.source),
-            "the FTP probes below connect directly, not through the proxy: where the server is reachable only \
-             through it, run a sync with -v to test that path",
-        )
-        .details(serde_json::json!({ "proxy": proxy.to_string() })),
-        Ok(_) => Probe::ok("route", "direct").details(serde_json::json!({ "proxy": null })),
+        Err(why) => {
+            report.push(Probe::failed("route", why, "fix --proxy or ALL_PROXY (socks5://[user:password@]host:port)"));
+            None
+        }
+        Ok(Some(proxy)) if proxy.applies_to(&remote.host) => {
+            let shown = format!("through SOCKS5 proxy {proxy} (from {})", proxy.source);
+            report.push(Probe::ok("route", shown).details(serde_json::json!({ "proxy": proxy.to_string() })));
+            Some(Route { proxy: Some(proxy), host })
+        }
+        Ok(_) => {
+            report.push(Probe::ok("route", "direct").details(serde_json::json!({ "proxy": null })));
+            Some(Route { proxy: None, host })
+        }
     }
 }
 
@@ -80,12 +85,16 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
     let mode = TlsMode::of(remote.scheme, options.remote.ftp.explicit_tls);
     let shown = format!("{}:{}", conn::display_host(&remote.host), remote.port);
     let timeout = options.remote.timeout;
-    report.push(route_probe(remote, options));
+    let Some(route) = route(remote, options, report) else { return };
 
-    // TCP connect.
-    let addr = match tokio::time::timeout(timeout, tokio::net::lookup_host((remote.host.as_str(), remote.port))).await {
-        Ok(Ok(mut addrs)) => addrs.next(),
-        _ => None,
+    // TCP connect (through a proxy, the proxy resolves the name).
+    let addr = match &route.proxy {
+        Some(_) => Some(SocketAddr::new(Route::SERVER, remote.port)),
+        None => match tokio::time::timeout(timeout, tokio::net::lookup_host((remote.host.as_str(), remote.port))).await
+        {
+            Ok(Ok(mut addrs)) => addrs.next(),
+            _ => None,
+        },
     };
     let Some(addr) = addr else {
         report.push(Probe::failed(
@@ -97,6 +106,7 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
     };
     let target = Target {
         addr,
+        route: route.clone(),
         host: remote.host.clone(),
         shown: shown.clone(),
         mode,
@@ -104,7 +114,7 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
         timeout,
         short: options.short_wait(),
     };
-    let (tcp, took) = match tcp_connect(addr, timeout).await {
+    let (tcp, took) = match route.connect(addr, timeout).await {
         Ok(ok) => ok,
         Err(why) => {
             let advice = if why.contains("refused") {
@@ -116,8 +126,15 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
             return;
         }
     };
-    report.push(Probe::ok("tcp connect", format!("{shown} ({addr}) in {}", show_duration(took))).took(took));
-    report.firewall.push(FirewallRule::outbound(&remote.host, remote.port.to_string(), "control connection"));
+    let (by, rule) = match &route.proxy {
+        Some(proxy) => (
+            format!("through {proxy}"),
+            FirewallRule::outbound(&proxy.host, proxy.port.to_string(), "the SOCKS5 proxy: every connection"),
+        ),
+        None => (addr.to_string(), FirewallRule::outbound(&remote.host, remote.port.to_string(), "control connection")),
+    };
+    report.push(Probe::ok("tcp connect", format!("{shown} ({by}) in {}", show_duration(took))).took(took));
+    report.firewall.push(rule);
 
     let verifying = match ftp_tls::base_config(&options.remote.ftp.tls) {
         Ok(config) => config,
@@ -228,7 +245,12 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
             ),
         ));
     }
-    firewall_rules(remote, options, &seen, report);
+    if route.proxy.is_none() {
+        firewall_rules(remote, options, &seen, report);
+    } else if let Some(mode) = seen.passive_mode {
+        // The proxy carries the data connections too: its rule is the one.
+        report.mode = Some(mode.to_string());
+    }
 }
 
 /// A configuration that accepts any certificate, to go on probing past a

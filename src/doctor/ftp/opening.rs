@@ -40,7 +40,7 @@ pub(super) async fn open_main(
             Ok(tls) => {
                 report.push(Probe::ok("tls mode", format!("implicit TLS on port {}", target.addr.port())));
                 report_certificate(tls.get_ref().1, &target.host, true, report);
-                let mut ctl = match Control::implicit(tls, config, target.timeout) {
+                let mut ctl = match Control::implicit(tls, config, &target.route, target.timeout) {
                     Ok(ctl) => ctl,
                     Err(why) => {
                         report.push(Probe::failed("greeting", why, "the connection broke at once"));
@@ -89,7 +89,7 @@ pub(super) async fn open_main(
             }
         }
     } else {
-        let mut ctl = match Control::new(tcp, target.timeout) {
+        let mut ctl = match Control::new(tcp, &target.route, target.timeout) {
             Ok(ctl) => ctl,
             Err(why) => {
                 report.push(Probe::failed("greeting", why, "the connection broke at once"));

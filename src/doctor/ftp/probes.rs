@@ -12,7 +12,7 @@ use rustls::client::Resumption;
 use tokio::io::AsyncReadExt;
 
 use super::Seen;
-use super::control::{Control, DataTls, Target, read_data, tcp_connect, transfer};
+use super::control::{Control, DataTls, Target, read_data, transfer};
 use crate::backend::ftp::names::NameEncoding;
 use crate::backend::ftp::protocol::{listen, parse_epsv, parse_pasv, port_command};
 use crate::backend::ftp::{conn, listing};
@@ -31,7 +31,7 @@ pub(super) async fn probe_epsv(ctl: &mut Control, list: &str, seen: &mut Seen, r
         return;
     };
     let target = SocketAddr::new(ctl.peer.ip(), port);
-    let (data, took) = match tcp_connect(target, ctl.timeout.min(Duration::from_secs(10))).await {
+    let (data, took) = match ctl.route.connect(target, ctl.timeout.min(Duration::from_secs(10))).await {
         Ok(ok) => ok,
         Err(why) => {
             report.push(
@@ -86,13 +86,13 @@ pub(super) async fn probe_pasv(
     let short = options.short_wait().min(Duration::from_secs(3));
     let port = announced.port();
     let same = announced.ip() == peer.ip();
-    let first = tcp_connect(announced, if same { ctl.timeout } else { short }).await;
+    let first = ctl.route.connect(announced, if same { ctl.timeout } else { short }).await;
     let (data, took, used, nat) = match first {
         Ok((data, took)) => (data, took, announced, false),
         Err(why) if !same => {
             // NAT: the server announced its inside address. Try its control address.
             let fallback = SocketAddr::new(peer.ip(), port);
-            match tcp_connect(fallback, short).await {
+            match ctl.route.connect(fallback, short).await {
                 Ok((data, took)) => (data, took, fallback, true),
                 Err(why2) => {
                     report.push(
@@ -313,6 +313,13 @@ pub(super) async fn probe_active(
         let probe = Probe::failed("active mode", measured, advice);
         if asked { probe } else { probe.not_blocking() }
     };
+    if let Some(proxy) = &ctl.route.proxy {
+        report.push(failed(
+            format!("not tried: the server cannot connect back through SOCKS5 proxy {proxy}"),
+            "use passive mode (the default) through a proxy".into(),
+        ));
+        return Step::InStep;
+    }
     let listener = match listen(ctl.local.ip(), options.remote.ftp.active_ports.as_ref()) {
         Ok(listener) => listener,
         Err(why) => {
@@ -497,7 +504,7 @@ pub(super) async fn probe_session_reuse(
         },
     };
     let Some(port) = port else { return };
-    let Ok((data, _)) = tcp_connect(SocketAddr::new(host, port), ctl.timeout).await else { return };
+    let Ok((data, _)) = ctl.route.connect(SocketAddr::new(host, port), ctl.timeout).await else { return };
     let resuming = ctl.data_tls.replace(fresh);
     let result = transfer(ctl, data, list).await;
     ctl.data_tls = resuming;
