@@ -143,6 +143,13 @@ fn upload_with_env(s: &Scratch, url: &str, env: &[(&str, &str)], flags: &[&str])
     Run::of(cmd.output().expect("run barge"))
 }
 
+/// How many of the `carried` connections went to `server`'s passive ports.
+fn data_connections(carried: &[String], server: &harness::FtpServer) -> usize {
+    let (lo, hi) = server.pasv_ports;
+    let passive = |port: &str| port.parse::<u16>().is_ok_and(|p| p >= lo && p <= hi);
+    carried.iter().filter(|t| t.rsplit_once(':').is_some_and(|(_, port)| passive(port))).count()
+}
+
 #[test]
 fn ftp_control_and_passive_data_connections_go_through_a_socks5_proxy() {
     let server = harness::ftp_server(harness::FtpServerKind::Vsftpd, harness::FtpTls::None);
@@ -160,13 +167,7 @@ fn ftp_control_and_passive_data_connections_go_through_a_socks5_proxy() {
     assert_eq!(fs::read(server.root.join("sub/c.txt")).unwrap(), b"sub/c.txt");
     let carried = proxy.carried();
     let control = format!("localhost:{}", server.port);
-    let (lo, hi) = server.pasv_ports;
-    let data = carried
-        .iter()
-        .filter(|t| {
-            t.strip_prefix("localhost:").and_then(|p| p.parse::<u16>().ok()).is_some_and(|p| p >= lo && p <= hi)
-        })
-        .count();
+    let data = data_connections(&carried, &server);
     assert!(carried.contains(&control), "no control connection through the proxy: {carried:?}\n{}", proxy.logs());
     assert!(data >= 3, "three uploads (and listings) need passive data connections: {carried:?}");
     assert_eq!(carried.len(), carried.iter().filter(|t| t.starts_with("localhost:")).count(), "{carried:?}");
@@ -283,13 +284,7 @@ fn implicit_tls_goes_through_a_socks5_proxy() {
     assert_eq!(fs::read(server.root.join("sub/b.txt")).unwrap(), b"sub/b.txt");
     let carried = proxy.carried();
     assert!(carried.contains(&format!("localhost:{}", server.port)), "{carried:?}\n{}", proxy.logs());
-    let (lo, hi) = server.pasv_ports;
-    let data = carried
-        .iter()
-        .filter(|t| {
-            t.strip_prefix("localhost:").and_then(|p| p.parse::<u16>().ok()).is_some_and(|p| p >= lo && p <= hi)
-        })
-        .count();
+    let data = data_connections(&carried, &server);
     assert!(data >= 2, "two uploads need protected data connections through the proxy: {carried:?}");
 }
 
@@ -317,11 +312,8 @@ fn ftp_doctor_probes_through_the_proxy() {
         assert_eq!(probe("passive EPSV")["verdict"], "ok", "{}", run.explain());
         assert!(probe("active mode")["measured"].as_str().unwrap_or("").contains("cannot connect back"));
         let carried = proxy.carried();
-        let (lo, hi) = server.pasv_ports;
         assert!(carried.contains(&format!("localhost:{}", server.port)), "{carried:?}");
-        let data =
-            |t: &String| t.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).is_some_and(|p| p >= lo && p <= hi);
-        assert!(carried.iter().any(data), "no data connection went through the proxy: {carried:?}");
+        assert!(data_connections(&carried, &server) > 0, "no data connection went through the proxy: {carried:?}");
         assert_eq!(run.summary()["firewall"][0]["ports"], proxy.port.to_string(), "{}", run.explain());
         assert_eq!(run.summary()["firewall"].as_array().map(Vec::len), Some(1), "{}", run.explain());
     }
