@@ -179,6 +179,18 @@ fn doctor_names_the_non_utf8_names_and_suggests_encoding() {
     let run = doctor(&["--encoding", "latin1"]);
     run.expect_code(0);
     assert_eq!(probe(&run)["verdict"], "ok", "{}", run.explain());
+
+    // A directory whose name is not ASCII, typed in UTF-8 in the URL: the
+    // probes list it in the server's encoding, as a sync does.
+    let mut cmd = s.barge();
+    cmd.args(["doctor", &url(&server, "/r%C3%A9sum%C3%A9"), "--json", "--timeout", "3"])
+        .args(["--max-probe-connections", "2", "--encoding", "latin1"])
+        .env("BARGE_PASSWORD", &server.password);
+    let run = Run::of(cmd.output().expect("run barge doctor"));
+    run.expect_code(0);
+    let names = probe(&run);
+    assert_eq!(names["verdict"], "ok", "{}", run.explain());
+    assert!(names["measured"].as_str().unwrap_or("").contains('1'), "one name, naïve.txt: {}", run.explain());
 }
 
 /// A remote's `encoding` applies to the jobs and syncs that name it; a

@@ -130,10 +130,11 @@ impl Control {
     }
 
     /// Writes one command line without reading its reply.
-    pub(super) async fn send(&mut self, line: &str) -> std::io::Result<()> {
+    /// A line is bytes: a path in it is in the server's encoding.
+    pub(super) async fn send(&mut self, line: impl AsRef<[u8]>) -> std::io::Result<()> {
         let gone = || std::io::Error::new(std::io::ErrorKind::NotConnected, "the control connection is gone");
         let stream = self.stream.as_mut().ok_or_else(gone)?;
-        let mut bytes = line.as_bytes().to_vec();
+        let mut bytes = line.as_ref().to_vec();
         bytes.extend_from_slice(b"\r\n");
         stream.write_all(&bytes).await?;
         stream.flush().await
@@ -311,7 +312,7 @@ async fn expect_greeting(ctl: &mut Control, wait: Duration) -> Result<Reply, Str
 }
 
 /// Runs a listing command over an open data connection; returns the data.
-pub(super) async fn transfer(ctl: &mut Control, data: TcpStream, command: &str) -> Result<Vec<u8>, String> {
+pub(super) async fn transfer(ctl: &mut Control, data: TcpStream, command: &[u8]) -> Result<Vec<u8>, String> {
     ctl.send(command).await.map_err(|e| format!("connection failed: {e}"))?;
     let timeout = ctl.timeout;
     read_data(ctl, data, timeout).await

@@ -31,6 +31,7 @@ use self::probes::{
 };
 use super::firewall::{FirewallRule, port_list};
 use super::{DoctorOptions, Probe, Report, show_duration, suggest_parallel};
+use crate::backend::ftp::names::NameEncoding;
 use crate::backend::ftp::protocol::TlsMode;
 use crate::backend::ftp::{conn, tls as ftp_tls};
 use crate::credentials;
@@ -206,7 +207,7 @@ pub async fn diagnose(remote: &RemoteLocation, options: &DoctorOptions, report: 
     }
     let _ = ctl.command("TYPE I").await;
 
-    let list_command = list_command(remote, seen.has("MLSD"));
+    let list_command = list_command(remote, seen.has("MLSD"), options.remote.ftp.encoding);
     probe_epsv(&mut ctl, &list_command, &mut seen, report).await;
     probe_pasv(&mut ctl, &list_command, options, &mut seen, report).await;
     probe_listing(&seen, options.remote.ftp.encoding, report);
@@ -264,15 +265,20 @@ fn insecure_config() -> ClientConfig {
     }
 }
 
-/// `MLSD` or `LIST` of the location's directory.
-fn list_command(remote: &RemoteLocation, mlsd: bool) -> String {
-    let verb = if mlsd { "MLSD" } else { "LIST" };
-    let path = String::from_utf8_lossy(&remote.path).into_owned();
-    let path = match path.strip_prefix("/~") {
-        Some(rest) => rest.trim_start_matches('/').to_string(),
-        None => path,
+/// `MLSD` or `LIST` of the location's directory, its path in the server's
+/// `encoding` as a sync sends it (bytes as they are when it has no form
+/// there: the server's answer then says what it makes of them).
+fn list_command(remote: &RemoteLocation, mlsd: bool, encoding: NameEncoding) -> Vec<u8> {
+    let verb: &[u8] = if mlsd { b"MLSD" } else { b"LIST" };
+    let path: &[u8] = match remote.path.strip_prefix(b"/~") {
+        Some(rest) => &rest[rest.iter().take_while(|&&b| b == b'/').count()..],
+        None => &remote.path,
     };
-    if path.is_empty() || path == "/" && !mlsd { verb.to_string() } else { format!("{verb} {path}") }
+    if path.is_empty() || path == b"/" && !mlsd {
+        return verb.to_vec();
+    }
+    let path = encoding.to_server(path).unwrap_or(std::borrow::Cow::Borrowed(path));
+    [verb, b" ", &path].concat()
 }
 
 fn firewall_rules(remote: &RemoteLocation, options: &DoctorOptions, seen: &Seen, report: &mut Report) {

@@ -14,6 +14,41 @@ use crate::backend::ftp::tls as ftp_tls;
 use crate::doctor::cert::{self, CertInfo};
 use crate::doctor::{Probe, Report};
 
+/// What a fresh control connection said first.
+enum Greeting {
+    /// 220: reported.
+    Ready(Control),
+    /// Another reply.
+    Other(Reply),
+    /// Nothing in time, or the connection failed: why.
+    Silent(String),
+}
+
+/// Reads the greeting of a just-opened `ctl`, reporting it when it is a
+/// 220; `None` when the connection broke at once (reported).
+async fn greeting(
+    ctl: Result<Control, String>,
+    target: &Target,
+    started: Instant,
+    report: &mut Report,
+) -> Option<Greeting> {
+    let mut ctl = match ctl {
+        Ok(ctl) => ctl,
+        Err(why) => {
+            report.push(Probe::failed("greeting", why, "the connection broke at once"));
+            return None;
+        }
+    };
+    Some(match ctl.reply_within(target.short).await {
+        Ok(reply) if reply.code == 220 => {
+            report.push(Probe::ok("greeting", reply.first().to_string()).took(started.elapsed()));
+            Greeting::Ready(ctl)
+        }
+        Ok(reply) => Greeting::Other(reply),
+        Err(why) => Greeting::Silent(why),
+    })
+}
+
 /// Greeting, FEAT and TLS on the main connection, each reported.
 /// Returns the connection, what FEAT said and whether the certificate was
 /// accepted.
@@ -40,27 +75,18 @@ pub(super) async fn open_main(
             Ok(tls) => {
                 report.push(Probe::ok("tls mode", format!("implicit TLS on port {}", target.addr.port())));
                 report_certificate(tls.get_ref().1, &target.host, true, report);
-                let mut ctl = match Control::implicit(tls, config, &target.route, target.timeout) {
-                    Ok(ctl) => ctl,
-                    Err(why) => {
-                        report.push(Probe::failed("greeting", why, "the connection broke at once"));
-                        return None;
-                    }
-                };
-                match ctl.reply_within(target.short).await {
-                    Ok(reply) if reply.code == 220 => {
-                        report.push(Probe::ok("greeting", reply.first().to_string()).took(started.elapsed()));
-                    }
-                    Ok(reply) => {
+                let ctl = Control::implicit(tls, config, &target.route, target.timeout);
+                match greeting(ctl, target, started, report).await? {
+                    Greeting::Ready(ctl) => ctl,
+                    Greeting::Other(reply) => {
                         report.push(Probe::failed("greeting", reply.text(), "the server refuses new sessions"));
                         return None;
                     }
-                    Err(why) => {
+                    Greeting::Silent(why) => {
                         report.push(Probe::failed("greeting", why, "no greeting inside TLS"));
                         return None;
                     }
                 }
-                ctl
             }
             Err(HandshakeError::Certificate(err)) => {
                 report.push(Probe::ok("tls mode", format!("implicit TLS on port {}", target.addr.port())));
@@ -89,18 +115,9 @@ pub(super) async fn open_main(
             }
         }
     } else {
-        let mut ctl = match Control::new(tcp, &target.route, target.timeout) {
-            Ok(ctl) => ctl,
-            Err(why) => {
-                report.push(Probe::failed("greeting", why, "the connection broke at once"));
-                return None;
-            }
-        };
-        match ctl.reply_within(target.short).await {
-            Ok(reply) if reply.code == 220 => {
-                report.push(Probe::ok("greeting", reply.first().to_string()).took(started.elapsed()));
-            }
-            Ok(reply) => {
+        match greeting(Control::new(tcp, &target.route, target.timeout), target, started, report).await? {
+            Greeting::Ready(ctl) => ctl,
+            Greeting::Other(reply) => {
                 let text = reply.text();
                 let advice = if text.starts_with("SSH-") {
                     format!("this is an SSH server: use sftp://{shown}/")
@@ -112,7 +129,7 @@ pub(super) async fn open_main(
                 report.push(Probe::failed("greeting", text, advice));
                 return None;
             }
-            Err(why) => {
+            Greeting::Silent(why) => {
                 // Silence: a server that waits for a TLS ClientHello?
                 let implicit = target.establish(TlsMode::Implicit, &insecure_config()).await;
                 let (measured, advice) = if implicit.is_ok() {
@@ -127,7 +144,6 @@ pub(super) async fn open_main(
                 return None;
             }
         }
-        ctl
     };
     // FEAT, before login as the RFC allows (retried after login otherwise).
     match ctl.command("FEAT").await {

@@ -18,7 +18,7 @@ use crate::backend::ftp::protocol::{listen, parse_epsv, parse_pasv, port_command
 use crate::backend::ftp::{conn, listing};
 use crate::doctor::{DoctorOptions, Probe, Report, show_duration};
 
-pub(super) async fn probe_epsv(ctl: &mut Control, list: &str, seen: &mut Seen, report: &mut Report) {
+pub(super) async fn probe_epsv(ctl: &mut Control, list: &[u8], seen: &mut Seen, report: &mut Report) {
     let reply = match ctl.command("EPSV").await {
         Ok(reply) => reply,
         Err(why) => {
@@ -55,7 +55,7 @@ pub(super) async fn probe_epsv(ctl: &mut Control, list: &str, seen: &mut Seen, r
                     .took(took)
                     .details(serde_json::json!({"port": port})),
             );
-            seen.listing_data.get_or_insert((bytes, list.starts_with("MLSD")));
+            seen.listing_data.get_or_insert((bytes, list.starts_with(b"MLSD")));
         }
         Err(why) => report.push(
             Probe::failed("passive EPSV", format!("port {port}: {why}"), "the data transfer failed").not_blocking(),
@@ -65,7 +65,7 @@ pub(super) async fn probe_epsv(ctl: &mut Control, list: &str, seen: &mut Seen, r
 
 pub(super) async fn probe_pasv(
     ctl: &mut Control,
-    list: &str,
+    list: &[u8],
     options: &DoctorOptions,
     seen: &mut Seen,
     report: &mut Report,
@@ -132,7 +132,7 @@ pub(super) async fn probe_pasv(
     seen.passive_ports.push(port);
     seen.passive_host.get_or_insert(used.ip());
     seen.passive_mode.get_or_insert("passive (PASV)");
-    seen.listing_data.get_or_insert((bytes, list.starts_with("MLSD")));
+    seen.listing_data.get_or_insert((bytes, list.starts_with(b"MLSD")));
     let details = serde_json::json!({
         "announced": announced.to_string(), "control_peer": peer.ip().to_string(), "connected": used.to_string(),
         "nat_detected": nat, "port": port,
@@ -303,7 +303,7 @@ fn probe_names(entries: &[listing::ListEntry], encoding: NameEncoding, report: &
 
 pub(super) async fn probe_active(
     ctl: &mut Control,
-    list: &str,
+    list: &[u8],
     options: &DoctorOptions,
     seen: &mut Seen,
     report: &mut Report,
@@ -486,7 +486,7 @@ pub(super) async fn probe_rtt(ctl: &mut Control, report: &mut Report) -> Option<
 /// because vsftpd drops the control connection after refusing one.
 pub(super) async fn probe_session_reuse(
     ctl: &mut Control,
-    list: &str,
+    list: &[u8],
     base: &ClientConfig,
     seen: &Seen,
     report: &mut Report,
