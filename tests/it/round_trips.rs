@@ -372,3 +372,56 @@ fn sftp_lists_a_directory_in_2_round_trips() {
         assert_eq!(sftp.round_trips() - before, 5 * 2);
     });
 }
+
+/// A no-op resync from a LIST-only server (vsftpd ignores `LIST -R`):
+/// each directory's minute-precision times stand for the recorded exact
+/// ones when the records vouch for them (same size and minute, written
+/// long before the run that recorded them), so no MDTM is sent; only the
+/// run's one zone check. A file whose size changed still gets its MDTM.
+#[test]
+fn vsftpd_a_recorded_tree_is_listed_without_mdtm() {
+    use barge::backend::recall::{Recall, RecalledFile};
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    // Two days old: still listed to the minute, and long settled.
+    let mtime_of = |i: u64| now - 2 * 86_400 + 61 * i;
+    let files: Vec<String> = (0..20).map(|i| format!("d{}/f{i:02}.txt", i % 5)).collect();
+    for (i, file) in files.iter().enumerate() {
+        set_mtime(&server.write_file(&format!("rec/{file}"), b"data"), mtime_of(i as u64));
+    }
+    let url = format!("ftp://{}:{}@127.0.0.1:{}/rec", server.user, server.password, server.port);
+    let recorded = |changed: Option<usize>| {
+        Recall::new(files.iter().enumerate().map(|(i, file)| {
+            let size = if changed == Some(i) { 3 } else { 4 };
+            let mtime = barge::backend::Mtime::from_unix(mtime_of(i as u64) as i64, 0);
+            (rel(file), RecalledFile { size, mtime, recorded_at: now as i64 })
+        }))
+    };
+    // One connection: no login in the background is counted. The state
+    // database knows vsftpd ignores `LIST -R`.
+    let options = RemoteOptions { connections: 1, ..RemoteOptions::default() };
+    let memory = std::sync::Arc::new(Remembered::default());
+    let key = format!("ftp.recursive-list ftp://{}@127.0.0.1:{}/rec", server.user, server.port);
+    memory.0.lock().unwrap().insert(key, "no: the server ignores LIST -R".into());
+    let options = RemoteOptions { memory: Some(barge::backend::Memory(memory)), ..options };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let ftp = remote(&url, options).await;
+        // 6 directories (the root and d0..d4): CWD, EPSV + LIST, the data
+        // connection each; the zone measured once a run (the first walk);
+        // and, when a record does not match, that directory's MDTMs in
+        // one write.
+        for (changed, zone, mdtm_batches) in [(None, 1, 0), (Some(7), 0, 1)] {
+            let (give, recall) = tokio::sync::oneshot::channel();
+            give.send(std::sync::Arc::new(recorded(changed))).unwrap();
+            let before = ftp.round_trips();
+            let listing = barge::backend::stream::collected(|tx| ftp.walk_streamed(tx, Some(recall))).await.unwrap();
+            for entry in listing.entries.iter().filter(|e| e.is_file()) {
+                let i: u64 = entry.path.file_name()[1..3].iter().fold(0, |n, d| n * 10 + u64::from(d - b'0'));
+                assert_eq!(entry.mtime.map(|m| m.secs()), Some(mtime_of(i) as i64), "{}", entry.path);
+                assert_eq!(entry.coarse_mtime_s, 0, "{}", entry.path);
+            }
+            assert_eq!(listing.entries.iter().filter(|e| e.is_file()).count(), 20);
+            assert_eq!(ftp.round_trips() - before, 6 * 3 + zone + mdtm_batches, "changed {changed:?}");
+        }
+    });
+}

@@ -573,12 +573,12 @@ impl Backend for FtpBackend {
             Some(recall) => recall.await.ok().filter(|recall| !recall.is_empty()),
             None => None,
         };
-        let prelisted = match recall {
-            Some(recall) => self.inner.list_recursive(&recall).await,
+        let prelisted = match &recall {
+            Some(recall) => self.inner.list_recursive(recall).await,
             None => HashMap::new(),
         };
         let news = tx.clone();
-        self.walk_prelisted(tx, prelisted).await;
+        self.walk_prelisted(tx, prelisted, recall).await;
         if let Some(moved) = self.inner.take_zone_news().await {
             let _ = news.send(vec![super::stream::WalkItem::Info(moved)]).await;
         }

@@ -26,6 +26,19 @@ use crate::path::{RelPath, check_component};
 
 impl Inner {
     pub(super) async fn list_dir(self: &Arc<Self>, dir: &RelPath) -> Result<(Vec<Entry>, Vec<String>), OpError> {
+        self.list_dir_recalled(dir, None).await
+    }
+
+    /// One directory's listing. Without MLSD a file's time comes to the
+    /// minute: its exact time is the recorded one when `recall` vouches
+    /// for it (same size, same minute, recorded long enough ago: see
+    /// [`Recall::settled`]), else one MDTM. So a no-op resync of an
+    /// unchanged tree sends no MDTM at all.
+    pub(super) async fn list_dir_recalled(
+        self: &Arc<Self>,
+        dir: &RelPath,
+        recall: Option<&Recall>,
+    ) -> Result<(Vec<Entry>, Vec<String>), OpError> {
         let mlsd = self.features.mlsd;
         let timeout = self.pool.params().timeout;
         let data = self
@@ -68,6 +81,9 @@ impl Inner {
                 Err(warning) => warnings.push(warning),
             }
         }
+        if let Some(recall) = recall.filter(|_| !needs_time.is_empty()) {
+            needs_time = self.settle_from_records(recall, &mut entries, needs_time).await;
+        }
         if !needs_time.is_empty() && !self.list_times && self.features.mdtm {
             self.fill_exact_times(&mut entries, &needs_time).await;
         } else if !needs_time.is_empty() {
@@ -80,6 +96,27 @@ impl Inner {
         }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((entries, warnings))
+    }
+
+    /// Gives the entries at `needs_time` that `recall` vouches for their
+    /// recorded exact time; returns those left without one.
+    async fn settle_from_records(&self, recall: &Recall, entries: &mut [Entry], needs_time: Vec<usize>) -> Vec<usize> {
+        let offset = self.tz_offset(entries, &needs_time).await;
+        let mut left = Vec::new();
+        for i in needs_time {
+            let entry = &mut entries[i];
+            let precision = if entry.coarse_mtime_s > 0 { 86_400 } else { 60 };
+            let exact =
+                entry.mtime.and_then(|listed| recall.settled(&entry.path, entry.size, listed, precision, offset));
+            match exact {
+                Some(exact) => {
+                    entry.mtime = Some(exact);
+                    entry.coarse_mtime_s = 0;
+                }
+                None => left.push(i),
+            }
+        }
+        left
     }
 
     /// The directories recursive listings of the recorded tree confirm
@@ -328,17 +365,18 @@ impl FtpBackend {
         &self,
         tx: stream::WalkSender,
         prelisted: HashMap<RelPath, (Vec<Entry>, Vec<String>)>,
+        recall: Option<Arc<Recall>>,
     ) {
         let prelisted = std::sync::Mutex::new(prelisted);
         stream::walk_streamed(
             Pace::new(self.inner.parallel, self.inner.retries, self.inner.pool.params().timeout),
             |dir| {
-                let inner = Arc::clone(&self.inner);
+                let (inner, recall) = (Arc::clone(&self.inner), recall.clone());
                 let known = prelisted.lock().ok().and_then(|mut p| p.remove(&dir));
                 async move {
                     match known {
                         Some(listing) => Ok(listing),
-                        None => inner.list_dir(&dir).await,
+                        None => inner.list_dir_recalled(&dir, recall.as_deref()).await,
                     }
                 }
             },
