@@ -584,7 +584,7 @@ impl Backend for LocalBackend {
             })
             .map(|(file, dir)| (file, Some(dir)))
         });
-        Ok(self.writer(path, open))
+        Ok(self.writer(path, offset, open))
     }
 
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
@@ -730,14 +730,15 @@ fn fill(file: &File, buf: &mut Vec<u8>, path: &RelPath) -> Result<bool, OpError>
 }
 
 impl LocalBackend {
-    /// A writer of `path` whose file `open` makes at its first use.
-    fn writer(&self, path: &RelPath, open: Opener) -> Box<dyn FileWriter> {
+    /// A writer of `path` from `offset`, whose file `open` makes at its first use.
+    fn writer(&self, path: &RelPath, offset: u64, open: Opener) -> Box<dyn FileWriter> {
         Box::new(LocalWriter {
             file: Some(Handle::Pending(open)),
             path: path.clone(),
             mode: self.file_mode,
             owner: None,
             root: self.root_dir.clone(),
+            behind: WriteBehind::from(offset),
         })
     }
 
@@ -821,6 +822,50 @@ struct LocalWriter {
     owner: Option<GivenIds>,
     /// For [`FileWriter::write_last`]'s rename.
     root: Option<Arc<OwnedFd>>,
+    behind: WriteBehind,
+}
+
+/// Write-behind: the kernel is asked to start writing each few MiB to disk
+/// as soon as they are written, so the fsync before the rename finds
+/// little left to do (without it, a large file's dirty pages pile up and
+/// the whole file is written at the fsync, after the transfer, serially).
+/// Only a start: nothing waits here, and the fsync is still what makes a
+/// file durable before it takes its name.
+#[derive(Debug, Clone, Copy)]
+struct WriteBehind {
+    /// Where the next write lands.
+    at: u64,
+    /// Up to where writeback was started.
+    started: u64,
+}
+
+/// How much is written before its writeback is started.
+const WRITE_BEHIND: u64 = 8 * 1024 * 1024;
+
+impl WriteBehind {
+    fn from(offset: u64) -> WriteBehind {
+        WriteBehind { at: offset, started: offset }
+    }
+
+    /// `len` more bytes were written to `file`.
+    fn wrote(&mut self, file: &File, len: usize) {
+        self.at += len as u64;
+        if self.at - self.started >= WRITE_BEHIND {
+            start_writeback(file, self.started, self.at - self.started);
+            self.started = self.at;
+        }
+    }
+}
+
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: starts writeback of the range
+/// and returns at once. Best effort: a file system without it loses only
+/// the head start.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
+    // SAFETY: the call reads and writes no memory of ours; the descriptor
+    // is borrowed from a File that outlives it.
+    let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
 /// [`FileWriter::finish`]'s work: owner, mode (after: a change of owner
@@ -862,15 +907,17 @@ impl FileWriter for LocalWriter {
 
     async fn write(&mut self, mut buf: Vec<u8>) -> Result<Vec<u8>, OpError> {
         let handle = self.file.take().ok_or_else(|| lost_handle("write", &self.path))?;
-        let path = self.path.clone();
-        let (file, dir, buf) = blocking(move || {
+        let (path, mut behind) = (self.path.clone(), self.behind);
+        let (file, dir, buf, behind) = blocking(move || {
             let (mut file, dir) = handle.open()?;
             file.write_all(&buf).map_err(|e| OpError::io("write", &path, e))?;
+            behind.wrote(&file, buf.len());
             buf.clear();
-            Ok((file, dir, buf))
+            Ok((file, dir, buf, behind))
         })
         .await?;
         self.file = Some(Handle::Open(file, dir));
+        self.behind = behind;
         Ok(buf)
     }
 
@@ -970,7 +1017,7 @@ impl super::SegmentedWrite for LocalBackend {
             })
             .map(|file| (file, None))
         });
-        Ok(self.writer(path, open))
+        Ok(self.writer(path, offset, open))
     }
 }
 

@@ -4,6 +4,7 @@ mod common;
 mod config;
 mod crash_loop;
 mod doctor;
+mod durability;
 mod failing_well;
 mod faults;
 mod front_door;
