@@ -226,8 +226,8 @@ fn listing_tree(write: impl Fn(&str)) {
 /// the background on a near server, and the one connection allowed here
 /// keeps logins out of the listing's count. Listing: EPSV and MLSD in one
 /// write, then the data connection (2 per directory); LIST servers
-/// (vsftpd) add the CWD before it, and the one MDTM that learns the
-/// server's LIST time zone (`--list-times`).
+/// (vsftpd) send the CWD in that same write, and add the one MDTM that
+/// learns the server's LIST time zone (`--list-times`).
 fn ftp_listing_costs(kind: FtpServerKind) {
     let server = harness::ftp_server(kind, FtpTls::None);
     listing_tree(|file| {
@@ -250,14 +250,14 @@ fn ftp_listing_costs(kind: FtpServerKind) {
             kind.name()
         );
         assert!(listing.unreadable.is_empty() && listing.retried.is_empty(), "{listing:?}");
-        let per_dir = if kind == FtpServerKind::Vsftpd { 3 } else { 2 };
+        let per_dir = 2;
         let time_zone = if kind == FtpServerKind::Vsftpd { 1 } else { 0 };
         assert_eq!(ftp.round_trips() - before, 5 * per_dir + time_zone, "listing ({})", kind.name());
     });
 }
 
 #[test]
-fn vsftpd_logs_in_with_one_write_and_lists_a_directory_in_3_round_trips() {
+fn vsftpd_logs_in_with_one_write_and_lists_a_directory_in_2_round_trips() {
     ftp_listing_costs(FtpServerKind::Vsftpd);
 }
 
@@ -290,8 +290,8 @@ fn vsftpd_a_remembered_list_zone_is_checked_with_one_round_trip() {
     }
     let url = format!("ftp://{}:{}@127.0.0.1:{}/zone", server.user, server.password, server.port);
     let key = format!("ftp.list-tz-offset ftp://{}@127.0.0.1:{}/zone", server.user, server.port);
-    // CWD, EPSV + LIST, the data connection.
-    let listing = 3;
+    // CWD + EPSV + LIST, the data connection.
+    let listing = 2;
     for (remembered, zone_cost, told) in [(None, 1, false), (Some("0"), 1, false), (Some("3600"), 2, true)] {
         let memory = std::sync::Arc::new(Remembered::default());
         if let Some(offset) = remembered {
@@ -339,8 +339,8 @@ fn vsftpd_exact_times_for_a_directory_cost_one_round_trip() {
             let mtime = entry.mtime.unwrap_or_else(|| panic!("{name}: no mtime"));
             assert_eq!((mtime.secs(), entry.coarse_mtime_s), (mtime_of(i) as i64, 0), "{name}");
         }
-        // CWD, EPSV + LIST, the data connection; then the MDTMs.
-        assert_eq!(ftp.round_trips() - before, 3 + 1);
+        // CWD + EPSV + LIST, the data connection; then the MDTMs.
+        assert_eq!(ftp.round_trips() - before, 2 + 1);
     });
 }
 
@@ -406,7 +406,7 @@ fn vsftpd_a_recorded_tree_is_listed_without_mdtm() {
     let options = RemoteOptions { memory: Some(barge::backend::Memory(memory)), ..options };
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let ftp = remote(&url, options).await;
-        // 6 directories (the root and d0..d4): CWD, EPSV + LIST, the data
+        // 6 directories (the root and d0..d4): CWD + EPSV + LIST, the data
         // connection each; the zone measured once a run (the first walk);
         // and, when a record does not match, that directory's MDTMs in
         // one write.
@@ -421,7 +421,32 @@ fn vsftpd_a_recorded_tree_is_listed_without_mdtm() {
                 assert_eq!(entry.coarse_mtime_s, 0, "{}", entry.path);
             }
             assert_eq!(listing.entries.iter().filter(|e| e.is_file()).count(), 20);
-            assert_eq!(ftp.round_trips() - before, 6 * 3 + zone + mdtm_batches, "changed {changed:?}");
+            assert_eq!(ftp.round_trips() - before, 6 * 2 + zone + mdtm_batches, "changed {changed:?}");
         }
     });
+}
+
+/// A directory whose CWD is refused, in the same write as its EPSV and
+/// LIST: the server lists the directory it was in instead, and that
+/// listing is dropped, the directory reported unreadable, and the one
+/// connection stays in step for the next directories.
+#[test]
+fn vsftpd_a_refused_cwd_in_the_batch_is_unreadable_and_the_rest_lists() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    for file in ["a-locked/secret.txt", "b/one.txt", "c/two.txt", "top.txt"] {
+        server.write_file(&format!("cwd/{file}"), b"data");
+    }
+    let locked = server.root.join("cwd/a-locked");
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+    let url = format!("ftp://{}:{}@127.0.0.1:{}/cwd", server.user, server.password, server.port);
+    let options = RemoteOptions { connections: 1, retries: 0, ..RemoteOptions::default() };
+    let listing = tokio::runtime::Runtime::new().unwrap().block_on(async { remote(&url, options).await.walk().await });
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
+    let listing = listing.unwrap();
+    let unreadable: Vec<String> = listing.unreadable.iter().map(|(dir, _)| dir.to_string()).collect();
+    assert_eq!(unreadable, ["a-locked"], "{listing:?}");
+    let mut files: Vec<String> = listing.entries.iter().filter(|e| e.is_file()).map(|e| e.path.to_string()).collect();
+    files.sort();
+    assert_eq!(files, ["b/one.txt", "c/two.txt", "top.txt"], "{listing:?}");
 }

@@ -401,18 +401,19 @@ pub(super) async fn listing_data(
     // The whole listing has no time limit (a big directory may take long),
     // so each wait for the server is bounded here: a server gone silent
     // must not hold a listing, and the run, without end.
-    if let Some(dir) = cwd {
+    let pipelined = conn.pipelining() && conn.features.epsv && conn.active.is_none();
+    if let (Some(dir), false) = (&cwd, pipelined) {
         conn.round_trip(1);
-        conn::answered_within(timeout, "CWD", conn.control.cwd(&dir)).await?;
+        conn::answered_within(timeout, "CWD", conn.control.cwd(dir)).await?;
     }
     let started = async {
-        if conn.pipelining() && conn.features.epsv && conn.active.is_none() {
-            open_listing_pipelined(conn, command).await
+        if pipelined {
+            open_listing_pipelined(conn, command, cwd.as_deref()).await
         } else {
-            data::open(conn, data::Op::Listing, command, 0).await
+            data::open(conn, data::Op::Listing, command, 0).await.map(|stream| (stream, None))
         }
     };
-    let mut stream = tokio::time::timeout(timeout, started).await.map_err(|_| {
+    let (mut stream, cwd_refused) = tokio::time::timeout(timeout, started).await.map_err(|_| {
         suppaftp::FtpError::ConnectionError(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "the listing did not start",
@@ -420,7 +421,12 @@ pub(super) async fn listing_data(
     })??;
     let (data, producing) = read_listing(&mut stream, timeout).await.map_err(suppaftp::FtpError::ConnectionError)?;
     conn::answered_within(timeout, "the listing's end", stream.finish(&mut conn.control)).await?;
-    Ok((data, producing))
+    match cwd_refused {
+        // What was listed is another directory's: dropped, and the CWD's
+        // refusal is the answer.
+        Some(refused) => Err(refused),
+        None => Ok((data, producing)),
+    }
 }
 
 /// A listing's data connection with EPSV and the listing command written
@@ -435,9 +441,28 @@ pub(super) async fn listing_data(
 /// closes its passive port, so the data connection may be refused before
 /// the refusal is read: the server's reply is then the error, not the
 /// connection's.
-async fn open_listing_pipelined(conn: &mut conn::FtpConn, command: &str) -> Result<Transfer, suppaftp::FtpError> {
-    let sent = conn.send_pipelined(&["EPSV".to_string(), command.to_string()]).await?;
+/// EPSV and the listing command in one write, after a CWD to `cwd` when
+/// given (LIST servers list where the connection is): one round trip and
+/// the data connection's. A refused CWD is returned beside the transfer,
+/// not instead of it: the server then lists the directory it was in, and
+/// that listing is read and dropped so that the replies stay in step.
+async fn open_listing_pipelined(
+    conn: &mut conn::FtpConn,
+    command: &str,
+    cwd: Option<&str>,
+) -> Result<(Transfer, Option<suppaftp::FtpError>), suppaftp::FtpError> {
+    let mut lines: Vec<String> = cwd.map(|dir| format!("CWD {dir}")).into_iter().collect();
+    lines.extend(["EPSV".to_string(), command.to_string()]);
+    let sent = conn.send_pipelined(&lines).await?;
     let started = async {
+        let cwd_refused = match cwd {
+            None => None,
+            Some(_) => match conn.control.read_response_in(&[Status::RequestedFileActionOk]).await {
+                Ok(_) => None,
+                Err(refused @ suppaftp::FtpError::UnexpectedResponse(_)) => Some(refused),
+                Err(broken) => return Err(broken),
+            },
+        };
         let reply = conn.control.read_response_in(&[Status::ExtendedPassiveMode]).await?;
         let port =
             protocol::parse_epsv(&String::from_utf8_lossy(&reply.body)).ok_or(suppaftp::FtpError::BadResponse)?;
@@ -454,10 +479,10 @@ async fn open_listing_pipelined(conn: &mut conn::FtpConn, command: &str) -> Resu
             }
         };
         conn.control.read_response_in(TRANSFER_STARTING).await?;
-        Ok(tcp)
+        Ok((tcp, cwd_refused))
     };
-    let tcp = sent.answered_if(started.await)?;
-    Ok(data::DataChannel::Active { stream: protocol::PlainOrTls::Plain(tcp), upload: false })
+    let (tcp, cwd_refused) = sent.answered_if(started.await)?;
+    Ok((data::DataChannel::Active { stream: protocol::PlainOrTls::Plain(tcp), upload: false }, cwd_refused))
 }
 
 /// A directory listing larger than this is refused (a server sending an
