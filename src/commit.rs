@@ -827,7 +827,7 @@ mod tests {
         let entry = src.stat(&RelPath::parse(b"big").unwrap()).await.unwrap().unwrap();
         let spare = SpareStreams::new(3);
         let options = CopyOptions {
-            segmenting: Segmenting::new(256 * 1024, 4, 0),
+            segmenting: Segmenting { disk_to_disk: true, ..Segmenting::new(256 * 1024, 4, 0) },
             spare_streams: Some(&spare),
             ..CopyOptions::default()
         };
@@ -846,5 +846,9 @@ mod tests {
         assert_eq!(copy().await, 1, "none was free");
         drop((held, rest));
         assert_eq!(copy().await, 4, "the streams held came back");
+        // A run's own settings: disk to disk, one stream.
+        let run = CopyOptions { segmenting: Segmenting::new(256 * 1024, 4, 0), ..options };
+        let done = copy_file(&src, &dst, &entry, 0, run, &|_| {}).await.unwrap();
+        assert_eq!(done.segments, 1);
     }
 }

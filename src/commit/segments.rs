@@ -54,19 +54,23 @@ pub struct Segmenting {
     pub segments: usize,
     /// Retries of one segment after a temporary failure (`--retries`).
     pub retries: u32,
+    /// Split copies from local disk to local disk too. Off in a run: one
+    /// stream already moves at the disks' speed there (see
+    /// [`Segmenting::segments_for`]).
+    pub disk_to_disk: bool,
 }
 
 impl Default for Segmenting {
     /// Off: what a copy outside a sync run (and a unit test) gets.
     fn default() -> Self {
-        Segmenting { threshold: u64::MAX, segments: 1, retries: 0 }
+        Segmenting { threshold: u64::MAX, segments: 1, retries: 0, disk_to_disk: false }
     }
 }
 
 impl Segmenting {
     /// The run's defaults, with `retries` per segment.
     pub fn new(threshold: u64, segments: usize, retries: u32) -> Segmenting {
-        Segmenting { threshold, segments, retries }
+        Segmenting { threshold, segments, retries, disk_to_disk: false }
     }
 
     /// How many segments a copy of `size` bytes between these backends
@@ -76,6 +80,13 @@ impl Segmenting {
     /// segments smaller than a chunk.
     pub fn segments_for(&self, src: &dyn Backend, dst: &dyn Backend, size: u64) -> usize {
         if self.segments < 2 || size < self.threshold.max(2 * ALIGN) || dst.segmented_writes().is_none() {
+            return 1;
+        }
+        // Disk to disk, one stream already moves at the disks' speed:
+        // segments only add the check that reads both files again. One
+        // 1 GiB file, tmpfs to ext4: 0.52-0.67 s in one stream, 0.85-0.87 s
+        // in four, peak RSS 12 against 28 MiB.
+        if !self.disk_to_disk && !src.capabilities().remote && !dst.capabilities().remote {
             return 1;
         }
         let limits = [

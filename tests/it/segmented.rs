@@ -593,8 +593,10 @@ fn segments_within_one_process_between_local_trees() {
         let src = LocalBackend::open(s.src(), MissingRoot::Fail).await.unwrap();
         let dst = LocalBackend::open(s.dst(), MissingRoot::Create).await.unwrap();
         let entry = src.stat(&rel("f.bin")).await.unwrap().unwrap();
-        let options =
-            CopyOptions { segmenting: barge::commit::Segmenting::new(MIB as u64, 5, 0), ..CopyOptions::default() };
+        // Asked for: a run copies disk to disk in one stream.
+        let segmenting =
+            barge::commit::Segmenting { disk_to_disk: true, ..barge::commit::Segmenting::new(MIB as u64, 5, 0) };
+        let options = CopyOptions { segmenting, ..CopyOptions::default() };
         let done = copy_file(&src, &dst, &entry, 0, options, &|_| {}).await.unwrap();
         assert_eq!(done.segments, 5);
         assert_eq!(done.dst_size, content.len() as u64);
