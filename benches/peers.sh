@@ -44,7 +44,7 @@
 #        many at once as lftp and rclone get; barge alone runs at its default; barge-sN:
 #        --segments N, barge-s1 = one stream per file; barge-b: the binary BARGE_BIN_B, for
 #        an A/B of two builds in one run; lftp-pgetN: mirror --use-pget-n=N)
-#   FTP_SERVER=proftpd (or pure-ftpd)   SMALL_FILES=10000   BIG_MIB=1024 (smaller: smoke tests)
+#   FTP_SERVER=proftpd (or pure-ftpd, or vsftpd: LIST only)   SMALL_FILES=10000   BIG_MIB=1024 (smaller: smoke tests)
 #   TIMEOUT=1800 (s per run)
 #   PARALLEL=16 (lftp --parallel, rclone --transfers; barge runs at its defaults)
 #   KEEP_RUNS=1: append to WORK/runs.tsv instead of starting it afresh

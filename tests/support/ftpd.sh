@@ -1,5 +1,5 @@
 # Sourced by the benchmark scripts: start_ftpd DIR ROOT ANNOUNCE starts
-# proftpd (ftp_server=pure-ftpd: pure-ftpd) from the suite's unpacked
+# proftpd (ftp_server=pure-ftpd: pure-ftpd; vsftpd) from the suite's unpacked
 # packages on 127.0.0.1:$ftp_port, for user $user with password $password
 # and ROOT as home and FTP root; passive ports ftp_port+1 to ftp_port+300,
 # announced as ANNOUNCE. Its config, logs and pid file go to DIR (made
@@ -67,7 +67,42 @@ EOF
             -P "$announce" -l "puredb:$d/pureftpd.pdb" -A -E -H -D -U 133:022 -c 400 -C 400 \
             -g "$d/pure-ftpd.pid" >"$d/server.log" 2>&1 &
         ;;
-    *) die "FTP_SERVER must be proftpd or pure-ftpd" ;;
+    vsftpd)
+        # LIST only (no MLSD, ignores LIST -R): the system user, through the
+        # PAM service tests/support/install.sh sets up.
+        mkdir -p "$d/empty"
+        cat >"$d/vsftpd.conf" <<CONF
+listen=YES
+listen_ipv6=NO
+background=NO
+listen_address=127.0.0.1
+listen_port=$ftp_port
+anonymous_enable=NO
+local_enable=YES
+write_enable=YES
+local_umask=022
+pam_service_name=barge-test
+chroot_local_user=YES
+allow_writeable_chroot=YES
+seccomp_sandbox=NO
+local_root=$root
+secure_chroot_dir=$d/empty
+pasv_enable=YES
+pasv_address=$announce
+pasv_min_port=$((ftp_port + 1))
+pasv_max_port=$((ftp_port + 300))
+connect_from_port_20=NO
+max_clients=0
+max_per_ip=0
+use_localtime=NO
+mdtm_write=YES
+syslog_enable=NO
+vsftpd_log_file=$d/vsftpd.log
+CONF
+        chmod 600 "$d/vsftpd.conf"
+        "$servers/root/usr/sbin/vsftpd" "$d/vsftpd.conf" >"$d/server.log" 2>&1 &
+        ;;
+    *) die "FTP_SERVER must be proftpd, pure-ftpd or vsftpd" ;;
     esac
     pids+=($!)
     wait_port 127.0.0.1 "$ftp_port"
