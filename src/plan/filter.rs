@@ -14,7 +14,9 @@
 //!   walked so that files inside them can match.
 //! - Size limits apply to files only.
 //! - Filters apply to both sides: an entry filtered out on the destination
-//!   is never deleted.
+//!   is never deleted. Nor is a destination file whose source counterpart
+//!   is left out by size alone: it is there, only not copied (rsync's
+//!   `--max-size` does the same); see `sync::sources`.
 
 use crate::backend::Entry;
 use crate::error::Error;
@@ -104,6 +106,18 @@ impl Filter {
 
     /// Whether one entry passes, not counting its ancestors.
     pub fn allows(&self, entry: &Entry) -> bool {
+        self.matches_patterns(entry) && self.in_size_range(entry)
+    }
+
+    /// Whether a file's size is within `--min-size` and `--max-size`
+    /// (directories always are).
+    pub fn in_size_range(&self, entry: &Entry) -> bool {
+        entry.is_dir()
+            || self.min_size.is_none_or(|min| entry.size >= min) && self.max_size.is_none_or(|max| entry.size <= max)
+    }
+
+    /// Whether one entry passes the shard and the patterns, whatever its size.
+    pub fn matches_patterns(&self, entry: &Entry) -> bool {
         if let Some(shard) = &self.shard
             && !shard.owns(&entry.path)
         {
@@ -116,10 +130,7 @@ impl Filter {
         if is_dir {
             return true;
         }
-        if !self.include.is_empty() && !self.include.matches(&entry.path, false) {
-            return false;
-        }
-        self.min_size.is_none_or(|min| entry.size >= min) && self.max_size.is_none_or(|max| entry.size <= max)
+        self.include.is_empty() || self.include.matches(&entry.path, false)
     }
 
     /// Whether the directory `path`, or one above it, is filtered out (so

@@ -192,7 +192,7 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
     let Router { deferred: mut actions, large_copies, unlinkable, .. } = router;
 
     let stopped = crate::stop::requested().is_some();
-    safety::drop_unseen_deletions(&mut actions, &src_seen.unreadable, stopped);
+    safety::drop_unseen_deletions(&mut actions, &src_seen.unreadable, &src_seen.held, stopped);
     if mode == Mode::Sync
         && !stopped
         && let Some(db) = db

@@ -146,12 +146,18 @@ fn same_server(a: &RemoteLocation, b: &RemoteLocation) -> bool {
 
 /// Drops the deletions the listings cannot vouch for, before anything
 /// else reads the plan: nothing below a source directory that could not be
-/// listed is missing from the source (it was not seen), and a listing cut
-/// short by SIGINT/SIGTERM shows nothing missing at all.
-pub(super) fn drop_unseen_deletions(actions: &mut Vec<Action>, src_unreadable: &[RelPath], stopped: bool) {
+/// listed is missing from the source (it was not seen), a file the source
+/// has but leaves out by size (`src_held`) is not missing either, and a
+/// listing cut short by SIGINT/SIGTERM shows nothing missing at all.
+pub(super) fn drop_unseen_deletions(
+    actions: &mut Vec<Action>,
+    src_unreadable: &[RelPath],
+    src_held: &std::collections::HashSet<RelPath>,
+    stopped: bool,
+) {
     actions.retain(|a| match a {
         Action::Delete { path, reason: Reason::Extraneous, .. } => {
-            !stopped && !src_unreadable.iter().any(|u| path.starts_with(u))
+            !stopped && !src_unreadable.iter().any(|u| path.starts_with(u)) && !src_held.contains(path)
         }
         _ => true,
     });

@@ -172,6 +172,9 @@ pub(super) struct Seen {
     pub empty_dirs: HashSet<RelPath>,
     /// barge's own temporaries (destination side): never content.
     pub temporaries: Vec<Entry>,
+    /// Source files left out by size alone: their destination
+    /// counterparts are not extraneous (see `safety::drop_unseen_deletions`).
+    pub held: HashSet<RelPath>,
 }
 
 /// One side's stream as the march reads it: blocking reads of the walk's
@@ -324,6 +327,10 @@ impl Side {
             if !filter.allows(&entry) {
                 if entry.is_dir() {
                     self.pruned = Some(entry.path.clone());
+                } else if !self.destination && filter.matches_patterns(&entry) {
+                    // There, only not copied: its copy stays, and so does its record.
+                    records.saw(&entry.path);
+                    self.seen.held.insert(entry.path);
                 }
                 continue;
             }

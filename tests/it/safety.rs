@@ -241,3 +241,31 @@ fn verify_checks_every_copy_on_every_destination() {
         assert_eq!(run.count("files_verified"), 5, "{dst}\n{}", run.explain());
     }
 }
+
+/// A source file that `--max-size` or `--min-size` leaves out is still
+/// there: `--delete` must not take its older copy from the destination
+/// (rsync's size limits do the same).
+#[test]
+fn a_file_left_out_by_size_keeps_its_copy_under_delete() {
+    let s = Scratch::new();
+    for i in 0..5 {
+        write(&s.src(), format!("f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    write(&s.src(), "grows.bin", b"small");
+    write(&s.src(), "shrinks.bin", &bytes(3, 4096));
+    s.sync(&[]).expect_code(0);
+
+    write(&s.src(), "grows.bin", &bytes(4, 5000));
+    write(&s.src(), "shrinks.bin", b"x");
+    let run = s.sync(&["--delete", "--max-size", "4K", "--min-size", "2"]);
+    run.expect_code(0);
+    assert_eq!(run.count("files_deleted"), 0, "{}", run.explain());
+    assert_eq!(std::fs::read(s.dst().join("grows.bin")).unwrap(), b"small", "the old copy stays");
+    assert_eq!(std::fs::read(s.dst().join("shrinks.bin")).unwrap(), bytes(3, 4096));
+    // A file gone from the source is still deleted.
+    std::fs::remove_file(s.src().join("f0.txt")).unwrap();
+    let run = s.sync(&["--delete", "--max-size", "4K", "--min-size", "2"]);
+    run.expect_code(0);
+    assert_eq!(run.count("files_deleted"), 1, "{}", run.explain());
+    assert!(!s.dst().join("f0.txt").exists() && s.dst().join("grows.bin").exists());
+}
