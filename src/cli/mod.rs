@@ -184,7 +184,8 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// The location to diagnose: an ftp://, ftpes://, ftps:// or sftp:// URL.
+    /// The location to diagnose: an ftp://, ftpes://, ftps:// or sftp:// URL, or NAME:
+    /// (NAME:PATH) for a remote in the config file, with its settings and secret.
     pub location: String,
     /// Write JSON lines to stdout: one object per probe, then a summary.
     #[arg(long)]

@@ -72,12 +72,17 @@ fn difference(action: &Action) -> Option<&'static str> {
 }
 
 pub(super) fn print_check(plan: &Plan, reporter: &Reporter, started: Instant) -> Outcome {
-    let mut differences = 0u64;
+    let (mut differences, mut extra) = (0u64, 0u64);
     for action in &plan.actions {
         if let Some(word) = difference(action) {
             differences += 1;
+            extra += u64::from(word == "extra");
             reporter.difference(word, action);
         }
+    }
+    if extra > 0 {
+        // A sync without --delete leaves them, and check counts them.
+        reporter.info(&format!("{extra} destination entries are not in the source: a sync with --delete removes them"));
     }
     let mut summary = reporter.summary(started.elapsed());
     summary.kind = "check";

@@ -360,3 +360,12 @@ fn active_ports_make_the_firewall_summary_an_inbound_range() {
     let inbound = rules.iter().find(|r| r["direction"] == "inbound").expect("an inbound rule");
     assert_eq!(inbound["ports"], range, "{}", run.explain());
 }
+
+/// `doctor --help` says that a remote's name from the config file works.
+#[test]
+fn doctor_help_says_a_config_remote_works() {
+    let s = Scratch::new();
+    let run = Run::of(s.barge().args(["doctor", "--help"]).output().unwrap());
+    run.expect_code(0);
+    assert!(run.stdout.contains("NAME:") && run.stdout.contains("config file"), "{}", run.explain());
+}

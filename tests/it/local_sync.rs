@@ -553,3 +553,23 @@ fn records_of_files_gone_from_both_sides_are_forgotten() {
     s.sync(&[]).expect_code(0);
     assert_eq!(records(), ["keep.txt"]);
 }
+
+/// `check` after a sync without `--delete`: the extra destination entries
+/// make it exit 1, and it says how many and which flag removes them.
+#[test]
+fn check_names_the_extra_entries_and_the_flag_that_removes_them() {
+    let s = Scratch::new();
+    write(&s.src(), "a.txt", b"a");
+    s.sync(&[]).expect_code(0);
+    write(&s.dst(), "old-1.txt", b"stale");
+    write(&s.dst(), "old-2.txt", b"stale");
+    let mut cmd = s.barge();
+    cmd.arg("check").arg(s.src()).arg(s.dst()).arg("--state").arg(s.state());
+    let run = Run::of(cmd.output().unwrap());
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("2 destination entries are not in the source") && run.stderr.contains("--delete"),
+        "{}",
+        run.explain()
+    );
+}
