@@ -29,33 +29,20 @@ pub fn hash_local_file(path: &Path) -> std::io::Result<[u8; 32]> {
     let mut hasher = blake3::Hasher::new();
     let mut file = std::fs::File::open(path)?;
     if file.metadata()?.len() >= PARALLEL_FILE_THRESHOLD {
-        let mut window = vec![0u8; WINDOW];
+        use std::io::Read;
+        let mut window = Vec::with_capacity(WINDOW);
         loop {
-            let filled = fill(&mut file, &mut window)?;
-            if filled == 0 {
+            window.clear();
+            (&mut file).take(WINDOW as u64).read_to_end(&mut window)?;
+            if window.is_empty() {
                 break;
             }
-            hasher.update_rayon(&window[..filled]);
+            hasher.update_rayon(&window);
         }
     } else {
         hasher.update_reader(file)?;
     }
     Ok(*hasher.finalize().as_bytes())
-}
-
-/// Reads until `buf` is full or the file ends; how much was read.
-fn fill(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    use std::io::Read;
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// blake3 of each file below `root`, in the order given. Blocks: call it
