@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
 use super::{
-    Committed, CopyOptions, hashes_agree, keep_replaced, observed_mtime, verify_content, wanted_mode, wanted_mtime,
-    wanted_owner,
+    Committed, CopyOptions, Keep, hashes_agree, keep_replaced, observed_mtime, verify_content, wanted_mode,
+    wanted_mtime, wanted_owner,
 };
 use crate::backend::CHUNK_SIZE;
 use crate::backend::temp::segmented_temp_path;
@@ -228,9 +228,7 @@ pub(super) async fn copy_segmented(
     keep_replaced(dst_backend, src, options).await?;
     let mode = wanted_mode(dst_backend, src, &options);
     // Before the commit sets the bits: a change of owner clears setuid.
-    if let (Some((uid, gid)), Some(ownership)) = (wanted_owner(dst_backend, src, &options), dst_backend.ownership()) {
-        ownership.set_owner(&temp, uid, gid).await?;
-    }
+    Keep { mode: None, owner: wanted_owner(dst_backend, src, &options) }.set_on(dst_backend, &temp).await?;
     let set = dst_backend.commit_temp(&temp, &src.path, wanted_mtime(dst_backend, src), mode).await?;
     let dst_mtime = observed_mtime(dst_backend, &src.path, set).await;
     Ok(Committed {
