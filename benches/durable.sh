@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Durable copies against the peers' plain ones and the peers' followed by
-# `sync`: one 1 GiB file and four 256 MiB files, written to local disk
+# `sync`: one 1 GiB file, four 256 MiB files and 10,000 small files
+# (100 directories of 100, 100 B to 16 KB; tree `small`), written to local disk
 # (ext4, DISK) from local disk, proftpd, pure-ftpd and OpenSSH on loopback
 # (their trees on tmpfs), same run, tools rotated run by run. barge makes
 # each file durable before it takes its name; lftp, rclone, cp and rsync
@@ -8,8 +9,9 @@
 # plain, and with a `sync` after it. See BENCHMARKS.md, "Durable copies".
 #
 #   benches/durable.sh BARGE [BARGE_B]
-#   env: RUNS=3 DISK=/var/tmp/barge-durable TREES="big four"
-#        SOURCES="local proftpd pure-ftpd sftp" PARALLEL=4 (lftp, rclone)
+#   env: RUNS=3 DISK=/var/tmp/barge-durable TREES="big four small"
+#        SOURCES="local proftpd pure-ftpd sftp" PARALLEL=4 (lftp, rclone;
+#        16 for the small files, as benches/peers.sh)
 #        BARGE_TEST_SERVERS=target/test-servers
 #
 # Prints one line per run (tsv: source tree tool run plain_s synced_s rss_kib)
@@ -22,7 +24,7 @@ set -euo pipefail
 barge=$(realpath "$1") barge_b=${2:+$(realpath "$2")}
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 servers="$(cd "${BARGE_TEST_SERVERS:-$repo/target/test-servers}" && pwd)"
-runs=${RUNS:-3} disk=${DISK:-/var/tmp/barge-durable} trees=${TREES:-big four}
+runs=${RUNS:-3} disk=${DISK:-/var/tmp/barge-durable} trees=${TREES:-big four small}
 sources=${SOURCES:-local proftpd pure-ftpd sftp} parallel=${PARALLEL:-4}
 user=bargetest password="barge-test-password" ftp_port=24500
 w=/dev/shm/barge-durable
@@ -48,6 +50,12 @@ fill(f"{root}/big/one-gib.bin", 1 << 30, 1)
 os.makedirs(f"{root}/four")
 for i in range(4):
     fill(f"{root}/four/part-{i}.bin", 1 << 28, 100 + i)
+rng = random.Random(7)
+for d in range(100):
+    os.makedirs(f"{root}/small/d{d:03}")
+    for f in range(100):
+        with open(f"{root}/small/d{d:03}/f{f:03}.txt", "wb") as out:
+            out.write(rng.randbytes(rng.randint(100, 16000)))
 EOF
 chown -R "$user" "$w/root" && chmod 755 "$w" "$w/root"
 export BARGE_PASSWORD=$password XDG_STATE_HOME=$w/xdg RCLONE_CONFIG=/dev/null
@@ -81,10 +89,14 @@ if [[ " $sources " == *" sftp "* ]]; then
     trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$w" "$disk/dst"' EXIT
 fi
 
+# files_and_bytes DIR: how many files under DIR and their bytes.
+files_and_bytes() { find "$1" -type f -printf '%s\n' | awk '{n++; b += $1} END {print n + 0, b + 0}'; }
+
 # words SOURCE TREE TOOL DEST: the command, in the array `cmd`.
 words() {
-    local src=$1 tree=$2 tool=$3 dst=$4 bin=$barge
+    local src=$1 tree=$2 tool=$3 dst=$4 bin=$barge parallel=$parallel
     [[ $tool == barge-b ]] && bin=$barge_b
+    [[ $tree == small ]] && parallel=16
     case "$src:$tool" in
     local:barge*) cmd=("$bin" sync "$w/root/$tree" "$dst" --state "$w/$tool.db" -q) ;;
     local:cp) cmd=(cp -r "$w/root/$tree" "$dst") ;;
@@ -131,7 +143,8 @@ for run in $(seq 1 "$runs"); do
                 plain=$(now)
                 sync
                 synced=$(now)
-                [[ "$(du -sb "$dst" | cut -f1)" -ge $((1 << 30)) ]] || die "$src $tree $tool: incomplete copy"
+                [[ "$(files_and_bytes "$dst")" == "$(files_and_bytes "$w/root/$tree")" ]] ||
+                    die "$src $tree $tool: incomplete copy"
                 printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$src" "$tree" "$tool" "$run" \
                     "$(awk -v a="$started" -v b="$plain" 'BEGIN {printf "%.2f", (b - a) / 1e9}')" \
                     "$(awk -v a="$started" -v b="$synced" 'BEGIN {printf "%.2f", (b - a) / 1e9}')" \

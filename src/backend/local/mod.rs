@@ -21,7 +21,9 @@ use super::{Backend, Capabilities, Entry, EntryKind, FileReader, FileWriter, Has
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
 
+mod group;
 mod writer;
+use group::GroupCommit;
 use writer::{LocalWriter, Opener, hold_while_written, lost_handle};
 
 /// Local disk: no server to spare and no distance; the engine's local
@@ -45,6 +47,8 @@ pub struct LocalBackend {
     /// Mode of finished files: what a plain `create` would give (0666 less
     /// the umask). Temporaries are 0600 until they are complete.
     file_mode: u32,
+    /// Where small files are made durable together (see [`group`]).
+    group: Arc<GroupCommit>,
 }
 
 impl LocalBackend {
@@ -113,6 +117,7 @@ impl LocalBackend {
                 set_mode: true,
             },
             file_mode: 0o666 & !current_umask(),
+            group: Arc::default(),
         })
     }
 
@@ -585,7 +590,9 @@ impl Backend for LocalBackend {
             })
             .map(|(file, dir)| (file, Some(dir)))
         });
-        Ok(self.writer(path, offset, open))
+        let writer = LocalWriter::new(path, offset, open, self.file_mode, self.root_dir.clone());
+        // A whole file from its start: its writer sees every byte of it.
+        Ok(Box::new(if offset == 0 { writer.grouped(Arc::clone(&self.group)) } else { writer }))
     }
 
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 
 use super::super::owners::GivenIds;
 use super::super::{FileWriter, Finished, Mtime};
+use super::group::{GROUPED_UP_TO, GroupCommit, Waiting};
 use super::{Beneath, blocking, ids, rename_beneath};
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
@@ -47,6 +48,8 @@ pub(super) struct LocalWriter {
     /// For [`FileWriter::write_last`]'s rename.
     root: Option<Arc<OwnedFd>>,
     behind: WriteBehind,
+    /// A whole file's writer: where a small file is committed.
+    group: Option<Arc<GroupCommit>>,
 }
 
 /// Write-behind: the kernel is asked to start writing each few MiB to disk
@@ -75,7 +78,15 @@ impl LocalWriter {
             owner: None,
             root,
             behind: WriteBehind::from(offset),
+            group: None,
         }
+    }
+
+    /// Small files this writer commits go through `group` (a whole file's
+    /// writer only: a segment is not its file's last write).
+    pub(super) fn grouped(mut self, group: Arc<GroupCommit>) -> Self {
+        self.group = Some(group);
+        self
     }
 }
 
@@ -110,9 +121,21 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 fn finish_file(
     file: &File,
     path: &RelPath,
-    (mode, owner): (u32, Option<GivenIds>),
+    kept: (u32, Option<GivenIds>),
     mtime: Option<Mtime>,
 ) -> Result<Option<Mtime>, OpError> {
+    give_attributes(file, path, kept, mtime)?;
+    file.sync_all().map_err(|e| OpError::io("fsync", path, e))?;
+    Ok(mtime)
+}
+
+/// Owner, mode and mtime, in that order (a change of owner clears setuid).
+fn give_attributes(
+    file: &File,
+    path: &RelPath,
+    (mode, owner): (u32, Option<GivenIds>),
+    mtime: Option<Mtime>,
+) -> Result<(), OpError> {
     if let Some((uid, gid)) = owner {
         rustix::fs::fchown(file, uid.map(ids::uid), gid.map(ids::gid))
             .map_err(|e| OpError::io("chown", path, e.into()))?;
@@ -122,8 +145,7 @@ fn finish_file(
         file.set_times(FileTimes::new().set_modified(mtime.to_system_time()))
             .map_err(|e| OpError::io("set mtime", path, e))?;
     }
-    file.sync_all().map_err(|e| OpError::io("fsync", path, e))?;
-    Ok(mtime)
+    Ok(())
 }
 
 pub(super) fn lost_handle(op: &'static str, path: &RelPath) -> OpError {
@@ -174,17 +196,29 @@ impl FileWriter for LocalWriter {
         let handle = self.file.take().ok_or_else(|| lost_handle("write", &self.path))?;
         let (path, root, commit_to) = (self.path.clone(), self.root.clone(), commit_to.cloned());
         let kept = (self.mode, self.owner);
-        blocking(move || {
+        let small = self.behind.at + buf.len() as u64 <= GROUPED_UP_TO;
+        let group = self.group.take().filter(|_| small && commit_to.is_some());
+        let grouped = group.is_some();
+        let done = blocking(move || {
             let (mut file, dir) = handle.open()?;
             file.write_all(&buf).map_err(|e| OpError::io("write", &path, e))?;
+            if let (true, Some(target)) = (grouped, commit_to.clone()) {
+                give_attributes(&file, &path, kept, mtime)?;
+                return Ok(Err(Waiting { file, dir, root, temp: path, target, mtime }));
+            }
             let mtime = finish_file(&file, &path, kept, mtime)?;
             drop(file);
             // A failed rename is left to the caller's commit, which owns
             // what a refused rename means.
             let committed = commit_to.is_some_and(|to| rename_beneath(root, &path, &to, dir).is_ok());
-            Ok(Finished { mtime, committed })
+            Ok(Ok(Finished { mtime, committed }))
         })
-        .await
+        .await?;
+        match (done, group) {
+            (Ok(finished), _) => Ok(finished),
+            (Err(waiting), Some(group)) => group.commit(waiting).await,
+            (Err(waiting), None) => Err(lost_handle("commit", &waiting.temp)),
+        }
     }
 }
 

@@ -1,0 +1,206 @@
+//! Group commit: small files made durable together, then renamed.
+//!
+//! The commit rule is that a file's data is on disk before it takes its
+//! name. One fsync per file keeps it, at one journal commit and one disk
+//! flush per file: on this project's disks about half a millisecond each,
+//! as much as creating the file. A small file's writer instead leaves its
+//! file here, written, with its owner, bits and time given, and waits.
+//! One thread at a time (the first to find no one at work) takes every
+//! file waiting, calls `syncfs` once per file system among them, and only
+//! then renames each; files that arrive meanwhile wait for the next round.
+//! The rule still holds: `syncfs` returns after every file of the file
+//! system written before the call (data and inode) is on disk, each of
+//! these was completely written before it was queued, and the queue is
+//! taken before the call. A crash before the renames leaves temporaries
+//! only, as an fsync'd file's crash before its rename does.
+//!
+//! Where it does not hold, each file gets its own fsync, as before:
+//! file systems where `syncfs` is not known to reach the disk (network
+//! and FUSE mounts may return from it with the data still on the way) and
+//! a `syncfs` that fails (it cannot say which file failed; each file's own
+//! fsync then reports its own error). Large files are not grouped: their
+//! writeback is started as they are written and their fsync finds little
+//! left, and a `syncfs` would wait for every large file still being written.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::oneshot;
+
+use super::super::{Finished, Mtime};
+use super::{Beneath, rename_beneath};
+use crate::error::{ErrorKind, OpError};
+use crate::path::RelPath;
+
+/// Files of at most this many bytes are grouped.
+pub(super) const GROUPED_UP_TO: u64 = 1024 * 1024;
+
+/// A written small file waiting for its group's `syncfs` and its rename.
+pub(super) struct Waiting {
+    pub file: File,
+    pub dir: Option<Beneath>,
+    pub root: Option<Arc<OwnedFd>>,
+    pub temp: RelPath,
+    pub target: RelPath,
+    pub mtime: Option<Mtime>,
+}
+
+struct Queued {
+    waiting: Waiting,
+    done: oneshot::Sender<Result<Finished, OpError>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    files: Vec<Queued>,
+    /// A thread is taking groups; it takes these too before it stops.
+    at_work: bool,
+}
+
+/// The destination's group commit; see the module doc.
+#[derive(Default)]
+pub(super) struct GroupCommit {
+    queue: Mutex<Queue>,
+}
+
+impl GroupCommit {
+    /// Commits `waiting` with the next group: durable, then renamed (a
+    /// refused rename is the caller's, as [`super::super::FileWriter::write_last`] says).
+    pub async fn commit(self: &Arc<Self>, waiting: Waiting) -> Result<Finished, OpError> {
+        let temp = waiting.temp.clone();
+        let (done, finished) = oneshot::channel();
+        let start = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.files.push(Queued { waiting, done });
+            !std::mem::replace(&mut queue.at_work, true)
+        };
+        if start {
+            let group = Arc::clone(self);
+            tokio::task::spawn_blocking(move || group.work());
+        }
+        finished
+            .await
+            .unwrap_or_else(|_| Err(OpError::new(ErrorKind::Other, "commit", &temp, "the group commit stopped")))
+    }
+
+    /// Takes groups until none is waiting.
+    fn work(&self) {
+        loop {
+            let group = {
+                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                if queue.files.is_empty() {
+                    queue.at_work = false;
+                    return;
+                }
+                std::mem::take(&mut queue.files)
+            };
+            commit_group(group);
+        }
+    }
+}
+
+/// One group: a `syncfs` per file system that keeps its word, each other
+/// file its own fsync; then the renames of the durable ones.
+fn commit_group(group: Vec<Queued>) {
+    let mut synced: HashMap<u64, bool> = HashMap::new();
+    for queued in group {
+        let Queued { waiting, done } = queued;
+        let durable = match waiting.file.metadata() {
+            Ok(meta) => *synced.entry(meta.dev()).or_insert_with(|| syncfs_reaches_disk(&waiting.file)),
+            Err(_) => false,
+        };
+        let result = if durable { Ok(()) } else { waiting.file.sync_all() };
+        let finished = result.map_err(|e| OpError::io("fsync", &waiting.temp, e)).map(|()| {
+            let Waiting { file, dir, root, temp, target, mtime } = waiting;
+            drop(file);
+            let committed = rename_beneath(root, &temp, &target, dir).is_ok();
+            Finished { mtime, committed }
+        });
+        // The writer may have stopped waiting (its run was cancelled);
+        // the file is durable and renamed all the same.
+        let _ = done.send(finished);
+    }
+}
+
+/// `syncfs` on the file system of `file`, where that is known to mean
+/// the disk: false (each file then gets its fsync) elsewhere or when the
+/// call fails.
+fn syncfs_reaches_disk(file: &File) -> bool {
+    let Ok(stat) = rustix::fs::fstatfs(file.as_fd()) else { return false };
+    // The magic numbers of statfs(2): ext2/3/4, XFS, btrfs, F2FS, tmpfs
+    // (nothing to reach, and nothing lost by the call).
+    const KEEP_THEIR_WORD: [i64; 5] = [0xEF53, 0x5846_5342, 0x9123_683E, 0xF2F5_2010, 0x0102_1994];
+    #[allow(clippy::unnecessary_cast)] // f_type's type differs by architecture
+    let kind = stat.f_type as i64;
+    KEEP_THEIR_WORD.contains(&kind) && rustix::fs::syncfs(file.as_fd()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn waiting(root: &Arc<OwnedFd>, temp: &str, target: &str, data: &[u8]) -> Waiting {
+        let (temp, target) = (RelPath::parse(temp.as_bytes()).unwrap(), RelPath::parse(target.as_bytes()).unwrap());
+        let dir = Beneath::open(root, temp.parent().as_bytes()).unwrap();
+        let flags = rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CREATE | rustix::fs::OFlags::CLOEXEC;
+        let name = std::ffi::OsStr::new(std::str::from_utf8(temp.file_name()).unwrap());
+        let mut file =
+            File::from(rustix::fs::openat(&dir.0, name, flags, rustix::fs::Mode::from_raw_mode(0o600)).unwrap());
+        file.write_all(data).unwrap();
+        Waiting { file, dir: Some(dir), root: Some(Arc::clone(root)), temp, target, mtime: None }
+    }
+
+    fn open_root(path: &std::path::Path) -> Arc<OwnedFd> {
+        Arc::new(
+            rustix::fs::open(
+                path,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap(),
+        )
+    }
+
+    /// Files committed at once, from many tasks, all take their names with
+    /// their data, in as many groups as the thread found waiting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn files_committed_at_once_all_take_their_names() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = open_root(scratch.path());
+        let group = Arc::new(GroupCommit::default());
+        let commits: Vec<_> = (0..64)
+            .map(|i| {
+                let waiting = waiting(&root, &format!(".t{i}"), &format!("f{i}"), format!("file {i}").as_bytes());
+                let group = Arc::clone(&group);
+                tokio::spawn(async move { group.commit(waiting).await })
+            })
+            .collect();
+        for commit in commits {
+            assert!(commit.await.unwrap().unwrap().committed);
+        }
+        for i in 0..64 {
+            assert_eq!(std::fs::read(scratch.path().join(format!("f{i}"))).unwrap(), format!("file {i}").as_bytes());
+            assert!(!scratch.path().join(format!(".t{i}")).exists());
+        }
+        assert!(!group.queue.lock().unwrap().at_work, "the thread stops when no file waits");
+    }
+
+    /// A refused rename (a directory holds the name) leaves the durable
+    /// temporary to the caller's commit, which owns what that means.
+    #[tokio::test]
+    async fn a_refused_rename_is_left_to_the_caller() {
+        let scratch = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(scratch.path().join("held/inside")).unwrap();
+        let root = open_root(scratch.path());
+        let group = Arc::new(GroupCommit::default());
+        let finished = group.commit(waiting(&root, ".t", "held", b"data")).await.unwrap();
+        assert!(!finished.committed);
+        assert_eq!(std::fs::read(scratch.path().join(".t")).unwrap(), b"data");
+        assert!(scratch.path().join("held/inside").is_dir());
+    }
+}
