@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::location::{Location, RemoteLocation, Secret};
 use crate::plan::{CompareMode, LinkMode};
 use crate::sync::DeleteLimit;
-use crate::units::parse_size;
+use crate::units::{Age, parse_age, parse_size};
 
 /// A loaded, checked config file.
 #[derive(Debug, Clone, Default)]
@@ -81,6 +81,8 @@ pub struct JobSpec {
     pub exclude: Vec<String>,
     pub min_size: Option<u64>,
     pub max_size: Option<u64>,
+    pub min_age: Option<Age>,
+    pub max_age: Option<Age>,
     pub compare: CompareMode,
     pub delete: bool,
     pub max_delete: Option<DeleteLimit>,
@@ -185,6 +187,8 @@ struct RawJob {
     exclude: Vec<Spanned<String>>,
     min_size: Option<Spanned<SizeValue>>,
     max_size: Option<Spanned<SizeValue>>,
+    min_age: Option<Spanned<String>>,
+    max_age: Option<Spanned<String>>,
     compare: Option<Spanned<String>>,
     #[serde(default)]
     delete: bool,
@@ -577,6 +581,10 @@ impl ConfigFile<'_> {
         {
             return Err(self.error(Some(span), &format!("min_size {min} is larger than max_size {max}")));
         }
+        let age = |v: &Option<Spanned<String>>| {
+            v.as_ref().map(|v| parse_age(v.get_ref()).map_err(|e| self.error(Some(v.span()), &e))).transpose()
+        };
+        let (min_age, max_age) = (age(&raw.min_age)?, age(&raw.max_age)?);
         let compare = match &raw.compare {
             Some(c) => parse_enum::<CompareMode>(c.get_ref()).map_err(|e| self.error(Some(c.span()), &e))?,
             None => CompareMode::default(),
@@ -619,6 +627,8 @@ impl ConfigFile<'_> {
             exclude: raw.exclude.into_iter().map(Spanned::into_inner).collect(),
             min_size,
             max_size,
+            min_age,
+            max_age,
             compare,
             delete: raw.delete,
             max_delete,

@@ -1,9 +1,110 @@
 //! Sizes and rates on the command line: `512`, `64K`, `1.5M`, `2G`, binary
 //! units (1K = 1024), as rclone reads them. A trailing `B`, `iB` or `/s` is
-//! accepted and ignored. And the UTC times barge writes (reports, the
-//! doctor, FTP commands), by the `time` crate's calendar.
+//! accepted and ignored. Ages (`--min-age 15m`, `--max-age 2026-12-01`).
+//! And the UTC times barge writes (reports, the doctor, FTP commands), by
+//! the `time` crate's calendar.
 
-use time::UtcDateTime;
+use time::{Date, Month, PrimitiveDateTime, Time, UtcDateTime, UtcOffset};
+
+/// `--min-age`, `--max-age`: how long before the run's start, or a point
+/// in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Age {
+    /// Seconds before the run's start.
+    Ago(u64),
+    /// Seconds since the epoch.
+    At(i64),
+}
+
+impl Age {
+    /// The time it stands for, in seconds since the epoch, for a run
+    /// started at `now`.
+    pub fn cutoff(self, now: i64) -> i64 {
+        match self {
+            Age::Ago(secs) => now.saturating_sub(i64::try_from(secs).unwrap_or(i64::MAX)),
+            Age::At(at) => at,
+        }
+    }
+}
+
+/// Parses an age: a duration (`90`, `30s`, `15m`, `2h`, `7d`, `2w`, or
+/// several, `1d12h`; a bare number is seconds) or a time (`2026-12-01`,
+/// `2026-12-01 08:00`, `2026-12-01T08:00:00Z`, `...+01:00`; UTC unless
+/// it carries an offset).
+pub fn parse_age(text: &str) -> Result<Age, String> {
+    let trimmed = text.trim();
+    let bad = || {
+        format!(
+            "`{text}` is not an age: give a duration (30s, 15m, 2h, 7d, 2w, 1d12h) or a time \
+             (2026-12-01, 2026-12-01 08:00, 2026-12-01T08:00:00Z)"
+        )
+    };
+    if trimmed.len() >= 10 && trimmed.as_bytes()[4] == b'-' {
+        return parse_time(trimmed).map(Age::At).ok_or_else(bad);
+    }
+    let mut secs: u64 = 0;
+    let mut rest = trimmed;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest.chars().next();
+        let scale = match unit {
+            None if secs == 0 => 1,
+            Some('s') => 1,
+            Some('m') => 60,
+            Some('h') => 3600,
+            Some('d') => 86_400,
+            Some('w') => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        rest = unit.map_or(rest, |u| &rest[u.len_utf8()..]);
+        secs = number.checked_mul(scale).and_then(|n| secs.checked_add(n)).ok_or_else(bad)?;
+    }
+    if trimmed.is_empty() {
+        return Err(bad());
+    }
+    Ok(Age::Ago(secs))
+}
+
+/// `YYYY-MM-DD[( |T)HH:MM[:SS]][Z|(+|-)HH:MM]`, as seconds since the epoch.
+fn parse_time(text: &str) -> Option<i64> {
+    let number = |s: &str| s.parse::<u16>().ok().filter(|_| s.bytes().all(|b| b.is_ascii_digit()));
+    let (date, rest) = text.split_at(10);
+    let mut parts = date.split('-');
+    let (year, month, day) = (number(parts.next()?)?, number(parts.next()?)?, number(parts.next()?)?);
+    let date = Date::from_calendar_date(
+        i32::from(year),
+        Month::try_from(u8::try_from(month).ok()?).ok()?,
+        u8::try_from(day).ok()?,
+    )
+    .ok()?;
+    let (clock, zone) = match rest.strip_prefix([' ', 'T']) {
+        None => ("", rest),
+        Some(rest) => rest.split_at(rest.find(['Z', '+', '-']).unwrap_or(rest.len())),
+    };
+    let time = if clock.is_empty() {
+        Time::MIDNIGHT
+    } else {
+        let fields: Vec<u16> = clock.split(':').map(number).collect::<Option<_>>()?;
+        let (hour, minute, second) = match fields[..] {
+            [h, m] => (h, m, 0),
+            [h, m, s] => (h, m, s),
+            _ => return None,
+        };
+        Time::from_hms(u8::try_from(hour).ok()?, u8::try_from(minute).ok()?, u8::try_from(second).ok()?).ok()?
+    };
+    let offset = match zone {
+        "" | "Z" => UtcOffset::UTC,
+        _ => {
+            let sign: i8 = if zone.starts_with('-') { -1 } else { 1 };
+            let (hours, minutes) = zone[1..].split_once(':')?;
+            let (hours, minutes) = (i8::try_from(number(hours)?).ok()?, i8::try_from(number(minutes)?).ok()?);
+            UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()?
+        }
+    };
+    Some(PrimitiveDateTime::new(date, time).assume_offset(offset).unix_timestamp())
+}
 
 /// Parses a byte count with an optional K/M/G/T/P suffix.
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -156,6 +257,29 @@ mod tests {
         // Beyond the calendar's years: the nearer end, never a panic.
         assert_eq!(format_utc(i64::MAX), "9999-12-31T23:59:59Z");
         assert_eq!(format_utc(i64::MIN), "-9999-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn ages_are_durations_or_times() {
+        assert_eq!(parse_age("90"), Ok(Age::Ago(90)));
+        assert_eq!(parse_age("30s"), Ok(Age::Ago(30)));
+        assert_eq!(parse_age("15m"), Ok(Age::Ago(900)));
+        assert_eq!(parse_age("2h"), Ok(Age::Ago(7200)));
+        assert_eq!(parse_age("7d"), Ok(Age::Ago(7 * 86_400)));
+        assert_eq!(parse_age("1d12h"), Ok(Age::Ago(129_600)));
+        assert_eq!(parse_age("2w"), Ok(Age::Ago(14 * 86_400)));
+        assert_eq!(parse_age("2026-12-01"), Ok(Age::At(1_796_083_200)));
+        assert_eq!(parse_age("2026-12-01 08:00"), Ok(Age::At(1_796_083_200 + 8 * 3600)));
+        assert_eq!(parse_age("2026-12-01T08:00:30Z"), Ok(Age::At(1_796_083_200 + 8 * 3600 + 30)));
+        assert_eq!(parse_age("2026-12-01T08:00:00+01:00"), Ok(Age::At(1_796_083_200 + 7 * 3600)));
+        assert_eq!(parse_age("2026-12-01T08:00:00-00:30"), Ok(Age::At(1_796_083_200 + 8 * 3600 + 1800)));
+        for bad in
+            ["", "m", "10x", "1.5h", "-5m", "10 m", "2026-13-01", "2026-02-30", "2026-12-01 25:00", "2026-12-01X"]
+        {
+            assert!(parse_age(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Age::Ago(60).cutoff(1000), 940);
+        assert_eq!(Age::At(5).cutoff(1000), 5);
     }
 
     #[test]

@@ -20,10 +20,10 @@ use crate::engine::adapt::{self, Concurrency};
 use crate::engine::report::{OutputOptions, Reporter, Verbosity};
 use crate::error::Error;
 use crate::location::Location;
-use crate::plan::filter::{Filter, Shard};
+use crate::plan::filter::{AgeRange, Filter, Shard};
 use crate::plan::{CompareMode, LinkMode};
 use crate::sync::{self, DeleteLimit, Job, Mode, Reports, Safety};
-use crate::units::parse_size;
+use crate::units::{Age, parse_age, parse_size};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -38,15 +38,17 @@ Exit codes:
      shrunken one (--force overrides); plan and --dry-run predict it";
 
 const FILTER_RULES: &str = "\
-Filters (--include, --exclude):
+Filters (--include, --exclude, sizes and ages):
   Globs: * and ? stay within one path component, ** spans several, [abc] {a,b}.
   A pattern without / matches an entry's name at any depth (*.log); a pattern
   with / matches the path from the root (logs/*.gz; a leading / is optional);
   a pattern ending in / matches directories only (cache/).
   --exclude wins; an excluded directory takes its whole subtree. With any
   --include, only files matching one are transferred; directories are still
-  walked. Filters apply to both sides: a filtered-out destination entry is
-  never deleted.";
+  walked. --min-size/--max-size and --min-age/--max-age leave out files by
+  size and modification time. Filters apply to both sides: a filtered-out
+  destination entry is never deleted, nor is the copy of a source file that
+  is left out by size or age.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -211,6 +213,14 @@ pub struct CommonArgs {
     /// Leave out files larger than SIZE.
     #[arg(long, allow_negative_numbers = true, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
+    /// Leave out files modified less than AGE ago (30s, 15m, 2h, 7d, 1d12h) or after a time
+    /// (2026-12-01, 2026-12-01 08:00; UTC unless given +HH:MM): files still being written into a
+    /// drop folder. Judged on the source's times; what it leaves out is never deleted.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub min_age: Option<Age>,
+    /// Leave out files modified more than AGE ago, or before a time.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub max_age: Option<Age>,
     /// How files are judged equal: size; size and mtime; size and blake3 hash.
     #[arg(long, value_enum, default_value_t = CompareMode::Mtime)]
     pub compare: CompareMode,
@@ -408,6 +418,23 @@ impl CommonArgs {
         Ok(Some(crate::perms::Perms { mask: 0o7777, chmod }))
     }
 
+    /// `--min-age`, `--max-age` as times, from the run's start.
+    fn age_range(&self) -> Result<AgeRange, Error> {
+        let now = crate::units::unix_now_secs();
+        let ages = AgeRange {
+            newest: self.min_age.map(|age| age.cutoff(now)),
+            oldest: self.max_age.map(|age| age.cutoff(now)),
+        };
+        if let (Some(newest), Some(oldest)) = (ages.newest, ages.oldest)
+            && oldest > newest
+        {
+            return Err(Error::Usage(
+                "--max-age reaches less far back than --min-age: no file could be within both".into(),
+            ));
+        }
+        Ok(ages)
+    }
+
     fn reports(&self) -> Reports {
         Reports { report: self.report.clone(), metrics: self.metrics.clone(), job_name: self.job_name.clone() }
     }
@@ -421,6 +448,7 @@ impl CommonArgs {
         {
             return Err(Error::Usage(format!("--min-size {min} is larger than --max-size {max}")));
         }
+        let ages = self.age_range()?;
         let backup_dir = self.backup_dir.as_deref().map(backup_dir).transpose()?;
         let mut exclude = self.exclude.clone();
         if let Some(dir) = &backup_dir {
@@ -487,7 +515,9 @@ impl CommonArgs {
             delete,
             safety,
             reports: self.reports(),
-            filter: Filter::new(&self.include, &exclude, self.min_size, self.max_size)?.with_shard(self.shard),
+            filter: Filter::new(&self.include, &exclude, self.min_size, self.max_size)?
+                .with_ages(ages)
+                .with_shard(self.shard),
             engine: EngineConfig {
                 concurrency,
                 retries: self.retries,
@@ -635,6 +665,8 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             exclude: spec.exclude.clone(),
             min_size: spec.min_size,
             max_size: spec.max_size,
+            min_age: spec.min_age,
+            max_age: spec.max_age,
             compare: spec.compare,
             output: args.output,
             state: spec.state.clone(),

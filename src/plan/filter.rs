@@ -67,7 +67,32 @@ pub struct Filter {
     exclude: PatternSet,
     min_size: Option<u64>,
     max_size: Option<u64>,
+    ages: AgeRange,
     shard: Option<Shard>,
+}
+
+/// `--min-age`, `--max-age` as the times they stand for in this run
+/// (seconds since the epoch): files modified after `newest` or before
+/// `oldest` are left out. A file with no time (a server that gives none)
+/// is left out by either: its age cannot be shown to be within them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AgeRange {
+    pub newest: Option<i64>,
+    pub oldest: Option<i64>,
+}
+
+impl AgeRange {
+    fn is_empty(&self) -> bool {
+        self.newest.is_none() && self.oldest.is_none()
+    }
+
+    fn holds(&self, entry: &Entry) -> bool {
+        if self.is_empty() {
+            return true;
+        }
+        let Some(secs) = entry.mtime.map(|m| m.secs()) else { return false };
+        self.newest.is_none_or(|newest| secs <= newest) && self.oldest.is_none_or(|oldest| secs >= oldest)
+    }
 }
 
 impl Filter {
@@ -82,8 +107,15 @@ impl Filter {
             exclude: PatternSet::build(exclude)?,
             min_size,
             max_size,
+            ages: AgeRange::default(),
             shard: None,
         })
+    }
+
+    /// Only files modified within `ages` pass.
+    pub fn with_ages(mut self, ages: AgeRange) -> Self {
+        self.ages = ages;
+        self
     }
 
     /// Only the top-level entries `shard` owns pass.
@@ -101,22 +133,26 @@ impl Filter {
             && self.exclude.is_empty()
             && self.min_size.is_none()
             && self.max_size.is_none()
+            && self.ages.is_empty()
             && self.shard.is_none()
     }
 
     /// Whether one entry passes, not counting its ancestors.
     pub fn allows(&self, entry: &Entry) -> bool {
-        self.matches_patterns(entry) && self.in_size_range(entry)
+        self.matches_patterns(entry) && self.within_limits(entry)
     }
 
-    /// Whether a file's size is within `--min-size` and `--max-size`
-    /// (directories always are).
-    pub fn in_size_range(&self, entry: &Entry) -> bool {
+    /// Whether a file's size is within `--min-size` and `--max-size` and
+    /// its time within `--min-age` and `--max-age` (directories always are).
+    pub fn within_limits(&self, entry: &Entry) -> bool {
         entry.is_dir()
-            || self.min_size.is_none_or(|min| entry.size >= min) && self.max_size.is_none_or(|max| entry.size <= max)
+            || self.min_size.is_none_or(|min| entry.size >= min)
+                && self.max_size.is_none_or(|max| entry.size <= max)
+                && self.ages.holds(entry)
     }
 
-    /// Whether one entry passes the shard and the patterns, whatever its size.
+    /// Whether one entry passes the shard and the patterns, whatever its
+    /// size and age.
     pub fn matches_patterns(&self, entry: &Entry) -> bool {
         if let Some(shard) = &self.shard
             && !shard.owns(&entry.path)
@@ -271,6 +307,29 @@ mod tests {
     fn size_limits_apply_to_files_only() {
         let f = Filter::new(&[], &[], Some(5), Some(1000)).unwrap();
         assert_eq!(kept(&f, tree()), ["a.log", "cache", "cache/x.txt", "docs", "docs/cache", "docs/sub"]);
+    }
+
+    #[test]
+    fn age_limits_apply_to_files_only_and_a_file_without_a_time_is_left_out() {
+        let at = |path: &str, kind, secs: Option<i64>| Entry {
+            mtime: secs.map(|s| crate::backend::Mtime::from_unix(s, 0)),
+            ..entry(path, kind, 1)
+        };
+        let entries = || {
+            vec![
+                at("d", EntryKind::Dir, Some(5_000)),
+                at("d/new", EntryKind::File, Some(1_001)),
+                at("d/edge", EntryKind::File, Some(1_000)),
+                at("d/old", EntryKind::File, Some(100)),
+                at("d/older", EntryKind::File, Some(99)),
+                at("d/timeless", EntryKind::File, None),
+            ]
+        };
+        let ages = |newest, oldest| Filter::default().with_ages(AgeRange { newest, oldest });
+        assert_eq!(kept(&ages(Some(1_000), None), entries()), ["d", "d/edge", "d/old", "d/older"]);
+        assert_eq!(kept(&ages(None, Some(100)), entries()), ["d", "d/new", "d/edge", "d/old"]);
+        assert_eq!(kept(&ages(Some(1_000), Some(100)), entries()), ["d", "d/edge", "d/old"]);
+        assert!(!ages(Some(1), None).is_empty());
     }
 
     #[test]

@@ -222,13 +222,16 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
     // A listing that looks wrong must not delete anything on its word.
     let emptied = emptied_among(&src_seen.empty_dirs, records.paths());
     drop(records);
+    // Files left out by size or age are in the source all the same: a
+    // drop folder whose files are all still being written is not empty.
+    let src_files = src_seen.files + src_seen.held.len() as u64;
     let seen = SourceSeen {
         root: &job.src,
         warnings: src_seen.warnings,
         unreadable: src_seen.unreadable.len(),
         emptied: &emptied,
         baseline: shrink_baseline(db).await?,
-        files: src_seen.files,
+        files: src_files,
     };
     let held_back = hold_back_deletions(&mut plan.actions, &seen, &job.safety, &reporter);
     if mode == Mode::Plan {
@@ -255,7 +258,7 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
         None => Vec::new(),
     };
     engine.run(plan).await;
-    Ok(Ended::Ran(Ran { engine, held_back, src_files: src_seen.files, listed: listed.map(|pairs| (pairs, acted)) }))
+    Ok(Ended::Ran(Ran { engine, held_back, src_files, listed: listed.map(|pairs| (pairs, acted)) }))
 }
 
 /// The march over both walks as they come, the engine acting on what the

@@ -15,6 +15,7 @@ mod fuzz_invariants;
 mod harness;
 mod hostile_ftp;
 mod hostile_sftp;
+mod ingest;
 mod links;
 mod listing_capture;
 mod local_sync;
