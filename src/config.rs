@@ -22,8 +22,9 @@ use crate::backend::ftp::names::NameEncoding;
 use crate::error::Error;
 use crate::location::{Location, RemoteLocation, Secret};
 use crate::plan::{CompareMode, LinkMode};
+use crate::stop::CutoffMode;
 use crate::sync::DeleteLimit;
-use crate::units::{Age, parse_age, parse_size};
+use crate::units::{Age, parse_age, parse_duration, parse_size};
 
 /// A loaded, checked config file.
 #[derive(Debug, Clone, Default)]
@@ -96,6 +97,8 @@ pub struct JobSpec {
     pub metrics: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
     pub links: LinkMode,
+    pub max_duration: Option<std::time::Duration>,
+    pub cutoff_mode: CutoffMode,
     pub inplace: bool,
     pub backup_dir: Option<String>,
     pub verify: bool,
@@ -202,6 +205,8 @@ struct RawJob {
     metrics: Option<PathBuf>,
     log_file: Option<PathBuf>,
     links: Option<Spanned<String>>,
+    max_duration: Option<Spanned<String>>,
+    cutoff_mode: Option<Spanned<String>>,
     #[serde(default)]
     inplace: bool,
     backup_dir: Option<String>,
@@ -589,6 +594,14 @@ impl ConfigFile<'_> {
             Some(c) => parse_enum::<CompareMode>(c.get_ref()).map_err(|e| self.error(Some(c.span()), &e))?,
             None => CompareMode::default(),
         };
+        let max_duration = match &raw.max_duration {
+            Some(d) => Some(parse_duration(d.get_ref()).map_err(|e| self.error(Some(d.span()), &e))?),
+            None => None,
+        };
+        let cutoff_mode = match &raw.cutoff_mode {
+            Some(m) => parse_enum::<CutoffMode>(m.get_ref()).map_err(|e| self.error(Some(m.span()), &e))?,
+            None => CutoffMode::default(),
+        };
         let links = match &raw.links {
             Some(l) => parse_enum::<LinkMode>(l.get_ref()).map_err(|e| self.error(Some(l.span()), &e))?,
             None => LinkMode::default(),
@@ -641,6 +654,8 @@ impl ConfigFile<'_> {
             metrics: raw.metrics,
             log_file: raw.log_file,
             links,
+            max_duration,
+            cutoff_mode,
             inplace: raw.inplace,
             backup_dir: raw.backup_dir,
             verify: raw.verify,

@@ -42,11 +42,26 @@ pub fn parse_age(text: &str) -> Result<Age, String> {
     if trimmed.len() >= 10 && trimmed.as_bytes()[4] == b'-' {
         return parse_time(trimmed).map(Age::At).ok_or_else(bad);
     }
+    span_secs(trimmed).map(Age::Ago).ok_or_else(bad)
+}
+
+/// `--max-duration`: a duration as [`parse_age`] reads one (`90`, `45m`,
+/// `2h`, `1h30m`), more than nothing.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    match span_secs(text.trim()) {
+        Some(0) => Err(format!("`{text}` is no time at all: give a duration such as 30m or 2h")),
+        Some(secs) => Ok(std::time::Duration::from_secs(secs)),
+        None => Err(format!("`{text}` is not a duration (examples: 90, 45m, 2h, 1h30m, 1d)")),
+    }
+}
+
+/// `90`, `30s`, `15m`, `2h`, `7d`, `2w`, `1d12h`: seconds.
+fn span_secs(trimmed: &str) -> Option<u64> {
     let mut secs: u64 = 0;
     let mut rest = trimmed;
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        let number: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
         let unit = rest.chars().next();
         let scale = match unit {
@@ -56,15 +71,12 @@ pub fn parse_age(text: &str) -> Result<Age, String> {
             Some('h') => 3600,
             Some('d') => 86_400,
             Some('w') => 7 * 86_400,
-            _ => return Err(bad()),
+            _ => return None,
         };
         rest = unit.map_or(rest, |u| &rest[u.len_utf8()..]);
-        secs = number.checked_mul(scale).and_then(|n| secs.checked_add(n)).ok_or_else(bad)?;
+        secs = number.checked_mul(scale).and_then(|n| secs.checked_add(n))?;
     }
-    if trimmed.is_empty() {
-        return Err(bad());
-    }
-    Ok(Age::Ago(secs))
+    (!trimmed.is_empty()).then_some(secs)
 }
 
 /// `YYYY-MM-DD[( |T)HH:MM[:SS]][Z|(+|-)HH:MM]`, as seconds since the epoch.
@@ -279,6 +291,11 @@ mod tests {
             assert!(parse_age(bad).is_err(), "{bad}");
         }
         assert_eq!(Age::Ago(60).cutoff(1000), 940);
+        assert_eq!(parse_duration("1h30m"), Ok(std::time::Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90"), Ok(std::time::Duration::from_secs(90)));
+        for bad in ["0", "0s", "", "soon", "2026-12-01", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
         assert_eq!(Age::At(5).cutoff(1000), 5);
     }
 

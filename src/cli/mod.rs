@@ -22,8 +22,9 @@ use crate::error::Error;
 use crate::location::Location;
 use crate::plan::filter::{AgeRange, Filter, Shard};
 use crate::plan::{CompareMode, LinkMode};
+use crate::stop::CutoffMode;
 use crate::sync::{self, DeleteLimit, Job, Mode, Reports, Safety};
-use crate::units::{Age, parse_age, parse_size};
+use crate::units::{Age, parse_age, parse_duration, parse_size};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -247,6 +248,15 @@ pub struct CommonArgs {
     /// Total bandwidth limit in bytes per second (K, M, G suffixes: binary units).
     #[arg(long, allow_negative_numbers = true, value_name = "RATE", value_parser = parse_size)]
     pub bwlimit: Option<u64>,
+    /// Stop after DURATION (45m, 2h, 1h30m): no transfer starts after it, and the run ends
+    /// with exit 1 and "interrupted":"max-duration" in its summary; the next run continues
+    /// (sync and run only).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_duration: Option<std::time::Duration>,
+    /// At --max-duration, transfers in flight finish (soft) or are cut, their temporaries
+    /// resumed next run (hard).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = CutoffMode::Soft)]
+    pub cutoff_mode: CutoffMode,
     /// Write the final summary as JSON to FILE (atomically) as well.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -611,6 +621,9 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         (Ok(job), None) => {
             if mode == Mode::Sync {
                 crate::stop::listen();
+                if let Some(limit) = common.max_duration {
+                    crate::stop::deadline(limit, common.cutoff_mode);
+                }
             }
             sync::run(job, mode, Arc::clone(&reporter)).await
         }
@@ -680,6 +693,8 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             job_name: Some(spec.name.clone()),
             log_file: spec.log_file.clone(),
             links: spec.links,
+            max_duration: spec.max_duration,
+            cutoff_mode: spec.cutoff_mode,
             inplace: spec.inplace,
             backup_dir: spec.backup_dir.clone(),
             verify: spec.verify,

@@ -35,6 +35,9 @@ use report::Reporter;
 /// so an interrupted transfer can be resumed instead of restarted.
 pub const RESUME_MIN_SIZE: u64 = 8 * 1024 * 1024;
 
+/// The operation of an attempt `--cutoff-mode hard` cut short.
+const CUT: &str = "cut";
+
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Transfers (and other operations) at once: where the tuner starts and
@@ -453,6 +456,12 @@ impl Engine {
                 {
                     let _ = self.dst.remove_file(&temp_path(&src.path)).await;
                 }
+                if err.op == CUT {
+                    // Not a failure: not done yet, as if never started;
+                    // a large file's temporary is resumed next run.
+                    self.not_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
                 self.reporter.failed(&action, &err)
             }
         }
@@ -474,13 +483,14 @@ impl Engine {
             outcome = self.attempt(action, attempt) => outcome,
             () = self.liveness.given_up() => Err(over("abandoned: the servers stopped answering")),
             () = self.silent_after_stop() => Err(over("abandoned after the stop: the servers stopped answering")),
+            () = crate::stop::cut() => Err(OpError::new(ErrorKind::Other, CUT, action.path(), "cut at --max-duration")),
         };
         match &outcome {
             // A directory made on local disk says nothing of the servers
             // (a silent server's listing goes on yielding local mkdirs).
             Ok(_) if self.touches_a_server(action) => self.liveness.answered(),
             Ok(_) => {}
-            Err(err) if err.op != "abandon" => self.liveness.failed(err),
+            Err(err) if err.op != "abandon" && err.op != CUT => self.liveness.failed(err),
             Err(_) => {}
         }
         outcome

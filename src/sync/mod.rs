@@ -182,8 +182,9 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     if let Some(signal) = interrupted {
         let not_started = engine.not_started.load(std::sync::atomic::Ordering::Relaxed);
         reporter.error(&format!(
-            "stopped by {signal}: {not_started} actions not started (no deletions were made after it); \
-             the next run continues where this one stopped"
+            "{}: {not_started} actions not started (no deletions were made after it); \
+             the next run continues where this one stopped",
+            crate::stop::described(signal)
         ));
         (summary.interrupted, summary.not_started) = (Some(signal), Some(not_started));
         summary.errors += 1;

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::harness::{self, FtpServerKind, FtpTls};
@@ -124,7 +125,8 @@ fn ages_judge_the_servers_times() {
     assert_eq!(names(&dst), ["hour.csv", "now.csv"], "{}", run.explain());
 }
 
-/// The job keys are the flags, checked when the config is read.
+/// The job keys are the flags (ages, max_duration, cutoff_mode), checked
+/// when the config is read.
 #[test]
 fn a_jobs_age_keys_are_its_flags() {
     let s = Scratch::new();
@@ -132,7 +134,8 @@ fn a_jobs_age_keys_are_its_flags() {
     let config = s.path("barge.toml");
     let job = |min_age: &str| {
         format!(
-            "[jobs.ingest]\nsource = \"{}\"\ndestination = \"{}\"\nmin_age = \"{min_age}\"\nmax_age = \"1d\"\n",
+            "[jobs.ingest]\nsource = \"{}\"\ndestination = \"{}\"\nmin_age = \"{min_age}\"\nmax_age = \"1d\"\n\
+             max_duration = \"1h\"\ncutoff_mode = \"hard\"\n",
             s.src().display(),
             s.dst().display()
         )
@@ -149,4 +152,74 @@ fn a_jobs_age_keys_are_its_flags() {
     let run = Run::of(cmd.output().unwrap());
     run.expect_code(2);
     assert!(run.stderr.contains("line 4") && run.stderr.contains("is not an age"), "{}", run.stderr);
+
+    fs::write(&config, job("15m").replace("\"hard\"", "\"brutal\"")).unwrap();
+    let mut cmd = s.barge();
+    cmd.arg("--config").arg(&config).args(["run", "ingest"]);
+    let run = Run::of(cmd.output().unwrap());
+    run.expect_code(2);
+    assert!(run.stderr.contains("line 7") && run.stderr.contains("brutal"), "{}", run.stderr);
+}
+
+/// `--max-duration` (soft): after the time no transfer starts, those in
+/// flight finish; exit 1, `"interrupted":"max-duration"`; the next run
+/// continues.
+#[test]
+fn max_duration_starts_nothing_after_its_time_and_the_next_run_continues() {
+    let s = Scratch::new();
+    for i in 0..40 {
+        write(&s.src(), format!("f{i:02}.bin"), &bytes(i, 64 * 1024));
+    }
+    let started = Instant::now();
+    // 2.5 MiB at 256 KiB/s: ten seconds without the limit.
+    let run = s.sync(&["--bwlimit", "256K", "--parallel", "2", "--max-duration", "2s"]);
+    run.expect_code(1);
+    assert!(started.elapsed() < Duration::from_secs(7), "took {:?}", started.elapsed());
+    assert_eq!(run.summary()["interrupted"], "max-duration", "{}", run.explain());
+    assert!(run.stderr.contains("stopped at --max-duration"), "{}", run.stderr);
+    let copied = names(&s.dst());
+    assert!(!copied.is_empty() && copied.len() < 40, "{copied:?}");
+    for name in &copied {
+        assert_eq!(fs::read(s.dst().join(name)).unwrap(), fs::read(s.src().join(name)).unwrap());
+    }
+    assert!(temporaries(&s.dst()).is_empty(), "soft: the transfers in flight finished");
+    s.sync(&[]).expect_code(0);
+    assert_mirrors(&s.src(), &s.dst());
+}
+
+/// `--cutoff-mode hard`: the transfer in flight is cut at the time, not
+/// finished; its temporary stays and the next run resumes it.
+fn a_hard_cutoff_cuts_and_the_next_run_resumes(sync: impl Fn(&[&str]) -> Run, dst: &Path, big: &[u8]) {
+    let started = Instant::now();
+    let run = sync(&["--bwlimit", "2M", "--max-duration", "2s", "--cutoff-mode", "hard"]);
+    run.expect_code(1);
+    assert!(started.elapsed() < Duration::from_secs(7), "cut, not finished: {:?}", started.elapsed());
+    assert_eq!(run.summary()["interrupted"], "max-duration", "{}", run.explain());
+    assert_eq!(run.summary()["errors"], 1, "the stop is the one error, the cut copy is none: {}", run.explain());
+    assert!(!dst.join("big.bin").exists(), "no final name before the copy is whole");
+    assert_eq!(temporaries(dst).len(), 1, "kept for the next run");
+    let run = sync(&[]);
+    run.expect_code(0);
+    assert_eq!(fs::read(dst.join("big.bin")).unwrap(), big);
+    assert!(run.count("bytes_transferred") < big.len() as u64, "resumed: {}", run.explain());
+    assert!(temporaries(dst).is_empty());
+}
+
+#[test]
+fn a_hard_cutoff_cuts_a_local_copy() {
+    let s = Scratch::new();
+    let big = bytes(7, 16 << 20);
+    write(&s.src(), "big.bin", &big);
+    a_hard_cutoff_cuts_and_the_next_run_resumes(|extra| s.sync(extra), &s.dst(), &big);
+}
+
+#[test]
+fn a_hard_cutoff_cuts_an_ftp_download() {
+    let s = Scratch::new();
+    let server = harness::ftp_server(FtpServerKind::Proftpd, FtpTls::None);
+    let big = bytes(8, 16 << 20);
+    server.write_file("pub/big.bin", &big);
+    let (src, dst) = (crate::ftp_sync::url(&server, "/pub"), s.dst());
+    let sync = |extra: &[&str]| crate::ftp_sync::sync(&s, &server, &src, &dst.to_string_lossy(), extra);
+    a_hard_cutoff_cuts_and_the_next_run_resumes(sync, &dst, &big);
 }
