@@ -99,6 +99,8 @@ pub struct JobSpec {
     pub links: LinkMode,
     pub max_duration: Option<std::time::Duration>,
     pub cutoff_mode: CutoffMode,
+    pub remove_source_files: bool,
+    pub remove_empty_source_dirs: bool,
     pub inplace: bool,
     pub backup_dir: Option<String>,
     pub verify: bool,
@@ -207,6 +209,10 @@ struct RawJob {
     links: Option<Spanned<String>>,
     max_duration: Option<Spanned<String>>,
     cutoff_mode: Option<Spanned<String>>,
+    #[serde(default)]
+    remove_source_files: bool,
+    #[serde(default)]
+    remove_empty_source_dirs: bool,
     #[serde(default)]
     inplace: bool,
     backup_dir: Option<String>,
@@ -656,6 +662,8 @@ impl ConfigFile<'_> {
             links,
             max_duration,
             cutoff_mode,
+            remove_source_files: raw.remove_source_files,
+            remove_empty_source_dirs: raw.remove_empty_source_dirs && raw.remove_source_files,
             inplace: raw.inplace,
             backup_dir: raw.backup_dir,
             verify: raw.verify,

@@ -80,6 +80,7 @@ async fn mirror(source: &Path, mirror: &Path, state: &Path, mode: Mode, delete: 
             timeout: std::time::Duration::from_secs(60),
             perms: Some(crate::perms::Perms::new(0o777)),
             owners: crate::perms::Owners::default(),
+            moving: None,
         },
         state_path: Some(state.to_path_buf()),
         src_remote: crate::backend::RemoteOptions::default(),

@@ -253,6 +253,13 @@ pub struct CommonArgs {
     /// (sync and run only).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_duration: Option<std::time::Duration>,
+    /// Move: remove each source file once its copy is committed on the destination and
+    /// confirmed (and files the destination already has), unless it changed meanwhile.
+    #[arg(long)]
+    pub remove_source_files: bool,
+    /// With --remove-source-files: also remove the source directories the move emptied.
+    #[arg(long, requires = "remove_source_files")]
+    pub remove_empty_source_dirs: bool,
     /// At --max-duration, transfers in flight finish (soft) or are cut, their temporaries
     /// resumed next run (hard).
     #[arg(long, value_enum, value_name = "MODE", default_value_t = CutoffMode::Soft)]
@@ -459,6 +466,13 @@ impl CommonArgs {
             return Err(Error::Usage(format!("--min-size {min} is larger than --max-size {max}")));
         }
         let ages = self.age_range()?;
+        if self.remove_source_files && delete {
+            return Err(Error::Usage(
+                "--remove-source-files empties the source, and --delete would then empty the destination: \
+                 give one or the other"
+                    .into(),
+            ));
+        }
         let backup_dir = self.backup_dir.as_deref().map(backup_dir).transpose()?;
         let mut exclude = self.exclude.clone();
         if let Some(dir) = &backup_dir {
@@ -540,6 +554,9 @@ impl CommonArgs {
                 timeout,
                 perms: self.perm_mask()?,
                 owners: crate::perms::Owners { user: self.owner, group: self.group, numeric: self.numeric_ids },
+                moving: self
+                    .remove_source_files
+                    .then_some(crate::engine::Moving { empty_dirs: self.remove_empty_source_dirs }),
             },
             state_path: self.state.clone(),
             links: self.links,
@@ -695,6 +712,8 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             links: spec.links,
             max_duration: spec.max_duration,
             cutoff_mode: spec.cutoff_mode,
+            remove_source_files: spec.remove_source_files,
+            remove_empty_source_dirs: spec.remove_empty_source_dirs,
             inplace: spec.inplace,
             backup_dir: spec.backup_dir.clone(),
             verify: spec.verify,

@@ -12,6 +12,7 @@
 
 pub mod adapt;
 pub mod liveness;
+mod moves;
 pub mod report;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use crate::state::{Journal, PartialRecord};
 use crate::throttle::Throttle;
 
 use adapt::{Concurrency, Decision, Gate, Phase, Sample, Tuner};
+pub use moves::Moving;
 use report::Reporter;
 
 /// Files at least this large are journaled before their transfer starts,
@@ -65,6 +67,8 @@ pub struct EngineConfig {
     /// `--owner`, `--group`: the ids copies keep (already the
     /// destination's, see `sync::sources`).
     pub owners: crate::perms::Owners,
+    /// `--remove-source-files`: see [`moves`].
+    pub moving: Option<Moving>,
 }
 
 /// A plan split into the phases the engine runs, each in the order it runs.
@@ -104,6 +108,7 @@ impl From<Plan> for Phases {
                 | Action::SetOwner { kind: EntryKind::File | EntryKind::Symlink, .. } => &mut phases.transfers,
                 Action::SetMtime { .. } => &mut phases.dir_mtimes,
                 Action::SetMode { .. } | Action::SetOwner { .. } => &mut phases.dir_modes,
+                Action::RemoveSource { .. } => &mut phases.transfers,
                 Action::Skip { .. } | Action::Conflict { .. } => &mut phases.reported,
             };
             slot.push(action);
@@ -140,6 +145,8 @@ pub struct Engine {
     /// Directories being created by a streamed run, each with a flag that
     /// turns true when its mkdir is over: what is inside waits for it.
     creating: Mutex<HashMap<RelPath, tokio::sync::watch::Receiver<bool>>>,
+    /// `--remove-empty-source-dirs`: directories files were moved out of.
+    emptied_source_dirs: Mutex<std::collections::HashSet<RelPath>>,
     /// Segments beyond one per file, shared by the run's large files: one
     /// file's worth (`--segments` - 1).
     spare_streams: commit::SpareStreams,
@@ -188,6 +195,7 @@ impl Engine {
             warned_modes: Default::default(),
             warned_owners: Default::default(),
             creating: Default::default(),
+            emptied_source_dirs: Default::default(),
         }
     }
 
@@ -215,6 +223,9 @@ impl Engine {
         self.sequential(phases.delete_dirs).await;
         self.parallel(phases.dir_mtimes).await;
         self.parallel(phases.dir_modes).await;
+        if self.config.moving.is_some_and(|m| m.empty_dirs) && crate::stop::requested().is_none() {
+            self.remove_emptied_source_dirs().await;
+        }
         self.reporter.finish_progress();
     }
 
@@ -435,6 +446,11 @@ impl Engine {
         match result {
             Ok(bytes) => {
                 self.reporter.done(&action, bytes);
+                if let (Some(_), Action::Copy { src, .. }) = (&self.config.moving, &action)
+                    && src.kind == EntryKind::File
+                {
+                    self.remove_copied(src).await;
+                }
                 if let Some(journal) = &self.journal {
                     let recorded = match &action {
                         Action::Delete { path, .. } => journal.forgotten(path.clone()).await,
@@ -625,6 +641,7 @@ impl Engine {
                     None => Ok(None),
                 }
             }
+            Action::RemoveSource { src, .. } => self.remove_moved(src).await.map(|()| None),
             Action::Skip { .. } | Action::Conflict { .. } => Ok(None),
         }
     }

@@ -53,6 +53,8 @@ pub struct Stats {
     pub bytes_moving: AtomicU64,
     /// barge temporaries left to a run that may still be writing them.
     pub temporaries_left: AtomicU64,
+    /// `--remove-source-files`: source files removed after their copy.
+    pub source_files_removed: AtomicU64,
 }
 
 /// The final account of a run, as printed and as `--json` writes it.
@@ -88,6 +90,10 @@ pub struct Summary {
     /// be writing them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temporaries_left: Option<u64>,
+    /// `--remove-source-files`: source files removed once their copy was
+    /// committed and confirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_files_removed: Option<u64>,
     pub duration_s: f64,
     /// How transfers went: concurrency, rate and round trips (sync only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -298,6 +304,9 @@ impl Reporter {
             Action::SetOwner { .. } => {
                 s.owners_set.fetch_add(1, Ordering::Relaxed);
             }
+            Action::RemoveSource { .. } => {
+                s.source_files_removed.fetch_add(1, Ordering::Relaxed);
+            }
             Action::Skip { .. } | Action::Conflict { .. } => {}
         }
         let size = bytes.map(|b| format!(", {}", human_bytes(b))).unwrap_or_default();
@@ -393,6 +402,7 @@ impl Reporter {
             not_started: None,
             gave_up: None,
             temporaries_left: Some(get(&s.temporaries_left)).filter(|n| *n > 0),
+            source_files_removed: None,
             transfers: None,
             duration_s: (duration.as_secs_f64() * 1000.0).round() / 1000.0,
         }
@@ -430,10 +440,11 @@ impl Reporter {
                     summary.errors
                 ),
                 _ => format!(
-                    "transferred {} files, {}{rate}; deleted {}; unchanged {}; errors {}; {:.2}s",
+                    "transferred {} files, {}{rate}; deleted {}; {}unchanged {}; errors {}; {:.2}s",
                     summary.files_transferred,
                     human_bytes(summary.bytes_transferred),
                     summary.files_deleted,
+                    summary.source_files_removed.map(|n| format!("removed from the source {n}; ")).unwrap_or_default(),
                     summary.files_unchanged,
                     summary.errors,
                     summary.duration_s

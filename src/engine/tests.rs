@@ -88,6 +88,7 @@ async fn copy_one_with(failures: u32, kind: ErrorKind, retries: u32) -> (Arc<Rep
             timeout: std::time::Duration::from_secs(60),
             perms: Some(crate::perms::Perms::new(0o777)),
             owners: Default::default(),
+            moving: None,
         },
         Arc::clone(&reporter),
         None,

@@ -118,7 +118,7 @@ impl Sink for Vec<Action> {
 pub fn plan(input: PlanInput<'_>) -> Plan {
     let PlanInput { src, dst, src_unreadable, synced, rule, delete, links, perms } = input;
     let mut actions = Vec::new();
-    let rules = MarchRules { src_unreadable, rule, delete, links, perms };
+    let rules = MarchRules { src_unreadable, rule, delete, links, perms, move_files: false };
     let unchanged = march(src.into_iter(), dst.into_iter(), synced, rules, &mut actions);
     Plan { actions, unchanged }
 }
@@ -132,6 +132,9 @@ pub struct MarchRules<'a> {
     pub delete: bool,
     pub links: LinkRule,
     pub perms: PermRule,
+    /// `--remove-source-files`: a source file the destination already
+    /// has is removed from the source.
+    pub move_files: bool,
 }
 
 /// The merge of two listings in tree order, each action handed to `sink`
@@ -145,7 +148,7 @@ pub fn march(
     rules: MarchRules<'_>,
     out: &mut impl Sink,
 ) -> u64 {
-    let MarchRules { src_unreadable, rule, delete, links, perms } = rules;
+    let MarchRules { src_unreadable, rule, delete, links, perms, move_files } = rules;
     let mut unchanged = 0u64;
     // Directory mtimes are settled last: anything written into a directory
     // changes its mtime, so first note which directories were touched.
@@ -190,6 +193,9 @@ pub fn march(
                             out.push(Action::Copy { src: s, reason });
                         }
                         verdict => {
+                            if move_files {
+                                out.push(Action::RemoveSource { src: s.clone(), reason: Reason::Moved });
+                            }
                             let updated = metadata_update(&perms, &s, Some(&d), out);
                             let mtime = s.mtime.filter(|_| verdict == Verdict::SameContentOtherMtime);
                             match mtime {

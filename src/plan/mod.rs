@@ -66,6 +66,9 @@ pub enum Reason {
     ModeDiffers,
     /// Same content, another owner or group (`--owner`, `--group`).
     OwnerDiffers,
+    /// `--remove-source-files`: already on the destination, so only taken
+    /// from the source.
+    Moved,
 }
 
 impl Reason {
@@ -88,6 +91,7 @@ impl Reason {
             Reason::LinkUnsupported => "symbolic link skipped: the destination cannot hold one",
             Reason::LinkTargetUnknown => "symbolic link skipped: its target is unknown",
             Reason::NeedsDelete => "would delete a non-empty directory; use --delete",
+            Reason::Moved => "already on the destination",
         }
     }
 }
@@ -145,6 +149,13 @@ pub enum Action {
         path: RelPath,
         reason: Reason,
     },
+    /// `--remove-source-files`: remove the source file `src`, whose copy
+    /// the destination already has (a copy's source is removed after the
+    /// copy, by the engine, without an action of its own).
+    RemoveSource {
+        src: Entry,
+        reason: Reason,
+    },
     /// Cannot be made right without a flag the user did not give.
     Conflict {
         path: RelPath,
@@ -155,7 +166,7 @@ pub enum Action {
 impl Action {
     pub fn path(&self) -> &RelPath {
         match self {
-            Action::Copy { src, .. } => &src.path,
+            Action::Copy { src, .. } | Action::RemoveSource { src, .. } => &src.path,
             Action::Mkdir { path, .. }
             | Action::Delete { path, .. }
             | Action::SetMtime { path, .. }
@@ -175,6 +186,7 @@ impl Action {
             | Action::SetMode { reason, .. }
             | Action::SetOwner { reason, .. }
             | Action::Skip { reason, .. }
+            | Action::RemoveSource { reason, .. }
             | Action::Conflict { reason, .. } => *reason,
         }
     }
@@ -189,13 +201,14 @@ impl Action {
             Action::SetMode { .. } => "set-mode",
             Action::SetOwner { .. } => "set-owner",
             Action::Skip { .. } => "skip",
+            Action::RemoveSource { .. } => "remove-source",
             Action::Conflict { .. } => "conflict",
         }
     }
 
     /// True for actions that change the destination.
     pub fn changes_destination(&self) -> bool {
-        !matches!(self, Action::Skip { .. } | Action::Conflict { .. })
+        !matches!(self, Action::Skip { .. } | Action::Conflict { .. } | Action::RemoveSource { .. })
     }
 }
 

@@ -178,6 +178,10 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     }
     let mut summary = reporter.summary(started.elapsed());
     summary.transfers = Some(output::transfer_stats(&engine, &summary, concurrency));
+    if engine.config.moving.is_some() {
+        summary.source_files_removed =
+            Some(reporter.stats.source_files_removed.load(std::sync::atomic::Ordering::Relaxed));
+    }
     let interrupted = crate::stop::requested();
     if let Some(signal) = interrupted {
         let not_started = engine.not_started.load(std::sync::atomic::Ordering::Relaxed);

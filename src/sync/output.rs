@@ -67,7 +67,7 @@ fn difference(action: &Action) -> Option<&'static str> {
         Action::Delete { reason: Reason::Extraneous, .. } => Some("extra"),
         // Replacements come with the copy or mkdir that reports them;
         // directory mtimes and skipped links are not content.
-        Action::Delete { .. } | Action::SetMtime { .. } | Action::Skip { .. } => None,
+        Action::Delete { .. } | Action::SetMtime { .. } | Action::Skip { .. } | Action::RemoveSource { .. } => None,
     }
 }
 

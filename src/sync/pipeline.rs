@@ -173,7 +173,14 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
     let rules = Rules {
         filter: Arc::clone(&filter),
         records: records.clone(),
-        rules: MarchRules { src_unreadable: &[], rule, delete, links, perms },
+        rules: MarchRules {
+            src_unreadable: &[],
+            rule,
+            delete,
+            links,
+            perms,
+            move_files: engine_config.moving.is_some(),
+        },
         reporter: Arc::clone(&reporter),
     };
     let owners = engine_config.owners;

@@ -79,7 +79,8 @@ impl Sink for Router {
             | Action::Copy { .. }
             | Action::SetMtime { .. }
             | Action::SetMode { .. }
-            | Action::SetOwner { .. } => !self.waits(action.path()),
+            | Action::SetOwner { .. }
+            | Action::RemoveSource { .. } => !self.waits(action.path()),
         };
         if let Action::Copy { src, .. } = &action
             && src.size >= RESUME_MIN_SIZE

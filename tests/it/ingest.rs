@@ -223,3 +223,176 @@ fn a_hard_cutoff_cuts_an_ftp_download() {
     let sync = |extra: &[&str]| crate::ftp_sync::sync(&s, &server, &src, &dst.to_string_lossy(), extra);
     a_hard_cutoff_cuts_and_the_next_run_resumes(sync, &dst, &big);
 }
+
+/// Every file of `want` (path, content) is whole in `src` or under its
+/// final name in `dst`, or both; never in neither.
+fn nothing_lost(src: &Path, dst: &Path, want: &[(String, Vec<u8>)]) {
+    for (name, content) in want {
+        let in_src = fs::read(src.join(name)).ok();
+        let in_dst = fs::read(dst.join(name)).ok();
+        assert!(in_src.is_some() || in_dst.is_some(), "{name} is in neither tree");
+        for (side, copy) in [("source", in_src), ("destination", in_dst)] {
+            if let Some(copy) = copy {
+                assert!(copy == *content, "{name} in the {side} is not whole ({} bytes)", copy.len());
+            }
+        }
+    }
+}
+
+/// A move: each source file goes once its copy is committed; with
+/// `--remove-empty-source-dirs` the directories it emptied go too, never
+/// the root; a file the destination already had is removed as well.
+#[test]
+fn a_move_removes_each_source_file_after_its_copy() {
+    let s = Scratch::new();
+    write(&s.src(), "already.txt", b"there before");
+    s.sync(&[]).expect_code(0);
+    let mut want = vec![("already.txt".to_string(), b"there before".to_vec())];
+    for (i, name) in ["a.txt", "sub/b.bin", "sub/deeper/c.bin", "keep/d.txt"].into_iter().enumerate() {
+        let content = bytes(i as u64, 1000 + i * 70_000);
+        write(&s.src(), name, &content);
+        want.push((name.to_string(), content));
+    }
+    fs::create_dir_all(s.src().join("keep/empty-before")).unwrap();
+
+    let run = s.sync(&["--remove-source-files", "--remove-empty-source-dirs"]);
+    run.expect_code(0);
+    assert_eq!(run.summary()["source_files_removed"], 5, "{}", run.explain());
+    assert_eq!(run.summary()["files_transferred"], 4);
+    assert!(names(&s.src()).is_empty(), "{:?}", names(&s.src()));
+    nothing_lost(&s.src(), &s.dst(), &want);
+    assert!(!s.src().join("sub").exists(), "emptied by the move");
+    assert!(s.src().join("keep/empty-before").is_dir(), "empty before the move: not the move's to remove");
+    assert!(s.src().is_dir(), "the root stays");
+    // Nothing left to move: a no-op.
+    let run = s.sync(&["--remove-source-files"]);
+    run.expect_code(0);
+    assert_eq!(run.summary()["source_files_removed"], 0);
+}
+
+/// A file that changes while it is copied stays in the source: one that
+/// grows fails its copy; one touched (same size, a new time) is copied and
+/// then kept by the check before the removal. The next run moves the new
+/// version.
+#[test]
+fn a_move_keeps_a_file_that_changed_during_its_copy() {
+    for (touch, said) in [(false, "source changed while copying"), (true, "changed during the copy")] {
+        let s = Scratch::new();
+        write(&s.src(), "growing.log", &bytes(1, 2 << 20));
+        let path = s.src().join("growing.log");
+        let changer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(700));
+            if touch {
+                set_mtime(&path, now() - 7_200);
+            } else {
+                let mut file = fs::OpenOptions::new().append(true).open(path).unwrap();
+                std::io::Write::write_all(&mut file, b"one more line\n").unwrap();
+            }
+        });
+        // 2 MiB at 1 MiB/s: the change lands mid-copy.
+        let run = s.sync(&["--remove-source-files", "--bwlimit", "1M"]);
+        changer.join().unwrap();
+        run.expect_code(1);
+        assert!(run.stdout.contains(said), "{}", run.explain());
+        assert_eq!(run.summary()["source_files_removed"], 0);
+        let now_there = fs::read(s.src().join("growing.log")).unwrap();
+        assert_eq!(now_there.len(), (2 << 20) + if touch { 0 } else { 14 }, "kept, as it is now");
+        let run = s.sync(&["--remove-source-files"]);
+        run.expect_code(0);
+        assert_eq!(fs::read(s.dst().join("growing.log")).unwrap(), now_there);
+        assert!(!s.src().join("growing.log").exists());
+    }
+}
+
+#[test]
+fn a_move_with_delete_is_refused() {
+    let s = Scratch::new();
+    write(&s.src(), "a", b"a");
+    let run = s.sync(&["--remove-source-files", "--delete"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("give one or the other"), "{}", run.stderr);
+    let run = s.sync(&["--remove-empty-source-dirs"]);
+    run.expect_code(2);
+    assert!(s.src().join("a").exists() && !s.dst().join("a").exists());
+}
+
+/// Moves from a LIST-only server (its times to the minute: the check
+/// before the removal must not take that for a change) and up to SFTP.
+#[test]
+fn moves_from_and_to_servers() {
+    let s = Scratch::new();
+    let vsftpd = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    drop_folder(|name, data| vsftpd.write_file(name, data));
+    let dst = s.path("from-ftp");
+    let src = crate::ftp_sync::url(&vsftpd, "/in");
+    let run = crate::ftp_sync::sync(
+        &s,
+        &vsftpd,
+        &src,
+        &dst.to_string_lossy(),
+        &["--remove-source-files", "--min-age", "15m"],
+    );
+    run.expect_code(0);
+    assert_eq!(names(&dst), ["day.csv", "hour.csv"], "{}", run.explain());
+    assert_eq!(names(&vsftpd.root.join("in")), ["now.csv"], "moved off the server; the fresh one stays");
+    assert_eq!(run.summary()["source_files_removed"], 2);
+
+    let ssh = harness::ssh_server();
+    let up = s.path("outbox");
+    for i in 0..5 {
+        write(&up, format!("batch/{i}.dat"), &bytes(i, 40_000));
+    }
+    let want: Vec<(String, Vec<u8>)> = (0..5).map(|i| (format!("batch/{i}.dat"), bytes(i, 40_000))).collect();
+    let remote = crate::sftp_sync::url(&ssh, "/inbox");
+    let run = crate::sftp_sync::sync(
+        &s,
+        &ssh,
+        &up.to_string_lossy(),
+        &remote,
+        &["--remove-source-files", "--remove-empty-source-dirs"],
+    );
+    run.expect_code(0);
+    nothing_lost(&up, &ssh.root.join("inbox"), &want);
+    assert!(names(&up).is_empty() && !up.join("batch").exists(), "{}", run.explain());
+}
+
+/// SIGKILL at random moments of a move, again and again: after every kill
+/// each file is whole in the source or on the destination (or both),
+/// never lost; the runs after finish the move.
+#[test]
+fn a_move_killed_at_random_loses_nothing() {
+    let s = Scratch::new();
+    let want: Vec<(String, Vec<u8>)> =
+        (0..120).map(|i| (format!("d{}/f{i:03}.bin", i % 6), bytes(i, 16_384 + (i as usize % 7) * 9_000))).collect();
+    for (name, content) in &want {
+        write(&s.src(), name, content);
+    }
+    let seed = now();
+    let mut rng = seed;
+    let mut kills = 0;
+    for run in 0..40 {
+        let mut cmd = s.barge();
+        cmd.arg("sync").arg(s.src()).arg(s.dst()).arg("--state").arg(s.state());
+        cmd.args(["--remove-source-files", "--remove-empty-source-dirs", "--bwlimit", "2M", "--parallel", "4", "-q"]);
+        let mut child = cmd.spawn().unwrap();
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(50 + (rng >> 33) % 500));
+        let finished = child.try_wait().unwrap();
+        if finished.is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let status = child.wait().unwrap();
+        nothing_lost(&s.src(), &s.dst(), &want);
+        if finished.is_some_and(|f| f.success()) && names(&s.src()).is_empty() {
+            assert!(kills >= 3, "seed {seed}: only {kills} kills before run {run} finished");
+            return;
+        }
+        let _ = status;
+    }
+    let run = s.sync(&["--remove-source-files"]);
+    run.expect_code(0);
+    nothing_lost(&s.src(), &s.dst(), &want);
+    assert!(names(&s.src()).is_empty(), "seed {seed}: {:?}", names(&s.src()));
+    assert!(kills >= 3, "seed {seed}: {kills} kills");
+}
