@@ -24,6 +24,7 @@ use crate::location::{Location, RemoteLocation, Secret};
 use crate::plan::{CompareMode, LinkMode};
 use crate::stop::CutoffMode;
 use crate::sync::DeleteLimit;
+use crate::throttle::{Bandwidth, parse_bandwidth};
 use crate::units::{Age, parse_age, parse_duration, parse_size};
 
 /// A loaded, checked config file.
@@ -91,7 +92,8 @@ pub struct JobSpec {
     /// A cap on transfers at once (else tuned; see `--parallel`).
     pub parallel: Option<u16>,
     pub retries: u32,
-    pub bwlimit: Option<u64>,
+    /// A rate or a timetable (`--bwlimit`).
+    pub bwlimit: Option<Bandwidth>,
     pub state: Option<PathBuf>,
     pub report: Option<PathBuf>,
     pub metrics: Option<PathBuf>,
@@ -654,7 +656,13 @@ impl ConfigFile<'_> {
             max_shrink,
             parallel,
             retries: raw.retries.unwrap_or(3),
-            bwlimit: size(&raw.bwlimit, true)?,
+            bwlimit: match &raw.bwlimit {
+                Some(value) => Some(match value.get_ref() {
+                    SizeValue::Text(text) => parse_bandwidth(text).map_err(|e| self.error(Some(value.span()), &e))?,
+                    SizeValue::Bytes(_) => Bandwidth::Rate(self.size(value, true)?),
+                }),
+                None => None,
+            },
             state: raw.state,
             report: raw.report,
             metrics: raw.metrics,

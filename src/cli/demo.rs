@@ -72,6 +72,7 @@ async fn mirror(source: &Path, mirror: &Path, state: &Path, mode: Mode, delete: 
             concurrency: crate::engine::adapt::Concurrency::fixed(8),
             retries: 3,
             bwlimit: None,
+            bw_timetable: None,
             inplace: false,
             backup_dir: None,
             verify: false,

@@ -24,6 +24,7 @@ use crate::plan::filter::{AgeRange, Filter, Shard};
 use crate::plan::{CompareMode, LinkMode};
 use crate::stop::CutoffMode;
 use crate::sync::{self, DeleteLimit, Job, Mode, Reports, Safety};
+use crate::throttle::{Bandwidth, parse_bandwidth};
 use crate::units::{Age, parse_age, parse_duration, parse_size};
 
 const EXIT_CODES: &str = "\
@@ -245,9 +246,11 @@ pub struct CommonArgs {
     /// Retries of an operation that failed with a temporary error.
     #[arg(long, allow_negative_numbers = true, value_name = "N", default_value_t = 3)]
     pub retries: u32,
-    /// Total bandwidth limit in bytes per second (K, M, G suffixes: binary units).
-    #[arg(long, allow_negative_numbers = true, value_name = "RATE", value_parser = parse_size)]
-    pub bwlimit: Option<u64>,
+    /// Total bandwidth limit in bytes per second (K, M, G suffixes: binary units), or a
+    /// timetable in local time: "08:00,512K 19:00,10M 23:00,off", per weekday
+    /// "Mon-08:00,1M Sat-00:00,off" (each rate holds from its time to the next).
+    #[arg(long, allow_negative_numbers = true, value_name = "RATE", value_parser = parse_bandwidth)]
+    pub bwlimit: Option<Bandwidth>,
     /// Stop after DURATION (45m, 2h, 1h30m): no transfer starts after it, and the run ends
     /// with exit 1 and "interrupted":"max-duration" in its summary; the next run continues
     /// (sync and run only).
@@ -457,9 +460,6 @@ impl CommonArgs {
     }
 
     fn job(&self, config: &Config, src: &str, dst: &str, delete: bool, safety: Safety) -> Result<Job, Error> {
-        if self.bwlimit == Some(0) {
-            return Err(Error::Usage("--bwlimit must be more than 0".into()));
-        }
         if let (Some(min), Some(max)) = (self.min_size, self.max_size)
             && min > max
         {
@@ -526,10 +526,13 @@ impl CommonArgs {
         let concurrency = Concurrency { start: adapt::DEFAULT_START.min(max), max };
         // Every byte passes through both servers: a remote's bandwidth cap
         // is a cap on the whole run.
-        let bwlimit = [self.bwlimit, src_config.and_then(|r| r.bwlimit), dst_config.and_then(|r| r.bwlimit)]
-            .into_iter()
-            .flatten()
-            .min();
+        let (rate, bw_timetable) = match &self.bwlimit {
+            Some(Bandwidth::Rate(rate)) => (Some(*rate), None),
+            Some(Bandwidth::Timetable(table)) => (None, Some(table.clone())),
+            None => (None, None),
+        };
+        let bwlimit =
+            [rate, src_config.and_then(|r| r.bwlimit), dst_config.and_then(|r| r.bwlimit)].into_iter().flatten().min();
         Ok(Job {
             src_remote,
             dst_remote,
@@ -546,6 +549,7 @@ impl CommonArgs {
                 concurrency,
                 retries: self.retries,
                 bwlimit,
+                bw_timetable,
                 inplace: self.inplace,
                 backup_dir,
                 verify: self.verify,
@@ -704,7 +708,7 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             src_parallel: None,
             dst_parallel: None,
             retries: spec.retries,
-            bwlimit: spec.bwlimit,
+            bwlimit: spec.bwlimit.clone(),
             report: spec.report.clone(),
             metrics: spec.metrics.clone(),
             job_name: Some(spec.name.clone()),

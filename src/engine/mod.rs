@@ -48,6 +48,8 @@ pub struct EngineConfig {
     pub retries: u32,
     /// Bytes per second for all transfers together.
     pub bwlimit: Option<u64>,
+    /// `--bwlimit` as a timetable: the rate by local time, under `bwlimit`.
+    pub bw_timetable: Option<crate::throttle::Timetable>,
     /// Write files straight to their final names (`--inplace`).
     pub inplace: bool,
     /// `--backup-dir`: replaced and deleted files are moved there.
@@ -173,7 +175,9 @@ impl Engine {
         reporter: Arc<Reporter>,
         journal: Option<Arc<Journal>>,
     ) -> Engine {
-        let throttle = config.bwlimit.map(Throttle::new);
+        let timetable = config.bw_timetable.clone().map(|table| (table, crate::throttle::local_clock()));
+        let throttle =
+            (config.bwlimit.is_some() || timetable.is_some()).then(|| Throttle::scheduled(config.bwlimit, timetable));
         let backup = config.backup_dir.clone().map(commit::BackupDir::new);
         let tuner = Tuner::new(config.concurrency);
         let spare_streams = commit::SpareStreams::new(config.segmenting.segments.saturating_sub(1));

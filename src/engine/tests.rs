@@ -80,6 +80,7 @@ async fn copy_one_with(failures: u32, kind: ErrorKind, retries: u32) -> (Arc<Rep
             concurrency: super::adapt::Concurrency::fixed(2),
             retries,
             bwlimit: None,
+            bw_timetable: None,
             inplace: false,
             backup_dir: None,
             verify: false,

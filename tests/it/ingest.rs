@@ -135,7 +135,7 @@ fn a_jobs_age_keys_are_its_flags() {
     let job = |min_age: &str| {
         format!(
             "[jobs.ingest]\nsource = \"{}\"\ndestination = \"{}\"\nmin_age = \"{min_age}\"\nmax_age = \"1d\"\n\
-             max_duration = \"1h\"\ncutoff_mode = \"hard\"\n",
+             max_duration = \"1h\"\ncutoff_mode = \"hard\"\nbwlimit = \"00:00,64M 18:00,off\"\n",
             s.src().display(),
             s.dst().display()
         )
@@ -395,4 +395,29 @@ fn a_move_killed_at_random_loses_nothing() {
     nothing_lost(&s.src(), &s.dst(), &want);
     assert!(names(&s.src()).is_empty(), "seed {seed}: {:?}", names(&s.src()));
     assert!(kills >= 3, "seed {seed}: {kills} kills");
+}
+
+/// `--bwlimit` as a timetable: the rate of the slot the local time is in
+/// (every slot the same here: the test cannot choose the hour it runs
+/// at; tests in src/throttle.rs move an injected clock across
+/// boundaries), `off` for none, and a bad entry a usage error naming it.
+#[test]
+fn a_bandwidth_timetable_limits_by_the_slot_in_force() {
+    let s = Scratch::new();
+    write(&s.src(), "a.bin", &bytes(1, 384 * 1024));
+    let started = Instant::now();
+    s.sync(&["--bwlimit", "00:00,128K 12:00,128K"]).expect_code(0);
+    assert!(started.elapsed() >= Duration::from_millis(2_000), "384 KiB at 128 KiB/s: {:?}", started.elapsed());
+
+    let unlimited = s.path("unlimited");
+    let mut cmd = s.barge();
+    cmd.args(["sync", "--json", "--bwlimit", "Mon-00:00,off Thu-00:00,off"]).arg(s.src()).arg(&unlimited);
+    let started = Instant::now();
+    Run::of(cmd.output().unwrap()).expect_code(0);
+    assert!(started.elapsed() < Duration::from_millis(1_500), "{:?}", started.elapsed());
+    assert_eq!(fs::read(unlimited.join("a.bin")).unwrap(), bytes(1, 384 * 1024));
+
+    let run = s.sync(&["--bwlimit", "08:00,1M 25:00,off"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("`25:00,off`"), "{}", run.stderr);
 }
