@@ -47,10 +47,9 @@ impl Timetable {
 pub fn parse_bandwidth(text: &str) -> Result<Bandwidth, String> {
     let text = text.trim();
     if !text.contains(',') {
-        return match parse_size(text)? {
-            0 => Err("--bwlimit must be more than 0 (leave it out for no limit)".to_string()),
-            rate => Ok(Bandwidth::Rate(rate)),
-        };
+        // A rate of 0 is refused where the job is put together, so that the
+        // refusal is recorded as a failed run (--report, --metrics).
+        return parse_size(text).map(Bandwidth::Rate);
     }
     let bad = |entry: &str, why: &str| {
         format!(
@@ -225,17 +224,9 @@ mod tests {
         assert_eq!(weekly.rate_at(at(0, 7, 0)), None, "Sunday's rate is Saturday's");
         assert_eq!(weekly.rate_at(at(4, 23, 59)), Some(1 << 20));
         assert_eq!(weekly.rate_at(at(5, 0, 0)), None);
-        for bad in [
-            "08:00",
-            "8:00,1M",
-            "24:00,1M",
-            "08:60,1M",
-            "Mo-08:00,1M",
-            "08:00,fast",
-            "08:00,0",
-            "0",
-            "08:00,1M 08:00,2M",
-        ] {
+        for bad in
+            ["08:00", "8:00,1M", "24:00,1M", "08:60,1M", "Mo-08:00,1M", "08:00,fast", "08:00,0", "08:00,1M 08:00,2M"]
+        {
             assert!(parse_bandwidth(bad).is_err(), "{bad}");
         }
     }

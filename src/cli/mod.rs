@@ -465,6 +465,9 @@ impl CommonArgs {
         {
             return Err(Error::Usage(format!("--min-size {min} is larger than --max-size {max}")));
         }
+        if self.bwlimit == Some(Bandwidth::Rate(0)) {
+            return Err(Error::Usage("--bwlimit must be more than 0".into()));
+        }
         let ages = self.age_range()?;
         if self.remove_source_files && delete {
             return Err(Error::Usage(
