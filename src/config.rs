@@ -103,6 +103,8 @@ pub struct JobSpec {
     pub cutoff_mode: CutoffMode,
     pub remove_source_files: bool,
     pub remove_empty_source_dirs: bool,
+    /// `--notify`: the healthcheck's ping URL.
+    pub notify: Option<String>,
     pub inplace: bool,
     pub backup_dir: Option<String>,
     pub verify: bool,
@@ -215,6 +217,7 @@ struct RawJob {
     remove_source_files: bool,
     #[serde(default)]
     remove_empty_source_dirs: bool,
+    notify: Option<Spanned<String>>,
     #[serde(default)]
     inplace: bool,
     backup_dir: Option<String>,
@@ -672,6 +675,12 @@ impl ConfigFile<'_> {
             cutoff_mode,
             remove_source_files: raw.remove_source_files,
             remove_empty_source_dirs: raw.remove_empty_source_dirs && raw.remove_source_files,
+            notify: match &raw.notify {
+                Some(url) => {
+                    Some(crate::sync::notify::parse_url(url.get_ref()).map_err(|e| self.error(Some(url.span()), &e))?)
+                }
+                None => None,
+            },
             inplace: raw.inplace,
             backup_dir: raw.backup_dir,
             verify: raw.verify,

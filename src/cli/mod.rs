@@ -270,6 +270,11 @@ pub struct CommonArgs {
     /// Write the final summary as JSON to FILE (atomically) as well.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Healthcheck pings (healthchecks.io and the like): URL/start as a sync begins, URL when
+    /// it ends well, URL/fail when not, with the JSON summary as the body. A failed ping is a
+    /// warning, never a failed sync.
+    #[arg(long, value_name = "URL", value_parser = crate::sync::notify::parse_url)]
+    pub notify: Option<String>,
     /// Write a Prometheus textfile (for node_exporter's textfile collector) to FILE.
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
@@ -456,7 +461,12 @@ impl CommonArgs {
     }
 
     fn reports(&self) -> Reports {
-        Reports { report: self.report.clone(), metrics: self.metrics.clone(), job_name: self.job_name.clone() }
+        Reports {
+            report: self.report.clone(),
+            metrics: self.metrics.clone(),
+            job_name: self.job_name.clone(),
+            notify: self.notify.clone(),
+        }
     }
 
     fn job(&self, config: &Config, src: &str, dst: &str, delete: bool, safety: Safety) -> Result<Job, Error> {
@@ -645,6 +655,9 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         (Ok(job), None) => {
             if mode == Mode::Sync {
                 crate::stop::listen();
+                if let Some(url) = &common.notify {
+                    crate::sync::notify::started(url, &reporter);
+                }
                 if let Some(limit) = common.max_duration {
                     crate::stop::deadline(limit, common.cutoff_mode);
                 }
@@ -657,7 +670,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Err(err) => {
             // Only a sync reports (plan and check change nothing to monitor).
             if mode == Mode::Sync {
-                sync::record_fatal(&common.reports(), &reporter, &err, started_at, started.elapsed());
+                sync::record_fatal(&common.reports(), &reporter, &err, started_at, started.elapsed()).await;
             }
             Err(err)
         }
@@ -720,6 +733,7 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             max_duration: spec.max_duration,
             cutoff_mode: spec.cutoff_mode,
             remove_source_files: spec.remove_source_files,
+            notify: spec.notify.clone(),
             remove_empty_source_dirs: spec.remove_empty_source_dirs,
             inplace: spec.inplace,
             backup_dir: spec.backup_dir.clone(),

@@ -15,6 +15,7 @@
 
 mod hashing;
 mod identity;
+pub mod notify;
 mod output;
 mod pipeline;
 mod records;

@@ -22,6 +22,8 @@ pub struct Reports {
     pub metrics: Option<PathBuf>,
     /// The `job` label of the metrics.
     pub job_name: Option<String>,
+    /// `--notify URL`: healthcheck pings (see [`super::notify`]).
+    pub notify: Option<String>,
 }
 
 /// `--report` and `--metrics`, each written to a temporary and renamed, so
@@ -51,14 +53,14 @@ pub(super) async fn write_reports(
             .flatten()
             .and_then(|v| v.parse::<i64>().ok());
     }
-    if let Some(path) = &reports.report {
-        let mut value = serde_json::to_value(summary).unwrap_or_default();
-        value["exit_code"] = serde_json::json!(exit_code);
-        value["started_at"] = serde_json::json!(crate::units::format_utc(started_at));
-        value["finished_at"] = serde_json::json!(crate::units::format_utc(now));
-        if let Err(err) = write_atomically(path, format!("{value}\n").as_bytes()) {
-            reporter.error(&format!("cannot write --report {}: {err}", path.display()));
-        }
+    let mut value = serde_json::to_value(summary).unwrap_or_default();
+    value["exit_code"] = serde_json::json!(exit_code);
+    value["started_at"] = serde_json::json!(crate::units::format_utc(started_at));
+    value["finished_at"] = serde_json::json!(crate::units::format_utc(now));
+    if let Some(path) = &reports.report
+        && let Err(err) = write_atomically(path, format!("{value}\n").as_bytes())
+    {
+        reporter.error(&format!("cannot write --report {}: {err}", path.display()));
     }
     if let Some(path) = &reports.metrics {
         let job = reports.job_name.clone().unwrap_or_else(|| {
@@ -68,6 +70,9 @@ pub(super) async fn write_reports(
         if let Err(err) = write_atomically(path, text.as_bytes()) {
             reporter.error(&format!("cannot write --metrics {}: {err}", path.display()));
         }
+    }
+    if let Some(url) = &reports.notify {
+        super::notify::finished(url, exit_code, value.to_string(), reporter).await;
     }
 }
 
@@ -121,20 +126,26 @@ fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
 /// report, and the metrics with its exit code and start time. The last
 /// success and the job's label are the previous metrics file's: without a
 /// state database to ask, that file is what monitoring last saw.
-pub fn record_fatal(reports: &Reports, reporter: &Reporter, err: &Error, started_at: i64, took: std::time::Duration) {
+pub async fn record_fatal(
+    reports: &Reports,
+    reporter: &Reporter,
+    err: &Error,
+    started_at: i64,
+    took: std::time::Duration,
+) {
     let code = err.exit_code();
     reporter.log_only(&format!("fatal (exit {code}): {err}"));
-    if let Some(path) = &reports.report {
-        let value = serde_json::json!({
-            "type": "fatal",
-            "exit_code": code,
-            "message": err.to_string(),
-            "started_at": crate::units::format_utc(started_at),
-            "finished_at": crate::units::format_utc(crate::units::unix_now_secs()),
-        });
-        if let Err(e) = write_atomically(path, format!("{value}\n").as_bytes()) {
-            reporter.error(&format!("cannot write --report {}: {e}", path.display()));
-        }
+    let value = serde_json::json!({
+        "type": "fatal",
+        "exit_code": code,
+        "message": err.to_string(),
+        "started_at": crate::units::format_utc(started_at),
+        "finished_at": crate::units::format_utc(crate::units::unix_now_secs()),
+    });
+    if let Some(path) = &reports.report
+        && let Err(e) = write_atomically(path, format!("{value}\n").as_bytes())
+    {
+        reporter.error(&format!("cannot write --report {}: {e}", path.display()));
     }
     if let Some(path) = &reports.metrics {
         let previous = std::fs::read_to_string(path).unwrap_or_default();
@@ -147,6 +158,9 @@ pub fn record_fatal(reports: &Reports, reporter: &Reporter, err: &Error, started
         if let Err(e) = write_atomically(path, text.as_bytes()) {
             reporter.error(&format!("cannot write --metrics {}: {e}", path.display()));
         }
+    }
+    if let Some(url) = &reports.notify {
+        super::notify::finished(url, code, value.to_string(), reporter).await;
     }
 }
 

@@ -3,7 +3,10 @@
 //! a LIST-only one (vsftpd, times to the minute) among them.
 
 use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -420,4 +423,95 @@ fn a_bandwidth_timetable_limits_by_the_slot_in_force() {
     let run = s.sync(&["--bwlimit", "08:00,1M 25:00,off"]);
     run.expect_code(2);
     assert!(run.stderr.contains("`25:00,off`"), "{}", run.stderr);
+}
+
+/// Requests a local HTTP server saw: (method, path, body).
+type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// A healthcheck stand-in on loopback answering every request with
+/// `status`, recording each.
+fn ping_server(status: u16) -> (u16, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Seen = Arc::default();
+    let recorded = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let mut words = first.split_whitespace();
+            let (method, path) = (words.next().unwrap_or("").to_string(), words.next().unwrap_or("").to_string());
+            recorded.lock().unwrap().push((method, path, String::from_utf8_lossy(&body).into_owned()));
+            let reply = format!("HTTP/1.1 {status} Whatever\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK");
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    (port, seen)
+}
+
+/// `--notify`: URL/start, then URL with the summary; a failed run pings
+/// URL/fail with its exit code.
+#[test]
+fn notify_pings_start_and_the_outcome_with_the_summary() {
+    let (port, seen) = ping_server(200);
+    let url = format!("http://127.0.0.1:{port}/ping/secret-key");
+    let s = Scratch::new();
+    write(&s.src(), "a.txt", b"a");
+    s.sync(&["--notify", &url]).expect_code(0);
+    {
+        let seen = seen.lock().unwrap();
+        let paths: Vec<&str> = seen.iter().map(|(_, path, _)| path.as_str()).collect();
+        assert_eq!(paths, ["/ping/secret-key/start", "/ping/secret-key"], "{seen:?}");
+        let summary: serde_json::Value = serde_json::from_str(&seen[1].2).unwrap();
+        assert_eq!((summary["exit_code"].as_i64(), summary["files_transferred"].as_i64()), (Some(0), Some(1)));
+    }
+
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    let mut cmd = s.barge();
+    cmd.env("BARGE_PASSWORD", "not the password");
+    cmd.args(["sync", &crate::ftp_sync::url(&server, "/"), "--json", "--notify", &url]).arg(s.path("down"));
+    Run::of(cmd.output().unwrap()).expect_code(3);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[2].1, "/ping/secret-key/start");
+    assert_eq!((seen[3].0.as_str(), seen[3].1.as_str()), ("POST", "/ping/secret-key/fail"), "{seen:?}");
+    let fatal: serde_json::Value = serde_json::from_str(&seen[3].2).unwrap();
+    assert_eq!(fatal["exit_code"], 3, "{fatal}");
+    assert!(!seen[3].2.contains("not the password"));
+}
+
+/// A ping that cannot be made (refused, or the monitor answers 500) is a
+/// warning that names the host, never the key, and the sync's own exit
+/// code stands.
+#[test]
+fn a_failed_ping_never_fails_the_sync() {
+    let (port, seen) = ping_server(500);
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s = Scratch::new();
+    write(&s.src(), "a.txt", b"a");
+    for url in [format!("http://127.0.0.1:{port}/secret-key"), format!("http://127.0.0.1:{closed}/secret-key")] {
+        let run = s.sync(&["--notify", &url]);
+        run.expect_code(0);
+        assert!(run.stderr.contains("--notify: the ping to http://127.0.0.1:"), "{}", run.stderr);
+        assert!(!run.stderr.contains("secret-key") && !run.stdout.contains("secret-key"), "{}", run.stderr);
+    }
+    assert_eq!(seen.lock().unwrap().len(), 6, "three tries each of the start and the end pings");
+    let run = s.sync(&["--notify", "hc-ping.com/key"]);
+    run.expect_code(2);
 }
