@@ -105,6 +105,8 @@ pub struct JobSpec {
     pub remove_empty_source_dirs: bool,
     /// `--notify`: the healthcheck's ping URL.
     pub notify: Option<String>,
+    /// `--shard-depth`, for runs given `--shard`.
+    pub shard_depth: Option<u32>,
     pub inplace: bool,
     pub backup_dir: Option<String>,
     pub verify: bool,
@@ -218,6 +220,7 @@ struct RawJob {
     #[serde(default)]
     remove_empty_source_dirs: bool,
     notify: Option<Spanned<String>>,
+    shard_depth: Option<Spanned<u32>>,
     #[serde(default)]
     inplace: bool,
     backup_dir: Option<String>,
@@ -675,6 +678,13 @@ impl ConfigFile<'_> {
             cutoff_mode,
             remove_source_files: raw.remove_source_files,
             remove_empty_source_dirs: raw.remove_empty_source_dirs && raw.remove_source_files,
+            shard_depth: match &raw.shard_depth {
+                Some(d) if !(1..=64).contains(d.get_ref()) => {
+                    return Err(self.error(Some(d.span()), "shard_depth is from 1 to 64"));
+                }
+                Some(d) => Some(*d.get_ref()),
+                None => None,
+            },
             notify: match &raw.notify {
                 Some(url) => {
                     Some(crate::sync::notify::parse_url(url.get_ref()).map_err(|e| self.error(Some(url.span()), &e))?)

@@ -142,6 +142,9 @@ pub struct RunArgs {
     /// Only the top-level entries whose name hashes to I of N (see `barge sync --help`).
     #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
     pub shard: Option<Shard>,
+    /// With --shard: split by the path's first D components (see `barge sync --help`).
+    #[arg(long, value_name = "D", requires = "shard", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub shard_depth: Option<u32>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -323,6 +326,16 @@ pub struct CommonArgs {
     /// (a Kubernetes indexed Job, a Slurm array) share one huge job, each with its own state.
     #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
     pub shard: Option<Shard>,
+    /// With --shard: entries are split by their path's first D components instead of the
+    /// top-level name, so a tree with few top-level directories spreads over many shards
+    /// (directories above D are walked by every shard). `barge plan --shard-stats N` shows
+    /// what each shard would get.
+    #[arg(long, value_name = "D", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub shard_depth: Option<u32>,
+    /// (plan) Print how many files and bytes each of N shards would get at --shard-depth,
+    /// and nothing else.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub shard_stats: Option<u32>,
     /// FTP to FTP: the source server sends each file straight to the destination server
     /// (FXP: PASV on one, PORT on the other); both must allow it. Plain FTP only.
     #[arg(long)]
@@ -557,7 +570,7 @@ impl CommonArgs {
             reports: self.reports(),
             filter: Filter::new(&self.include, &exclude, self.min_size, self.max_size)?
                 .with_ages(ages)
-                .with_shard(self.shard),
+                .with_shard(self.shard.map(|shard| shard.at_depth(self.shard_depth.unwrap_or(1)))),
             engine: EngineConfig {
                 concurrency,
                 retries: self.retries,
@@ -650,6 +663,12 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         }
     }
     let reporter = Arc::new(reporter);
+    if let Some(count) = common.shard_stats {
+        if mode != Mode::Plan {
+            return Err(Error::Usage("--shard-stats goes with `barge plan`".into()));
+        }
+        return sync::shard_stats(job?, count, common.shard_depth.unwrap_or(1), &reporter, common.output.json).await;
+    }
     let result = match (job, log_failed) {
         (Err(err), _) | (Ok(_), Some(err)) => Err(err),
         (Ok(job), None) => {
@@ -742,6 +761,8 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             segment_threshold: crate::commit::DEFAULT_THRESHOLD,
             segments: crate::commit::DEFAULT_SEGMENTS,
             shard: args.shard,
+            shard_depth: args.shard_depth.or(spec.shard_depth),
+            shard_stats: None,
             trust_state: spec.trust_state,
             verify_state: spec.verify_state,
             no_perms: !spec.perms,

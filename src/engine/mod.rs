@@ -14,6 +14,7 @@ pub mod adapt;
 pub mod liveness;
 mod moves;
 pub mod report;
+mod shards;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -612,6 +613,9 @@ impl Engine {
                 Ok(Some(committed.bytes_moved))
             }
             Action::Mkdir { path, .. } => self.dst.mkdir(path).await.map(|()| None),
+            Action::Delete { path, kind: EntryKind::Dir, reason: Reason::AboveShards } => {
+                self.remove_tree(path).await.map(|()| None)
+            }
             Action::Delete { path, kind: EntryKind::Dir, .. } => self.dst.remove_dir(path).await.map(|()| None),
             Action::Delete { path, .. } => match &self.backup {
                 Some(backup) => backup.keep(self.dst.as_ref(), path).await.map(|()| None),

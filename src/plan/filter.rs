@@ -23,13 +23,20 @@ use crate::error::Error;
 use crate::path::RelPath;
 use crate::patterns::PatternSet;
 
-/// `--shard I/N`: this run owns the top-level entries whose name hashes
-/// to I modulo N, so N machines share one huge job without overlapping.
-/// blake3 of the name's bytes: the same split on every machine and release.
+/// `--shard I/N`: this run owns the entries whose path prefix of
+/// `--shard-depth` components (default 1: the top-level name) hashes to I
+/// modulo N, so N machines share one huge job without overlapping.
+/// blake3 of the prefix's bytes: the same split on every machine and
+/// release (depth 1 is the split of the releases before the depth).
+///
+/// Directories above the depth are every shard's to walk (and to make);
+/// only the shard their own path hashes to may delete one, and files above
+/// the depth are owned the same way, by their own path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     pub index: u32,
     pub count: u32,
+    pub depth: u32,
 }
 
 impl Shard {
@@ -41,16 +48,37 @@ impl Shard {
         if count == 0 || index >= count {
             return Err(bad());
         }
-        Ok(Shard { index, count })
+        Ok(Shard { index, count, depth: 1 })
     }
 
-    /// Whether this shard owns `path` (decided by its first component).
+    /// The same shard with its prefixes `depth` components long.
+    pub fn at_depth(self, depth: u32) -> Shard {
+        Shard { depth: depth.max(1), ..self }
+    }
+
+    /// Whether this shard owns `path` (decided by its first `depth`
+    /// components, or the whole path when shorter).
     pub fn owns(&self, path: &RelPath) -> bool {
-        let Some(top) = path.components().next() else { return true };
-        let digest = blake3::hash(top);
+        path.is_root() || self.index_of(path, self.count) == self.index
+    }
+
+    /// The shard of `count` that owns `path`.
+    pub fn index_of(&self, path: &RelPath, count: u32) -> u32 {
+        let bytes = path.as_bytes();
+        let mut end = bytes.len();
+        if let Some((at, _)) = bytes.iter().enumerate().filter(|(_, b)| **b == b'/').nth(self.depth as usize - 1) {
+            end = at;
+        }
+        let digest = blake3::hash(&bytes[..end]);
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest.as_bytes()[..8]);
-        u64::from_le_bytes(first) % u64::from(self.count) == u64::from(self.index)
+        (u64::from_le_bytes(first) % u64::from(count.max(1))) as u32
+    }
+
+    /// Whether this shard walks `path`: it owns it, or it is a directory
+    /// above the depth (every shard's, for what is below it).
+    pub fn walks(&self, path: &RelPath, is_dir: bool) -> bool {
+        (is_dir && path.depth() < self.depth as usize) || self.owns(path)
     }
 }
 
@@ -124,6 +152,12 @@ impl Filter {
         self
     }
 
+    /// The same filter for every shard.
+    pub fn without_shard(mut self) -> Self {
+        self.shard = None;
+        self
+    }
+
     pub fn shard(&self) -> Option<Shard> {
         self.shard
     }
@@ -154,12 +188,12 @@ impl Filter {
     /// Whether one entry passes the shard and the patterns, whatever its
     /// size and age.
     pub fn matches_patterns(&self, entry: &Entry) -> bool {
+        let is_dir = entry.is_dir();
         if let Some(shard) = &self.shard
-            && !shard.owns(&entry.path)
+            && !shard.walks(&entry.path, is_dir)
         {
             return false;
         }
-        let is_dir = entry.is_dir();
         if self.exclude.matches(&entry.path, is_dir) {
             return false;
         }
@@ -237,7 +271,7 @@ mod tests {
         let mut owners = vec![0u32; entries.len()];
         let mut sizes = Vec::new();
         for index in 0..4 {
-            let filter = Filter::default().with_shard(Some(Shard { index, count: 4 }));
+            let filter = Filter::default().with_shard(Some(Shard { index, count: 4, depth: 1 }));
             let kept = filter.apply(entries.clone());
             sizes.push(kept.len());
             for e in &kept {
@@ -250,12 +284,27 @@ mod tests {
         }
         assert!(owners.iter().all(|&n| n == 1), "every entry in exactly one shard");
         assert!(sizes.iter().all(|&n| n > 100 * 2 / 2), "roughly even: {sizes:?}");
-        assert_eq!(Shard::parse("1/4"), Ok(Shard { index: 1, count: 4 }));
+        assert_eq!(Shard::parse("1/4"), Ok(Shard { index: 1, count: 4, depth: 1 }));
         for bad in ["4/4", "1/0", "x/2", "1", "-1/3"] {
             assert!(Shard::parse(bad).is_err(), "{bad}");
         }
         // The split is fixed: a name's shard never changes between releases.
-        assert!(Shard { index: 0, count: 1 }.owns(&RelPath::parse(b"anything").unwrap()));
+        assert!(Shard { index: 0, count: 1, depth: 1 }.owns(&RelPath::parse(b"anything").unwrap()));
+        // Depth 1 hashes the top-level name, as before there was a depth.
+        let p = |s: &str| RelPath::parse(s.as_bytes()).unwrap();
+        let top = |name: &str| {
+            let digest = blake3::hash(name.as_bytes());
+            (u64::from_le_bytes(digest.as_bytes()[..8].try_into().unwrap()) % 7) as u32
+        };
+        let one = Shard { index: 0, count: 7, depth: 1 };
+        for path in ["pub", "pub/a/b.txt", "x/y"] {
+            assert_eq!(one.index_of(&p(path), 7), top(path.split('/').next().unwrap()), "{path}");
+        }
+        let two = one.at_depth(2);
+        assert_eq!(two.index_of(&p("pub/a/b/c.txt"), 7), top("pub/a"));
+        assert_eq!(two.index_of(&p("pub/a"), 7), top("pub/a"));
+        assert_eq!(two.index_of(&p("top.txt"), 7), top("top.txt"), "above the depth: its own path");
+        assert!(two.walks(&p("pub"), true), "a directory above the depth is every shard's to walk");
     }
 
     fn kept(filter: &Filter, entries: Vec<Entry>) -> Vec<String> {

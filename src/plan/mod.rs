@@ -69,6 +69,10 @@ pub enum Reason {
     /// `--remove-source-files`: already on the destination, so only taken
     /// from the source.
     Moved,
+    /// `--shard-depth`: a directory above the depth, not in the source,
+    /// removed whole by the shard that owns it (what is inside belongs to
+    /// several shards, each of which removes its own as well).
+    AboveShards,
 }
 
 impl Reason {
@@ -92,6 +96,7 @@ impl Reason {
             Reason::LinkTargetUnknown => "symbolic link skipped: its target is unknown",
             Reason::NeedsDelete => "would delete a non-empty directory; use --delete",
             Reason::Moved => "already on the destination",
+            Reason::AboveShards => "not in source (with what other shards own inside it)",
         }
     }
 }

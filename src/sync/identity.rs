@@ -56,7 +56,14 @@ pub(super) fn state_path(job: &Job, roots: &Roots) -> Result<StatePath, Error> {
         let state = StatePath { path: path.clone(), earlier: None, explicit: true };
         return state.usable();
     }
-    let shard = job.filter.shard().map(|s| format!("#shard-{}-of-{}", s.index, s.count)).unwrap_or_default();
+    let shard = job
+        .filter
+        .shard()
+        .map(|s| match s.depth {
+            1 => format!("#shard-{}-of-{}", s.index, s.count),
+            depth => format!("#shard-{}-of-{}-depth-{depth}", s.index, s.count),
+        })
+        .unwrap_or_default();
     let named = |src: &str, dst: &str| state::default_path(src, &format!("{dst}{shard}"));
     let path = named(&identity(&roots.src), &identity(&roots.dst))?;
     if path.exists() {

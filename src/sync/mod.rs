@@ -22,11 +22,13 @@ mod records;
 mod reports;
 mod route;
 mod safety;
+mod shard_stats;
 mod sources;
 mod temporaries;
 
 pub use reports::{Reports, record_fatal};
 pub use safety::{DeleteLimit, Safety};
+pub use shard_stats::shard_stats;
 
 use std::path::PathBuf;
 use std::sync::Arc;

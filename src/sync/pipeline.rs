@@ -29,7 +29,7 @@ use super::safety::{self, SourceSeen, hold_back_deletions, max_delete_stop};
 use super::sources::{Listed, Seen, Side, Walk, adopt_dir_mtimes};
 use super::temporaries::{clean_temporaries, report_temporaries_left};
 use super::{Job, Mode, Outcome, finish_run, unreachable};
-use crate::backend::{Backend, Entry};
+use crate::backend::{Backend, Entry, EntryKind};
 use crate::engine::report::Reporter;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::Error;
@@ -200,6 +200,18 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
 
     let stopped = crate::stop::requested().is_some();
     safety::drop_unseen_deletions(&mut actions, &src_seen.unreadable, &src_seen.held, stopped);
+    if let Some(shard) = filter.shard() {
+        // A directory above the shard depth is walked by every shard and
+        // deleted only by the one its path hashes to.
+        actions.retain(|a| !matches!(a, crate::plan::Action::Delete { path, .. } if !shard.owns(path)));
+        for action in &mut actions {
+            if let crate::plan::Action::Delete { path, kind: EntryKind::Dir, reason } = action
+                && path.depth() < shard.depth as usize
+            {
+                *reason = crate::plan::Reason::AboveShards;
+            }
+        }
+    }
     if mode == Mode::Sync
         && !stopped
         && let Some(db) = db

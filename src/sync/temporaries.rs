@@ -36,7 +36,9 @@ pub(super) async fn clean_temporaries(
     let now = crate::units::unix_now_secs();
     let window = i64::try_from(live_window(timeout).as_secs()).unwrap_or(i64::MAX);
     let may_be_live = |temp: &Entry| {
-        let owned = shard.is_none_or(|shard| temp.path.depth() > 1 && shard.owns(&temp.path));
+        // A temporary's name is not its target's: only below the prefix
+        // that decides the owner does it share its target's owner.
+        let owned = shard.is_none_or(|shard| temp.path.depth() > shard.depth as usize && shard.owns(&temp.path));
         !owned && temp.mtime.is_none_or(|m| now.saturating_sub(m.secs()) < window)
     };
     let (mut left, mut removable) = (0u64, Vec::with_capacity(temps.len()));
