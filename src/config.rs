@@ -107,6 +107,9 @@ pub struct JobSpec {
     pub notify: Option<String>,
     /// `--shard-depth`, for runs given `--shard`.
     pub shard_depth: Option<u32>,
+    /// `--files-from`, `--from0`.
+    pub files_from: Option<PathBuf>,
+    pub from0: bool,
     pub inplace: bool,
     pub backup_dir: Option<String>,
     pub verify: bool,
@@ -221,6 +224,9 @@ struct RawJob {
     remove_empty_source_dirs: bool,
     notify: Option<Spanned<String>>,
     shard_depth: Option<Spanned<u32>>,
+    files_from: Option<PathBuf>,
+    #[serde(default)]
+    from0: bool,
     #[serde(default)]
     inplace: bool,
     backup_dir: Option<String>,
@@ -678,6 +684,8 @@ impl ConfigFile<'_> {
             cutoff_mode,
             remove_source_files: raw.remove_source_files,
             remove_empty_source_dirs: raw.remove_empty_source_dirs && raw.remove_source_files,
+            files_from: raw.files_from,
+            from0: raw.from0,
             shard_depth: match &raw.shard_depth {
                 Some(d) if !(1..=64).contains(d.get_ref()) => {
                     return Err(self.error(Some(d.span()), "shard_depth is from 1 to 64"));

@@ -88,6 +88,7 @@ async fn mirror(source: &Path, mirror: &Path, state: &Path, mode: Mode, delete: 
         dst_remote: crate::backend::RemoteOptions::default(),
         trust_state: false,
         verify_state: false,
+        files_from: None,
         links: crate::plan::LinkMode::Copy,
     };
     let reporter = Arc::new(Reporter::new(OutputOptions { json: false, verbosity: Verbosity::Normal }));

@@ -273,6 +273,13 @@ pub struct CommonArgs {
     /// Write the final summary as JSON to FILE (atomically) as well.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Copy exactly the paths listed in FILE (relative to the source; one a line, # comments;
+    /// `-` reads standard input); only their directories are listed. Not with --delete.
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Option<PathBuf>,
+    /// With --files-from: the paths are NUL-separated (find -print0), not one a line.
+    #[arg(long, requires = "files_from")]
+    pub from0: bool,
     /// Healthcheck pings (healthchecks.io and the like): URL/start as a sync begins, URL when
     /// it ends well, URL/fail when not, with the JSON summary as the body. A failed ping is a
     /// warning, never a failed sync.
@@ -492,6 +499,20 @@ impl CommonArgs {
             return Err(Error::Usage("--bwlimit must be more than 0".into()));
         }
         let ages = self.age_range()?;
+        let files_from = match &self.files_from {
+            Some(_) if delete => {
+                return Err(Error::Usage(
+                    "--files-from copies the paths it lists and looks at nothing else: it cannot tell what \
+                     --delete should remove"
+                        .into(),
+                ));
+            }
+            Some(_) if self.verify_state => {
+                return Err(Error::Usage("--verify-state lists whole trees: not with --files-from".into()));
+            }
+            Some(file) => Some(Arc::new(crate::sync::files_from::FileList::read(file, self.from0)?)),
+            None => None,
+        };
         if self.remove_source_files && delete {
             return Err(Error::Usage(
                 "--remove-source-files empties the source, and --delete would then empty the destination: \
@@ -592,6 +613,7 @@ impl CommonArgs {
             links: self.links,
             trust_state: self.trust_state,
             verify_state: self.verify_state,
+            files_from,
         })
     }
 }
@@ -753,6 +775,8 @@ fn job_args(config: &Config, args: &RunArgs) -> Result<SyncArgs, Error> {
             cutoff_mode: spec.cutoff_mode,
             remove_source_files: spec.remove_source_files,
             notify: spec.notify.clone(),
+            files_from: spec.files_from.clone(),
+            from0: spec.from0,
             remove_empty_source_dirs: spec.remove_empty_source_dirs,
             inplace: spec.inplace,
             backup_dir: spec.backup_dir.clone(),

@@ -13,6 +13,7 @@
 //!   debris; `output.rs`: plan and check printing, transfer statistics;
 //!   `reports.rs`: `--report` and `--metrics` files.
 
+pub mod files_from;
 mod hashing;
 mod identity;
 pub mod notify;
@@ -82,6 +83,8 @@ pub struct Job {
     /// `--verify-state`: list the destination and rebuild the database's
     /// record of it, so later runs may trust it.
     pub verify_state: bool,
+    /// `--files-from`: only these paths are listed and copied.
+    pub files_from: Option<Arc<files_from::FileList>>,
 }
 
 /// How a run ended, when it ran to the end.
@@ -225,8 +228,10 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         _ => "failed",
     };
     finish_run(db.as_ref(), status).await;
+    // A --files-from run saw a few paths, not the source: no baseline.
     if let Some(db) = &db
         && held_back == 0
+        && job.files_from.is_none()
     {
         // The baseline for --max-shrink: only a run whose listing was
         // trusted sets it.

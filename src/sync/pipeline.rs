@@ -137,8 +137,13 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
     // Both walks start at once; the records load beside them.
     let listed = if early { Listed::Streamed } else { Listed::Whole };
     let src_listed = if !early && job.links == LinkMode::Follow { Listed::WholeFollowingLinks } else { listed };
-    let mut src_walk = Walk::start(&src, src_listed);
-    let dst_walk = (!job.trust_state).then(|| Walk::start(&dst, listed));
+    let (mut src_walk, dst_walk) = match &job.files_from {
+        Some(list) => (
+            Walk::of_files(&src, Arc::clone(list), Some(Arc::clone(&reporter))),
+            (!job.trust_state).then(|| Walk::of_files(&dst, Arc::clone(list), None)),
+        ),
+        None => (Walk::start(&src, src_listed), (!job.trust_state).then(|| Walk::start(&dst, listed))),
+    };
     let records = TrackedRecords::load(db).await?;
     // --trust-state: the records stand in for the destination's listing.
     let mut dst_walk = dst_walk.unwrap_or_else(|| Walk::from_records(&records));

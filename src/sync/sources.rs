@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::files_from::{self, FileList};
 use super::records::{RecordedSide, TrackedRecords};
 use crate::backend::owners::{IdKind, OwnerMap};
 use crate::backend::recall::{MAX_RECALLED_FILES, Recall};
@@ -76,6 +77,28 @@ impl Walk {
             }
         };
         Walk { items, task, recall }
+    }
+
+    /// `--files-from`: only the listed paths' directories, only the listed
+    /// names kept; on the source side (`reporter`) a listed path that is
+    /// not there is an error naming its line.
+    pub fn of_files(backend: &Arc<dyn Backend>, list: Arc<FileList>, reporter: Option<Arc<Reporter>>) -> Walk {
+        let (tx, items) = mpsc::channel(CHANNEL_BATCHES);
+        let backend = Arc::clone(backend);
+        let task = tokio::spawn(async move {
+            match files_from::listing(backend, &list).await {
+                Ok(listing) => {
+                    if let Some(reporter) = reporter {
+                        files_from::report_missing(&list, &listing, &reporter);
+                    }
+                    stream::send_listing(listing, tx).await
+                }
+                Err(err) => {
+                    let _ = tx.send(vec![WalkItem::Failed(err)]).await;
+                }
+            }
+        });
+        Walk { items, task, recall: None }
     }
 
     /// `--trust-state`: the destination as the records describe it.

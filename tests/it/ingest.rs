@@ -515,3 +515,76 @@ fn a_failed_ping_never_fails_the_sync() {
     let run = s.sync(&["--notify", "hc-ping.com/key"]);
     run.expect_code(2);
 }
+
+/// `--files-from`: exactly the listed paths are copied; a listed path the
+/// source lacks is an error naming its line; nothing else is touched.
+#[test]
+fn files_from_copies_exactly_the_listed_paths() {
+    let s = Scratch::new();
+    for d in 0..5 {
+        for f in 0..4 {
+            write(&s.src(), format!("d{d}/f{f}.txt"), format!("{d}/{f}").as_bytes());
+        }
+    }
+    write(&s.dst(), "d0/extra.txt", b"stays");
+    let list = s.path("list.txt");
+    fs::write(&list, "# tonight's batch\nd1/f2.txt\n\n./d3/f0.txt\n/d4/f3.txt\nd2/missing.txt\n").unwrap();
+    let run = s.sync(&["--files-from", &list.to_string_lossy()]);
+    run.expect_code(1);
+    assert!(run.stdout.contains("--files-from line 6: d2/missing.txt is not in the source"), "{}", run.explain());
+    assert_eq!(names(&s.dst()), ["d0/extra.txt", "d1/f2.txt", "d3/f0.txt", "d4/f3.txt"]);
+    assert_eq!(run.count("files_transferred"), 3);
+
+    // From standard input, NUL-separated (find -print0), a name with a newline in it.
+    write(&s.src(), "odd\nname.txt", b"odd");
+    let mut cmd = s.barge();
+    cmd.args(["sync", "--json", "--files-from", "-", "--from0"]).arg(s.src()).arg(s.dst());
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"odd\nname.txt\0d0/f1.txt\0").unwrap();
+    Run::of(child.wait_with_output().unwrap()).expect_code(0);
+    assert_eq!(fs::read(s.dst().join("odd\nname.txt")).unwrap(), b"odd");
+    assert!(s.dst().join("d0/f1.txt").exists() && !s.dst().join("d0/f0.txt").exists());
+
+    for (args, said) in [
+        (vec!["--files-from", &*list.to_string_lossy(), "--delete"], "cannot tell what"),
+        (vec!["--files-from", "/nonexistent/list"], "--files-from /nonexistent/list"),
+    ] {
+        let run = s.sync(&args);
+        run.expect_code(2);
+        assert!(run.stderr.contains(said), "{args:?}: {}", run.stderr);
+    }
+    fs::write(&list, "ok.txt\n../../etc/passwd\n").unwrap();
+    let run = s.sync(&["--files-from", &list.to_string_lossy()]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("line 2"), "{}", run.stderr);
+}
+
+/// Against a LIST-only server, only the listed paths' directories are
+/// listed: a three-file list costs a handful of round trips where the
+/// whole tree costs one listing per directory and more.
+#[test]
+fn files_from_lists_only_their_directories_on_a_server() {
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    for d in 0..30 {
+        for f in 0..5 {
+            server.write_file(&format!("tree/d{d:02}/f{f}.txt"), format!("{d}/{f}").as_bytes());
+        }
+    }
+    let s = Scratch::new();
+    let list = s.path("list.txt");
+    fs::write(&list, "d07/f1.txt\nd07/f3.txt\nd21/f0.txt\n").unwrap();
+    let src = crate::ftp_sync::url(&server, "/tree");
+    let dst = s.path("some");
+    let run =
+        crate::ftp_sync::sync(&s, &server, &src, &dst.to_string_lossy(), &["--files-from", &list.to_string_lossy()]);
+    run.expect_code(0);
+    assert_eq!(names(&dst), ["d07/f1.txt", "d07/f3.txt", "d21/f0.txt"]);
+    let few = run.summary()["transfers"]["src_round_trips"].as_u64().unwrap();
+
+    let all = s.path("all");
+    let run = crate::ftp_sync::sync(&s, &server, &src, &all.to_string_lossy(), &[]);
+    run.expect_code(0);
+    let whole = run.summary()["transfers"]["src_round_trips"].as_u64().unwrap();
+    assert!(few * 5 < whole, "three files cost {few} round trips, the tree {whole}");
+}
