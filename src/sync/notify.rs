@@ -67,12 +67,12 @@ fn send(url: &str, body: Option<String>) -> Result<(), String> {
         Some(body) => agent.post(url).header("Content-Type", "application/json").send(body.as_str()),
         None => agent.get(url).call(),
     };
-    // ureq's errors can quote the URL: only the status or the kind is said.
+    // ureq's errors can quote the URL: the key is taken out of what is said.
     match result {
         Ok(response) if response.status().is_success() => Ok(()),
         Ok(response) => Err(format!("HTTP {}", response.status())),
         Err(ureq::Error::StatusCode(code)) => Err(format!("HTTP {code}")),
-        Err(ureq::Error::Io(err)) => Err(err.kind().to_string()),
+        Err(ureq::Error::Io(err)) => Err(without_key(&err.to_string(), url)),
         Err(ureq::Error::Timeout(_)) => Err(format!("no answer within {} s", TIMEOUT.as_secs())),
         Err(ureq::Error::HostNotFound) => Err("host not found".into()),
         Err(ureq::Error::Tls(_) | ureq::Error::Rustls(_)) => Err("TLS failed".into()),
@@ -105,6 +105,15 @@ fn host_of(url: &str) -> String {
     format!("{scheme}://{host}/…")
 }
 
+/// `text` with `url`'s path (and anything after its host) taken out.
+fn without_key(text: &str, url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match after_scheme.find(['/', '?', '#']) {
+        Some(at) if at + 1 < after_scheme.len() => text.replace(&after_scheme[at..], "/…"),
+        _ => text.to_string(),
+    }
+}
+
 /// `--notify`'s value: an http or https URL.
 pub fn parse_url(text: &str) -> Result<String, String> {
     let lower = text.to_ascii_lowercase();
@@ -123,6 +132,10 @@ mod tests {
         assert_eq!(host_of("https://hc-ping.com/5f1c-secret"), "https://hc-ping.com/…");
         assert_eq!(host_of("http://user:pw@example.org:8080/ping/key?x=1"), "http://example.org:8080/…");
         assert!(parse_url("https://hc-ping.com/key").is_ok());
+        assert_eq!(
+            without_key("failed to lookup hc-ping.com/5f1c-secret: nope", "https://hc-ping.com/5f1c-secret"),
+            "failed to lookup hc-ping.com/…: nope"
+        );
         for bad in ["hc-ping.com/key", "ftp://x/y", "https://", "mailto:me"] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
