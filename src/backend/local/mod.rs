@@ -23,6 +23,7 @@ use crate::path::RelPath;
 
 mod group;
 mod writer;
+pub use group::GROUPED_FILE_SYSTEMS;
 use group::GroupCommit;
 use writer::{LocalWriter, Opener, hold_while_written, lost_handle};
 

@@ -198,11 +198,11 @@ impl FileWriter for LocalWriter {
         let kept = (self.mode, self.owner);
         let small = self.behind.at + buf.len() as u64 <= GROUPED_UP_TO;
         let group = self.group.take().filter(|_| small && commit_to.is_some());
-        let grouped = group.is_some();
+        let asked = group.clone();
         let done = blocking(move || {
             let (mut file, dir) = handle.open()?;
             file.write_all(&buf).map_err(|e| OpError::io("write", &path, e))?;
-            if let (true, Some(target)) = (grouped, commit_to.clone()) {
+            if let (Some(_), Some(target)) = (asked.filter(|group| group.takes(&file)), commit_to.clone()) {
                 give_attributes(&file, &path, kept, mtime)?;
                 return Ok(Err(Waiting { file, dir, root, temp: path, target, mtime }));
             }
