@@ -13,7 +13,7 @@
 //! are cut too (see [`cut`]), their temporaries left for the next run,
 //! and the run still ends with its summary.
 
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::time::Duration;
 
 /// The first signal received, 0 before one.
@@ -23,6 +23,8 @@ static DEADLINE: AtomicU8 = AtomicU8::new(IN_TIME);
 const IN_TIME: u8 = 0;
 const OVERTIME: u8 = 1;
 const CUT_OFF: u8 = 2;
+/// A hard `--max-duration` was set: [`cut`] has something to wait for.
+static CUTS: AtomicBool = AtomicBool::new(false);
 /// Wakes those waiting in [`asked`] and [`cut`].
 static ASKED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
@@ -60,6 +62,7 @@ pub fn described(why: &str) -> String {
 /// hard`): cut the transfers in flight as well.
 pub fn deadline(after: Duration, mode: CutoffMode) {
     let hard = mode == CutoffMode::Hard;
+    CUTS.store(hard, Ordering::Relaxed);
     tokio::spawn(async move {
         tokio::time::sleep(after).await;
         DEADLINE.store(if hard { CUT_OFF } else { OVERTIME }, Ordering::Relaxed);
@@ -76,6 +79,11 @@ pub fn deadline(after: Duration, mode: CutoffMode) {
 /// Returns once `--max-duration` has cut the run short (`--cutoff-mode
 /// hard`): a transfer waiting on this is given up, its temporary kept.
 pub async fn cut() {
+    // Without a hard deadline, nothing to register with (every transfer
+    // attempt waits on this).
+    if !CUTS.load(Ordering::Relaxed) {
+        return std::future::pending().await;
+    }
     loop {
         let woken = ASKED.notified();
         tokio::pin!(woken);
