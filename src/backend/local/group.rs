@@ -44,6 +44,8 @@ pub(super) const GROUPED_UP_TO: u64 = 1024 * 1024;
 /// A written small file waiting for its group's `syncfs` and its rename.
 pub(super) struct Waiting {
     pub file: File,
+    /// Its file system (device), as [`GroupCommit::takes`] found it.
+    pub dev: u64,
     pub dir: Option<Beneath>,
     pub root: Option<Arc<OwnedFd>>,
     pub temp: RelPath,
@@ -72,11 +74,11 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Whether `file` is on a file system whose files are grouped.
-    pub fn takes(&self, file: &File) -> bool {
-        let Ok(meta) = file.metadata() else { return false };
+    /// `file`'s file system (device) when its files are grouped.
+    pub fn takes(&self, file: &File) -> Option<u64> {
+        let dev = file.metadata().ok()?.dev();
         let mut on_disk = self.on_disk.lock().unwrap_or_else(PoisonError::into_inner);
-        *on_disk.entry(meta.dev()).or_insert_with(|| on_a_disk(file))
+        on_disk.entry(dev).or_insert_with(|| on_a_disk(file)).then_some(dev)
     }
 
     /// Commits `waiting` with the next group: durable, then renamed (a
@@ -114,19 +116,17 @@ impl GroupCommit {
     }
 }
 
-/// One group: a `syncfs` per file system that keeps its word, each other
-/// file its own fsync; then the renames of the durable ones.
+/// One group: a `syncfs` per file system among its files (where one
+/// fails, each of that file system's files its own fsync); then the
+/// renames of the durable ones.
 fn commit_group(group: Vec<Queued>) {
     let mut synced: HashMap<u64, bool> = HashMap::new();
     for queued in group {
         let Queued { waiting, done } = queued;
-        let durable = match waiting.file.metadata() {
-            Ok(meta) => *synced.entry(meta.dev()).or_insert_with(|| rustix::fs::syncfs(waiting.file.as_fd()).is_ok()),
-            Err(_) => false,
-        };
+        let durable = *synced.entry(waiting.dev).or_insert_with(|| rustix::fs::syncfs(waiting.file.as_fd()).is_ok());
         let result = if durable { Ok(()) } else { waiting.file.sync_all() };
         let finished = result.map_err(|e| OpError::io("fsync", &waiting.temp, e)).map(|()| {
-            let Waiting { file, dir, root, temp, target, mtime } = waiting;
+            let Waiting { file, dir, root, temp, target, mtime, .. } = waiting;
             drop(file);
             let committed = rename_beneath(root, &temp, &target, dir).is_ok();
             Finished { mtime, committed }
@@ -163,7 +163,8 @@ mod tests {
         let mut file =
             File::from(rustix::fs::openat(&dir.0, name, flags, rustix::fs::Mode::from_raw_mode(0o600)).unwrap());
         file.write_all(data).unwrap();
-        Waiting { file, dir: Some(dir), root: Some(Arc::clone(root)), temp, target, mtime: None }
+        let dev = file.metadata().unwrap().dev();
+        Waiting { file, dev, dir: Some(dir), root: Some(Arc::clone(root)), temp, target, mtime: None }
     }
 
     fn open_root(path: &std::path::Path) -> Arc<OwnedFd> {

@@ -202,9 +202,9 @@ impl FileWriter for LocalWriter {
         let done = blocking(move || {
             let (mut file, dir) = handle.open()?;
             file.write_all(&buf).map_err(|e| OpError::io("write", &path, e))?;
-            if let (Some(_), Some(target)) = (asked.filter(|group| group.takes(&file)), commit_to.clone()) {
+            if let (Some(dev), Some(target)) = (asked.and_then(|group| group.takes(&file)), commit_to.clone()) {
                 give_attributes(&file, &path, kept, mtime)?;
-                return Ok(Err(Waiting { file, dir, root, temp: path, target, mtime }));
+                return Ok(Err(Waiting { file, dev, dir, root, temp: path, target, mtime }));
             }
             let mtime = finish_file(&file, &path, kept, mtime)?;
             drop(file);
