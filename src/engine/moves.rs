@@ -13,10 +13,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{Engine, lock};
-use crate::backend::{Entry, EntryKind, Mtime};
+use crate::backend::{Entry, EntryKind};
 use crate::error::{ErrorKind, OpError};
 use crate::path::RelPath;
-use crate::plan::{Action, Reason};
+use crate::plan::{Action, CompareMode, CompareRule, Reason, Verdict};
 
 /// `--remove-source-files` and its companion flag.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,7 +41,9 @@ impl Engine {
     pub(super) async fn remove_moved(&self, src: &Entry) -> Result<(), OpError> {
         let path = &src.path;
         let kept = |why: String| OpError::new(ErrorKind::Other, "remove source", path, format!("kept: {why}"));
-        match self.dst.stat(path).await? {
+        // Two reads of two sides: asked at once (one round trip, not two).
+        let (copy, now) = tokio::join!(self.dst.stat(path), self.src.stat(path));
+        match copy? {
             Some(copy) if copy.kind == EntryKind::File && copy.size == src.size => {}
             Some(copy) => {
                 return Err(kept(format!(
@@ -51,8 +53,8 @@ impl Engine {
             }
             None => return Err(kept("the destination has no copy under its final name".into())),
         }
-        match self.src.stat(path).await? {
-            Some(now) if now.kind == EntryKind::File && now.size == src.size && self.same_time(src, now.mtime) => {}
+        match now? {
+            Some(now) if now.kind == EntryKind::File && self.unchanged(src, &now) => {}
             Some(_) => return Err(kept("it changed during the copy; the next run copies it again".into())),
             // Gone already (another mover): nothing left to remove.
             None => return Ok(()),
@@ -64,13 +66,20 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether `now` is the time `listed` was listed with, as precisely as
-    /// the source can say (a LIST time is good to the minute or the day).
-    fn same_time(&self, listed: &Entry, now: Option<Mtime>) -> bool {
-        let (Some(before), Some(now)) = (listed.mtime, now) else { return true };
-        let slack = self.src.capabilities().mtime_precision.max(Duration::from_secs(u64::from(listed.coarse_mtime_s)));
-        let apart = Duration::from_nanos(before.0.abs_diff(now.0));
-        apart < slack.max(Duration::from_secs(1))
+    /// Whether the source file shows `now` the size and time it was
+    /// `listed` with, the times as precisely as the source can say (the
+    /// planner's window: its precision, or a LIST line's minute or day;
+    /// at least a second). Without a time, the size alone.
+    fn unchanged(&self, listed: &Entry, now: &Entry) -> bool {
+        if listed.mtime.is_none() || now.mtime.is_none() {
+            return listed.size == now.size;
+        }
+        let precision = self.src.capabilities().mtime_precision.max(Duration::from_secs(1));
+        let rule = CompareRule::new(CompareMode::Mtime, precision, precision, true);
+        // The window widens for the listing's coarseness only: a stat is
+        // no excuse to look less closely.
+        let now = Entry { coarse_mtime_s: 0, ..now.clone() };
+        rule.compare(listed, &now, || None) == Verdict::Same
     }
 
     /// `--remove-empty-source-dirs`: the directories files were moved out
@@ -87,10 +96,8 @@ impl Engine {
         let mut dirs: Vec<RelPath> = dirs.into_iter().collect();
         dirs.sort_by_key(|d| std::cmp::Reverse(d.depth()));
         for dir in dirs {
-            if let Ok(Some(entry)) = self.src.stat(&dir).await
-                && entry.is_dir()
-                && self.src.remove_dir(&dir).await.is_ok()
-            {
+            // Removes only an empty directory: a file or a link there fails.
+            if self.src.remove_dir(&dir).await.is_ok() {
                 self.reporter.info(&format!("removed the emptied source directory {dir}"));
             }
         }
