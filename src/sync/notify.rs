@@ -7,7 +7,7 @@
 //! failed sync. The URL usually holds a secret (whoever has it can ping):
 //! messages name its host only.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use crate::engine::report::Reporter;
@@ -62,7 +62,8 @@ async fn ping(url: String, body: Option<String>, reporter: &Reporter) {
 
 /// One request: POST with a body, GET without; any 2xx is an answer.
 fn send(url: &str, body: Option<String>) -> Result<(), String> {
-    let agent = agent();
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    let agent = AGENT.get_or_init(agent);
     let result = match body {
         Some(body) => agent.post(url).header("Content-Type", "application/json").send(body.as_str()),
         None => agent.get(url).call(),
@@ -96,20 +97,26 @@ fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().timeout_global(Some(TIMEOUT)).tls_config(tls).build().new_agent()
 }
 
+/// `url` as its scheme, its authority (`user@host:port`) and the rest
+/// (path, query: the check's key).
+fn parts(url: &str) -> (&str, &str, &str) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let at = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    (scheme, &rest[..at], &rest[at..])
+}
+
 /// `https://hc-ping.com/…` for messages: the scheme and host, never the
 /// path (it holds the check's key).
 fn host_of(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
+    let (scheme, authority, _) = parts(url);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     format!("{scheme}://{host}/…")
 }
 
 /// `text` with `url`'s path (and anything after its host) taken out.
 fn without_key(text: &str, url: &str) -> String {
-    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    match after_scheme.find(['/', '?', '#']) {
-        Some(at) if at + 1 < after_scheme.len() => text.replace(&after_scheme[at..], "/…"),
+    match parts(url).2 {
+        key if key.len() > 1 => text.replace(key, "/…"),
         _ => text.to_string(),
     }
 }
