@@ -132,13 +132,18 @@ impl Limiter {
     }
 }
 
+/// The rate in force and its limiter (`None`: no limit now).
+type InForce = Mutex<(Option<u64>, Option<Arc<Limiter>>)>;
+
 /// The run's byte-rate limit: a fixed cap (the lowest of `--bwlimit` and
 /// the remotes' caps), a timetable under it, or both.
 pub struct Throttle {
     cap: Option<u64>,
-    timetable: Option<(Timetable, Clock)>,
-    /// The rate in force and its limiter (`None`: no limit now).
-    current: Mutex<(Option<u64>, Option<Arc<Limiter>>)>,
+    /// The timetable and, under a lock, the rate in force and its limiter
+    /// (`None`: no limit now). Without one, `fixed` is the limiter: a
+    /// transfer asking to pass takes no lock.
+    timetable: Option<(Timetable, Clock, InForce)>,
+    fixed: Option<Arc<Limiter>>,
 }
 
 impl Throttle {
@@ -149,18 +154,21 @@ impl Throttle {
 
     /// `cap` at most, and the timetable's rate at each moment by `clock`.
     pub fn scheduled(cap: Option<u64>, timetable: Option<(Timetable, Clock)>) -> Throttle {
-        Throttle { cap, timetable, current: Mutex::new((None, None)) }
+        let fixed = cap.filter(|_| timetable.is_none()).map(|rate| Arc::new(Limiter::new(rate)));
+        let timetable = timetable.map(|(table, clock)| (table, clock, Mutex::new((None, None))));
+        Throttle { cap, timetable, fixed }
     }
 
     /// The limiter for now, replaced when the rate in force changed.
     fn limiter(&self) -> Option<Arc<Limiter>> {
-        let scheduled = self.timetable.as_ref().and_then(|(table, clock)| table.rate_at(clock()));
-        let rate = match (self.cap, scheduled) {
+        let Some((table, clock, current)) = &self.timetable else { return self.fixed.clone() };
+        let rate = match (self.cap, table.rate_at(clock())) {
             (Some(cap), Some(rate)) => Some(cap.min(rate)),
             (cap, rate) => cap.or(rate),
         };
-        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.0 != rate || (rate.is_some() && current.1.is_none()) {
+        let mut current = current.lock().unwrap_or_else(PoisonError::into_inner);
+        // The limiter is always the rate's: a new rate, a new limiter.
+        if current.0 != rate {
             *current = (rate, rate.map(|r| Arc::new(Limiter::new(r))));
         }
         current.1.clone()
