@@ -3,6 +3,7 @@
 //! then validate into a higher-level config).
 
 mod demo;
+mod manual;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +53,30 @@ Filters (--include, --exclude, sizes and ages):
   destination entry is never deleted, nor is the copy of a source file that
   is left out by size or age.";
 
+pub(crate) const LOCATIONS: &str = "\
+Locations (SRC, DST, doctor's URL):
+  /srv/data, ./a:b          a local directory (write a path with a colon as ./a:b)
+  ftp://user@host:21/path   plain FTP (--tls explicit upgrades it with AUTH TLS)
+  ftpes://user@host/path    FTP with explicit TLS (AUTH TLS on port 21)
+  ftps://user@host/path     FTP with implicit TLS (port 990)
+  sftp://user@host:22/path  SFTP over SSH
+  NAME:path                 a remote of the config file; a path without a leading /
+                            is relative to the remote URL's path (NAME: is its base)
+  Server paths are absolute; host/~/dir is below the login's home directory; an
+  IPv6 address goes in brackets (ftp://[::1]:2121/path). The password comes from
+  the URL (percent-encoded), --password-env VAR, BARGE_PASSWORD or ~/.netrc, in
+  that order, and is never printed.";
+
+pub(crate) const ENVIRONMENT: &str = "\
+Environment:
+  BARGE_PASSWORD   the password where the URL and --password-env give none
+  NETRC            the netrc file to look passwords up in (default ~/.netrc)
+  ALL_PROXY        a SOCKS5 proxy for every connection, socks5://[user@]host:port
+                   (all_proxy too; --proxy and a remote's proxy win)
+  SSH_AUTH_SOCK    the ssh-agent whose keys SFTP logins offer
+  XDG_CONFIG_HOME  where the config file is (XDG_CONFIG_HOME/barge/config.toml)
+  XDG_STATE_HOME   where state databases go (XDG_STATE_HOME/barge/)";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "barge",
@@ -71,13 +96,22 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Make DST a mirror of SRC: new and changed files are copied.
-    #[command(after_help = format!("{FILTER_RULES}\n\n{EXIT_CODES}"))]
+    #[command(
+        after_help = format!("{FILTER_RULES}\n\n{EXIT_CODES}"),
+        after_long_help = format!("{LOCATIONS}\n\n{FILTER_RULES}\n\n{EXIT_CODES}\n\n{ENVIRONMENT}")
+    )]
     Sync(SyncArgs),
     /// Print what `sync` would do, one line per action with its reason; change nothing.
-    #[command(after_help = format!("{FILTER_RULES}\n\n{EXIT_CODES}"))]
+    #[command(
+        after_help = format!("{FILTER_RULES}\n\n{EXIT_CODES}"),
+        after_long_help = format!("{LOCATIONS}\n\n{FILTER_RULES}\n\n{EXIT_CODES}\n\n{ENVIRONMENT}")
+    )]
     Plan(SyncArgs),
     /// Compare SRC and DST and list differences; exit 0 only when they match.
-    #[command(after_help = format!("{FILTER_RULES}\n\n{EXIT_CODES}"))]
+    #[command(
+        after_help = format!("{FILTER_RULES}\n\n{EXIT_CODES}"),
+        after_long_help = format!("{LOCATIONS}\n\n{FILTER_RULES}\n\n{EXIT_CODES}\n\n{ENVIRONMENT}")
+    )]
     Check(CheckArgs),
     /// Generate a sample tree and mirror it, showing what barge does.
     Demo(demo::DemoArgs),
@@ -85,6 +119,7 @@ pub enum Command {
     /// data connections (NAT), listing, connection limit; one line per probe with the
     /// fix for each problem, then the firewall openings needed. Exit 0 when a sync
     /// would work, 3 when not.
+    #[command(after_long_help = LOCATIONS)]
     Doctor(DoctorArgs),
     /// Run a job named in the config file (see `barge jobs`).
     #[command(after_help = EXIT_CODES)]
@@ -98,8 +133,17 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff) on stdout: `barge man > barge.1`.
-    Man,
+    /// Print the manual page barge(1) (roff) on stdout, or write every page to a directory.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write every page instead of printing barge.1: DIR/man1/barge.1, one
+    /// DIR/man1/barge-COMMAND.1 per command and DIR/man5/barge-config.5 (e.g.
+    /// --dir /usr/local/share/man, or ~/.local/share/man).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// How much a run prints, and in which form.
@@ -667,12 +711,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             );
             return Ok(crate::error::exit::OK);
         }
-        Command::Man => {
-            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
-            page.render(&mut std::io::stdout())
-                .map_err(|source| Error::Io { context: "write the manual page".into(), source })?;
-            return Ok(crate::error::exit::OK);
-        }
+        Command::Man(args) => return write_manual(args),
     };
     let mut reporter = Reporter::new(common.output());
     let mut log_failed = None;
@@ -819,6 +858,27 @@ fn list_jobs(config: &Config) -> Result<i32, Error> {
     print_listing(config, &out, "jobs")
 }
 
+/// `barge man`: barge(1) on stdout, or every page into `--dir`.
+fn write_manual(args: ManArgs) -> Result<i32, Error> {
+    let io = |context: String| move |source| Error::Io { context, source };
+    let pages = manual::pages();
+    let Some(dir) = args.dir else {
+        use std::io::Write;
+        std::io::stdout().write_all(pages[0].roff.as_bytes()).map_err(io("write the manual page".into()))?;
+        return Ok(crate::error::exit::OK);
+    };
+    for page in &pages {
+        // DIR/man1/barge.1, DIR/man5/barge-config.5: a tree `man` searches.
+        let section = page.file_name.rsplit('.').next().unwrap_or("1");
+        let sub = dir.join(format!("man{section}"));
+        std::fs::create_dir_all(&sub).map_err(io(format!("create {}", sub.display())))?;
+        let path = sub.join(&page.file_name);
+        std::fs::write(&path, &page.roff).map_err(io(format!("write {}", path.display())))?;
+        println!("{}", path.display());
+    }
+    Ok(crate::error::exit::OK)
+}
+
 /// `barge remotes`: one line per remote, with where its secret comes from.
 fn list_remotes(config: &Config) -> Result<i32, Error> {
     let mut out = String::new();
@@ -866,7 +926,7 @@ pub fn wants_json(cli: &Cli) -> bool {
         Command::Check(a) => a.common.output.json,
         Command::Run(a) => a.output.json,
         Command::Doctor(a) => a.json,
-        Command::Demo(_) | Command::Jobs | Command::Remotes | Command::Completions { .. } | Command::Man => false,
+        Command::Demo(_) | Command::Jobs | Command::Remotes | Command::Completions { .. } | Command::Man(_) => false,
     }
 }
 

@@ -3,6 +3,7 @@
 mod common;
 mod config;
 mod crash_loop;
+mod docs;
 mod doctor;
 mod durability;
 mod failing_well;
