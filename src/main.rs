@@ -13,6 +13,8 @@ mod alloc;
 static ALLOCATOR: alloc::CacheAlignedLarge = alloc::CacheAlignedLarge;
 
 fn main() {
+    // A shell asking what to offer at a TAB gets its answer and nothing else.
+    cli::answer_if_asked();
     let cli = Cli::parse();
     let json = cli::wants_json(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -2,6 +2,8 @@
 //! that turns raw flags into a validated [`Job`] (ripgrep's habit: parse,
 //! then validate into a higher-level config).
 
+mod complete;
+pub use complete::answer_if_asked;
 mod demo;
 mod manual;
 
@@ -128,7 +130,8 @@ pub enum Command {
     Jobs,
     /// List the remotes in the config file (never their secrets).
     Remotes,
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    /// Print the lines that hook a shell's completion up (bash, zsh, fish, elvish, powershell):
+    /// flags, and the config file's job and remote names, asked of barge at each TAB.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -176,6 +179,7 @@ impl OutputArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The job's name in the config file.
+    #[arg(add = complete::jobs())]
     pub job: String,
     /// Print what the job would do, change nothing; exit as the sync would (5 for a safety stop).
     #[arg(long)]
@@ -196,8 +200,10 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// Source: a local path, or ftp://, ftpes://, ftps://, sftp:// URL.
+    #[arg(add = complete::locations())]
     pub src: String,
     /// Destination, same forms as the source.
+    #[arg(add = complete::locations())]
     pub dst: String,
     /// Delete destination entries that the source does not have.
     #[arg(long)]
@@ -227,7 +233,9 @@ impl SyncArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    #[arg(add = complete::locations())]
     pub src: String,
+    #[arg(add = complete::locations())]
     pub dst: String,
     #[command(flatten)]
     pub common: CommonArgs,
@@ -237,6 +245,7 @@ pub struct CheckArgs {
 pub struct DoctorArgs {
     /// The location to diagnose: an ftp://, ftpes://, ftps:// or sftp:// URL, or NAME:
     /// (NAME:PATH) for a remote in the config file, with its settings and secret.
+    #[arg(add = complete::locations())]
     pub location: String,
     /// Write JSON lines to stdout: one object per probe, then a summary.
     #[arg(long)]
@@ -702,15 +711,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Doctor(args) => return doctor(&config()?, args).await,
         Command::Jobs => return list_jobs(&config()?),
         Command::Remotes => return list_remotes(&config()?),
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut <Cli as clap::CommandFactory>::command(),
-                "barge",
-                &mut std::io::stdout(),
-            );
-            return Ok(crate::error::exit::OK);
-        }
+        Command::Completions { shell } => return complete::print_registration(shell),
         Command::Man(args) => return write_manual(args),
     };
     let mut reporter = Reporter::new(common.output());

@@ -83,3 +83,71 @@ fn man_pages_are_written_one_per_command_and_render_without_warnings() {
     let out = s.barge().arg("man").output().unwrap();
     assert_eq!(out.stdout, std::fs::read(at("barge.1")).unwrap());
 }
+
+/// What bash offers at a TAB after `words` (the last one being completed),
+/// with the script `barge completions bash` prints loaded.
+fn bash_offers(s: &Scratch, words: &[&str]) -> Vec<String> {
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_barge")).parent().unwrap();
+    let script = r#"
+source <(barge completions bash) || exit 9
+COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+COMP_LINE="${COMP_WORDS[*]}"; COMP_POINT=${#COMP_LINE}; COMP_TYPE=9
+_clap_complete_barge barge "${COMP_WORDS[-1]}" "${COMP_WORDS[-2]}"
+printf '%s\n' "${COMPREPLY[@]}"
+"#;
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg("bash")
+        .args(words)
+        .current_dir(s.path(""))
+        .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
+        .env("XDG_CONFIG_HOME", s.path("xdg"))
+        .env("HOME", s.path("home"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bash: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn completion_offers_the_config_files_jobs_and_remotes() {
+    let s = Scratch::new();
+    let config = "[remotes.origin]\nurl = \"ftp://u@ftp.example.com/pub\"\n\
+                  [remotes.vault]\nurl = \"sftp://b@vault.example.org/srv\"\n\
+                  [jobs.nightly]\nsource = \"origin:releases\"\ndestination = \"/srv/mirror\"\n\
+                  [jobs.home-backup]\nsource = \"/home\"\ndestination = \"vault:home\"\n";
+    write(&s.path("xdg/barge"), "config.toml", config.as_bytes());
+    write(&s.path("other"), "c.toml", b"[jobs.elsewhere]\nsource = \"/a\"\ndestination = \"/b\"\n");
+    std::fs::create_dir_all(s.path("home")).unwrap();
+    std::fs::create_dir_all(s.path("archive")).unwrap();
+
+    // The default config's jobs, filtered by what is typed.
+    let offered = bash_offers(&s, &["barge", "run", ""]);
+    assert!(offered.contains(&"nightly".into()) && offered.contains(&"home-backup".into()), "{offered:?}");
+    assert_eq!(bash_offers(&s, &["barge", "run", "ni"]), ["nightly"]);
+    // --config, before or after the command, is the config asked.
+    assert_eq!(bash_offers(&s, &["barge", "--config", "other/c.toml", "run", "e"]), ["elsewhere"]);
+    assert_eq!(bash_offers(&s, &["barge", "run", "--config", "other/c.toml", "e"]), ["elsewhere"]);
+    // Locations: remotes as NAME:, and local paths.
+    assert_eq!(bash_offers(&s, &["barge", "sync", "or"]), ["origin:"]);
+    assert_eq!(bash_offers(&s, &["barge", "doctor", "v"]), ["vault:"]);
+    let offered = bash_offers(&s, &["barge", "sync", "origin:", "a"]);
+    assert_eq!(offered, ["archive/"], "a local path for the destination");
+    // Flags and commands, as before.
+    assert_eq!(bash_offers(&s, &["barge", "sync", "--max-del"]), ["--max-delete"]);
+    assert_eq!(bash_offers(&s, &["barge", "ch"]), ["check"]);
+    // A broken config offers nothing rather than an error on the prompt.
+    write(&s.path("xdg/barge"), "config.toml", b"[jobs.x\n");
+    assert_eq!(bash_offers(&s, &["barge", "run", ""]).iter().filter(|w| !w.starts_with('-')).count(), 0);
+}
+
+#[test]
+fn completion_scripts_hook_up_every_shell() {
+    let s = Scratch::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = s.barge().args(["completions", shell]).output().unwrap();
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && script.contains("_BARGE_COMPLETE"), "{shell}: {script}");
+    }
+}
