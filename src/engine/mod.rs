@@ -13,6 +13,7 @@
 pub mod adapt;
 pub mod liveness;
 mod moves;
+pub mod progress;
 pub mod report;
 mod shards;
 
@@ -216,9 +217,13 @@ impl Engine {
                 _ => self.reporter.done(action, None),
             }
         }
-        let total_bytes =
-            phases.transfers.iter().map(|a| if let Action::Copy { src, .. } = a { src.size } else { 0 }).sum();
-        self.reporter.start_progress(total_bytes, phases.transfers.len() as u64);
+        // The copies not sent early join the progress line's totals.
+        let (copies, bytes) = phases.transfers.iter().fold((0, 0), |(n, bytes), a| match a {
+            Action::Copy { src, .. } => (n + 1, bytes + src.size),
+            _ => (n, bytes),
+        });
+        self.reporter.grow_progress(bytes, copies);
+        self.reporter.deleting((phases.delete_files.len() + phases.delete_dirs.len()) as u64);
         self.sequential(phases.replaced).await;
         self.make_dirs(phases.mkdirs).await;
         let started = std::time::Instant::now();
@@ -231,7 +236,6 @@ impl Engine {
         if self.config.moving.is_some_and(|m| m.empty_dirs) && crate::stop::requested().is_none() {
             self.remove_emptied_source_dirs().await;
         }
-        self.reporter.finish_progress();
     }
 
     /// Runs the actions a streamed plan sends while the trees are still
@@ -241,7 +245,6 @@ impl Engine {
     /// plan (replacements, deletions, directory mtimes) then goes to
     /// [`Engine::run`].
     pub async fn run_streamed(self: &Arc<Self>, actions: tokio::sync::mpsc::Receiver<Action>) {
-        self.reporter.start_progress(0, 0);
         let started = std::time::Instant::now();
         let receiver = Arc::new(tokio::sync::Mutex::new(actions));
         let backlog = {
@@ -284,7 +287,6 @@ impl Engine {
         }
         self.obey_server_caps();
         *lock(&self.transfer_time) += started.elapsed();
-        self.reporter.finish_progress();
     }
 
     /// The next streamed action; a mkdir is registered as under way before
@@ -582,9 +584,11 @@ impl Engine {
                     perms: self.config.perms.as_ref(),
                     owners: self.config.owners,
                 };
+                let shown = reporter.copying(&src.path.to_string(), src.size);
                 let committed =
                     commit::copy_file(self.src.as_ref(), self.dst.as_ref(), src, resume_from, options, &|n| {
                         reporter.add_bytes(n);
+                        shown.file.add(n);
                         self.liveness.answered();
                     })
                     .await?;

@@ -2,14 +2,15 @@
 //! and warnings on stderr, a progress bar on a terminal, and a summary.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 
+use super::progress::{InFlightGuard, Progress, terminal_width};
 use crate::error::OpError;
 use crate::plan::Action;
 use crate::units::human_bytes;
@@ -142,9 +143,10 @@ impl TransferStats {
 pub struct Reporter {
     opts: OutputOptions,
     pub stats: Stats,
-    progress: Mutex<Option<ProgressBar>>,
-    /// Files the progress bar counts towards.
-    total_files: AtomicU64,
+    /// What the progress line counts (counted whether it is shown or not).
+    progress: Arc<Progress>,
+    /// The progress line, on a terminal.
+    bar: Mutex<Option<ProgressBar>>,
     stdout: Mutex<std::io::Stdout>,
     /// `--log-file`: every action, warning and error, with times.
     log: Option<Mutex<std::fs::File>>,
@@ -155,8 +157,8 @@ impl Reporter {
         Reporter {
             opts,
             stats: Stats::default(),
-            progress: Mutex::new(None),
-            total_files: AtomicU64::new(0),
+            progress: Arc::default(),
+            bar: Mutex::new(None),
             stdout: Mutex::new(std::io::stdout()),
             log: None,
         }
@@ -188,46 +190,67 @@ impl Reporter {
         self.opts
     }
 
-    /// Shows a progress bar for `total_bytes` when stderr is a terminal and
-    /// the output is for a person; nothing otherwise.
-    pub fn start_progress(&self, total_bytes: u64, total_files: u64) {
-        if self.opts.json || self.opts.verbosity == Verbosity::Quiet || !std::io::stderr().is_terminal() {
+    /// Shows the progress line (see `progress`) when stdout and stderr are
+    /// both terminals and the output is for a person; otherwise nothing but
+    /// the summary is drawn. Called once, as the listings start.
+    pub fn start_progress(&self) {
+        self.progress.listing_started();
+        let terminal = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
+        if self.opts.json || self.opts.verbosity == Verbosity::Quiet || !terminal {
             return;
         }
-        let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
-        let style =
-            ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
-        self.total_files.store(total_files, Ordering::Relaxed);
-        bar.set_message(format!("0/{total_files} files"));
-        bar.enable_steady_tick(Duration::from_millis(200));
-        if let Ok(mut slot) = self.progress.lock() {
+        let progress = Arc::clone(&self.progress);
+        let line = move |_: &ProgressState, out: &mut dyn std::fmt::Write| {
+            let width = terminal_width().saturating_sub(1);
+            let _ = out.write_str(&progress.snapshot(Instant::now()).line(width));
+        };
+        let style = ProgressStyle::with_template("{line}")
+            .map(|style| style.with_key("line", line))
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
+        bar.enable_steady_tick(Duration::from_millis(250));
+        if let Ok(mut slot) = self.bar.lock() {
             *slot = Some(bar);
         }
     }
 
-    pub fn add_bytes(&self, bytes: u64) {
-        self.stats.bytes_moving.fetch_add(bytes, Ordering::Relaxed);
-        if let Ok(slot) = self.progress.lock()
-            && let Some(bar) = slot.as_ref()
-        {
-            bar.inc(bytes);
-        }
+    /// An entry of either listing, passed on to the planner.
+    pub fn listed(&self) {
+        self.progress.listed();
     }
 
-    /// More work for the progress bar, as a streamed plan finds it.
+    /// Both listings are in: the totals stand.
+    pub fn listing_done(&self) {
+        self.progress.listing_ended();
+    }
+
+    pub fn add_bytes(&self, bytes: u64) {
+        self.stats.bytes_moving.fetch_add(bytes, Ordering::Relaxed);
+        self.progress.moved(bytes);
+    }
+
+    /// More copies for the progress line, as the plan finds them.
     pub fn grow_progress(&self, bytes: u64, files: u64) {
-        self.total_files.fetch_add(files, Ordering::Relaxed);
-        if let Ok(slot) = self.progress.lock()
-            && let Some(bar) = slot.as_ref()
-        {
-            bar.inc_length(bytes);
-        }
+        self.progress.will_copy(bytes, files);
+    }
+
+    /// A deletion the plan found (it may yet be held back).
+    pub fn will_delete(&self) {
+        self.progress.will_delete(1);
+    }
+
+    /// The deletions about to run.
+    pub fn deleting(&self, count: u64) {
+        self.progress.deleting(count);
+    }
+
+    /// A copy under way, named on the progress line while the guard lives.
+    pub fn copying(&self, path: &str, size: u64) -> InFlightGuard {
+        self.progress.copying(path, size)
     }
 
     pub fn finish_progress(&self) {
-        if let Ok(mut slot) = self.progress.lock()
+        if let Ok(mut slot) = self.bar.lock()
             && let Some(bar) = slot.take()
         {
             bar.finish_and_clear();
@@ -242,14 +265,14 @@ impl Reporter {
                 let _ = writeln!(out, "{line}");
             }
         };
-        match self.progress.lock().ok().and_then(|slot| slot.clone()) {
+        match self.bar.lock().ok().and_then(|slot| slot.clone()) {
             Some(bar) => bar.suspend(write),
             None => write(),
         }
     }
 
     fn eprint(&self, line: &str) {
-        match self.progress.lock().ok().and_then(|slot| slot.clone()) {
+        match self.bar.lock().ok().and_then(|slot| slot.clone()) {
             Some(bar) => bar.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
         }
@@ -281,13 +304,7 @@ impl Reporter {
             Action::Copy { .. } => {
                 s.files_transferred.fetch_add(1, Ordering::Relaxed);
                 s.bytes_transferred.fetch_add(bytes.unwrap_or(0), Ordering::Relaxed);
-                if let Ok(slot) = self.progress.lock()
-                    && let Some(bar) = slot.as_ref()
-                {
-                    let done = s.files_transferred.load(Ordering::Relaxed);
-                    let total = self.total_files.load(Ordering::Relaxed);
-                    bar.set_message(format!("{done}/{total} files"));
-                }
+                self.progress.copied();
             }
             Action::Delete { .. } => {
                 s.files_deleted.fetch_add(1, Ordering::Relaxed);

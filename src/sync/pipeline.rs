@@ -123,6 +123,16 @@ struct Rules {
 }
 
 pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Result<Ended, Error> {
+    let reporter = Arc::clone(&setup.reporter);
+    let result = run_listed(setup, mode, started).await;
+    if result.is_err() {
+        // The error is printed next: not after a progress line left drawn.
+        reporter.finish_progress();
+    }
+    result
+}
+
+async fn run_listed(setup: Setup<'_>, mode: Mode, started: Instant) -> Result<Ended, Error> {
     let Setup { job, src, dst, db, filter, engine_config, reporter, journal } = setup;
     let early = acts_early(job, mode);
     if job.trust_state {
@@ -153,6 +163,9 @@ pub(super) async fn run(setup: Setup<'_>, mode: Mode, started: Instant) -> Resul
     // destination that failed to list must not look empty.
     let src_first = src_walk.first_items().await.map_err(unreachable(&job.src))?;
     let dst_first = dst_walk.first_items().await.map_err(unreachable(&job.dst))?;
+    if mode == Mode::Sync {
+        reporter.start_progress();
+    }
 
     let rule = CompareRule::new(
         job.compare,
@@ -300,6 +313,7 @@ async fn march_acting_early(
         let src_entries = std::iter::from_fn(|| src.next_entry(&filter, &records));
         let dst_entries = std::iter::from_fn(|| dst.next_entry(&filter, &records));
         let unchanged = march(src_entries, dst_entries, &records, rules, &mut router);
+        reporter.listing_done();
         router.close();
         Marched { unchanged, src: src.seen, dst: dst.seen, router, listed: None }
     });
@@ -319,10 +333,11 @@ async fn march_whole(
     rules: Rules,
 ) -> Result<Marched, Error> {
     let joined = |e: tokio::task::JoinError| Error::Io { context: "plan".into(), source: std::io::Error::other(e) };
-    let (filter, records) = (Arc::clone(&rules.filter), rules.records.clone());
+    let (filter, records, reporter) = (Arc::clone(&rules.filter), rules.records.clone(), Arc::clone(&rules.reporter));
     let (mut src_entries, mut dst_entries, src, dst) = tokio::task::spawn_blocking(move || {
         let src_entries = src.collect(&filter, &records);
         let dst_entries = dst.collect(&filter, &records);
+        reporter.listing_done();
         (src_entries, dst_entries, src, dst)
     })
     .await

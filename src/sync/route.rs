@@ -62,8 +62,11 @@ impl Sink for Router {
                 self.replaced.insert(path.clone());
                 false
             }
-            Action::Delete { .. }
-            | Action::SetMtime { kind: crate::backend::EntryKind::Dir, .. }
+            Action::Delete { .. } => {
+                self.reporter.will_delete();
+                false
+            }
+            Action::SetMtime { kind: crate::backend::EntryKind::Dir, .. }
             | Action::SetMode { kind: crate::backend::EntryKind::Dir, .. }
             | Action::SetOwner { kind: crate::backend::EntryKind::Dir, .. } => false,
             Action::Skip { reason: Reason::LinkUnsupported, .. } => {

@@ -376,6 +376,7 @@ impl Side {
                 self.seen.files += 1;
             }
             self.seen.entries += 1;
+            self.reporter.listed();
             let mut entry = entry;
             if let (Some(owners), Some(owner)) = (self.owners.as_mut(), entry.owner) {
                 entry.owner = Some(owners.map(owner));

@@ -26,6 +26,7 @@ mod proxy;
 mod recursive_list;
 mod round_trips;
 mod safety;
+mod screen;
 mod secrets;
 mod segmented;
 mod servers;

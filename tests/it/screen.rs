@@ -1,0 +1,136 @@
+//! The progress line as a person sees it: barge run in a real terminal
+//! (tmux, at 80 and 120 columns), the screen read back while it runs.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// A tmux server of its own (its own socket), killed when dropped.
+struct Terminal {
+    socket: String,
+}
+
+impl Terminal {
+    /// Runs `command` (a shell line) in a fresh `columns`-wide terminal.
+    fn run(command: &str, columns: u16) -> Terminal {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let socket = format!("barge-test-{}-{n}", std::process::id());
+        let status = Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-x", &columns.to_string(), "-y", "20"])
+            .arg(format!("{command}; echo EXITED $?; sleep 120"))
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("tmux (tests/support/install.sh installs it)");
+        assert!(status.success());
+        Terminal { socket }
+    }
+
+    /// The screen's lines now, trailing blanks trimmed.
+    fn screen(&self) -> Vec<String> {
+        let out = Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim_end().to_string()).collect()
+    }
+
+    /// Every distinct screen until the command has exited.
+    fn screens_until_exit(&self, within: Duration) -> Vec<Vec<String>> {
+        let started = Instant::now();
+        let mut screens: Vec<Vec<String>> = Vec::new();
+        loop {
+            let screen = self.screen();
+            let exited = screen.iter().any(|l| l.starts_with("EXITED"));
+            if screens.last() != Some(&screen) {
+                screens.push(screen);
+            }
+            if exited {
+                return screens;
+            }
+            assert!(started.elapsed() < within, "still running after {within:?}: {:?}", screens.last());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
+    }
+}
+
+/// A tree that takes a few seconds at 4 MB/s: one large file, many small.
+fn slow_tree(s: &Scratch) {
+    write(&s.src(), "iso/big-file-number-one.iso", &bytes(7, 12 << 20));
+    for i in 0..200 {
+        write(&s.src(), format!("small/f{i}"), format!("{i}").as_bytes());
+    }
+}
+
+fn sync_line(s: &Scratch, redirect: &str) -> String {
+    format!(
+        "{} sync {} {} --state {} --bwlimit 4M{redirect}",
+        env!("CARGO_BIN_EXE_barge"),
+        s.src().display(),
+        s.dst().display(),
+        s.state().display()
+    )
+}
+
+fn is_progress(line: &str) -> bool {
+    line.contains("eta ") || line.starts_with("listing: ")
+}
+
+#[test]
+fn the_progress_line_fits_the_terminal_and_leaves_only_the_summary() {
+    for columns in [80u16, 120] {
+        let s = Scratch::new();
+        slow_tree(&s);
+        let terminal = Terminal::run(&sync_line(&s, ""), columns);
+        let screens = terminal.screens_until_exit(Duration::from_secs(60));
+        let shown: Vec<&String> = screens.iter().flatten().filter(|l| is_progress(l)).collect();
+        assert!(!shown.is_empty(), "{columns} columns: no progress line in {screens:?}");
+        for screen in &screens {
+            // One line, never wrapped onto a second row nor stacked.
+            assert!(screen.iter().filter(|l| is_progress(l)).count() <= 1, "{columns}: {screen:?}");
+            for line in screen {
+                assert!(
+                    line.chars().count() < columns as usize || line.starts_with("transferred"),
+                    "{columns}: {line:?}"
+                );
+            }
+        }
+        // A bar, the share, the rate of the last seconds and an ETA once listed,
+        // and the large file named while it runs alone.
+        let rated =
+            |l: &&&String| l.contains('%') && l.contains("eta ") && (l.contains("MiB/s") || l.contains("KiB/s"));
+        assert!(shown.iter().any(|l| rated(&l)), "{columns}: {shown:?}");
+        assert!(shown.iter().any(|l| l.contains("big-file") && l.ends_with('%')), "{columns}: {shown:?}");
+        if columns >= 100 {
+            assert!(shown.iter().any(|l| l.starts_with('[')), "a bar at {columns} columns: {shown:?}");
+        }
+        // No flash of empty totals.
+        assert!(!shown.iter().any(|l| l.contains("0 B/0 B") || l.contains("0/0 files")), "{shown:?}");
+        // At the end: the summary, and no progress line left behind.
+        let last = screens.last().unwrap();
+        assert!(last.iter().any(|l| l.starts_with("transferred 201 files")), "{last:?}");
+        assert!(last.iter().any(|l| l == "EXITED 0"), "{last:?}");
+        assert!(!last.iter().any(|l| is_progress(l)), "{last:?}");
+        assert_mirrors(&s.src(), &s.dst());
+    }
+}
+
+#[test]
+fn with_stdout_not_a_terminal_only_the_summary_is_written() {
+    let s = Scratch::new();
+    slow_tree(&s);
+    let out = s.path("out.txt");
+    let terminal = Terminal::run(&sync_line(&s, &format!(" > {}", out.display())), 80);
+    let screens = terminal.screens_until_exit(Duration::from_secs(60));
+    for screen in &screens {
+        assert!(!screen.iter().any(|l| is_progress(l)), "drawn although stdout is a file: {screen:?}");
+    }
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(written.starts_with("transferred 201 files") && written.lines().count() == 1, "{written}");
+    assert!(Path::new(&s.dst()).join("iso/big-file-number-one.iso").exists());
+}
