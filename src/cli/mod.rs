@@ -910,7 +910,7 @@ fn print_listing(config: &Config, text: &str, what: &str) -> Result<i32, Error> 
         match &config.path {
             Some(path) => eprintln!("no {what} in {}", path.display()),
             None => eprintln!(
-                "no config file: write {} (see README, \"Config file\")",
+                "no config file: write {} (see `man 5 barge-config` or docs/config.md)",
                 crate::config::default_path().map_or("one".into(), |p| p.display().to_string())
             ),
         }

@@ -187,18 +187,12 @@ fn an_sftp_remote_carries_its_ssh_options_and_bandwidth_cap() {
 /// they name every command and flag barge has.
 #[test]
 fn completions_and_man_page_cover_the_commands() {
+    // What each offers is tested in docs.rs (through bash, and with man -l).
     let s = Scratch::new();
-    for shell in ["bash", "zsh", "fish"] {
-        let run = Run::of(s.barge().args(["completions", shell]).output().unwrap());
-        run.expect_code(0);
-        for word in ["sync", "doctor", "backup-dir", "trust-state"] {
-            assert!(run.stdout.contains(word), "{shell} completion lacks {word}");
-        }
-    }
     let run = Run::of(s.barge().arg("man").output().unwrap());
     run.expect_code(0);
-    assert!(run.stdout.starts_with(".ie") || run.stdout.contains(".TH barge 1"), "{}", &run.stdout[..200]);
-    assert!(run.stdout.contains("barge\\-sync") || run.stdout.contains("sync"), "subcommands listed");
+    assert!(run.stdout.starts_with(".TH BARGE 1"), "{}", &run.stdout[..200]);
+    assert!(run.stdout.contains("barge\\-sync"), "subcommands listed");
     let run = Run::of(s.barge().args(["completions", "tcsh"]).output().unwrap());
     run.expect_code(2);
 }

@@ -151,3 +151,272 @@ fn completion_scripts_hook_up_every_shell() {
         assert!(out.status.success() && script.contains("_BARGE_COMPLETE"), "{shell}: {script}");
     }
 }
+
+// --- The docs: every command in them is checked -----------------------------
+
+fn repo() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// README.md and every page of docs/, with their text.
+fn doc_files() -> Vec<(String, String)> {
+    let mut files = vec![("README.md".to_string(), std::fs::read_to_string(repo().join("README.md")).unwrap())];
+    let mut pages: Vec<_> = std::fs::read_dir(repo().join("docs")).unwrap().map(|e| e.unwrap().path()).collect();
+    pages.sort();
+    for page in pages.into_iter().filter(|p| p.extension().is_some_and(|e| e == "md")) {
+        let name = format!("docs/{}", page.file_name().unwrap().to_string_lossy());
+        files.push((name, std::fs::read_to_string(&page).unwrap()));
+    }
+    files
+}
+
+/// The fenced code blocks of a markdown text: (info string, body).
+fn code_blocks(text: &str) -> Vec<(String, String)> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(String, String)> = None;
+    for line in text.lines() {
+        match (&mut open, line.strip_prefix("```")) {
+            (None, Some(info)) => open = Some((info.trim().to_string(), String::new())),
+            (Some(_), Some(rest)) if rest.trim().is_empty() => blocks.push(open.take().unwrap()),
+            (Some((_, body)), _) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    assert!(open.is_none(), "a code block is never closed");
+    blocks
+}
+
+/// The barge command lines of a shell (or cron) block, split as the shell
+/// would: `$VAR` and `$(...)` stand in as `1` and `X`, comments, pipes and
+/// redirections end a command.
+fn barge_commands(info: &str, body: &str) -> Vec<Vec<String>> {
+    let joined = body.replace("\\\n", " ");
+    let mut commands = Vec::new();
+    for line in joined.lines() {
+        let mut line = line.trim().to_string();
+        if info == "cron" {
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            }
+            line = line.split_whitespace().skip(5).collect::<Vec<_>>().join(" ");
+        }
+        if info == "ini" {
+            let Some(command) = line.strip_prefix("ExecStart=") else { continue };
+            line = command.replace("/usr/local/bin/barge", "barge");
+        }
+        let line = substitute(&line);
+        let Some(words) = shlex::split(&line) else { panic!("unbalanced quotes in {line:?}") };
+        let ends = |w: &str| {
+            matches!(w, "|" | "||" | "&&" | ";" | "&" | "2>&1")
+                || w.starts_with('>')
+                || w.starts_with('<')
+                || w.starts_with('#')
+                || w.starts_with("2>")
+        };
+        let starts = |w: &str| matches!(w, ";" | "&&" | "||" | "|" | "do" | "then" | "exec" | "&") || is_assignment(w);
+        let mut i = 0;
+        while i < words.len() {
+            if words[i] == "barge" && (i == 0 || starts(&words[i - 1])) {
+                let command: Vec<String> = words[i..].iter().take_while(|w| !ends(w)).cloned().collect();
+                i += command.len();
+                commands.push(command);
+            } else {
+                i += 1;
+            }
+        }
+    }
+    commands
+}
+
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=')
+        .is_some_and(|(name, _)| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+}
+
+/// `$(...)` as `X`, `$VAR` and `${VAR}` as `1`.
+fn substitute(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(inner) = after.strip_prefix('(') {
+            let close = inner.find(')').map(|c| c + 1).unwrap_or(inner.len());
+            out.push('X');
+            rest = &inner[close.min(inner.len())..];
+        } else if let Some(inner) = after.strip_prefix('{') {
+            let close = inner.find('}').map(|c| c + 1).unwrap_or(inner.len());
+            out.push('1');
+            rest = &inner[close..];
+        } else {
+            let len = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '?').count();
+            out.push_str(if len == 0 { "$" } else { "1" });
+            rest = &after[len..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn every_barge_command_in_the_docs_parses_with_this_barge() {
+    use clap::Parser;
+    let mut checked = 0;
+    for (file, text) in doc_files() {
+        for (info, body) in code_blocks(&text) {
+            let lang = info.split_whitespace().next().unwrap_or("");
+            if !matches!(lang, "sh" | "cron" | "ini") {
+                continue;
+            }
+            for command in barge_commands(lang, &body) {
+                let shown = command.join(" ");
+                match barge::cli::Cli::try_parse_from(&command) {
+                    Ok(cli) => {
+                        if let barge::cli::Command::Sync(args) | barge::cli::Command::Plan(args) = &cli.command {
+                            for location in [&args.src, &args.dst] {
+                                barge::location::Location::parse(location)
+                                    .unwrap_or_else(|e| panic!("{file}: `{shown}`: {location}: {e}"));
+                            }
+                        }
+                    }
+                    Err(err)
+                        if matches!(
+                            err.kind(),
+                            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+                        ) => {}
+                    Err(err) => panic!("{file}: `{shown}` does not parse:\n{err}"),
+                }
+                checked += 1;
+            }
+        }
+    }
+    // The README's recipes and the guide hold dozens: a parser that found
+    // none would pass for the wrong reason.
+    assert!(checked >= 30, "only {checked} commands found in the docs");
+}
+
+#[test]
+fn every_config_file_in_the_docs_loads() {
+    let s = Scratch::new();
+    let secret = s.path("secret.pw");
+    write(&s.path(""), "secret.pw", b"hunter2\n");
+    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&secret).unwrap().permissions(), 0o600);
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut loaded = 0;
+    for (file, text) in doc_files() {
+        for (info, body) in code_blocks(&text) {
+            if info != "toml" {
+                continue;
+            }
+            // The secret files named there are the reader's own; one of ours stands in.
+            let body: String = body
+                .lines()
+                .map(|l| match l.trim_start().starts_with("password_file") {
+                    true => format!("password_file = \"{}\"", secret.display()),
+                    false => l.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            barge::config::Config::parse(&body, std::path::Path::new(&file))
+                .unwrap_or_else(|e| panic!("{file}: a config file does not load: {e}\n{body}"));
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 2, "only {loaded} config files found in the docs");
+}
+
+/// The `sh run` blocks of the guide, run in order in one shell in an empty
+/// directory (HOME there too), barge on the PATH. A line ending in
+/// `# exit N` must exit N; any other failing line fails the test.
+#[test]
+fn the_guides_steps_run_as_written() {
+    let s = Scratch::new();
+    let work = s.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let (_, guide) = doc_files().into_iter().find(|(f, _)| f == "docs/README.md").unwrap();
+    let mut script = String::from("set -e\n");
+    let mut steps = 0;
+    for (info, body) in code_blocks(&guide).into_iter().filter(|(info, _)| info == "sh run") {
+        let _ = info;
+        for line in body.lines() {
+            let expected =
+                line.rsplit_once("# exit ").and_then(|(_, code)| code.split(':').next()?.trim().parse::<i32>().ok());
+            match expected {
+                Some(code) => {
+                    let command = line.split(" # ").next().unwrap().trim();
+                    script.push_str(&format!(
+                        "if {command}; then rc=0; else rc=$?; fi; [ $rc -eq {code} ] || {{ echo \"expected exit {code}, got $rc: {}\" >&2; exit 1; }}\n",
+                        command.replace('"', "\\\"")
+                    ));
+                }
+                None => {
+                    script.push_str(line);
+                    script.push('\n');
+                }
+            }
+            steps += 1;
+        }
+    }
+    assert!(steps >= 15, "the guide's runnable steps were not found");
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_barge")).parent().unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(&work)
+        .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
+        .env("HOME", &work)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_STATE_HOME")
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the guide's steps failed:\n{said}\nscript:\n{script}");
+    assert!(said.contains("0 differences"), "{said}");
+    assert!(work.join("backup/photos/2026/a.jpg").exists() && !work.join("backup/photos/2026/b.jpg").exists());
+}
+
+/// The README's first command: the demo mirrors its sample tree and its
+/// check ends with the trees matching (the numbers as the README says them).
+#[test]
+fn the_readmes_demo_runs_as_it_says() {
+    let s = Scratch::new();
+    let (_, readme) = &doc_files()[0];
+    assert!(readme.contains("cargo run --locked -- demo") && readme.contains("cargo test --locked"));
+    let out = s.barge().arg("demo").env("TMPDIR", s.path("")).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(readme.contains("generates 501 files") && said.contains("501 files identical"), "{said}");
+}
+
+/// docs/reference.md is every command's --help as this barge prints it
+/// (`BARGE_BLESS=1` writes it anew).
+#[test]
+fn the_reference_is_this_barges_help() {
+    let s = Scratch::new();
+    let mut reference = String::from(
+        "# Command reference\n\nEvery command's `--help`, as this version prints it (`tests/it/docs.rs` fails\n\
+         when it differs; `BARGE_BLESS=1 cargo test --test it docs::` writes it anew).\n",
+    );
+    for command in ["", "sync", "plan", "check", "run", "doctor", "jobs", "remotes", "demo", "completions", "man"] {
+        let mut cmd = s.barge();
+        if !command.is_empty() {
+            cmd.arg(command);
+        }
+        let out = cmd.arg("--help").output().unwrap();
+        assert!(out.status.success());
+        let title = if command.is_empty() { "barge".to_string() } else { format!("barge {command}") };
+        reference.push_str(&format!("\n## {title}\n\n```text\n{}```\n", String::from_utf8_lossy(&out.stdout)));
+    }
+    let path = repo().join("docs/reference.md");
+    if std::env::var_os("BARGE_BLESS").is_some() {
+        std::fs::write(&path, &reference).unwrap();
+    }
+    let written = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        written == reference,
+        "docs/reference.md is not this barge's --help: run BARGE_BLESS=1 cargo test --test it docs::"
+    );
+}
