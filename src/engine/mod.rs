@@ -224,6 +224,8 @@ impl Engine {
         });
         self.reporter.grow_progress(bytes, copies);
         self.reporter.deleting((phases.delete_files.len() + phases.delete_dirs.len()) as u64);
+        // A plan made whole (not streamed) has its totals only now.
+        self.reporter.listing_done();
         self.sequential(phases.replaced).await;
         self.make_dirs(phases.mkdirs).await;
         let started = std::time::Instant::now();

@@ -24,8 +24,10 @@ const NAMED_AT_MOST: usize = 3;
 /// What the line counts.
 #[derive(Default)]
 pub struct Progress {
-    /// Both listings still going.
+    /// Both listings still going (or the files being hashed): the totals grow.
     listing: AtomicBool,
+    /// The listings are in, the files being hashed.
+    hashing: AtomicBool,
     listed: AtomicU64,
     done_files: AtomicU64,
     done_bytes: AtomicU64,
@@ -68,8 +70,13 @@ impl Progress {
         self.listing.store(true, Ordering::Relaxed);
     }
 
+    pub fn hashing(&self) {
+        self.hashing.store(true, Ordering::Relaxed);
+    }
+
     pub fn listing_ended(&self) {
         self.listing.store(false, Ordering::Relaxed);
+        self.hashing.store(false, Ordering::Relaxed);
     }
 
     pub fn listed(&self) {
@@ -144,6 +151,7 @@ impl Progress {
         };
         Snapshot {
             listing: self.listing.load(Ordering::Relaxed),
+            hashing: self.hashing.load(Ordering::Relaxed),
             listed: self.listed.load(Ordering::Relaxed),
             to_copy_files: self.to_copy_files.load(Ordering::Relaxed),
             to_copy_bytes: self.to_copy_bytes.load(Ordering::Relaxed),
@@ -161,6 +169,7 @@ impl Progress {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub listing: bool,
+    pub hashing: bool,
     pub listed: u64,
     pub to_copy_files: u64,
     pub to_copy_bytes: u64,
@@ -185,7 +194,8 @@ impl Snapshot {
         let files_rate = format!("{} files/s", per_sec(self.files_per_sec));
         let named = if self.listing { 4 } else { 6 };
         if self.listing {
-            parts.push((format!("listing: {} entries", count(self.listed)), 9));
+            let phase = if self.hashing { "hashing: {} entries listed" } else { "listing: {} entries" };
+            parts.push((phase.replace("{}", &count(self.listed)), 9));
             parts.push((
                 format!("to copy {}{grow} files, {}{grow}", count(self.to_copy_files), human_bytes(self.to_copy_bytes)),
                 8,
@@ -352,6 +362,7 @@ mod tests {
     fn listing() -> Snapshot {
         Snapshot {
             listing: true,
+            hashing: false,
             listed: 123_456,
             to_copy_files: 2_817,
             to_copy_bytes: 80_000_000,

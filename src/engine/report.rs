@@ -219,6 +219,11 @@ impl Reporter {
         self.progress.listed();
     }
 
+    /// Both listings are in and the files are being hashed (`--compare hash`).
+    pub fn hashing(&self) {
+        self.progress.hashing();
+    }
+
     /// Both listings are in: the totals stand.
     pub fn listing_done(&self) {
         self.progress.listing_ended();

@@ -333,11 +333,10 @@ async fn march_whole(
     rules: Rules,
 ) -> Result<Marched, Error> {
     let joined = |e: tokio::task::JoinError| Error::Io { context: "plan".into(), source: std::io::Error::other(e) };
-    let (filter, records, reporter) = (Arc::clone(&rules.filter), rules.records.clone(), Arc::clone(&rules.reporter));
+    let (filter, records) = (Arc::clone(&rules.filter), rules.records.clone());
     let (mut src_entries, mut dst_entries, src, dst) = tokio::task::spawn_blocking(move || {
         let src_entries = src.collect(&filter, &records);
         let dst_entries = dst.collect(&filter, &records);
-        reporter.listing_done();
         (src_entries, dst_entries, src, dst)
     })
     .await
@@ -347,6 +346,7 @@ async fn march_whole(
         adopt_dir_mtimes(&src_entries, &mut dst_entries);
     }
     if job.compare == CompareMode::Hash {
+        engine.reporter.hashing();
         let strict = mode == Mode::Check;
         fill_hashes(&engine.src, &engine.dst, &mut src_entries, &mut dst_entries, db, &engine.reporter, strict).await?;
     }
