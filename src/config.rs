@@ -220,8 +220,7 @@ struct RawJob {
     cutoff_mode: Option<Spanned<String>>,
     #[serde(default)]
     remove_source_files: bool,
-    #[serde(default)]
-    remove_empty_source_dirs: bool,
+    remove_empty_source_dirs: Option<Spanned<bool>>,
     notify: Option<Spanned<String>>,
     shard_depth: Option<Spanned<u32>>,
     files_from: Option<PathBuf>,
@@ -683,7 +682,16 @@ impl ConfigFile<'_> {
             max_duration,
             cutoff_mode,
             remove_source_files: raw.remove_source_files,
-            remove_empty_source_dirs: raw.remove_empty_source_dirs && raw.remove_source_files,
+            remove_empty_source_dirs: match &raw.remove_empty_source_dirs {
+                // As on the command line: alone it would quietly do nothing.
+                Some(on) if *on.get_ref() && !raw.remove_source_files => {
+                    return Err(
+                        self.error(Some(on.span()), "remove_empty_source_dirs goes with remove_source_files = true")
+                    );
+                }
+                Some(on) => *on.get_ref(),
+                None => false,
+            },
             files_from: raw.files_from,
             from0: raw.from0,
             shard_depth: match &raw.shard_depth {
@@ -820,6 +828,11 @@ parallel = 16
             ("[remotes.r]\nurl = \"ftp://x/\"\npassword_file = \"/nonexistent/pw\"\n", "line 3", "password_file"),
             ("[remote.r]\nurl = \"ftp://x/\"\n", "line 1", "unknown field `remote`"),
             ("[jobs.j]\nsource = \"/a\"\ndestination = \"/b\"\nmax_shrink = 101\n", "line 4", "0 to 100"),
+            (
+                "[jobs.j]\nsource = \"/a\"\ndestination = \"/b\"\nremove_empty_source_dirs = true\n",
+                "line 4",
+                "goes with remove_source_files",
+            ),
             ("[remotes.r]\nurl = \"ftp://x/\"\nencoding = \"klingon\"\n", "line 3", "remotes.r.encoding"),
             ("[jobs.j]\nsource = \"/a\"\ndestination = \"/b\"\nencoding = \"utf-8\"\n", "line 4", "UTF-8"),
             ("x = [", "line 1", ""),
