@@ -13,8 +13,13 @@
 //! are cut too (see [`cut`]), their temporaries left for the next run,
 //! and the run still ends with its summary.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::time::Duration;
+
+/// How a stop's notice reaches the user (the reporter's way, which keeps a
+/// progress line from being torn); `true` when the process ends right after.
+pub type Say = Arc<dyn Fn(&str, bool) + Send + Sync>;
 
 /// The first signal received, 0 before one.
 static SIGNALLED: AtomicI32 = AtomicI32::new(0);
@@ -60,7 +65,7 @@ pub fn described(why: &str) -> String {
 
 /// `--max-duration`: `after` from now, stop; `hard` (`--cutoff-mode
 /// hard`): cut the transfers in flight as well.
-pub fn deadline(after: Duration, mode: CutoffMode) {
+pub fn deadline(after: Duration, mode: CutoffMode, say: Say) {
     let hard = mode == CutoffMode::Hard;
     CUTS.store(hard, Ordering::Relaxed);
     tokio::spawn(async move {
@@ -68,9 +73,10 @@ pub fn deadline(after: Duration, mode: CutoffMode) {
         DEADLINE.store(if hard { CUT_OFF } else { OVERTIME }, Ordering::Relaxed);
         ASKED.notify_waiters();
         if SIGNALLED.load(Ordering::Relaxed) == 0 {
-            eprintln!(
-                "barge: --max-duration reached: {}, starting nothing new; the next run continues",
-                if hard { "cutting the transfers in flight" } else { "finishing the transfers in flight" }
+            let doing = if hard { "cutting the transfers in flight" } else { "finishing the transfers in flight" };
+            say(
+                &format!("barge: --max-duration reached: {doing}, starting nothing new; the next run continues"),
+                false,
             );
         }
     });
@@ -110,7 +116,7 @@ pub async fn asked() {
 }
 
 /// Listens for SIGINT and SIGTERM for the rest of the process.
-pub fn listen() {
+pub fn listen(say: Say) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         return;
@@ -122,13 +128,16 @@ pub fn listen() {
                 _ = term.recv() => libc::SIGTERM,
             };
             if SIGNALLED.swap(number, Ordering::Relaxed) != 0 {
-                eprintln!("barge: second signal: aborting now; the next run resumes or removes what was in flight");
+                say("barge: second signal: aborting now; the next run resumes or removes what was in flight", true);
                 std::process::exit(128 + number);
             }
             ASKED.notify_waiters();
-            eprintln!(
-                "barge: {}: finishing the transfers in flight, starting nothing new (a second signal aborts)",
-                requested().unwrap_or("signal")
+            let why = requested().unwrap_or("signal");
+            say(
+                &format!(
+                    "barge: {why}: finishing the transfers in flight, starting nothing new (a second signal aborts)"
+                ),
+                false,
             );
         }
     });

@@ -735,12 +735,16 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         (Err(err), _) | (Ok(_), Some(err)) => Err(err),
         (Ok(job), None) => {
             if mode == Mode::Sync {
-                crate::stop::listen();
+                let say: crate::stop::Say = {
+                    let reporter = Arc::clone(&reporter);
+                    Arc::new(move |notice: &str, last: bool| reporter.notice(notice, last))
+                };
+                crate::stop::listen(Arc::clone(&say));
                 if let Some(url) = &common.notify {
                     crate::sync::notify::started(url, &reporter);
                 }
                 if let Some(limit) = common.max_duration {
-                    crate::stop::deadline(limit, common.cutoff_mode);
+                    crate::stop::deadline(limit, common.cutoff_mode, say);
                 }
             }
             sync::run(job, mode, Arc::clone(&reporter)).await
@@ -861,10 +865,10 @@ fn list_jobs(config: &Config) -> Result<i32, Error> {
 
 /// `barge man`: barge(1) on stdout, or every page into `--dir`.
 fn write_manual(args: ManArgs) -> Result<i32, Error> {
+    use std::io::Write;
     let io = |context: String| move |source| Error::Io { context, source };
     let pages = manual::pages();
     let Some(dir) = args.dir else {
-        use std::io::Write;
         std::io::stdout().write_all(pages[0].roff.as_bytes()).map_err(io("write the manual page".into()))?;
         return Ok(crate::error::exit::OK);
     };
@@ -875,7 +879,8 @@ fn write_manual(args: ManArgs) -> Result<i32, Error> {
         std::fs::create_dir_all(&sub).map_err(io(format!("create {}", sub.display())))?;
         let path = sub.join(&page.file_name);
         std::fs::write(&path, &page.roff).map_err(io(format!("write {}", path.display())))?;
-        println!("{}", path.display());
+        // `barge man --dir D | head` must not panic on the closed pipe.
+        let _ = writeln!(std::io::stdout(), "{}", path.display());
     }
     Ok(crate::error::exit::OK)
 }

@@ -183,8 +183,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The line, at most `width` columns (a terminal's width less one, so
-    /// that the cursor never wraps).
+    /// The line, at most `width` columns ([`line_width`]).
     pub fn line(&self, width: usize) -> String {
         // (what, its priority: the lowest goes first when the line is too long)
         let mut parts: Vec<(String, u8)> = Vec::new();
@@ -345,6 +344,59 @@ fn shorten(name: &str, at_most: usize) -> String {
     out.push_str("...");
     out.extend(&chars[chars.len() - tail..]);
     out
+}
+
+/// stderr as indicatif sees it: [`line_width`] wide. indicatif pads its
+/// line to the terminal's width, which leaves the cursor in the last
+/// column: the `^C` a terminal echoes then wraps onto a new row, and the
+/// row cleared is that one, the progress line staying above the stop
+/// notice. Two columns short, the echo fits.
+#[derive(Debug)]
+pub struct NarrowStderr(console::Term);
+
+impl Default for NarrowStderr {
+    fn default() -> NarrowStderr {
+        NarrowStderr(console::Term::stderr())
+    }
+}
+
+impl indicatif::TermLike for NarrowStderr {
+    fn width(&self) -> u16 {
+        line_width().clamp(1, u16::MAX as usize) as u16
+    }
+    fn height(&self) -> u16 {
+        indicatif::TermLike::height(&self.0)
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        indicatif::TermLike::move_cursor_up(&self.0, n)
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        indicatif::TermLike::move_cursor_down(&self.0, n)
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        indicatif::TermLike::move_cursor_right(&self.0, n)
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        indicatif::TermLike::move_cursor_left(&self.0, n)
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        indicatif::TermLike::write_line(&self.0, s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        indicatif::TermLike::write_str(&self.0, s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        indicatif::TermLike::clear_line(&self.0)
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        indicatif::TermLike::flush(&self.0)
+    }
+}
+
+/// The widest the progress line may be: the terminal's width less the two
+/// columns a `^C` echo takes (see [`NarrowStderr`]).
+pub fn line_width() -> usize {
+    terminal_width().saturating_sub(2)
 }
 
 /// The terminal's width in columns (stderr's), 80 when it cannot be told.

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 
-use super::progress::{InFlightGuard, Progress, terminal_width};
+use super::progress::{InFlightGuard, NarrowStderr, Progress, line_width};
 use crate::error::OpError;
 use crate::plan::Action;
 use crate::units::human_bytes;
@@ -201,13 +201,13 @@ impl Reporter {
         }
         let progress = Arc::clone(&self.progress);
         let line = move |_: &ProgressState, out: &mut dyn std::fmt::Write| {
-            let width = terminal_width().saturating_sub(1);
-            let _ = out.write_str(&progress.snapshot(Instant::now()).line(width));
+            let _ = out.write_str(&progress.snapshot(Instant::now()).line(line_width()));
         };
         let style = ProgressStyle::with_template("{line}")
             .map(|style| style.with_key("line", line))
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
+        let target = ProgressDrawTarget::term_like_with_hz(Box::new(NarrowStderr::default()), 20);
+        let bar = ProgressBar::with_draw_target(None, target).with_style(style);
         bar.enable_steady_tick(Duration::from_millis(250));
         if let Ok(mut slot) = self.bar.lock() {
             *slot = Some(bar);
@@ -387,6 +387,17 @@ impl Reporter {
         if !self.opts.json && self.opts.verbosity > Verbosity::Quiet {
             self.eprint(message);
         }
+    }
+
+    /// A notice on stderr whatever the verbosity (a stop asked for), without
+    /// tearing the progress line; `last`: the process ends right after, so
+    /// the line is taken away for good.
+    pub fn notice(&self, message: &str, last: bool) {
+        self.log(message);
+        if last {
+            self.finish_progress();
+        }
+        self.eprint(message);
     }
 
     /// A detail for `-v` (and the log file); never in JSON lines.

@@ -34,6 +34,12 @@ impl Terminal {
         String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim_end().to_string()).collect()
     }
 
+    /// Types `keys` (tmux's names: C-c is Ctrl-C).
+    fn press(&self, keys: &str) {
+        let status = Command::new("tmux").args(["-L", &self.socket, "send-keys", keys]).status().unwrap();
+        assert!(status.success());
+    }
+
     /// Every distinct screen until the command has exited.
     fn screens_until_exit(&self, within: Duration) -> Vec<Vec<String>> {
         let started = Instant::now();
@@ -133,4 +139,25 @@ fn with_stdout_not_a_terminal_only_the_summary_is_written() {
     let written = std::fs::read_to_string(&out).unwrap();
     assert!(written.starts_with("transferred 201 files") && written.lines().count() == 1, "{written}");
     assert!(Path::new(&s.dst()).join("iso/big-file-number-one.iso").exists());
+}
+
+#[test]
+fn ctrl_c_leaves_the_notice_and_the_summary_not_a_progress_line() {
+    let s = Scratch::new();
+    slow_tree(&s);
+    let terminal = Terminal::run(&sync_line(&s, ""), 80);
+    // Once the line shows the large file under way, the terminal's Ctrl-C
+    // (its echo, ^C, lands where the cursor is).
+    let started = Instant::now();
+    while !terminal.screen().iter().any(|l| l.contains("big-file")) {
+        assert!(started.elapsed() < Duration::from_secs(30), "{:?}", terminal.screen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    terminal.press("C-c");
+    let screens = terminal.screens_until_exit(Duration::from_secs(60));
+    let last = screens.last().unwrap();
+    let text = last.join("\n");
+    assert!(text.contains("SIGINT: finishing the transfers in flight"), "{text}");
+    assert!(last.iter().any(|l| l.starts_with("transferred")) && last.iter().any(|l| l == "EXITED 1"), "{text}");
+    assert!(!last.iter().any(|l| is_progress(l)), "a progress line left on the screen:\n{text}");
 }
