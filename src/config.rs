@@ -252,6 +252,50 @@ struct RawJob {
     encoding: Option<Spanned<String>>,
 }
 
+/// What [`names`] finds: (name, a line about it) for each remote and job.
+#[derive(Debug, Default)]
+pub struct Names {
+    pub remotes: Vec<(String, String)>,
+    pub jobs: Vec<(String, String)>,
+}
+
+/// The names a config file gives, each with a line about it (a remote's
+/// URL, a job's source and destination), read without checking anything
+/// else and without opening a secret file: what shell completion offers.
+/// `None` when the file cannot be read or is not TOML.
+pub fn names(explicit: Option<&Path>) -> Option<Names> {
+    #[derive(Deserialize)]
+    struct Loose {
+        #[serde(default)]
+        remotes: BTreeMap<String, LooseRemote>,
+        #[serde(default)]
+        jobs: BTreeMap<String, LooseJob>,
+    }
+    #[derive(Deserialize)]
+    struct LooseRemote {
+        url: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct LooseJob {
+        source: Option<String>,
+        destination: Option<String>,
+    }
+    let path = match explicit {
+        Some(path) => path.to_path_buf(),
+        None => default_path()?,
+    };
+    let loose: Loose = toml::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    // A URL as Location shows it: never with a password.
+    let shown = |url: Option<String>| url.and_then(|u| Location::parse(&u).ok()).map(|l| l.to_string());
+    let remotes = loose.remotes.into_iter().map(|(name, r)| (name, shown(r.url).unwrap_or_default())).collect();
+    let jobs = loose
+        .jobs
+        .into_iter()
+        .map(|(name, j)| (name, format!("{} -> {}", j.source.unwrap_or_default(), j.destination.unwrap_or_default())))
+        .collect();
+    Some(Names { remotes, jobs })
+}
+
 /// Where the config file is: `--config`, else the XDG location.
 pub fn default_path() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CONFIG_HOME")

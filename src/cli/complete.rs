@@ -14,7 +14,6 @@ use clap_complete::engine::{ArgValueCompleter, CompletionCandidate, PathComplete
 use clap_complete::env::{CompleteEnv, Shells};
 
 use super::Cli;
-use crate::config::Config;
 use crate::error::Error;
 
 /// The variable that turns a run into a completion request. Not the
@@ -45,16 +44,13 @@ pub fn print_registration(shell: clap_complete::Shell) -> Result<i32, Error> {
 /// Completes a job's name.
 pub fn jobs() -> ArgValueCompleter {
     ArgValueCompleter::new(|current: &OsStr| -> Vec<CompletionCandidate> {
-        let Some(config) = config() else { return Vec::new() };
+        let Some(names) = names() else { return Vec::new() };
         let current = current.to_string_lossy();
-        config
+        names
             .jobs
-            .values()
-            .filter(|job| job.name.starts_with(current.as_ref()))
-            .map(|job| {
-                let about = format!("{} -> {}", job.source, job.destination);
-                CompletionCandidate::new(&job.name).help(Some(about.into()))
-            })
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(current.as_ref()))
+            .map(|(name, about)| CompletionCandidate::new(name).help(Some(about.into())))
             .collect()
     })
 }
@@ -72,11 +68,10 @@ impl ValueCompleter for Location {
         let mut found = Vec::new();
         // A remote's name is all there is before its colon.
         if !text.contains(['/', ':'])
-            && let Some(config) = config()
+            && let Some(names) = names()
         {
-            for remote in config.remotes.values().filter(|r| r.name.starts_with(text.as_ref())) {
-                let about = remote.location.to_string();
-                found.push(CompletionCandidate::new(format!("{}:", remote.name)).help(Some(about.into())));
+            for (name, url) in names.remotes.into_iter().filter(|(name, _)| name.starts_with(text.as_ref())) {
+                found.push(CompletionCandidate::new(format!("{name}:")).help(Some(url.into())));
             }
         }
         if !text.contains("://") {
@@ -86,25 +81,34 @@ impl ValueCompleter for Location {
     }
 }
 
-/// The config the command line being completed names (`--config FILE`),
-/// else the default one; `None` when it cannot be read (a completion
-/// must print nothing rather than an error).
-fn config() -> Option<Config> {
-    Config::load(config_flag(std::env::args_os()).as_deref()).ok()
+/// The remotes and jobs of the config the command line being completed
+/// names (`--config FILE`), else of the default one. Read loosely: a
+/// completion must offer what it can, not fail on a secret file this user
+/// cannot read, and print nothing rather than an error.
+fn names() -> Option<crate::config::Names> {
+    crate::config::names(config_flag(std::env::args_os()).as_deref())
 }
 
-/// `--config FILE` or `--config=FILE` among the words being completed.
+/// `--config FILE` or `--config=FILE` among the words being completed, a
+/// leading `~/` expanded (the shell leaves it as typed).
 fn config_flag(args: impl IntoIterator<Item = OsString>) -> Option<PathBuf> {
     let mut args = args.into_iter();
+    let mut found = None;
     while let Some(arg) = args.next() {
         if arg == "--config" {
-            return args.next().map(PathBuf::from);
+            found = args.next().map(PathBuf::from);
+            break;
         }
         if let Some(path) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
-            return Some(PathBuf::from(path));
+            found = Some(PathBuf::from(path));
+            break;
         }
     }
-    None
+    let path = found?;
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => Some(PathBuf::from(home).join(rest)),
+        _ => Some(path),
+    }
 }
 
 #[cfg(test)]

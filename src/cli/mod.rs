@@ -144,7 +144,8 @@ pub enum Command {
 pub struct ManArgs {
     /// Write every page instead of printing barge.1: DIR/man1/barge.1, one
     /// DIR/man1/barge-COMMAND.1 per command and DIR/man5/barge-config.5 (e.g.
-    /// --dir /usr/local/share/man, or ~/.local/share/man).
+    /// --dir /usr/local/share/man, or ~/.cargo/share/man after `cargo install`: man looks in
+    /// ../share/man beside each directory of PATH).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }

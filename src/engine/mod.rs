@@ -219,7 +219,7 @@ impl Engine {
         }
         // The copies not sent early join the progress line's totals.
         let (copies, bytes) = phases.transfers.iter().fold((0, 0), |(n, bytes), a| match a {
-            Action::Copy { src, .. } => (n + 1, bytes + src.size),
+            Action::Copy { src, .. } => (n + 1, bytes + report::copied_bytes(src)),
             _ => (n, bytes),
         });
         self.reporter.grow_progress(bytes, copies);
@@ -586,7 +586,7 @@ impl Engine {
                     perms: self.config.perms.as_ref(),
                     owners: self.config.owners,
                 };
-                let shown = reporter.copying(&src.path.to_string(), src.size);
+                let shown = reporter.copying(&src.path.to_string(), src.size, resume_from);
                 let committed =
                     commit::copy_file(self.src.as_ref(), self.dst.as_ref(), src, resume_from, options, &|n| {
                         reporter.add_bytes(n);
@@ -594,6 +594,7 @@ impl Engine {
                         self.liveness.answered();
                     })
                     .await?;
+                shown.committed();
                 if committed.in_place
                     && !self.config.inplace
                     && !self.warned_in_place.swap(true, std::sync::atomic::Ordering::Relaxed)

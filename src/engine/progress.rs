@@ -28,14 +28,22 @@ pub struct Progress {
     listing: AtomicBool,
     /// The listings are in, the files being hashed.
     hashing: AtomicBool,
+    /// Copies start while the trees are listed (otherwise the totals come
+    /// only once the whole plan is made, and the listing shows none).
+    streamed: AtomicBool,
     listed: AtomicU64,
     done_files: AtomicU64,
     done_bytes: AtomicU64,
     to_copy_files: AtomicU64,
     to_copy_bytes: AtomicU64,
+    /// Deletions found; only an upper bound until [`Progress::deleting`]
+    /// gives the count that passed the safety checks.
     to_delete: AtomicU64,
+    deletes_final: AtomicBool,
+    deleted: AtomicU64,
     in_flight: Mutex<Vec<Arc<InFlight>>>,
-    window: Mutex<VecDeque<(Instant, u64, u64)>>,
+    /// (when, bytes, files, deletions) done, over the last few seconds.
+    window: Mutex<VecDeque<(Instant, u64, u64, u64)>>,
 }
 
 /// A file being copied, as the line names it.
@@ -51,10 +59,20 @@ impl InFlight {
     }
 }
 
-/// Takes its file off the line when the copy ends, however it ends.
+/// Takes its file off the line when the copy ends, however it ends; an
+/// attempt that did not commit takes its bytes back from the total done
+/// (the next attempt moves them again, or the file is given up).
 pub struct InFlightGuard {
     progress: Arc<Progress>,
     pub file: Arc<InFlight>,
+    committed: bool,
+}
+
+impl InFlightGuard {
+    /// The copy is committed: its bytes stay counted.
+    pub fn committed(mut self) {
+        self.committed = true;
+    }
 }
 
 impl Drop for InFlightGuard {
@@ -62,12 +80,20 @@ impl Drop for InFlightGuard {
         if let Ok(mut files) = self.progress.in_flight.lock() {
             files.retain(|f| !Arc::ptr_eq(f, &self.file));
         }
+        if !self.committed {
+            let done = self.file.done.load(Ordering::Relaxed);
+            let _ = self
+                .progress
+                .done_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(done)));
+        }
     }
 }
 
 impl Progress {
-    pub fn listing_started(&self) {
+    pub fn listing_started(&self, streamed: bool) {
         self.listing.store(true, Ordering::Relaxed);
+        self.streamed.store(streamed, Ordering::Relaxed);
     }
 
     pub fn hashing(&self) {
@@ -105,41 +131,55 @@ impl Progress {
     /// The deletions that stand once the safety checks have had their say.
     pub fn deleting(&self, count: u64) {
         self.to_delete.store(count, Ordering::Relaxed);
+        self.deletes_final.store(true, Ordering::Relaxed);
     }
 
-    /// A copy begins: named on the line while it runs.
-    pub fn copying(self: &Arc<Self>, path: &str, size: u64) -> InFlightGuard {
+    pub fn deleted(&self) {
+        self.deleted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A copy given up for good (after its retries): out of the totals.
+    pub fn gave_up(&self, bytes: u64) {
+        let less = |by: u64| move |v: u64| Some(v.saturating_sub(by));
+        let _ = self.to_copy_files.fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(1));
+        let _ = self.to_copy_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(bytes));
+    }
+
+    /// A copy begins, `already` bytes of it kept from an earlier attempt
+    /// (a resume): named on the line while it runs.
+    pub fn copying(self: &Arc<Self>, path: &str, size: u64, already: u64) -> InFlightGuard {
         let name = path.rsplit('/').next().unwrap_or(path);
         // ASCII only, so that a character is a column.
         let name = name.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
-        let file = Arc::new(InFlight { name, size, done: AtomicU64::new(0) });
+        let file = Arc::new(InFlight { name, size, done: AtomicU64::new(already) });
+        self.moved(already);
         if let Ok(mut files) = self.in_flight.lock() {
             files.push(Arc::clone(&file));
         }
-        InFlightGuard { progress: Arc::clone(self), file }
+        InFlightGuard { progress: Arc::clone(self), file, committed: false }
     }
 
     /// The counts now, with rates over the last few seconds.
     pub fn snapshot(&self, now: Instant) -> Snapshot {
         let done_bytes = self.done_bytes.load(Ordering::Relaxed);
         let done_files = self.done_files.load(Ordering::Relaxed);
-        let (bytes_per_sec, files_per_sec) = match self.window.lock() {
+        let deleted = self.deleted.load(Ordering::Relaxed);
+        let (bytes_per_sec, files_per_sec, deletes_per_sec) = match self.window.lock() {
             Ok(mut window) => {
-                window.push_back((now, done_bytes, done_files));
-                while window.len() > 2 && window.front().is_some_and(|(at, _, _)| now.duration_since(*at) > RATE_WINDOW)
-                {
+                window.push_back((now, done_bytes, done_files, deleted));
+                while window.len() > 2 && window.front().is_some_and(|w| now.duration_since(w.0) > RATE_WINDOW) {
                     window.pop_front();
                 }
                 match window.front() {
-                    Some((at, bytes, files)) if now.duration_since(*at) >= Duration::from_millis(500) => {
+                    Some((at, bytes, files, gone)) if now.duration_since(*at) >= Duration::from_millis(500) => {
                         let secs = now.duration_since(*at).as_secs_f64();
-                        let (bytes, files) = (done_bytes.saturating_sub(*bytes), done_files.saturating_sub(*files));
-                        (bytes as f64 / secs, files as f64 / secs)
+                        let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
+                        (rate(done_bytes, *bytes), rate(done_files, *files), rate(deleted, *gone))
                     }
-                    _ => (0.0, 0.0),
+                    _ => (0.0, 0.0, 0.0),
                 }
             }
-            Err(_) => (0.0, 0.0),
+            Err(_) => (0.0, 0.0, 0.0),
         };
         let in_flight = match self.in_flight.lock() {
             Ok(files) if !files.is_empty() && files.len() <= NAMED_AT_MOST => files
@@ -152,14 +192,18 @@ impl Progress {
         Snapshot {
             listing: self.listing.load(Ordering::Relaxed),
             hashing: self.hashing.load(Ordering::Relaxed),
+            streamed: self.streamed.load(Ordering::Relaxed),
             listed: self.listed.load(Ordering::Relaxed),
             to_copy_files: self.to_copy_files.load(Ordering::Relaxed),
             to_copy_bytes: self.to_copy_bytes.load(Ordering::Relaxed),
             to_delete: self.to_delete.load(Ordering::Relaxed),
+            deletes_final: self.deletes_final.load(Ordering::Relaxed),
+            deleted,
             done_files,
             done_bytes,
             bytes_per_sec,
             files_per_sec,
+            deletes_per_sec,
             in_flight,
         }
     }
@@ -170,14 +214,19 @@ impl Progress {
 pub struct Snapshot {
     pub listing: bool,
     pub hashing: bool,
+    pub streamed: bool,
     pub listed: u64,
     pub to_copy_files: u64,
     pub to_copy_bytes: u64,
     pub to_delete: u64,
+    /// `to_delete` is the count that will run, not an upper bound.
+    pub deletes_final: bool,
+    pub deleted: u64,
     pub done_files: u64,
     pub done_bytes: u64,
     pub bytes_per_sec: f64,
     pub files_per_sec: f64,
+    pub deletes_per_sec: f64,
     /// Large files in flight: name, size, bytes done.
     pub in_flight: Vec<(String, u64, u64)>,
 }
@@ -188,25 +237,41 @@ impl Snapshot {
         // (what, its priority: the lowest goes first when the line is too long)
         let mut parts: Vec<(String, u8)> = Vec::new();
         let grow = if self.listing { "+" } else { "" };
-        let rates = self.bytes_per_sec > 0.0 || self.files_per_sec > 0.0;
+        let rates = self.bytes_per_sec > 0.0;
         let bytes_rate = format!("{}/s", human_bytes(self.bytes_per_sec as u64));
-        let files_rate = format!("{} files/s", per_sec(self.files_per_sec));
+        // Not while one large file is all that moves.
+        let files_rate = match self.files_per_sec >= 0.5 {
+            true => format!("{} files/s", per_sec(self.files_per_sec)),
+            false => String::new(),
+        };
         let named = if self.listing { 4 } else { 6 };
         if self.listing {
-            let phase = if self.hashing { "hashing: {} entries listed" } else { "listing: {} entries" };
-            parts.push((phase.replace("{}", &count(self.listed)), 9));
-            parts.push((
-                format!("to copy {}{grow} files, {}{grow}", count(self.to_copy_files), human_bytes(self.to_copy_bytes)),
-                8,
-            ));
-            if self.to_delete > 0 {
-                parts.push((format!("to delete {}{grow}", count(self.to_delete)), 7));
+            let entries = if self.listed == 1 { "entry" } else { "entries" };
+            let phase = if self.hashing { "hashing:" } else { "listing:" };
+            let listed = if self.hashing { " listed" } else { "" };
+            parts.push((format!("{phase} {} {entries}{listed}", count(self.listed)), 9));
+            // A plan made whole has no totals before it is made.
+            if self.streamed {
+                parts.push((
+                    format!(
+                        "to copy {}{grow} files, {}{grow}",
+                        count(self.to_copy_files),
+                        human_bytes(self.to_copy_bytes)
+                    ),
+                    8,
+                ));
+            }
+            if self.streamed && self.to_delete > 0 {
+                // Found so far; the safety checks may hold some or all back.
+                parts.push((format!("up to {} to delete", count(self.to_delete)), 7));
             }
             if self.done_files > 0 || self.done_bytes > 0 {
                 parts.push((format!("copied {}, {}", count(self.done_files), human_bytes(self.done_bytes)), 6));
             }
             if rates {
                 parts.push((bytes_rate, 5));
+            }
+            if !files_rate.is_empty() {
                 parts.push((files_rate, 3));
             }
         } else {
@@ -219,21 +284,23 @@ impl Snapshot {
             if bar_width > 0 {
                 parts.push((bar(share, bar_width), 2));
             }
-            parts.push((
-                format!(
-                    "{:>3}% {}/{}",
-                    (share * 100.0).floor() as u64,
-                    human_bytes(self.done_bytes),
-                    human_bytes(self.to_copy_bytes)
-                ),
-                9,
-            ));
-            parts.push((format!("{}/{} files", count(self.done_files), count(self.to_copy_files)), 5));
-            if self.to_delete > 0 {
-                parts.push((format!("{} to delete", count(self.to_delete)), 4));
+            let percent = (share * 100.0).floor() as u64;
+            let deleting = self.deletes_final && self.to_delete > 0;
+            if self.to_copy_files > 0 {
+                let (done, total) = (human_bytes(self.done_bytes), human_bytes(self.to_copy_bytes));
+                parts.push((format!("{percent:>3}% {done}/{total}"), 9));
+                parts.push((format!("{}/{} files", count(self.done_files), count(self.to_copy_files)), 5));
+            } else {
+                parts.push((format!("{percent:>3}%"), 9));
+            }
+            if deleting {
+                let rank = if self.to_copy_files > 0 { 4 } else { 9 };
+                parts.push((format!("deleted {}/{}", count(self.deleted), count(self.to_delete)), rank));
             }
             if rates {
                 parts.push((bytes_rate, 7));
+            }
+            if !files_rate.is_empty() {
                 parts.push((files_rate, 3));
             }
             parts.push((format!("eta {}", self.eta().map(duration).unwrap_or_else(|| "-".into())), 8));
@@ -245,9 +312,13 @@ impl Snapshot {
         fit(parts, width)
     }
 
-    /// The share of the work done, by bytes (by files when none are left).
+    /// The share of the work done: by bytes, else by files; by deletions
+    /// once the copies are done (they run after them).
     fn share(&self) -> f64 {
-        let share = if self.to_copy_bytes > 0 {
+        let copied = self.done_files >= self.to_copy_files && self.done_bytes >= self.to_copy_bytes;
+        let share = if copied && self.deletes_final && self.to_delete > 0 {
+            self.deleted as f64 / self.to_delete as f64
+        } else if self.to_copy_bytes > 0 {
             self.done_bytes as f64 / self.to_copy_bytes as f64
         } else if self.to_copy_files > 0 {
             self.done_files as f64 / self.to_copy_files as f64
@@ -264,11 +335,18 @@ impl Snapshot {
         }
         let bytes_left = self.to_copy_bytes.saturating_sub(self.done_bytes);
         let files_left = self.to_copy_files.saturating_sub(self.done_files);
+        // Deletions run after the copies; until the count stands, unknown.
+        let deletes_left = match self.deletes_final {
+            true => self.to_delete.saturating_sub(self.deleted),
+            false => 0,
+        };
         let secs = if bytes_left > 0 && self.bytes_per_sec >= 1.0 {
             bytes_left as f64 / self.bytes_per_sec
         } else if bytes_left == 0 && files_left > 0 && self.files_per_sec > 0.0 {
             files_left as f64 / self.files_per_sec
-        } else if bytes_left == 0 && files_left == 0 {
+        } else if bytes_left == 0 && files_left == 0 && deletes_left > 0 && self.deletes_per_sec > 0.0 {
+            deletes_left as f64 / self.deletes_per_sec
+        } else if bytes_left == 0 && files_left == 0 && deletes_left == 0 {
             0.0
         } else {
             return None;
@@ -415,14 +493,18 @@ mod tests {
         Snapshot {
             listing: true,
             hashing: false,
+            streamed: true,
             listed: 123_456,
             to_copy_files: 2_817,
             to_copy_bytes: 80_000_000,
             to_delete: 12,
+            deletes_final: false,
+            deleted: 0,
             done_files: 1_000,
             done_bytes: 30_000_000,
             bytes_per_sec: 5_000_000.0,
             files_per_sec: 812.0,
+            deletes_per_sec: 0.0,
             in_flight: Vec::new(),
         }
     }
@@ -432,7 +514,7 @@ mod tests {
         let line = listing().line(119);
         assert!(line.starts_with("listing: 123,456 entries"), "{line}");
         assert!(line.contains("to copy 2,817+ files, 76.3 MiB+"), "{line}");
-        assert!(line.contains("to delete 12+"), "{line}");
+        assert!(line.contains("up to 12 to delete"), "{line}");
         assert!(!line.contains("eta") && !line.contains('%'), "no share nor ETA while totals grow: {line}");
     }
 
@@ -485,12 +567,22 @@ mod tests {
     #[test]
     fn a_copy_is_named_while_it_runs_and_gone_after() {
         let progress = Arc::new(Progress::default());
-        let guard = progress.copying("dir/big.iso", 64 << 20);
-        guard.file.add(16 << 20);
+        // Resumed at 8 MiB, 8 more moved.
+        let guard = progress.copying("dir/big.iso", 64 << 20, 8 << 20);
+        guard.file.add(8 << 20);
+        progress.moved(8 << 20);
         let now = Instant::now();
         assert_eq!(progress.snapshot(now).in_flight, vec![("big.iso".to_string(), 64 << 20, 16 << 20)]);
+        assert_eq!(progress.snapshot(now).done_bytes, 16 << 20);
+        // An attempt that fails takes its bytes back; a committed one keeps them.
         drop(guard);
         assert!(progress.snapshot(now).in_flight.is_empty());
+        assert_eq!(progress.snapshot(now).done_bytes, 0);
+        let guard = progress.copying("dir/big.iso", 64 << 20, 0);
+        guard.file.add(64 << 20);
+        progress.moved(64 << 20);
+        guard.committed();
+        assert_eq!(progress.snapshot(now).done_bytes, 64 << 20);
     }
 
     #[test]
@@ -501,5 +593,25 @@ mod tests {
         assert_eq!(count(1_234_567), "1,234,567");
         assert_eq!(count(999), "999");
         assert_eq!(shorten("abcdefghijklmnopqrstuvwxyz", 10), "abc...wxyz");
+    }
+
+    #[test]
+    fn deletions_count_down_once_their_number_stands() {
+        let copied = Snapshot { listing: false, done_files: 2_817, done_bytes: 80_000_000, ..listing() };
+        // Found while listing, maybe held back later: not shown as work to do.
+        assert!(!copied.line(119).contains("delete"), "{}", copied.line(119));
+        let deleting = Snapshot { deletes_final: true, to_delete: 300, deleted: 100, deletes_per_sec: 50.0, ..copied };
+        let line = deleting.line(119);
+        assert!(line.contains("deleted 100/300") && line.contains("eta 4s"), "{line}");
+        assert!(line.contains(" 33% "), "the share is the deletions' once the copies are done: {line}");
+        let only = Snapshot { to_copy_files: 0, to_copy_bytes: 0, done_files: 0, done_bytes: 0, ..deleting };
+        assert!(only.line(79).contains(" 33%  deleted 100/300"), "{}", only.line(79));
+        // A plan made whole shows no totals while it lists.
+        let whole = Snapshot { streamed: false, listed: 1, ..listing() };
+        assert!(
+            whole.line(119).starts_with("listing: 1 entry") && !whole.line(119).contains("to copy"),
+            "{}",
+            whole.line(119)
+        );
     }
 }

@@ -193,8 +193,8 @@ impl Reporter {
     /// Shows the progress line (see `progress`) when stdout and stderr are
     /// both terminals and the output is for a person; otherwise nothing but
     /// the summary is drawn. Called once, as the listings start.
-    pub fn start_progress(&self) {
-        self.progress.listing_started();
+    pub fn start_progress(&self, streamed: bool) {
+        self.progress.listing_started(streamed);
         let terminal = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
         if self.opts.json || self.opts.verbosity == Verbosity::Quiet || !terminal {
             return;
@@ -249,9 +249,10 @@ impl Reporter {
         self.progress.deleting(count);
     }
 
-    /// A copy under way, named on the progress line while the guard lives.
-    pub fn copying(&self, path: &str, size: u64) -> InFlightGuard {
-        self.progress.copying(path, size)
+    /// A copy under way (from byte `already`), named on the progress line
+    /// while the guard lives.
+    pub fn copying(&self, path: &str, size: u64, already: u64) -> InFlightGuard {
+        self.progress.copying(path, size, already)
     }
 
     pub fn finish_progress(&self) {
@@ -313,6 +314,7 @@ impl Reporter {
             }
             Action::Delete { .. } => {
                 s.files_deleted.fetch_add(1, Ordering::Relaxed);
+                self.progress.deleted();
             }
             Action::Mkdir { .. } => {
                 s.dirs_created.fetch_add(1, Ordering::Relaxed);
@@ -344,6 +346,9 @@ impl Reporter {
     /// An action that failed for good (after its retries).
     pub fn failed(&self, action: &Action, err: &OpError) {
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if let Action::Copy { src, .. } = action {
+            self.progress.gave_up(copied_bytes(src));
+        }
         if self.opts.json {
             let value = json!({
                 "type": "error",
@@ -489,6 +494,12 @@ impl Reporter {
             }
         }
     }
+}
+
+/// The bytes a copy of `src` moves (a link's size is its target's length,
+/// and making a link moves none).
+pub fn copied_bytes(src: &crate::backend::Entry) -> u64 {
+    if src.is_symlink() { 0 } else { src.size }
 }
 
 fn action_json(action: &Action, bytes: Option<u64>, planned: bool) -> serde_json::Value {

@@ -164,7 +164,7 @@ async fn run_listed(setup: Setup<'_>, mode: Mode, started: Instant) -> Result<En
     let src_first = src_walk.first_items().await.map_err(unreachable(&job.src))?;
     let dst_first = dst_walk.first_items().await.map_err(unreachable(&job.dst))?;
     if mode == Mode::Sync {
-        reporter.start_progress();
+        reporter.start_progress(early);
     }
 
     let rule = CompareRule::new(

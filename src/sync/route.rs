@@ -93,7 +93,7 @@ impl Sink for Router {
         match (&self.early, now) {
             (Some(early), true) => {
                 if let Action::Copy { src, .. } = &action {
-                    self.reporter.grow_progress(src.size, 1);
+                    self.reporter.grow_progress(crate::engine::report::copied_bytes(src), 1);
                 }
                 // The engine only goes away when the run is being torn down.
                 let _ = early.blocking_send(action);

@@ -113,7 +113,8 @@ printf '%s\n' "${COMPREPLY[@]}"
 #[test]
 fn completion_offers_the_config_files_jobs_and_remotes() {
     let s = Scratch::new();
-    let config = "[remotes.origin]\nurl = \"ftp://u@ftp.example.com/pub\"\n\
+    // A secret file this user cannot read must not stop completion.
+    let config = "[remotes.origin]\nurl = \"ftp://u@ftp.example.com/pub\"\npassword_file = \"/nonexistent/pw\"\n\
                   [remotes.vault]\nurl = \"sftp://b@vault.example.org/srv\"\n\
                   [jobs.nightly]\nsource = \"origin:releases\"\ndestination = \"/srv/mirror\"\n\
                   [jobs.home-backup]\nsource = \"/home\"\ndestination = \"vault:home\"\n";
@@ -129,6 +130,8 @@ fn completion_offers_the_config_files_jobs_and_remotes() {
     // --config, before or after the command, is the config asked.
     assert_eq!(bash_offers(&s, &["barge", "--config", "other/c.toml", "run", "e"]), ["elsewhere"]);
     assert_eq!(bash_offers(&s, &["barge", "run", "--config", "other/c.toml", "e"]), ["elsewhere"]);
+    write(&s.path("home"), "mine.toml", b"[jobs.tilde]\nsource = \"/a\"\ndestination = \"/b\"\n");
+    assert_eq!(bash_offers(&s, &["barge", "run", "--config", "~/mine.toml", "t"]), ["tilde"]);
     // Locations: remotes as NAME:, and local paths.
     assert_eq!(bash_offers(&s, &["barge", "sync", "or"]), ["origin:"]);
     assert_eq!(bash_offers(&s, &["barge", "doctor", "v"]), ["vault:"]);
@@ -216,10 +219,32 @@ fn barge_commands(info: &str, body: &str) -> Vec<Vec<String>> {
                 || w.starts_with('#')
                 || w.starts_with("2>")
         };
-        let starts = |w: &str| matches!(w, ";" | "&&" | "||" | "|" | "do" | "then" | "exec" | "&") || is_assignment(w);
+        // What may stand before a command: a separator, a keyword, a wrapper.
+        let starts = |w: &str| {
+            matches!(
+                w,
+                ";" | "&&" | "||" | "|" | "&" | "do" | "then" | "if" | "!" | "exec" | "sudo" | "nice" | "time" | "env"
+            ) || is_assignment(w)
+                || w.starts_with('-')
+                || w.parse::<u32>().is_ok()
+        };
         let mut i = 0;
         while i < words.len() {
-            if words[i] == "barge" && (i == 0 || starts(&words[i - 1])) {
+            // `source <(barge completions bash)`: the substitution's command.
+            if let Some(inner) = words[i].strip_prefix("<(").filter(|inner| *inner == "barge") {
+                let mut command = vec![inner.to_string()];
+                for word in &words[i + 1..] {
+                    match word.strip_suffix(')') {
+                        Some(last) => {
+                            command.push(last.to_string());
+                            break;
+                        }
+                        None => command.push(word.clone()),
+                    }
+                }
+                i += command.len();
+                commands.push(command);
+            } else if words[i] == "barge" && (i == 0 || starts(&words[i - 1])) {
                 let command: Vec<String> = words[i..].iter().take_while(|w| !ends(w)).cloned().collect();
                 i += command.len();
                 commands.push(command);
@@ -229,6 +254,15 @@ fn barge_commands(info: &str, body: &str) -> Vec<Vec<String>> {
         }
     }
     commands
+}
+
+/// The commands a YAML block runs (`command: ["sh", "-c", "exec barge ..."]`).
+fn yaml_commands(body: &str) -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    for quoted in body.split('"').skip(1).step_by(2) {
+        found.extend(barge_commands("sh", &format!("{quoted}\n")));
+    }
+    found
 }
 
 fn is_assignment(word: &str) -> bool {
@@ -268,10 +302,28 @@ fn every_barge_command_in_the_docs_parses_with_this_barge() {
     for (file, text) in doc_files() {
         for (info, body) in code_blocks(&text) {
             let lang = info.split_whitespace().next().unwrap_or("");
-            if !matches!(lang, "sh" | "cron" | "ini") {
+            if !matches!(lang, "sh" | "cron" | "ini" | "yaml") {
                 continue;
             }
-            for command in barge_commands(lang, &body) {
+            let commands = if lang == "yaml" { yaml_commands(&body) } else { barge_commands(lang, &body) };
+            // A line that runs barge yet yields no command would be skipped
+            // silently: each must give one.
+            let runs_barge = |l: &str| {
+                // What a comment says is not run.
+                let l = l.split(" #").next().unwrap_or(l).replace("/usr/local/bin/barge", "barge");
+                l.split(|c: char| c.is_whitespace() || matches!(c, '"' | '(' | '\'' | '=')).any(|w| w == "barge")
+                    && !l.trim_start().starts_with('#')
+            };
+            let lines_running = body
+                .replace("\\\n", " ")
+                .lines()
+                .filter(|l| lang != "ini" || l.starts_with("ExecStart="))
+                // YAML runs what its quoted strings say (`- name: barge` does not).
+                .filter(|l| lang != "yaml" || l.split('"').skip(1).step_by(2).any(&runs_barge))
+                .filter(|l| runs_barge(l))
+                .count();
+            assert!(commands.len() >= lines_running, "{file}: a barge line in a {lang} block gave no command:\n{body}");
+            for command in commands {
                 let shown = command.join(" ");
                 match barge::cli::Cli::try_parse_from(&command) {
                     Ok(cli) => {
@@ -303,7 +355,6 @@ fn every_config_file_in_the_docs_loads() {
     let s = Scratch::new();
     let secret = s.path("secret.pw");
     write(&s.path(""), "secret.pw", b"hunter2\n");
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&secret).unwrap().permissions(), 0o600);
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut loaded = 0;
     for (file, text) in doc_files() {

@@ -18,9 +18,12 @@ impl Terminal {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let socket = format!("barge-test-{}-{n}", std::process::id());
+        // bash itself, not tmux's default shell: dash dies with a Ctrl-C
+        // meant for barge, fish has no `$?`. (Several words: tmux runs
+        // them directly.)
         let status = Command::new("tmux")
             .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-x", &columns.to_string(), "-y", "20"])
-            .arg(format!("{command}; echo EXITED $?; sleep 120"))
+            .args(["bash", "-c", &format!("{command}; echo EXITED $?; sleep 120")])
             .env("TERM", "xterm-256color")
             .status()
             .expect("tmux (tests/support/install.sh installs it)");
