@@ -145,6 +145,31 @@ fn completion_offers_the_config_files_jobs_and_remotes() {
     assert_eq!(bash_offers(&s, &["barge", "run", ""]).iter().filter(|w| !w.starts_with('-')).count(), 0);
 }
 
+/// fish too, through `complete -C` (what fish offers for a command line),
+/// with the script `barge completions fish` prints loaded.
+#[test]
+fn completion_offers_the_same_names_in_fish() {
+    let s = Scratch::new();
+    let config = "[remotes.origin]\nurl = \"ftp://u@ftp.example.com/pub\"\n\
+                  [jobs.nightly]\nsource = \"origin:releases\"\ndestination = \"/srv/mirror\"\n";
+    write(&s.path("xdg/barge"), "config.toml", config.as_bytes());
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_barge")).parent().unwrap();
+    let offers = |line: &str| -> Vec<String> {
+        let out = Command::new("fish")
+            .args(["--no-config", "-c", "barge completions fish | source; complete -C $argv[1]", line])
+            .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
+            .env("XDG_CONFIG_HOME", s.path("xdg"))
+            .env("HOME", s.path(""))
+            .output()
+            .expect("fish (tests/support/install.sh installs it)");
+        assert!(out.status.success(), "fish: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').next().unwrap_or("").to_string()).collect()
+    };
+    assert_eq!(offers("barge run ni"), ["nightly"]);
+    assert_eq!(offers("barge sync or"), ["origin:"]);
+    assert!(offers("barge sync --max-del").contains(&"--max-delete".to_string()));
+}
+
 #[test]
 fn completion_scripts_hook_up_every_shell() {
     let s = Scratch::new();
