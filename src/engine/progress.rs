@@ -31,6 +31,8 @@ pub struct Progress {
     /// Copies start while the trees are listed (otherwise the totals come
     /// only once the whole plan is made, and the listing shows none).
     streamed: AtomicBool,
+    /// When the listing began.
+    started: std::sync::OnceLock<Instant>,
     listed: AtomicU64,
     done_files: AtomicU64,
     done_bytes: AtomicU64,
@@ -92,6 +94,7 @@ impl Drop for InFlightGuard {
 
 impl Progress {
     pub fn listing_started(&self, streamed: bool) {
+        let _ = self.started.set(Instant::now());
         self.listing.store(true, Ordering::Relaxed);
         self.streamed.store(streamed, Ordering::Relaxed);
     }
@@ -193,6 +196,7 @@ impl Progress {
             listing: self.listing.load(Ordering::Relaxed),
             hashing: self.hashing.load(Ordering::Relaxed),
             streamed: self.streamed.load(Ordering::Relaxed),
+            elapsed: self.started.get().map(|t| now.saturating_duration_since(*t)).unwrap_or_default(),
             listed: self.listed.load(Ordering::Relaxed),
             to_copy_files: self.to_copy_files.load(Ordering::Relaxed),
             to_copy_bytes: self.to_copy_bytes.load(Ordering::Relaxed),
@@ -215,6 +219,8 @@ pub struct Snapshot {
     pub listing: bool,
     pub hashing: bool,
     pub streamed: bool,
+    /// Since the listing began.
+    pub elapsed: Duration,
     pub listed: u64,
     pub to_copy_files: u64,
     pub to_copy_bytes: u64,
@@ -247,9 +253,13 @@ impl Snapshot {
         let named = if self.listing { 4 } else { 6 };
         if self.listing {
             let entries = if self.listed == 1 { "entry" } else { "entries" };
-            let phase = if self.hashing { "hashing:" } else { "listing:" };
-            let listed = if self.hashing { " listed" } else { "" };
-            parts.push((format!("{phase} {} {entries}{listed}", count(self.listed)), 9));
+            let phase = match (self.hashing, self.streamed) {
+                (true, _) => format!("hashing: {} {entries} listed", count(self.listed)),
+                (false, true) => format!("listing: {} {entries}", count(self.listed)),
+                // A tree read whole arrives at once: nothing to count before.
+                (false, false) => format!("listing both trees, {}", duration(self.elapsed)),
+            };
+            parts.push((phase, 9));
             // A plan made whole has no totals before it is made.
             if self.streamed {
                 parts.push((
@@ -494,6 +504,7 @@ mod tests {
             listing: true,
             hashing: false,
             streamed: true,
+            elapsed: Duration::from_secs(12),
             listed: 123_456,
             to_copy_files: 2_817,
             to_copy_bytes: 80_000_000,
@@ -607,11 +618,10 @@ mod tests {
         let only = Snapshot { to_copy_files: 0, to_copy_bytes: 0, done_files: 0, done_bytes: 0, ..deleting };
         assert!(only.line(79).contains(" 33%  deleted 100/300"), "{}", only.line(79));
         // A plan made whole shows no totals while it lists.
-        let whole = Snapshot { streamed: false, listed: 1, ..listing() };
-        assert!(
-            whole.line(119).starts_with("listing: 1 entry") && !whole.line(119).contains("to copy"),
-            "{}",
-            whole.line(119)
-        );
+        let whole = Snapshot { streamed: false, ..listing() };
+        let line = whole.line(119);
+        assert!(line.starts_with("listing both trees, 12s") && !line.contains("to copy"), "{line}");
+        let one = Snapshot { listed: 1, ..listing() };
+        assert!(one.line(119).starts_with("listing: 1 entry "), "{}", one.line(119));
     }
 }

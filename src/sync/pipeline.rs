@@ -154,6 +154,11 @@ async fn run_listed(setup: Setup<'_>, mode: Mode, started: Instant) -> Result<En
         ),
         None => (Walk::start(&src, src_listed), (!job.trust_state).then(|| Walk::start(&dst, listed))),
     };
+    // From here the line says "listing" (the roots' first listings may be
+    // all of a tree that is read whole); plan and check show it too (a far
+    // server's can take minutes), their output replacing it once the
+    // march is done. An error clears it before it is printed (`run`).
+    reporter.start_progress(early);
     let records = TrackedRecords::load(db).await?;
     // --trust-state: the records stand in for the destination's listing.
     let mut dst_walk = dst_walk.unwrap_or_else(|| Walk::from_records(&records));
@@ -163,9 +168,6 @@ async fn run_listed(setup: Setup<'_>, mode: Mode, started: Instant) -> Result<En
     // destination that failed to list must not look empty.
     let src_first = src_walk.first_items().await.map_err(unreachable(&job.src))?;
     let dst_first = dst_walk.first_items().await.map_err(unreachable(&job.dst))?;
-    if mode == Mode::Sync {
-        reporter.start_progress(early);
-    }
 
     let rule = CompareRule::new(
         job.compare,
@@ -211,6 +213,9 @@ async fn run_listed(setup: Setup<'_>, mode: Mode, started: Instant) -> Result<En
         true => march_acting_early(&engine, src_side, dst_side, rules).await?,
         false => march_whole(job, mode, &engine, db, src_side, dst_side, rules).await?,
     };
+    if mode != Mode::Sync {
+        reporter.finish_progress();
+    }
     // The walks ended when their streams did.
     let _ = tokio::join!(src_walk.task, dst_walk.task);
     let Marched { unchanged, src: src_seen, dst: dst_seen, router, listed } = marched;

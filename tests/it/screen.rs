@@ -87,7 +87,7 @@ fn sync_line(s: &Scratch, redirect: &str) -> String {
 }
 
 fn is_progress(line: &str) -> bool {
-    line.contains("eta ") || line.starts_with("listing: ")
+    line.contains("eta ") || line.starts_with("listing")
 }
 
 #[test]
@@ -163,4 +163,52 @@ fn ctrl_c_leaves_the_notice_and_the_summary_not_a_progress_line() {
     assert!(text.contains("SIGINT: finishing the transfers in flight"), "{text}");
     assert!(last.iter().any(|l| l.starts_with("transferred")) && last.iter().any(|l| l == "EXITED 1"), "{text}");
     assert!(!last.iter().any(|l| is_progress(l)), "a progress line left on the screen:\n{text}");
+}
+
+/// vsftpd behind the WAN emulator (40 ms round trips), a tree of many
+/// directories: listing it takes seconds, and the screen says so.
+#[test]
+fn a_far_servers_listing_is_shown_as_such_by_sync_and_by_plan() {
+    use crate::harness::{self, FtpServerKind, FtpTls};
+    use crate::wanem::{self, Link};
+    let server = harness::ftp_server_with(FtpServerKind::Vsftpd, FtpTls::None, &["pasv_address=127.0.0.2"]);
+    for d in 0..150 {
+        write(&server.root, format!("d{d}/a.txt"), b"a");
+        write(&server.root, format!("d{d}/b.txt"), b"bb");
+    }
+    harness::give_to_test_user(&server.root);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ports = std::iter::once(server.port).chain(server.pasv_ports.0..=server.pasv_ports.1);
+    let link = Link { one_way_delay: Duration::from_millis(20), ..Link::default() };
+    runtime.block_on(wanem::forward("127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap(), ports, link)).unwrap();
+    let remote = format!("ftp://{}@127.0.0.2:{}/", server.user, server.port);
+    for command in ["sync", "plan"] {
+        let s = Scratch::new();
+        let line = format!(
+            "BARGE_PASSWORD={} {} {command} {remote} {} --state {} --timeout 20",
+            server.password,
+            env!("CARGO_BIN_EXE_barge"),
+            s.dst().display(),
+            s.state().display()
+        );
+        let terminal = Terminal::run(&line, 100);
+        let screens = terminal.screens_until_exit(Duration::from_secs(120));
+        let listing: Vec<&String> = screens.iter().flatten().filter(|l| l.starts_with("listing")).collect();
+        assert!(!listing.is_empty(), "{command}: the listing was never shown: {screens:?}");
+        if command == "sync" {
+            // Copies start while the tree is listed: entries counted as they
+            // come, the totals growing.
+            let counted = |l: &str| {
+                l.split_whitespace().nth(1).is_some_and(|n| n.replace(',', "").parse::<u64>().is_ok_and(|n| n > 0))
+            };
+            assert!(listing.iter().any(|l| counted(l) && l.contains("to copy") && l.contains('+')), "{listing:?}");
+        } else {
+            // plan reads the trees whole: the time it has taken, no totals;
+            // its lines replace the listing's.
+            assert!(listing.iter().all(|l| l.starts_with("listing both trees, ")), "{listing:?}");
+        }
+        let last = screens.last().unwrap();
+        assert!(last.iter().any(|l| l == "EXITED 0"), "{command}: {last:?}");
+        assert!(!last.iter().any(|l| is_progress(l)), "{command}: a progress line left: {last:?}");
+    }
 }
