@@ -590,7 +590,7 @@ impl Engine {
                 let committed =
                     commit::copy_file(self.src.as_ref(), self.dst.as_ref(), src, resume_from, options, &|n| {
                         reporter.add_bytes(n);
-                        shown.file.add(n);
+                        shown.moved(n);
                         self.liveness.answered();
                     })
                     .await?;

@@ -49,16 +49,10 @@ pub struct Progress {
 }
 
 /// A file being copied, as the line names it.
-pub struct InFlight {
+struct InFlight {
     name: String,
     size: u64,
     done: AtomicU64,
-}
-
-impl InFlight {
-    pub fn add(&self, bytes: u64) {
-        self.done.fetch_add(bytes, Ordering::Relaxed);
-    }
 }
 
 /// Takes its file off the line when the copy ends, however it ends; an
@@ -66,11 +60,17 @@ impl InFlight {
 /// (the next attempt moves them again, or the file is given up).
 pub struct InFlightGuard {
     progress: Arc<Progress>,
-    pub file: Arc<InFlight>,
+    file: Arc<InFlight>,
     committed: bool,
 }
 
 impl InFlightGuard {
+    /// Bytes of this copy moved: its own share and the run's total.
+    pub fn moved(&self, bytes: u64) {
+        self.file.done.fetch_add(bytes, Ordering::Relaxed);
+        self.progress.done_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// The copy is committed: its bytes stay counted.
     pub fn committed(mut self) {
         self.committed = true;
@@ -112,11 +112,6 @@ impl Progress {
         self.listed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Bytes copied, as they move.
-    pub fn moved(&self, bytes: u64) {
-        self.done_bytes.fetch_add(bytes, Ordering::Relaxed);
-    }
-
     /// A file copied and committed.
     pub fn copied(&self) {
         self.done_files.fetch_add(1, Ordering::Relaxed);
@@ -154,12 +149,13 @@ impl Progress {
         let name = path.rsplit('/').next().unwrap_or(path);
         // ASCII only, so that a character is a column.
         let name = name.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
-        let file = Arc::new(InFlight { name, size, done: AtomicU64::new(already) });
-        self.moved(already);
+        let file = Arc::new(InFlight { name, size, done: AtomicU64::new(0) });
         if let Ok(mut files) = self.in_flight.lock() {
             files.push(Arc::clone(&file));
         }
-        InFlightGuard { progress: Arc::clone(self), file, committed: false }
+        let guard = InFlightGuard { progress: Arc::clone(self), file, committed: false };
+        guard.moved(already);
+        guard
     }
 
     /// The counts now, with rates over the last few seconds.
@@ -558,16 +554,17 @@ mod tests {
 
     #[test]
     fn rates_are_the_last_seconds_not_the_runs_average() {
-        let progress = Progress::default();
+        let progress = Arc::new(Progress::default());
         let t0 = Instant::now();
         progress.snapshot(t0);
         // A burst at the start, then 11 s at 1 MB/s and a file a second.
-        progress.moved(100_000_000);
+        let copy = progress.copying("f", 1 << 30, 0);
+        copy.moved(100_000_000);
         (0..100).for_each(|_| progress.copied());
         progress.snapshot(t0 + Duration::from_secs(1));
         let mut last = Snapshot::default();
         for s in 2..=12 {
-            progress.moved(1_000_000);
+            copy.moved(1_000_000);
             progress.copied();
             last = progress.snapshot(t0 + Duration::from_secs(s));
         }
@@ -580,8 +577,7 @@ mod tests {
         let progress = Arc::new(Progress::default());
         // Resumed at 8 MiB, 8 more moved.
         let guard = progress.copying("dir/big.iso", 64 << 20, 8 << 20);
-        guard.file.add(8 << 20);
-        progress.moved(8 << 20);
+        guard.moved(8 << 20);
         let now = Instant::now();
         assert_eq!(progress.snapshot(now).in_flight, vec![("big.iso".to_string(), 64 << 20, 16 << 20)]);
         assert_eq!(progress.snapshot(now).done_bytes, 16 << 20);
@@ -590,8 +586,7 @@ mod tests {
         assert!(progress.snapshot(now).in_flight.is_empty());
         assert_eq!(progress.snapshot(now).done_bytes, 0);
         let guard = progress.copying("dir/big.iso", 64 << 20, 0);
-        guard.file.add(64 << 20);
-        progress.moved(64 << 20);
+        guard.moved(64 << 20);
         guard.committed();
         assert_eq!(progress.snapshot(now).done_bytes, 64 << 20);
     }

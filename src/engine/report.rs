@@ -229,9 +229,10 @@ impl Reporter {
         self.progress.listing_ended();
     }
 
+    /// Bytes moved, for the concurrency tuner (the progress line counts
+    /// them through each copy's [`InFlightGuard`]).
     pub fn add_bytes(&self, bytes: u64) {
         self.stats.bytes_moving.fetch_add(bytes, Ordering::Relaxed);
-        self.progress.moved(bytes);
     }
 
     /// More copies for the progress line, as the plan finds them.
