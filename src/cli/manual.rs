@@ -5,11 +5,15 @@
 //! cannot drift apart; the config keys are checked against the parser by a
 //! test in `config.rs`.
 
+use std::io::Write;
+use std::path::PathBuf;
+
 use clap::CommandFactory;
 use clap_mangen::Man;
 use roff::{Roff, bold, italic, roman};
 
 use super::{Cli, ENVIRONMENT, EXIT_CODES, FILTER_RULES, LOCATIONS};
+use crate::error::Error;
 
 /// One manual page: its file name (`barge-sync.1`) and its roff source.
 pub struct Page {
@@ -17,22 +21,37 @@ pub struct Page {
     pub roff: String,
 }
 
-/// What each command's page adds to its options.
-struct Extras {
-    filters: bool,
-    locations: bool,
-    exit_codes: bool,
+/// `barge man`: barge(1) on stdout, or every page under `dir`:
+/// DIR/man1/barge.1, DIR/man5/barge-config.5, a tree `man` searches.
+pub fn write(dir: Option<PathBuf>) -> Result<i32, Error> {
+    let io = |context: String| move |source| Error::Io { context, source };
+    let Some(dir) = dir else {
+        let page = main_page(&root());
+        std::io::stdout().write_all(page.roff.as_bytes()).map_err(io("write the manual page".into()))?;
+        return Ok(crate::error::exit::OK);
+    };
+    for page in pages() {
+        let section = page.file_name.rsplit('.').next().unwrap_or("1");
+        let sub = dir.join(format!("man{section}"));
+        std::fs::create_dir_all(&sub).map_err(io(format!("create {}", sub.display())))?;
+        let path = sub.join(&page.file_name);
+        std::fs::write(&path, &page.roff).map_err(io(format!("write {}", path.display())))?;
+        // `barge man --dir D | head` must not panic on the closed pipe.
+        let _ = writeln!(std::io::stdout(), "{}", path.display());
+    }
+    Ok(crate::error::exit::OK)
 }
 
-fn extras(command: &str) -> Extras {
-    let syncs = matches!(command, "sync" | "plan" | "check");
-    Extras { filters: syncs, locations: syncs || command == "doctor", exit_codes: syncs || command == "run" }
+/// The command line's definition, built (subcommands know their names).
+fn root() -> clap::Command {
+    let mut root = Cli::command();
+    root.build();
+    root
 }
 
 /// Every page: barge(1), one per command, barge-config(5).
 pub fn pages() -> Vec<Page> {
-    let mut root = Cli::command();
-    root.build();
+    let root = root();
     let mut pages = vec![main_page(&root)];
     for sub in root.get_subcommands().filter(|s| s.get_name() != "help") {
         pages.push(command_page(sub));
@@ -42,13 +61,9 @@ pub fn pages() -> Vec<Page> {
 }
 
 /// barge(1): the commands, locations, exit codes, environment, files.
-pub fn main_page(root: &clap::Command) -> Page {
-    let man = Man::new(root.clone()).title("BARGE").source(source());
-    let mut roff = Roff::new();
-    roff.control("TH", ["BARGE", "1", "", &source(), "barge manual"]);
-    roff.control("SH", ["NAME"]);
-    roff.text([roman(format!("barge - {}", about(root)))]);
-    let mut out = render(&roff);
+fn main_page(root: &clap::Command) -> Page {
+    let man = Man::new(root.clone());
+    let mut out = head("BARGE", "1", "barge", &about(root));
     push_rendered(&mut out, |w| man.render_synopsis_section(w));
     let mut roff = Roff::new();
     roff.control("SH", ["DESCRIPTION"]);
@@ -80,12 +95,8 @@ pub fn main_page(root: &clap::Command) -> Page {
 fn command_page(sub: &clap::Command) -> Page {
     let name = sub.get_name();
     let title = format!("barge-{name}");
-    let man = Man::new(sub.clone()).title(title.to_uppercase()).source(source());
-    let mut roff = Roff::new();
-    roff.control("TH", [title.to_uppercase().as_str(), "1", "", &source(), "barge manual"]);
-    roff.control("SH", ["NAME"]);
-    roff.text([roman(format!("{title} - {}", about(sub)))]);
-    let mut out = render(&roff);
+    let man = Man::new(sub.clone());
+    let mut out = head(&title.to_uppercase(), "1", &title, &about(sub));
     push_rendered(&mut out, |w| man.render_synopsis_section(w));
     if sub.get_long_about().is_some() {
         push_rendered(&mut out, |w| man.render_description_section(w));
@@ -93,15 +104,16 @@ fn command_page(sub: &clap::Command) -> Page {
     if sub.get_arguments().any(|a| !a.is_hide_set()) {
         push_rendered(&mut out, |w| man.render_options_section(w));
     }
-    let wanted = extras(name);
+    // What a command's page adds to its options, as its --help does.
+    let syncs = matches!(name, "sync" | "plan" | "check");
     let mut roff = Roff::new();
-    if wanted.filters {
+    if syncs {
         section(&mut roff, FILTER_RULES);
     }
-    if wanted.locations {
+    if syncs || name == "doctor" {
         section(&mut roff, LOCATIONS);
     }
-    if wanted.exit_codes {
+    if syncs || name == "run" {
         section(&mut roff, EXIT_CODES);
     }
     section(&mut roff, ENVIRONMENT);
@@ -112,10 +124,8 @@ fn command_page(sub: &clap::Command) -> Page {
 
 /// barge-config(5): the config file's format, every key.
 fn config_page() -> Page {
+    let mut out = head("BARGE-CONFIG", "5", "barge-config", "named remotes and jobs for barge");
     let mut roff = Roff::new();
-    roff.control("TH", ["BARGE-CONFIG", "5", "", &source(), "barge manual"]);
-    roff.control("SH", ["NAME"]);
-    roff.text([roman("barge-config - named remotes and jobs for barge")]);
     roff.control("SH", ["SYNOPSIS"]);
     roff.text([
         italic("$XDG_CONFIG_HOME/barge/config.toml"),
@@ -171,7 +181,8 @@ fn config_page() -> Page {
         bold("barge-remotes"),
         roman("(1)"),
     ]);
-    Page { file_name: "barge-config.5".into(), roff: render(&roff) }
+    out.push_str(&render(&roff));
+    Page { file_name: "barge-config.5".into(), roff: out }
 }
 
 /// A config key as barge-config(5) documents it.
@@ -306,6 +317,15 @@ exclude = ["*.tmp", "incoming/"]
 source = "/home"
 destination = "vault:home""#;
 
+/// A page's title line and NAME section: `name - about`.
+fn head(title: &str, section: &str, name: &str, about: &str) -> String {
+    let mut roff = Roff::new();
+    roff.control("TH", [title, section, "", &source(), "barge manual"]);
+    roff.control("SH", ["NAME"]);
+    roff.text([roman(format!("{name} - {about}"))]);
+    render(&roff)
+}
+
 /// A shared help text ("Heading:\n  body") as a section, the heading in
 /// capitals: a line `term  text` (two spaces apart) becomes a tagged
 /// paragraph, deeper-indented lines continue it, other lines are prose
@@ -316,45 +336,39 @@ fn section(roff: &mut Roff, text: &str) {
     let heading = heading.split(" (").next().unwrap_or(heading).to_uppercase();
     let heading = if heading == "EXIT CODES" { "EXIT STATUS".to_string() } else { heading };
     roff.control("SH", [heading.as_str()]);
-    let mut items: Vec<(String, String)> = Vec::new();
-    let mut prose = String::new();
-    let flush = |roff: &mut Roff, items: &mut Vec<(String, String)>, prose: &mut String| {
-        for (term, text) in items.drain(..) {
-            roff.control("TP", []);
-            roff.text([bold(term)]);
-            roff.text([roman(text)]);
-        }
-        if !prose.is_empty() {
-            roff.control("PP", []);
-            roff.text([roman(std::mem::take(prose))]);
-        }
-    };
+    // In the text's order: (Some(term), text) a tagged paragraph, (None, text) prose.
+    let mut blocks: Vec<(Option<String>, String)> = Vec::new();
     for line in body.lines() {
         let line = line.strip_prefix("  ").unwrap_or(line);
-        if line.starts_with(' ')
-            && let Some((_, text)) = items.last_mut()
-        {
-            text.push(' ');
-            text.push_str(line.trim());
-            continue;
-        }
-        match line.split_once("  ") {
-            Some((term, text)) if !line.starts_with(' ') => {
-                if !prose.is_empty() {
-                    flush(roff, &mut items, &mut prose);
-                }
-                items.push((term.to_string(), text.trim().to_string()));
-            }
-            _ => {
-                flush(roff, &mut items, &mut String::new());
-                if !prose.is_empty() {
-                    prose.push(' ');
-                }
-                prose.push_str(line.trim());
-            }
+        let (term, text) = match line.split_once("  ") {
+            Some((term, text)) if !line.starts_with(' ') => (Some(term.to_string()), text.trim()),
+            _ => (None, line.trim()),
+        };
+        match (blocks.last_mut(), term) {
+            (_, Some(term)) => blocks.push((Some(term), text.to_string())),
+            // A deeper-indented line continues its item; prose continues prose.
+            (Some((Some(_), last)), None) if line.starts_with(' ') => push_words(last, text),
+            (Some((None, last)), None) => push_words(last, text),
+            (_, None) => blocks.push((None, text.to_string())),
         }
     }
-    flush(roff, &mut items, &mut prose);
+    for (term, text) in blocks {
+        match term {
+            Some(term) => {
+                roff.control("TP", []);
+                roff.text([bold(term)]);
+            }
+            None => {
+                roff.control("PP", []);
+            }
+        }
+        roff.text([roman(text)]);
+    }
+}
+
+fn push_words(text: &mut String, more: &str) {
+    text.push(' ');
+    text.push_str(more);
 }
 
 fn files_section(roff: &mut Roff) {

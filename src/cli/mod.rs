@@ -713,7 +713,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Jobs => return list_jobs(&config()?),
         Command::Remotes => return list_remotes(&config()?),
         Command::Completions { shell } => return complete::print_registration(shell),
-        Command::Man(args) => return write_manual(args),
+        Command::Man(args) => return manual::write(args.dir),
     };
     let mut reporter = Reporter::new(common.output());
     let mut log_failed = None;
@@ -862,28 +862,6 @@ fn list_jobs(config: &Config) -> Result<i32, Error> {
         out.push_str(&format!("{}\t{} -> {}\t({})\n", job.name, job.source, job.destination, notes.join(", ")));
     }
     print_listing(config, &out, "jobs")
-}
-
-/// `barge man`: barge(1) on stdout, or every page into `--dir`.
-fn write_manual(args: ManArgs) -> Result<i32, Error> {
-    use std::io::Write;
-    let io = |context: String| move |source| Error::Io { context, source };
-    let pages = manual::pages();
-    let Some(dir) = args.dir else {
-        std::io::stdout().write_all(pages[0].roff.as_bytes()).map_err(io("write the manual page".into()))?;
-        return Ok(crate::error::exit::OK);
-    };
-    for page in &pages {
-        // DIR/man1/barge.1, DIR/man5/barge-config.5: a tree `man` searches.
-        let section = page.file_name.rsplit('.').next().unwrap_or("1");
-        let sub = dir.join(format!("man{section}"));
-        std::fs::create_dir_all(&sub).map_err(io(format!("create {}", sub.display())))?;
-        let path = sub.join(&page.file_name);
-        std::fs::write(&path, &page.roff).map_err(io(format!("write {}", path.display())))?;
-        // `barge man --dir D | head` must not panic on the closed pipe.
-        let _ = writeln!(std::io::stdout(), "{}", path.display());
-    }
-    Ok(crate::error::exit::OK)
 }
 
 /// `barge remotes`: one line per remote, with where its secret comes from.
