@@ -84,10 +84,15 @@ fn man_pages_are_written_one_per_command_and_render_without_warnings() {
     assert_eq!(out.stdout, std::fs::read(at("barge.1")).unwrap());
 }
 
+/// PATH with the barge under test first, for the shells the tests run.
+fn path_with_barge() -> String {
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_barge")).parent().unwrap();
+    format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default())
+}
+
 /// What bash offers at a TAB after `words` (the last one being completed),
 /// with the script `barge completions bash` prints loaded.
 fn bash_offers(s: &Scratch, words: &[&str]) -> Vec<String> {
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_barge")).parent().unwrap();
     let script = r#"
 source <(barge completions bash) || exit 9
 COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
@@ -101,7 +106,7 @@ printf '%s\n' "${COMPREPLY[@]}"
         .arg("bash")
         .args(words)
         .current_dir(s.path(""))
-        .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
+        .env("PATH", path_with_barge())
         .env("XDG_CONFIG_HOME", s.path("xdg"))
         .env("HOME", s.path("home"))
         .output()
@@ -153,11 +158,10 @@ fn completion_offers_the_same_names_in_fish() {
     let config = "[remotes.origin]\nurl = \"ftp://u@ftp.example.com/pub\"\n\
                   [jobs.nightly]\nsource = \"origin:releases\"\ndestination = \"/srv/mirror\"\n";
     write(&s.path("xdg/barge"), "config.toml", config.as_bytes());
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_barge")).parent().unwrap();
     let offers = |line: &str| -> Vec<String> {
         let out = Command::new("fish")
             .args(["--no-config", "-c", "barge completions fish | source; complete -C $argv[1]", line])
-            .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
+            .env("PATH", path_with_barge())
             .env("XDG_CONFIG_HOME", s.path("xdg"))
             .env("HOME", s.path(""))
             .output()
@@ -415,8 +419,7 @@ fn the_guides_steps_run_as_written() {
     let (_, guide) = doc_files().into_iter().find(|(f, _)| f == "docs/README.md").unwrap();
     let mut script = String::from("set -e\n");
     let mut steps = 0;
-    for (info, body) in code_blocks(&guide).into_iter().filter(|(info, _)| info == "sh run") {
-        let _ = info;
+    for (_, body) in code_blocks(&guide).into_iter().filter(|(info, _)| info == "sh run") {
         for line in body.lines() {
             let expected =
                 line.rsplit_once("# exit ").and_then(|(_, code)| code.split(':').next()?.trim().parse::<i32>().ok());
@@ -437,12 +440,11 @@ fn the_guides_steps_run_as_written() {
         }
     }
     assert!(steps >= 15, "the guide's runnable steps were not found");
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_barge")).parent().unwrap();
     let out = Command::new("bash")
         .arg("-c")
         .arg(&script)
         .current_dir(&work)
-        .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
+        .env("PATH", path_with_barge())
         .env("HOME", &work)
         .env_remove("XDG_CONFIG_HOME")
         .env_remove("XDG_STATE_HOME")
