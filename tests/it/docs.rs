@@ -1,6 +1,7 @@
 //! What a person reads: the manual pages as `man` renders them.
 
 use std::process::Command;
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -150,14 +151,21 @@ fn completion_offers_the_config_files_jobs_and_remotes() {
     assert_eq!(bash_offers(&s, &["barge", "run", ""]).iter().filter(|w| !w.starts_with('-')).count(), 0);
 }
 
-/// fish too, through `complete -C` (what fish offers for a command line),
-/// with the script `barge completions fish` prints loaded.
-#[test]
-fn completion_offers_the_same_names_in_fish() {
+/// A scratch whose default config (under `xdg/`) has the remote `origin`
+/// and the job `nightly`.
+fn one_job_one_remote() -> Scratch {
     let s = Scratch::new();
     let config = "[remotes.origin]\nurl = \"ftp://u@ftp.example.com/pub\"\n\
                   [jobs.nightly]\nsource = \"origin:releases\"\ndestination = \"/srv/mirror\"\n";
     write(&s.path("xdg/barge"), "config.toml", config.as_bytes());
+    s
+}
+
+/// fish too, through `complete -C` (what fish offers for a command line),
+/// with the script `barge completions fish` prints loaded.
+#[test]
+fn completion_offers_the_same_names_in_fish() {
+    let s = one_job_one_remote();
     let offers = |line: &str| -> Vec<String> {
         let out = Command::new("fish")
             .args(["--no-config", "-c", "barge completions fish | source; complete -C $argv[1]", line])
@@ -172,6 +180,34 @@ fn completion_offers_the_same_names_in_fish() {
     assert_eq!(offers("barge run ni"), ["nightly"]);
     assert_eq!(offers("barge sync or"), ["origin:"]);
     assert!(offers("barge sync --max-del").contains(&"--max-delete".to_string()));
+}
+
+/// zsh answers a TAB only at an interactive prompt: typed into a real
+/// terminal (tmux), the completed line read off the screen.
+#[test]
+fn completion_offers_the_same_names_in_zsh() {
+    let s = one_job_one_remote();
+    std::fs::create_dir_all(s.path("home")).unwrap();
+    let shell = format!(
+        "cd '{}' && env PATH='{}' XDG_CONFIG_HOME='{}' HOME='{}' PS1='zsh> ' zsh -f",
+        s.path("").display(),
+        path_with_barge(),
+        s.path("xdg").display(),
+        s.path("home").display()
+    );
+    let term = crate::screen::Terminal::run(&shell, 100);
+    let within = Duration::from_secs(20);
+    term.wait_for(|line| line.starts_with("zsh>"), within);
+    term.type_text("autoload -U compinit && compinit -u && source <(barge completions zsh) && echo HOOKED");
+    term.press("Enter");
+    term.wait_for(|line| line == "HOOKED", within);
+    for (typed, completed) in [("barge run ni", "zsh> barge run nightly"), ("barge sync or", "zsh> barge sync origin:")]
+    {
+        term.type_text(typed);
+        term.press("Tab");
+        term.wait_for(|line| line.trim_end() == completed, within);
+        term.press("C-u");
+    }
 }
 
 #[test]

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// A tmux server of its own (its own socket), killed when dropped.
-struct Terminal {
+pub(crate) struct Terminal {
     socket: String,
 }
 
 impl Terminal {
     /// Runs `command` (a shell line) in a fresh `columns`-wide terminal.
-    fn run(command: &str, columns: u16) -> Terminal {
+    pub(crate) fn run(command: &str, columns: u16) -> Terminal {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let socket = format!("barge-test-{}-{n}", std::process::id());
@@ -32,15 +32,34 @@ impl Terminal {
     }
 
     /// The screen's lines now, trailing blanks trimmed.
-    fn screen(&self) -> Vec<String> {
+    pub(crate) fn screen(&self) -> Vec<String> {
         let out = Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p"]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim_end().to_string()).collect()
     }
 
     /// Types `keys` (tmux's names: C-c is Ctrl-C).
-    fn press(&self, keys: &str) {
+    pub(crate) fn press(&self, keys: &str) {
         let status = Command::new("tmux").args(["-L", &self.socket, "send-keys", keys]).status().unwrap();
         assert!(status.success());
+    }
+
+    /// Types `text` as it is (no key names).
+    pub(crate) fn type_text(&self, text: &str) {
+        let status = Command::new("tmux").args(["-L", &self.socket, "send-keys", "-l", text]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits until a line of the screen satisfies `wanted`; the screen then.
+    pub(crate) fn wait_for(&self, wanted: impl Fn(&str) -> bool, within: Duration) -> Vec<String> {
+        let started = Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.iter().any(|line| wanted(line)) {
+                return screen;
+            }
+            assert!(started.elapsed() < within, "not on the screen after {within:?}: {screen:#?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Every distinct screen until the command has exited.
