@@ -370,6 +370,14 @@ pub trait Backend: Send + Sync {
         Ok(listing)
     }
 
+    /// [`Backend::walk`], telling `arrived` how many entries have been
+    /// listed as it goes (a far server's tree read whole can take minutes:
+    /// the progress line counts them). The default gathers
+    /// [`Backend::walk_streamed`], counting each batch.
+    async fn walk_counted(&self, arrived: Arrived) -> Result<Listing, OpError> {
+        stream::collected_counting(|tx| self.walk_streamed(tx, None), |entries| arrived(entries)).await
+    }
+
     /// The tree below the root sent to `tx` in tree order as it is listed
     /// (see [`stream`]). What the last runs recorded of this side may
     /// arrive on `recall`, for a backend that [`Capabilities::uses_recall`]
@@ -602,6 +610,9 @@ pub fn within_limits(dir: &RelPath) -> Result<(), OpError> {
     };
     Err(OpError::new(ErrorKind::InvalidData, "list", dir, why))
 }
+
+/// Told how many more entries a walk has listed (see [`Backend::walk_counted`]).
+pub type Arrived = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Lists a whole tree at `pace` with `list_dir` (one directory's entries
 /// and warnings): a [`stream::walk_streamed`] gathered whole (see there for

@@ -155,10 +155,24 @@ pub async fn collected<W>(walk: impl FnOnce(WalkSender) -> W) -> Result<Listing,
 where
     W: std::future::Future<Output = ()>,
 {
-    let (tx, mut rx) = mpsc::channel(CHANNEL_BATCHES);
+    collected_counting(walk, |_| {}).await
+}
+
+/// [`collected`], telling `arrived` how many entries each batch brought
+/// (a tree read whole can take minutes from a far server: the progress
+/// line counts them as they come).
+pub async fn collected_counting<W>(
+    walk: impl FnOnce(WalkSender) -> W,
+    arrived: impl Fn(u64),
+) -> Result<Listing, OpError>
+where
+    W: std::future::Future<Output = ()>,
+{
+    let (tx, mut rx) = mpsc::channel::<Vec<WalkItem>>(CHANNEL_BATCHES);
     let gathering = async move {
         let mut listing = Listing::default();
         while let Some(batch) = rx.recv().await {
+            arrived(batch.iter().filter(|item| matches!(item, WalkItem::Entry(_))).count() as u64);
             for item in batch {
                 match item {
                     WalkItem::Entry(entry) => listing.entries.push(entry),

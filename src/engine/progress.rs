@@ -34,6 +34,9 @@ pub struct Progress {
     /// When the listing began.
     started: std::sync::OnceLock<Instant>,
     listed: AtomicU64,
+    /// Entries of trees read whole, counted as they arrive (the planner
+    /// sees them, and `listed` counts them, once both trees are in).
+    arrived: AtomicU64,
     done_files: AtomicU64,
     done_bytes: AtomicU64,
     to_copy_files: AtomicU64,
@@ -110,6 +113,10 @@ impl Progress {
 
     pub fn listed(&self) {
         self.listed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn arrived(&self, entries: u64) {
+        self.arrived.fetch_add(entries, Ordering::Relaxed);
     }
 
     /// A file copied and committed.
@@ -194,6 +201,7 @@ impl Progress {
             streamed: self.streamed.load(Ordering::Relaxed),
             elapsed: self.started.get().map(|t| now.saturating_duration_since(*t)).unwrap_or_default(),
             listed: self.listed.load(Ordering::Relaxed),
+            arrived: self.arrived.load(Ordering::Relaxed),
             to_copy_files: self.to_copy_files.load(Ordering::Relaxed),
             to_copy_bytes: self.to_copy_bytes.load(Ordering::Relaxed),
             to_delete: self.to_delete.load(Ordering::Relaxed),
@@ -218,6 +226,8 @@ pub struct Snapshot {
     /// Since the listing began.
     pub elapsed: Duration,
     pub listed: u64,
+    /// Entries of trees read whole that have arrived (both sides).
+    pub arrived: u64,
     pub to_copy_files: u64,
     pub to_copy_bytes: u64,
     pub to_delete: u64,
@@ -252,7 +262,11 @@ impl Snapshot {
             let phase = match (self.hashing, self.streamed) {
                 (true, _) => format!("hashing: {} {entries} listed", count(self.listed)),
                 (false, true) => format!("listing: {} {entries}", count(self.listed)),
-                // A tree read whole arrives at once: nothing to count before.
+                // Trees read whole: counted as they arrive, planned once both are in.
+                (false, false) if self.arrived > 0 => {
+                    let entries = if self.arrived == 1 { "entry" } else { "entries" };
+                    format!("listing both trees: {} {entries}, {}", count(self.arrived), duration(self.elapsed))
+                }
                 (false, false) => format!("listing both trees, {}", duration(self.elapsed)),
             };
             parts.push((phase, 9));
@@ -502,6 +516,7 @@ mod tests {
             streamed: true,
             elapsed: Duration::from_secs(12),
             listed: 123_456,
+            arrived: 0,
             to_copy_files: 2_817,
             to_copy_bytes: 80_000_000,
             to_delete: 12,
@@ -616,6 +631,10 @@ mod tests {
         let whole = Snapshot { streamed: false, ..listing() };
         let line = whole.line(119);
         assert!(line.starts_with("listing both trees, 12s") && !line.contains("to copy"), "{line}");
+        let arriving = Snapshot { arrived: 48_210, ..whole };
+        let line = arriving.line(119);
+        assert!(line.starts_with("listing both trees: 48,210 entries, 12s") && !line.contains("to copy"), "{line}");
+        assert!(arriving.line(40).starts_with("listing both trees: 48,210 entries"), "{}", arriving.line(40));
         let one = Snapshot { listed: 1, ..listing() };
         assert!(one.line(119).starts_with("listing: 1 entry "), "{}", one.line(119));
     }

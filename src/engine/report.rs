@@ -219,6 +219,11 @@ impl Reporter {
         self.progress.listed();
     }
 
+    /// Entries of a tree read whole, arrived (before the planner sees them).
+    pub fn arrived(&self, entries: u64) {
+        self.progress.arrived(entries);
+    }
+
     /// Both listings are in and the files are being hashed (`--compare hash`).
     pub fn hashing(&self) {
         self.progress.hashing();

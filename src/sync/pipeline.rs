@@ -152,7 +152,9 @@ async fn run_listed(setup: Setup<'_>, mode: Mode, started: Instant) -> Result<En
             Walk::of_files(&src, Arc::clone(list), Some(Arc::clone(&reporter))),
             (!job.trust_state).then(|| Walk::of_files(&dst, Arc::clone(list), None)),
         ),
-        None => (Walk::start(&src, src_listed), (!job.trust_state).then(|| Walk::start(&dst, listed))),
+        None => {
+            (Walk::start(&src, src_listed, &reporter), (!job.trust_state).then(|| Walk::start(&dst, listed, &reporter)))
+        }
     };
     // From here the line says "listing" (the roots' first listings may be
     // all of a tree that is read whole); plan and check show it too (a far

@@ -50,8 +50,10 @@ pub(super) struct Walk {
 }
 
 impl Walk {
-    /// Starts listing `backend`, at once, in a task of its own.
-    pub fn start(backend: &Arc<dyn Backend>, listed: Listed) -> Walk {
+    /// Starts listing `backend`, at once, in a task of its own; the
+    /// entries of a tree read whole are counted on `reporter`'s line as
+    /// they arrive.
+    pub fn start(backend: &Arc<dyn Backend>, listed: Listed, reporter: &Arc<Reporter>) -> Walk {
         let (tx, items) = mpsc::channel(CHANNEL_BATCHES);
         let backend = Arc::clone(backend);
         let (recall, task) = match listed {
@@ -61,10 +63,11 @@ impl Walk {
                 (Some(recall), task)
             }
             Listed::Whole | Listed::WholeFollowingLinks => {
+                let reporter = Arc::clone(reporter);
                 let task = tokio::spawn(async move {
                     let listing = match listed {
                         Listed::WholeFollowingLinks => backend.walk_following_links().await,
-                        _ => backend.walk().await,
+                        _ => backend.walk_counted(Arc::new(move |entries| reporter.arrived(entries))).await,
                     };
                     match listing {
                         Ok(listing) => stream::send_listing(listing, tx).await,

@@ -301,11 +301,18 @@ fn sorted_children(dir: &Path) -> std::io::Result<Vec<(std::ffi::OsString, std::
 
 /// Walks the tree depth first, each directory's children sorted by name:
 /// the entries come out in tree order, so no sort is needed afterwards.
-fn walk_blocking(root: &Path) -> Result<Listing, OpError> {
+/// `arrived` is told of the entries listed, a few thousand at a time.
+fn walk_blocking(root: &Path, arrived: &dyn Fn(u64)) -> Result<Listing, OpError> {
+    const EVERY: usize = 4096;
     let mut listing = Listing::default();
     walk_blocking_into(root, &mut |item| {
         match item {
-            WalkItem::Entry(entry) => listing.entries.push(entry),
+            WalkItem::Entry(entry) => {
+                listing.entries.push(entry);
+                if listing.entries.len().is_multiple_of(EVERY) {
+                    arrived(EVERY as u64);
+                }
+            }
             WalkItem::Unreadable(path, err) => listing.unreadable.push((path, err)),
             WalkItem::Warning(warning) => listing.warnings.push(warning),
             WalkItem::Notice(notice) => listing.notices.push(notice),
@@ -315,6 +322,7 @@ fn walk_blocking(root: &Path) -> Result<Listing, OpError> {
         }
         true
     })?;
+    arrived((listing.entries.len() % EVERY) as u64);
     debug_assert!(listing.entries.is_sorted_by(|a, b| a.path <= b.path));
     Ok(listing)
 }
@@ -524,7 +532,15 @@ impl Backend for LocalBackend {
             return Ok(Listing::default());
         }
         let root = Arc::clone(&self.root);
-        blocking(move || walk_blocking(&root)).await
+        blocking(move || walk_blocking(&root, &|_| {})).await
+    }
+
+    async fn walk_counted(&self, arrived: super::Arrived) -> Result<Listing, OpError> {
+        if self.root_missing {
+            return Ok(Listing::default());
+        }
+        let root = Arc::clone(&self.root);
+        blocking(move || walk_blocking(&root, &*arrived)).await
     }
 
     async fn walk_streamed(&self, tx: WalkSender, _recall: Option<crate::backend::recall::RecallReceiver>) {
@@ -912,5 +928,28 @@ mod tests {
         let listed = local.walk().await.unwrap();
         assert_eq!(listed.entries[0].link_target.as_deref(), Some(target));
         assert!(local.make_symlink(&p("l"), b"again").await.is_err(), "an existing name is never overwritten");
+    }
+
+    #[tokio::test]
+    async fn a_counted_walk_tells_every_entry_as_it_goes() {
+        let scratch = tempfile::tempdir().unwrap();
+        for d in 0..9 {
+            fs::create_dir(scratch.path().join(format!("d{d}"))).unwrap();
+            for f in 0..1000 {
+                fs::write(scratch.path().join(format!("d{d}/f{f}")), b"").unwrap();
+            }
+        }
+        let local = LocalBackend::open(scratch.path().to_path_buf(), MissingRoot::Fail).await.unwrap();
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let arrived = {
+            let told = Arc::clone(&told);
+            Arc::new(move |n| told.lock().unwrap().push(n))
+        };
+        let listed = local.walk_counted(arrived).await.unwrap();
+        assert_eq!(listed.entries.len(), 9_009);
+        assert_eq!(listed.entries, local.walk().await.unwrap().entries);
+        let told = told.lock().unwrap();
+        assert_eq!(told.iter().sum::<u64>(), 9_009, "{told:?}");
+        assert!(told.len() > 1, "told as it went, not once at the end: {told:?}");
     }
 }
