@@ -182,32 +182,45 @@ fn completion_offers_the_same_names_in_fish() {
     assert!(offers("barge sync --max-del").contains(&"--max-delete".to_string()));
 }
 
-/// zsh answers a TAB only at an interactive prompt: typed into a real
-/// terminal (tmux), the completed line read off the screen.
-#[test]
-fn completion_offers_the_same_names_in_zsh() {
+/// zsh and elvish answer a TAB only at an interactive prompt: `shell`
+/// started in a real terminal (tmux), `hook` typed (it must print HOOKED),
+/// then a line typed with a TAB, the completed line read off the screen.
+fn completes_at_a_prompt(shell: &str, hook: &str) {
     let s = one_job_one_remote();
     std::fs::create_dir_all(s.path("home")).unwrap();
-    let shell = format!(
-        "cd '{}' && env PATH='{}' XDG_CONFIG_HOME='{}' HOME='{}' PS1='zsh> ' zsh -f",
+    let command = format!(
+        "cd '{}' && env PATH='{}' XDG_CONFIG_HOME='{}' HOME='{}' {shell}",
         s.path("").display(),
         path_with_barge(),
         s.path("xdg").display(),
         s.path("home").display()
     );
-    let term = crate::screen::Terminal::run(&shell, 100);
+    let term = crate::screen::Terminal::run(&command, 100);
     let within = Duration::from_secs(20);
-    term.wait_for(|line| line.starts_with("zsh>"), within);
-    term.type_text("autoload -U compinit && compinit -u && source <(barge completions zsh) && echo HOOKED");
+    term.wait_for(|line| !line.is_empty(), within);
+    term.type_text(hook);
     term.press("Enter");
     term.wait_for(|line| line == "HOOKED", within);
-    for (typed, completed) in [("barge run ni", "zsh> barge run nightly"), ("barge sync or", "zsh> barge sync origin:")]
-    {
+    // What is typed is a prefix of the completed line: it is on the screen
+    // only once the TAB has been answered.
+    for (typed, completed) in [("barge run ni", "barge run nightly"), ("barge sync or", "barge sync origin:")] {
         term.type_text(typed);
         term.press("Tab");
-        term.wait_for(|line| line.trim_end() == completed, within);
+        term.wait_for(|line| line.contains(completed), within);
         term.press("C-u");
     }
+}
+
+#[test]
+fn completion_offers_the_same_names_in_zsh() {
+    let hook = "autoload -U compinit && compinit -u && source <(barge completions zsh) && echo HOOKED";
+    completes_at_a_prompt("PS1='zsh> ' zsh -f", hook);
+}
+
+#[test]
+fn completion_offers_the_same_names_in_elvish() {
+    // An exception in `eval` ends the line before the echo.
+    completes_at_a_prompt("elvish -norc", "eval (barge completions elvish | slurp); echo HOOKED");
 }
 
 #[test]

@@ -8,8 +8,8 @@
 #     openssh-client, openssl, procps, lftp, rclone, rsync, hyperfine and
 #     strace (a test checks the order of fsync and rename), man-db and
 #     groff-base (the manual pages are rendered with `man -l`), tmux (the
-#     progress display is read off a real terminal), fish and zsh (completion
-#     is asked the way each shell asks it)
+#     progress display is read off a real terminal), fish, zsh and elvish
+#     (completion is asked the way each shell asks it)
 #     (no service is started: a temporary policy-rc.d forbids it).
 #   * vsftpd, pure-ftpd and proftpd all conflict with each other as Debian packages
 #     (each "Provides/Conflicts: ftp-server"), so they are fetched with
@@ -56,7 +56,7 @@ script_hash="$(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)"
 server_bins=(usr/sbin/vsftpd usr/sbin/pure-ftpd usr/bin/pure-pw usr/sbin/proftpd usr/sbin/sshd
     usr/lib/proftpd/mod_tls.so usr/bin/microsocks)
 # Commands that must be on PATH afterwards.
-tools=(ssh sftp ssh-keygen openssl lftp rclone rsync hyperfine strace man groff tmux fish zsh kill flock useradd chpasswd)
+tools=(ssh sftp ssh-keygen openssl lftp rclone rsync hyperfine strace man groff tmux fish zsh elvish kill flock useradd chpasswd)
 
 log() { echo "install.sh: $*" >&2; }
 
@@ -154,7 +154,7 @@ mapfile -t lib_pkgs < <(printf '%s\n' "${lib_pkgs[@]}" | sort -u)
 
 # --- 2. Normal packages ----------------------------------------------------------
 pkgs=("${lib_pkgs[@]}" openssh-client openssl ca-certificates procps passwd util-linux
-    lftp rclone rsync hyperfine strace man-db groff-base tmux fish zsh)
+    lftp rclone rsync hyperfine strace man-db groff-base tmux fish zsh elvish)
 log "apt-get install ${pkgs[*]}"
 apt_retry apt-get install "${apt_opts[@]}" "${pkgs[@]}"
 
