@@ -348,16 +348,28 @@ impl Config {
     /// relative to the remote URL's path, or absolute with a leading `/`),
     /// else a URL or local path. Returns the remote it names, if any.
     pub fn location<'a>(&'a self, text: &str) -> Result<(Location, Option<&'a Remote>), Error> {
-        let Some((name, rest)) = remote_reference(text) else { return Ok((Location::parse(text)?, None)) };
+        let Some((name, rest)) = remote_reference(text) else {
+            if let Some(url) = scp_style(text) {
+                return Err(Error::Usage(format!(
+                    "`{}` is scp's way to name a remote: barge writes {} (a local path with a colon is \
+                     written ./{0})",
+                    without_password(text),
+                    without_password(&url)
+                )));
+            }
+            return Ok((Location::parse(text)?, None));
+        };
         let Some(remote) = self.remotes.get(name) else {
+            // Echoed back: a password typed in front of the typo must not be.
+            let shown = without_password(text);
             if let Some(url) = misspelled_url(name, rest) {
-                return Err(Error::Usage(format!("`{text}` is not a URL: did you mean {url}?")));
+                return Err(Error::Usage(format!("`{shown}` is not a URL: did you mean {}?", without_password(&url))));
             }
             let known: Vec<&str> = self.remotes.keys().map(String::as_str).collect();
             let file = self.path.as_ref().map_or("no config file".to_string(), |p| p.display().to_string());
             return Err(Error::Usage(format!(
                 "`{name}:` is not a configured remote ({file}; remotes: {}); a local path with a colon is \
-                 written ./{text}",
+                 written ./{shown}",
                 if known.is_empty() { "none".to_string() } else { known.join(", ") }
             )));
         };
@@ -429,6 +441,34 @@ fn misspelled_url(name: &str, rest: &str) -> Option<String> {
     ["ftp", "ftps", "ftpes", "sftp"]
         .contains(&scheme.as_str())
         .then(|| format!("{scheme}://{}", rest.trim_start_matches('/')))
+}
+
+/// `user@host:path` (scp's and rsync's form, no scheme): the SFTP URL it
+/// stands for. Taken for a local path it would quietly fill a directory
+/// named `user@host:` instead of the server.
+fn scp_style(text: &str) -> Option<String> {
+    let (login, path) = text.split_once(':')?;
+    let (_, host) = login.rsplit_once('@')?;
+    if host.is_empty() || login.contains('/') || text.contains("://") {
+        return None;
+    }
+    Some(match path.strip_prefix('/') {
+        Some(absolute) => format!("sftp://{login}/{absolute}"),
+        None if path.is_empty() => format!("sftp://{login}/~"),
+        None => format!("sftp://{login}/~/{path}"),
+    })
+}
+
+/// `text` with what would be a URL's password (from the colon after the
+/// user to the `@`) shown as `***`: a location that is refused is echoed
+/// back, and a typo may sit in front of a password.
+fn without_password(text: &str) -> String {
+    let Some(at) = text.find('@') else { return text.to_string() };
+    let start = text[..at].rfind('/').map_or(0, |slash| slash + 1);
+    match text[start..at].find(':') {
+        Some(colon) => format!("{}:***{}", &text[..start + colon], &text[at..]),
+        None => text.to_string(),
+    }
 }
 
 /// The remote's base path joined with `rest` (`/abs` replaces it).
@@ -854,6 +894,35 @@ parallel = 16
         assert!(matches!(config.location("ftp://h/x").unwrap(), (Location::Remote(_), None)));
         let err = config.location("bakup:/x").unwrap_err().to_string();
         assert!(err.contains("`bakup:` is not a configured remote") && err.contains("backup, pub"), "{err}");
+    }
+
+    #[test]
+    fn scp_style_locations_are_refused_with_their_url() {
+        let config = Config::default();
+        let refused = |text: &str| config.location(text).unwrap_err().to_string();
+        let err = refused("backup@vault.example.org:/srv/backups");
+        assert!(err.contains("sftp://backup@vault.example.org/srv/backups"), "{err}");
+        assert!(refused("me@h:docs").contains("sftp://me@h/~/docs"));
+        assert!(refused("me@h:").contains("sftp://me@h/~ "));
+        // Written as a local path, it is one.
+        assert!(matches!(config.location("./me@h:docs").unwrap(), (Location::Local(_), None)));
+        assert!(matches!(config.location("me@h").unwrap(), (Location::Local(_), None)));
+        assert!(matches!(config.location("/tmp/me@h:x").unwrap(), (Location::Local(_), None)));
+    }
+
+    #[test]
+    fn a_refused_location_never_echoes_its_password() {
+        let config = Config::default();
+        for typed in
+            ["ftp:/alice:S3cret@host/x", "ftp:alice:S3cret@host/x", "Sftp:/alice:S3cret@h/", "alice:S3cret@host:/x"]
+        {
+            let err = config.location(typed).unwrap_err().to_string();
+            assert!(!err.contains("S3cret") && err.contains("***"), "{typed}: {err}");
+        }
+        let err = config.location("ftp:/alice:S3cret@host/x").unwrap_err().to_string();
+        assert!(err.contains("did you mean ftp://alice:***@host/x"), "{err}");
+        assert_eq!(without_password("sftp://h/a:b@c"), "sftp://h/a:***@c", "only the part the @ ends");
+        assert_eq!(without_password("/plain/path"), "/plain/path");
     }
 
     #[test]

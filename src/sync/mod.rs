@@ -120,6 +120,11 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
             ));
         }
     }
+    // A report that cannot be written would leave monitoring with the
+    // last run's, and this run's exit code 0: refused before it starts.
+    if mode == Mode::Sync {
+        reports::check_writable(&job.reports)?;
+    }
     // Before anything is opened or created: whose job this is, and
     // whether its roots may be synced at all.
     let roots = identity::canonical_roots(&job).await?;
@@ -237,9 +242,19 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
         // trusted sets it.
         let _ = db.meta_set(LAST_SRC_FILES, &src_files.to_string()).await;
     }
+    let mut exit_code = exit_code;
+    let written =
+        reports::write_reports(&job.reports, &summary, exit_code, run_started_at, db.as_ref(), &state_path, &reporter)
+            .await;
+    // Checked writable at the start, so rare (a full disk): the run did
+    // not do all it was asked, and the summary stays the last line.
+    if !written {
+        summary.errors += 1;
+        if exit_code == exit::OK {
+            exit_code = exit::PARTIAL;
+        }
+    }
     reporter.print_summary(&summary);
-    reports::write_reports(&job.reports, &summary, exit_code, run_started_at, db.as_ref(), &state_path, &reporter)
-        .await;
     drop(lock);
     Ok(Outcome { summary, exit_code })
 }

@@ -26,8 +26,29 @@ pub struct Reports {
     pub notify: Option<String>,
 }
 
+/// Whether `--report` and `--metrics` can be written where they are asked
+/// for: a temporary made and removed beside each.
+pub(super) fn check_writable(reports: &Reports) -> Result<(), Error> {
+    for (flag, path) in [("--report", &reports.report), ("--metrics", &reports.metrics)] {
+        let Some(path) = path else { continue };
+        let refused = |why: String| Error::Usage(format!("{flag} {}: {why}", path.display()));
+        if path.is_dir() {
+            return Err(refused("a directory; give the file to write".into()));
+        }
+        let temp = temp_beside(path);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(|e| refused(format!("cannot be written ({e})")))?;
+        let _ = std::fs::remove_file(&temp);
+    }
+    Ok(())
+}
+
 /// `--report` and `--metrics`, each written to a temporary and renamed, so
-/// a reader never sees half a file.
+/// a reader never sees half a file. False when one could not be written
+/// (said on `reporter`).
 pub(super) async fn write_reports(
     reports: &Reports,
     summary: &Summary,
@@ -36,8 +57,9 @@ pub(super) async fn write_reports(
     db: Option<&Db>,
     state_path: &Path,
     reporter: &Reporter,
-) {
+) -> bool {
     let now = crate::units::unix_now_secs();
+    let mut written = true;
     let mut last_success = None;
     if let Some(db) = db {
         let success = exit_code == exit::OK;
@@ -61,6 +83,7 @@ pub(super) async fn write_reports(
         && let Err(err) = write_atomically(path, format!("{value}\n").as_bytes())
     {
         reporter.error(&format!("cannot write --report {}: {err}", path.display()));
+        written = false;
     }
     if let Some(path) = &reports.metrics {
         let job = reports.job_name.clone().unwrap_or_else(|| {
@@ -69,11 +92,20 @@ pub(super) async fn write_reports(
         let text = metrics_text(&job, summary, exit_code, started_at, last_success);
         if let Err(err) = write_atomically(path, text.as_bytes()) {
             reporter.error(&format!("cannot write --metrics {}: {err}", path.display()));
+            written = false;
         }
     }
     if let Some(url) = &reports.notify {
         super::notify::finished(url, exit_code, value.to_string(), reporter).await;
     }
+    written
+}
+
+/// The temporary `path` is written to before it takes its name.
+fn temp_beside(path: &Path) -> PathBuf {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(format!(".tmp-{}", std::process::id()));
+    PathBuf::from(temp)
 }
 
 /// The Prometheus text exposition of one run.
@@ -110,9 +142,7 @@ fn metrics_text(job: &str, s: &Summary, exit_code: i32, started_at: i64, last_su
 fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(format!(".tmp-{}", std::process::id()));
-    let temp = PathBuf::from(temp);
+    let temp = temp_beside(path);
     let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp)?;
     file.write_all(content)?;
     file.sync_all()?;

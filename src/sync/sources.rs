@@ -331,7 +331,7 @@ impl Side {
                 }
                 Some(WalkItem::Entry(entry)) => entry,
                 Some(other) => {
-                    self.side_item(other);
+                    self.side_item(other, filter);
                     continue;
                 }
             };
@@ -393,10 +393,16 @@ impl Side {
         std::iter::from_fn(|| self.next_entry(filter, records)).collect()
     }
 
-    fn side_item(&mut self, item: WalkItem) {
+    fn side_item(&mut self, item: WalkItem, filter: &Filter) {
         let side = if self.destination { "destination" } else { "source" };
         match item {
             WalkItem::Entry(_) => {}
+            // Excluded, so nothing in it would be copied or deleted: that it
+            // cannot be read changes nothing (excluding it is how a user
+            // says so).
+            WalkItem::Unreadable(dir, err) if filter.excludes_dir(&dir) => {
+                self.reporter.info(&format!("{side} {dir} (excluded) could not be read: {err}"));
+            }
             WalkItem::Unreadable(dir, err) => {
                 let unasked = stream::is_not_listed(&err);
                 let shown = unasked && self.not_listed.is_some();

@@ -269,6 +269,24 @@ fn mistakes_are_met_with_the_fix() {
     let run = barge(&["sync", "src", "ftp:/example.com/x"]);
     run.expect_code(2);
     assert!(run.stderr.contains("did you mean ftp://example.com/x"), "{}", run.explain());
+    // The same typo in front of a password: the password is not echoed.
+    let run = barge(&["sync", "src", "ftp:/alice:Typo3dSecret@example.com/x", "--log-file", "log"]);
+    run.expect_code(2);
+    let log = fs::read_to_string(s.path("log")).unwrap();
+    assert!(!run.stderr.contains("Typo3dSecret") && !log.contains("Typo3dSecret"), "{}\n{log}", run.explain());
+    assert!(run.stderr.contains("did you mean ftp://alice:***@example.com/x"), "{}", run.explain());
+    // scp's form is a remote, not a directory named after it.
+    let run = barge(&["sync", "src", "backup@vault.example.org:/srv/backups"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("sftp://backup@vault.example.org/srv/backups"), "{}", run.explain());
+    assert!(!s.path("backup@vault.example.org:").exists());
+    // A report that cannot be written: refused before anything is done,
+    // not a clean exit that leaves monitoring the last run's report.
+    for (flag, path) in [("--report", "/nonexistent/r.json"), ("--metrics", "src")] {
+        let run = barge(&["sync", "src", "dst", flag, path]);
+        run.expect_code(2);
+        assert!(run.stderr.contains(flag) && run.stderr.contains(path), "{}", run.explain());
+    }
     let run = barge(&["sync", "src", &url("ftp", &explicit), "--password-env", "BARGE_TEST_UNSET_VARIABLE"]);
     run.expect_code(2);
     assert!(run.stderr.contains("BARGE_TEST_UNSET_VARIABLE") && run.stderr.contains("not set"), "{}", run.explain());

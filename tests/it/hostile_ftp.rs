@@ -413,6 +413,17 @@ fn a_deep_directory_of_many_names_is_refused_not_multiplied() {
     assert!(s.dst().join("stray.txt").exists(), "{}", run.explain());
 }
 
+/// A server whose `/sub` answers its first listing with 425 (then lists
+/// `inner.txt`), beside `top.txt`.
+fn flaky_sub() -> u16 {
+    let mut script = Script { flaky_listing: Some("/sub".into()), ..Script::default() };
+    script.listings.insert("/".into(), [fact(b"sub", "dir", 0), fact(b"top.txt", "file", 3)].concat());
+    script.listings.insert("/sub".into(), fact(b"inner.txt", "file", 5));
+    script.files.insert("/top.txt".into(), b"top".to_vec());
+    script.files.insert("/sub/inner.txt".into(), b"inner".to_vec());
+    serve(script)
+}
+
 /// A 425 when listing a directory is temporary (the server's passive port
 /// was busy): the listing is asked again, as a transfer would be, and the
 /// mirror completes, deletions included. With --retries 0 the directory
@@ -420,25 +431,32 @@ fn a_deep_directory_of_many_names_is_refused_not_multiplied() {
 /// benches/soak.sh against proftpd.)
 #[test]
 fn a_listing_refused_with_425_is_retried() {
-    let flaky = || {
-        let mut script = Script { flaky_listing: Some("/sub".into()), ..Script::default() };
-        script.listings.insert("/".into(), [fact(b"sub", "dir", 0), fact(b"top.txt", "file", 3)].concat());
-        script.listings.insert("/sub".into(), fact(b"inner.txt", "file", 5));
-        script.files.insert("/top.txt".into(), b"top".to_vec());
-        script.files.insert("/sub/inner.txt".into(), b"inner".to_vec());
-        serve(script)
-    };
     let s = Scratch::new();
     write(&s.dst(), "sub/old.txt", b"deleted once sub is listed");
-    let run = download(&s, flaky(), &["--retries", "0", "--delete"]);
+    let run = download(&s, flaky_sub(), &["--retries", "0", "--delete"]);
     run.expect_code(1);
     assert!(run.stderr.contains("sub") && run.stderr.contains("425"), "{}", run.explain());
     assert!(s.dst().join("sub/old.txt").exists(), "{}", run.explain());
 
-    let run = download(&s, flaky(), &["--delete"]);
+    let run = download(&s, flaky_sub(), &["--delete"]);
     run.expect_code(0);
     assert_eq!(fs::read(s.dst().join("sub/inner.txt")).unwrap(), b"inner", "{}", run.explain());
     assert!(!s.dst().join("sub/old.txt").exists(), "{}", run.explain());
+}
+
+/// A directory that cannot be listed but is excluded changes nothing:
+/// excluding it is how a user says so (before, every run failed, and with
+/// --delete every run was held back as if the source were broken; not
+/// excluded, it still holds deletions back: the test above).
+#[test]
+fn an_excluded_directory_that_cannot_be_listed_is_no_error() {
+    let s = Scratch::new();
+    write(&s.dst(), "stale.txt", b"gone from the source");
+    let run = download(&s, flaky_sub(), &["--retries", "0", "--delete", "--exclude", "/sub/"]);
+    run.expect_code(0);
+    assert!(!s.dst().join("stale.txt").exists(), "{}", run.explain());
+    assert_eq!(fs::read(s.dst().join("top.txt")).unwrap(), b"top");
+    assert!(!s.dst().join("sub").exists());
 }
 
 /// Issue 5's streaming plan: a file listed early is copied while a
