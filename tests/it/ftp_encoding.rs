@@ -237,3 +237,36 @@ fn the_encoding_config_key_reads_names_as_the_flag_does() {
         run.explain()
     );
 }
+
+/// Byte 0xFF in a name (`я` in cp1251, `ÿ` in latin1): suppaftp sends it
+/// doubled, as Telnet's IAC. proftpd reads the pair as one byte; vsftpd
+/// and pure-ftpd keep both, so the name would be written changed with
+/// exit 0. barge asks the server once and refuses such names where they
+/// would change; nothing with a doubled byte appears, nothing is left of
+/// the question.
+#[test]
+fn a_name_with_byte_0xff_is_written_as_it_is_or_refused() {
+    for kind in [FtpServerKind::Proftpd, FtpServerKind::Vsftpd, FtpServerKind::PureFtpd] {
+        let server = harness::ftp_server(kind, FtpTls::None);
+        harness::give_to_test_user(&server.root);
+        let s = Scratch::new();
+        write(&s.src(), OsStr::from_bytes(b"up\xffname.txt"), b"up");
+        write(&s.src(), OsStr::from_bytes(b"d\xff/in.txt"), b"in");
+        write(&s.src(), "plain.txt", b"plain");
+        let run = sync(&s, &server, &s.src().to_string_lossy(), &url(&server, "/up"), "up.db", &[]);
+        let on_server = names(&server.root);
+        let context = format!("{}: {:?}\n{}", kind.name(), on_server, run.explain());
+        assert!(!on_server.iter().any(|n| n.windows(2).any(|w| w == b"\xff\xff")), "{context}");
+        assert!(!on_server.iter().any(|n| n.starts_with(b".barge-iac")), "{context}");
+        assert!(on_server.contains(&b"up/plain.txt".to_vec()), "{context}");
+        if kind == FtpServerKind::Proftpd {
+            assert_eq!(run.code, 0, "{context}");
+            assert!(on_server.contains(&b"up/up\xffname.txt".to_vec()), "{context}");
+            assert!(on_server.contains(&b"up/d\xff/in.txt".to_vec()), "{context}");
+        } else {
+            assert_eq!(run.code, 1, "{context}");
+            assert!(run.stderr.contains("0xFF"), "{context}");
+            assert!(!on_server.iter().any(|n| n.contains(&0xFF)), "{context}");
+        }
+    }
+}

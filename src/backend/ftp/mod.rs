@@ -17,6 +17,7 @@
 pub mod conn;
 pub mod data;
 pub mod fxp;
+mod iac;
 pub mod listing;
 mod modes;
 pub(crate) mod mtime;
@@ -102,6 +103,9 @@ struct Inner {
     segmented_write: tokio::sync::OnceCell<bool>,
     /// How the server's names are barge's (`--encoding`).
     names: names::NameEncoding,
+    /// How the server reads byte 0xFF in a command, once a write needs it
+    /// (see [`iac`]).
+    iac: tokio::sync::OnceCell<iac::Iac>,
 }
 
 /// FTP's own settings (see [`super::RemoteOptions`] for the shared ones).
@@ -386,6 +390,7 @@ impl FtpBackend {
                 retries: options.retries,
                 ascii,
                 segmented_write: tokio::sync::OnceCell::new(),
+                iac: tokio::sync::OnceCell::new(),
                 names: options.ftp.encoding,
             }),
         })
@@ -617,10 +622,12 @@ impl Backend for FtpBackend {
     }
 
     async fn open_write(&self, path: &RelPath, offset: u64) -> Result<Box<dyn FileWriter>, OpError> {
+        self.inner.check_iac("write", path).await?;
         self.open_writer(path, offset, false).await
     }
 
     async fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
+        self.inner.check_iac("rename", to).await?;
         let target = self.inner.remote_path(to)?;
         let result = self
             .inner
@@ -639,6 +646,7 @@ impl Backend for FtpBackend {
         mtime: Option<Mtime>,
         mode: Option<u32>,
     ) -> Result<Option<Mtime>, OpError> {
+        self.inner.check_iac("rename", target).await?;
         let to = self.inner.remote_path(target)?;
         let inner = Arc::clone(&self.inner);
         let result = self
@@ -707,6 +715,7 @@ impl Backend for FtpBackend {
     }
 
     async fn remove_file(&self, path: &RelPath) -> Result<(), OpError> {
+        self.inner.check_iac("delete", path).await?;
         self.inner
             .with_conn("delete", path, async |conn, remote| {
                 conn.round_trip(1);
@@ -716,6 +725,7 @@ impl Backend for FtpBackend {
     }
 
     async fn remove_dir(&self, path: &RelPath) -> Result<(), OpError> {
+        self.inner.check_iac("rmdir", path).await?;
         self.inner
             .with_conn("rmdir", path, async |conn, remote| {
                 conn.round_trip(1);
@@ -725,6 +735,7 @@ impl Backend for FtpBackend {
     }
 
     async fn mkdir(&self, path: &RelPath) -> Result<(), OpError> {
+        self.inner.check_iac("mkdir", path).await?;
         self.inner
             .with_conn("mkdir", path, async |conn, remote| {
                 conn.round_trip(1);
