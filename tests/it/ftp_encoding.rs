@@ -270,3 +270,23 @@ fn a_name_with_byte_0xff_is_written_as_it_is_or_refused() {
         }
     }
 }
+
+/// A local name holding CR or LF cannot be sent in an FTP command: it is
+/// skipped with a warning when listed, not uploaded in full and then
+/// refused at the rename on every run.
+#[test]
+fn a_name_with_a_line_break_is_skipped_before_it_is_uploaded() {
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    harness::give_to_test_user(&server.root);
+    let s = Scratch::new();
+    write(&s.src(), "line\nbreak.txt", b"never sent");
+    write(&s.src(), "plain.txt", b"plain");
+    let run = sync(&s, &server, &s.src().to_string_lossy(), &url(&server, "/up"), "up.db", &[]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert!(
+        warnings(&run).iter().any(|w| w.contains("line\\x0abreak.txt") && w.contains("CR or LF")),
+        "{}",
+        run.explain()
+    );
+    assert_eq!(names(&server.root), [b"up".to_vec(), b"up/plain.txt".to_vec()], "{}", run.explain());
+}

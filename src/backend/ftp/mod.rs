@@ -556,6 +556,10 @@ impl Backend for FtpBackend {
     }
 
     fn cannot_name(&self, name: &[u8]) -> Option<String> {
+        if name.contains(&b'\r') || name.contains(&b'\n') {
+            // A command is one line: the name could not be sent at all.
+            return Some(format!("{} cannot hold this name: an FTP command cannot carry CR or LF", self.inner.shown));
+        }
         self.inner.names.to_server(name).err().map(|why| format!("{} cannot hold this name: {why}", self.inner.shown))
     }
 
