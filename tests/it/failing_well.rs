@@ -304,6 +304,39 @@ fn mistakes_are_met_with_the_fix() {
     assert!(!s.dst().exists());
 }
 
+/// A port whose TCP handshake is never answered (a firewall that drops
+/// it) is said to be so, not taken for an implicit-TLS port that sends no
+/// greeting (the hint that is right once the handshake was answered).
+#[test]
+fn a_connection_never_answered_is_not_taken_for_the_wrong_tls_mode() {
+    // listen(2) with a backlog of 0 and one connection queued, never
+    // accepted: the kernel drops every further SYN.
+    // SAFETY: plain socket calls on a descriptor this test owns.
+    let (fd, port) = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len), 0);
+        assert_eq!(libc::listen(fd, 0), 0);
+        let mut bound = len;
+        assert_eq!(libc::getsockname(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut bound), 0);
+        (fd, u16::from_be(addr.sin_port))
+    };
+    let _queued = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let s = Scratch::new();
+    let mut cmd = s.barge();
+    cmd.args(["sync", &format!("ftp://u@127.0.0.1:{port}/"), "dst", "--timeout", "2", "--retries", "0"]);
+    cmd.env("BARGE_PASSWORD", "x").current_dir(s.dir.path());
+    let run = s.run_within(cmd, std::time::Duration::from_secs(60));
+    run.expect_code(3);
+    assert!(run.stderr.contains("never answered") && !run.stderr.contains("ftps://"), "{}", run.explain());
+    // SAFETY: the listener made above, closed once.
+    unsafe { libc::close(fd) };
+}
+
 /// Another job into the same destination removed a live run's temporary
 /// (the live run then failed) and left a killed run's debris only to the
 /// same job. Now a temporary a live writer holds is left alone (and said

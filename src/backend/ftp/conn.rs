@@ -575,6 +575,9 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
         TlsMode::None => None,
         TlsMode::Explicit | TlsMode::Implicit => params.tls.as_deref().map(tls::per_connection),
     };
+    // Whether the TCP handshake was answered: a timeout before it is a
+    // host that drops packets, after it a port that sends no greeting.
+    let tcp_up = std::sync::atomic::AtomicBool::new(false);
     let connected = with_timeout(params.timeout, "connect", &shown, async {
         match params.tls_mode {
             TlsMode::Implicit => match (&proxied, addr) {
@@ -605,6 +608,7 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
                     (None, None) => Err(std::io::Error::other("no address")),
                 }
                 .map_err(connect_err)?;
+                tcp_up.store(true, std::sync::atomic::Ordering::Relaxed);
                 tcp.set_nodelay(true).ok();
                 let control = Control::connect_with_stream(tcp).await.map_err(|e| classify(e, "greeting", &shown))?;
                 if params.tls_mode == TlsMode::Explicit {
@@ -619,7 +623,8 @@ async fn connect_steps(params: &ConnectParams) -> Result<FtpConn, OpError> {
         }
     })
     .await;
-    let mut control = connected.map_err(|err| with_tls_mode_hint(err, params.tls_mode))?;
+    let tcp_up = tcp_up.into_inner();
+    let mut control = connected.map_err(|err| with_tls_mode_hint(err, params.tls_mode, tcp_up))?;
     // TCP handshake, greeting; AUTH TLS and its handshake, or the implicit
     // handshake (one TLS 1.3 round trip counted each).
     counted(match params.tls_mode {
@@ -881,14 +886,19 @@ fn tls_or(err: FtpError, op: &'static str, shown: &str) -> OpError {
 /// the port: say so, as `doctor` does. An implicit-TLS handshake answered
 /// in plain text ("corrupt message", "InvalidContentType") is a plain or
 /// explicit-TLS port; a plain connection that never hears a greeting is
-/// usually an implicit-TLS port waiting for a handshake.
-fn with_tls_mode_hint(mut err: OpError, mode: TlsMode) -> OpError {
+/// usually an implicit-TLS port waiting for a handshake; one whose TCP
+/// handshake was never answered (`tcp_up` false) is not the port's mode.
+fn with_tls_mode_hint(mut err: OpError, mode: TlsMode, tcp_up: bool) -> OpError {
+    let timed_out = err.op == "connect" && err.message.starts_with("timed out");
     let hint = match mode {
+        TlsMode::None | TlsMode::Explicit if timed_out && !tcp_up => {
+            "; the connection was never answered: a wrong host or port, or a firewall that drops it"
+        }
         TlsMode::Implicit if err.message.contains("InvalidContentType") || err.message.contains("corrupt message") => {
             "; the port answered in plain text, so it is not an implicit-TLS port: use ftpes:// (AUTH TLS on this \
              port), or ftps:// with the implicit-TLS port (usually 990)"
         }
-        TlsMode::None | TlsMode::Explicit if err.op == "connect" && err.message.starts_with("timed out") => {
+        TlsMode::None | TlsMode::Explicit if timed_out => {
             "; no FTP greeting came: if this is an implicit-TLS port (usually 990), use ftps://"
         }
         _ => return err,
