@@ -102,8 +102,10 @@ impl fmt::Display for OpError {
 pub enum Error {
     #[error("{0}")]
     Usage(String),
-    #[error("cannot use {location}: {source}")]
+    #[error("cannot use the {side} {location}: {source}")]
     Unreachable {
+        /// "source" or "destination".
+        side: &'static str,
         location: String,
         #[source]
         source: OpError,

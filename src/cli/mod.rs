@@ -537,7 +537,8 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         match Reporter::new(common.output()).with_log_file(path) {
             Ok(logging) => reporter = logging,
             Err(source) => {
-                log_failed = Some(Error::Io { context: format!("open --log-file {}", path.display()), source })
+                // A path that cannot be written is a mistake on the command line.
+                log_failed = Some(Error::Usage(format!("--log-file {}: {source}", path.display())))
             }
         }
     }

@@ -98,8 +98,8 @@ fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
-fn unreachable(location: &Location) -> impl FnOnce(OpError) -> Error + '_ {
-    move |source| Error::Unreachable { location: location.to_string(), source }
+fn unreachable<'a>(side: &'static str, location: &'a Location) -> impl FnOnce(OpError) -> Error + 'a {
+    move |source| Error::Unreachable { side, location: location.to_string(), source }
 }
 
 pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcome, Error> {
@@ -307,14 +307,14 @@ async fn open_sides(job: &Job, mode: Mode, db: Option<&Db>) -> Result<(Arc<dyn B
         backend::open(&job.src, MissingRoot::Fail, &src_remote),
         backend::open(&job.dst, missing_dst, &dst_remote)
     );
-    let src = src.map_err(unreachable(&job.src))?;
+    let src = src.map_err(unreachable("source", &job.src))?;
     let dst = match dst {
         Err(err) if mode == Mode::Sync && err.kind == ErrorKind::NotFound => {
             backend::open(&job.dst, MissingRoot::Create, &dst_remote).await
         }
         opened => opened,
     };
-    Ok((src, dst.map_err(unreachable(&job.dst))?))
+    Ok((src, dst.map_err(unreachable("destination", &job.dst))?))
 }
 
 /// Removes the database (and lock) a sync created for a job whose first

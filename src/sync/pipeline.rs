@@ -168,8 +168,8 @@ async fn run_listed(setup: Setup<'_>, mode: Mode, started: Instant) -> Result<En
     dst_walk.recall(dst.as_ref(), &records, StateSide::Dst);
     // Nothing is done before both roots are known to be readable: a
     // destination that failed to list must not look empty.
-    let src_first = src_walk.first_items().await.map_err(unreachable(&job.src))?;
-    let dst_first = dst_walk.first_items().await.map_err(unreachable(&job.dst))?;
+    let src_first = src_walk.first_items().await.map_err(unreachable("source", &job.src))?;
+    let dst_first = dst_walk.first_items().await.map_err(unreachable("destination", &job.dst))?;
 
     let rule = CompareRule::new(
         job.compare,

@@ -28,6 +28,7 @@ impl DeleteLimit {
         match text.trim().strip_suffix('%') {
             Some(p) => match p.trim().parse::<f64>() {
                 Ok(p) if (0.0..=100.0).contains(&p) => Ok(DeleteLimit::Percent(p)),
+                Ok(p) if p > 100.0 => Err(format!("`{text}`: a percentage of the destination is at most 100%")),
                 _ => Err(bad()),
             },
             None => text.trim().parse().map(DeleteLimit::Count).map_err(|_| bad()),

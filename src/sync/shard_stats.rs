@@ -22,7 +22,7 @@ struct Share {
 
 /// Lists the source and prints the split; exit 0, or the listing's error.
 pub async fn shard_stats(job: Job, count: u32, depth: u32, reporter: &Arc<Reporter>, json: bool) -> Result<i32, Error> {
-    let unreachable = |source| Error::Unreachable { location: job.src.to_string(), source };
+    let unreachable = |source| Error::Unreachable { side: "source", location: job.src.to_string(), source };
     let source = backend::open(&job.src, MissingRoot::Fail, &job.src_remote).await.map_err(unreachable)?;
     let listing = source.walk().await.map_err(unreachable)?;
     for (dir, err) in &listing.unreadable {

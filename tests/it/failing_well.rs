@@ -280,6 +280,16 @@ fn mistakes_are_met_with_the_fix() {
     run.expect_code(2);
     assert!(run.stderr.contains("sftp://backup@vault.example.org/srv/backups"), "{}", run.explain());
     assert!(!s.path("backup@vault.example.org:").exists());
+    let run = barge(&["sync", "src", "dst", "--delete", "--max-delete", "150%"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("at most 100%"), "{}", run.explain());
+    let run = barge(&["sync", "src", "dst", "--log-file", "/nonexistent/dir/log"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("--log-file /nonexistent/dir/log"), "{}", run.explain());
+    // Which side could not be used is said.
+    let run = barge(&["sync", "src/a.txt", "dst"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("cannot use the source"), "{}", run.explain());
     // A report that cannot be written: refused before anything is done,
     // not a clean exit that leaves monitoring the last run's report.
     for (flag, path) in [("--report", "/nonexistent/r.json"), ("--metrics", "src")] {
