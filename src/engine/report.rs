@@ -365,7 +365,12 @@ impl Reporter {
             });
             self.print(&value.to_string());
         }
-        let line = format!("error: {} {}: {err}", action.verb(), action.path());
+        let (verb, path) = (action.verb(), action.path().to_string());
+        // "mkdir d: mkdir d: ..." says the same thing twice.
+        let line = match err.op == verb && err.path == path {
+            true => format!("error: {verb} {path}: {}", err.message),
+            false => format!("error: {verb} {path}: {err}"),
+        };
         self.log(&line);
         self.eprint(&line);
     }

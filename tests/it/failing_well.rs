@@ -280,6 +280,12 @@ fn mistakes_are_met_with_the_fix() {
     run.expect_code(2);
     assert!(run.stderr.contains("sftp://backup@vault.example.org/srv/backups"), "{}", run.explain());
     assert!(!s.path("backup@vault.example.org:").exists());
+    // With --json, what clap refuses gets the fatal line too.
+    let run = barge(&["sync", "src", "dst", "--json", "--bogus"]);
+    run.expect_code(2);
+    let fatal: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!((fatal["type"].as_str(), fatal["exit_code"].as_i64()), (Some("fatal"), Some(2)), "{}", run.explain());
+    assert!(fatal["message"].as_str().unwrap().contains("--bogus"), "{}", run.explain());
     let run = barge(&["sync", "src", "dst", "--delete", "--max-delete", "150%"]);
     run.expect_code(2);
     assert!(run.stderr.contains("at most 100%"), "{}", run.explain());
@@ -311,6 +317,28 @@ fn mistakes_are_met_with_the_fix() {
     let run = barge(&["--config", "barge.toml", "run", "a"]);
     run.expect_code(2);
     assert!(run.stderr.contains("line 4") && run.stderr.contains("include"), "{}", run.explain());
+    assert!(!s.dst().exists());
+}
+
+/// A file where a remote tree should be: "not a directory", as either
+/// side, and the file is left alone (before: "the directory does not
+/// exist" as a source, a server's MKD refusal as a destination).
+#[test]
+fn a_remote_location_that_is_a_file_is_said_to_be_one() {
+    let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);
+    write(&server.root, "afile", b"a file");
+    harness::give_to_test_user(&server.root);
+    let s = Scratch::new();
+    write(&s.src(), "a.txt", b"a");
+    let url = format!("ftp://{}@127.0.0.1:{}/afile", server.user, server.port);
+    for (src, dst) in [(url.as_str(), "dst"), ("src", url.as_str())] {
+        let mut cmd = s.barge();
+        cmd.current_dir(s.dir.path()).env("BARGE_PASSWORD", &server.password).args(["sync", src, dst]);
+        let run = s.run_within(cmd, std::time::Duration::from_secs(60));
+        run.expect_code(3);
+        assert!(run.stderr.contains("not a directory"), "{}", run.explain());
+    }
+    assert_eq!(fs::read(server.root.join("afile")).unwrap(), b"a file");
     assert!(!s.dst().exists());
 }
 

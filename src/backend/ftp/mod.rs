@@ -301,6 +301,16 @@ impl FtpBackend {
                 return Err(OpError::new(ErrorKind::Temporary, "open", &root_text, "CWD: no answer from the server"));
             }
         };
+        // A file where the tree should be is not a directory to make (or
+        // a missing one): one SIZE tells them apart.
+        if !root_exists
+            && let Ok(Ok(_)) = {
+                first.round_trip(1);
+                tokio::time::timeout(params.timeout, first.control.size(&root_text)).await
+            }
+        {
+            return Err(OpError::new(ErrorKind::InvalidData, "open", &shown, "not a directory (a file is there)"));
+        }
         // The login's pipelining probe times a round trip where it can; the
         // CWD does everywhere (TLS too).
         let round_trip = [pool_params_round_trip(&params), Some(asked.elapsed())].into_iter().flatten().min();
