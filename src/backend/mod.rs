@@ -336,6 +336,13 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// The root's path on its server once opened, `~`, `..` and links
+    /// resolved (the server's own realpath), for telling whether two
+    /// locations spelled apart are one tree; `None` where it cannot be told.
+    fn resolved_root(&self) -> Option<Vec<u8>> {
+        None
+    }
+
     /// Why this backend cannot hold an entry named `name` (one component)
     /// under that name, e.g. an FTP server whose `--encoding` lacks one
     /// of its characters; `None` when it can. A source's entries the

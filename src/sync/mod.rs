@@ -314,7 +314,11 @@ async fn open_sides(job: &Job, mode: Mode, db: Option<&Db>) -> Result<(Arc<dyn B
         }
         opened => opened,
     };
-    Ok((src, dst.map_err(unreachable("destination", &job.dst))?))
+    let dst = dst.map_err(unreachable("destination", &job.dst))?;
+    // Before anything is listed or written: one tree spelled two ways.
+    let resolved = (src.resolved_root(), dst.resolved_root());
+    safety::refuse_overlap_resolved(&job.src, &job.dst, resolved, &job.filter).await?;
+    Ok((src, dst))
 }
 
 /// Removes the database (and lock) a sync created for a job whose first

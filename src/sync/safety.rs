@@ -126,6 +126,39 @@ fn nesting(src: &Location, dst: &Location) -> Option<(bool, Vec<u8>)> {
     below(src_path, dst_path).map(|inside| (false, inside))
 }
 
+/// [`refuse_overlap`] again once both sides are open, with the roots as
+/// the server resolved them (`resolved`: [`crate::backend::Backend::resolved_root`]):
+/// `sftp://h/~/tree` and `sftp://h/home/me/tree/sub` pass the check by text
+/// and are one tree, and so are two host names of one address.
+pub(super) async fn refuse_overlap_resolved(
+    src: &Location,
+    dst: &Location,
+    resolved: (Option<Vec<u8>>, Option<Vec<u8>>),
+    filter: &Filter,
+) -> Result<(), Error> {
+    let (Location::Remote(src), Location::Remote(dst), (Some(src_root), Some(dst_root))) = (src, dst, resolved) else {
+        return Ok(());
+    };
+    let (mut src, mut dst) = (src.normalized(), dst.normalized());
+    (src.path, dst.path) = (src_root, dst_root);
+    if !src.host.eq_ignore_ascii_case(&dst.host) && same_address(&src.host, &dst.host, src.port).await {
+        dst.host = src.host.clone();
+    }
+    refuse_overlap(&Location::Remote(src), &Location::Remote(dst), filter)
+}
+
+/// Whether two host names resolve to a shared address.
+async fn same_address(a: &str, b: &str, port: u16) -> bool {
+    let resolve = |host: &str| {
+        let host = host.to_string();
+        async move { tokio::net::lookup_host((host, port)).await.map(|found| found.map(|a| a.ip()).collect::<Vec<_>>()) }
+    };
+    match tokio::join!(resolve(a), resolve(b)) {
+        (Ok(a), Ok(b)) => a.iter().any(|ip| b.contains(ip)),
+        _ => false,
+    }
+}
+
 /// `path` relative to `ancestor` when it is `ancestor` or below it, both
 /// absolute and normalized (no trailing slash except the root `/`).
 fn below(path: &[u8], ancestor: &[u8]) -> Option<Vec<u8>> {

@@ -528,3 +528,33 @@ fn names_that_are_not_utf8_upload_and_cross_servers_byte_exact() {
     assert!(run.stderr.contains("NUL byte"), "{}", run.explain());
     assert!(!server.root.join("nul").exists(), "{}", run.explain());
 }
+
+/// One tree spelled two ways passes the check by text: through a link to
+/// it, or through another name of the host. Refused once both sides are
+/// open, by the roots the server resolves (before, --delete removed the
+/// source from inside the destination and exited 0). A root that is itself
+/// a link to a directory is followed, as a local root is.
+#[test]
+fn one_tree_spelled_two_ways_is_refused_after_opening() {
+    let server = harness::ssh_server();
+    write(&server.root, "tree/sub/precious.txt", b"precious");
+    write(&server.root, "tree/other.txt", b"other");
+    std::os::unix::fs::symlink("tree", server.root.join("alias")).unwrap();
+    harness::give_to_test_user(&server.root);
+    let s = Scratch::new();
+    let via_localhost = url(&server, "/alias").replace("@127.0.0.1:", "@localhost:");
+    for (src, dst) in [
+        (url(&server, "/tree/sub"), url(&server, "/alias")),
+        (url(&server, "/alias"), url(&server, "/tree/sub/deeper")),
+        (url(&server, "/tree/sub"), via_localhost),
+    ] {
+        let run = sync(&s, &server, &src, &dst, &["--delete"]);
+        run.expect_code(2);
+        assert!(run.stderr.contains("inside"), "{src} -> {dst}: {}", run.explain());
+        assert_eq!(fs::read(server.root.join("tree/sub/precious.txt")).unwrap(), b"precious");
+    }
+    // The link as a root on its own: followed.
+    let run = sync(&s, &server, &url(&server, "/alias"), &s.dst().to_string_lossy(), &[]);
+    run.expect_code(0);
+    assert_eq!(fs::read(s.dst().join("sub/precious.txt")).unwrap(), b"precious");
+}

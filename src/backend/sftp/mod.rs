@@ -98,6 +98,10 @@ struct Inner {
     /// resolve to exactly this plus its relative path, or a link stands on
     /// the way.
     real_root: Option<Vec<u8>>,
+    /// `real_root`, or for a root not made yet its nearest existing
+    /// ancestor's realpath with the rest appended (see
+    /// [`Backend::resolved_root`]).
+    resolved_root: Option<Vec<u8>>,
     /// Directories whose realpath was checked (one round trip each per run).
     checked_dirs: std::sync::Mutex<std::collections::HashSet<RelPath>>,
     /// `--links follow`: each followed link mapped to the link-free path
@@ -152,7 +156,9 @@ impl SftpBackend {
         let first = session::connect(&params).await.map_err(with_location)?;
         let root = resolve_root(&remote.path, &first.sftp, &shown).await?;
         let asked = std::time::Instant::now();
-        let root_stat = first.sftp.lstat(root_text(&root)).await;
+        // The root itself may be a link to a directory (as a local root
+        // may); links below it are never followed (see `real_root`).
+        let root_stat = first.sftp.stat(root_text(&root)).await;
         let round_trip = asked.elapsed();
         let root_missing = match root_stat {
             Ok(attrs) if kind_of(&attrs.attrs) == Some(EntryKind::Dir) => false,
@@ -174,6 +180,10 @@ impl SftpBackend {
         } else {
             let resolved = first.sftp.realpath(root_text(&root)).await.map_err(|e| classify(e, "open", &shown))?;
             resolved.files.into_iter().next().map(|f| without_trailing_slashes(raw_names::encode(&f.filename)))
+        };
+        let resolved_root = match &real_root {
+            Some(real) => Some(real.clone()),
+            None => resolve_missing(&first.sftp, &root).await,
         };
         let connections = options.connections.max(1);
         let max_sessions = connections.div_ceil(OPERATIONS_PER_SESSION).clamp(1, MAX_SESSIONS);
@@ -203,6 +213,7 @@ impl SftpBackend {
                 root,
                 root_missing,
                 real_root,
+                resolved_root,
                 checked_dirs: Default::default(),
                 followed: Default::default(),
                 caps,
@@ -222,6 +233,29 @@ impl SftpBackend {
 /// `/` for the empty root.
 fn root_text(root: &str) -> &str {
     if root.is_empty() { "/" } else { root }
+}
+
+/// The realpath of `root`'s nearest existing ancestor with the missing
+/// components appended; `None` when no ancestor resolves.
+async fn resolve_missing(sftp: &RawSftpSession, root: &str) -> Option<Vec<u8>> {
+    let mut existing = root.trim_end_matches('/');
+    let mut rest = Vec::new();
+    while let Some((parent, name)) = existing.rsplit_once('/') {
+        rest.push(name);
+        existing = if parent.is_empty() { "/" } else { parent };
+        if let Ok(found) = sftp.realpath(existing).await {
+            let mut path = without_trailing_slashes(raw_names::encode(&found.files.into_iter().next()?.filename));
+            for name in rest.iter().rev() {
+                path.push(b'/');
+                path.extend_from_slice(&raw_names::encode(name));
+            }
+            return Some(path);
+        }
+        if existing == "/" {
+            break;
+        }
+    }
+    None
 }
 
 fn without_trailing_slashes(mut path: Vec<u8>) -> Vec<u8> {
@@ -626,6 +660,10 @@ impl Inner {
 impl Backend for SftpBackend {
     fn capabilities(&self) -> &Capabilities {
         &self.inner.caps
+    }
+
+    fn resolved_root(&self) -> Option<Vec<u8>> {
+        self.inner.resolved_root.clone()
     }
 
     fn ownership(&self) -> Option<&dyn Ownership> {
