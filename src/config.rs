@@ -349,6 +349,13 @@ impl Config {
     /// else a URL or local path. Returns the remote it names, if any.
     pub fn location<'a>(&'a self, text: &str) -> Result<(Location, Option<&'a Remote>), Error> {
         let Some((name, rest)) = remote_reference(text) else {
+            if let Some(url) = scheme_without_colon(text) {
+                return Err(Error::Usage(format!(
+                    "`{}` is not a URL: did you mean {}? (a local path of that name is written ./{0})",
+                    without_password(text),
+                    without_password(&url)
+                )));
+            }
             if let Some(url) = scp_style(text) {
                 return Err(Error::Usage(format!(
                     "`{}` is scp's way to name a remote: barge writes {} (a local path with a colon is \
@@ -459,13 +466,28 @@ fn scp_style(text: &str) -> Option<String> {
     })
 }
 
-/// `text` with what would be a URL's password (from the colon after the
-/// user to the `@`) shown as `***`: a location that is refused is echoed
-/// back, and a typo may sit in front of a password.
+/// `sftp//host/x` (the colon left out): the URL it was meant to be. Taken
+/// for a local path it would fill ./sftp/host/x, password and all.
+fn scheme_without_colon(text: &str) -> Option<String> {
+    let (scheme, rest) = text.split_once("//")?;
+    ["ftp", "ftps", "ftpes", "sftp"]
+        .contains(&scheme.to_ascii_lowercase().as_str())
+        .then(|| format!("{}://{}", scheme.to_ascii_lowercase(), rest.trim_start_matches('/')))
+}
+
+/// `text` with what would be a URL's password shown as `***`: a location
+/// that is refused is echoed back, and a typo may sit in front of a
+/// password. The user is what follows the scheme (if any), the password
+/// runs from its first colon to the last `@` (a password may hold `@` and
+/// `/`; a path holding `@` only hides more).
 fn without_password(text: &str) -> String {
-    let Some(at) = text.find('@') else { return text.to_string() };
-    let start = text[..at].rfind('/').map_or(0, |slash| slash + 1);
-    match text[start..at].find(':') {
+    let Some(at) = text.rfind('@') else { return text.to_string() };
+    let lower = text.to_ascii_lowercase();
+    let start = ["ftp:", "ftps:", "ftpes:", "sftp:"]
+        .iter()
+        .find(|scheme| lower.starts_with(*scheme))
+        .map_or(0, |scheme| scheme.len() + text[scheme.len()..].bytes().take_while(|&b| b == b'/').count());
+    match text.get(start..at).and_then(|user| user.find(':')) {
         Some(colon) => format!("{}:***{}", &text[..start + colon], &text[at..]),
         None => text.to_string(),
     }
@@ -921,8 +943,17 @@ parallel = 16
         }
         let err = config.location("ftp:/alice:S3cret@host/x").unwrap_err().to_string();
         assert!(err.contains("did you mean ftp://alice:***@host/x"), "{err}");
-        assert_eq!(without_password("sftp://h/a:b@c"), "sftp://h/a:***@c", "only the part the @ ends");
         assert_eq!(without_password("/plain/path"), "/plain/path");
+        // A password holding @ or /: none of it shown.
+        assert_eq!(without_password("sftp:/u:hunter@TOPSECRET@h:22/x"), "sftp:/u:***@h:22/x");
+        assert_eq!(without_password("ftp:/u:pa/ss@h/x"), "ftp:/u:***@h/x");
+        assert_eq!(without_password("u:pw@word@h:/x"), "u:***@h:/x");
+        for typed in ["sftp//u:S3cret@h:2299/x", "sftp///h/x", "FTP//h/x"] {
+            let err = config.location(typed).unwrap_err().to_string();
+            assert!(!err.contains("S3cret") && err.contains("did you mean"), "{typed}: {err}");
+        }
+        assert!(config.location("sftp//h/x").unwrap_err().to_string().contains("sftp://h/x"));
+        assert!(matches!(config.location("./sftp//h/x").unwrap(), (Location::Local(_), None)));
     }
 
     #[test]
