@@ -85,6 +85,14 @@ impl CompareRule {
         if self.mtimes_match(src, dst, synced) { Verdict::Same } else { Verdict::Differs(Reason::MtimeDiffers) }
     }
 
+    /// Whether two times are one within the coarser side's precision (a
+    /// directory's time, set from a local one with nanoseconds, comes back
+    /// from an SFTP server to the second).
+    pub fn same_time(&self, a: Mtime, b: Mtime) -> bool {
+        let delta = a.0.abs_diff(b.0);
+        delta == 0 || u128::from(delta) < self.window.as_nanos()
+    }
+
     fn mtimes_match<'s>(&self, src: &Entry, dst: &Entry, synced: &impl Fn() -> Option<&'s SyncedRecord>) -> bool {
         if let (Some(a), Some(b)) = (src.mtime, dst.mtime) {
             let delta = a.0.abs_diff(b.0);

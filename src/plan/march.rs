@@ -279,7 +279,7 @@ pub fn march(
     // everything inside it has settled.
     src_dir_mtimes.sort_by(|a, b| b.0.depth().cmp(&a.0.depth()).then_with(|| a.0.cmp(&b.0)));
     for (path, mtime, created) in src_dir_mtimes {
-        let differs = created || dst_dir_mtimes.get(&path).is_none_or(|d| *d != Some(mtime));
+        let differs = created || dst_dir_mtimes.get(&path).is_none_or(|d| !d.is_some_and(|d| rule.same_time(d, mtime)));
         if differs || touched.contains(&path) {
             out.push(Action::SetMtime { path, kind: EntryKind::Dir, mtime, reason: Reason::DirMtime });
         }

@@ -443,3 +443,26 @@ fn an_owner_change_is_a_set_owner_that_gives_the_bits_again() {
     let unlisted = vec![with_mode(file("f", 3, 10), 0o4755), dir("d")];
     assert!(run_owners(src, unlisted, both).actions.is_empty());
 }
+
+#[test]
+fn a_directory_time_within_the_coarser_precision_is_left_alone() {
+    // A local directory's nanoseconds, an SFTP server's seconds.
+    let local = Entry { mtime: Some(Mtime::from_unix(1000, 123_456_789)), ..dir("d") };
+    let rule = CompareRule::new(CompareMode::Mtime, Duration::from_nanos(1), Duration::from_secs(1), true);
+    let plan_of = |dst: Entry| {
+        plan(PlanInput {
+            src: vec![local.clone()],
+            dst: vec![dst],
+            src_unreadable: &[],
+            synced: &HashMap::new(),
+            rule,
+            delete: false,
+            links: LinkRule::default(),
+            perms: PermRule::default(),
+        })
+    };
+    assert!(plan_of(dir("d")).actions.is_empty(), "set every run before");
+    let older = Entry { mtime: Some(Mtime::from_unix(998, 0)), ..dir("d") };
+    let set = plan_of(older).actions;
+    assert!(matches!(set.as_slice(), [Action::SetMtime { kind: EntryKind::Dir, .. }]), "{set:?}");
+}
