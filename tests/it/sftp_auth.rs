@@ -293,6 +293,12 @@ fn a_host_alias_from_the_ssh_config() {
     run.expect_code(3);
     assert!(run.stderr.contains("127.0.0.1:1"), "{}", run.explain());
 
+    // A file named that is not there is refused, as `ssh -F` refuses it
+    // (a typo would send the alias to a host of that name).
+    let missing = s.path("no_such_config").to_string_lossy().into_owned();
+    let run = upload_to(&s, &server, &alias_url("mirror-1"), None, &[], &["--ssh-config", &missing]);
+    assert!(run.code != 0 && run.stderr.contains("no such file"), "{}", run.explain());
+
     // ~/.ssh/config is the default; `--ssh-config none` reads nothing.
     fs::create_dir_all(s.path("home/.ssh")).unwrap();
     fs::copy(&config, s.path("home/.ssh/config")).unwrap();

@@ -522,6 +522,11 @@ pub fn resolve(
         Some(home) => home.join(".ssh"),
         None => path.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
+    // A file named with --ssh-config must be there (as `ssh -F` insists):
+    // a typo would otherwise send an alias to a host of that name.
+    if config.is_some() && !path.exists() {
+        return Err(format!("--ssh-config {}: no such file", path.display()));
+    }
     let settings = lookup(&path, &remote.host, &Dirs { ssh_dir: &ssh_dir })?;
     let home_text = home.map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let mut resolved = remote.clone();
