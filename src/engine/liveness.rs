@@ -24,11 +24,20 @@ use crate::error::OpError;
 /// servers may be given up on.
 pub const FAILURES: u32 = crate::retry::SILENT_FAILURES;
 
+/// How long nothing but refused connections (the server's process is gone,
+/// or its port closed) must last before giving up: a refusal comes at once,
+/// so waiting the whole window lets every pending file spend its retries
+/// against a closed port (seen: 519 reconnects in 10 s, exit 1). A server
+/// restarting refuses for a second or two.
+pub const REFUSED_WINDOW: Duration = Duration::from_secs(5);
+
 pub struct Liveness {
     started: Instant,
     /// Milliseconds after `started` of the last answer.
     last_answer_ms: AtomicU64,
     failures_in_a_row: AtomicU32,
+    /// Of those, the connections refused in a row (see [`REFUSED_WINDOW`]).
+    refused_in_a_row: AtomicU32,
     window: Duration,
     /// Why the run gave up, once it has.
     gave_up: Mutex<Option<String>>,
@@ -43,6 +52,7 @@ impl Liveness {
             started: Instant::now(),
             last_answer_ms: AtomicU64::new(0),
             failures_in_a_row: AtomicU32::new(0),
+            refused_in_a_row: AtomicU32::new(0),
             window,
             gave_up: Mutex::new(None),
             notify: watch::channel(false).0,
@@ -59,6 +69,7 @@ impl Liveness {
         self.last_answer_ms.store(self.now_ms(), Ordering::Relaxed);
         if self.failures_in_a_row.load(Ordering::Relaxed) != 0 {
             self.failures_in_a_row.store(0, Ordering::Relaxed);
+            self.refused_in_a_row.store(0, Ordering::Relaxed);
         }
     }
 
@@ -71,8 +82,19 @@ impl Liveness {
             return;
         }
         let in_a_row = self.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        let refused = match is_refusal(err) {
+            true => self.refused_in_a_row.fetch_add(1, Ordering::Relaxed) + 1,
+            false => {
+                self.refused_in_a_row.store(0, Ordering::Relaxed);
+                0
+            }
+        };
+        let window = match refused >= FAILURES {
+            true => self.window.min(REFUSED_WINDOW),
+            false => self.window,
+        };
         let silent = self.silent_for();
-        if in_a_row >= FAILURES && silent >= self.window {
+        if in_a_row >= FAILURES && silent >= window {
             let mut gave_up = self.gave_up.lock().unwrap_or_else(|p| p.into_inner());
             if gave_up.is_none() {
                 *gave_up = Some(format!(
@@ -102,6 +124,11 @@ impl Liveness {
     }
 }
 
+/// A connection the server's side refused outright (nothing listens).
+fn is_refusal(err: &OpError) -> bool {
+    err.op == "connect" && err.message.to_ascii_lowercase().contains("connection refused")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +150,26 @@ mod tests {
         let why = live.gave_up().expect("silent for the window, failures in a row");
         assert!(why.contains("no answer for 11s") && why.contains("timed out"), "{why}");
         tokio::time::timeout(Duration::from_millis(1), live.given_up()).await.expect("notified");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_connections_give_up_sooner() {
+        let live = Liveness::new(Duration::from_secs(120));
+        let refused = OpError::new(ErrorKind::Temporary, "connect", "sftp://h:22", "SSH: Connection refused");
+        for _ in 0..10 {
+            live.failed(&refused);
+        }
+        tokio::time::advance(REFUSED_WINDOW - Duration::from_millis(100)).await;
+        live.failed(&refused);
+        assert_eq!(live.gave_up(), None, "a restart refuses for a moment");
+        tokio::time::advance(Duration::from_millis(200)).await;
+        live.failed(&timeout());
+        assert_eq!(live.gave_up(), None, "a timeout between them: the whole window again");
+        for _ in 0..3 {
+            live.failed(&refused);
+        }
+        let why = live.gave_up().expect("refused, in a row, for the refusals' window");
+        assert!(why.contains("Connection refused"), "{why}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -238,6 +238,33 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     (0..len).map(|_| rng.u8(..)).collect()
 }
 
+/// SIGKILL to a server and every process descended from it: vsftpd's
+/// sessions leave its process group, and a crash takes them all.
+pub fn kill_server(pid: u32) {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
+        let (Some(pid), Some(rest)) = (stat.split(' ').next(), stat.rsplit_once(')').map(|r| r.1)) else { continue };
+        if let (Ok(pid), Some(Ok(ppid))) = (pid.parse(), rest.split_whitespace().nth(1).map(str::parse)) {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut doomed = vec![pid];
+    let mut i = 0;
+    while i < doomed.len() {
+        let parent = doomed[i];
+        doomed.extend(parents.iter().filter(|(_, ppid)| *ppid == parent).map(|(pid, _)| *pid));
+        i += 1;
+    }
+    let _ = std::process::Command::new("kill").arg("-KILL").args(doomed.iter().map(u32::to_string)).status();
+}
+
+/// Regular files anywhere below `dir`.
+pub fn files_in_tree(dir: &std::path::Path) -> usize {
+    walkdir::WalkDir::new(dir).into_iter().flatten().filter(|e| e.file_type().is_file()).count()
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

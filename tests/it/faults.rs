@@ -298,28 +298,6 @@ fn kill_group(pgid: u32) {
     let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
 }
 
-/// SIGKILL to a server and every process descended from it: vsftpd's
-/// sessions leave its process group, and a crash takes them all.
-fn kill_server(pid: u32) {
-    let mut parents: Vec<(u32, u32)> = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else { continue };
-        // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
-        let (Some(pid), Some(rest)) = (stat.split(' ').next(), stat.rsplit_once(')').map(|r| r.1)) else { continue };
-        if let (Ok(pid), Some(Ok(ppid))) = (pid.parse(), rest.split_whitespace().nth(1).map(str::parse)) {
-            parents.push((pid, ppid));
-        }
-    }
-    let mut doomed = vec![pid];
-    let mut i = 0;
-    while i < doomed.len() {
-        let parent = doomed[i];
-        doomed.extend(parents.iter().filter(|(_, ppid)| *ppid == parent).map(|(pid, _)| *pid));
-        i += 1;
-    }
-    let _ = Command::new("kill").arg("-KILL").args(doomed.iter().map(u32::to_string)).status();
-}
-
 #[test]
 fn server_killed_mid_run_fails_cleanly_and_restarted_mid_run_is_survived() {
     let server = harness::ftp_server(FtpServerKind::Vsftpd, FtpTls::None);

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::common::*;
 use crate::harness::{self, FtpServer, FtpServerKind, FtpTls, SshServer};
@@ -559,4 +560,50 @@ fn one_tree_spelled_two_ways_is_refused_after_opening() {
     let run = sync(&s, &server, &url(&server, "/alias"), &s.dst().to_string_lossy(), &[]);
     run.expect_code(0);
     assert_eq!(fs::read(s.dst().join("sub/precious.txt")).unwrap(), b"precious");
+}
+
+/// The server's process gone mid-run (every connection refused at once):
+/// the run gives up after a few seconds of nothing but refusals and exits
+/// 3, instead of spending every pending file's retries against a closed
+/// port (before: hundreds of reconnects, exit 1). No file is left
+/// half-written under its name.
+#[test]
+fn a_server_gone_mid_run_ends_it_with_exit_3() {
+    let server = harness::ssh_server();
+    harness::give_to_test_user(&server.root);
+    let s = Scratch::new();
+    for i in 0..200 {
+        write(&s.src(), format!("f{i:03}.bin"), &bytes(i, 20 << 10));
+    }
+    let src = s.src().to_string_lossy().into_owned();
+    let mut cmd = barge(&s);
+    cmd.args(["sync", &src, &url(&server, "/up"), "--json", "--timeout", "20", "--bwlimit", "400K"])
+        .args(["--parallel", "4", "--known-hosts"])
+        .arg(&server.known_hosts)
+        .arg("--identity")
+        .arg(&server.client_key)
+        .arg("--state")
+        .arg(s.state())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let started = std::time::Instant::now();
+    while files_in_tree(&server.root) < 5 && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The listener and every session below it (sshd forks twice per login).
+    kill_server(server.pid());
+    let killed = std::time::Instant::now();
+    let run = Run::of(child.wait_with_output().unwrap());
+    run.expect_code(3);
+    assert!(killed.elapsed() < Duration::from_secs(30), "took {:?}\n{}", killed.elapsed(), run.explain());
+    let summary = run.summary();
+    assert!(summary["gave_up"].as_str().is_some_and(|why| why.contains("refused")), "{summary}");
+    for entry in walkdir::WalkDir::new(server.root.join("up")).into_iter().flatten().filter(|e| e.file_type().is_file())
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(".barge-") {
+            assert_eq!(fs::read(entry.path()).unwrap(), fs::read(s.src().join(&name)).unwrap(), "{name} partial");
+        }
+    }
 }

@@ -474,10 +474,6 @@ fn stopped_within_the_timeout(s: &Scratch, server: &FtpServer, timeout: u64, fla
     assert_ne!(run.code, 0, "{}", run.explain());
 }
 
-fn files_in_tree(dir: &std::path::Path) -> usize {
-    walkdir::WalkDir::new(dir).into_iter().flatten().filter(|e| e.file_type().is_file()).count()
-}
-
 /// SIGTERM while the server is silent: what is in flight gets no retry,
 /// so the run ends within one --timeout (it waited for retries that could
 /// never succeed: 180 s after SIGTERM with --timeout 10).
