@@ -56,14 +56,7 @@ pub(super) fn state_path(job: &Job, roots: &Roots) -> Result<StatePath, Error> {
         let state = StatePath { path: path.clone(), earlier: None, explicit: true };
         return state.usable();
     }
-    let shard = job
-        .filter
-        .shard()
-        .map(|s| match s.depth {
-            1 => format!("#shard-{}-of-{}", s.index, s.count),
-            depth => format!("#shard-{}-of-{}-depth-{depth}", s.index, s.count),
-        })
-        .unwrap_or_default();
+    let shard = shard_suffix(job);
     let named = |src: &str, dst: &str| state::default_path(src, &format!("{dst}{shard}"));
     let path = named(&identity(&roots.src), &identity(&roots.dst))?;
     if path.exists() {
@@ -75,6 +68,44 @@ pub(super) fn state_path(job: &Job, roots: &Roots) -> Result<StatePath, Error> {
     let plain = named(&job.src.canonical().legacy_identity(), &job.dst.canonical().legacy_identity())?;
     let earlier = [typed, plain].into_iter().find(|p| p.exists());
     StatePath { path, earlier, explicit: false }.usable()
+}
+
+/// Shards of one job run side by side, each with its own database.
+fn shard_suffix(job: &Job) -> String {
+    job.filter
+        .shard()
+        .map(|s| match s.depth {
+            1 => format!("#shard-{}-of-{}", s.index, s.count),
+            depth => format!("#shard-{}-of-{}-depth-{depth}", s.index, s.count),
+        })
+        .unwrap_or_default()
+}
+
+/// The lock a sync also takes once both sides are open, when the roots as
+/// their servers resolve them ([`crate::backend::Backend::resolved_root`])
+/// are not the canonical ones: the default database's lock for the
+/// resolved roots, which is the lock a run of the plain spelling holds.
+/// `sftp://h/~/d` and `sftp://h/home/me/d` are one job and must not run at
+/// once (each took its own lock and wrote the same temporaries).
+pub(super) fn resolved_lock_path(
+    job: &Job,
+    roots: &Roots,
+    resolved: (Option<Vec<u8>>, Option<Vec<u8>>),
+) -> Option<PathBuf> {
+    let side = |canonical: &Location, resolved: Option<Vec<u8>>| match (canonical, resolved) {
+        (Location::Remote(remote), Some(path)) => {
+            let mut remote = remote.clone();
+            remote.path = path;
+            identity(&Location::Remote(remote))
+        }
+        _ => identity(canonical),
+    };
+    let (src, dst) = (side(&roots.src, resolved.0), side(&roots.dst, resolved.1));
+    if src == identity(&roots.src) && dst == identity(&roots.dst) {
+        return None;
+    }
+    // The database name the plain spelling has: its lock is this lock.
+    state::default_path(&src, &format!("{dst}{}", shard_suffix(job))).ok()
 }
 
 /// The text a job's database is named after: no secret in it.

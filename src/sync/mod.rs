@@ -163,6 +163,23 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
             return Err(err);
         }
     };
+    // One tree spelled two ways is one job: a second lock, held to the end.
+    let resolved = match mode {
+        Mode::Sync => identity::resolved_lock_path(&job, &roots, (src.resolved_root(), dst.resolved_root())),
+        _ => None,
+    }
+    .filter(|path| *path != state_path);
+    let _resolved_lock = match resolved.map(|path| JobLock::acquire(&path)).transpose() {
+        Ok(lock) => lock,
+        Err(err) if fresh => {
+            discard_state(db, lock, &state_path);
+            return Err(err);
+        }
+        Err(err) => {
+            finish_run(db.as_ref(), "failed").await;
+            return Err(err);
+        }
+    };
     let journal = db.as_ref().map(|db| Arc::new(Journal::new(db.clone())));
     let ran = match run_opened(&mut job, mode, started, (src, dst), db.as_ref(), journal.clone(), &reporter).await {
         Ok(Ended::Printed(outcome)) => return Ok(outcome),

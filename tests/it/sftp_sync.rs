@@ -607,3 +607,42 @@ fn a_server_gone_mid_run_ends_it_with_exit_3() {
         }
     }
 }
+
+/// One destination spelled two ways (through a link to it) is one job:
+/// a run of the second spelling while the first runs exits 4, as a second
+/// run of one spelling does (each took its own lock and both wrote the same
+/// temporaries).
+#[test]
+fn one_destination_spelled_two_ways_runs_once_at_a_time() {
+    let server = harness::ssh_server();
+    fs::create_dir_all(server.root.join("tree")).unwrap();
+    std::os::unix::fs::symlink("tree", server.root.join("alias")).unwrap();
+    harness::give_to_test_user(&server.root);
+    let s = Scratch::new();
+    write(&s.src(), "big.bin", &bytes(5, 2 << 20));
+    let src = s.src().to_string_lossy().into_owned();
+    let sync_to = |dst: &str| {
+        let mut cmd = barge(&s);
+        cmd.args(["sync", &src, dst, "--timeout", "20", "--bwlimit", "256K", "--known-hosts"])
+            .arg(&server.known_hosts)
+            .arg("--identity")
+            .arg(&server.client_key);
+        cmd
+    };
+    for (first, second, on_disk) in [("/tree/d", "/alias/d", "tree/d"), ("/alias/e", "/tree/e", "tree/e")] {
+        let mut running = sync_to(&url(&server, first))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while temporaries(&server.root.join(on_disk)).is_empty() && started.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let run = Run::of(sync_to(&url(&server, second)).output().unwrap());
+        running.kill().unwrap();
+        running.wait().unwrap();
+        run.expect_code(4);
+        assert!(run.stderr.contains("already running"), "{first} then {second}: {}", run.explain());
+    }
+}
