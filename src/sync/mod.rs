@@ -150,27 +150,21 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     }
 
     let mut job = job;
-    let (src, dst) = match open_sides(&job, mode, db.as_ref()).await {
-        Ok(sides) => sides,
+    let opened = async {
+        let (src, dst) = open_sides(&job, mode, db.as_ref()).await?;
+        // One tree spelled two ways is one job: a second lock, held to the end.
+        let resolved = match mode {
+            Mode::Sync => identity::resolved_lock_path(&job, &roots, (src.resolved_root(), dst.resolved_root())),
+            _ => None,
+        }
+        .filter(|path| *path != state_path);
+        let resolved_lock = resolved.map(|path| JobLock::acquire(&path)).transpose()?;
+        Ok::<_, Error>((src, dst, resolved_lock))
+    };
+    let (src, dst, _resolved_lock) = match opened.await {
+        Ok(opened) => opened,
         // A job whose first run cannot start never ran: no database of it
         // stays behind. Otherwise the run is failed, not interrupted.
-        Err(err) if fresh => {
-            discard_state(db, lock, &state_path);
-            return Err(err);
-        }
-        Err(err) => {
-            finish_run(db.as_ref(), "failed").await;
-            return Err(err);
-        }
-    };
-    // One tree spelled two ways is one job: a second lock, held to the end.
-    let resolved = match mode {
-        Mode::Sync => identity::resolved_lock_path(&job, &roots, (src.resolved_root(), dst.resolved_root())),
-        _ => None,
-    }
-    .filter(|path| *path != state_path);
-    let _resolved_lock = match resolved.map(|path| JobLock::acquire(&path)).transpose() {
-        Ok(lock) => lock,
         Err(err) if fresh => {
             discard_state(db, lock, &state_path);
             return Err(err);
