@@ -69,6 +69,9 @@ impl Default for Link {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub connections: AtomicUsize,
+    /// Connections accepted on the first port given to [`forward`] (an
+    /// FTP server's control port): the rest are data connections.
+    pub first_port_connections: AtomicUsize,
     pub bytes_down: AtomicU64,
     pub bytes_up: AtomicU64,
     /// Bytes inverted by [`Fault::FlipByteAt`].
@@ -84,12 +87,15 @@ pub async fn forward(
     link: Link,
 ) -> std::io::Result<Arc<Stats>> {
     let stats = Arc::new(Stats::default());
-    for port in ports {
+    for (n, port) in ports.into_iter().enumerate() {
         let listener = TcpListener::bind(SocketAddr::new(listen_ip, port)).await?;
         let stats = Arc::clone(&stats);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let index = stats.connections.fetch_add(1, Ordering::SeqCst);
+                if n == 0 {
+                    stats.first_port_connections.fetch_add(1, Ordering::SeqCst);
+                }
                 let chosen = index >= link.fault_from_connection && link.fault_port.is_none_or(|p| p == port);
                 let fault = if chosen { link.fault } else { Fault::None };
                 if fault == Fault::Refuse {
