@@ -20,7 +20,7 @@ use toml::Spanned;
 use crate::backend::RemoteOptions;
 use crate::backend::ftp::names::NameEncoding;
 use crate::error::Error;
-use crate::location::{Location, RemoteLocation, Secret};
+use crate::location::{Location, RemoteLocation, Scheme, Secret};
 use crate::plan::{CompareMode, LinkMode};
 use crate::stop::CutoffMode;
 use crate::sync::DeleteLimit;
@@ -444,10 +444,7 @@ pub fn remote_reference(text: &str) -> Option<(&str, &str)> {
 /// `ftp:/host/x` or `sftp:host/x` (a slash short): the URL it was meant
 /// to be, when `name` is one of barge's schemes.
 fn misspelled_url(name: &str, rest: &str) -> Option<String> {
-    let scheme = name.to_ascii_lowercase();
-    ["ftp", "ftps", "ftpes", "sftp"]
-        .contains(&scheme.as_str())
-        .then(|| format!("{scheme}://{}", rest.trim_start_matches('/')))
+    Scheme::named(name).map(|scheme| format!("{}://{}", scheme.as_str(), rest.trim_start_matches('/')))
 }
 
 /// `user@host:path` (scp's and rsync's form, no scheme): the SFTP URL it
@@ -470,9 +467,7 @@ fn scp_style(text: &str) -> Option<String> {
 /// for a local path it would fill ./sftp/host/x, password and all.
 fn scheme_without_colon(text: &str) -> Option<String> {
     let (scheme, rest) = text.split_once("//")?;
-    ["ftp", "ftps", "ftpes", "sftp"]
-        .contains(&scheme.to_ascii_lowercase().as_str())
-        .then(|| format!("{}://{}", scheme.to_ascii_lowercase(), rest.trim_start_matches('/')))
+    misspelled_url(scheme, rest)
 }
 
 /// `text` with what would be a URL's password shown as `***`: a location
@@ -482,11 +477,13 @@ fn scheme_without_colon(text: &str) -> Option<String> {
 /// `/`; a path holding `@` only hides more).
 fn without_password(text: &str) -> String {
     let Some(at) = text.rfind('@') else { return text.to_string() };
-    let lower = text.to_ascii_lowercase();
-    let start = ["ftp:", "ftps:", "ftpes:", "sftp:"]
-        .iter()
-        .find(|scheme| lower.starts_with(*scheme))
-        .map_or(0, |scheme| scheme.len() + text[scheme.len()..].bytes().take_while(|&b| b == b'/').count());
+    // After `scheme:` and its slashes, however many were typed.
+    let start = match text.split_once(':') {
+        Some((scheme, rest)) if Scheme::named(scheme).is_some() => {
+            scheme.len() + 1 + rest.bytes().take_while(|&b| b == b'/').count()
+        }
+        _ => 0,
+    };
     match text.get(start..at).and_then(|user| user.find(':')) {
         Some(colon) => format!("{}:***{}", &text[..start + colon], &text[at..]),
         None => text.to_string(),

@@ -122,6 +122,17 @@ pub enum Scheme {
 }
 
 impl Scheme {
+    /// The scheme a URL's `name://` names, in any case.
+    pub fn named(name: &str) -> Option<Scheme> {
+        match name.to_ascii_lowercase().as_str() {
+            "ftp" => Some(Scheme::Ftp),
+            "ftpes" => Some(Scheme::Ftpes),
+            "ftps" => Some(Scheme::Ftps),
+            "sftp" => Some(Scheme::Sftp),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scheme::Ftp => "ftp",
@@ -178,12 +189,8 @@ pub struct RemoteLocation {
 impl RemoteLocation {
     fn parse(scheme: &str, rest: &str) -> Result<RemoteLocation, Error> {
         let bad = |why: &str| Error::Usage(format!("bad {scheme}:// location: {why}"));
-        let scheme = match scheme.to_ascii_lowercase().as_str() {
-            "ftp" => Scheme::Ftp,
-            "ftpes" => Scheme::Ftpes,
-            "ftps" => Scheme::Ftps,
-            "sftp" => Scheme::Sftp,
-            other => return Err(Error::Usage(format!("unknown location scheme `{other}://`"))),
+        let Some(scheme) = Scheme::named(scheme) else {
+            return Err(Error::Usage(format!("unknown location scheme `{}://`", scheme.to_ascii_lowercase())));
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),

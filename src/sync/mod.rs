@@ -152,9 +152,15 @@ pub async fn run(job: Job, mode: Mode, reporter: Arc<Reporter>) -> Result<Outcom
     let mut job = job;
     let opened = async {
         let (src, dst) = open_sides(&job, mode, db.as_ref()).await?;
-        // One tree spelled two ways is one job: a second lock, held to the end.
+        // One tree spelled two ways (`~`, a link on the server, another
+        // name of the host) is one tree: refused if the roots nest, before
+        // anything is listed or written, and one job, under a second lock
+        // held to the end. Compared as the canonical roots are (users
+        // resolved), with the paths the servers resolved.
+        let resolved = (src.resolved_root(), dst.resolved_root());
+        safety::refuse_overlap_resolved(&roots.src, &roots.dst, resolved.clone(), &job.filter).await?;
         let resolved = match mode {
-            Mode::Sync => identity::resolved_lock_path(&job, &roots, (src.resolved_root(), dst.resolved_root())),
+            Mode::Sync => identity::resolved_lock_path(&job, &roots, resolved),
             _ => None,
         }
         .filter(|path| *path != state_path);
@@ -325,11 +331,7 @@ async fn open_sides(job: &Job, mode: Mode, db: Option<&Db>) -> Result<(Arc<dyn B
         }
         opened => opened,
     };
-    let dst = dst.map_err(unreachable("destination", &job.dst))?;
-    // Before anything is listed or written: one tree spelled two ways.
-    let resolved = (src.resolved_root(), dst.resolved_root());
-    safety::refuse_overlap_resolved(&job.src, &job.dst, resolved, &job.filter).await?;
-    Ok((src, dst))
+    Ok((src, dst.map_err(unreachable("destination", &job.dst))?))
 }
 
 /// Removes the database (and lock) a sync created for a job whose first
