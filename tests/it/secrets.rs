@@ -108,13 +108,16 @@ fn watched_download(s: &Scratch, remote: &Remote, from: PasswordFrom) -> Watched
     }
     let child = cmd.spawn().unwrap();
     let pid = child.id();
+    // Read through this directory, a sample fails once barge is gone
+    // instead of reading whatever process takes its PID next.
+    let proc_dir = fs::File::open(format!("/proc/{pid}")).unwrap();
     // Drain the pipes on threads so a chatty run never blocks on them.
     let output = std::thread::spawn(move || child.wait_with_output().unwrap());
     let (mut cmdlines, mut temps) = (Vec::new(), Vec::new());
     let deadline = Instant::now() + Duration::from_secs(60);
     while !output.is_finished() {
         assert!(Instant::now() < deadline, "barge did not finish in 60 s");
-        if let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline"))
+        if let Some(cmdline) = read_at(&proc_dir, c"cmdline")
             && !cmdline.is_empty()
         {
             cmdlines.push(cmdline);
@@ -141,6 +144,23 @@ fn files_barge_wrote(s: &Scratch) -> Vec<PathBuf> {
         .map(|e| e.path().to_path_buf())
         .filter(|p| *p != s.path("netrc") && !p.starts_with(s.dst()))
         .collect()
+}
+
+/// `name` read relative to the open directory `dir`; `None` once what it
+/// names is gone.
+fn read_at(dir: &fs::File, name: &std::ffi::CStr) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: openat on a directory descriptor this function borrows; the
+    // descriptor it returns is owned by the File made from it.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut file = unsafe { fs::File::from_raw_fd(fd) };
+    let mut out = Vec::new();
+    file.read_to_end(&mut out).ok()?;
+    Some(out)
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
